@@ -1,0 +1,30 @@
+# Two commands: `make demo` and `make test`. Both create .venv and install what is needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m bonelesion series sample_data --json > /dev/null
+	$(PY) -m bonelesion convert sample_data $(DEMO_OUT)/nifti
+	@echo "Results are in $(DEMO_OUT)/"
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

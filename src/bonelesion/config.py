@@ -1,0 +1,138 @@
+"""Typed, frozen configuration loaded from TOML, with unknown keys as errors (STYLE.md §4).
+
+`build_config` turns a mapping into a (nested) frozen dataclass: each key must name a
+field, values are checked against the field's type, and every error names the dotted key.
+Stage configs subclass nothing: any ``@dataclass(frozen=True, kw_only=True)`` works, and its
+``__post_init__`` does the range checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bonelesion.errors import ConfigError
+
+__all__ = ["build_config", "read_toml", "config_to_dict"]
+
+T = TypeVar("T")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; a syntax error becomes a `ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"Config file {path} does not exist. Potential fix: check the path.") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from exc
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, found {type(value).__name__} {value!r}")
+        return build_config(tp, value, prefix=key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, found {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, found {len(value)}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, found {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return types.MappingProxyType({k: _coerce(v, vt, f"{key}.{k}") for k, v in value.items()})
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, found {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, found {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, found {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, found {value!r}")
+        return value
+    if isinstance(tp, type) and issubclass(tp, __import__("enum").Enum):
+        try:
+            return tp(value)
+        except ValueError as exc:
+            allowed = ", ".join(repr(m.value) for m in tp)
+            raise ConfigError(f"{key}: {value!r} is not one of {allowed}") from exc
+    return value
+
+
+def build_config(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
+    """Build the frozen dataclass ``cls`` from ``data``; unknown keys are errors.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key, a value of the wrong type, or a failed range check; the message
+        names the dotted key (``stages.dwi_adc.b_min_s_per_mm2``).
+    """
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    dotted = (prefix + ".") if prefix else ""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{dotted}{unknown[0]}: unknown key (allowed keys: {', '.join(sorted(fields))}). "
+            "Potential fix: check the spelling; unknown keys are refused so a typo cannot pass."
+        )
+    kwargs = {name: _coerce(value, hints[name], f"{dotted}{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if prefix and not str(exc).startswith(prefix):
+            raise ConfigError(f"{prefix}.{exc}") from exc
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from exc
+
+
+def config_to_dict(config: Any) -> Any:
+    """Plain JSON-able form of a config dataclass (for reports and hashing)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, Mapping):
+        return {str(k): config_to_dict(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [config_to_dict(v) for v in config]
+    if hasattr(config, "value") and isinstance(getattr(config, "value"), (str, int)):
+        return config.value
+    return config

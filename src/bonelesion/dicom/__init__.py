@@ -1,0 +1,1 @@
+"""DICOM input: catalogue of an export, series → `Volume`, vendor knowledge."""

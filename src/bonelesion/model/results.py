@@ -1,0 +1,117 @@
+"""Result records of the measurement stages (frozen, units in every name).
+
+These are the contract between the stages (which produce them), the classifier and the
+reports (which consume them). A feature a study cannot give is ``None`` in
+`LesionMeasurements`, with the reason in ``missing``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Provenance",
+    "CtAttenuationResult",
+    "ChemicalShiftResult",
+    "AdcResult",
+    "LesionMeasurements",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """How a result was made: the stage, its inputs and its resolved parameters."""
+
+    stage: str
+    series_instance_uids: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CtAttenuationResult:
+    """CT attenuation statistics of one lesion, measured on its eroded core ROI."""
+
+    lesion_id: str
+    series_instance_uid: str
+    lesion_voxel_count: int
+    lesion_volume_ml: float
+    core_voxel_count: int
+    attenuation_mean_hu: float
+    attenuation_median_hu: float
+    attenuation_max_hu: float
+    attenuation_min_hu: float
+    attenuation_sd_hu: float
+    attenuation_p05_hu: float
+    attenuation_p95_hu: float
+    erosion_margin_mm: float
+    warnings: tuple[str, ...] = ()
+    provenance: Provenance | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChemicalShiftResult:
+    """In/opposed-phase (and Dixon water/fat) signal of one lesion.
+
+    ``chemical_shift_ratio`` is SIR = mean opposed-phase / mean in-phase signal;
+    ``signal_drop_pct`` = (1 − SIR) × 100; ``fat_fraction`` = F / (W + F) when water and
+    fat images exist, else None.
+    """
+
+    lesion_id: str
+    in_phase_series_uid: str
+    opposed_phase_series_uid: str
+    voxel_count: int
+    signal_in_phase_mean: float
+    signal_opposed_phase_mean: float
+    chemical_shift_ratio: float
+    signal_drop_pct: float
+    fat_fraction: float | None = None
+    normalised_chemical_shift_ratio: float | None = None
+    echo_time_in_phase_ms: float | None = None
+    echo_time_opposed_phase_ms: float | None = None
+    magnetic_field_strength_t: float | None = None
+    warnings: tuple[str, ...] = ()
+    provenance: Provenance | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdcResult:
+    """ADC statistics of one lesion, in mm²/s.
+
+    ``adc_source`` is ``"scanner"`` (the scanner's ADC map) or ``"fitted"`` (our fit over
+    ``b_values_s_per_mm2``).
+    """
+
+    lesion_id: str
+    series_instance_uid: str
+    adc_source: str
+    voxel_count: int
+    adc_mean_mm2_per_s: float
+    adc_median_mm2_per_s: float
+    adc_p10_mm2_per_s: float
+    adc_p90_mm2_per_s: float
+    adc_sd_mm2_per_s: float
+    b_values_s_per_mm2: tuple[float, ...] = ()
+    warnings: tuple[str, ...] = ()
+    provenance: Provenance | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LesionMeasurements:
+    """Everything measured for one lesion in one study.
+
+    ``missing`` maps a feature name (``"ct"``, ``"chemical_shift"``, ``"adc"``) to the
+    reason it could not be measured. ``annotations`` carries the structured per-lesion
+    inputs of the ROI source (``treated``, SINS/ESCC items …) unchanged.
+    """
+
+    study_instance_uid: str
+    lesion_id: str
+    ct: CtAttenuationResult | None = None
+    chemical_shift: ChemicalShiftResult | None = None
+    adc: AdcResult | None = None
+    missing: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
