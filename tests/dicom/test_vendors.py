@@ -959,3 +959,87 @@ def test_adc_scale_without_positive_values_raises() -> None:
         UnsupportedInputError, match=r"Series 1\.2\.3\.4: .*no positive finite value"
     ):
         v.adc_scale_to_mm2_per_s(ds, np.array([0.0, -1.0, np.nan]))
+
+
+# ---------------------------------------------------------------------------------------
+# Philips floating-point scaling, CSA errors, vendor fallbacks, Philips private gradient
+# ---------------------------------------------------------------------------------------
+
+#: dcm2niix writes scl_slope / scl_inter as float32 computed from float32 copies of RS and
+#: SS (observed agreement 6e-6 on the field-map frames).
+RTOL_DCM2NIIX_SCALE = 1e-5
+
+
+@pytest.mark.parametrize(
+    ("frame_token", "nifti"),
+    [
+        ("M", "Philips_WIP_B0_NS_801_e1.nii"),
+        ("FIELD_MAP", "Philips_WIP_B0_NS_801_e2_fieldmaphz.nii"),
+    ],
+)
+def test_philips_float_rescale_matches_dcm2niix(frame_token: str, nifti: str) -> None:
+    """FP = PV/SS + RI/(RS·SS): dcm2niix writes the same slope/intercept into its NIfTI."""
+    import nibabel
+
+    reference = nibabel.load(_reference("enhanced_philips_siemens_small", nifti))
+    slope_ref = float(reference.dataobj.slope)  # type: ignore[attr-defined]
+    inter_ref = float(reference.dataobj.inter)  # type: ignore[attr-defined]
+    frames = _headers("enhanced_philips_siemens_small", "dicom", "Philips", "IM_0027_fMAP.dcm")
+    chosen = [ds for ds in frames if ds.ImageType[3] == frame_token]
+    assert len(chosen) == 32
+    for ds in chosen:
+        result = v.philips_float_rescale(ds)
+        assert result is not None
+        assert result[0] == pytest.approx(slope_ref, rel=RTOL_DCM2NIIX_SCALE)
+        assert result[1] == pytest.approx(inter_ref, rel=RTOL_DCM2NIIX_SCALE, abs=1e-9)
+
+
+def test_philips_float_rescale_absent() -> None:
+    """No private scale slope (CHAOS) or not Philips (xa30): None."""
+    chaos = _headers("dixon_philips15T_chaos_set1", "dicom", "801_T1DUAL")
+    assert {v.philips_float_rescale(ds) for ds in chaos} == {None}
+    xa30 = _headers("dwi_siemens_xa30_enhanced_pa", "dicom", "16_DWI_dir80_PA")
+    assert {v.philips_float_rescale(ds) for ds in xa30} == {None}
+
+
+def test_unreadable_csa_header_falls_back_to_private_element() -> None:
+    """A damaged CSA image header is skipped; (0019,100C) still gives the b-value."""
+    ds = _read(_nibabel_data("siemens_dwi_1000.dcm.gz"))
+    ds[Tag(0x0029, 0x1010)].value = b"SV10\x04\x03\x02\x01" + b"\xff" * 64
+    assert v.b_value_s_per_mm2(ds) == pytest.approx(1000.0, abs=ATOL_B_S_PER_MM2)
+    assert v.diffusion_direction_lps(ds) is not None
+
+
+def test_vendor_from_software_version_when_uids_anonymised() -> None:
+    """CHAOS with its Philips UID roots replaced: the "PMS" software string still tells."""
+    ds = copy.deepcopy(_headers("dixon_philips15T_chaos_set1", "dicom", "801_T1DUAL")[0])
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "FrameOfReferenceUID",
+    ):
+        setattr(ds, keyword, "1.2.826.0.1.3680043.8.498.1")
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.826.0.1.3680043.8.498.1")
+    assert v.vendor_of(ds) is Vendor.PHILIPS
+    ds.SoftwareVersions = ""
+    assert v.vendor_of(ds) is Vendor.OTHER
+
+
+def test_philips_private_gradient() -> None:
+    """(2005,xxB0-B2) with its creator gives the direction when (0018,9089) is absent."""
+    ds = _synthetic_mr(Manufacturer="Philips Medical Systems", ImageType=["ORIGINAL", "PRIMARY"])
+    ds.add_new(Tag(0x2001, 0x0010), "LO", "Philips Imaging DD 001")
+    ds.add_new(Tag(0x2001, 0x1003), "FL", 1000.0)
+    ds.add_new(Tag(0x2005, 0x0010), "LO", "Philips MR Imaging DD 001")
+    for offset, value in zip((0xB0, 0xB1, 0xB2), (0.0, 3.0, 4.0), strict=True):
+        ds.add_new(Tag(0x2005, 0x1000 | offset), "FL", value)
+    assert v.b_value_s_per_mm2(ds) == 1000.0
+    assert v.diffusion_kind(ds) is DiffusionKind.DIRECTIONAL
+    direction = v.diffusion_direction_lps(ds)
+    assert direction is not None
+    np.testing.assert_allclose(np.asarray(direction), np.array([0.0, 0.6, 0.8]), atol=ATOL_UNIT)
+    for offset in (0xB0, 0xB1, 0xB2):
+        ds[Tag(0x2005, 0x1000 | offset)].value = 0.0
+    assert v.diffusion_kind(ds) is DiffusionKind.TRACE  # Philips isotropic: b > 0, no gradient
+    assert v.diffusion_direction_lps(ds) is None

@@ -67,6 +67,7 @@ __all__ = [
     "echo_time_phase",
     "is_diffusion_acquisition",
     "b_values_of_series_s_per_mm2",
+    "philips_float_rescale",
     "B_VALUE_MAX_S_PER_MM2",
     "ECHO_PHASE_TOLERANCE_CYCLES",
     "ADC_SCALE_RANGES",
@@ -1357,6 +1358,50 @@ def stack_role(ds: Dataset) -> Role:
             if phase == "opposed":
                 return Role.DIXON_OPPOSED_PHASE
     return Role.OTHER
+
+
+# ---------------------------------------------------------------------------------------
+# Philips floating-point scaling
+# ---------------------------------------------------------------------------------------
+
+
+def philips_float_rescale(ds: Dataset) -> tuple[float, float] | None:
+    """Slope and intercept from stored Philips pixel values to "floating point" values.
+
+    Philips stores a private scale slope SS (2005,xx0E) besides the DICOM rescale
+    (RS, RI). The displayed value is DV = PV·RS + RI; the value proportional to the MR
+    signal, comparable between images with different RS, is FP = DV / (RS·SS)
+    (dcm2niix Philips notes, "UsePhilipsFloatNotDisplayScaling").
+
+    Parameters
+    ----------
+    ds : Dataset
+        Flat header (the RescaleSlope/Intercept of a flattened enhanced frame come from its
+        Pixel Value Transformation item, SS from the Philips private per-frame item).
+
+    Returns
+    -------
+    (slope, intercept) or None
+        FP = PV · slope + intercept, i.e. slope = 1 / SS and intercept = RI / (RS · SS).
+        None for non-Philips headers and when SS or RS is absent or not positive (e.g. the
+        CHAOS export, whose private elements were removed): use the DICOM rescale then.
+
+    Notes
+    -----
+    Signal ratios taken within one image stack (SIR = OP / IP) are only valid on DV when
+    both images share RS and SS; otherwise they need FP.
+    """
+    if vendor_of(ds) is not Vendor.PHILIPS:
+        return None
+    scale_slope = _private_numbers(ds, 0x2005, _PHILIPS_MR_IMAGING, 0x0E, "FL")
+    rescale_slope = _float_or_none(ds.get("RescaleSlope"))
+    rescale_intercept = _float_or_none(ds.get("RescaleIntercept")) or 0.0
+    if not scale_slope or rescale_slope is None:
+        return None
+    ss = scale_slope[0]
+    if not (math.isfinite(ss) and ss > 0.0 and rescale_slope > 0.0):
+        return None
+    return 1.0 / ss, rescale_intercept / (rescale_slope * ss)
 
 
 # ---------------------------------------------------------------------------------------
