@@ -605,6 +605,22 @@ def test_dixon_roles_from_labels(
     assert v.stack_role(ds) is role
 
 
+@pytest.mark.parametrize("label", ["T1 IN/OUT PHASE", "t1_fl2d_in-opp", "AX IN PHASE & OUT PHASE"])
+def test_one_label_for_both_echoes_defers_to_echo_time(label: str) -> None:
+    """A dual-echo series named for both echoes: TE (1.5 T) decides, not the label."""
+    for te_ms, role in ((2.3, Role.DIXON_OPPOSED_PHASE), (4.6, Role.DIXON_IN_PHASE)):
+        ds = _synthetic_mr(
+            Manufacturer="SIEMENS",
+            ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+            SeriesDescription=label,
+            ScanningSequence="GR",
+            EchoTime=te_ms,
+            EchoNumbers=1 if te_ms < 3 else 2,
+            MagneticFieldStrength=1.5,
+        )
+        assert v.stack_role(ds) is role
+
+
 def test_roles_of_real_non_dixon_series() -> None:
     """A CT → ct; a T1 brain MR (Siemens 3D FLASH MPR) → other; DWI → dwi."""
     ct = _headers("ct_ge_hispeed_head", "dicom", "GE_series2")

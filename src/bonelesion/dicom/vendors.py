@@ -180,10 +180,12 @@ _PHILIPS_MR_IMAGING = ("Philips MR Imaging DD 001",)
 
 # ImageType tokens (CLINICAL_REFERENCE.md §C4; dcm2niix issue #503).
 _ADC_TOKENS = frozenset({"ADC", "ADC_UNSPECIFIED"})
-_TRACE_TOKENS = frozenset({"TRACEW", "TRACE", "ISOTROPIC", "ISO", "ISODWI"})
-_OTHER_DERIVED_TOKENS = frozenset(
-    {"FA", "COLFA", "EADC", "EXP", "EXPADC", "CALC_BVALUE", "TENSOR", "RA", "MD", "EXP_ADC"}
-)
+_TRACE_TOKENS = frozenset({"TRACEW", "TRACE", "ISOTROPIC", "ISODWI"})
+#: Derived diffusion maps named unambiguously.
+_OTHER_DERIVED_TOKENS = frozenset({"COLFA", "EADC", "EXPADC", "EXP_ADC", "CALC_BVALUE"})
+#: Short map names that only mean a diffusion map next to a DIFFUSION token (Siemens
+#: ``DERIVED\PRIMARY\DIFFUSION\FA``, ``…\EXP``, ``…\TENSOR``).
+_OTHER_DERIVED_WITH_DIFFUSION_TOKENS = frozenset({"FA", "EXP", "TENSOR", "RA", "MD"})
 _B0_TOKENS = frozenset({"TENSOR_B0"})
 _DIFFUSION_TOKENS = frozenset({"DIFFUSION", "DWI"}) | _TRACE_TOKENS | _B0_TOKENS
 
@@ -242,6 +244,12 @@ _KEYWORD_ROLES: tuple[tuple[re.Pattern[str], Role], ...] = (
     (re.compile(rf"{_SEP_L}IN[ _-]?PHASE|{_SEP_L}(IN|IP)$"), Role.DIXON_IN_PHASE),
     (re.compile(rf"{_SEP_L}WATER{_SEP_R}|_W$"), Role.DIXON_WATER),
     (re.compile(rf"{_SEP_L}FAT{_SEP_R}|_F$"), Role.DIXON_FAT),
+)
+#: One label naming both echoes of a dual-echo series ("T1 IN/OUT PHASE", "in-opp"): the
+#: label cannot tell the echoes apart, the echo time must.
+_KEYWORD_IN_AND_OUT = re.compile(
+    rf"{_SEP_L}IN[ _/&+-]*(AND[ _-]*)?(OUT|OPP|OP){_SEP_R}|IN[ _-]?PHASE[ _/&+-]+(AND[ _-]*)?"
+    r"(OUT|OPP)"
 )
 _KEYWORD_ADC = re.compile(rf"{_SEP_L}ADC{_SEP_R}")
 _GE_MAP_ADC = re.compile(r"\s*ADC(?![A-Z0-9])")
@@ -1018,7 +1026,9 @@ def _kind_from_tokens(ds: Dataset) -> DiffusionKind | None:
     tokens = set(_image_type_tokens(ds))
     if tokens & _ADC_TOKENS:
         return DiffusionKind.ADC
-    if "CALC_BVALUE" in tokens or tokens & _OTHER_DERIVED_TOKENS:
+    if tokens & _OTHER_DERIVED_TOKENS:
+        return DiffusionKind.OTHER_DERIVED
+    if "DIFFUSION" in tokens and tokens & _OTHER_DERIVED_WITH_DIFFUSION_TOKENS:
         return DiffusionKind.OTHER_DERIVED
     if tokens & _B0_TOKENS:
         return DiffusionKind.B0
@@ -1278,6 +1288,8 @@ def _dixon_role_from_keywords(ds: Dataset) -> Role | None:
         if _KEYWORD_FAT_FRACTION.search(text):
             return Role.OTHER
         stripped = _KEYWORD_FAT_SUPPRESSION.sub(" ", text)
+        if _KEYWORD_IN_AND_OUT.search(stripped):
+            continue  # one name for both echoes
         roles = {role for pattern, role in _KEYWORD_ROLES if pattern.search(stripped)}
         if len(roles) == 1:
             return roles.pop()
@@ -1298,7 +1310,7 @@ def _is_multi_echo_gre(ds: Dataset) -> bool:
     ):
         return True
     text = " ".join(_text(ds, k) for k in ("SeriesDescription", "ProtocolName"))
-    return bool(re.search(r"DUAL|IN[ _/-]?(AND[ _-]?)?OUT|IN[ _/-]?OPP|MULTI[ _-]?ECHO", text))
+    return bool(_KEYWORD_IN_AND_OUT.search(text) or re.search(r"DUAL|MULTI[ _-]?ECHO", text))
 
 
 def stack_role(ds: Dataset) -> Role:
