@@ -305,6 +305,20 @@ def test_ge_private_b_value_with_and_without_offset() -> None:
     assert v.b_value_s_per_mm2(b0_offset) == 0.0
 
 
+def test_ge_acquisition_flags_overrule_a_non_zero_slop_value() -> None:
+    """(0043,1039) exists on every GE MR image; with the DWI flags off it is no b-value."""
+    headers = _headers("dwi_ge_signa_pioneer", "dicom", "01_Ax_DWI_TENSOR_R2")
+    ds = copy.deepcopy(next(ds for ds in headers if "DiffusionBValue" not in ds))
+    ds[Tag(0x0043, 0x1030)].value = 0  # vas collapse flag: not 14/16
+    ds[Tag(0x0021, 0x105A)].value = 0  # diffusion direction code: none
+    ds[Tag(0x0019, 0x10E0)].value = "0"  # number of DTI directions
+    values = list(ds[Tag(0x0043, 0x1039)].value)
+    ds[Tag(0x0043, 0x1039)].value = [500, *values[1:]]
+    assert not v.is_diffusion_acquisition(ds)
+    assert v.b_value_s_per_mm2(ds) is None
+    assert v.diffusion_kind(ds) is DiffusionKind.NONE
+
+
 def test_ge_element_of_another_creator_is_not_read() -> None:
     """(0043,1039) is only GE's b-value when (0043,00xx) names GEMS_PARM_01."""
     headers = _headers("dwi_ge_signa_pioneer", "dicom", "01_Ax_DWI_TENSOR_R2")

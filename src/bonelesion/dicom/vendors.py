@@ -735,6 +735,25 @@ def is_diffusion_acquisition(ds: Dataset) -> bool:
         return True  # (0018,9089) in a classic header: only written to diffusion images
     vendor = vendor_of(ds)
     value, _ = _vendor_b_value(ds, vendor)
+    if vendor is Vendor.GE and value is not None:
+        # (0043,xx39) exists on every GE MR image; its acquisition flags decide when present.
+        present, says = _ge_strong_diffusion_tags(ds)
+        if says:
+            return True
+        if present:
+            return False
+        if value > 0.0:
+            return True
+        # Flags removed by an anonymiser (the dicom2nifti GE set): an echo-planar image with
+        # the gradient elements is taken as the b0 of a DWI.
+        scanning = _text(ds, "ScanningSequence").split("\\")
+        if "EP" in scanning and _ge_logical_gradient(ds) is not None:
+            logger.debug(
+                "series %s: GE EPI with (0043,1039) and no acquisition flags: taken as DWI",
+                _series_uid(ds),
+            )
+            return True
+        return False
     if value is not None and value > 0.0:
         return True
     if vendor is Vendor.SIEMENS:
@@ -742,18 +761,6 @@ def is_diffusion_acquisition(ds: Dataset) -> bool:
             return True
         if value is not None:  # (0019,100C) or CSA B_value present: only on DWI
             return True
-    if vendor is Vendor.GE and value is not None:
-        present, says = _ge_strong_diffusion_tags(ds)
-        if says:
-            return True
-        if not present:
-            scanning = _text(ds, "ScanningSequence")
-            if "EP" in scanning.split("\\") and _ge_logical_gradient(ds) is not None:
-                logger.debug(
-                    "series %s: GE EPI with (0043,1039) and no acquisition flags: taken as DWI",
-                    _series_uid(ds),
-                )
-                return True
     if vendor is Vendor.PHILIPS and value is not None:
         # Philips writes (2001,1003) on every MR image; b = 0 only counts with a gradient
         # element set or a diffusion word in the description.
