@@ -735,6 +735,33 @@ def test_directions_match_dicom2nifti_bvec(
     assert matched == set(range(len(references)))
 
 
+def test_canon_directions_match_dcm2niix_bvec() -> None:
+    """Canon classic ImageComments vectors, against dcm2niix's bvec (12 directions)."""
+    headers = _headers("dwi_canon_galan_v60_classic", "dicom", "9000_DTI_PA-ortho")
+    bvec = np.loadtxt(_reference("dwi_canon_galan_v60_classic", "DTI_PA-ortho_9000.bvec"))
+    volumes: dict[tuple[float, ...] | None, Dataset] = {}
+    for ds in sorted(headers, key=lambda d: int(d.InstanceNumber)):
+        direction = v.diffusion_direction_lps(ds)
+        volumes.setdefault(None if direction is None else tuple(np.round(direction, 6)), ds)
+    assert len(volumes) == bvec.shape[1] == 13
+    for i, (key, ds) in enumerate(volumes.items()):
+        if key is None:
+            assert not np.any(bvec[:, i])
+            continue
+        dot = float(_image_space(key, ds) @ bvec[:, i])  # type: ignore[arg-type]
+        assert abs(dot) == pytest.approx(1.0, abs=ATOL_ABS_DOT)
+
+
+def test_canon_row_phase_encoding_direction_unknown() -> None:
+    """The Canon component order is only validated for COL phase encoding."""
+    headers = _headers("dwi_canon_galan_v60_classic", "dicom", "9000_DTI_PA-ortho")
+    ds = copy.deepcopy(next(d for d in headers if float(d.DiffusionBValue) > 0))
+    ds.InPlanePhaseEncodingDirection = "ROW"
+    assert v.diffusion_kind(ds) is DiffusionKind.DIRECTIONAL
+    with pytest.warns(DataQualityWarning, match=r"Canon ImageComments gradient with ROW"):
+        assert v.diffusion_direction_lps(ds) is None
+
+
 def test_ge_missing_phase_direction_warns() -> None:
     """GE rotation without (0018,1312) assumes COL and says so (only when rotating)."""
     headers = _headers("multivendor_cases_dicom2nifti", "dicom", "ge", "dti", "001")

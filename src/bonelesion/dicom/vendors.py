@@ -19,7 +19,10 @@ vendor notes of dcm2niix):
 * **Gradient direction** (LPS unit vector): (0018,9089); Siemens CSA
   ``DiffusionGradientDirection`` / (0019,xx0E) (patient coordinates); Philips
   (2005,xxB0–B2); GE (0019,xxBB–BD), which GE writes in the *logical* frequency / phase /
-  slice frame and which is rotated here into LPS.
+  slice frame and which is rotated here into LPS; Canon classic ImageComments
+  ``b=1500(a,b,c)``, stored in the order [Y, X, −Z].
+* **Philips floating-point scaling** (private scale slope, for signal ratios across
+  images with different rescale slopes).
 * **Diffusion kind** (b0, directional, trace, ADC map, other derived) and **stack role**
   (CT, DWI, ADC, Dixon in/opposed phase, water, fat, other).
 * **Echo time, field strength**, and the fat–water in/opposed-phase echo times.
@@ -983,15 +986,49 @@ def _raw_gradient_lps(
             unit = _unit_or_none(philips)
             return False if unit is None else unit
     elif vendor is Vendor.CANON:
-        match = re.search(
-            r"b\s*=\s*[\d.]+\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)",
-            str(ds.get("ImageComments", "")),
-        )
-        if match and _unit_or_none([float(g) for g in match.groups()]) is None:
-            return False
-        # A non-zero Canon ImageComments vector is in an image frame whose phase-encoding
-        # polarity is not recorded (dcm2niix Canon notes): direction unknown, but present.
+        canon = _canon_comment_gradient(ds)
+        if canon is not None:
+            if _unit_or_none(canon) is None:
+                return False
+            if not rotate:
+                return _unit_or_none(canon)
+            return _canon_gradient_lps(ds, canon)
     return None
+
+
+_CANON_COMMENT = re.compile(
+    r"b\s*=\s*[\d.]+\s*\(\s*([-+\d.eE]+)\s*,\s*([-+\d.eE]+)\s*,\s*([-+\d.eE]+)\s*\)"
+)
+
+
+def _canon_comment_gradient(ds: Dataset) -> list[float] | None:
+    """Canon classic DWI: the vector of ImageComments ``b=1500(0.445,0.000,0.895)``."""
+    match = _CANON_COMMENT.search(str(ds.get("ImageComments", "")))
+    if match is None:
+        return None
+    try:
+        return [float(g) for g in match.groups()]
+    except ValueError:
+        return None
+
+
+def _canon_gradient_lps(ds: Dataset, comment: list[float]) -> NDArray[np.float64] | None:
+    """Canon ImageComments vector (a, b, c) → LPS (b, a, −c).
+
+    dcm2niix issue #422: the components are stored in the order [Y, X, −Z]; validated on the
+    dcm_qa_canon Galan 3T set (axial, COL phase encoding), which the tests reproduce. The
+    phase-encoding polarity is not recorded (dcm2niix Canon notes) and ROW phase encoding
+    was never validated, so a ROW image gets no direction.
+    """
+    if _text(ds, "InPlanePhaseEncodingDirection") == "ROW":
+        _quality_warning(
+            f"Series {_series_uid(ds)}: Canon ImageComments gradient with ROW phase encoding "
+            "(0018,1312): the component order is only known for COL; direction treated as "
+            "unknown. Potential fix: export as enhanced DICOM, which carries (0018,9089)."
+        )
+        return None
+    a, b, c = comment
+    return _unit_or_none([b, a, -c])
 
 
 def diffusion_direction_lps(ds: Dataset) -> tuple[float, float, float] | None:
@@ -1007,13 +1044,14 @@ def diffusion_direction_lps(ds: Dataset) -> tuple[float, float, float] | None:
     tuple of 3 float or None
         Unit vector in LPS patient coordinates. None for b0, trace/isotropic and derived
         images, for non-diffusion images, and when the direction cannot be recovered
-        (Canon classic ImageComments vectors, whose frame polarity is not recorded).
+        (e.g. a Canon classic ImageComments vector with ROW phase encoding).
 
     Notes
     -----
     Sources: (0018,9089) (standard, patient frame); Siemens CSA
     ``DiffusionGradientDirection`` or (0019,xx0E) (patient frame); Philips (2005,xxB0-B2)
-    (RL, AP, FH); GE (0019,xxBB-BD) (logical frame, rotated, see `_ge_gradient_lps`).
+    (RL, AP, FH); GE (0019,xxBB-BD) (logical frame, rotated, see `_ge_gradient_lps`);
+    Canon classic ImageComments ``b=…(a,b,c)`` (reordered, see `_canon_gradient_lps`).
     """
     if diffusion_kind(ds) is not DiffusionKind.DIRECTIONAL:
         return None
