@@ -374,7 +374,9 @@ def _element_numbers(elem: DataElement, vr: str) -> list[float]:
     out: list[float] = []
     for v in values:
         try:
-            number = float(str(v).strip()) if isinstance(v, str | bytes) else float(v)
+            if isinstance(v, bytes):
+                v = v.decode("latin-1", errors="replace")
+            number = float(v.strip()) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):
             continue
         out.append(number)
