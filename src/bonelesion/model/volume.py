@@ -98,10 +98,12 @@ class SeriesInfo:
 
 
 def _as_readonly(array: ArrayLike) -> NDArray[Any]:
-    out = np.asarray(array)
-    if out.flags.writeable and out.base is not None:
-        # Do not freeze a caller's buffer through a view: own the data.
-        out = out.copy()
+    """A read-only view of ``array``: no copy, and the caller's own array stays writeable.
+
+    The volume does not copy (volumes can be GBs); whoever passes an array hands it over and
+    must not modify it afterwards. Code holding only the volume cannot modify it.
+    """
+    out = np.asarray(array).view()
     out.flags.writeable = False
     return out
 
