@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import sqlite3
 import warnings
@@ -229,8 +230,6 @@ def test_every_entry_recorded_with_expected_status(indexed: dict[str, Any]) -> N
     ],
 )
 def test_reasons_name_what_was_found(indexed: dict[str, Any], path: str, pattern: str) -> None:
-    import re
-
     rec = _records(indexed["db"])[path]
     assert re.search(pattern, rec.reason), rec.reason
 
@@ -582,21 +581,57 @@ def test_catalogue_old_schema_refused_and_rebuilt(tmp_path: Path) -> None:
         assert cat.status_counts() == {"ok": 1}
 
 
-def test_unlistable_folder_keeps_earlier_entries(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root lists folders regardless of permissions")
+def test_unlistable_folder_keeps_earlier_entries(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "r"
     _copy(next(shared_path(*GE_DWI).iterdir()), root / "sub" / "f")
+    _copy(next(shared_path(*GE_DWI).iterdir()), root / "g")
     db = tmp_path / "c.sqlite"
     index_export(root, db, workers=1)
-    (root / "sub").chmod(0)
-    try:
-        summary = index_export(root, db, workers=1)
-    finally:
-        (root / "sub").chmod(0o755)
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(ix.os, "scandir", scandir)
+    (root / "g").unlink()
+    summary = index_export(root, db, workers=1)
     recs = _records(db)
-    assert summary.files_removed == 0 and "sub/f" in recs
-    assert recs["sub"].status == "error" and "cannot be listed" in recs["sub"].reason
+    assert summary.files_removed == 1 and "g" not in recs  # removed where the walk saw
+    assert "sub/f" in recs  # kept where it could not look
+    assert recs["sub"].status == "error"
+    assert re.search(r"Folder cannot be listed: Permission denied.*Potential fix",
+                     recs["sub"].reason)
+
+
+def test_special_files_and_folder_links(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    ge = sorted(shared_path(*GE_DWI).iterdir())
+    _copy(ge[0], root / "b" / "real")
+    (root / "a").mkdir()
+    os.symlink("../b", root / "a" / "to_b")  # reached before b in walk order
+    os.symlink("../b/real", root / "a" / "file_link")  # a second path to one file
+    os.mkfifo(root / "pipe")
+    db = tmp_path / "c.sqlite"
+    index_export(root, db, workers=1)
+    recs = _records(db)
+    assert recs["b/real"].status == "ok"  # real path wins over the folder link
+    assert recs["a/to_b"].status == "error"
+    assert "second path to the same folder" in recs["a/to_b"].reason
+    assert recs["pipe"].status == "not_dicom" and "Not a regular file" in recs["pipe"].reason
+    assert recs["a/file_link"].status == "ok"
+    with Catalogue(db) as cat:
+        dup = cat.duplicates()
+    assert dup == {recs["b/real"].sop_instance_uid: ("a/file_link", "b/real")}
+
+
+def test_folder_path_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    rec = read_file_record(tmp_path, "d")
+    assert rec.status == "error"
+    assert re.search(r"cannot be opened: Is a directory.*Potential fix", rec.reason)
 
 
 def test_plausible_raw_dataset_heuristic() -> None:

@@ -51,12 +51,12 @@ import stat
 import struct
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -515,16 +515,16 @@ def _frame_values(ds: Dataset, base: _FrameValues) -> list[_FrameValues]:
 _ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
-_TAG_VR_CACHE: dict[str, tuple[int, str]] = {}
+_TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
 
 
-def _tag_vr(keyword: str) -> tuple[int, str]:
+def _tag_vr(keyword: str) -> tuple[BaseTag, str]:
     found = _TAG_VR_CACHE.get(keyword)
     if found is None:
         tag = pydicom.datadict.tag_for_keyword(keyword)
         if tag is None:
             raise KeyError(keyword)
-        found = (tag, pydicom.datadict.dictionary_VR(tag))
+        found = (BaseTag(tag), pydicom.datadict.dictionary_VR(tag))
         _TAG_VR_CACHE[keyword] = found
     return found
 
@@ -678,7 +678,7 @@ def _describe_non_dicom(head: bytes) -> str:
 
 
 def _plausible_raw_dataset(head: bytes, size_bytes: int) -> bool:
-    """True when ``head`` starts like a DICOM data set written without Part 10 header.
+    """Tell whether ``head`` starts like a DICOM data set written without Part 10 header.
 
     The first element of a real data set is in group 0x0008 (or 0x0002 / 0x0000 command
     and meta groups) with a small element number; explicit VR files then hold two upper-case
@@ -753,7 +753,7 @@ def _max_defined_end(ds: Dataset) -> int:
 
 def _walk_fragments(fp: BinaryIO, start: int, size_bytes: int, little: bool) -> str | None:
     """Walk encapsulated pixel-data items from ``start``; a reason when truncated."""
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
     pos = start
     n_items = 0
     while True:
@@ -957,8 +957,7 @@ def _classify(
     notes = "; ".join(texts)[:_NOTES_MAX_CHARS]
     meta = getattr(ds, "file_meta", None)
     ts = _transfer_syntax(ds)
-    eof_warning = next((t for t in texts if "End of file" in t or "EOF" in t
-                        or "expected" in t.lower() and "bytes" in t.lower()), None)
+    eof_warning = next((t for t in texts if "end of file" in t.lower() or "EOF" in t), None)
     if len(ds) == 0:
         if part10 and meta is not None and len(meta) > 0:
             if size_bytes <= stop_pos:
@@ -1233,70 +1232,81 @@ class _WalkResult:
 
 
 def _walk(root: Path, skip: set[str]) -> _WalkResult:
-    """List every file under ``root`` (following folder links, never in a loop)."""
+    """List every file under ``root``, following folder links but never in a loop.
+
+    Real folders are walked first and folder links afterwards, so that a file reachable
+    both ways is catalogued under its real path; a link to a folder already walked (a
+    loop, or a second path) is recorded as an ``error`` entry and not followed.
+    """
     out = _WalkResult()
-    root_st = os.stat(root)
-    visited = {(root_st.st_dev, root_st.st_ino)}
-    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
-    while stack:
-        folder, rel_folder = stack.pop()
+    visited: set[tuple[int, int]] = set()
+    folders: list[tuple[str, str]] = [(os.fspath(root), "")]
+    links: list[tuple[str, str, str]] = []  # (path, relative path, link target)
+    while folders or links:
+        if folders:
+            folder, rel_folder = folders.pop()
+        else:
+            folder, rel_folder, target = links.pop(0)
+            try:
+                st = os.stat(folder)
+            except OSError as exc:
+                out.problems.append(_walk_problem(rel_folder, f"Folder link to {target} "
+                                                  f"cannot be followed: {exc.strerror or exc}."))
+                continue
+            if (st.st_dev, st.st_ino) in visited:
+                out.problems.append(_walk_problem(
+                    rel_folder, f"Folder link to {target} leads to a folder already indexed "
+                    "(a link loop or a second path to the same folder); not followed."))
+                continue
         try:
-            entries = list(os.scandir(folder))
+            st = os.stat(folder)
+            visited.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             out.unlisted_dirs.append(rel_folder)
-            out.problems.append(FileRecord(
-                path=rel_folder or ".", size_bytes=0, mtime_ns=0,
-                status=FileStatus.ERROR.value,
-                reason=f"Folder cannot be listed: {exc.strerror or exc}; its files are not "
-                       "indexed (entries from earlier runs are kept). Potential fix: check "
-                       "folder permissions."))
+            out.problems.append(_walk_problem(
+                rel_folder or ".", f"Folder cannot be listed: {exc.strerror or exc}; its "
+                "files are not indexed (entries from earlier runs are kept). Potential fix: "
+                "check folder permissions."))
             continue
-        entries.sort(key=lambda e: e.name)
-        for entry in entries:
+        for entry in reversed(entries):  # stack: pop in name order
             rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
             if rel in skip:
                 continue
             try:
-                is_link = entry.is_symlink()
                 if entry.is_dir(follow_symlinks=True):
-                    st = entry.stat(follow_symlinks=True)
-                    key = (st.st_dev, st.st_ino)
-                    if key in visited:
-                        lst = entry.stat(follow_symlinks=False)
-                        out.problems.append(FileRecord(
-                            path=rel, size_bytes=0, mtime_ns=lst.st_mtime_ns,
-                            status=FileStatus.ERROR.value,
-                            reason=f"Folder link to {os.readlink(entry.path) if is_link else rel}"
-                                   " leads to a folder already indexed (a link loop or a "
-                                   "second path to the same folder); not followed."))
-                        continue
-                    visited.add(key)
-                    stack.append((entry.path, rel))
+                    if entry.is_symlink():
+                        links.append((entry.path, rel, os.readlink(entry.path)))
+                    else:
+                        folders.append((entry.path, rel))
                     continue
                 st = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
-                lst = entry.stat(follow_symlinks=False)
                 target = os.readlink(entry.path) if entry.is_symlink() else "?"
-                out.problems.append(FileRecord(
-                    path=rel, size_bytes=0, mtime_ns=lst.st_mtime_ns,
-                    status=FileStatus.ERROR.value,
-                    reason=f"Broken symbolic link to {target}: the target does not exist. "
-                           "Potential fix: restore the target or remove the link."))
+                out.problems.append(_walk_problem(
+                    rel, f"Broken symbolic link to {target}: the target does not exist. "
+                    "Potential fix: restore the target or remove the link."))
                 continue
             except OSError as exc:
-                out.problems.append(FileRecord(
-                    path=rel, size_bytes=0, mtime_ns=0, status=FileStatus.ERROR.value,
-                    reason=f"Entry cannot be examined: {exc.strerror or exc}. Potential fix: "
-                           "check permissions (or a link loop of files)."))
+                out.problems.append(_walk_problem(
+                    rel, f"Entry cannot be examined: {exc.strerror or exc}. Potential fix: "
+                    "check permissions (or a loop of file links)."))
                 continue
             if stat.S_ISREG(st.st_mode):
                 out.files.append((rel, st.st_size, st.st_mtime_ns))
             else:
                 out.problems.append(FileRecord(
-                    path=rel, size_bytes=0, mtime_ns=st.st_mtime_ns,
-                    status=FileStatus.NOT_DICOM.value,
+                    path=rel, size_bytes=0, mtime_ns=0, status=FileStatus.NOT_DICOM.value,
                     reason="Not a regular file (device, socket or pipe); not read."))
+    out.files.sort()
+    out.problems.sort(key=lambda r: r.path)
     return out
+
+
+def _walk_problem(rel: str, reason: str) -> FileRecord:
+    return FileRecord(path=rel, size_bytes=0, mtime_ns=0, status=FileStatus.ERROR.value,
+                      reason=reason)
 
 
 # ------------------------------------------------------------------------------ database
@@ -1335,8 +1345,8 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise InputError(
             f"Catalogue {db_path}: cannot be opened as an SQLite database ({exc}); expected "
-            "a catalogue written by `bonelesion index`. Potential fix: pass another --db "
-            "file, or delete this one."
+            "a writable catalogue file written by `bonelesion index` (or none yet). "
+            "Potential fix: pass --db with a new file in a writable folder."
         ) from exc
     return con
 
@@ -1674,7 +1684,7 @@ class Catalogue:
 
     def files(self, series_uid: str | None = None, *, status: str | None = "ok"
               ) -> list[FileRecord]:
-        """Records of one series (or all), ``ok`` only unless ``status`` says otherwise.
+        """Return the records of one series (or all), ``ok`` only unless ``status`` says so.
 
         Parameters
         ----------
@@ -1716,6 +1726,14 @@ class Catalogue:
             "('ok', 'dicomdir', 'unsupported_sop_class') ORDER BY path")
         return [_from_row(r) for r in rows]
 
+    def duplicates(self) -> dict[str, tuple[str, ...]]:
+        """SOP Instance UIDs held by more than one ``ok`` file, with their paths."""
+        rows = self._con.execute(
+            "SELECT sop_instance_uid, group_concat(path, char(10)) FROM files "
+            "WHERE status = 'ok' GROUP BY sop_instance_uid HAVING count(*) > 1 "
+            "ORDER BY sop_instance_uid").fetchall()
+        return {r[0]: tuple(sorted(r[1].split("\n"))) for r in rows}
+
     def status_counts(self) -> dict[str, int]:
-        """Number of entries per status."""
+        """Return the number of entries per status."""
         return dict(self._con.execute("SELECT status, count(*) FROM files GROUP BY status"))
