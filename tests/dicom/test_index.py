@@ -667,7 +667,16 @@ def test_cli_index(indexed: dict[str, Any], tmp_path: Path,
     assert f"ok: {n_ok}" in out and "truncated: 3" in out
     assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--strict"]) \
         == EXIT_PARTIAL
-    assert "0 read" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "0 read" in captured.out
+    n_failed = sum(1 for s in indexed["expected"].values()
+                   if s in ("truncated", "error", "missing_attribute"))
+    assert f"{n_failed} files are truncated, corrupt or lack attributes" in captured.err
+    clean = tmp_path / "clean"
+    _copy(indexed["ge_files"][0], clean / "a")
+    (clean / "README.txt").write_text("not DICOM, not a failure\n")
+    assert main(["-q", "index", str(clean), "--db", str(tmp_path / "clean.sqlite"),
+                 "--strict"]) == EXIT_OK
 
 
 def test_cli_default_db_in_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

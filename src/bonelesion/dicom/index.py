@@ -8,10 +8,11 @@ answers the questions the batch planner asks (studies, series, files, stacks, pr
 
 Design
 ------
-* **Walk** (main process): ``os.scandir`` recursion that follows folder links but
-  remembers (device, inode) of every folder it entered, so link loops are recorded and
-  not followed. Broken links and unlistable folders are recorded as entries with status
-  ``error``.
+* **Walk** (main process): ``os.scandir`` over real folders first, then folder links,
+  remembering (device, inode) of every folder entered, so a file reachable both ways is
+  catalogued under its real path and link loops are recorded, not followed. Broken links
+  and unlistable folders are recorded as entries with status ``error``; entries under an
+  unlistable folder are kept from earlier runs. The catalogue file itself is skipped.
 * **Read** (worker processes): files are sent in chunks to a ``ProcessPoolExecutor``.
   A worker reads the first 64 KiB of a file and parses the header from memory with
   pydicom's ``read_partial`` stopping at the pixel data element; it falls back to the file
@@ -29,7 +30,9 @@ Design
 Patient identifiers are never stored in plain text. With a secret key (argument
 ``patient_key_secret`` or the CLI's ``BONELESION_PATIENT_KEY`` environment variable) the
 catalogue stores an HMAC-SHA256 of PatientID (``patient_key``) so that studies can be
-grouped by patient; without a key nothing about the patient is stored.
+grouped by patient; without a key nothing about the patient is stored. File paths are
+stored relative to the export root as they are: exports that name folders after patients
+carry those names into the catalogue (and into its problem reasons).
 
 References
 ----------
@@ -1099,7 +1102,9 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
             b_value = _float(ds, "DiffusionBValue")
     if is_mr:
         field_t = _vendor_value("magnetic_field_strength_t", ds)
-    role = _vendor_value("stack_role", ds)
+    # vendors functions take flat headers: one frame of an enhanced object must first be
+    # flattened (reader's flatten_frames); until then multi-frame files get no role here.
+    role = None if multiframe else _vendor_value("stack_role", ds)
     kernel = _joined(ds, "ConvolutionKernel") or None
 
     base = _FrameValues(
@@ -1407,6 +1412,10 @@ def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
         keys = json.loads(row[ki])
         counts = json.loads(row[ni]) if row[ni] is not None else [1] * len(keys)
         stack_rows.extend((row[pi], k, row[si], n) for k, n in zip(keys, counts, strict=True))
+    if logger.isEnabledFor(logging.DEBUG):
+        reason_i, status_i = _POS["reason"], _POS["status"]
+        for row in rows:
+            logger.debug("%s: %s %s", row[pi], row[status_i], row[reason_i])
     con.execute("BEGIN IMMEDIATE")
     try:
         con.executemany("DELETE FROM file_stacks WHERE path = ?", [(r[pi],) for r in rows])
@@ -1516,6 +1525,10 @@ def index_export(
     logger.info("Indexed %s in %.2f s: %d read (%.0f files/s), %d unchanged, %d removed; %s",
                 root_path, summary.duration_s, summary.files_read, summary.files_read_per_s,
                 unchanged, removed, counts)
+    if summary.n_problems:
+        logger.warning("%s: %d entries are truncated, corrupt, not DICOM or lack attributes; "
+                       "list them with Catalogue(%r).problems()", root_path,
+                       summary.n_problems, os.fspath(db))
     return summary
 
 
