@@ -715,3 +715,24 @@ def test_every_shared_dicom_file_catalogued(tmp_path: Path) -> None:
     others = {p: r.status for p, r in recs.items() if "/dicom/" not in p}
     assert set(others.values()) == {"not_dicom"}  # licences, JSON, bval, NIfTI
     assert summary.files_read == len(recs)
+
+
+def test_enhanced_dwi_b_values_and_stacks_in_read_only_export(tmp_path: Path) -> None:
+    """Siemens XA30 enhanced DWI indexed in place (read-only data): one b-value per file
+    from the MR Diffusion functional group, equal to dcm2niix's .bval; one stack per volume."""
+    folder = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", "10_DWI_dir80_PA")
+    bval = shared_path("dwi_siemens_xa30_enhanced_pa", "reference", "10_DWI_dir80_PA.bval")
+    reference = sorted(float(v) for v in bval.read_text().split())
+    db = tmp_path / "xa30.sqlite"
+    index_export(folder, db, workers=1)
+    recs = [r for r in _records(db).values() if r.status == "ok"]
+    assert len(recs) == len(reference)
+    np.testing.assert_allclose(sorted(r.b_value_s_per_mm2 or 0.0 for r in recs), reference,
+                               atol=ATOL_B_S_PER_MM2)
+    assert all(r.b_value_s_per_mm2 is not None for r in recs)
+    with Catalogue(db) as cat:
+        (series,) = cat.series()
+        stacks = cat.stacks(series.series_instance_uid)
+    assert len(stacks) == len(reference)  # b0 + 20 gradient directions
+    frames = {r.number_of_frames for r in recs}
+    assert {s.n_frames for s in stacks} == frames and len(frames) == 1

@@ -418,11 +418,21 @@ class IndexSummary:
 
 # --------------------------------------------------------------------------- stack key
 # TEMPORARY, ONE PLACE: the stack key is the reader helper's `stack_key(flat) -> StackKey`
-# (bonelesion.dicom.multiframe / series) once merged. Until then `_stack_key` below builds
-# an equivalent readable key from the values that separate volumes inside one series
+# (bonelesion.dicom.multiframe) once merged. Until then `_stack_keys` below builds an
+# equivalent readable key from the values that separate volumes inside one series
 # (STYLE.md §2: SeriesInstanceUID + echo + ImageType + b-value, plus diffusion direction,
-# orientation and matrix). `_frame_values` is the minimal per-frame flattening it needs.
-# The lead switches `_stack_key` to the reader's function at merge time.
+# orientation and matrix); `_frame_values` is the minimal per-frame flattening it needs.
+# At merge time replace the body of `_stack_keys` with
+#
+#     from bonelesion.dicom.multiframe import flatten_frames, stack_key
+#     keys: dict[str, int] = {}
+#     for flat in (flatten_frames(ds) if multiframe else [ds]):
+#         key = str(stack_key(flat))
+#         keys[key] = keys.get(key, 0) + 1
+#     return keys
+#
+# and delete `_FrameValues`, `_stack_key` and `_frame_values` (and bump READER_VERSION so
+# existing catalogues re-read their files).
 
 
 @dataclass(frozen=True)
@@ -462,6 +472,18 @@ def _stack_key(values: _FrameValues) -> str:
     if values.rows is not None and values.columns is not None:
         parts.append(f"{values.rows}x{values.columns}")
     return "|".join(parts)
+
+
+def _stack_keys(ds: Dataset, base: _FrameValues, multiframe: bool) -> dict[str, int]:
+    """Stack keys of a file's frames with the number of frames per key, in frame order."""
+    keys: dict[str, int] = {}
+    if multiframe:
+        for frame in _frame_values(ds, base):
+            key = _stack_key(frame)
+            keys[key] = keys.get(key, 0) + 1
+    elif base.rows is not None:
+        keys[_stack_key(base)] = 1
+    return keys
 
 
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
@@ -1119,17 +1141,9 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         rows=_int(ds, "Rows"),
         columns=_int(ds, "Columns"),
     )
-    keys: dict[str, int] = {}  # insertion order = first-frame order
+    keys = _stack_keys(ds, base, multiframe)
     if multiframe:
-        frames = _frame_values(ds, base)
-        for frame in frames:
-            key = _stack_key(frame)
-            keys[key] = keys.get(key, 0) + 1
-        b_values = {f.b_value_s_per_mm2 for f in frames}
-        if len(b_values) == 1:
-            b_value = b_values.pop()
-    elif base.rows is not None:
-        keys[_stack_key(base)] = 1
+        b_value = _multiframe_b_value(ds)
 
     return {
         "sop_instance_uid": _str(ds, "SOPInstanceUID"),
@@ -1167,6 +1181,23 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "stack_keys": tuple(keys),
         "stack_n_frames": tuple(keys.values()),
     }
+
+
+def _multiframe_b_value(ds: Dataset) -> float | None:
+    """The b-value shared by every frame of an enhanced object (MR Diffusion group), or None.
+
+    None when frames differ (a multi-b file: the stack keys tell them apart) or when the
+    object has no diffusion functional group.
+    """
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    shared_diff = _first_item(shared, "MRDiffusionSequence")
+    found: set[float | None] = set()
+    for frame in _raw(ds, "PerFrameFunctionalGroupsSequence") or []:
+        diff = _first_item(frame, "MRDiffusionSequence") or shared_diff
+        found.add(_float(diff, "DiffusionBValue"))
+        if len(found) > 1:
+            return None
+    return found.pop() if found else None
 
 
 def _diffusion_direction(ds: Dataset, b_value: float | None) -> tuple[float, ...] | None:
