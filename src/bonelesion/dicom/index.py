@@ -54,6 +54,7 @@ import stat
 import struct
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ _NATIVE_SYNTAXES = frozenset(
         "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
     }
 )
+_DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _ITEM_TAG = 0xFFFEE000
 _SEQ_DELIM_TAG = 0xFFFEE0DD
@@ -941,6 +943,12 @@ def _read_record(
         ds, stop, texts, stop_pos = parsed
         return _classify(ds, stop, texts, stop_pos, fp_file, part10, size_bytes, secret,
                          record)
+    except zlib.error as exc:  # deflated transfer syntax
+        status = FileStatus.TRUNCATED if "truncated" in str(exc) else FileStatus.ERROR
+        return record(status,
+                      f"The deflated data set cannot be inflated ({exc}); the file has "
+                      f"{size_bytes} bytes. Potential fix: copy the file again from the source.",
+                      has_file_meta=part10, transfer_syntax_uid=_DEFLATED_SYNTAX)
     except (EOFError, struct.error) as exc:
         return record(FileStatus.TRUNCATED,
                       f"The header ends early ({exc}); the file has {size_bytes} bytes. "
@@ -1013,8 +1021,10 @@ def _classify(
                       f"DICOMDIR with {len(records)} directory records; recorded, not read "
                       "as an image: the index walks the folders itself.", **common)
 
-    # Truncation of the header itself (a value that runs past the end of the file).
-    header_end = _max_defined_end(ds)
+    # Truncation of the header itself (a value that runs past the end of the file). A
+    # deflated data set is parsed from its decompressed copy: offsets are not file offsets.
+    deflated = ts == _DEFLATED_SYNTAX
+    header_end = 0 if deflated else _max_defined_end(ds)
     if eof_warning is not None or header_end > size_bytes:
         return record(FileStatus.TRUNCATED,
                       f"The header ends early: an element needs bytes up to {header_end} but "
@@ -1041,7 +1051,17 @@ def _classify(
     pixel_bytes: int | None = None
     encapsulated: bool | None = None
     truncation: str | None = None
-    if has_pixels:
+    if has_pixels and deflated:
+        # Offsets refer to the inflated stream; a truncated deflate stream fails to inflate
+        # (an error above), so only the length can be checked here.
+        encapsulated = stop.length == _UNDEFINED_LENGTH
+        expected = _expected_native_bytes(ds)
+        if not encapsulated:
+            pixel_bytes = stop.length
+            if expected is not None and stop.length < expected:
+                truncation = (f"pixel data holds {stop.length} bytes; Rows × Columns × frames "
+                              f"× samples × BitsAllocated/8 = {expected} bytes expected")
+    elif has_pixels:
         implicit, little = ds.original_encoding
         vr32 = not implicit and stop.vr is not None and stop.vr.encode() in _EXPLICIT_VR_32
         header_len = 12 if vr32 else 8
