@@ -1204,7 +1204,7 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
 
 
 def _multiframe_b_value(ds: Dataset) -> float | None:
-    """The b-value shared by every frame of an enhanced object (MR Diffusion group), or None.
+    """Return the b-value shared by every frame of an enhanced object, or None.
 
     None when frames differ (a multi-b file: the stack keys tell them apart) or when the
     object has no diffusion functional group.
