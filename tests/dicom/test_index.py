@@ -748,3 +748,15 @@ def test_enhanced_dwi_b_values_and_stacks_in_read_only_export(tmp_path: Path) ->
     assert len(stacks) == len(reference)  # b0 + 20 gradient directions
     frames = {r.number_of_frames for r in recs}
     assert {s.n_frames for s in stacks} == frames and len(frames) == 1
+
+
+def test_cli_patient_key_from_environment(indexed: dict[str, Any], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """BONELESION_PATIENT_KEY turns on the keyed hash; the identifier stays out."""
+    monkeypatch.setenv("BONELESION_PATIENT_KEY", PATIENT_SECRET.decode())
+    db = tmp_path / "keyed.sqlite"
+    assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--workers", "1"]) \
+        == EXIT_OK
+    expected = hmac.new(PATIENT_SECRET, PATIENT_ID.encode(), hashlib.sha256).hexdigest()
+    assert _records(db)["ge/identified.dcm"].patient_key == expected[:32]
+    assert PATIENT_ID.encode() not in db.read_bytes()
