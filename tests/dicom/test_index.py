@@ -760,3 +760,33 @@ def test_cli_patient_key_from_environment(indexed: dict[str, Any], tmp_path: Pat
     expected = hmac.new(PATIENT_SECRET, PATIENT_ID.encode(), hashlib.sha256).hexdigest()
     assert _records(db)["ge/identified.dcm"].patient_key == expected[:32]
     assert PATIENT_ID.encode() not in db.read_bytes()
+
+
+def _exit_in_worker(root: str, items: Any, secret: Any) -> Any:
+    """Stand-in for ix._read_chunk that kills a worker process (as an OOM kill would)."""
+    if os.getpid() != _PARENT_PID[0]:
+        os._exit(1)
+    return _REAL_READ_CHUNK(root, items, secret)
+
+
+_PARENT_PID = [os.getpid()]
+_REAL_READ_CHUNK = ix._read_chunk
+
+
+def test_broken_worker_pool_falls_back_to_in_process(export: dict[str, Any], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A killed worker does not stop the index: the remaining chunks are read here."""
+    import multiprocessing
+
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+        pytest.skip("the stand-in reaches workers only when they are forked")
+    _PARENT_PID[0] = os.getpid()
+    monkeypatch.setattr(ix, "_read_chunk", _exit_in_worker)
+    monkeypatch.setattr(ix, "_CHUNK_FILES", 6)
+    db = tmp_path / "broken.sqlite"
+    with caplog.at_level("WARNING", logger="bonelesion.dicom.index"):
+        summary = index_export(export["root"], db, workers=2)
+    assert "Worker pool broke" in caplog.text
+    assert summary.files_read == len(export["expected"]) - 2
+    assert {p: r.status for p, r in _records(db).items()} == export["expected"]

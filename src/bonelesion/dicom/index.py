@@ -57,6 +57,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -1591,6 +1592,11 @@ def _read_all(
     progress: Callable[[int, int], None] | None,
     secret: bytes | None,
 ) -> None:
+    """Read every file of ``todo`` (in chunks, in workers) and write the rows chunk by chunk.
+
+    A worker pool that breaks (a worker killed, e.g. out of memory) does not stop the run:
+    the chunks not yet written are read in this process instead.
+    """
     total = len(todo)
     if total == 0:
         if progress is not None:
@@ -1598,38 +1604,59 @@ def _read_all(
         return
     chunks = [todo[i:i + _CHUNK_FILES] for i in range(0, total, _CHUNK_FILES)]
     done = 0
-    if n_workers == 1 or len(chunks) == 1:
-        for chunk in chunks:
-            _write_rows(con, _read_chunk(os.fspath(root), chunk, secret))
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-        return
+
+    def write(rows: list[tuple[Any, ...]]) -> None:
+        nonlocal done
+        _write_rows(con, rows)
+        done += len(rows)
+        if progress is not None:
+            progress(done, total)
+
+    left: list[list[tuple[str, int, int]]] = chunks
+    if n_workers > 1 and len(chunks) > 1:
+        left = _read_in_pool(root, chunks, n_workers, secret, write)
+    for chunk in left:
+        write(_read_chunk(os.fspath(root), chunk, secret))
+
+
+def _read_in_pool(
+    root: Path,
+    chunks: list[list[tuple[str, int, int]]],
+    n_workers: int,
+    secret: bytes | None,
+    write: Callable[[list[tuple[Any, ...]]], None],
+) -> list[list[tuple[str, int, int]]]:
+    """Read chunks in a process pool; return the chunks left unread if the pool broke."""
     executor = ProcessPoolExecutor(max_workers=min(n_workers, len(chunks)),
                                    initializer=_worker_init)
+    pending: dict[Future[list[tuple[Any, ...]]], list[tuple[str, int, int]]] = {}
+    queue = iter(chunks)
     try:
-        pending: dict[Future[list[tuple[Any, ...]]], int] = {}
-        queue = iter(chunks)
         # Keep a bounded number of chunks in flight so results stream into the database.
         for chunk in queue:
-            pending[executor.submit(_read_chunk, os.fspath(root), chunk, secret)] = len(chunk)
+            pending[executor.submit(_read_chunk, os.fspath(root), chunk, secret)] = chunk
             if len(pending) >= 4 * n_workers:
                 break
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                n = pending.pop(fut)
-                _write_rows(con, fut.result())
-                done += n
-                if progress is not None:
-                    progress(done, total)
+                rows = fut.result()
+                pending.pop(fut)
+                write(rows)
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending[executor.submit(_read_chunk, os.fspath(root), nxt, secret)] = len(nxt)
+                    pending[executor.submit(_read_chunk, os.fspath(root), nxt, secret)] = nxt
+    except BrokenProcessPool as exc:
+        left = list(pending.values()) + list(queue)
+        logger.warning("Worker pool broke (%s); reading the %d remaining chunk(s) in this "
+                       "process", exc, len(left))
+        executor.shutdown(wait=True, cancel_futures=True)
+        return left
     except BaseException:
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+    return []
 
 
 def _remove_gone(con: sqlite3.Connection, walk: _WalkResult) -> int:
