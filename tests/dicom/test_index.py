@@ -790,3 +790,20 @@ def test_broken_worker_pool_falls_back_to_in_process(export: dict[str, Any], tmp
     assert "Worker pool broke" in caplog.text
     assert summary.files_read == len(export["expected"]) - 2
     assert {p: r.status for p, r in _records(db).items()} == export["expected"]
+
+
+def test_orientation_jitter_does_not_split_stacks(tmp_path: Path) -> None:
+    """Two slices whose cosines differ by 1e-6 around zero share one stack key."""
+    ge = sorted(shared_path(*GE_DWI).iterdir())
+    root = tmp_path / "r"
+    root.mkdir()
+    for i, delta in enumerate((1e-6, -1e-6)):
+        ds = _read_quiet(ge[0])
+        ds.SOPInstanceUID = generate_uid()
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        iop = [v + delta if abs(v) < 0.5 else v for v in iop]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+        ds.save_as(root / f"s{i}.dcm")
+    index_export(root, tmp_path / "c.sqlite", workers=1)
+    keys = {r.stack_keys for r in _records(tmp_path / "c.sqlite").values()}
+    assert len(keys) == 1

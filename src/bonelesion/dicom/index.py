@@ -467,14 +467,19 @@ def _stack_key(values: _FrameValues) -> str:
     if values.b_value_s_per_mm2 is not None:
         parts.append(f"b={values.b_value_s_per_mm2:g}")
     if values.diffusion_direction is not None:
-        parts.append("dir=" + ",".join(f"{v:.3f}" for v in values.diffusion_direction))
+        parts.append("dir=" + _rounded_text(values.diffusion_direction))
     if values.image_type:
         parts.append(f"type={values.image_type}")
     if values.orientation is not None:
-        parts.append("iop=" + ",".join(f"{v:.3f}" for v in values.orientation))
+        parts.append("iop=" + _rounded_text(values.orientation))
     if values.rows is not None and values.columns is not None:
         parts.append(f"{values.rows}x{values.columns}")
     return "|".join(parts)
+
+
+def _rounded_text(values: Sequence[float]) -> str:
+    """Cosines to 3 decimals, with -0.000 written as 0.000 (jitter must not split stacks)."""
+    return ",".join(f"{round(v, 3) + 0.0:.3f}" for v in values)
 
 
 def _stack_keys(ds: Dataset, base: _FrameValues, multiframe: bool) -> dict[str, int]:
