@@ -681,6 +681,12 @@ def test_cli_index(indexed: dict[str, Any], tmp_path: Path,
         == EXIT_PARTIAL
     captured = capsys.readouterr()
     assert "0 read" in captured.out
+    assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--problems"]) \
+        == EXIT_OK
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "\t" in ln]
+    assert "junk/empty\tnot_dicom\tThe file is empty (0 bytes)" in "\n".join(lines)
+    assert len(lines) == sum(1 for s in indexed["expected"].values()
+                             if s not in ("ok", "dicomdir", "unsupported_sop_class"))
     n_failed = sum(1 for s in indexed["expected"].values()
                    if s in ("truncated", "error", "missing_attribute"))
     assert f"{n_failed} files are truncated, corrupt or lack attributes" in captured.err
