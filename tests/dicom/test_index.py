@@ -418,8 +418,17 @@ def test_patient_key_is_keyed_hash(export: dict[str, Any], tmp_path: Path) -> No
     assert rec.patient_key is not None and len(rec.patient_key) == 32
     assert expected.startswith(rec.patient_key)
     assert PATIENT_ID.encode() not in db.read_bytes()
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a new key, interrupted after the first chunk
+        index_export(export["root"], db, workers=1, patient_key_secret=b"another key",
+                     progress=interrupt)
     again = index_export(export["root"], db, workers=1, patient_key_secret=b"another key")
-    assert again.files_unchanged == 0  # a new key re-reads every file
+    assert again.files_unchanged == 0  # a new key re-reads every file, even after a stop
+    assert index_export(export["root"], db, workers=1,
+                        patient_key_secret=b"another key").files_read == 0
 
 
 def test_reindex_skips_unchanged_and_rereads_changed(export: dict[str, Any],

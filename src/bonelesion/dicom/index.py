@@ -1443,17 +1443,31 @@ def _prepare(con: sqlite3.Connection, db_path: Path, root: Path, key_id: str) ->
                 con.execute(statement)
         reread = (rebuild or meta.get("reader_version") != str(READER_VERSION)
                   or meta.get("patient_key_id", "") != key_id)
+        # reader_version and patient_key_id are written only after a complete run (see
+        # `_finish`): an interrupted full re-read is then redone in full next time.
         con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("schema_version", str(SCHEMA_VERSION)),
-            ("reader_version", str(READER_VERSION)),
             ("root", os.fspath(root)),
-            ("patient_key_id", key_id),
         ])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return reread
+
+
+def _finish(con: sqlite3.Connection, key_id: str) -> None:
+    """Record that every file was read with this reader version and patient key."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+            ("reader_version", str(READER_VERSION)),
+            ("patient_key_id", key_id),
+        ])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -1549,7 +1563,8 @@ def index_export(
     n_workers = workers or len(os.sched_getaffinity(0))
     con = _connect(db)
     try:
-        reread = _prepare(con, db, root_path, _key_id(patient_key_secret))
+        key_id = _key_id(patient_key_secret)
+        reread = _prepare(con, db, root_path, key_id)
         skip = set()
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
@@ -1569,6 +1584,7 @@ def index_export(
         _write_rows(con, [_to_row(p) for p in walk.problems])
         _read_all(con, root_path, todo, n_workers, progress, patient_key_secret)
         removed = _remove_gone(con, walk)
+        _finish(con, key_id)
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         counts = dict(con.execute("SELECT status, count(*) FROM files GROUP BY status"))
     finally:
