@@ -410,9 +410,11 @@ def test_no_patient_identifier_stored(indexed: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------- re-indexing
 
 
-def test_patient_key_is_keyed_hash(export: dict[str, Any], tmp_path: Path) -> None:
+def test_patient_key_is_keyed_hash(export: dict[str, Any], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """HMAC-SHA256 of PatientID; a new key re-reads every file, even across a stop."""
     db = tmp_path / "keyed.sqlite"
-    index_export(export["root"], db, workers=1, patient_key_secret=PATIENT_SECRET)
+    first = index_export(export["root"], db, workers=1, patient_key_secret=PATIENT_SECRET)
     expected = hmac.new(PATIENT_SECRET, PATIENT_ID.encode(), hashlib.sha256).hexdigest()
     rec = _records(db)["ge/identified.dcm"]
     assert rec.patient_key is not None and len(rec.patient_key) == 32
@@ -422,11 +424,18 @@ def test_patient_key_is_keyed_hash(export: dict[str, Any], tmp_path: Path) -> No
     def interrupt(done: int, total: int) -> None:
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):  # a new key, interrupted after the first chunk
+    monkeypatch.setattr(ix, "_CHUNK_FILES", 5)
+    with pytest.raises(KeyboardInterrupt):  # a new key, stopped after the first chunk
         index_export(export["root"], db, workers=1, patient_key_secret=b"another key",
                      progress=interrupt)
     again = index_export(export["root"], db, workers=1, patient_key_secret=b"another key")
-    assert again.files_unchanged == 0  # a new key re-reads every file, even after a stop
+    assert (again.files_unchanged, again.files_read) == (5, first.files_read - 5)
+    con = sqlite3.connect(db)
+    try:
+        stamps = con.execute("SELECT DISTINCT read_with FROM files").fetchall()
+    finally:
+        con.close()
+    assert len(stamps) == 1  # every row now read with the new key
     assert index_export(export["root"], db, workers=1,
                         patient_key_secret=b"another key").files_read == 0
 
