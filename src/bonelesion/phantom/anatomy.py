@@ -387,7 +387,8 @@ def check_lesions(lesions: Sequence[LesionSpec], *, coarsest_spacing_mm: float) 
                 f"and ≥ {MIN_LESION_RADIUS_VOXELS:g} voxels of {coarsest_spacing_mm:g} mm), found "
                 f"{les.radius_mm:g}. Potential fix: use a larger radius."
             )
-        if les.attenuation_hu != round(les.attenuation_hu) or not -1000 <= les.attenuation_hu <= 3000:
+        hu = les.attenuation_hu
+        if hu != round(hu) or not -1000 <= hu <= 3000:
             raise InputError(
                 f"{where}: attenuation_hu must be an integer in [-1000, 3000], found "
                 f"{les.attenuation_hu!r}. Potential fix: round the CT number."
