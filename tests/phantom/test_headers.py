@@ -98,6 +98,7 @@ def test_required_attributes_and_file_meta(get_study: StudyGetter, name: str) ->
             assert ds.SeriesInstanceUID == s.series_instance_uid
             assert ds.SOPClassUID == s.sop_class_uid
             assert ds.file_meta.TransferSyntaxUID == s.transfer_syntax_uid
+            assert tuple(ds.ImageType) == s.image_type or s.role == "dwi"
     assert len(seen_sops) == 2  # one CT class, one MR class
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "SeriesSpec",
     "write_series",
     "uid_prefix",
+    "enhanced_image_type",
 ]
 
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
@@ -152,6 +153,12 @@ class SeriesSpec:
     flip_angle_deg: float = 0.0
     sequence: str = "CT"
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def enhanced_image_type(image_type: Sequence[str]) -> tuple[str, ...]:
+    """ImageType of an enhanced object: exactly four values (PS3.3 C.8.16.1), padded "NONE"."""
+    values = tuple(image_type[:4])
+    return values + ("NONE",) * (4 - len(values))
 
 
 def _slug(text: str) -> str:
@@ -337,9 +344,7 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
         ds.SOPClassUID = ENHANCED_CT_IMAGE_STORAGE if ct else ENHANCED_MR_IMAGE_STORAGE
         ds.SOPInstanceUID = ctx.uid("instance", spec.role, str(stack_index), "enhanced")
         ds.InstanceNumber = stack_index + 1
-        image_type = list(stack.image_type[:4])
-        if len(image_type) < 4:
-            image_type.append("NONE")
+        image_type = list(enhanced_image_type(stack.image_type))
         ds.ImageType = image_type
         ds.AcquisitionDateTime = _STUDY_DATE + ds.AcquisitionTime
         ds.ContentQualification = "RESEARCH"

@@ -57,6 +57,7 @@ from bonelesion.phantom.dicom_writer import (
     SeriesSpec,
     StackSpec,
     WriteContext,
+    enhanced_image_type,
     uid_prefix,
     write_series,
 )
@@ -455,7 +456,8 @@ def write_study(
                                          if s.b_value_s_per_mm2 is not None)
                 if spec.role == "dwi" else (),
                 echo_time_ms=float(spec.stacks[0].echo_time_ms),
-                image_type=tuple(spec.stacks[0].image_type),
+                image_type=enhanced_image_type(spec.stacks[0].image_type) if enhanced
+                else tuple(spec.stacks[0].image_type),
                 **_grid_truth(grid),  # type: ignore[arg-type]
             ))
     except Exception:
