@@ -281,7 +281,10 @@ def _in_marrow(points: NDArray[np.float64], v: VertebraSpec) -> NDArray[np.bool_
 
 
 def label_points(
-    points_lps_mm: NDArray[np.float64], lesions: Sequence[LesionSpec]
+    points_lps_mm: NDArray[np.float64],
+    lesions: Sequence[LesionSpec],
+    *,
+    bounds_lps_mm: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> NDArray[np.uint8]:
     """Tissue label at each point.
 
@@ -290,6 +293,8 @@ def label_points(
     points_lps_mm : (..., 3) ndarray of float, LPS mm
     lesions : sequence of LesionSpec
         Lesion *i* gets label ``10 + i``.
+    bounds_lps_mm : (lo, hi) pair of (3,) arrays, optional
+        A box holding every point (computed when omitted); shapes outside it are skipped.
 
     Returns
     -------
@@ -300,8 +305,11 @@ def label_points(
     if label.size == 0:
         return label
     # Bounding box of the points: shapes that cannot reach it are skipped (speed only).
-    flat = points_lps_mm.reshape(-1, 3)
-    lo, hi = flat.min(axis=0), flat.max(axis=0)
+    if bounds_lps_mm is None:
+        flat = points_lps_mm.reshape(-1, 3)
+        lo, hi = flat.min(axis=0), flat.max(axis=0)
+    else:
+        lo, hi = bounds_lps_mm
     sl, sp = _BODY_SEMI_AXES_MM
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl, sp)] = FAT
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl - _FAT_SHELL_MM,
@@ -368,8 +376,17 @@ def tissue_fractions(
         [np.full(rows.shape, slice_index, float), rows.astype(float), cols.astype(float)], axis=-1
     )  # (R, C, 3)
     idx = idx[:, :, None, :] + sub[None, None, :, :]  # (R, C, k³, 3)
-    points = grid.index_to_lps(idx.reshape(-1, 3)).reshape(*idx.shape)
-    labels = label_points(points, lesions)  # (R, C, k³)
+    # index → LPS with the Volume's affine, written out per axis (a BLAS matmul with an
+    # inner size of 3 is slow under CPU contention)
+    affine = grid.affine_lps
+    points = (affine[:3, 3] + idx[..., 0, None] * affine[:3, 0]
+              + idx[..., 1, None] * affine[:3, 1] + idx[..., 2, None] * affine[:3, 2])
+    # bounding box of the slab: the affine image of its index-space corners
+    corners = np.array([[slice_index + ds_, r, c] for ds_ in (-0.5, 0.5)
+                        for r in (-0.5, n_rows - 0.5) for c in (-0.5, n_cols - 0.5)])
+    corners_lps = corners @ affine[:3, :3].T + affine[:3, 3]
+    bounds = (corners_lps.min(axis=0) - 1e-9, corners_lps.max(axis=0) + 1e-9)
+    labels = label_points(points, lesions, bounds_lps_mm=bounds)  # (R, C, k³)
     present = np.unique(labels)
     fractions = np.stack([(labels == lab).mean(axis=-1) for lab in present])
     return fractions, present.astype(np.int64)
