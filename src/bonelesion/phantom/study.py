@@ -255,13 +255,13 @@ def fit_adc_map(dwi_stored: NDArray[np.uint16]) -> NDArray[np.uint16]:
 def _check_args(out_dir: Path, vendor: str, seed: int) -> None:
     if vendor not in SUPPORTED_VENDORS:
         raise InputError(
-            f"Phantom: vendor {vendor!r} is not supported; expected one of "
+            f"Phantom {out_dir}: vendor {vendor!r} is not supported; expected one of "
             f"{list(SUPPORTED_VENDORS)}. Potential fix: pass --vendor siemens, ge or philips."
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(
-            f"Phantom: seed must be a non-negative integer, found {seed!r}. Potential fix: "
-            "pass --seed 0 (or any integer ≥ 0)."
+            f"Phantom {out_dir}: seed must be a non-negative integer, found {seed!r}. "
+            "Potential fix: pass --seed 0 (or any integer ≥ 0)."
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(
@@ -345,7 +345,7 @@ def write_study(
     field_t = float(style.field_strength_t if field_strength_t is None else field_strength_t)
     if not 0.2 <= field_t <= 11.7:
         raise InputError(
-            f"Phantom: field_strength_t must be in [0.2, 11.7] T, found {field_t}. "
+            f"Phantom {out}: field_strength_t must be in [0.2, 11.7] T, found {field_t}. "
             "Potential fix: pass 1.5 or 3.0."
         )
     te_op_ms, te_in_ms = echo_times_ms(field_t)
