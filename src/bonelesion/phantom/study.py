@@ -36,6 +36,7 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
+    generate_uid,
 )
 
 from bonelesion.errors import InputError
@@ -353,8 +354,6 @@ def write_study(
     key = "|".join(["bonelesion-phantom", GENERATOR, vendor, str(seed), f"enh={enhanced}",
                     f"cmp={compressed}", f"nf={noise_free}", f"B0={field_t}",
                     _lesion_key(lesion_list)])
-    from pydicom.uid import generate_uid
-
     study_uid = str(generate_uid(prefix=uid_prefix(seed), entropy_srcs=[key, "study"]))
     for_uid = str(generate_uid(prefix=uid_prefix(seed), entropy_srcs=[key, "frame-of-reference"]))
     ctx = WriteContext(key=key, seed=seed, style=style, enhanced=enhanced, compressed=compressed,
@@ -563,8 +562,6 @@ def write_ct_series(
     style = VENDOR_STYLES[vendor]
     key = "|".join(["bonelesion-phantom-ct", GENERATOR, vendor, str(seed), repr(shape),
                     repr(spacing_mm), f"cmp={compressed}", f"nf={noise_free}"])
-    from pydicom.uid import generate_uid
-
     ctx = WriteContext(
         key=key, seed=seed, style=style, enhanced=False, compressed=compressed,
         study_instance_uid=str(generate_uid(prefix=uid_prefix(seed), entropy_srcs=[key, "st"])),
