@@ -278,9 +278,10 @@ def _read_header(path: Path, read_warnings: list[str]) -> Dataset:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
-            # Convert every raw element now, so that value warnings are caught here and
-            # not raised later by whoever touches the element first.
-            ds.walk(lambda _ds, _elem: None)
+            # Convert the top-level raw elements now, so that value warnings are caught
+            # here (functional-group items are converted under `_frames_of`'s catch).
+            for _elem in ds:
+                pass
         except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
             raise NotDicomError(
                 f"File {path}: cannot be read as DICOM ({type(exc).__name__}: {exc}). "
@@ -749,9 +750,18 @@ class _FileCache:
         self.path: Path | None = None
         self.array: NDArray[Any] | None = None
 
-    def get(self, path: Path) -> NDArray[Any]:
+    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1) -> NDArray[Any]:
         if self.path != path:
-            self.array = _decode_file(path)
+            self.array = None
+            native = _native_offset(path, flat, n_frames) if flat is not None else None
+            if native is not None:
+                offset, dtype = native
+                shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
+                arr = np.fromfile(path, dtype=dtype, count=int(np.prod(shape)), offset=offset)
+                if arr.size == int(np.prod(shape)):
+                    self.array = arr.reshape(shape)
+            if self.array is None:
+                self.array = _decode_file(path)
             self.path = path
         assert self.array is not None
         return self.array
@@ -795,7 +805,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
             if raw is None:
                 raw = cache.get(f.path)
         else:
-            all_frames = cache.get(f.path)
+            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file)
             raw = all_frames[f.index] if all_frames.ndim == 3 else all_frames
         if raw.shape != plan.shape[1:]:
             raise UnsupportedInputError(
@@ -1006,16 +1016,23 @@ def load_series(
             logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
                            file, ds.get("SOPClassUID", "?"))
             continue
-        for w in read_warnings:
-            logger.warning("%s", w)
         try:
-            frames = _frames_of(file, ds, max_bytes)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frames = _frames_of(file, ds, max_bytes)
+            read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
         except UnsupportedInputError as exc:
             logger.warning("%s", exc)
             refused_files.append(_refused_file_stack(file, ds, exc))
             continue
-        for fr in frames:
-            key = stack_key(fr.flat)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            keys = [stack_key(fr.flat) for fr in frames]
+        for w in caught:
+            read_warnings.append(f"{file.name}: {w.message}")
+        for w in read_warnings:
+            logger.warning("%s", w)
+        for fr, key in zip(frames, keys):
             groups.setdefault(key, []).append(fr)
             if read_warnings:
                 group_warnings.setdefault(key, []).extend(read_warnings)
