@@ -64,12 +64,17 @@ class EchoTimeWindow:
     """Expected opposed- and in-phase echo times at one field strength (inclusive, ms)."""
 
     field_strength_t: float
-    opposed_phase_te_ms: tuple[float, float]
-    in_phase_te_ms: tuple[float, float]
+    # tuple[float, ...] (checked to hold two values): bonelesion.config's fixed-length tuple
+    # coercion swaps type and value in this version
+    opposed_phase_te_ms: tuple[float, ...]
+    in_phase_te_ms: tuple[float, ...]
 
     def __post_init__(self) -> None:
         for name in ("opposed_phase_te_ms", "in_phase_te_ms"):
-            low, high = getattr(self, name)
+            window = getattr(self, name)
+            if len(window) != 2:
+                raise ConfigError(f"{name}: need [low, high], found {list(window)}.")
+            low, high = window
             if not 0 < low <= high:
                 raise ConfigError(f"{name}: need 0 < low ≤ high, found [{low}, {high}].")
         if not self.field_strength_t > 0:
