@@ -158,3 +158,60 @@ def dixon_series(
             series_instance_uid=f"1.2.826.0.1.3680043.8.498.3{i}",
         )
     return out
+
+
+def ct_datasets(volume: Volume, *, series_number: int = 2) -> list[object]:
+    """Single-frame CT Image Storage data sets of an axis-aligned or oblique `Volume` (HU).
+
+    Stored values = HU + 1024 (RescaleIntercept −1024); geometry from the volume: axis 2 along
+    ImageOrientationPatient[:3], axis 1 along [3:], slices along axis 0. For SEG/RTSTRUCT tests.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    series_uid = volume.series.series_instance_uid or generate_uid()
+    out = []
+    for s in range(volume.shape[0]):
+        ds = Dataset()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = volume.series.study_instance_uid or STUDY_UID
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = volume.series.frame_of_reference_uid or FOR_UID
+        ds.PatientID = "SYNTH"
+        ds.PatientName = "Synthetic^Phantom"
+        ds.PatientBirthDate = ""
+        ds.PatientSex = "O"
+        ds.StudyDate = "20260101"
+        ds.StudyTime = "000000"
+        ds.AccessionNumber = ""
+        ds.ReferringPhysicianName = ""
+        ds.StudyID = "1"
+        ds.Modality = "CT"
+        ds.Manufacturer = "bonelesion-tests"
+        ds.SeriesNumber = series_number
+        ds.InstanceNumber = s + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        d = volume.direction_lps
+        ds.ImageOrientationPatient = [float(x) for x in (*d[:, 2], *d[:, 1])]
+        ds.ImagePositionPatient = [float(x) for x in volume.index_to_lps([[s, 0, 0]])[0]]
+        ds.PixelSpacing = [volume.spacing_mm[1], volume.spacing_mm[2]]
+        ds.SliceThickness = volume.spacing_mm[0]
+        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.PixelData = (np.asarray(volume.array[s], dtype=np.float64) + 1024).round().astype(
+            np.uint16).tobytes()
+        out.append(ds)
+    return out
