@@ -1,0 +1,372 @@
+"""Study assembly: pick the series of each role, put each lesion on each grid, run the stages.
+
+`measure_study(stacks, lesions, config)` is the per-study function (pure apart from logging
+and `DataQualityWarning`s): the batch runner calls it once per study. The writers of
+``lesions.csv`` and ``results.json`` are separate (`bonelesion.stages.output`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bonelesion.errors import InputError, PipelineError, StageError
+from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.volume import SeriesInfo, Volume
+from bonelesion.roi.lesion import Lesion
+from bonelesion.stages.config import PipelineConfig
+from bonelesion.stages.ct_attenuation import measure_attenuation
+from bonelesion.stages.dwi_adc import ADC_SOURCE_SCANNER, AdcMap, fit_adc, measure_adc
+from bonelesion.stages.mr_chemical_shift import DixonImages, measure_chemical_shift
+from bonelesion.units import IntensityUnit
+
+__all__ = [
+    "StackLike",
+    "DwiSet",
+    "measure_study",
+    "group_by_study",
+    "dwi_sets",
+    "select_dixon",
+    "FEATURE_CT",
+    "FEATURE_CHEMICAL_SHIFT",
+    "FEATURE_ADC",
+]
+
+logger = logging.getLogger(__name__)
+
+FEATURE_CT = "ct"
+FEATURE_CHEMICAL_SHIFT = "chemical_shift"
+FEATURE_ADC = "adc"
+
+
+class StackLike(Protocol):
+    """What the study assembly needs of a loaded stack (`bonelesion.dicom.series.Stack`)."""
+
+    @property
+    def info(self) -> SeriesInfo:
+        """Identifiers, role and acquisition values of the stack."""
+
+    @property
+    def volume(self) -> Volume | None:
+        """The stack's voxels, or None when the reader refused it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DwiSet:
+    """DWI volumes of one acquisition on one grid, to be fitted together."""
+
+    volumes: tuple[Volume, ...]
+    series_instance_uids: tuple[str, ...]
+    series_numbers: tuple[int | None, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def b_values_s_per_mm2(self) -> tuple[float, ...]:
+        """Distinct b-values, sorted."""
+        return tuple(sorted({float(v.series.b_value_s_per_mm2) for v in self.volumes
+                             if v.series.b_value_s_per_mm2 is not None}))
+
+    @property
+    def label(self) -> str:
+        """Short name: series numbers (or UIDs) joined by '+'."""
+        parts = [str(n) if n is not None else uid[-8:]
+                 for n, uid in zip(self.series_numbers, self.series_instance_uids,
+                                   strict=True)]
+        return "+".join(parts)
+
+
+def group_by_study(stacks: Iterable[StackLike]) -> dict[str, list[StackLike]]:
+    """Stacks grouped by StudyInstanceUID (insertion order kept)."""
+    out: dict[str, list[StackLike]] = {}
+    for stack in stacks:
+        out.setdefault(stack.info.study_instance_uid, []).append(stack)
+    return out
+
+
+def _usable(stacks: Iterable[StackLike], role: str) -> list[Volume]:
+    vols = [s.volume for s in stacks if s.info.role == role and s.volume is not None]
+    return sorted(vols, key=lambda v: (v.series.series_number or 0, v.series.series_instance_uid))
+
+
+def dwi_sets(stacks: Iterable[StackLike]) -> list[DwiSet]:
+    """Group DWI stacks into fit sets.
+
+    A series holding two or more b-values is its own set (split by grid if needed); series
+    holding one b-value each (e.g. a scanner's b = 0 and trace series) are combined when
+    they share frame of reference and grid.
+    """
+    by_series: dict[str, list[Volume]] = {}
+    for vol in _usable(stacks, "dwi"):
+        if vol.series.b_value_s_per_mm2 is None:
+            continue
+        by_series.setdefault(vol.series.series_instance_uid, []).append(vol)
+    multi: list[list[Volume]] = []
+    single: list[list[Volume]] = []
+    for vols in by_series.values():
+        distinct = {round(float(v.series.b_value_s_per_mm2 or 0.0)) for v in vols}
+        (multi if len(distinct) >= 2 else single).append(vols)
+
+    def cluster(groups: list[list[Volume]]) -> list[list[Volume]]:
+        clusters: list[list[Volume]] = []
+        for vols in groups:
+            for vol in vols:
+                for c in clusters:
+                    ref = c[0]
+                    if (ref.series.frame_of_reference_uid == vol.series.frame_of_reference_uid
+                            and ref.geometry_equal(vol)):
+                        c.append(vol)
+                        break
+                else:
+                    clusters.append([vol])
+        return clusters
+
+    out = []
+    for vols in multi:
+        out.extend(cluster([vols]))
+    out.extend(cluster(single))
+    sets = []
+    for vols in out:
+        uids = tuple(dict.fromkeys(v.series.series_instance_uid for v in vols))
+        numbers = tuple(
+            next(v.series.series_number for v in vols if v.series.series_instance_uid == u)
+            for u in uids
+        )
+        sets.append(DwiSet(volumes=tuple(vols), series_instance_uids=uids, series_numbers=numbers))
+    return sets
+
+
+def _dwi_preference(s: DwiSet) -> tuple[int, int, int]:
+    directional = sum(v.series.diffusion_direction is not None for v in s.volumes)
+    return (-len(s.b_values_s_per_mm2), directional, min((n or 0) for n in s.series_numbers))
+
+
+def select_dixon(
+    stacks: Iterable[StackLike], frame_of_reference_uid: str = ""
+) -> tuple[DixonImages | None, list[str]]:
+    """In/opposed-phase (and water/fat) images of one acquisition, and notes on the choice.
+
+    Prefers an in/opposed pair from one series (a dual-echo series holds both echoes), then
+    a pair in one frame of reference; water and fat in the in-phase image's frame.
+    """
+    notes: list[str] = []
+    roles = {r: _usable(stacks, r) for r in
+             ("dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat")}
+    if frame_of_reference_uid:
+        roles = {r: [v for v in vs
+                     if v.series.frame_of_reference_uid in ("", frame_of_reference_uid)]
+                 for r, vs in roles.items()}
+    ips, ops = roles["dixon_in_phase"], roles["dixon_opposed_phase"]
+    if not ips and not ops and not roles["dixon_water"]:
+        return None, notes
+    pair: tuple[Volume | None, Volume | None] = (ips[0] if ips else None, ops[0] if ops else None)
+    for ip in ips:
+        same = [op for op in ops if op.series.series_instance_uid == ip.series.series_instance_uid]
+        if same:
+            pair = (ip, same[0])
+            break
+    else:
+        for ip in ips:
+            same_for = [op for op in ops
+                        if op.series.frame_of_reference_uid == ip.series.frame_of_reference_uid]
+            if same_for:
+                pair = (ip, same_for[0])
+                break
+    if len(ips) > 1 or len(ops) > 1:
+        notes.append(f"{len(ips)} in-phase and {len(ops)} opposed-phase stacks; used series "
+                     f"{pair[0].series.series_instance_uid if pair[0] else '-'} / "
+                     f"{pair[1].series.series_instance_uid if pair[1] else '-'}")
+    first = pair[0] if pair[0] is not None else pair[1]
+    ref_for = first.series.frame_of_reference_uid if first is not None else ""
+    water = next((v for v in roles["dixon_water"] if v.series.frame_of_reference_uid == ref_for),
+                 roles["dixon_water"][0] if roles["dixon_water"] else None)
+    fat = next((v for v in roles["dixon_fat"] if v.series.frame_of_reference_uid == ref_for),
+               roles["dixon_fat"][0] if roles["dixon_fat"] else None)
+    return DixonImages(in_phase=pair[0], opposed_phase=pair[1], water=water, fat=fat), notes
+
+
+def _pick_ct(cts: list[Volume], lesion: Lesion) -> tuple[Volume, list[str]]:
+    named = [v for v in cts if lesion.series_instance_uid
+             and v.series.series_instance_uid == lesion.series_instance_uid]
+    if named:
+        return named[0], []
+    cands = [v for v in cts if not lesion.frame_of_reference_uid
+             or v.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid)] or cts
+    # the finest grid resolves the lesion best
+    chosen = min(cands, key=lambda v: (v.voxel_volume_mm3, -v.shape[0]))
+    notes = []
+    if len(cands) > 1:
+        notes.append(f"{len(cands)} CT stacks; used series {chosen.series.series_instance_uid} "
+                     f"(smallest voxel, {chosen.voxel_volume_mm3:.3g} mm³)")
+    return chosen, notes
+
+
+def _resolve_frame(lesion: Lesion, stacks: Sequence[StackLike]) -> Lesion:
+    if lesion.frame_of_reference_uid or not lesion.series_instance_uid:
+        return lesion
+    for s in stacks:
+        if (s.info.series_instance_uid == lesion.series_instance_uid
+                and s.info.frame_of_reference_uid):
+            return lesion.with_frame_of_reference(s.info.frame_of_reference_uid)
+    return lesion
+
+
+@dataclass
+class _StudyContext:
+    """The series choices of one study, shared by its lesions (fits are cached here)."""
+
+    study_uid: str
+    stacks: Sequence[StackLike]
+    config: PipelineConfig
+    cts: list[Volume]
+    scanner_adcs: list[Volume]
+    sets: list[DwiSet]
+    fitted: dict[int, AdcMap | PipelineError] = field(default_factory=dict)
+
+
+def _same_frame(volume: Volume, lesion: Lesion) -> bool:
+    return (not lesion.frame_of_reference_uid
+            or volume.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid))
+
+
+def _run(feature: str, fn: Callable[[], object], lesion: Lesion, study_uid: str,
+         results: dict[str, object], missing: dict[str, str]) -> None:
+    """Run one stage; a pipeline error becomes the reason the feature is missing."""
+    try:
+        results[feature] = fn()
+    except PipelineError as exc:
+        missing[feature] = str(exc)
+    except Exception as exc:  # a bug, not bad data: wrap with context
+        raise StageError(f"stage {feature} failed unexpectedly on lesion {lesion.lesion_id!r} "
+                         f"of study {study_uid}: {exc!r}. Potential fix: report this with the "
+                         "-v traceback.") from exc
+
+
+def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
+    cfg = ctx.config.stages
+    missing: dict[str, str] = {}
+    notes: list[str] = []
+    results: dict[str, object] = {}
+    lid = lesion.lesion_id
+    # ---- CT
+    if not ctx.cts:
+        missing[FEATURE_CT] = "study has no CT stack in HU (role ct)"
+    else:
+        ct, ct_notes = _pick_ct(ctx.cts, lesion)
+        notes += ct_notes
+        _run(FEATURE_CT, lambda: measure_attenuation(
+            ct, lesion.mask_on(ct), config=cfg.ct_attenuation, lesion_id=lid),
+            lesion, ctx.study_uid, results, missing)
+    # ---- chemical shift
+    dixon, dixon_notes = select_dixon(ctx.stacks, lesion.frame_of_reference_uid)
+    notes += dixon_notes
+    if dixon is None:
+        missing[FEATURE_CHEMICAL_SHIFT] = ("study has no in/opposed-phase (Dixon) stack "
+                                           "(roles dixon_in_phase, dixon_opposed_phase)")
+    else:
+        _run(FEATURE_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
+            dixon, lesion.mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
+            lesion, ctx.study_uid, results, missing)
+    # ---- ADC
+    adcs = [v for v in ctx.scanner_adcs if _same_frame(v, lesion)]
+    sets = [s for s in ctx.sets if _same_frame(s.volumes[0], lesion)]
+    if adcs and (cfg.dwi_adc.prefer_scanner_adc or not sets):
+        if len(adcs) > 1:
+            notes.append(f"{len(adcs)} scanner ADC maps; used series "
+                         f"{adcs[0].series.series_instance_uid}")
+        scanner = AdcMap(volume=adcs[0], source=ADC_SOURCE_SCANNER)
+        _run(FEATURE_ADC, lambda: measure_adc(scanner, lesion.mask_on, config=cfg.dwi_adc,
+                                              lesion_id=lid),
+             lesion, ctx.study_uid, results, missing)
+    elif sets:
+        chosen = sets[0]
+        if id(chosen) not in ctx.fitted:
+            try:
+                ctx.fitted[id(chosen)] = fit_adc(chosen.volumes, config=cfg.dwi_adc)
+            except PipelineError as exc:
+                ctx.fitted[id(chosen)] = exc
+        fit = ctx.fitted[id(chosen)]
+        if len(sets) > 1:
+            notes.append(f"{len(sets)} DWI sets; fitted series {chosen.label} "
+                         f"(b {list(chosen.b_values_s_per_mm2)})")
+        if isinstance(fit, PipelineError):
+            missing[FEATURE_ADC] = str(fit)
+        else:
+            _run(FEATURE_ADC, lambda: measure_adc(fit, lesion.mask_on, config=cfg.dwi_adc,
+                                                  lesion_id=lid),
+                 lesion, ctx.study_uid, results, missing)
+    else:
+        missing[FEATURE_ADC] = ("study has no scanner ADC map (role adc) and no DWI stack "
+                                "(role dwi)")
+    result_warnings = [w for r in results.values() for w in getattr(r, "warnings", ())]
+    return LesionMeasurements(
+        study_instance_uid=ctx.study_uid,
+        lesion_id=lid,
+        ct=results.get(FEATURE_CT),  # type: ignore[arg-type]
+        chemical_shift=results.get(FEATURE_CHEMICAL_SHIFT),  # type: ignore[arg-type]
+        adc=results.get(FEATURE_ADC),  # type: ignore[arg-type]
+        missing=missing,
+        annotations={"treated": lesion.treated, **dict(lesion.annotations)},
+        warnings=tuple(notes + result_warnings),
+    )
+
+
+def measure_study(
+    stacks: Sequence[StackLike], lesions: Sequence[Lesion], config: PipelineConfig
+) -> list[LesionMeasurements]:
+    """Measure every lesion that applies to this study with every stage the study allows.
+
+    Parameters
+    ----------
+    stacks : sequence of Stack
+        The loaded stacks of one study (``.info`` with role, ``.volume``).
+    lesions : sequence of Lesion
+        All lesions; those restricted to another study are skipped.
+    config : PipelineConfig
+
+    Returns
+    -------
+    list of LesionMeasurements
+        One per applicable lesion; a feature the study cannot give is None with its reason in
+        ``missing``.
+
+    Raises
+    ------
+    InputError
+        Stacks of more than one study.
+    StageError
+        An unexpected (non-pipeline) failure inside a stage, naming stage, lesion and study.
+
+    Notes
+    -----
+    Series choice: CT — the stack named by the lesion, else the finest grid in the lesion's
+    frame; Dixon — an in/opposed pair of one series, else of one frame; ADC — the scanner map
+    (if ``prefer_scanner_adc``), else a fit of the DWI set with most b-values (trace before
+    directional). Each choice with alternatives is noted in the lesion's warnings.
+    """
+    studies = {s.info.study_instance_uid for s in stacks}
+    if len(studies) > 1:
+        raise InputError(f"measure_study: stacks of {len(studies)} studies given "
+                         f"({', '.join(sorted(studies))}); expected one. Potential fix: group "
+                         "the stacks with group_by_study first.")
+    ctx = _StudyContext(
+        study_uid=next(iter(studies), ""),
+        stacks=stacks,
+        config=config,
+        cts=[v for v in _usable(stacks, "ct") if v.intensity_unit == IntensityUnit.HU],
+        scanner_adcs=[v for v in _usable(stacks, "adc")
+                      if v.intensity_unit == IntensityUnit.MM2_PER_S],
+        sets=sorted(dwi_sets(stacks), key=_dwi_preference),
+    )
+    out = []
+    for lesion in lesions:
+        if not lesion.applies_to_study(ctx.study_uid):
+            continue
+        start = time.perf_counter()
+        m = _measure_lesion(ctx, _resolve_frame(lesion, stacks))
+        out.append(m)
+        logger.info("study %s lesion %s: missing %s, %.2f s", ctx.study_uid, m.lesion_id,
+                    sorted(m.missing), time.perf_counter() - start)
+    return out
