@@ -133,6 +133,14 @@ def read_source_datasets(volume: Volume) -> list[Dataset]:
     return [ds for ds in out if ds is not None]
 
 
+def _copy_deidentification(source: Dataset, derived: Dataset) -> None:
+    """Carry the source's de-identification method over (highdicom copies only the flag)."""
+    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod",
+                    "DeidentificationMethodCodeSequence"):
+        if keyword in source and keyword not in derived:
+            derived[keyword] = source[keyword]
+
+
 def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
     if mask.geometry_equal(source):
         arr = np.asarray(mask.array) != 0
@@ -213,6 +221,7 @@ def write_segmentation(
         software_versions=__version__, device_serial_number="0",
         series_description="bonelesion lesion masks", content_label="LESIONS",
     )
+    _copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
     return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
 
@@ -316,6 +325,7 @@ def write_measurement_report(
         series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
     )
+    _copy_deidentification(source_datasets[0], sr)
     sr.save_as(Path(path))
     return sr
 
