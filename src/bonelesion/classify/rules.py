@@ -121,14 +121,15 @@ def _evidence(
     status: FeatureStatus = FeatureStatus.APPLIED,
 ) -> FeatureReason:
     lr_pos, lr_neg = likelihood_ratios(sensitivity, specificity)
+    u = "" if unit == UNIT_RATIO else f" {unit}"
     # band edges inclusive; the relative slack absorbs binary rounding of e.g. 1.24e-3 − 1.14e-3
     near = band > 0.0 and abs(value - threshold) <= band * (1.0 + 1e-9)
     if near and status is FeatureStatus.APPLIED:
         return FeatureReason(
             feature=feature, status=FeatureStatus.NEAR_THRESHOLD, value=value, unit=unit,
             threshold=threshold, direction=direction, citation=citation,
-            note=(f"{value:.6g} {unit} lies within ±{band:.6g} {unit} of the threshold "
-                  f"{threshold:.6g}: not counted; calibration or protocol differences could "
+            note=(f"{value:.6g}{u} lies within ±{band:.6g}{u} of the threshold "
+                  f"{threshold:.6g}{u}: not counted; calibration or protocol differences could "
                   f"flip it. {note}").strip(),
         )
     lr = lr_pos if malignant_side else lr_neg
