@@ -366,7 +366,9 @@ def test_absurd_b_value_is_refused_with_warning(bad: float) -> None:
 )
 def test_xa30_diffusion_kinds_and_roles(series: str, kinds: set[DiffusionKind], role: Role) -> None:
     """Raw directional + b0, scanner ADC, TRACEW, and TENSOR_B0 (a b = 0 image)."""
-    headers = _headers("dwi_siemens_xa30_enhanced_pa", "dicom", series)
+    folder = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", series)
+    files = sorted(folder.iterdir())[:2]  # series 10: the b0 volume and one direction
+    headers = [frame for path in files for frame in _file_frames(path)]
     assert {v.diffusion_kind(ds) for ds in headers} == kinds
     assert {v.stack_role(ds) for ds in headers} == {role}
     assert {v.vendor_of(ds) for ds in headers} == {Vendor.SIEMENS}
@@ -437,6 +439,20 @@ def _synthetic_mr(**attributes: object) -> Dataset:
             "SIEMENS",
             DiffusionKind.NONE,
         ),
+        (
+            ["ORIGINAL", "PRIMARY", "OTHER"],
+            "ADC (10^-6 mm^2/s):Nov 21",
+            "GE MEDICAL SYSTEMS",
+            DiffusionKind.ADC,
+        ),
+        (
+            ["ORIGINAL", "PRIMARY", "OTHER"],
+            "Ax DWI with ADC",
+            "GE MEDICAL SYSTEMS",
+            DiffusionKind.NONE,
+        ),
+        (["DERIVED", "PRIMARY", "M"], "ep2d_diff_ADC", "SIEMENS", DiffusionKind.ADC),
+        (["DERIVED", "PRIMARY", "M"], "ep2d_diff_FA", "SIEMENS", DiffusionKind.OTHER_DERIVED),
     ],
 )
 def test_derived_diffusion_maps(
@@ -546,6 +562,8 @@ def test_chaos_dual_echo_roles_from_echo_time_alone() -> None:
             "",
             Role.OTHER,
         ),
+        ("SIEMENS", ["DERIVED", "PRIMARY", "DIXON", "WATER_FRACTION"], "", Role.OTHER),
+        ("SIEMENS", ["DERIVED", "PRIMARY", "DIXON", "R2_STAR"], "", Role.OTHER),
         ("Philips Medical Systems", ["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"], "", Role.OTHER),
         (
             "GE MEDICAL SYSTEMS",
@@ -688,9 +706,11 @@ def test_directions_match_dicom2nifti_bvec(
 
 
 def test_ge_missing_phase_direction_warns() -> None:
-    """GE rotation without (0018,1312) assumes COL and says so."""
+    """GE rotation without (0018,1312) assumes COL and says so (only when rotating)."""
     headers = _headers("multivendor_cases_dicom2nifti", "dicom", "ge", "dti", "001")
     dwi = next(ds for ds in headers if v.b_value_s_per_mm2(ds) == 1000.0)
+    assert v.diffusion_kind(dwi) is DiffusionKind.DIRECTIONAL  # no warning needed for this
+    assert v.stack_role(dwi) is Role.DWI
     with pytest.warns(DataQualityWarning, match=r"InPlanePhaseEncodingDirection .* missing.*COL"):
         v.diffusion_direction_lps(dwi)
 

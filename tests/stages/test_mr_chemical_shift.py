@@ -8,6 +8,7 @@ from synthetic import dixon_series
 
 from bonelesion.errors import DataQualityWarning, EmptyMaskError, InputError
 from bonelesion.roi.lesion import Lesion, Sphere
+from bonelesion.stages.base import erode_mask
 from bonelesion.stages.config import ChemicalShiftConfig
 from bonelesion.stages.mr_chemical_shift import (
     DixonImages,
@@ -63,7 +64,7 @@ def test_noisy_sphere_within_done_tolerance_and_fat_fraction_is_ratio_of_means()
     r = measure_chemical_shift(_images(d), lesion.mask_on, config=CONFIG, lesion_id="L1")
     assert r.chemical_shift_ratio == pytest.approx(0.7, abs=ATOL_SIR_DONE)
     assert r.fat_fraction == pytest.approx(0.15, abs=ATOL_SIR_DONE)
-    m = np.asarray(lesion.mask_on(grid).array)
+    m, _ = erode_mask(np.asarray(lesion.mask_on(grid).array), grid.spacing_mm)  # core ROI
     w, f = np.asarray(d["water"].array, float)[m], np.asarray(d["fat"].array, float)[m]
     assert r.fat_fraction == pytest.approx(f.mean() / (w.mean() + f.mean()), rel=1e-12)
 
@@ -146,3 +147,21 @@ def test_only_one_of_water_and_fat_warns() -> None:
     with pytest.warns(DataQualityWarning, match="only the water image"):
         r = measure_chemical_shift(images, _full_mask(d), config=CONFIG)
     assert r.fat_fraction is None
+
+
+def test_degenerate_water_fat_and_reference_signals_warn() -> None:
+    d = dixon_series(0.1)
+    zero = d["water"].with_array(np.zeros((8, 32, 32), np.float32))
+    images = DixonImages(
+        in_phase=d["in_phase"], opposed_phase=d["opposed_phase"], water=zero, fat=zero
+    )
+    with pytest.warns(DataQualityWarning, match="water \\+ fat mean signal is 0"):
+        r = measure_chemical_shift(images, _full_mask(d), config=CONFIG)
+    assert r.fat_fraction is None
+    op0 = DixonImages(
+        in_phase=d["in_phase"],
+        opposed_phase=d["opposed_phase"].with_array(np.zeros((8, 32, 32), np.float32)),
+    )
+    with pytest.warns(DataQualityWarning, match="reference ROI signal is not positive"):
+        r = measure_chemical_shift(op0, _full_mask(d), config=CONFIG, reference_mask=_full_mask(d))
+    assert r.normalised_chemical_shift_ratio is None

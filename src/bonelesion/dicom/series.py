@@ -278,6 +278,10 @@ def _read_header(path: Path, read_warnings: list[str]) -> Dataset:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
+            # Convert the top-level raw elements now, so that value warnings are caught
+            # here (functional-group items are converted under `_frames_of`'s catch).
+            for _elem in ds:
+                pass
         except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
             raise NotDicomError(
                 f"File {path}: cannot be read as DICOM ({type(exc).__name__}: {exc}). "
@@ -349,6 +353,7 @@ class _MosaicLayout:
     normal: NDArray[np.float64]
     spacing_mm: float
     notes: tuple[str, ...]
+    protocol_positions: NDArray[np.float64] | None = None
 
 
 def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[np.float64]
@@ -414,6 +419,11 @@ def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray
             "SliceThickness). Potential fix: export with the full header."
         )
     grid = int(math.ceil(math.sqrt(n_tiles)))
+    positions: NDArray[np.float64] | None = None
+    keys = [f"sSliceArray.asSlice[{i}].sPosition" for i in range(n_tiles)]
+    if n_tiles > 1 and all(any(k.startswith(p) for k in asc) for p in (keys[0], keys[-1])):
+        positions = np.array([[float(asc.get(f"{p}.d{a}", 0.0)) for a in ("Sag", "Cor", "Tra")]
+                              for p in keys])
     rows = int(flat.Rows)
     cols = int(flat.Columns)
     return _MosaicLayout(
@@ -424,6 +434,7 @@ def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray
         normal=normal,
         spacing_mm=spacing_mm,
         notes=tuple(notes),
+        protocol_positions=positions,
     )
 
 
@@ -520,20 +531,34 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         except MissingAttributeError as exc:
             return None, [str(exc)], notes, MissingAttributeError
         notes.extend(layout.notes)
-        # nibabel MosaicWrapper.image_position: IPP is the corner of the whole mosaic.
+        # nibabel MosaicWrapper.image_position: IPP is the corner of the whole mosaic; moved
+        # to the corner of the tile it describes.
         rd = np.array([rows, cols], dtype=np.float64)
         tile = np.array([layout.tile_rows, layout.tile_cols], dtype=np.float64)
         fix = (rd - tile) / 2.0
-        origin = frames[0].ipp + col_dir * ps_row * fix[0] + row_dir * ps_col * fix[1]  # type: ignore[operator]
+        ipp_tile = frames[0].ipp + col_dir * ps_row * fix[0] + row_dir * ps_col * fix[1]  # type: ignore[operator]
         sn = layout.normal
+        ipp_index = 0
+        if layout.protocol_positions is not None:
+            # Tiles follow the protocol slice array (ASCCONV sSliceArray.asSlice[k]); the IPP
+            # describes the tile whose protocol position is nearest to it (the first tile for
+            # ascending protocols, the last one for descending ones, as in dicom2nifti).
+            centre = ipp_tile + col_dir * ps_row * (layout.tile_rows - 1) / 2.0 \
+                + row_dir * ps_col * (layout.tile_cols - 1) / 2.0
+            pos = layout.protocol_positions
+            ipp_index = int(np.argmin(np.linalg.norm(pos - centre, axis=1)))
+            step = pos[-1] - pos[0]
+            if np.dot(step, sn) < 0:
+                sn = -sn
+            if ipp_index not in (0, layout.n_tiles - 1):
+                notes.append(f"mosaic IPP matches protocol slice {ipp_index}, not an end slice")
+        tile0 = ipp_tile - ipp_index * layout.spacing_mm * sn
         reverse = bool(np.dot(sn, normal) < 0)
-        if reverse:
-            origin = origin + (layout.n_tiles - 1) * layout.spacing_mm * sn
-            sn = -sn
+        origin = tile0 + (layout.n_tiles - 1) * layout.spacing_mm * sn if reverse else tile0
         # Keep the in-plane axes exactly orthogonal to the slice axis.
         direction = np.column_stack([normal, col_dir, row_dir])
         shape = (layout.n_tiles, layout.tile_rows, layout.tile_cols)
-        if not np.allclose(sn, normal, atol=1e-3):
+        if not np.allclose(np.abs(np.dot(sn, normal)), 1.0, atol=1e-3):
             notes.append("mosaic slice normal differs from the in-plane cross product; used the latter")
         err = _check_size(shape, max_bytes, uid)
         if err:
@@ -725,9 +750,18 @@ class _FileCache:
         self.path: Path | None = None
         self.array: NDArray[Any] | None = None
 
-    def get(self, path: Path) -> NDArray[Any]:
+    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1) -> NDArray[Any]:
         if self.path != path:
-            self.array = _decode_file(path)
+            self.array = None
+            native = _native_offset(path, flat, n_frames) if flat is not None else None
+            if native is not None:
+                offset, dtype = native
+                shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
+                arr = np.fromfile(path, dtype=dtype, count=int(np.prod(shape)), offset=offset)
+                if arr.size == int(np.prod(shape)):
+                    self.array = arr.reshape(shape)
+            if self.array is None:
+                self.array = _decode_file(path)
             self.path = path
         assert self.array is not None
         return self.array
@@ -771,7 +805,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
             if raw is None:
                 raw = cache.get(f.path)
         else:
-            all_frames = cache.get(f.path)
+            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file)
             raw = all_frames[f.index] if all_frames.ndim == 3 else all_frames
         if raw.shape != plan.shape[1:]:
             raise UnsupportedInputError(
@@ -982,16 +1016,23 @@ def load_series(
             logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
                            file, ds.get("SOPClassUID", "?"))
             continue
-        for w in read_warnings:
-            logger.warning("%s", w)
         try:
-            frames = _frames_of(file, ds, max_bytes)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frames = _frames_of(file, ds, max_bytes)
+            read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
         except UnsupportedInputError as exc:
             logger.warning("%s", exc)
             refused_files.append(_refused_file_stack(file, ds, exc))
             continue
-        for fr in frames:
-            key = stack_key(fr.flat)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            keys = [stack_key(fr.flat) for fr in frames]
+        for w in caught:
+            read_warnings.append(f"{file.name}: {w.message}")
+        for w in read_warnings:
+            logger.warning("%s", w)
+        for fr, key in zip(frames, keys):
             groups.setdefault(key, []).append(fr)
             if read_warnings:
                 group_warnings.setdefault(key, []).extend(read_warnings)

@@ -187,7 +187,21 @@ _B0_TOKENS = frozenset({"TENSOR_B0"})
 _DIFFUSION_TOKENS = frozenset({"DIFFUSION", "DWI"}) | _TRACE_TOKENS | _B0_TOKENS
 
 # Dixon ImageType tokens (CLINICAL_REFERENCE.md §E).
-_FAT_FRACTION_TOKENS = frozenset({"FAT_FRACTION", "FF", "FATFRACTION", "PDFF", "FAT_FRAC"})
+#: Dixon outputs that are none of our four roles (fraction and relaxometry maps).
+_FAT_FRACTION_TOKENS = frozenset(
+    {
+        "FAT_FRACTION",
+        "FF",
+        "FATFRACTION",
+        "PDFF",
+        "FAT_FRAC",
+        "WATER_FRACTION",
+        "R2STAR",
+        "R2_STAR",
+        "T2STAR",
+        "T2_STAR",
+    }
+)
 _DIXON_TOKEN_ROLES: dict[str, Role] = {
     "WATER": Role.DIXON_WATER,
     "FAT": Role.DIXON_FAT,
@@ -229,6 +243,8 @@ _KEYWORD_ROLES: tuple[tuple[re.Pattern[str], Role], ...] = (
     (re.compile(rf"{_SEP_L}FAT{_SEP_R}|_F$"), Role.DIXON_FAT),
 )
 _KEYWORD_ADC = re.compile(rf"{_SEP_L}ADC{_SEP_R}")
+_GE_MAP_ADC = re.compile(r"\s*ADC(?![A-Z0-9])")
+_GE_MAP_OTHER_DERIVED = re.compile(r"\s*(EADC|EXP(ONENTIAL)?[ _-]?ADC|FA)(?![A-Z0-9])")
 _KEYWORD_OTHER_DERIVED = re.compile(
     rf"{_SEP_L}(EADC|EXP(ONENTIAL)?[ _-]?ADC|FA|COLFA|CALC(ULATED)?[ _-]?B\w*){_SEP_R}"
 )
@@ -414,10 +430,10 @@ def _private_numbers(
 def _private_creators(ds: Dataset) -> list[str]:
     """Every private creator string of the header (top level only)."""
     creators: list[str] = []
-    for elem in ds:
-        tag = elem.tag
+    for key in ds.keys():  # tags only: iterating the data set would decode every element
+        tag = Tag(key)
         if tag.is_private and 0x10 <= tag.element <= 0xFF:
-            value = elem.value
+            value = ds[tag].value
             if isinstance(value, bytes):
                 value = value.decode("latin-1", errors="replace")
             creators.append(str(value).strip("\x00 ").upper())
@@ -917,8 +933,14 @@ def _ge_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None:
     return vector
 
 
-def _raw_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None | Literal[False]:
-    """Gradient in LPS from any source; False when a source says "no gradient" (zeros)."""
+def _raw_gradient_lps(
+    ds: Dataset, *, rotate: bool = True
+) -> NDArray[np.float64] | None | Literal[False]:
+    """Gradient in LPS from any source; False when a source says "no gradient" (zeros).
+
+    With ``rotate=False`` a GE gradient is returned in its logical frame: enough to tell
+    zero from non-zero, without the warnings the rotation may raise.
+    """
     standard = _standard_gradient(ds)
     if standard is not None:
         unit = _unit_or_none(standard)
@@ -938,7 +960,7 @@ def _raw_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None | Literal[False
         if logical is not None:
             if float(np.linalg.norm(logical)) < _ZERO_GRADIENT_NORM:
                 return False
-            return _unit_or_none(_ge_gradient_lps(ds))
+            return _unit_or_none(_ge_gradient_lps(ds) if rotate else logical)
     elif vendor is Vendor.PHILIPS:
         philips = _philips_gradient(ds)
         if philips is not None:
@@ -999,13 +1021,20 @@ def _kind_from_tokens(ds: Dataset) -> DiffusionKind | None:
         return DiffusionKind.OTHER_DERIVED
     if tokens & _B0_TOKENS:
         return DiffusionKind.B0
-    description = " ".join(_text(ds, k) for k in ("SeriesDescription", "ImageComments"))
-    derived = bool(tokens) and _image_type_tokens(ds)[0] == "DERIVED"
-    if derived or vendor_of(ds) is Vendor.GE:
-        # GE writes its maps' names in SeriesDescription: "ADC (10^-6 mm^2/s): …", "eADC".
+    description = _text(ds, "SeriesDescription")
+    if bool(tokens) and _image_type_tokens(ds)[0] == "DERIVED":
+        # A derived image named after its map ("…_ADC", "eADC", "FA").
         if _KEYWORD_OTHER_DERIVED.search(description):
             return DiffusionKind.OTHER_DERIVED
         if _KEYWORD_ADC.search(description):
+            return DiffusionKind.ADC
+    elif vendor_of(ds) is Vendor.GE:
+        # GE names its maps at the start of SeriesDescription, "ADC (10^-6 mm^2/s):Nov 21 …",
+        # "eADC …", whatever their ImageType; a raw DWI series merely *mentioning* ADC
+        # ("DWI b1000 + ADC") is not a map.
+        if _GE_MAP_OTHER_DERIVED.match(description):
+            return DiffusionKind.OTHER_DERIVED
+        if _GE_MAP_ADC.match(description):
             return DiffusionKind.ADC
     return None
 
@@ -1066,7 +1095,7 @@ def diffusion_kind(ds: Dataset) -> DiffusionKind:
         n_dirs = _private_numbers(ds, 0x0019, _GE_ACQU, 0xE0, "DS")
         if n_dirs and n_dirs[0] == 0:
             return DiffusionKind.TRACE
-    gradient = _raw_gradient_lps(ds)
+    gradient = _raw_gradient_lps(ds, rotate=False)
     if gradient is False:
         return DiffusionKind.TRACE
     return DiffusionKind.DIRECTIONAL
