@@ -23,6 +23,7 @@ Siemens mosaics are split into slices with the origin fix of nibabel's ``MosaicW
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -89,6 +90,12 @@ TILT_RTOL = 5e-3
 TILT_ATOL_MM = 2e-2
 
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Objects with Rows/Columns that are not images of the patient: read by other modules.
+_NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation (read it as an ROI source)",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
+    "1.2.840.10008.5.1.4.1.1.11.1": "presentation state",
+}
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _EXPLICIT_VRS = {
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
@@ -112,6 +119,7 @@ class Discovery:
 
     files: tuple[Path, ...]
     skipped: tuple[SkippedFile, ...]
+    has_preamble: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,7 +166,7 @@ class Stack:
         return not self.problems
 
     def error(self) -> InputError | None:
-        """The exception that describes a refusal (None when usable)."""
+        """Return the exception that describes a refusal (None when usable)."""
         if not self.problems:
             return None
         return self.error_class(
@@ -234,17 +242,19 @@ def discover_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[s
                 "Potential fix: check the path and the mount."
             )
     files: list[Path] = []
+    preambles: list[bool] = []
     skipped: list[SkippedFile] = []
     for path in candidates:
         if path.name.upper() == "DICOMDIR":
             skipped.append(SkippedFile(str(path), "DICOMDIR media directory, not an image"))
             continue
-        ok, _, reason = _plausibly_dicom(path)
+        ok, preamble, reason = _plausibly_dicom(path)
         if ok:
             files.append(path)
+            preambles.append(preamble)
         else:
             skipped.append(SkippedFile(str(path), reason))
-    return Discovery(files=tuple(files), skipped=tuple(skipped))
+    return Discovery(files=tuple(files), skipped=tuple(skipped), has_preamble=tuple(preambles))
 
 
 # ---------------------------------------------------------------------------- frames
@@ -272,16 +282,19 @@ def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
     return arr
 
 
-def _read_header(path: Path, read_warnings: list[str]) -> Dataset:
-    has_preamble = _plausibly_dicom(path)[1]
+def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None
+                 ) -> Dataset:
+    """Read a header (no pixels).
+
+    pydicom converts values lazily: callers touch elements under
+    `warnings.catch_warnings` (see `load_series`).
+    """
+    if has_preamble is None:
+        has_preamble = _plausibly_dicom(path)[1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
-            # Convert the top-level raw elements now, so that value warnings are caught
-            # here (functional-group items are converted under `_frames_of`'s catch).
-            for _elem in ds:
-                pass
         except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
             raise NotDicomError(
                 f"File {path}: cannot be read as DICOM ({type(exc).__name__}: {exc}). "
@@ -358,7 +371,7 @@ class _MosaicLayout:
 
 def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[np.float64]
                    ) -> _MosaicLayout:
-    """Number of tiles, slice normal and spacing of a Siemens mosaic (nibabel/dcm2niix)."""
+    """Return tile count, slice normal and spacing of a Siemens mosaic (nibabel/dcm2niix)."""
     notes: list[str] = []
     n_tiles: int | None = None
     normal: NDArray[np.float64] | None = None
@@ -390,7 +403,8 @@ def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray
         notes.append("mosaic tile count from the ASCCONV protocol (sSliceArray.lSize)")
     if normal is None and any(k.startswith("sSliceArray.asSlice[0].sNormal") for k in asc):
         normal = np.array(
-            [float(asc.get(f"sSliceArray.asSlice[0].sNormal.d{a}", 0.0)) for a in ("Sag", "Cor", "Tra")]
+            [float(asc.get(f"sSliceArray.asSlice[0].sNormal.d{a}", 0.0))
+             for a in ("Sag", "Cor", "Tra")]
         )
     if normal is None:
         normal = np.cross(row_dir, col_dir)
@@ -496,7 +510,8 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         )
     ps0 = frames[0].pixel_spacing
     assert ps0 is not None
-    bad_ps = [f for f in frames if not np.allclose(f.pixel_spacing, ps0, rtol=PIXEL_SPACING_RTOL, atol=0)]  # type: ignore[arg-type]
+    bad_ps = [f for f in frames
+              if not np.allclose(f.pixel_spacing, ps0, rtol=PIXEL_SPACING_RTOL, atol=0)]  # type: ignore[arg-type]
     if bad_ps:
         problems.append(
             f"inconsistent PixelSpacing (0028,0030): {ps0.tolist()} mm vs "
@@ -559,7 +574,8 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         direction = np.column_stack([normal, col_dir, row_dir])
         shape = (layout.n_tiles, layout.tile_rows, layout.tile_cols)
         if not np.allclose(np.abs(np.dot(sn, normal)), 1.0, atol=1e-3):
-            notes.append("mosaic slice normal differs from the in-plane cross product; used the latter")
+            notes.append("mosaic slice normal differs from the in-plane cross product; "
+                         "used the latter")
         err = _check_size(shape, max_bytes, uid)
         if err:
             return None, [err], notes, UnsupportedInputError
@@ -617,7 +633,8 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
             total_inplane = float(np.linalg.norm(inplane[-1]))
             tilt_deg = math.degrees(math.atan2(total_inplane, float(along[-1])))
             gantry = frames[0].flat.get("GantryDetectorTilt", None)
-            gantry_txt = f", GantryDetectorTilt (0018,1120) = {gantry}" if gantry not in (None, "") else ""
+            gantry_txt = (f", GantryDetectorTilt (0018,1120) = {gantry}"
+                          if gantry not in (None, "") else "")
             problems.append(
                 f"gantry tilt: the stacking direction is {tilt_deg:.2f}° from the slice normal "
                 f"(in-plane drift {offset:.3g} mm over {n} slices{gantry_txt}); expected slices "
@@ -661,7 +678,8 @@ def _check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------- decoding
-def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dtype[Any]] | None:
+def _native_offset(path: Path, flat: Dataset, n_frames: int
+                   ) -> tuple[int, np.dtype[Any], int] | None:
     """Byte offset and dtype of uncompressed little-endian pixel data at the end of a file.
 
     Returns None (use pydicom) unless the Pixel Data element is the file's last element
@@ -676,8 +694,8 @@ def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dt
         return None
     signed = int(flat.get("PixelRepresentation", 0) or 0) == 1
     stored = int(flat.get("BitsStored", bits) or bits)
-    if stored != bits:
-        return None  # let pydicom handle masking / sign extension of packed bits
+    if not 1 <= stored <= bits:
+        return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     length = int(flat.Rows) * int(flat.Columns) * n_frames * (bits // 8)
     size = path.stat().st_size
@@ -693,8 +711,30 @@ def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dt
         tag_ok_implicit = head[4:8] == b"\xe0\x7f\x10\x00" \
             and int.from_bytes(head[8:12], "little") == length + pad
         if tag_ok_explicit or tag_ok_implicit:
-            return offset, dtype
+            return offset, dtype, stored
     return None
+
+
+def _fix_stored_bits(arr: NDArray[Any], stored: int) -> None:
+    """Mask (unsigned) or sign-extend (signed) values stored in fewer bits, in place.
+
+    Same result as pydicom's pixel_array (bits above BitsStored are ignored: they may hold
+    overlays or garbage).
+    """
+    bits = arr.dtype.itemsize * 8
+    if stored >= bits:
+        return
+    if arr.dtype.kind == "u":
+        np.bitwise_and(arr, np.array((1 << stored) - 1, dtype=arr.dtype), out=arr)
+    else:
+        shift = np.array(bits - stored, dtype=arr.dtype)
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+
+
+def _transfer_syntax(flat: Dataset) -> str:
+    meta = getattr(flat, "file_meta", None)
+    return str(getattr(meta, "TransferSyntaxUID", "?")) if meta is not None else "?"
 
 
 def _decode_file(path: Path) -> NDArray[Any]:
@@ -755,10 +795,11 @@ class _FileCache:
             self.array = None
             native = _native_offset(path, flat, n_frames) if flat is not None else None
             if native is not None:
-                offset, dtype = native
+                offset, dtype, stored = native
                 shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
                 arr = np.fromfile(path, dtype=dtype, count=int(np.prod(shape)), offset=offset)
                 if arr.size == int(np.prod(shape)):
+                    _fix_stored_bits(arr, stored)
                     self.array = arr.reshape(shape)
             if self.array is None:
                 self.array = _decode_file(path)
@@ -774,15 +815,15 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
     cache = _FileCache()
     if plan.mosaic is not None:
         f = frames[0]
-        raw = cache.get(f.path)
+        mosaic_raw = cache.get(f.path)
         lay = plan.mosaic
         s, b = _rescale(f.flat)
         for k in range(lay.n_tiles):
             r0 = (k // lay.grid) * lay.tile_rows
             c0 = (k % lay.grid) * lay.tile_cols
-            tile = raw[r0:r0 + lay.tile_rows, c0:c0 + lay.tile_cols]
+            tile = mosaic_raw[r0:r0 + lay.tile_rows, c0:c0 + lay.tile_cols]
             dst = lay.n_tiles - 1 - k if plan.mosaic_reversed else k
-            _store(out, dst, tile, s, b, f)
+            out = _store(out, dst, tile, s, b, f)
         return out
     buffers: dict[tuple[int, str], NDArray[Any]] = {}
     for s_idx, f in enumerate(frames):
@@ -791,7 +832,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
         if f.index is None:
             native = _native_offset(f.path, f.flat, 1)
             if native is not None:
-                offset, dtype = native
+                offset, dtype, stored = native
                 key = (plan.shape[1] * plan.shape[2], dtype.str)
                 buf = buffers.get(key)
                 if buf is None:
@@ -799,8 +840,9 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
                     buffers[key] = buf
                 with open(f.path, "rb") as fh:
                     fh.seek(offset)
-                    n_read = fh.readinto(memoryview(buf).cast("B"))
+                    n_read = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
                 if n_read == buf.nbytes:
+                    _fix_stored_bits(buf, stored)
                     raw = buf
             if raw is None:
                 raw = cache.get(f.path)
@@ -821,6 +863,17 @@ def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, inter
            frame: _Frame) -> NDArray[Any]:
     """Write one slice through the modality LUT; upgrade to float32 if int16 overflows."""
     if out.dtype == np.int16:
+        lo_s, hi_s = _stored_range(frame.flat)
+        if slope == 1 and raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2 \
+                and -32768 <= lo_s + intercept and hi_s + intercept <= 32767 \
+                and -32768 <= lo_s and hi_s <= 32767:
+            # Every value BitsStored allows (decoders mask the bits above it) maps into
+            # int16 exactly: no per-voxel range check needed.
+            dst = out[index]
+            np.copyto(dst, raw, casting="unsafe")
+            if intercept:
+                dst += np.int16(intercept)
+            return out
         tmp = raw.astype(np.int32, copy=False)
         if slope != 1:
             tmp = tmp * int(slope)
@@ -931,7 +984,7 @@ def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes
         except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
             msg = (
                 f"pixel data could not be decoded ({type(exc).__name__}: {exc}); transfer "
-                f"syntax {getattr(getattr(ordered[0].flat, 'file_meta', None), 'TransferSyntaxUID', '?')}. "
+                f"syntax {_transfer_syntax(ordered[0].flat)}. "
                 "Potential fix: install the pydicom decoder plugin for this syntax "
                 "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls) or re-export uncompressed."
             )
@@ -1001,50 +1054,65 @@ def load_series(
     groups: dict[StackKey, list[_Frame]] = {}
     group_warnings: dict[StackKey, list[str]] = {}
     refused_files: list[Stack] = []
-    for file in discovery.files:
+    for file, has_preamble in zip(discovery.files, discovery.has_preamble, strict=True):
         read_warnings: list[str] = []
-        try:
-            ds = _read_header(file, read_warnings)
-        except NotDicomError as exc:
-            logger.warning("Skipped %s: %s", file, exc)
-            continue
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS:
-            logger.info("Skipped %s: DICOMDIR", file)
-            continue
-        if "Rows" not in ds or "Columns" not in ds:
-            logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
-                           file, ds.get("SOPClassUID", "?"))
-            continue
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                frames = _frames_of(file, ds, max_bytes)
-            read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
-        except UnsupportedInputError as exc:
-            logger.warning("%s", exc)
-            refused_files.append(_refused_file_stack(file, ds, exc))
-            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            keys = [stack_key(fr.flat) for fr in frames]
-        for w in caught:
-            read_warnings.append(f"{file.name}: {w.message}")
+            result = _file_frames(file, has_preamble, max_bytes, read_warnings)
+        read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
         for w in read_warnings:
             logger.warning("%s", w)
-        for fr, key in zip(frames, keys):
+        if isinstance(result, Stack):
+            refused_files.append(result)
+            continue
+        for fr, key in result:
             groups.setdefault(key, []).append(fr)
             if read_warnings:
                 group_warnings.setdefault(key, []).extend(read_warnings)
     stacks: list[tuple[tuple[Any, ...], Stack]] = []
     for key, frames in groups.items():
-        stack = _build_stack(key, frames, decode=decode, max_bytes=max_bytes,
-                             read_warnings=sorted(set(group_warnings.get(key, []))))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stack = _build_stack(key, frames, decode=decode, max_bytes=max_bytes,
+                                 read_warnings=sorted(set(group_warnings.get(key, []))))
+        if caught:
+            extra = tuple(sorted({f"{key.series_instance_uid}: {w.message}" for w in caught}))
+            for w in extra:
+                logger.warning("%s", w)
+            stack = dataclasses.replace(stack, warnings=stack.warnings + extra)
         order = (stack.info.series_number if stack.info.series_number is not None else 1 << 30,
                  key.series_instance_uid, _acquisition_order(frames), str(key))
         stacks.append((order, stack))
     stacks.sort(key=lambda item: item[0])
     return [s for _, s in stacks] + refused_files
+
+
+def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str]
+                 ) -> list[tuple[_Frame, StackKey]] | Stack:
+    """Header, frames and stack keys of one file ([] when it is skipped)."""
+    try:
+        ds = _read_header(file, read_warnings, has_preamble)
+    except NotDicomError as exc:
+        logger.warning("Skipped %s: %s", file, exc)
+        return []
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS:
+        logger.info("Skipped %s: DICOMDIR", file)
+        return []
+    if "Rows" not in ds or "Columns" not in ds:
+        logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
+                       file, ds.get("SOPClassUID", "?"))
+        return []
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class in _NON_IMAGE_SOP_CLASSES:
+        logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
+        return []
+    try:
+        frames = _frames_of(file, ds, max_bytes)
+    except UnsupportedInputError as exc:
+        logger.warning("%s", exc)
+        return _refused_file_stack(file, ds, exc)
+    return [(fr, stack_key(fr.flat)) for fr in frames]
 
 
 def _refused_file_stack(file: Path, ds: Dataset, exc: InputError) -> Stack:
