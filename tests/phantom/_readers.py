@@ -9,13 +9,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 import SimpleITK as sitk
 
+from bonelesion.phantom import StudyTruth
+
+#: ``get_study(name)`` fixture type: writes a named variant once, returns (folder, truth).
+StudyGetter = Callable[[str], tuple[Path, StudyTruth]]
 
 
 def b_value_from_header(ds: pydicom.Dataset) -> float | None:
@@ -23,7 +27,8 @@ def b_value_from_header(ds: pydicom.Dataset) -> float | None:
     if "SharedFunctionalGroupsSequence" in ds:
         shared = ds.SharedFunctionalGroupsSequence[0]
         if "MRDiffusionSequence" in shared:
-            return float(shared.MRDiffusionSequence[0].DiffusionBValue)
+            b = shared.MRDiffusionSequence[0].get("DiffusionBValue")
+            return None if b is None else float(b)
     if "DiffusionBValue" in ds:
         return float(ds.DiffusionBValue)
     if (0x0043, 0x1039) in ds:

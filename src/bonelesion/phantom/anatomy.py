@@ -29,6 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bonelesion.errors import InputError
+from bonelesion.model.volume import Volume
+from bonelesion.units import IntensityUnit
 
 __all__ = [
     "ExpectedNature",
@@ -36,6 +38,7 @@ __all__ = [
     "LesionSpec",
     "VertebraSpec",
     "Grid",
+    "centred_grid",
     "TISSUES",
     "VERTEBRAE",
     "DEFAULT_LESIONS",
@@ -145,46 +148,43 @@ class VertebraSpec:
     cortex_mm: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class Grid:
-    """A voxel grid in LPS (the geometry fields of a `Volume`)."""
+#: A phantom grid is a `Volume` whose array is a zero-memory placeholder: all geometry
+#: (index ↔ LPS) comes from `bonelesion.model.volume`.
+Grid = Volume
 
-    shape: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-    origin_lps_mm: tuple[float, float, float]
-    direction_lps: tuple[tuple[float, float, float], ...]  # rows of the 3×3 matrix
 
-    @property
-    def direction(self) -> NDArray[np.float64]:
-        """(3, 3) array; column *k* is the LPS unit vector of axis *k*."""
-        return np.asarray(self.direction_lps, dtype=np.float64)
+def centred_grid(
+    *,
+    shape: tuple[int, int, int],
+    spacing_mm: tuple[float, float, float],
+    center_lps_mm: tuple[float, float, float],
+    direction: NDArray[np.float64],
+) -> Volume:
+    """Grid whose centre (middle of the voxel block) lies at ``center_lps_mm``.
 
-    @property
-    def affine_lps(self) -> NDArray[np.float64]:
-        """4×4 map from (slice, row, column, 1) to LPS mm."""
-        aff = np.eye(4)
-        aff[:3, :3] = self.direction * np.asarray(self.spacing_mm)
-        aff[:3, 3] = self.origin_lps_mm
-        return aff
+    Parameters
+    ----------
+    shape : (3,) tuple of int
+        [slice, row, column] size.
+    spacing_mm : (3,) tuple of float
+    center_lps_mm : (3,) tuple of float
+    direction : (3, 3) ndarray
+        Column *k* is the LPS unit vector of axis *k*.
 
-    @classmethod
-    def centred(
-        cls,
-        *,
-        shape: tuple[int, int, int],
-        spacing_mm: tuple[float, float, float],
-        center_lps_mm: tuple[float, float, float],
-        direction: NDArray[np.float64],
-    ) -> Grid:
-        """Grid whose centre (middle of the voxel block) lies at ``center_lps_mm``."""
-        half = (np.asarray(shape, float) - 1.0) / 2.0 * np.asarray(spacing_mm)
-        origin = np.asarray(center_lps_mm, float) - direction @ half
-        return cls(
-            shape=shape,
-            spacing_mm=spacing_mm,
-            origin_lps_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
-            direction_lps=tuple(tuple(float(v) for v in row) for row in direction),  # type: ignore[misc]
-        )
+    Returns
+    -------
+    Volume
+        Geometry only; its array is a read-only broadcast zero of dtype uint8.
+    """
+    half_mm = (np.asarray(shape, float) - 1.0) / 2.0 * np.asarray(spacing_mm, float)
+    origin = np.asarray(center_lps_mm, float) - np.asarray(direction, float) @ half_mm
+    return Volume(
+        array=np.broadcast_to(np.uint8(0), tuple(int(n) for n in shape)),
+        spacing_mm=spacing_mm,
+        origin_lps_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+        direction_lps=direction,
+        intensity_unit=IntensityUnit.MASK,
+    )
 
 
 #: Labels of the background tissues.
@@ -297,6 +297,11 @@ def label_points(
     """
     l_mm, p_mm, s_mm = points_lps_mm[..., 0], points_lps_mm[..., 1], points_lps_mm[..., 2]
     label = np.full(l_mm.shape, AIR, dtype=np.uint8)
+    if label.size == 0:
+        return label
+    # Bounding box of the points: shapes that cannot reach it are skipped (speed only).
+    flat = points_lps_mm.reshape(-1, 3)
+    lo, hi = flat.min(axis=0), flat.max(axis=0)
     sl, sp = _BODY_SEMI_AXES_MM
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl, sp)] = FAT
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl - _FAT_SHELL_MM,
@@ -305,6 +310,11 @@ def label_points(
                       _CANAL_RADIUS_MM)] = FLUID
     for i, v in enumerate(VERTEBRAE):
         c = v.center_lps_mm
+        lowest_s_mm = c[2] - v.height_mm / 2.0  # of this body and the disc below it
+        if i + 1 < len(VERTEBRAE):
+            lowest_s_mm = VERTEBRAE[i + 1].center_lps_mm[2] + VERTEBRAE[i + 1].height_mm / 2.0
+        if hi[2] < lowest_s_mm or lo[2] > c[2] + v.height_mm / 2.0:
+            continue  # neither this body nor the disc below it reaches the points
         section = _in_ellipse(l_mm, p_mm, (c[0], c[1]), v.semi_axis_l_mm, v.semi_axis_p_mm)
         label[section & (np.abs(s_mm - c[2]) <= v.height_mm / 2.0)] = CORTICAL_BONE
         label[_in_marrow(points_lps_mm, v)] = MARROW
@@ -314,7 +324,10 @@ def label_points(
             bottom = c[2] - v.height_mm / 2.0
             label[section & (s_mm > top) & (s_mm < bottom)] = DISC
     for i, les in enumerate(lesions):
-        d2 = ((points_lps_mm - np.asarray(les.center_lps_mm)) ** 2).sum(axis=-1)
+        centre = np.asarray(les.center_lps_mm)
+        if np.any(centre + les.radius_mm < lo) or np.any(centre - les.radius_mm > hi):
+            continue
+        d2 = ((points_lps_mm - centre) ** 2).sum(axis=-1)
         label[d2 <= les.radius_mm**2] = LESION_LABEL_0 + i
     return label
 
@@ -330,7 +343,8 @@ def tissue_fractions(
 
     Parameters
     ----------
-    grid : Grid
+    grid : Volume
+        The grid (only its geometry is used).
     lesions : sequence of LesionSpec
     slice_index : int
         Index along axis 0.
@@ -354,8 +368,7 @@ def tissue_fractions(
         [np.full(rows.shape, slice_index, float), rows.astype(float), cols.astype(float)], axis=-1
     )  # (R, C, 3)
     idx = idx[:, :, None, :] + sub[None, None, :, :]  # (R, C, k³, 3)
-    m = grid.direction * np.asarray(grid.spacing_mm)
-    points = idx @ m.T + np.asarray(grid.origin_lps_mm)
+    points = grid.index_to_lps(idx.reshape(-1, 3)).reshape(*idx.shape)
     labels = label_points(points, lesions)  # (R, C, k³)
     present = np.unique(labels)
     fractions = np.stack([(labels == lab).mean(axis=-1) for lab in present])
@@ -387,7 +400,8 @@ def check_lesions(lesions: Sequence[LesionSpec], *, coarsest_spacing_mm: float) 
                 f"and ≥ {MIN_LESION_RADIUS_VOXELS:g} voxels of {coarsest_spacing_mm:g} mm), found "
                 f"{les.radius_mm:g}. Potential fix: use a larger radius."
             )
-        if les.attenuation_hu != round(les.attenuation_hu) or not -1000 <= les.attenuation_hu <= 3000:
+        hu = les.attenuation_hu
+        if hu != round(hu) or not -1000 <= hu <= 3000:
             raise InputError(
                 f"{where}: attenuation_hu must be an integer in [-1000, 3000], found "
                 f"{les.attenuation_hu!r}. Potential fix: round the CT number."

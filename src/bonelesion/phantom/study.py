@@ -45,6 +45,7 @@ from bonelesion.phantom.anatomy import (
     TISSUES,
     Grid,
     LesionSpec,
+    centred_grid,
     check_lesions,
     chemical_shift_ratio,
     tissue_fractions,
@@ -57,6 +58,7 @@ from bonelesion.phantom.dicom_writer import (
     SeriesSpec,
     StackSpec,
     WriteContext,
+    enhanced_image_type,
     uid_prefix,
     write_series,
 )
@@ -138,7 +140,7 @@ _AXIAL = _direction([(0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)])
 
 def ct_grid() -> Grid:
     """Axial CT grid: 42 slices × 128 × 128, 2.5 × 1.5 × 1.5 mm, slices along +S."""
-    return Grid.centred(shape=(42, 128, 128), spacing_mm=(2.5, 1.5, 1.5),
+    return centred_grid(shape=(42, 128, 128), spacing_mm=(2.5, 1.5, 1.5),
                         center_lps_mm=(0.0, 5.0, 0.0), direction=_AXIAL)
 
 
@@ -147,7 +149,7 @@ _SAGITTAL = _direction([(-1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)])
 
 def dixon_grid() -> Grid:
     """Sagittal Dixon grid: 22 slices (R→L reversed: normal −L) × 96 × 96, 2.5 × 1.25 mm."""
-    return Grid.centred(shape=(22, 96, 96), spacing_mm=(2.5, 1.25, 1.25),
+    return centred_grid(shape=(22, 96, 96), spacing_mm=(2.5, 1.25, 1.25),
                         center_lps_mm=(0.0, 12.0, 0.0), direction=_SAGITTAL)
 
 
@@ -160,7 +162,7 @@ def dwi_grid() -> Grid:
     a = math.radians(DWI_OBLIQUE_DEG)
     rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0],
                     [0.0, 0.0, 1.0]])
-    return Grid.centred(shape=(22, 80, 80), spacing_mm=(2.5, 1.5, 1.5),
+    return centred_grid(shape=(22, 80, 80), spacing_mm=(2.5, 1.5, 1.5),
                         center_lps_mm=(0.0, 12.0, 0.0), direction=rot @ _SAGITTAL)
 
 
@@ -286,7 +288,7 @@ def _grid_truth(grid: Grid) -> dict[str, object]:
         "shape": tuple(int(n) for n in grid.shape),
         "spacing_mm": tuple(float(s) for s in grid.spacing_mm),
         "origin_lps_mm": tuple(float(o) for o in grid.origin_lps_mm),
-        "direction_lps": tuple(tuple(float(v) for v in row) for row in grid.direction),
+        "direction_lps": tuple(tuple(float(v) for v in row) for row in grid.direction_lps),
     }
 
 
@@ -431,7 +433,7 @@ def write_study(
         repetition_time_ms=_DWI_TR_MS, flip_angle_deg=90.0, sequence="EPI",
         extra={"field_strength_t": str(field_t)},
         stacks=[StackSpec(pixels=adc_stored, grid=grids["dwi"], image_type=style.adc_image_type,
-                          echo_time_ms=_DWI_TE_MS, b_value_s_per_mm2=0.0, is_adc=True,
+                          echo_time_ms=_DWI_TE_MS, is_adc=True,
                           window_center=1000.0, window_width=2000.0)],
     ), grids["dwi"]))
 
@@ -451,10 +453,12 @@ def write_study(
                 transfer_syntax_uid=str(spec.transfer_syntax_uid if compressed
                                         else ExplicitVRLittleEndian),
                 path=folder.relative_to(out).as_posix(), n_files=n_files,
-                b_values_s_per_mm2=tuple(float(s.b_value_s_per_mm2) for s in spec.stacks)
+                b_values_s_per_mm2=tuple(float(s.b_value_s_per_mm2) for s in spec.stacks
+                                         if s.b_value_s_per_mm2 is not None)
                 if spec.role == "dwi" else (),
                 echo_time_ms=float(spec.stacks[0].echo_time_ms),
-                image_type=tuple(spec.stacks[0].image_type),
+                image_type=enhanced_image_type(spec.stacks[0].image_type) if enhanced
+                else tuple(spec.stacks[0].image_type),
                 **_grid_truth(grid),  # type: ignore[arg-type]
             ))
     except Exception:
@@ -553,7 +557,7 @@ def write_ct_series(
             f"positive numbers, found {shape} and {spacing_mm}. Potential fix: e.g. "
             "shape=(300, 512, 512), spacing_mm=(1.0, 0.7, 0.7)."
         )
-    grid = Grid.centred(shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
+    grid = centred_grid(shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
                         spacing_mm=tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
                         center_lps_mm=(0.0, 5.0, 0.0), direction=_AXIAL)
     style = VENDOR_STYLES[vendor]
