@@ -369,3 +369,118 @@ def _cmd_adc(args: argparse.Namespace) -> int:
 
 _COMMANDS.append(_add_measure)
 _COMMANDS.append(_add_adc)
+
+
+# ---- classify / report commands ----
+def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "train",
+        help="fit the logistic lesion classifier on lesions.csv + labels",
+        description=(
+            "Fit an L2-regularised logistic model on the measured features of LESIONS_CSV "
+            "(missing values: training-mean imputation plus indicator), report k-fold "
+            "cross-validated AUC and calibration, and save it as JSON for `measure --model`."
+        ),
+    )
+    p.add_argument("lesions_csv", type=_existing_path, metavar="LESIONS_CSV")
+    p.add_argument("--labels", type=_existing_path, required=True, metavar="LABELS_CSV",
+                   help="CSV with lesion_id (and study_instance_uid) and label=malignant|benign")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL.json")
+    p.add_argument("--folds", type=_positive_int, default=5, help="k of k-fold CV (default 5)")
+    p.add_argument("--l2", type=float, default=1.0, help="ridge penalty λ (default 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="fold assignment seed (default 0)")
+    p.add_argument("--config", type=_existing_path,
+                   help="classifier TOML (decision bounds; default configs/classifier.toml values)")
+    p.add_argument("--force", action="store_true", help="overwrite MODEL.json")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from bonelesion.classify.config import load_classifier_config
+    from bonelesion.classify.model import train_model_from_csv
+
+    if args.out.exists() and not args.force:
+        raise InputError(
+            f"train: output {args.out} already exists. Potential fix: pass --force to "
+            "overwrite it or choose another --out."
+        )
+    if not args.l2 >= 0:
+        raise ConfigError(f"train --l2: must be ≥ 0, found {args.l2}. Potential fix: 1.0.")
+    model = train_model_from_csv(
+        args.lesions_csv, args.labels, l2_penalty=args.l2, folds=args.folds, seed=args.seed,
+        config=load_classifier_config(args.config),
+    )
+    model.to_json(args.out)
+    cv = model.cv
+    print(
+        f"trained on {model.training['n_lesions']} lesions ({model.training['n_malignant']} "
+        f"malignant, {model.training['n_benign']} benign); {cv['folds']}-fold CV AUC "
+        f"{cv['auc']:.3f}, calibration slope {cv['calibration_slope']:.2f}, intercept "
+        f"{cv['calibration_intercept']:+.2f}; model written to {args.out}"
+    )
+    for note in model.training.get("notes", []):
+        logger.info("train: %s", note)
+    return EXIT_OK
+
+
+_COMMANDS.append(_add_train)
+
+
+def _extend_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the classifier and report options to the stages' ``measure`` command.
+
+    Must run after ``_add_measure`` (this block sits after the stages block); when
+    ``measure`` is not registered it does nothing.
+    """
+    p = sub.choices.get("measure")
+    if p is None:
+        logger.debug("no measure command to extend with classifier/report options")
+        return
+    p.add_argument("--model", type=_existing_path, metavar="MODEL.json",
+                   help="trained model (bonelesion train) to use instead of the literature rules")
+    p.add_argument("--classifier-config", type=_existing_path, metavar="FILE",
+                   help="classifier thresholds TOML (default: configs/classifier.toml values)")
+    p.add_argument("--no-classify", action="store_true",
+                   help="only measure: no calls, no report views")
+    p.add_argument("--no-dicom", action="store_true", help="do not write DICOM SEG + SR")
+    p.add_argument("--no-qc", action="store_true", help="do not write QC images")
+    p.set_defaults(handler=_measure_then_report, measure_handler=p.get_default("handler"))
+
+
+def _measure_then_report(args: argparse.Namespace) -> int:
+    from bonelesion.classify.config import load_classifier_config
+
+    # load config and model first: a bad file must fail before the (long) measurement
+    config = load_classifier_config(args.classifier_config)
+    model = None
+    if args.model is not None:
+        from bonelesion.classify.model import load_model
+
+        model = load_model(args.model)
+    code: int = args.measure_handler(args)
+    if code != EXIT_OK or args.no_classify:
+        return code
+    from bonelesion.report.measure_hook import add_calls_and_reports
+
+    stacks = lesions = None
+    if not (args.no_dicom and args.no_qc):
+        # measure does not hand its stacks back: read them again for SEG/SR/QC
+        from bonelesion import load_series
+        from bonelesion.roi.sources import load_lesions
+
+        stacks, lesions = load_series(args.export_dir), load_lesions(args.rois)
+    files = add_calls_and_reports(
+        args.out, stacks=stacks, lesions=lesions, config=config, model=model,
+        qc=not args.no_qc, dicom=not args.no_dicom,
+        command=["bonelesion", *(f"{k}={v}" for k, v in sorted(vars(args).items())
+                                 if k not in ("handler", "measure_handler"))],
+    )
+    labels = [c["call"]["label"] for c in files.document["lesions"]]
+    print(f"calls: {labels.count('malignant')} malignant, {labels.count('benign')} benign, "
+          f"{labels.count('indeterminate')} indeterminate → {files.html or files.results_json}")
+    for problem in files.problems:
+        logger.warning("%s", problem)
+    return EXIT_OK
+
+
+_COMMANDS.append(_extend_measure)
