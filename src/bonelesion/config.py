@@ -9,6 +9,7 @@ Stage configs subclass nothing: any ``@dataclass(frozen=True, kw_only=True)`` wo
 from __future__ import annotations
 
 import dataclasses
+import enum
 import tomllib
 import types
 import typing
@@ -30,7 +31,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError as exc:
-        raise ConfigError(f"Config file {path} does not exist. Potential fix: check the path.") from exc
+        raise ConfigError(
+            f"Config file {path} does not exist. Potential fix: check the path."
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from exc
 
@@ -63,7 +66,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} values, found {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a table, found {value!r}")
@@ -85,11 +88,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, found {value!r}")
         return value
-    if isinstance(tp, type) and issubclass(tp, __import__("enum").Enum):
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)
         except ValueError as exc:
-            allowed = ", ".join(repr(m.value) for m in tp)
+            allowed = ", ".join(repr(m.value) for m in list(tp))
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}") from exc
     return value
 
@@ -133,6 +136,6 @@ def config_to_dict(config: Any) -> Any:
         return {str(k): config_to_dict(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [config_to_dict(v) for v in config]
-    if hasattr(config, "value") and isinstance(getattr(config, "value"), (str, int)):
+    if isinstance(config, enum.Enum):
         return config.value
     return config

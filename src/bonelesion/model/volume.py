@@ -98,7 +98,7 @@ class SeriesInfo:
 
 
 def _as_readonly(array: ArrayLike) -> NDArray[Any]:
-    """A read-only view of ``array``: no copy, and the caller's own array stays writeable.
+    """Return a read-only view of ``array``: no copy; the caller's own array stays writeable.
 
     The volume does not copy (volumes can be GBs); whoever passes an array hands it over and
     must not modify it afterwards. Code holding only the volume cannot modify it.
@@ -304,7 +304,7 @@ class Volume:
         return self.index_to_lps(idx).reshape(*self.shape, 3)
 
     def geometry_equal(self, other: Volume, *, atol_mm: float = DEFAULT_GEOMETRY_ATOL_MM) -> bool:
-        """True when both volumes have the same shape and the same voxel centres (to atol_mm).
+        """Tell whether both volumes have the same shape and voxel centres (to ``atol_mm``).
 
         Compares the two grids' corner positions, so a small direction difference over a
         large field of view is caught (unlike a comparison of direction cosines alone).
@@ -317,7 +317,9 @@ class Volume:
             dtype=np.float64,
         )
         return bool(
-            np.allclose(self.index_to_lps(corners), other.index_to_lps(corners), atol=atol_mm, rtol=0)
+            np.allclose(
+                self.index_to_lps(corners), other.index_to_lps(corners), atol=atol_mm, rtol=0
+            )
         )
 
     def check_same_frame_of_reference(self, other: Volume, *, what: str = "volume") -> None:
