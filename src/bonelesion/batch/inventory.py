@@ -1,0 +1,78 @@
+"""What an export holds, as plain records: studies with their candidate stacks, and bad files.
+
+`build_inventory` indexes the export with `bonelesion.dicom.index` (SQLite catalogue) and
+turns the catalogue into `Inventory`: plain, picklable records the planner and the batch
+runner use. Nothing here reads pixel data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bonelesion.pipeline.plan import StackCandidate
+
+__all__ = ["StudyRecord", "BadFile", "Inventory", "build_inventory"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyRecord:
+    """One study of the export.
+
+    ``patient_id`` is kept for output naming and pseudonymisation only; it is never logged.
+    ``problems`` are study-level notes from the index (e.g. refused stacks), as
+    ``(series_instance_uid, reason)`` pairs.
+    """
+
+    study_instance_uid: str
+    patient_id: str
+    candidates: tuple[StackCandidate, ...]
+    problems: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BadFile:
+    """A file the index could not use, with the reason."""
+
+    path: str
+    reason: str
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inventory:
+    """Studies and bad files of one export."""
+
+    root: str
+    studies: tuple[StudyRecord, ...]
+    bad_files: tuple[BadFile, ...] = ()
+
+    def study(self, study_instance_uid: str) -> StudyRecord:
+        """The record of one study."""
+        for s in self.studies:
+            if s.study_instance_uid == study_instance_uid:
+                return s
+        raise KeyError(study_instance_uid)
+
+
+def build_inventory(
+    export_dir: str | Path,
+    catalogue_path: str | Path,
+    *,
+    workers: int | None = None,
+    progress: Callable[..., Any] | None = None,
+) -> Inventory:
+    """Index ``export_dir`` into the catalogue at ``catalogue_path`` and read it back.
+
+    Raises
+    ------
+    InputError
+        If the export folder does not exist or holds no readable DICOM.
+    """
+    from bonelesion.batch import _catalogue
+
+    return _catalogue.inventory_from_index(export_dir, catalogue_path, workers=workers,
+                                           progress=progress)

@@ -1,0 +1,213 @@
+"""Run one study: the per-study function every executor calls.
+
+`run_study(task) -> StudyOutcome` takes and returns plain, picklable data (paths, UIDs,
+dicts), so the same function runs in this process, in a process pool or on a Dask worker.
+It never raises for a problem of the study: a failure becomes ``StudyOutcome(status="failed")``
+naming the stage, the series and the message (isolation). It writes its outputs under
+``task.work_dir`` only; the batch runner moves that folder into place atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bonelesion.errors import PipelineError
+from bonelesion.pipeline.plan import StackCandidate, StudyPlan
+
+__all__ = ["StudyTask", "StudyOutcome", "StudyFailure", "run_study", "failed_outcome"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyTask:
+    """Everything a worker needs to run one study (plain data only).
+
+    Parameters
+    ----------
+    study_instance_uid : str
+        The study.
+    patient_label : str
+        What outputs call the patient: the PatientID, or its keyed pseudonym with
+        ``--pseudonymise``. Never logged.
+    plan : StudyPlan
+        The chosen stack(s) per role, with file paths.
+    pipeline : mapping
+        `PipelineDefinition.to_dict()` (stages, roles, resolved measurement config).
+    rois_path : str or None
+        ROI source (annotations CSV, SEG, RTSTRUCT, NIfTI) or None for CT candidate detection.
+    work_dir : str
+        Empty folder the study writes its outputs into.
+    """
+
+    study_instance_uid: str
+    patient_label: str
+    plan: StudyPlan
+    pipeline: Mapping[str, Any]
+    rois_path: str | None
+    work_dir: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyFailure:
+    """Where and why a study failed."""
+
+    stage: str
+    series_instance_uid: str
+    error_type: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Plain form."""
+        return {"stage": self.stage, "series_instance_uid": self.series_instance_uid,
+                "error_type": self.error_type, "message": self.message}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyOutcome:
+    """What one study produced: lesion rows for the tables, or the failure."""
+
+    study_instance_uid: str
+    status: str
+    lesion_rows: tuple[Mapping[str, Any], ...] = ()
+    failure: StudyFailure | None = None
+    warnings: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+def failed_outcome(task: StudyTask, error: BaseException | str, *, stage: str = "worker",
+                   series_instance_uid: str = "") -> StudyOutcome:
+    """A failed `StudyOutcome` for an error caught outside `run_study` (lost worker …)."""
+    if isinstance(error, BaseException):
+        error_type, message = type(error).__name__, str(error)
+    else:
+        error_type, message = "WorkerError", error
+    return StudyOutcome(
+        study_instance_uid=task.study_instance_uid, status="failed",
+        failure=StudyFailure(stage=stage, series_instance_uid=series_instance_uid,
+                             error_type=error_type,
+                             message=f"Study {task.study_instance_uid}: {message}"),
+    )
+
+
+class _StageFailed(Exception):
+    def __init__(self, stage: str, series_uid: str, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.stage = stage
+        self.series_uid = series_uid
+        self.exc = exc
+
+
+def run_study(task: StudyTask) -> StudyOutcome:
+    """Load, measure, classify and report one study; never raises for a study problem.
+
+    Parameters
+    ----------
+    task : StudyTask
+        The study, its plan and where to write.
+
+    Returns
+    -------
+    StudyOutcome
+        ``status="ok"`` with one row per lesion, or ``status="failed"`` with the stage
+        (``load``, ``roi``, ``measure``, ``classify``, ``report``), the series UID and the
+        message of the first failure.
+    """
+    start = time.perf_counter()
+    work = Path(task.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    caught: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            rows, files = _run(task, work)
+        caught = sorted({f"{w.category.__name__}: {w.message}" for w in record})
+        for w in caught:
+            logger.warning("study %s: %s", task.study_instance_uid, w)
+    except _StageFailed as failed:
+        exc = failed.exc
+        unexpected = not isinstance(exc, PipelineError)
+        message = str(exc)
+        if unexpected:
+            logger.error("study %s: unexpected error in stage %s:\n%s", task.study_instance_uid,
+                         failed.stage, "".join(traceback.format_exception(exc)))
+            message = (f"Study {task.study_instance_uid}, stage {failed.stage}: unexpected "
+                       f"{type(exc).__name__}: {exc}. Potential fix: this is a bug; rerun with -v "
+                       "and report the traceback.")
+        return StudyOutcome(
+            study_instance_uid=task.study_instance_uid, status="failed",
+            failure=StudyFailure(stage=failed.stage, series_instance_uid=failed.series_uid,
+                                 error_type=type(exc).__name__, message=message),
+            warnings=tuple(caught), duration_s=time.perf_counter() - start,
+        )
+    return StudyOutcome(
+        study_instance_uid=task.study_instance_uid, status="ok",
+        lesion_rows=tuple(rows), warnings=tuple(caught), files=tuple(files),
+        duration_s=time.perf_counter() - start,
+    )
+
+
+def _stage(name: str, series_uid: str = "") -> Any:
+    """Context manager attributing any exception inside it to ``name`` / ``series_uid``."""
+
+    class _Ctx:
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, tp: Any, exc: BaseException | None, tb: Any) -> bool:
+            if exc is not None and not isinstance(exc, _StageFailed) and isinstance(exc, Exception):
+                raise _StageFailed(name, series_uid, exc) from exc
+            return False
+
+    return _Ctx()
+
+
+def _pick_stack(stacks: list[Any], cand: StackCandidate) -> Any:
+    from bonelesion.errors import SeriesSelectionError
+
+    same = [s for s in stacks if s.info.series_instance_uid == cand.series_instance_uid]
+    exact = [s for s in same if str(s.key) == cand.stack_key]
+    if len(exact) == 1:
+        return exact[0]
+    role = [s for s in same if s.info.role == cand.role]
+    if len(role) == 1:
+        return role[0]
+    raise SeriesSelectionError(
+        f"Series {cand.series_instance_uid}: stack {cand.stack_key!r} (role {cand.role}) not found "
+        f"among the {len(same)} stacks the reader made of its files. Potential fix: re-index the "
+        "export (files may have changed since indexing)."
+    )
+
+
+def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    from bonelesion.dicom.series import load_series
+
+    plan = task.plan
+    stacks_by_role: dict[str, list[Any]] = {}
+    cache: dict[tuple[str, ...], list[Any]] = {}
+    for choice in plan.choices:
+        for cand in choice.chosen:
+            with _stage("load", cand.series_instance_uid):
+                if cand.files not in cache:
+                    cache[cand.files] = load_series(list(cand.files))
+                stacks_by_role.setdefault(choice.role, []).append(_pick_stack(cache[cand.files], cand))
+    from bonelesion.pipeline import measure
+
+    return measure.measure_and_report(task, stacks_by_role, work, stage=_stage)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
