@@ -11,6 +11,7 @@ starting with ``SLEEP <s>`` slows the study (to kill a run mid-way).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -93,7 +94,8 @@ def checksum_study(task: StudyTask) -> StudyOutcome:
     out.mkdir(parents=True, exist_ok=True)
     (out / "checksum.txt").write_text("\n".join(r["sha256"] for r in rows))
     return StudyOutcome(study_instance_uid=task.study_instance_uid, status="ok",
-                        lesion_rows=tuple(rows), files=("checksum.txt",))
+                        lesion_rows=tuple(rows), files=("checksum.txt",),
+                        record={"worker_pid": os.getpid()})
 
 
 def raising_study(task: StudyTask) -> StudyOutcome:

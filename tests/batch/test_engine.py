@@ -47,6 +47,12 @@ def _lesions(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _worker_pids(out: Path) -> set[int]:
+    with sqlite3.connect(out / STORE_NAME) as conn:
+        recs = [json.loads(r[0]) for r in conn.execute("SELECT record_json FROM studies WHERE status='ok'")]
+    return {r["worker_pid"] for r in recs}
+
+
 def _tables(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in TABLE_FILES}
 
@@ -115,6 +121,8 @@ def test_process_pool_equals_local(tmp_path: Path) -> None:
     inv = batchkit.make_export(tmp_path / "export", 4, failing=(1,))
     _run(inv, tmp_path / "local")
     _run(inv, tmp_path / "pool", executor="process", workers=2)
+    assert _worker_pids(tmp_path / "local") == {os.getpid()}
+    assert os.getpid() not in _worker_pids(tmp_path / "pool")
     for name in ("lesions.csv", "failures.csv", "bad_files.csv"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes()
 
@@ -124,6 +132,7 @@ def test_dask_local_cluster_equals_local(tmp_path: Path) -> None:
     inv = batchkit.make_export(tmp_path / "export", 4, failing=(3,))
     _run(inv, tmp_path / "local")
     _run(inv, tmp_path / "dask", executor="dask", workers=2)
+    assert os.getpid() not in _worker_pids(tmp_path / "dask")
     for name in ("lesions.csv", "failures.csv", "bad_files.csv"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
 
