@@ -39,6 +39,7 @@ __all__ = [
     "RoleSpec",
     "PipelineDefinition",
     "STAGE_ROLES",
+    "STAGE_OPTIONAL_ROLES",
     "PREFERENCES",
     "KNOWN_STACK_ROLES",
     "load_pipeline",
@@ -53,6 +54,9 @@ STAGE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mr_chemical_shift": (("in_phase", "opposed_phase"), ()),
     "dwi_adc": ((), ("dwi", "adc")),
 }
+
+#: Stage name → roles it uses when present (Dixon water/fat images give the fat fraction).
+STAGE_OPTIONAL_ROLES: Mapping[str, tuple[str, ...]] = {"mr_chemical_shift": ("water", "fat")}
 
 #: Preference keys, applied in the order given, to choose among several candidates.
 PREFERENCES: Mapping[str, str] = {

@@ -49,6 +49,7 @@ class StackCandidate:
     convolution_kernel: str = ""
     b_values_s_per_mm2: tuple[float, ...] = ()
     image_type: tuple[str, ...] = ()
+    echo_time_ms: float | None = None
     patient_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -173,15 +173,20 @@ def _stage(name: str, series_uid: str = "") -> Any:
 
 
 def _pick_stack(stacks: list[Any], cand: StackCandidate) -> Any:
+    """The loaded stack the plan chose (by stack key, else by its files, else by role)."""
     from bonelesion.errors import SeriesSelectionError
 
     same = [s for s in stacks if s.info.series_instance_uid == cand.series_instance_uid]
-    exact = [s for s in same if str(s.key) == cand.stack_key]
-    if len(exact) == 1:
-        return exact[0]
-    role = [s for s in same if s.info.role == cand.role]
-    if len(role) == 1:
-        return role[0]
+    wanted_files = {str(Path(f).resolve()) for f in cand.files}
+    for match in (
+        lambda s: str(s.key) == cand.stack_key,
+        lambda s: {str(Path(f).resolve()) for f in s.files} == wanted_files,
+        lambda s: s.info.role == cand.role,
+    ):
+        found = [s for s in same if match(s)]
+        if len(found) == 1:
+            found[0].raise_if_refused()
+            return found[0]
     raise SeriesSelectionError(
         f"Series {cand.series_instance_uid}: stack {cand.stack_key!r} (role {cand.role}) not found "
         f"among the {len(same)} stacks the reader made of its files. Potential fix: re-index the "
