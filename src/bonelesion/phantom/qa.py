@@ -89,7 +89,9 @@ class QaCheck:
     expected: float
     tolerance: float | None = None
     tolerance_pct: float | None = None
-    centre_lps_mm: tuple[float, float, float] | None = None
+    # tuple[float, ...] (length checked below): config.build_config mis-coerces fixed-length
+    # tuples (it swaps type and value in bonelesion/config.py::_coerce; reported to the lead).
+    centre_lps_mm: tuple[float, ...] | None = None
     radius_mm: float | None = None
     mask: str = ""
     statistic: str = "mean"
@@ -115,6 +117,8 @@ class QaCheck:
         sphere = self.centre_lps_mm is not None or self.radius_mm is not None
         if sphere == bool(self.mask):
             raise ConfigError("region: give either centre_lps_mm + radius_mm, or mask")
+        if self.centre_lps_mm is not None and len(self.centre_lps_mm) != 3:
+            raise ConfigError(f"centre_lps_mm: expected 3 numbers (L, P, S mm), found {len(self.centre_lps_mm)}")
         if sphere and (self.centre_lps_mm is None or self.radius_mm is None or self.radius_mm <= 0):
             raise ConfigError("radius_mm: a sphere needs centre_lps_mm and a positive radius_mm")
         if self.statistic not in _STATISTICS:
@@ -142,7 +146,7 @@ class QaSpec:
     """A named list of checks."""
 
     name: str
-    checks: tuple[QaCheck, ...]
+    checks: tuple[QaCheck, ...] = ()
     description: str = ""
     source: str = ""
 
