@@ -222,3 +222,93 @@ def _regress_handler(args: argparse.Namespace) -> int:
 
 
 _COMMANDS.extend([_add_qa, _add_regress])
+
+# ---- reader commands (series, convert) ----
+def _series_record(stack: object) -> dict[str, object]:
+    from bonelesion.dicom.series import Stack
+
+    assert isinstance(stack, Stack)
+    info = stack.info
+    return {
+        "series_instance_uid": info.series_instance_uid,
+        "modality": info.modality,
+        "manufacturer": info.manufacturer,
+        "role": info.role,
+        "shape": list(stack.shape) if stack.shape is not None and stack.usable else None,
+        "n_volumes": 1 if stack.usable else None,
+        "spacing_mm": list(stack.spacing_mm) if stack.spacing_mm is not None else None,
+        "origin_lps_mm": list(stack.origin_lps_mm) if stack.origin_lps_mm is not None else None,
+        "direction_lps": [list(r) for r in stack.direction_lps]
+        if stack.direction_lps is not None
+        else None,
+        "b_values_s_per_mm2": [info.b_value_s_per_mm2]
+        if info.b_value_s_per_mm2 is not None
+        else [],
+        "echo_time_ms": info.echo_time_ms,
+        "files": list(stack.files),
+        "problems": list(stack.problems),
+    }
+
+
+def _add_series(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "series",
+        help="list the stacks of a DICOM export (headers only) with geometry and problems",
+    )
+    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR")
+    p.add_argument("--json", action="store_true", help="print a JSON array, one object per stack")
+    p.set_defaults(handler=_run_series)
+
+
+def _run_series(args: argparse.Namespace) -> int:
+    import json
+
+    from bonelesion.dicom.series import load_series
+
+    stacks = load_series(args.export_dir, decode=False)
+    records = [_series_record(s) for s in stacks]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+    header = f"{'#':>3}  {'modality':8} {'role':20} {'shape':16} {'b':>6} {'TE ms':>7}  status"
+    print(header)
+    print("-" * len(header))
+    for i, (stack, rec) in enumerate(zip(stacks, records), start=1):
+        shape = "×".join(str(n) for n in rec["shape"]) if rec["shape"] else "-"  # type: ignore[union-attr]
+        b = stack.info.b_value_s_per_mm2
+        te = stack.info.echo_time_ms
+        status = "ok" if stack.usable else "REFUSED: " + " ".join(stack.problems)
+        print(f"{i:>3}  {stack.info.modality:8} {stack.info.role:20} {shape:16} "
+              f"{'' if b is None else f'{b:g}':>6} {'' if te is None else f'{te:.2f}':>7}  "
+              f"{status}")
+        print(f"     {stack.key}  ({len(stack.files)} file(s))")
+    return EXIT_OK
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "convert", help="write every stack of a DICOM export as NIfTI + JSON (+ bval/bvec)"
+    )
+    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from bonelesion.dicom.convert import convert_export
+
+    try:
+        summary = convert_export(args.export_dir, args.out_dir, force=args.force)
+    except FileExistsError as exc:
+        print(f"bonelesion: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    n_files = sum(1 for p in summary.written if p.name.endswith(".nii.gz"))
+    print(f"wrote {n_files} NIfTI file(s) to {args.out_dir}; {summary.n_refused} stack(s) refused")
+    for refused in summary.refused:
+        print(f"  REFUSED {refused['stack']}: {' '.join(refused['problems'])}")
+    return EXIT_PARTIAL if summary.n_refused else EXIT_OK
+
+
+_COMMANDS.append(_add_series)
+_COMMANDS.append(_add_convert)
