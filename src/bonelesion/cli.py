@@ -312,3 +312,58 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 _COMMANDS.append(_add_series)
 _COMMANDS.append(_add_convert)
+
+# ---- index commands ----
+# `bonelesion index EXPORT_DIR [--db FILE] [--workers N] [--strict]`: catalogue an export.
+# The catalogue defaults to ./bonelesion-index.sqlite in the current folder (never inside the
+# export, which is often read-only); one catalogue file per export (a catalogue of another
+# export is refused with exit code 3).
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "index",
+        help="catalogue every file of an export folder into SQLite",
+        description=(
+            "Walk EXPORT_DIR (any layout), read DICOM headers only, and record every file "
+            "with a status and reason in an SQLite catalogue. Re-running reads only new or "
+            "changed files and drops removed ones. A keyed hash of PatientID is stored only "
+            "when the environment variable BONELESION_PATIENT_KEY holds a secret."
+        ),
+    )
+    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR",
+                   help="folder holding the exported files")
+    p.add_argument("--db", type=Path, default=Path("bonelesion-index.sqlite"),
+                   help="catalogue file (default: ./bonelesion-index.sqlite in the current "
+                        "folder)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="worker processes reading headers (default: every CPU)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 4 when any file is truncated, corrupt or lacks "
+                        "attributes")
+    p.set_defaults(handler=_run_index)
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    import os
+
+    from bonelesion.dicom.index import index_export
+
+    secret_text = os.environ.get("BONELESION_PATIENT_KEY")
+    secret = secret_text.encode("utf-8") if secret_text else None
+    summary = index_export(args.export_dir, args.db, workers=args.workers,
+                           patient_key_secret=secret)
+    print(f"catalogue: {summary.db_path}")
+    print(f"files: {summary.files_seen} found, {summary.files_read} read, "
+          f"{summary.files_unchanged} unchanged, {summary.files_removed} removed "
+          f"in {summary.duration_s:.2f} s ({summary.files_read_per_s:.0f} files/s, "
+          f"{summary.workers} workers)")
+    for status, count in sorted(summary.status_counts.items()):
+        print(f"  {status}: {count}")
+    if args.strict and summary.n_problems:
+        print(f"{summary.n_problems} problem files (see Catalogue.problems())", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+_COMMANDS.append(_add_index)

@@ -1,0 +1,115 @@
+"""Benchmark of `bonelesion index`: files per second on small single-frame CT files.
+
+Generates N (default 3,000) 64 × 64 single-frame CT Image Storage files with pydicom into
+nested folders of a temporary directory (20 series × 150 slices, no file extensions for
+half of them), then indexes them with 1 and 2 workers (fresh catalogue each time) and
+re-indexes once more (every file unchanged, so every file skipped).
+
+Run:  python bench/bench_index.py [--files 3000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bonelesion.dicom.index import index_export  # noqa: E402
+
+SLICES_PER_SERIES = 150
+MATRIX = 64
+
+
+def _make_slice(study_uid: str, series_uid: str, for_uid: str, series_number: int,
+                index: int) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = for_uid
+    ds.Modality = "CT"
+    ds.Manufacturer = "BENCH"
+    ds.PatientID = "BENCH-PATIENT"
+    ds.SeriesNumber = series_number
+    ds.InstanceNumber = index + 1
+    ds.SeriesDescription = "bench CT"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ConvolutionKernel = "STANDARD"
+    ds.SliceThickness = 1.0
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-22.4, -22.4, float(index)]
+    ds.Rows = ds.Columns = MATRIX
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.PixelData = (np.full((MATRIX, MATRIX), 1024 + index, dtype=np.uint16)).tobytes()
+    return ds
+
+
+def generate(folder: Path, n_files: int) -> None:
+    """Write ``n_files`` small CT files into nested study/series folders."""
+    study_uid = generate_uid()
+    for_uid = generate_uid()
+    written = 0
+    series_number = 0
+    while written < n_files:
+        series_number += 1
+        series_uid = generate_uid()
+        sub = folder / f"study1/series{series_number:03d}/part{series_number % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for i in range(min(SLICES_PER_SERIES, n_files - written)):
+            name = f"IM{i:05d}" + (".dcm" if series_number % 2 else "")
+            _make_slice(study_uid, series_uid, for_uid, series_number, i).save_as(
+                sub / name, enforce_file_format=True)
+            written += 1
+
+
+def main() -> None:
+    """Generate the files, index them, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp) / "export"
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        generate(folder, args.files)
+        print(f"generated {args.files} files of {MATRIX}x{MATRIX} CT in "
+              f"{time.perf_counter() - t0:.1f} s into {folder}")
+        print(f"cpus available: {len(os.sched_getaffinity(0))}")
+        for workers in (1, 2):
+            db = Path(tmp) / f"index-{workers}.sqlite"
+            summary = index_export(folder, db, workers=workers)
+            assert summary.status_counts == {"ok": args.files}, summary.status_counts
+            print(f"index, {workers} worker(s): {summary.files_read} files in "
+                  f"{summary.duration_s:.2f} s = {summary.files_read_per_s:.0f} files/s")
+        summary = index_export(folder, db, workers=2)
+        rate = summary.files_unchanged / summary.duration_s
+        print(f"re-index (all unchanged, skipped): {summary.files_unchanged} files in "
+              f"{summary.duration_s:.3f} s = {rate:.0f} files/s")
+
+
+if __name__ == "__main__":
+    main()
