@@ -1,0 +1,474 @@
+"""Write image stacks as real DICOM: classic single-frame or enhanced multi-frame, CT or MR.
+
+The writer is deliberately literal: every attribute is set from the stack description and
+a `WriteContext`; nothing depends on the clock or the host, so the same input gives the
+same bytes. UIDs are `pydicom.uid.generate_uid` hashes of the context key and a role path.
+
+References
+----------
+DICOM PS3.3 A.3 (CT Image IOD), A.4 (MR Image IOD), A.36 (Enhanced MR), A.38 (Enhanced CT),
+C.7.6.16 (Multi-frame Functional Groups), C.8.13 (Enhanced MR modules).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    generate_uid,
+)
+from pydicom.valuerep import format_number_as_ds
+
+from bonelesion.phantom.anatomy import Grid
+from bonelesion.phantom.vendor_style import VendorStyle
+
+__all__ = [
+    "CT_IMAGE_STORAGE",
+    "MR_IMAGE_STORAGE",
+    "ENHANCED_CT_IMAGE_STORAGE",
+    "ENHANCED_MR_IMAGE_STORAGE",
+    "UID_ROOT",
+    "WriteContext",
+    "StackSpec",
+    "SeriesSpec",
+    "write_series",
+    "uid_prefix",
+]
+
+CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
+ENHANCED_CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2.1")
+MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
+ENHANCED_MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4.1")
+
+#: pydicom's UID root (PS3.5 §9: a registered root; generate_uid hashes below it).
+UID_ROOT = "1.2.826.0.1.3680043.8.498."
+
+#: Fixed study date/time: the files must not depend on the clock.
+_STUDY_DATE = "20260101"
+_STUDY_TIME = "080000"
+
+
+def uid_prefix(seed: int) -> str:
+    """UID prefix for one seed: ``<pydicom root><seed mod 1e9>.``."""
+    return f"{UID_ROOT}{seed % 1_000_000_000}."
+
+
+def _ds(value: float) -> str:
+    """A DS string (≤ 16 characters) for a float."""
+    return format_number_as_ds(float(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteContext:
+    """What every file of one study shares.
+
+    Parameters
+    ----------
+    key : str
+        Everything that makes this study distinct (vendor, seed, variant, lesions); hashed
+        into every UID.
+    seed : int
+    style : VendorStyle
+    enhanced, compressed : bool
+    study_instance_uid, frame_of_reference_uid : str
+    """
+
+    key: str
+    seed: int
+    style: VendorStyle
+    enhanced: bool
+    compressed: bool
+    study_instance_uid: str
+    frame_of_reference_uid: str
+
+    def uid(self, *parts: str) -> str:
+        """Deterministic UID for a role path (e.g. ``("series", "ct")``)."""
+        return str(generate_uid(prefix=uid_prefix(self.seed), entropy_srcs=[self.key, *parts]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackSpec:
+    """One volume: stored pixel values on a grid, with its acquisition values.
+
+    Parameters
+    ----------
+    pixels : (S, R, C) ndarray of uint16
+        Stored values, indexed [slice, row, column] on `grid`.
+    grid : Grid
+    image_type : tuple of str
+    echo_time_ms : float
+    b_value_s_per_mm2 : float or None
+        Diffusion b-value (DWI / ADC stacks only).
+    is_adc : bool
+    window_center, window_width : float
+    """
+
+    pixels: NDArray[np.uint16]
+    grid: Grid
+    image_type: tuple[str, ...]
+    echo_time_ms: float = 0.0
+    b_value_s_per_mm2: float | None = None
+    is_adc: bool = False
+    window_center: float = 0.0
+    window_width: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesSpec:
+    """One series: one or more stacks sharing a SeriesInstanceUID.
+
+    Parameters
+    ----------
+    role : str
+    modality : str
+        ``CT`` or ``MR``.
+    series_number : int
+    series_description : str
+    stacks : sequence of StackSpec
+    transfer_syntax_uid : str
+        Used when the context says ``compressed``; Explicit VR Little Endian otherwise.
+    repetition_time_ms, flip_angle_deg : float
+    sequence : str
+        ``GRE`` (Dixon), ``EPI`` (DWI) or ``CT``.
+    """
+
+    role: str
+    modality: str
+    series_number: int
+    series_description: str
+    stacks: Sequence[StackSpec]
+    transfer_syntax_uid: str = ExplicitVRLittleEndian
+    repetition_time_ms: float = 0.0
+    flip_angle_deg: float = 0.0
+    sequence: str = "CT"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def series_folder_name(spec: SeriesSpec) -> str:
+    """Folder name of a series: ``<number>_<description slug>``."""
+    return f"{spec.series_number:03d}_{_slug(spec.series_description)}"
+
+
+# ------------------------------------------------------------------------------ modules
+def _common(ctx: WriteContext, spec: SeriesSpec, series_uid: str) -> Dataset:
+    """Patient, study, series, frame-of-reference, equipment and SOP-common attributes."""
+    style = ctx.style
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = _STUDY_DATE
+    ds.StudyTime = _STUDY_TIME
+    ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = f"{8 + spec.series_number // 60:02d}" \
+        f"{spec.series_number % 60:02d}00"
+    ds.AccessionNumber = ""
+    ds.Modality = spec.modality
+    ct = spec.modality == "CT"
+    ds.Manufacturer = style.ct_manufacturer if ct else style.mr_manufacturer
+    ds.InstitutionName = "bonelesion digital phantom"
+    ds.ReferringPhysicianName = ""
+    ds.StationName = "PHANTOM"
+    ds.StudyDescription = "PHANTOM LUMBAR SPINE"
+    ds.SeriesDescription = spec.series_description
+    ds.ManufacturerModelName = style.ct_model if ct else style.mr_model
+    ds.PatientName = "PHANTOM^SPINE"
+    ds.PatientID = f"PHANTOM-{ctx.seed}"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.PatientIdentityRemoved = "YES"
+    ds.BodyPartExamined = "LSPINE"
+    ds.DeviceSerialNumber = "0"
+    ds.SoftwareVersions = style.ct_software if ct else style.mr_software
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID = ctx.study_instance_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = spec.series_number
+    ds.AcquisitionNumber = 1
+    ds.FrameOfReferenceUID = ctx.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12 if ct else 16
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    return ds
+
+
+def _mr_acquisition(ds: Dataset, ctx: WriteContext, spec: SeriesSpec, field_t: float,
+                    enhanced: bool) -> None:
+    epi = spec.sequence == "EPI"
+    ds.MagneticFieldStrength = _ds(field_t)
+    ds.ImagingFrequency = _ds(round(42.577478 * field_t, 6))
+    ds.ImagedNucleus = "1H"
+    ds.ProtocolName = spec.series_description
+    if not enhanced:
+        ds.ScanningSequence = ["SE", "EP"] if epi else ["GR"]
+        ds.SequenceVariant = ["SK", "SP"] if epi else ["SP", "OSP"]
+        ds.ScanOptions = ["FS"] if epi else ""
+        ds.MRAcquisitionType = "2D" if epi else "3D"
+        ds.SequenceName = ("*ep_b" if epi else "*fl3d2") if ctx.style.vendor == "siemens" else (
+            "DWI" if epi else "LAVA-Flex" if ctx.style.vendor == "ge" else "FFE")
+        ds.RepetitionTime = _ds(spec.repetition_time_ms)
+        ds.NumberOfAverages = "1"
+        ds.EchoTrainLength = 1
+        ds.FlipAngle = _ds(spec.flip_angle_deg)
+    ctx.style.decorate_mr(ds)
+
+
+def _geometry_classic(ds: Dataset, grid: Grid, k: int) -> None:
+    d = grid.direction
+    sp = grid.spacing_mm
+    ipp = np.asarray(grid.origin_lps_mm) + d[:, 0] * sp[0] * k
+    ds.ImagePositionPatient = [_ds(v) for v in ipp]
+    ds.ImageOrientationPatient = [_ds(v) for v in (*d[:, 2], *d[:, 1])]
+    ds.PixelSpacing = [_ds(sp[1]), _ds(sp[2])]
+    ds.SliceThickness = _ds(sp[0])
+    ds.SliceLocation = _ds(float(ipp @ d[:, 0]))
+
+
+def _file_meta(ds: Dataset) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "BONELESION_PH1"
+    ds.file_meta = meta
+
+
+def _save(ds: Dataset, path: Path, ctx: WriteContext, spec: SeriesSpec) -> None:
+    if ctx.compressed and spec.transfer_syntax_uid != ExplicitVRLittleEndian:
+        ds.compress(spec.transfer_syntax_uid, generate_instance_uid=False)
+    ds.save_as(path, enforce_file_format=True)
+
+
+# ------------------------------------------------------------------------------ classic
+def _write_classic(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_uid: str) -> int:
+    base = _common(ctx, spec, series_uid)
+    ct = spec.modality == "CT"
+    style = ctx.style
+    base.SOPClassUID = CT_IMAGE_STORAGE if ct else MR_IMAGE_STORAGE
+    if ct:
+        base.KVP = "120"
+        base.XRayTubeCurrent = 200
+        base.ExposureTime = 500
+        base.ConvolutionKernel = style.ct_kernel
+        base.GantryDetectorTilt = "0"
+        base.DataCollectionDiameter = "500"
+        base.ReconstructionDiameter = _ds(spec.stacks[0].grid.spacing_mm[2]
+                                          * spec.stacks[0].grid.shape[2])
+        base.RescaleIntercept = "-1024"
+        base.RescaleSlope = "1"
+        base.RescaleType = "HU"
+    else:
+        _mr_acquisition(base, ctx, spec, float(spec.extra["field_strength_t"]), enhanced=False)
+        if style.vendor == "philips":
+            base.RescaleIntercept = "0"
+            base.RescaleSlope = "1"
+            base.RescaleType = "normalized"
+    instance = 0
+    n_files = 0
+    for stack_index, stack in enumerate(spec.stacks):
+        ds = base  # the header is built once and varied per slice (fast for big series)
+        ds.ImageType = list(stack.image_type)
+        n_slices, n_rows, n_cols = stack.pixels.shape
+        ds.Rows, ds.Columns = n_rows, n_cols
+        if not ct:
+            ds.EchoTime = _ds(stack.echo_time_ms)
+            ds.EchoNumbers = 1
+            ds.SpacingBetweenSlices = _ds(stack.grid.spacing_mm[0])
+            if stack.b_value_s_per_mm2 is not None:
+                for tag in list(ds.keys()):
+                    if tag.group in (0x0019, 0x0021, 0x0043, 0x2001) or tag in (
+                        0x00189087, 0x00189075):
+                        del ds[tag]
+                style.decorate_dwi(ds, b_value_s_per_mm2=stack.b_value_s_per_mm2,
+                                   is_adc=stack.is_adc)
+        ds.WindowCenter = _ds(stack.window_center)
+        ds.WindowWidth = _ds(stack.window_width)
+        for k in range(n_slices):
+            instance += 1
+            # Instance numbers run from the last slice of the axis to the first (scanners
+            # number from the first acquired slice; loaders must sort by position).
+            number = instance if not ct else n_slices - k
+            ds.InstanceNumber = number
+            ds.SOPInstanceUID = ctx.uid("instance", spec.role, str(stack_index), str(k))
+            _geometry_classic(ds, stack.grid, k)
+            ds.PixelData = np.ascontiguousarray(stack.pixels[k], dtype="<u2").tobytes()
+            if "PixelData" in ds:
+                ds["PixelData"].VR = "OW"
+            _file_meta(ds)
+            _save(ds, folder / f"IM{instance:04d}.dcm", ctx, spec)
+            if ctx.compressed and spec.transfer_syntax_uid != ExplicitVRLittleEndian:
+                # compress() replaced PixelData and the transfer syntax: restore for the next
+                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            n_files += 1
+    return n_files
+
+
+# ----------------------------------------------------------------------------- enhanced
+def _item(**kwargs: object) -> Dataset:
+    item = Dataset()
+    for key, value in kwargs.items():
+        setattr(item, key, value)
+    return item
+
+
+def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_uid: str) -> int:
+    ct = spec.modality == "CT"
+    style = ctx.style
+    for stack_index, stack in enumerate(spec.stacks):
+        ds = _common(ctx, spec, series_uid)
+        ds.SOPClassUID = ENHANCED_CT_IMAGE_STORAGE if ct else ENHANCED_MR_IMAGE_STORAGE
+        ds.SOPInstanceUID = ctx.uid("instance", spec.role, str(stack_index), "enhanced")
+        ds.InstanceNumber = stack_index + 1
+        image_type = list(stack.image_type[:4])
+        if len(image_type) < 4:
+            image_type.append("NONE")
+        ds.ImageType = image_type
+        ds.AcquisitionDateTime = _STUDY_DATE + ds.AcquisitionTime
+        ds.ContentQualification = "RESEARCH"
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.PixelPresentation = "MONOCHROME"
+        ds.VolumetricProperties = "VOLUME"
+        ds.VolumeBasedCalculationTechnique = "NONE"
+        ds.ImageComments = "bonelesion digital phantom"
+        grid = stack.grid
+        n_slices, n_rows, n_cols = stack.pixels.shape
+        ds.Rows, ds.Columns = n_rows, n_cols
+        ds.NumberOfFrames = n_slices
+        d = grid.direction
+        sp = grid.spacing_mm
+
+        shared = Dataset()
+        shared.PixelMeasuresSequence = DicomSequence([_item(
+            PixelSpacing=[_ds(sp[1]), _ds(sp[2])], SliceThickness=_ds(sp[0]),
+            SpacingBetweenSlices=_ds(sp[0]))])
+        shared.PlaneOrientationSequence = DicomSequence([_item(
+            ImageOrientationPatient=[_ds(v) for v in (*d[:, 2], *d[:, 1])])])
+        shared.FrameVOILUTSequence = DicomSequence([_item(
+            WindowCenter=_ds(stack.window_center), WindowWidth=_ds(stack.window_width))])
+        if ct:
+            shared.PixelValueTransformationSequence = DicomSequence([_item(
+                RescaleIntercept="-1024", RescaleSlope="1", RescaleType="HU")])
+            shared.CTImageFrameTypeSequence = DicomSequence([_item(
+                FrameType=image_type, PixelPresentation="MONOCHROME",
+                VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE")])
+            shared.CTAcquisitionTypeSequence = DicomSequence([_item(
+                AcquisitionType="SPIRAL", TubeAngle=0.0, ConstantVolumeFlag="NO",
+                FluoroscopyFlag="NO")])
+            shared.CTReconstructionSequence = DicomSequence([_item(
+                ConvolutionKernel=style.ct_kernel, ReconstructionAlgorithm="FILTER_BACK_PROJ",
+                ReconstructionDiameter=_ds(sp[2] * n_cols))])
+            shared.CTXRayDetailsSequence = DicomSequence([_item(KVP="120", FilterType="FLAT")])
+            ds.KVP = "120"
+            ds.ConvolutionKernel = style.ct_kernel
+            ds.RescaleIntercept = "-1024"  # also top level: read by simple consumers
+            ds.RescaleSlope = "1"
+            ds.RescaleType = "HU"
+        else:
+            epi = spec.sequence == "EPI"
+            _mr_acquisition(ds, ctx, spec, float(spec.extra["field_strength_t"]), enhanced=True)
+            ds.ResonantNucleus = "1H"
+            ds.KSpaceFiltering = "NONE"
+            ds.ApplicableSafetyStandardAgency = "IEC"
+            ds.ComplexImageComponent = "MAGNITUDE"
+            ds.AcquisitionContrast = "DIFFUSION" if epi else "T1"
+            ds.PulseSequenceName = "ep_b" if epi else "fl3d_dixon"
+            ds.MRAcquisitionType = "2D" if epi else "3D"
+            ds.EchoPulseSequence = "SPIN" if epi else "GRADIENT"
+            ds.MultipleSpinEcho = "NO"
+            ds.MultiPlanarExcitation = "NO"
+            ds.PhaseContrast = "NO"
+            ds.TimeOfFlightContrast = "NO"
+            ds.SteadyStatePulseSequence = "NONE"
+            ds.EchoPlanarPulseSequence = "YES" if epi else "NO"
+            ds.SaturationRecovery = "NO"
+            ds.SpectrallySelectedSuppression = "FAT" if epi else "NONE"
+            ds.OversamplingPhase = "NONE"
+            ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
+            ds.RectilinearPhaseEncodeReordering = "LINEAR"
+            ds.SegmentedKSpaceTraversal = "SINGLE"
+            ds.CoverageOfKSpace = "FULL"
+            ds.NumberOfKSpaceTrajectories = 1
+            shared.MRImageFrameTypeSequence = DicomSequence([_item(
+                FrameType=image_type, PixelPresentation="MONOCHROME",
+                VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE",
+                ComplexImageComponent="MAGNITUDE",
+                AcquisitionContrast="DIFFUSION" if epi else "T1")])
+            shared.MREchoSequence = DicomSequence([_item(
+                EffectiveEchoTime=float(stack.echo_time_ms))])
+            shared.MRTimingAndRelatedParametersSequence = DicomSequence([_item(
+                RepetitionTime=_ds(spec.repetition_time_ms),
+                FlipAngle=_ds(spec.flip_angle_deg), EchoTrainLength=1,
+                RFEchoTrainLength=1, GradientEchoTrainLength=1)])
+            shared.PixelValueTransformationSequence = DicomSequence([_item(
+                RescaleIntercept="0", RescaleSlope="1", RescaleType="US")])
+            if stack.b_value_s_per_mm2 is not None:
+                b = float(stack.b_value_s_per_mm2)
+                shared.MRDiffusionSequence = DicomSequence([_item(
+                    DiffusionBValue=b,
+                    DiffusionDirectionality="ISOTROPIC" if (b > 0 or stack.is_adc) else "NONE")])
+        ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+
+        dim_uid = ctx.uid("dimension", spec.role, str(stack_index))
+        ds.DimensionOrganizationSequence = DicomSequence([_item(DimensionOrganizationUID=dim_uid)])
+        ds.DimensionOrganizationType = "3D"
+        ds.DimensionIndexSequence = DicomSequence([
+            _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209056,
+                  FunctionalGroupPointer=0x00209111, DimensionDescriptionLabel="Stack ID"),
+            _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209057,
+                  FunctionalGroupPointer=0x00209111,
+                  DimensionDescriptionLabel="In-Stack Position Number"),
+        ])
+        frames = []
+        for k in range(n_slices):
+            ipp = np.asarray(grid.origin_lps_mm) + d[:, 0] * sp[0] * k
+            frames.append(_item(
+                FrameContentSequence=DicomSequence([_item(
+                    StackID="1", InStackPositionNumber=k + 1, DimensionIndexValues=[1, k + 1],
+                    FrameAcquisitionNumber=1)]),
+                PlanePositionSequence=DicomSequence([_item(
+                    ImagePositionPatient=[_ds(v) for v in ipp])]),
+            ))
+        ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
+        ds.PixelData = np.ascontiguousarray(stack.pixels, dtype="<u2").tobytes()
+        ds["PixelData"].VR = "OW"
+        _file_meta(ds)
+        _save(ds, folder / f"IM{stack_index + 1:04d}.dcm", ctx, spec)
+    return len(spec.stacks)
+
+
+def write_series(ctx: WriteContext, spec: SeriesSpec, out_dir: Path) -> tuple[str, Path, int]:
+    """Write one series below ``out_dir``.
+
+    Returns
+    -------
+    series_instance_uid : str
+    folder : Path
+    n_files : int
+    """
+    series_uid = ctx.uid("series", spec.role)
+    folder = out_dir / series_folder_name(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    if ctx.enhanced:
+        n = _write_enhanced(ctx, spec, folder, series_uid)
+    else:
+        n = _write_classic(ctx, spec, folder, series_uid)
+    return series_uid, folder, n
