@@ -367,3 +367,54 @@ def _run_index(args: argparse.Namespace) -> int:
 
 
 _COMMANDS.append(_add_index)
+
+# ---- stages commands ----
+def _add_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("measure", help="measure each lesion (CT HU, chemical shift, ADC)",
+                       description="Load an export, put each lesion of --rois on each series "
+                       "and write OUT_DIR/lesions.csv and OUT_DIR/results.json.")
+    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR")
+    p.add_argument("--rois", type=_existing_path, required=True, metavar="FILE",
+                   help="annotations CSV, NIfTI label map, DICOM SEG or RTSTRUCT")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
+    p.add_argument("--config", type=_existing_path, metavar="FILE", help="TOML configuration")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(handler=_cmd_measure)
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from bonelesion.stages.commands import measure_export
+
+    summary = measure_export(args.export_dir, args.rois, args.out, config_path=args.config,
+                             force=args.force)
+    print(f"{len(summary.measurements)} lesion row(s) → {summary.lesions_csv}, "
+          f"{summary.results_json}")
+    return EXIT_OK
+
+
+def _add_adc(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("adc", help="fit ADC maps (mm²/s, NIfTI) from the DWI series",
+                       description="Fit a voxel-wise ADC map of each DWI series of an export "
+                       "(scanner ADC maps are ignored) and write it as NIfTI in mm²/s.")
+    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("--config", type=_existing_path, metavar="FILE", help="TOML configuration")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(handler=_cmd_adc)
+
+
+def _cmd_adc(args: argparse.Namespace) -> int:
+    from bonelesion.stages.commands import fit_export_adc
+    from bonelesion.stages.config import load_config
+
+    summary = fit_export_adc(args.export_dir, args.out_dir, config=load_config(args.config),
+                             force=args.force)
+    for path in summary.written:
+        print(path)
+    for failure in summary.failures:
+        print(f"bonelesion: not fitted: {failure}", file=sys.stderr)
+    return EXIT_PARTIAL if summary.failures else EXIT_OK
+
+
+_COMMANDS.append(_add_measure)
+_COMMANDS.append(_add_adc)

@@ -1,0 +1,180 @@
+"""Typed, frozen configuration of the measuring stages, loaded from TOML.
+
+The defaults below are the defaults of ``configs/default.toml`` (a test keeps the two equal);
+each number's citation is in that file and in CLINICAL_REFERENCE.md "Defaults the pipeline
+should use". Unknown keys are errors (`bonelesion.config.build_config`).
+
+The top-level `PipelineConfig` has a ``stages`` table and an optional ``classifier`` table that
+this module passes through unchanged as a plain mapping (the classifier owns its schema).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bonelesion.config import build_config, read_toml
+from bonelesion.errors import ConfigError
+
+__all__ = [
+    "CtAttenuationConfig",
+    "EchoTimeWindow",
+    "ChemicalShiftConfig",
+    "DwiAdcConfig",
+    "StagesConfig",
+    "PipelineConfig",
+    "load_config",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CtAttenuationConfig:
+    """Settings of the CT attenuation stage.
+
+    Parameters
+    ----------
+    erosion_margin_voxels : int
+        Core ROI = lesion mask eroded by this many voxels along every axis (used when
+        ``erosion_margin_mm`` is not set). Default 1 (CLINICAL_REFERENCE.md default 4).
+    erosion_margin_mm : float or None
+        Erosion margin in mm, converted per axis with the voxel spacing (ellipsoidal
+        structuring element); overrides ``erosion_margin_voxels``. 0 disables erosion.
+    """
+
+    erosion_margin_voxels: int = 1
+    erosion_margin_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.erosion_margin_voxels < 0:
+            raise ConfigError(
+                f"stages.ct_attenuation.erosion_margin_voxels: must be ≥ 0, found "
+                f"{self.erosion_margin_voxels}."
+            )
+        if self.erosion_margin_mm is not None and not self.erosion_margin_mm >= 0:
+            raise ConfigError(
+                f"stages.ct_attenuation.erosion_margin_mm: must be ≥ 0, found "
+                f"{self.erosion_margin_mm}."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EchoTimeWindow:
+    """Expected opposed- and in-phase echo times at one field strength (inclusive, ms)."""
+
+    field_strength_t: float
+    # tuple[float, ...] (checked to hold two values): bonelesion.config's fixed-length tuple
+    # coercion swaps type and value in this version
+    opposed_phase_te_ms: tuple[float, ...]
+    in_phase_te_ms: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("opposed_phase_te_ms", "in_phase_te_ms"):
+            window = getattr(self, name)
+            if len(window) != 2:
+                raise ConfigError(f"{name}: need [low, high], found {list(window)}.")
+            low, high = window
+            if not 0 < low <= high:
+                raise ConfigError(f"{name}: need 0 < low ≤ high, found [{low}, {high}].")
+        if not self.field_strength_t > 0:
+            raise ConfigError(f"field_strength_t: must be > 0, found {self.field_strength_t}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChemicalShiftConfig:
+    """Settings of the MR chemical-shift (in/opposed-phase, Dixon) stage.
+
+    Parameters
+    ----------
+    echo_time_windows : tuple of EchoTimeWindow
+        TE sanity check per field strength (CLINICAL_REFERENCE.md default 10).
+    field_strength_tolerance_t : float
+        A series matches a window when its field strength is within this many tesla.
+    """
+
+    echo_time_windows: tuple[EchoTimeWindow, ...] = (
+        EchoTimeWindow(field_strength_t=1.5, opposed_phase_te_ms=(2.0, 2.5),
+                       in_phase_te_ms=(4.2, 4.9)),
+        EchoTimeWindow(field_strength_t=3.0, opposed_phase_te_ms=(1.0, 1.3),
+                       in_phase_te_ms=(2.1, 2.5)),
+    )
+    field_strength_tolerance_t: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.field_strength_tolerance_t > 0:
+            raise ConfigError(
+                "stages.mr_chemical_shift.field_strength_tolerance_t: must be > 0, found "
+                f"{self.field_strength_tolerance_t}."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DwiAdcConfig:
+    """Settings of the DWI/ADC stage.
+
+    Parameters
+    ----------
+    b_min_s_per_mm2 : float
+        Fit over b ≥ this value when at least two such b-values exist (default 50,
+        CLINICAL_REFERENCE.md default 13); otherwise the lowest and highest b are used.
+    noise_floor_fraction : float
+        A voxel is masked (NaN) when its signal at the lowest fitted b-value is below this
+        fraction of the 99th percentile of that image, or when any fitted signal is ≤ 0.
+    prefer_scanner_adc : bool
+        Use the scanner's ADC map when the study has one (default true).
+    """
+
+    b_min_s_per_mm2: float = 50.0
+    noise_floor_fraction: float = 0.05
+    prefer_scanner_adc: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.b_min_s_per_mm2 >= 0:
+            raise ConfigError(
+                f"stages.dwi_adc.b_min_s_per_mm2: must be ≥ 0, found {self.b_min_s_per_mm2}."
+            )
+        if not 0 <= self.noise_floor_fraction < 1:
+            raise ConfigError(
+                "stages.dwi_adc.noise_floor_fraction: must be in [0, 1), found "
+                f"{self.noise_floor_fraction}."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StagesConfig:
+    """The ``[stages.*]`` tables."""
+
+    ct_attenuation: CtAttenuationConfig = field(default_factory=CtAttenuationConfig)
+    mr_chemical_shift: ChemicalShiftConfig = field(default_factory=ChemicalShiftConfig)
+    dwi_adc: DwiAdcConfig = field(default_factory=DwiAdcConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Top-level configuration: the stage tables plus the classifier's raw table."""
+
+    stages: StagesConfig = field(default_factory=StagesConfig)
+    classifier: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_config(path: str | Path | None = None) -> PipelineConfig:
+    """Load a TOML configuration; missing keys take the defaults of configs/default.toml.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        TOML file; None gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable TOML, an unknown key (named with its dotted path) or a bad value.
+    """
+    if path is None:
+        return PipelineConfig()
+    data = read_toml(path)
+    try:
+        return build_config(PipelineConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"Config file {path}: {exc}") from exc

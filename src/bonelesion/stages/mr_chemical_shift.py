@@ -1,0 +1,232 @@
+"""MR chemical shift of a lesion: in/opposed-phase signal ratio and Dixon fat fraction.
+
+CLINICAL_REFERENCE.md defaults 6–11: SIR = SI_OP / SI_IP, drop % = (1 − SIR) × 100,
+fat fraction FF = F / (W + F); echo times are checked against the field strength.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bonelesion.config import config_to_dict
+from bonelesion.errors import InputError
+from bonelesion.model.results import ChemicalShiftResult, Provenance
+from bonelesion.model.volume import Volume
+from bonelesion.stages.base import mask_array_on, require_unit, series_label, warn_data_quality
+from bonelesion.stages.config import ChemicalShiftConfig
+from bonelesion.units import IntensityUnit
+
+__all__ = [
+    "DixonImages",
+    "ChemicalShiftStage",
+    "measure_chemical_shift",
+    "check_echo_times",
+    "MaskSource",
+]
+
+logger = logging.getLogger(__name__)
+
+STAGE = "mr_chemical_shift"
+
+#: A mask on one grid, or a function that puts the lesion on any grid (e.g. Lesion.mask_on).
+MaskSource = Volume | Callable[[Volume], Volume]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DixonImages:
+    """The chemical-shift images of one acquisition (any may be on its own grid).
+
+    ``in_phase`` and ``opposed_phase`` are required by the stage; ``water`` and ``fat``
+    together give the fat fraction.
+    """
+
+    in_phase: Volume | None
+    opposed_phase: Volume | None
+    water: Volume | None = None
+    fat: Volume | None = None
+
+
+def _mean_in(image: Volume, mask: MaskSource, *, lesion_id: str, what: str) -> tuple[float, int]:
+    require_unit(image, IntensityUnit.ARBITRARY, stage=STAGE, what=what)
+    on_grid = mask(image) if callable(mask) else mask
+    array = mask_array_on(image, on_grid, stage=STAGE, lesion_id=lesion_id)
+    values = np.asarray(image.array, dtype=np.float64)[array]
+    return float(values.mean()), int(values.size)
+
+
+def check_echo_times(images: DixonImages, config: ChemicalShiftConfig) -> list[str]:
+    """Messages for echo times that are not in/opposed phase at the series' field strength.
+
+    Uses the configured windows (CLINICAL_REFERENCE.md default 10). Returns an empty list
+    when both echoes are where physics puts them.
+    """
+    problems: list[str] = []
+    pairs = (("in-phase", images.in_phase, "in_phase_te_ms"),
+             ("opposed-phase", images.opposed_phase, "opposed_phase_te_ms"))
+    for label, image, attr in pairs:
+        if image is None:
+            continue
+        te = image.series.echo_time_ms
+        b0 = image.series.magnetic_field_strength_t
+        if te is None or b0 is None:
+            problems.append(
+                f"{STAGE}: {label} series {series_label(image)} lacks "
+                f"{'EchoTime' if te is None else 'MagneticFieldStrength'}; the echo could not "
+                "be checked to be " + label + "."
+            )
+            continue
+        windows = [w for w in config.echo_time_windows
+                   if abs(w.field_strength_t - b0) <= config.field_strength_tolerance_t]
+        if not windows:
+            problems.append(
+                f"{STAGE}: no echo-time window is configured for {b0:g} T (series "
+                f"{series_label(image)}); the {label} echo (TE {te:g} ms) was not checked."
+            )
+            continue
+        low, high = getattr(windows[0], attr)
+        if not low <= te <= high:
+            problems.append(
+                f"{STAGE}: {label} series {series_label(image)} has TE {te:g} ms, outside the "
+                f"{label} window {low:g}–{high:g} ms at {b0:g} T; the echoes may be swapped or "
+                "not in/opposed phase, which biases the signal ratio."
+            )
+    return problems
+
+
+def measure_chemical_shift(
+    images: DixonImages,
+    mask: MaskSource,
+    *,
+    config: ChemicalShiftConfig,
+    reference_mask: MaskSource | None = None,
+    lesion_id: str = "",
+) -> ChemicalShiftResult:
+    """Signal-intensity ratio, signal drop and (with water/fat) fat fraction of a lesion.
+
+    Parameters
+    ----------
+    images : DixonImages
+        In-phase and opposed-phase magnitude images (ARBITRARY unit), optional water and fat.
+    mask : Volume or callable
+        The lesion on the images' grid, or a function putting it on any grid (the same
+        lesion rasterised on each image's grid).
+    config : ChemicalShiftConfig
+    reference_mask : Volume or callable, optional
+        Reference (normal) marrow ROI: when given, the normalised ratio
+        SIR_lesion / SIR_reference is reported (Disler et al., AJR 1997).
+    lesion_id : str
+
+    Returns
+    -------
+    ChemicalShiftResult
+
+    Raises
+    ------
+    InputError
+        A missing in-phase or opposed-phase echo, a wrong intensity unit, or a zero in-phase
+        mean signal.
+    GeometryMismatchError, EmptyMaskError
+        From the mask checks.
+
+    Notes
+    -----
+    SIR = mean(OP) / mean(IP) over the lesion, drop % = (1 − SIR) × 100.
+    The fat fraction is the ratio of means, mean(F) / (mean(W) + mean(F)), not the mean of
+    voxel-wise ratios: voxel ratios are unstable where W + F is near the noise floor, and the
+    ratio of means is what a radiologist's ROI on the W and F images gives. An echo time not
+    in/opposed phase for the field strength gives a `DataQualityWarning`.
+    """
+    if images.in_phase is None or images.opposed_phase is None:
+        present = images.in_phase or images.opposed_phase
+        missing = "in-phase" if images.in_phase is None else "opposed-phase"
+        raise InputError(
+            f"{STAGE}: lesion {lesion_id!r}: the {missing} echo is missing (other echo: series "
+            f"{series_label(present) if present is not None else '(none)'}); expected both an "
+            "in-phase and an opposed-phase image. Potential fix: export both echoes of the "
+            "dual-echo series, or check the echo roles assigned by the reader."
+        )
+    warnings: list[str] = []
+    for message in check_echo_times(images, config):
+        warn_data_quality(message, warnings)
+    ip_mean, voxels = _mean_in(images.in_phase, mask, lesion_id=lesion_id, what="in-phase image")
+    op_mean, _ = _mean_in(images.opposed_phase, mask, lesion_id=lesion_id,
+                          what="opposed-phase image")
+    if not ip_mean > 0:
+        raise InputError(
+            f"{STAGE}: lesion {lesion_id!r}: mean in-phase signal on series "
+            f"{series_label(images.in_phase)} is {ip_mean:g}, expected > 0. Potential fix: "
+            "check that the ROI lies in tissue, not background."
+        )
+    sir = op_mean / ip_mean
+    fat_fraction = None
+    uids = [images.in_phase.series.series_instance_uid, images.opposed_phase.series.series_instance_uid]
+    if images.water is not None and images.fat is not None:
+        w_mean, _ = _mean_in(images.water, mask, lesion_id=lesion_id, what="water image")
+        f_mean, _ = _mean_in(images.fat, mask, lesion_id=lesion_id, what="fat image")
+        if w_mean + f_mean > 0:
+            fat_fraction = f_mean / (w_mean + f_mean)
+        else:
+            warn_data_quality(
+                f"{STAGE}: lesion {lesion_id!r}: water + fat mean signal is "
+                f"{w_mean + f_mean:g}; fat fraction not computed.", warnings)
+        uids += [images.water.series.series_instance_uid, images.fat.series.series_instance_uid]
+    elif (images.water is None) != (images.fat is None):
+        warn_data_quality(
+            f"{STAGE}: lesion {lesion_id!r}: only the "
+            f"{'water' if images.water is not None else 'fat'} image is present; the fat "
+            "fraction needs both.", warnings)
+    normalised = None
+    if reference_mask is not None:
+        ref_ip, _ = _mean_in(images.in_phase, reference_mask, lesion_id=f"{lesion_id}:reference",
+                             what="in-phase image")
+        ref_op, _ = _mean_in(images.opposed_phase, reference_mask,
+                             lesion_id=f"{lesion_id}:reference", what="opposed-phase image")
+        if ref_ip > 0 and ref_op > 0:
+            normalised = sir / (ref_op / ref_ip)
+        else:
+            warn_data_quality(
+                f"{STAGE}: lesion {lesion_id!r}: reference ROI signal is not positive "
+                f"(IP {ref_ip:g}, OP {ref_op:g}); normalised ratio not computed.", warnings)
+    return ChemicalShiftResult(
+        lesion_id=lesion_id,
+        in_phase_series_uid=images.in_phase.series.series_instance_uid,
+        opposed_phase_series_uid=images.opposed_phase.series.series_instance_uid,
+        voxel_count=voxels,
+        signal_in_phase_mean=ip_mean,
+        signal_opposed_phase_mean=op_mean,
+        chemical_shift_ratio=sir,
+        signal_drop_pct=(1.0 - sir) * 100.0,
+        fat_fraction=fat_fraction,
+        normalised_chemical_shift_ratio=normalised,
+        echo_time_in_phase_ms=images.in_phase.series.echo_time_ms,
+        echo_time_opposed_phase_ms=images.opposed_phase.series.echo_time_ms,
+        magnetic_field_strength_t=images.in_phase.series.magnetic_field_strength_t,
+        warnings=tuple(warnings),
+        provenance=Provenance(stage=STAGE, series_instance_uids=tuple(uids),
+                              parameters=config_to_dict(config)),
+    )
+
+
+class ChemicalShiftStage:
+    """Thin stage wrapper around `measure_chemical_shift`."""
+
+    name = STAGE
+
+    def __init__(self, config: ChemicalShiftConfig) -> None:
+        self.config = config
+
+    def run(
+        self,
+        images: DixonImages,
+        mask: MaskSource,
+        *,
+        reference_mask: MaskSource | None = None,
+        lesion_id: str = "",
+    ) -> ChemicalShiftResult:
+        """Measure one lesion; see `measure_chemical_shift`."""
+        return measure_chemical_shift(images, mask, config=self.config,
+                                      reference_mask=reference_mask, lesion_id=lesion_id)

@@ -1,0 +1,196 @@
+"""Writers of the measure command: ``lesions.csv`` (tidy table) and ``results.json`` (canonical).
+
+``lesions.csv`` has one row per lesion and study; its first columns are fixed (`CSV_COLUMNS`)
+and further columns follow. An empty cell means the study could not give the value; the
+reason is in ``results.json`` (``missing``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from bonelesion import __version__
+from bonelesion.config import config_to_dict
+from bonelesion.model.results import LesionMeasurements
+
+__all__ = ["CSV_COLUMNS", "EXTRA_CSV_COLUMNS", "lesion_row", "write_lesions_csv",
+           "results_document", "write_results_json", "RESULTS_SCHEMA_VERSION"]
+
+RESULTS_SCHEMA_VERSION = "1.0"
+
+CSV_COLUMNS = (
+    "study_instance_uid", "lesion_id", "ct_series_uid", "ct_voxels", "ct_volume_ml",
+    "ct_attenuation_mean_hu", "ct_attenuation_median_hu", "ct_attenuation_max_hu",
+    "ct_attenuation_sd_hu", "ct_attenuation_p95_hu", "mr_chemical_shift_ratio",
+    "mr_signal_drop_pct", "mr_fat_fraction", "adc_mean_mm2_per_s", "adc_median_mm2_per_s",
+    "adc_p10_mm2_per_s", "adc_source",
+)
+EXTRA_CSV_COLUMNS = (
+    "ct_core_voxels", "ct_attenuation_min_hu", "ct_attenuation_p05_hu",
+    "mr_in_phase_series_uid", "mr_opposed_phase_series_uid", "mr_voxels",
+    "mr_normalised_chemical_shift_ratio", "adc_series_uid", "adc_voxels", "adc_p90_mm2_per_s",
+    "adc_sd_mm2_per_s", "treated", "missing", "warnings",
+)
+
+_DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "nibabel", "SimpleITK")
+
+
+def lesion_row(m: LesionMeasurements) -> dict[str, Any]:
+    """The CSV row of one lesion (None for a value the study could not give)."""
+    ct, cs, adc = m.ct, m.chemical_shift, m.adc
+    row: dict[str, Any] = {
+        "study_instance_uid": m.study_instance_uid,
+        "lesion_id": m.lesion_id,
+        "ct_series_uid": ct.series_instance_uid if ct else None,
+        "ct_voxels": ct.lesion_voxel_count if ct else None,
+        "ct_volume_ml": ct.lesion_volume_ml if ct else None,
+        "ct_attenuation_mean_hu": ct.attenuation_mean_hu if ct else None,
+        "ct_attenuation_median_hu": ct.attenuation_median_hu if ct else None,
+        "ct_attenuation_max_hu": ct.attenuation_max_hu if ct else None,
+        "ct_attenuation_sd_hu": ct.attenuation_sd_hu if ct else None,
+        "ct_attenuation_p95_hu": ct.attenuation_p95_hu if ct else None,
+        "mr_chemical_shift_ratio": cs.chemical_shift_ratio if cs else None,
+        "mr_signal_drop_pct": cs.signal_drop_pct if cs else None,
+        "mr_fat_fraction": cs.fat_fraction if cs else None,
+        "adc_mean_mm2_per_s": adc.adc_mean_mm2_per_s if adc else None,
+        "adc_median_mm2_per_s": adc.adc_median_mm2_per_s if adc else None,
+        "adc_p10_mm2_per_s": adc.adc_p10_mm2_per_s if adc else None,
+        "adc_source": adc.adc_source if adc else None,
+        "ct_core_voxels": ct.core_voxel_count if ct else None,
+        "ct_attenuation_min_hu": ct.attenuation_min_hu if ct else None,
+        "ct_attenuation_p05_hu": ct.attenuation_p05_hu if ct else None,
+        "mr_in_phase_series_uid": cs.in_phase_series_uid if cs else None,
+        "mr_opposed_phase_series_uid": cs.opposed_phase_series_uid if cs else None,
+        "mr_voxels": cs.voxel_count if cs else None,
+        "mr_normalised_chemical_shift_ratio": cs.normalised_chemical_shift_ratio if cs else None,
+        "adc_series_uid": adc.series_instance_uid if adc else None,
+        "adc_voxels": adc.voxel_count if adc else None,
+        "adc_p90_mm2_per_s": adc.adc_p90_mm2_per_s if adc else None,
+        "adc_sd_mm2_per_s": adc.adc_sd_mm2_per_s if adc else None,
+        "treated": m.annotations.get("treated"),
+        "missing": ";".join(sorted(m.missing)) or None,
+        "warnings": len(m.warnings) or None,
+    }
+    return row
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else repr(value)
+    return str(value)
+
+
+def write_lesions_csv(measurements: Sequence[LesionMeasurements], path: str | Path) -> Path:
+    """Write ``lesions.csv``: `CSV_COLUMNS` then `EXTRA_CSV_COLUMNS`; empty = not available."""
+    path = Path(path)
+    columns = CSV_COLUMNS + EXTRA_CSV_COLUMNS
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for m in measurements:
+            row = lesion_row(m)
+            writer.writerow([_cell(row[c]) for c in columns])
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return _jsonable(value.item())
+    return value
+
+
+def _versions() -> dict[str, str]:
+    out = {"bonelesion": __version__, "python": platform.python_version()}
+    for name in _DEPENDENCIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def results_document(
+    measurements: Sequence[LesionMeasurements],
+    config: Any,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The canonical JSON document: versions, resolved config, inputs, lesions, warnings.
+
+    Every lesion entry has all results (None when absent) and ``missing``: feature → reason.
+    """
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "versions": _versions(),
+        "config": config_to_dict(config),
+        "inputs": _jsonable(dict(inputs or {})),
+        "warnings": list(warnings),
+        "lesions": [
+            {
+                "study_instance_uid": m.study_instance_uid,
+                "lesion_id": m.lesion_id,
+                "ct": _jsonable(m.ct),
+                "chemical_shift": _jsonable(m.chemical_shift),
+                "adc": _jsonable(m.adc),
+                "missing": dict(m.missing),
+                "annotations": _jsonable(m.annotations),
+                "warnings": list(m.warnings),
+            }
+            for m in measurements
+        ],
+    }
+
+
+def write_results_json(
+    measurements: Sequence[LesionMeasurements],
+    config: Any,
+    path: str | Path,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
+) -> Path:
+    """Write ``results.json`` (see `results_document`)."""
+    path = Path(path)
+    doc = results_document(measurements, config, inputs=inputs, warnings=warnings)
+    path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def write_nifti(volume: Any, path: str | Path) -> Path:
+    """Write a `Volume` as NIfTI-1 (RAS affine; data axes i, j, k = column, row, slice).
+
+    The values are written unchanged (an ADC map stays in mm²/s, NaN where masked).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    path = Path(path)
+    data = np.ascontiguousarray(np.asarray(volume.array).transpose(2, 1, 0))
+    affine = volume.affine_ras[:, [2, 1, 0, 3]]
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, str(path))
+    return path

@@ -1,0 +1,106 @@
+"""Real scanner data (../shared/data): ADC against the scanner, multi-b ADC, Dixon marrow.
+
+Needs the reader (bonelesion.dicom.series); skipped when it or the data are absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bonelesion.cli import EXIT_OK, main
+from bonelesion.roi.lesion import Lesion, Sphere
+from bonelesion.stages.config import ChemicalShiftConfig, DwiAdcConfig
+from bonelesion.stages.dwi_adc import fit_adc
+from bonelesion.stages.mr_chemical_shift import measure_chemical_shift
+from bonelesion.stages.study import dwi_sets, select_dixon
+from bonelesion.units import IntensityUnit
+from testdata import shared_path
+
+pytestmark = pytest.mark.shared_data
+
+#: Done-means: median |fitted − scanner| / scanner over head voxels.
+MAX_MEDIAN_REL_ERROR_VS_SCANNER = 0.01
+#: Plausible median brain ADC (grey/white matter dominate a brain mask), mm²/s.
+BRAIN_ADC_RANGE_MM2_PER_S = (0.6e-3, 1.2e-3)
+#: Fatty (mixed) vertebral marrow loses far more than 20 % on opposed phase.
+FATTY_MARROW_SIR_MAX = 0.5
+
+
+def _series_module():
+    return pytest.importorskip("bonelesion.dicom.series")
+
+
+def _link_files(folders: list[Path], dest: Path) -> Path:
+    dest.mkdir()
+    for folder in folders:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            os.symlink(f, dest / f"{folder.name}_{f.name}")
+    return dest
+
+
+def _otsu_mask(array: np.ndarray) -> np.ndarray:
+    from skimage.filters import threshold_otsu
+
+    finite = np.nan_to_num(np.asarray(array, dtype=np.float64))
+    return finite > threshold_otsu(finite)
+
+
+@pytest.mark.slow
+def test_fitted_adc_matches_siemens_xa30_scanner_map(tmp_path: Path) -> None:
+    series = _series_module()
+    base = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom")
+    export = _link_files([base / "16_DWI_dir80_PA", base / "12_DWI_dir80_PA"], tmp_path / "export")
+    out = tmp_path / "adc"
+    assert main(["-q", "adc", str(export), str(out)]) == EXIT_OK
+    (nifti,) = out.glob("*.nii.gz")
+    fitted = np.asarray(nib.load(nifti).get_fdata()).transpose(2, 1, 0)  # back to [s, r, c]
+
+    stacks = series.load_series(base / "11_DWI_dir80_PA") + series.load_series(base / "16_DWI_dir80_PA")
+    scanner = next(s.volume for s in stacks if s.info.role == "adc")
+    b0 = next(s.volume for s in stacks if s.info.role == "dwi")
+    assert scanner.intensity_unit == IntensityUnit.MM2_PER_S
+    assert scanner.geometry_equal(b0) and fitted.shape == b0.shape
+    scanner_adc = np.asarray(scanner.array, dtype=np.float64)
+    head = _otsu_mask(b0.array) & (scanner_adc > 0)
+    assert head.sum() > 10_000
+    values = fitted[head]
+    assert np.isnan(values).mean() < 0.01  # the noise floor mask spares the head
+    ok = np.isfinite(values)
+    rel = np.abs(values[ok] - scanner_adc[head][ok]) / scanner_adc[head][ok]
+    assert np.median(rel) < MAX_MEDIAN_REL_ERROR_VS_SCANNER
+
+
+def test_multi_b_fit_on_philips_brain_is_plausible() -> None:
+    series = _series_module()
+    folder = shared_path("multivendor_cases_dicom2nifti", "dicom", "philips", "dti", "002")
+    stacks = series.load_series(folder)
+    (dwi,) = dwi_sets(stacks)
+    assert dwi.b_values_s_per_mm2 == pytest.approx((0.0, 40.0, 273.0, 800.0), abs=1.0)
+    fit = fit_adc(dwi.volumes, config=DwiAdcConfig())
+    assert fit.b_values_s_per_mm2 == pytest.approx((273.0, 800.0), abs=1.0)  # b ≥ 50
+    b0 = next(v for v in dwi.volumes if v.series.b_value_s_per_mm2 == 0.0)
+    brain = _otsu_mask(b0.array) & np.isfinite(fit.volume.array)
+    median = float(np.median(np.asarray(fit.volume.array)[brain]))
+    low, high = BRAIN_ADC_RANGE_MM2_PER_S
+    assert low < median < high
+
+
+def test_chaos_dixon_vertebral_marrow_shows_fatty_signal_drop() -> None:
+    series = _series_module()
+    folder = shared_path("dixon_philips15T_chaos_set1", "dicom")
+    stacks = series.load_series(folder)
+    images, _ = select_dixon(stacks)
+    assert images is not None and images.in_phase is not None and images.opposed_phase is not None
+    # Vertebral body (lumbar, slice at S = 54.3 mm): found on the in-phase image at row 136,
+    # column 119 of the 256×256 slice; the sphere (r 6 mm) lies inside the body.
+    lesion = Lesion(lesion_id="vertebral_body", sphere=Sphere((-7.5, 18.9, 54.3), 6.0))
+    result = measure_chemical_shift(images, lesion.mask_on, config=ChemicalShiftConfig())
+    assert result.echo_time_opposed_phase_ms == pytest.approx(2.302, abs=0.01)
+    assert result.echo_time_in_phase_ms == pytest.approx(4.635, abs=0.01)
+    assert result.chemical_shift_ratio < FATTY_MARROW_SIR_MAX
+    assert result.warnings == ()  # TEs are in/opposed phase at 1.5 T
