@@ -1,0 +1,365 @@
+"""DICOM out via highdicom: a binary SEG of the lesion masks and a TID 1500 Comprehensive 3D SR.
+
+The SEG has one segment per lesion on the source series (source images sorted by geometry,
+i.e. matched to the Volume's slice order through ImagePositionPatient). The SR holds one
+volumetric measurement group per lesion: its measurements in UCUM units ([hnsf'U], um2/s,
+%, 1), the call and spine scores as qualitative evaluations, referencing the SEG segment
+(and through it the source images).
+
+References
+----------
+DICOM PS3.3 A.51 (Segmentation IOD); PS3.16 TID 1500 (Measurement Report) and TID 1411
+(Volumetric ROI Measurements and Qualitative Evaluations).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from bonelesion.classify.call import Label, LesionCall
+from bonelesion.errors import (
+    GeometryMismatchError,
+    InputError,
+    MissingAttributeError,
+    UnsupportedInputError,
+)
+from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.volume import Volume
+from bonelesion.report.study import StudyResult, safe_name
+from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S
+
+__all__ = [
+    "PRIVATE_SCHEME",
+    "CODES",
+    "read_source_datasets",
+    "write_segmentation",
+    "write_measurement_report",
+    "write_study_dicom",
+    "StudyDicom",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Coding scheme of the concepts no public vocabulary holds (PS3.16 8.2: "99" prefix).
+PRIVATE_SCHEME = "99BONELESION"
+#: Tolerance for matching ImagePositionPatient to a slice index, in voxels.
+_SLICE_MATCH_ATOL_VOXELS = 0.05
+
+
+def _private(value: str, meaning: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=value, scheme_designator=PRIVATE_SCHEME, meaning=meaning)
+
+
+#: Concept names and units used in the SR.
+CODES = {
+    "unit_hu": codes.UCUM.HounsfieldUnit,
+    "unit_um2_per_s": hd.sr.CodedConcept("um2/s", "UCUM", "um2/s"),
+    "unit_pct": hd.sr.CodedConcept("%", "UCUM", "%"),
+    "unit_one": hd.sr.CodedConcept("1", "UCUM", "no units"),
+    "attenuation": codes.DCM.AttenuationCoefficient,
+    "adc": codes.DCM.ApparentDiffusionCoefficient,
+    "probability": codes.DCM.Probability,
+    "sir": _private("SIR", "Chemical shift signal intensity ratio"),
+    "signal_drop": _private("SIGDROP", "Chemical shift signal drop"),
+    "fat_fraction": _private("FATFRAC", "Dixon signal fat fraction"),
+    "sins_total": _private("SINS", "Spinal Instability Neoplastic Score"),
+    "call": _private("CALL", "Bone lesion classification"),
+    "sins_band": _private("SINSBAND", "SINS stability band"),
+    "escc": _private("ESCC", "Epidural spinal cord compression grade"),
+    "malignant": _private("MALIGNANT", "Malignant favoured"),
+    "benign": _private("BENIGN", "Benign favoured"),
+    "indeterminate": _private("INDETERMINATE", "Indeterminate"),
+}
+
+
+def read_source_datasets(volume: Volume) -> list[Dataset]:
+    """Read the source DICOM files of ``volume`` and return them in its slice order.
+
+    Files are matched to slices by projecting ImagePositionPatient into the volume's index
+    space (never by InstanceNumber or file order). pydicom warnings are logged.
+
+    Raises
+    ------
+    UnsupportedInputError
+        If the volume has no source files, or not one single-frame file per slice.
+    MissingAttributeError
+        If a file lacks ImagePositionPatient.
+    GeometryMismatchError
+        If a file's position matches no slice of the volume, or two files match one slice.
+    """
+    info = volume.series
+    files = list(info.source_files)
+    if len(files) != volume.shape[0]:
+        raise UnsupportedInputError(
+            f"DICOM out for series {info.series_instance_uid or '(no UID)'}: need one "
+            f"single-frame source file per slice, found {len(files)} files for "
+            f"{volume.shape[0]} slices. Potential fix: write SEG/SR only for classic "
+            "single-frame series, or skip DICOM output (--no-dicom)."
+        )
+    out: list[Dataset | None] = [None] * volume.shape[0]
+    for path in files:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
+        for w in caught:
+            logger.warning("reading %s: %s", path, w.message)
+        ipp = ds.get("ImagePositionPatient")
+        if ipp is None:
+            raise MissingAttributeError(
+                f"DICOM out: file {path} (series {info.series_instance_uid}) has no "
+                "ImagePositionPatient (0020,0032); expected a positioned slice. Potential fix: "
+                "use the original scanner export.")
+        idx = volume.lps_to_index([[float(v) for v in ipp]])[0]
+        s = int(round(idx[0]))
+        off = np.abs(idx - np.array([s, 0.0, 0.0]))
+        if not (0 <= s < volume.shape[0]) or np.any(off > _SLICE_MATCH_ATOL_VOXELS) or out[s]:
+            raise GeometryMismatchError(
+                f"DICOM out: file {path} (series {info.series_instance_uid}) at "
+                f"ImagePositionPatient {list(ipp)} matches no free slice of the volume "
+                f"(index {idx.round(3).tolist()}, tolerance {_SLICE_MATCH_ATOL_VOXELS} voxel). "
+                "Potential fix: pass the Volume loaded from exactly these files.")
+        out[s] = ds
+    return [ds for ds in out if ds is not None]
+
+
+def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
+    if mask.geometry_equal(source):
+        arr = np.asarray(mask.array) != 0
+    else:
+        arr = np.asarray(mask.resample_like(source, order=0).array) != 0
+    if not arr.any():
+        raise InputError(
+            f"DICOM SEG: mask of lesion {lesion_id} holds no voxel on series "
+            f"{source.series.series_instance_uid}. Potential fix: check that the mask and the "
+            "series share a frame of reference and overlap.")
+    return arr
+
+
+def write_segmentation(
+    source: Volume,
+    masks: Mapping[str, Volume],
+    path: str | Path,
+    *,
+    source_datasets: Sequence[Dataset] | None = None,
+    series_number: int = 9901,
+    algorithm_type: str = "MANUAL",
+) -> tuple[Dataset, dict[str, int]]:
+    """Write a binary DICOM SEG with one segment per lesion on ``source``.
+
+    Parameters
+    ----------
+    source : Volume
+        The series the masks are drawn on; its ``series.source_files`` are read.
+    masks : mapping of lesion id to boolean Volume
+        Resampled onto ``source`` (nearest neighbour) when on another grid.
+    path : path
+        Output file.
+    algorithm_type : {"MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"}
+        How the masks were made (``AUTOMATIC`` adds bonelesion's algorithm identification).
+
+    Returns
+    -------
+    (Dataset, dict)
+        The SEG dataset and lesion id → segment number.
+
+    Raises
+    ------
+    InputError
+        No masks, an empty mask, or source files that do not match the volume.
+    """
+    if not masks:
+        raise InputError(
+            f"DICOM SEG: no lesion masks for series {source.series.series_instance_uid}. "
+            "Potential fix: pass the study's lesion masks.")
+    from bonelesion import __version__
+
+    datasets = list(source_datasets) if source_datasets is not None else read_source_datasets(
+        source)
+    ids = list(masks)
+    pixels = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)
+    algo = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
+    ident = None
+    if algo is not hd.seg.SegmentAlgorithmTypeValues.MANUAL:
+        ident = hd.AlgorithmIdentificationSequence(
+            name="bonelesion", version=__version__, family=codes.cid7162.ArtificialIntelligence)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=n + 1, segment_label=f"lesion {lesion_id}"[:64],
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Lesion, algorithm_type=algo,
+            algorithm_identification=ident, tracking_uid=generate_uid(),
+            tracking_id=f"lesion {lesion_id}"[:64],
+            anatomic_regions=[codes.SCT.Bone],
+        )
+        for n, lesion_id in enumerate(ids)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=datasets, pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=generate_uid(),
+        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="bonelesion", manufacturer_model_name="bonelesion",
+        software_versions=__version__, device_serial_number="0",
+        series_description="bonelesion lesion masks", content_label="LESIONS",
+    )
+    seg.save_as(Path(path))
+    return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
+
+
+def _measurements(m: LesionMeasurements, call: LesionCall) -> list[hd.sr.Measurement]:
+    out: list[hd.sr.Measurement] = []
+
+    def add(name: hd.sr.CodedConcept, value: float | None, unit: hd.sr.CodedConcept,
+            derivation: hd.sr.CodedConcept | None = None) -> None:
+        if value is None or not np.isfinite(value):
+            return
+        out.append(hd.sr.Measurement(name=name, value=float(np.round(value, 6)), unit=unit,
+                                     derivation=derivation))
+
+    if m.ct is not None:
+        add(CODES["attenuation"], m.ct.attenuation_mean_hu, CODES["unit_hu"], codes.SCT.Mean)
+        add(CODES["attenuation"], m.ct.attenuation_max_hu, CODES["unit_hu"], codes.SCT.Maximum)
+    if m.chemical_shift is not None:
+        add(CODES["sir"], m.chemical_shift.chemical_shift_ratio, CODES["unit_one"])
+        add(CODES["signal_drop"], m.chemical_shift.signal_drop_pct, CODES["unit_pct"])
+        add(CODES["fat_fraction"], m.chemical_shift.fat_fraction, CODES["unit_one"])
+    if m.adc is not None:
+        add(CODES["adc"], m.adc.adc_mean_mm2_per_s * ADC_UM2_PER_S_PER_MM2_PER_S,
+            CODES["unit_um2_per_s"], codes.SCT.Mean)
+    add(CODES["probability"], call.probability_malignant, CODES["unit_one"])
+    if call.sins is not None and call.sins.complete:
+        add(CODES["sins_total"], float(call.sins.total_min_points), CODES["unit_one"])
+    return out
+
+
+def _evaluations(call: LesionCall) -> list[hd.sr.QualitativeEvaluation]:
+    out = [hd.sr.QualitativeEvaluation(name=CODES["call"], value=CODES[call.label.value])]
+    if call.sins is not None:
+        out.append(hd.sr.QualitativeEvaluation(
+            name=CODES["sins_band"], value=_private(call.sins.band.value.upper(),
+                                                    call.sins.band.value.replace("_", " "))))
+    if call.escc is not None:
+        meaning = f"Bilsky grade {call.escc.grade}" + (" (borderline)" if call.escc.borderline
+                                                       else "")
+        out.append(hd.sr.QualitativeEvaluation(
+            name=CODES["escc"], value=_private(f"ESCC{call.escc.grade.upper()}", meaning)))
+    return out
+
+
+def write_measurement_report(
+    study: StudyResult,
+    seg: Dataset,
+    segment_numbers: Mapping[str, int],
+    source_datasets: Sequence[Dataset],
+    path: str | Path,
+    *,
+    series_number: int = 9902,
+) -> Dataset:
+    """Write a Comprehensive 3D SR (TID 1500) with one measurement group per lesion.
+
+    Lesions without a segment in ``seg`` are reported without a segment reference.
+
+    Returns
+    -------
+    Dataset
+        The SR dataset (also saved to ``path``).
+    """
+    from bonelesion import __version__
+
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name="bonelesion", manufacturer_name="bonelesion",
+            model_name=f"bonelesion {__version__}"),
+    )
+    context = hd.sr.ObservationContext(observer_device_context=observer)
+    modalities = {v.series.modality for v in study.volumes.values()} | {
+        str(source_datasets[0].Modality)}
+    procedures = [c for mod, c in (("CT", codes.LN.CTUnspecifiedBodyRegion),
+                                   ("MR", codes.LN.MRIUnspecifiedBodyRegion)) if mod in modalities]
+    groups = []
+    for m, call in zip(study.lesions, study.calls):
+        ref = None
+        if m.lesion_id in segment_numbers:
+            ref = hd.sr.ReferencedSegment.from_segmentation(seg, segment_numbers[m.lesion_id])
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
+                                                         identifier=f"lesion {m.lesion_id}"[:64]),
+            referenced_segment=ref, finding_type=codes.SCT.Lesion,
+            finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Bone)],
+            measurements=_measurements(m, call), qualitative_evaluations=_evaluations(call),
+        ) if ref is not None else hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
+                                                         identifier=f"lesion {m.lesion_id}"[:64]),
+            finding_type=codes.SCT.Lesion,
+            finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Bone)],
+            measurements=_measurements(m, call), qualitative_evaluations=_evaluations(call),
+        ))
+    report = hd.sr.MeasurementReport(
+        observation_context=context, procedure_reported=procedures or [codes.LN.CTUnspecifiedBodyRegion],
+        imaging_measurements=groups, title=codes.cid7021.ImagingMeasurementReport,
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[*source_datasets, seg], content=report, series_instance_uid=generate_uid(),
+        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
+    )
+    sr.save_as(Path(path))
+    return sr
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyDicom:
+    """Paths of the DICOM objects written for one study."""
+
+    seg_path: Path
+    sr_path: Path
+    source_role: str
+    segment_numbers: Mapping[str, int]
+
+
+def _pick_source(study: StudyResult) -> tuple[str, Volume]:
+    candidates = [(r, v) for r, v in study.ordered_volumes()
+                  if len(v.series.source_files) == v.shape[0] and v.shape[0] > 0]
+    if not candidates:
+        raise UnsupportedInputError(
+            f"DICOM out for study {study.study_instance_uid}: no series with one source file "
+            "per slice to reference. Potential fix: keep SeriesInfo.source_files when loading, "
+            "or skip DICOM output.")
+    for role, vol in candidates:  # prefer the grid the masks are drawn on
+        if all(mask.geometry_equal(vol) for mask in study.masks.values()):
+            return role, vol
+    return candidates[0]
+
+
+def write_study_dicom(study: StudyResult, out_dir: str | Path) -> StudyDicom:
+    """Write ``seg.dcm`` and ``sr.dcm`` of one study into ``out_dir`` (created).
+
+    Raises
+    ------
+    InputError
+        No usable source series or no masks (see `write_segmentation`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    role, source = _pick_source(study)
+    datasets = read_source_datasets(source)
+    masks = {m.lesion_id: study.masks[m.lesion_id] for m in study.lesions
+             if m.lesion_id in study.masks}
+    seg_path = out / f"seg_{safe_name(study.study_instance_uid)}.dcm"
+    sr_path = out / f"sr_{safe_name(study.study_instance_uid)}.dcm"
+    seg, numbers = write_segmentation(source, masks, seg_path, source_datasets=datasets)
+    write_measurement_report(study, seg, numbers, datasets, sr_path)
+    return StudyDicom(seg_path=seg_path, sr_path=sr_path, source_role=role,
+                      segment_numbers=numbers)

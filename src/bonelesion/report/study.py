@@ -1,0 +1,104 @@
+"""What the reports are rendered from: one `StudyResult` per study.
+
+The canonical results.json and every other view (lesion table, DICOM SEG/SR, QC images,
+report.html) are rendered from the same objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bonelesion.classify.call import LesionCall
+from bonelesion.classify.config import ClassifierConfig
+from bonelesion.classify.rules import classify_lesion
+from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.volume import Volume
+
+__all__ = ["StudyResult", "study_result", "safe_name", "ROLE_ORDER"]
+
+#: Preferred order of series roles (QC images, choice of the SEG source series).
+ROLE_ORDER = ("ct", "dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat", "adc",
+              "dwi", "other")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an identifier (keeps letters, digits, ``.-_``).
+
+    Examples
+    --------
+    >>> safe_name("lesion 3/a")
+    'lesion_3_a'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyResult:
+    """Measurements, calls and (optionally) images of one study.
+
+    Parameters
+    ----------
+    study_instance_uid : str
+    lesions : sequence of LesionMeasurements
+    calls : sequence of LesionCall
+        One per lesion, same order.
+    volumes : mapping of str to Volume, optional
+        Source series by role (``ct``, ``dixon_in_phase``, ``dixon_opposed_phase``, ``adc`` …);
+        their ``series.source_files`` and ``sop_instance_uids`` feed provenance and DICOM out.
+    masks : mapping of str to Volume, optional
+        Lesion id → boolean mask Volume (any grid in the study's frame of reference).
+    warnings : sequence of str
+        Study-level data-quality warnings.
+    input_files : sequence of str
+        Further inputs to hash into provenance (ROI files, annotation CSVs …).
+    """
+
+    study_instance_uid: str
+    lesions: tuple[LesionMeasurements, ...]
+    calls: tuple[LesionCall, ...]
+    volumes: Mapping[str, Volume] = field(default_factory=dict)
+    masks: Mapping[str, Volume] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    input_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lesions", tuple(self.lesions))
+        object.__setattr__(self, "calls", tuple(self.calls))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "input_files", tuple(self.input_files))
+        if [c.lesion_id for c in self.calls] != [m.lesion_id for m in self.lesions]:
+            raise ValueError(
+                f"StudyResult {self.study_instance_uid}: calls and lesions differ in order or "
+                "number. Potential fix: build it with study_result(...)."
+            )
+
+    def ordered_volumes(self) -> list[tuple[str, Volume]]:
+        """(role, volume) pairs in `ROLE_ORDER`, unknown roles last."""
+        rank = {r: i for i, r in enumerate(ROLE_ORDER)}
+        return sorted(self.volumes.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def study_result(
+    lesions: Sequence[LesionMeasurements],
+    *,
+    calls: Sequence[LesionCall] | None = None,
+    config: ClassifierConfig | None = None,
+    study_instance_uid: str | None = None,
+    volumes: Mapping[str, Volume] | None = None,
+    masks: Mapping[str, Volume] | None = None,
+    warnings: Sequence[str] = (),
+    input_files: Sequence[str] = (),
+) -> StudyResult:
+    """Build a `StudyResult`, classifying the lesions with the rules when no calls are given."""
+    lesions = tuple(lesions)
+    if calls is None:
+        calls = [classify_lesion(m, config=config) for m in lesions]
+    uid = study_instance_uid
+    if uid is None:
+        uid = lesions[0].study_instance_uid if lesions else ""
+    return StudyResult(
+        study_instance_uid=uid, lesions=lesions, calls=tuple(calls), volumes=dict(volumes or {}),
+        masks=dict(masks or {}), warnings=tuple(warnings), input_files=tuple(input_files),
+    )

@@ -1,0 +1,204 @@
+"""DICOM SEG + TID 1500 SR: valid per dciodvfy, read back by highdicom with the same numbers.
+
+Truth: the masks and HU values written by tests/report_series.py (analytic balls), and the
+source files' own headers read with pydicom.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from classify_factory import lesion
+from report_series import SHAPE, lesion_masks, write_ct_series
+
+from bonelesion.errors import (
+    GeometryMismatchError,
+    InputError,
+    MissingAttributeError,
+    UnsupportedInputError,
+)
+from bonelesion.model.volume import Volume
+from bonelesion.report import study_result
+from bonelesion.report.dicom_out import (
+    read_source_datasets,
+    write_segmentation,
+    write_study_dicom,
+)
+
+# SR numeric values are rounded to 6 decimals before encoding (DS has 16 characters).
+ATOL_SR_VALUE = 1e-6
+
+
+@pytest.fixture(scope="module")
+def ct_study(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("ct")
+    ct = write_ct_series(folder / "series")
+    uid = ct.series.study_instance_uid
+    lesions = [
+        lesion(ct=(700.0, 820.0), sir=1.0, adc=0.8e-3, lesion_id="L1", study=uid,
+               annotations={"sins_location": "L1", "sins_pain": "mechanical",
+                            "sins_alignment": "normal", "sins_collapse": "none",
+                            "sins_posterolateral": "none", "escc_grade": "2"}),
+        lesion(ct=(1200.0, 1310.0), lesion_id="L2", study=uid,
+               annotations={"escc_grade": "1c"}),
+    ]
+    study = study_result(lesions, volumes={"ct": ct}, masks=lesion_masks(ct))
+    written = write_study_dicom(study, folder / "dicom")
+    return ct, study, written
+
+
+def test_seg_masks_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def]
+    ct, study, written = ct_study
+    seg = hd.seg.segread(written.seg_path)
+    assert seg.get_segment_numbers() == [1, 2]
+    assert written.segment_numbers == {"L1": 1, "L2": 2}
+    # source instances in the Volume's slice order (from the files' own headers)
+    sops = list(ct.series.sop_instance_uids)
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=sops,
+                                               segment_numbers=[1, 2], ignore_spatial_locations=False)
+    masks = lesion_masks(ct)
+    for k, lid in enumerate(["L1", "L2"]):
+        np.testing.assert_array_equal(pixels[..., k].astype(bool), np.asarray(masks[lid].array))
+        desc = seg.get_segment_description(k + 1)
+        assert desc.tracking_id == f"lesion {lid}"
+    assert seg.SeriesInstanceUID != ct.series.series_instance_uid
+    assert seg.FrameOfReferenceUID == ct.series.frame_of_reference_uid
+
+
+def test_seg_slice_order_comes_from_geometry(ct_study) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    datasets = read_source_datasets(ct)
+    z = [float(ds.ImagePositionPatient[2]) for ds in datasets]
+    assert z == sorted(z)  # slice axis is +z (cross(col, row))
+    inst = [int(ds.InstanceNumber) for ds in datasets]
+    assert inst == sorted(inst, reverse=True)  # written reversed: not used for sorting
+    assert [ds.SOPInstanceUID for ds in datasets] == list(ct.series.sop_instance_uids)
+
+
+def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def]
+    _, study, written = ct_study
+    sr = hd.sr.srread(written.sr_path)
+    report = hd.sr.MeasurementReport.from_sequence([sr])
+    groups = report.get_volumetric_roi_measurement_groups()
+    assert len(groups) == 2
+    seg = pydicom.dcmread(written.seg_path)
+    by_id = {g.tracking_identifier: g for g in groups}
+    for m, call in zip(study.lesions, study.calls):
+        g = by_id[f"lesion {m.lesion_id}"]
+        ref = g.referenced_segment
+        assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
+        assert ref.referenced_segment_numbers == [written.segment_numbers[m.lesion_id]]
+        values = {(x.name.meaning, x.derivation.meaning if x.derivation else None):
+                  (x.value, x.unit.value) for x in g.get_measurements()}
+        assert values[("Attenuation Coefficient", "Mean")][1] == "[hnsf'U]"
+        assert values[("Attenuation Coefficient", "Mean")][0] == pytest.approx(
+            m.ct.attenuation_mean_hu, abs=ATOL_SR_VALUE)
+        assert values[("Attenuation Coefficient", "Maximum")][0] == pytest.approx(
+            m.ct.attenuation_max_hu, abs=ATOL_SR_VALUE)
+        assert values[("Probability", None)][0] == pytest.approx(call.probability_malignant,
+                                                                 abs=ATOL_SR_VALUE)
+        if m.adc is not None:
+            v, unit = values[("Apparent Diffusion Coefficient", "Mean")]
+            assert unit == "um2/s" and v == pytest.approx(m.adc.adc_mean_mm2_per_s * 1e6,
+                                                          abs=ATOL_SR_VALUE)
+            v, unit = values[("Chemical shift signal intensity ratio", None)]
+            assert unit == "1" and v == pytest.approx(m.chemical_shift.chemical_shift_ratio,
+                                                      abs=ATOL_SR_VALUE)
+            assert values[("Chemical shift signal drop", None)][1] == "%"
+        qual = {q.name.meaning: q.value.value for q in g.get_qualitative_evaluations()}
+        assert qual["Bone lesion classification"] == call.label.value.upper()
+        assert qual["Epidural spinal cord compression grade"] == (
+            "ESCC2" if m.lesion_id == "L1" else "ESCC1C")
+    l1 = by_id["lesion L1"]
+    sins = {x.name.meaning: x.value for x in l1.get_measurements()}
+    # L1: junctional 3 + mechanical 3 + blastic (from CT) 0 + normal 0 + none 0 + none 0
+    assert sins["Spinal Instability Neoplastic Score"] == pytest.approx(6.0, abs=ATOL_SR_VALUE)
+    # evidence: the SR lists every source image and the SEG
+    evidence = {inst.ReferencedSOPInstanceUID
+                for study_item in sr.CurrentRequestedProcedureEvidenceSequence
+                for series in study_item.ReferencedSeriesSequence
+                for inst in series.ReferencedSOPSequence}
+    assert evidence == {*study.volumes["ct"].series.sop_instance_uids, seg.SOPInstanceUID}
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy not found (Debian package dicom3tools; `make install` installs it "
+                    "when apt-get is available)")
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (proc.stdout + proc.stderr).splitlines()
+            if line.startswith("Error")]
+
+
+@pytest.mark.parametrize("which", ["seg_path", "sr_path"])
+def test_dciodvfy_reports_no_errors(ct_study, which: str) -> None:  # type: ignore[no-untyped-def]
+    _, _, written = ct_study
+    assert _dciodvfy_errors(getattr(written, which)) == []
+
+
+def test_dciodvfy_catches_a_broken_object(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # the check itself must be able to fail: drop a Type 1 attribute from our SEG
+    _, _, written = ct_study
+    ds = pydicom.dcmread(written.seg_path)
+    del ds.SegmentSequence
+    bad = tmp_path / "bad_seg.dcm"
+    ds.save_as(bad)
+    assert _dciodvfy_errors(bad)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_source_file_count_mismatch(ct_study) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    short = ct.with_array(ct.array, series=ct.series.replace(
+        source_files=ct.series.source_files[:-1]))
+    with pytest.raises(UnsupportedInputError, match=r"found 7 files for 8 slices"):
+        read_source_datasets(short)
+
+
+def test_source_file_position_mismatch(ct_study) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    shifted = Volume(array=ct.array, spacing_mm=ct.spacing_mm,
+                     origin_lps_mm=tuple(np.asarray(ct.origin_lps_mm) + [0.0, 0.0, 1.0]),
+                     direction_lps=ct.direction_lps, intensity_unit=ct.intensity_unit,
+                     series=ct.series)
+    with pytest.raises(GeometryMismatchError, match=r"matches no free slice"):
+        read_source_datasets(shifted)
+
+
+def test_source_without_position(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    files = []
+    for i, f in enumerate(ct.series.source_files):
+        ds = pydicom.dcmread(f)
+        if i == 0:
+            del ds.ImagePositionPatient
+        out = tmp_path / f"{i}.dcm"
+        ds.save_as(out)
+        files.append(str(out))
+    vol = ct.with_array(ct.array, series=ct.series.replace(source_files=tuple(files)))
+    with pytest.raises(MissingAttributeError, match=r"no ImagePositionPatient \(0020,0032\)"):
+        read_source_datasets(vol)
+
+
+def test_empty_or_no_masks(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    with pytest.raises(InputError, match="no lesion masks"):
+        write_segmentation(ct, {}, tmp_path / "s.dcm")
+    empty = ct.with_array(np.zeros(SHAPE, dtype=bool))
+    with pytest.raises(InputError, match="mask of lesion E holds no voxel"):
+        write_segmentation(ct, {"E": empty}, tmp_path / "s.dcm")
+
+
+def test_no_source_files_refused(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ct, study, _ = ct_study
+    bare = ct.with_array(ct.array, series=ct.series.replace(source_files=()))
+    s = study_result(study.lesions, calls=study.calls, volumes={"ct": bare}, masks=study.masks)
+    with pytest.raises(UnsupportedInputError, match="no series with one source file per slice"):
+        write_study_dicom(s, tmp_path)

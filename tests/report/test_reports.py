@@ -1,0 +1,184 @@
+"""write_reports: results.json provenance, lesions.csv call columns, QC PNGs, report.html."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from classify_factory import lesion
+from PIL import Image
+from report_series import LESIONS, lesion_masks, write_ct_series
+
+from bonelesion.classify import Label, classify_lesion
+from bonelesion.errors import EmptyMaskError
+from bonelesion.model.volume import SeriesInfo, Volume
+from bonelesion.report import SCHEMA_VERSION, study_result, write_reports
+from bonelesion.report.qc import central_slice_index, render_qc_image
+from bonelesion.units import IntensityUnit
+
+NASTY_ID = '<script>alert("x")</script>&L3'
+
+
+def mr_volume(ct: Volume, role: str, unit: IntensityUnit, value: float) -> Volume:
+    """A coarser MR grid in the CT's frame of reference (mask must be resampled onto it)."""
+    info = SeriesInfo(series_instance_uid=f"1.2.826.0.1.3680043.8.498.{len(role)}9",
+                      frame_of_reference_uid=ct.series.frame_of_reference_uid, modality="MR",
+                      role=role)
+    shape = (5, 20, 24)
+    arr = np.full(shape, value)
+    return Volume(array=arr, spacing_mm=(4.0, 1.6, 1.4), origin_lps_mm=ct.origin_lps_mm,
+                  direction_lps=ct.direction_lps, intensity_unit=unit, series=info)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("run")
+    ct = write_ct_series(root / "ct")
+    uid = ct.series.study_instance_uid
+    masks = lesion_masks(ct)
+    masks[NASTY_ID] = masks["L1"]
+    lesions = [
+        lesion(ct=(700.0, 820.0), sir=1.0, adc=0.8e-3, lesion_id="L1", study=uid),
+        lesion(ct=(1200.0, 1310.0), lesion_id="L2", study=uid,
+               annotations={"escc_grade": "1c", "sins_location": "T12"}),
+        lesion(ct=(880.0, 990.0), lesion_id=NASTY_ID, study=uid,
+               missing={"adc": "no DWI <b>series</b>"}),
+    ]
+    volumes = {"ct": ct,
+               "dixon_in_phase": mr_volume(ct, "dixon_in_phase", IntensityUnit.ARBITRARY, 500.0),
+               "adc": mr_volume(ct, "adc", IntensityUnit.MM2_PER_S, 1.0e-3)}
+    roi = root / "roi.csv"
+    roi.write_text("lesion_id,treated\nL1,false\n")
+    study = study_result(lesions, volumes=volumes, masks=masks, input_files=[str(roi)],
+                         warnings=["one DWI slice dropped"])
+    files = write_reports(root / "out", [study], command=["bonelesion", "measure", "x"])
+    return root, study, files
+
+
+def test_results_json_schema_and_provenance(run) -> None:  # type: ignore[no-untyped-def]
+    root, study, files = run
+    doc = json.loads(files.results_json.read_text())
+    assert doc["schema_version"] == SCHEMA_VERSION
+    prov = doc["provenance"]
+    assert prov["package"]["name"] == "bonelesion"
+    assert prov["dependencies"]["pydicom"] == pydicom.__version__
+    assert prov["thresholds"]["ct"]["mean_threshold_hu"] == 885.0
+    assert prov["thresholds"]["adc"]["cutoff_mm2_per_s"] == pytest.approx(1.14e-3)
+    assert prov["command"] == ["bonelesion", "measure", "x"]
+    (s,) = doc["studies"]
+    ct_series = next(x for x in s["inputs"]["series"] if x["role"] == "ct")
+    assert len(ct_series["files"]) == 8
+    for entry in ct_series["files"]:
+        data = Path(entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["sop_instance_uid"] == pydicom.dcmread(entry["path"]).SOPInstanceUID
+    (other,) = s["inputs"]["other_files"]
+    assert other["sha256"] == hashlib.sha256(Path(other["path"]).read_bytes()).hexdigest()
+    ids = [x["lesion_id"] for x in s["lesions"]]
+    assert ids == ["L1", "L2", NASTY_ID]
+    l1 = s["lesions"][0]
+    assert l1["measurements"]["ct"]["attenuation_mean_hu"] == 700.0
+    assert l1["call"]["label"] == classify_lesion(study.lesions[0]).label.value
+    assert any("one DWI slice dropped" in w for w in doc["warnings"])
+    assert doc["outputs"]["dicom"][study.study_instance_uid]
+
+
+def test_lesion_table_has_call_columns(run) -> None:  # type: ignore[no-untyped-def]
+    _, study, files = run
+    with files.lesion_table.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["lesion_id"] for r in rows] == ["L1", "L2", NASTY_ID]
+    for row, call in zip(rows, study.calls):
+        assert row["label"] == call.label.value
+        assert float(row["probability_malignant"]) == pytest.approx(call.probability_malignant,
+                                                                    abs=1e-6)
+        reasons = json.loads(row["reasons"])
+        assert {f["feature"] for f in reasons["features"]} >= {"ct_attenuation_mean_hu",
+                                                              "adc_mean_mm2_per_s"}
+    assert rows[0]["ct_attenuation_mean_hu"] == "700.0"
+    assert rows[0]["chemical_shift_ratio"] == "1.0"
+    assert rows[1]["escc_grade"] == "1c" and rows[1]["adc_mean_mm2_per_s"] == ""
+    assert rows[2]["label"] == Label.INDETERMINATE.value  # 880 HU: inside the ±60 HU band
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.images: list[str] = []
+        self._cell: str | None = None
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "tr" and "lesion" in (a.get("class") or "").split():
+            self.rows.append({})
+        if tag == "td" and self.rows:
+            cls = (a.get("class") or "").split()
+            self._cell = "lesion-id" if "lesion-id" in cls else ("label" if "label" in cls
+                                                                   else None)
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+
+    def handle_data(self, data: str) -> None:
+        if self._cell and self.rows:
+            self.rows[-1][self._cell] = self.rows[-1].get(self._cell, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._cell = None
+
+
+def test_html_lists_every_lesion_label_and_qc_image(run) -> None:  # type: ignore[no-untyped-def]
+    root, study, files = run
+    parser = _Collector()
+    parser.feed(files.html.read_text(encoding="utf-8"))
+    assert parser.scripts == 0  # the nasty lesion id was escaped, not executed
+    found = {r["lesion-id"]: r["label"] for r in parser.rows}
+    assert found == {c.lesion_id: c.label.value for c in study.calls}
+    out = files.html.parent
+    for call in study.calls:
+        images = files.qc_images[(study.study_instance_uid, call.lesion_id)]
+        assert {role for role, _ in images} == {"ct", "dixon_in_phase", "adc"}
+        for _, path in images:
+            rel = str(path.relative_to(out))
+            assert rel in parser.images
+            assert (out / rel).is_file()
+    assert "no DWI &lt;b&gt;series&lt;/b&gt;" in files.html.read_text(encoding="utf-8")
+
+
+def test_qc_png_outline_on_central_slice(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, study, _ = run
+    ct = study.volumes["ct"]
+    mask = study.masks["L2"]
+    center = LESIONS["L2"][0]
+    assert central_slice_index(np.asarray(mask.array)) == int(round(center[0]))
+    path = render_qc_image(ct, mask, tmp_path / "l2.png", text_lines=["lesion L2"])
+    img = np.asarray(Image.open(path).convert("RGB"))
+    red = (img[..., 0] == 255) & (img[..., 1] == 40) & (img[..., 2] == 40)
+    assert red.sum() > 0
+    # outline sits where the lesion is: column centre ≈ 32/48 of the image width (bone window)
+    cols = np.flatnonzero(red.any(axis=0))
+    frac = cols.mean() / (48 * 0.7 * 256 / (40 * 0.8))
+    assert frac == pytest.approx(32.5 / 48, abs=0.05)
+    # display keeps physical aspect: width/height of the image part = (48·0.7)/(40·0.8)
+    with pytest.raises(EmptyMaskError, match="holds no voxel"):
+        render_qc_image(ct, ct.with_array(np.zeros(ct.shape, dtype=bool)), tmp_path / "e.png")
+
+
+def test_reports_without_images_record_why(tmp_path: Path) -> None:
+    study = study_result([lesion(sir=1.0)])
+    files = write_reports(tmp_path, [study])
+    assert files.dicom == {} and files.qc_images == {}
+    assert any("no DICOM SEG/SR" in p for p in files.problems)
+    doc = json.loads(files.results_json.read_text())
+    assert any("no DICOM SEG/SR" in w for w in doc["warnings"])
+    assert files.html is not None and "L1" in files.html.read_text()
