@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from bonelesion.batch.executors import check_executor
 from bonelesion.batch.inventory import build_inventory
 from bonelesion.batch.names import Pseudonymiser
 from bonelesion.batch.progress import Progress
@@ -66,6 +67,7 @@ def run_export(
         Missing export folder or unreadable ROI file.
     """
     definition = load_pipeline(pipeline)
+    check_executor(executor, scheduler)
     pseudonymiser = Pseudonymiser.from_environment(pseudonym_key_file) if pseudonymise else None
     out = Path(out_dir)
     export = Path(export_dir)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from bonelesion.errors import ConfigError
 
-__all__ = ["EXECUTORS", "execute"]
+__all__ = ["EXECUTORS", "execute", "check_executor"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,24 @@ def execute(
     ConfigError
         On an unknown executor, or a scheduler given without ``executor="dask"``.
     """
+    check_executor(executor, scheduler)
+    if not tasks:
+        return iter(())
+    if executor == "local":
+        return _run_local(fn, tasks, on_error)
+    if executor == "process":
+        return _run_process(fn, tasks, workers, on_error)
+    return _run_dask(fn, tasks, workers, scheduler, on_error)
+
+
+def check_executor(executor: str, scheduler: str | None) -> None:
+    """Refuse an unknown executor, or a scheduler address without ``executor="dask"``.
+
+    Raises
+    ------
+    ConfigError
+        With the flag named and a fix.
+    """
     if executor not in EXECUTORS:
         raise ConfigError(
             f"--executor: {executor!r} is not one of {', '.join(EXECUTORS)}. "
@@ -71,13 +89,6 @@ def execute(
             f"--scheduler {scheduler} given with --executor {executor}; a scheduler address only "
             "applies to dask. Potential fix: add --executor dask."
         )
-    if not tasks:
-        return iter(())
-    if executor == "local":
-        return _run_local(fn, tasks, on_error)
-    if executor == "process":
-        return _run_process(fn, tasks, workers, on_error)
-    return _run_dask(fn, tasks, workers, scheduler, on_error)
 
 
 def _run_local(fn: Callable[[T], R], tasks: Sequence[T],

@@ -229,7 +229,8 @@ def run_batch(
             tasks.append(StudyTask(study_instance_uid=uid, patient_label=label, plan=plan,
                                    pipeline=pipeline_dict,
                                    rois_path=str(options.rois_path) if options.rois_path else None,
-                                   work_dir=str(work)))
+                                   work_dir=str(work),
+                                   pseudonymise=options.pseudonymiser is not None))
         run_total = len(tasks) + len(refused)
         bar = progress or Progress(run_total, skipped=skipped)
         bar.total, bar.skipped = run_total, skipped

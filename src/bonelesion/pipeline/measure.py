@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bonelesion.config import build_config
+from bonelesion.config import build_config, config_to_dict
 from bonelesion.errors import InputError
 from bonelesion.pipeline.definition import STAGE_OPTIONAL_ROLES, STAGE_ROLES
 
-__all__ = ["measure_and_report", "stage_roles"]
+__all__ = ["measure_and_report", "stage_roles", "pseudonymise_dicom"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +28,22 @@ def stage_roles(stage: str) -> tuple[str, ...]:
     return all_of + any_of + STAGE_OPTIONAL_ROLES.get(stage, ())
 
 
+def _primary_volume(volumes: Mapping[str, Any]) -> Any:
+    for role in ("ct", "dixon_in_phase", "dixon_opposed_phase", "adc", "dixon_water", "dixon_fat"):
+        if role in volumes:
+            return volumes[role]
+    return next(iter(volumes.values()), None)
+
+
 def measure_and_report(
     task: Any, stacks_by_role: Mapping[str, list[Any]], work: Path,
     *, stage: Callable[..., Any],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Measure, classify and write the per-study reports of one study.
+
+    The reports are those of ``bonelesion measure`` plus the classifier's views
+    (`bonelesion.report.write_reports`): results.json, lesions.csv, QC PNGs, DICOM SEG +
+    TID 1500 SR and report.html, all under ``work``.
 
     Returns
     -------
@@ -43,15 +54,17 @@ def measure_and_report(
     """
     from bonelesion.classify import classify_lesions
     from bonelesion.classify.config import classifier_config_from_mapping
+    from bonelesion.report import study_result, write_reports
+    from bonelesion.report.table import lesion_table_rows
     from bonelesion.roi.sources import load_lesions
     from bonelesion.stages.config import PipelineConfig
-    from bonelesion.stages.output import lesion_row, write_lesions_csv, write_results_json
     from bonelesion.stages.study import measure_study
 
     plan = task.plan
     pipeline = task.pipeline
     with stage("config"):
         cfg = build_config(PipelineConfig, dict(pipeline.get("config") or {}), prefix="config")
+        classifier_cfg = classifier_config_from_mapping(dict(cfg.classifier))
     with stage("roi"):
         if not task.rois_path:
             raise InputError(
@@ -72,41 +85,62 @@ def measure_and_report(
     with stage("measure", first_series):
         measurements = measure_study(stacks, lesions, cfg)
     with stage("classify"):
-        calls = classify_lesions(measurements,
-                                 config=classifier_config_from_mapping(dict(cfg.classifier)))
-    rows: list[dict[str, Any]] = []
-    for m, call in zip(measurements, calls, strict=True):
-        row = {k: v for k, v in lesion_row(m).items() if k != "study_instance_uid"}
-        row.update(call.table_columns())
-        rows.append(row)
+        calls = classify_lesions(measurements, config=classifier_cfg)
     with stage("report"):
-        inputs = {
-            "study_instance_uid": task.study_instance_uid,
-            "pipeline": pipeline.get("name", ""),
-            "plan": plan.to_dict(),
-            "series": [
-                {"role": role, "series_instance_uid": s.info.series_instance_uid,
-                 "series_number": s.info.series_number,
-                 "sop_instance_uids": list(s.info.sop_instance_uids)}
-                for role, ss in stacks_by_role.items() for s in ss
-            ],
-        }
-        write_lesions_csv(measurements, work / "lesions.csv")
-        write_results_json(measurements, cfg, work / "results.json", inputs=inputs,
-                           warnings=[f"{k}: {v}" for k, v in plan.skipped_stages.items()])
-        files = ["lesions.csv", "results.json"]
-        files += _classify_reports(task, measurements, calls, cfg, work)
+        volumes = {s.info.role: s.volume for s in stacks
+                   if s.volume is not None and s.info.role != "dwi"}
+        primary = _primary_volume(volumes)
+        masks: dict[str, Any] = {}
+        problems: list[str] = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
+        by_id = {le.lesion_id: le for le in lesions}
+        for m in measurements:
+            if primary is None or m.lesion_id not in by_id:
+                continue
+            try:
+                masks[m.lesion_id] = by_id[m.lesion_id].mask_on(primary)
+            except InputError as exc:
+                problems.append(f"lesion {m.lesion_id}: no mask for QC/SEG: {exc}")
+        result = study_result(measurements, calls=calls, study_instance_uid=task.study_instance_uid,
+                              volumes=volumes, masks=masks, warnings=problems,
+                              input_files=[task.rois_path])
+        resolved = {"pipeline": pipeline.get("name", ""), "plan": plan.to_dict(),
+                    **config_to_dict(cfg)}
+        files = write_reports(work, [result], config=classifier_cfg, resolved_config=resolved)
+        if task.pseudonymise:
+            for dcm in sorted(work.rglob("*.dcm")):
+                pseudonymise_dicom(dcm, task.patient_label)
+        rows = [{k: v for k, v in r.items() if k != "study_instance_uid"}
+                for r in lesion_table_rows([result])]
+        written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
     if not lesions:
         logger.warning("study %s: no lesion of the ROI source applies to this study",
                        task.study_instance_uid)
-    return rows, files
+    return rows, written
 
 
-def _classify_reports(task: Any, measurements: Any, calls: Any, cfg: Any, work: Path) -> list[str]:
-    """The classifier's reports (calls JSON …) for one study."""
-    import json
+#: Patient-identifying attributes replaced (ID, name) or removed in pseudonymised outputs
+#: (DICOM PS3.15 Table E.1-1, Basic Profile: the Patient Module identifiers).
+_REMOVE_KEYWORDS = ("PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
+                    "OtherPatientIDsSequence", "OtherPatientNames", "PatientAddress",
+                    "PatientTelephoneNumbers", "PatientMotherBirthName", "MedicalRecordLocator",
+                    "IssuerOfPatientID", "PatientBirthName")
 
-    doc = {"study_instance_uid": task.study_instance_uid,
-           "calls": [c.to_dict() for c in calls]}
-    (work / "calls.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-    return ["calls.json"]
+
+def pseudonymise_dicom(path: Path, pseudonym: str) -> None:
+    """Replace PatientID and PatientName by ``pseudonym`` and drop other patient identifiers.
+
+    Sets PatientIdentityRemoved = YES and records the method in DeidentificationMethod.
+    """
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PatientID = pseudonym
+    ds.PatientName = pseudonym
+    for keyword in _REMOVE_KEYWORDS:
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "bonelesion: PatientID/PatientName replaced by HMAC-SHA256 pseudonym"
+    tmp = path.with_name(path.name + ".tmp")
+    ds.save_as(tmp, enforce_file_format=True)
+    tmp.replace(path)

@@ -46,6 +46,8 @@ class StudyTask:
         ROI source (annotations CSV, SEG, RTSTRUCT, NIfTI) or None for CT candidate detection.
     work_dir : str
         Empty folder the study writes its outputs into.
+    pseudonymise : bool
+        Replace patient identifiers in the DICOM outputs (SEG, SR) by ``patient_label``.
     """
 
     study_instance_uid: str
@@ -54,6 +56,7 @@ class StudyTask:
     pipeline: Mapping[str, Any]
     rois_path: str | None
     work_dir: str
+    pseudonymise: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
