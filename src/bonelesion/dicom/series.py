@@ -278,6 +278,9 @@ def _read_header(path: Path, read_warnings: list[str]) -> Dataset:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
+            # Convert every raw element now, so that value warnings are caught here and
+            # not raised later by whoever touches the element first.
+            ds.walk(lambda _ds, _elem: None)
         except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
             raise NotDicomError(
                 f"File {path}: cannot be read as DICOM ({type(exc).__name__}: {exc}). "
@@ -349,6 +352,7 @@ class _MosaicLayout:
     normal: NDArray[np.float64]
     spacing_mm: float
     notes: tuple[str, ...]
+    protocol_positions: NDArray[np.float64] | None = None
 
 
 def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[np.float64]
@@ -414,6 +418,11 @@ def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray
             "SliceThickness). Potential fix: export with the full header."
         )
     grid = int(math.ceil(math.sqrt(n_tiles)))
+    positions: NDArray[np.float64] | None = None
+    keys = [f"sSliceArray.asSlice[{i}].sPosition" for i in range(n_tiles)]
+    if n_tiles > 1 and all(any(k.startswith(p) for k in asc) for p in (keys[0], keys[-1])):
+        positions = np.array([[float(asc.get(f"{p}.d{a}", 0.0)) for a in ("Sag", "Cor", "Tra")]
+                              for p in keys])
     rows = int(flat.Rows)
     cols = int(flat.Columns)
     return _MosaicLayout(
@@ -424,6 +433,7 @@ def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray
         normal=normal,
         spacing_mm=spacing_mm,
         notes=tuple(notes),
+        protocol_positions=positions,
     )
 
 
@@ -520,20 +530,34 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         except MissingAttributeError as exc:
             return None, [str(exc)], notes, MissingAttributeError
         notes.extend(layout.notes)
-        # nibabel MosaicWrapper.image_position: IPP is the corner of the whole mosaic.
+        # nibabel MosaicWrapper.image_position: IPP is the corner of the whole mosaic; moved
+        # to the corner of the tile it describes.
         rd = np.array([rows, cols], dtype=np.float64)
         tile = np.array([layout.tile_rows, layout.tile_cols], dtype=np.float64)
         fix = (rd - tile) / 2.0
-        origin = frames[0].ipp + col_dir * ps_row * fix[0] + row_dir * ps_col * fix[1]  # type: ignore[operator]
+        ipp_tile = frames[0].ipp + col_dir * ps_row * fix[0] + row_dir * ps_col * fix[1]  # type: ignore[operator]
         sn = layout.normal
+        ipp_index = 0
+        if layout.protocol_positions is not None:
+            # Tiles follow the protocol slice array (ASCCONV sSliceArray.asSlice[k]); the IPP
+            # describes the tile whose protocol position is nearest to it (the first tile for
+            # ascending protocols, the last one for descending ones, as in dicom2nifti).
+            centre = ipp_tile + col_dir * ps_row * (layout.tile_rows - 1) / 2.0 \
+                + row_dir * ps_col * (layout.tile_cols - 1) / 2.0
+            pos = layout.protocol_positions
+            ipp_index = int(np.argmin(np.linalg.norm(pos - centre, axis=1)))
+            step = pos[-1] - pos[0]
+            if np.dot(step, sn) < 0:
+                sn = -sn
+            if ipp_index not in (0, layout.n_tiles - 1):
+                notes.append(f"mosaic IPP matches protocol slice {ipp_index}, not an end slice")
+        tile0 = ipp_tile - ipp_index * layout.spacing_mm * sn
         reverse = bool(np.dot(sn, normal) < 0)
-        if reverse:
-            origin = origin + (layout.n_tiles - 1) * layout.spacing_mm * sn
-            sn = -sn
+        origin = tile0 + (layout.n_tiles - 1) * layout.spacing_mm * sn if reverse else tile0
         # Keep the in-plane axes exactly orthogonal to the slice axis.
         direction = np.column_stack([normal, col_dir, row_dir])
         shape = (layout.n_tiles, layout.tile_rows, layout.tile_cols)
-        if not np.allclose(sn, normal, atol=1e-3):
+        if not np.allclose(np.abs(np.dot(sn, normal)), 1.0, atol=1e-3):
             notes.append("mosaic slice normal differs from the in-plane cross product; used the latter")
         err = _check_size(shape, max_bytes, uid)
         if err:
