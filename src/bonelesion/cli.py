@@ -360,8 +360,11 @@ def _run_index(args: argparse.Namespace) -> int:
           f"{summary.workers} workers)")
     for status, count in sorted(summary.status_counts.items()):
         print(f"  {status}: {count}")
-    if args.strict and summary.n_problems:
-        print(f"{summary.n_problems} problem files (see Catalogue.problems())", file=sys.stderr)
+    failed = sum(summary.status_counts.get(s, 0)
+                 for s in ("truncated", "error", "missing_attribute"))
+    if args.strict and failed:
+        print(f"bonelesion: {failed} files are truncated, corrupt or lack attributes "
+              f"(see Catalogue({str(summary.db_path)!r}).problems())", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
 

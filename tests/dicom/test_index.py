@@ -270,6 +270,15 @@ def test_good_files_match_pydicom(indexed: dict[str, Any]) -> None:
             assert rec.series_description == (ds.SeriesDescription.strip() or None)
         if "EchoTime" in ds:
             assert rec.echo_time_ms == pytest.approx(float(ds.EchoTime))
+        if "PixelSpacing" in ds:
+            assert rec.pixel_spacing_mm == pytest.approx([float(v) for v in ds.PixelSpacing])
+        if "ImageType" in ds:
+            assert rec.image_type == "\\".join(ds.ImageType)
+        assert rec.manufacturer == (str(ds.get("Manufacturer", "")).strip() or None)
+        assert rec.series_number == (int(ds.SeriesNumber) if ds.get("SeriesNumber") is not None
+                                     else None)
+        assert rec.instance_number == (int(ds.InstanceNumber)
+                                       if ds.get("InstanceNumber") is not None else None)
         ts = ds.file_meta.get("TransferSyntaxUID") if "TransferSyntaxUID" in ds.file_meta \
             else None
         if ts is not None:
@@ -451,10 +460,12 @@ def test_parallel_and_serial_catalogues_identical(indexed: dict[str, Any],
     assert dump(db) == dump(indexed["db"])
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_interrupt_leaves_consistent_catalogue_and_resumes(export: dict[str, Any],
                                                            tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           workers: int) -> None:
+    """Ctrl-C after two chunks: two complete chunks stored, the next run reads the rest."""
     db = tmp_path / "interrupted.sqlite"
     monkeypatch.setattr(ix, "_CHUNK_FILES", 5)
     calls: list[int] = []
@@ -465,7 +476,7 @@ def test_interrupt_leaves_consistent_catalogue_and_resumes(export: dict[str, Any
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        index_export(export["root"], db, workers=1, progress=progress)
+        index_export(export["root"], db, workers=workers, progress=progress)
     con = sqlite3.connect(db)
     try:
         n_read = con.execute("SELECT count(*) FROM files WHERE status != 'error' "
@@ -656,7 +667,16 @@ def test_cli_index(indexed: dict[str, Any], tmp_path: Path,
     assert f"ok: {n_ok}" in out and "truncated: 3" in out
     assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--strict"]) \
         == EXIT_PARTIAL
-    assert "0 read" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "0 read" in captured.out
+    n_failed = sum(1 for s in indexed["expected"].values()
+                   if s in ("truncated", "error", "missing_attribute"))
+    assert f"{n_failed} files are truncated, corrupt or lack attributes" in captured.err
+    clean = tmp_path / "clean"
+    _copy(indexed["ge_files"][0], clean / "a")
+    (clean / "README.txt").write_text("not DICOM, not a failure\n")
+    assert main(["-q", "index", str(clean), "--db", str(tmp_path / "clean.sqlite"),
+                 "--strict"]) == EXIT_OK
 
 
 def test_cli_default_db_in_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -673,3 +693,46 @@ def test_cli_default_db_in_current_folder(tmp_path: Path, monkeypatch: pytest.Mo
     other.mkdir()
     assert main(["-q", "index", str(other)]) == EXIT_INPUT
     assert "catalogues the export" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_shared_dicom_file_catalogued(tmp_path: Path) -> None:
+    """All real scanner files of ../shared/data: ok, except objects pydicom shows lacking
+    what a volume needs (pydicom's emri_small test objects carry no geometry at all)."""
+    data = shared_path()
+    summary = index_export(data, tmp_path / "all.sqlite", workers=2)
+    recs = _records(tmp_path / "all.sqlite")
+    dicom = {p: r for p, r in recs.items() if "/dicom/" in p}
+    assert len(dicom) >= 800
+    for path, rec in dicom.items():
+        ds = _read_quiet(data / path, stop_before_pixels=True, force=True)
+        geometry = ("ImagePositionPatient" in ds
+                    or "PerFrameFunctionalGroupsSequence" in ds)
+        assert rec.status == ("ok" if geometry else "missing_attribute"), (path, rec.reason)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # hashed (invalid) UIDs in anonymised files
+            assert rec.sop_instance_uid == ds.SOPInstanceUID
+    others = {p: r.status for p, r in recs.items() if "/dicom/" not in p}
+    assert set(others.values()) == {"not_dicom"}  # licences, JSON, bval, NIfTI
+    assert summary.files_read == len(recs)
+
+
+def test_enhanced_dwi_b_values_and_stacks_in_read_only_export(tmp_path: Path) -> None:
+    """Siemens XA30 enhanced DWI indexed in place (read-only data): one b-value per file
+    from the MR Diffusion functional group, equal to dcm2niix's .bval; one stack per volume."""
+    folder = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", "10_DWI_dir80_PA")
+    bval = shared_path("dwi_siemens_xa30_enhanced_pa", "reference", "10_DWI_dir80_PA.bval")
+    reference = sorted(float(v) for v in bval.read_text().split())
+    db = tmp_path / "xa30.sqlite"
+    index_export(folder, db, workers=1)
+    recs = [r for r in _records(db).values() if r.status == "ok"]
+    assert len(recs) == len(reference)
+    np.testing.assert_allclose(sorted(r.b_value_s_per_mm2 or 0.0 for r in recs), reference,
+                               atol=ATOL_B_S_PER_MM2)
+    assert all(r.b_value_s_per_mm2 is not None for r in recs)
+    with Catalogue(db) as cat:
+        (series,) = cat.series()
+        stacks = cat.stacks(series.series_instance_uid)
+    assert len(stacks) == len(reference)  # b0 + 20 gradient directions
+    frames = {r.number_of_frames for r in recs}
+    assert {s.n_frames for s in stacks} == frames and len(frames) == 1

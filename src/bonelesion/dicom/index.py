@@ -8,10 +8,11 @@ answers the questions the batch planner asks (studies, series, files, stacks, pr
 
 Design
 ------
-* **Walk** (main process): ``os.scandir`` recursion that follows folder links but
-  remembers (device, inode) of every folder it entered, so link loops are recorded and
-  not followed. Broken links and unlistable folders are recorded as entries with status
-  ``error``.
+* **Walk** (main process): ``os.scandir`` over real folders first, then folder links,
+  remembering (device, inode) of every folder entered, so a file reachable both ways is
+  catalogued under its real path and link loops are recorded, not followed. Broken links
+  and unlistable folders are recorded as entries with status ``error``; entries under an
+  unlistable folder are kept from earlier runs. The catalogue file itself is skipped.
 * **Read** (worker processes): files are sent in chunks to a ``ProcessPoolExecutor``.
   A worker reads the first 64 KiB of a file and parses the header from memory with
   pydicom's ``read_partial`` stopping at the pixel data element; it falls back to the file
@@ -29,7 +30,9 @@ Design
 Patient identifiers are never stored in plain text. With a secret key (argument
 ``patient_key_secret`` or the CLI's ``BONELESION_PATIENT_KEY`` environment variable) the
 catalogue stores an HMAC-SHA256 of PatientID (``patient_key``) so that studies can be
-grouped by patient; without a key nothing about the patient is stored.
+grouped by patient; without a key nothing about the patient is stored. File paths are
+stored relative to the export root as they are: exports that name folders after patients
+carry those names into the catalogue (and into its problem reasons).
 
 References
 ----------
@@ -415,11 +418,21 @@ class IndexSummary:
 
 # --------------------------------------------------------------------------- stack key
 # TEMPORARY, ONE PLACE: the stack key is the reader helper's `stack_key(flat) -> StackKey`
-# (bonelesion.dicom.multiframe / series) once merged. Until then `_stack_key` below builds
-# an equivalent readable key from the values that separate volumes inside one series
+# (bonelesion.dicom.multiframe) once merged. Until then `_stack_keys` below builds an
+# equivalent readable key from the values that separate volumes inside one series
 # (STYLE.md §2: SeriesInstanceUID + echo + ImageType + b-value, plus diffusion direction,
-# orientation and matrix). `_frame_values` is the minimal per-frame flattening it needs.
-# The lead switches `_stack_key` to the reader's function at merge time.
+# orientation and matrix); `_frame_values` is the minimal per-frame flattening it needs.
+# At merge time replace the body of `_stack_keys` with
+#
+#     from bonelesion.dicom.multiframe import flatten_frames, stack_key
+#     keys: dict[str, int] = {}
+#     for flat in (flatten_frames(ds) if multiframe else [ds]):
+#         key = str(stack_key(flat))
+#         keys[key] = keys.get(key, 0) + 1
+#     return keys
+#
+# and delete `_FrameValues`, `_stack_key` and `_frame_values` (and bump READER_VERSION so
+# existing catalogues re-read their files).
 
 
 @dataclass(frozen=True)
@@ -459,6 +472,18 @@ def _stack_key(values: _FrameValues) -> str:
     if values.rows is not None and values.columns is not None:
         parts.append(f"{values.rows}x{values.columns}")
     return "|".join(parts)
+
+
+def _stack_keys(ds: Dataset, base: _FrameValues, multiframe: bool) -> dict[str, int]:
+    """Stack keys of a file's frames with the number of frames per key, in frame order."""
+    keys: dict[str, int] = {}
+    if multiframe:
+        for frame in _frame_values(ds, base):
+            key = _stack_key(frame)
+            keys[key] = keys.get(key, 0) + 1
+    elif base.rows is not None:
+        keys[_stack_key(base)] = 1
+    return keys
 
 
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
@@ -1099,7 +1124,9 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
             b_value = _float(ds, "DiffusionBValue")
     if is_mr:
         field_t = _vendor_value("magnetic_field_strength_t", ds)
-    role = _vendor_value("stack_role", ds)
+    # vendors functions take flat headers: one frame of an enhanced object must first be
+    # flattened (reader's flatten_frames); until then multi-frame files get no role here.
+    role = None if multiframe else _vendor_value("stack_role", ds)
     kernel = _joined(ds, "ConvolutionKernel") or None
 
     base = _FrameValues(
@@ -1114,17 +1141,9 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         rows=_int(ds, "Rows"),
         columns=_int(ds, "Columns"),
     )
-    keys: dict[str, int] = {}  # insertion order = first-frame order
+    keys = _stack_keys(ds, base, multiframe)
     if multiframe:
-        frames = _frame_values(ds, base)
-        for frame in frames:
-            key = _stack_key(frame)
-            keys[key] = keys.get(key, 0) + 1
-        b_values = {f.b_value_s_per_mm2 for f in frames}
-        if len(b_values) == 1:
-            b_value = b_values.pop()
-    elif base.rows is not None:
-        keys[_stack_key(base)] = 1
+        b_value = _multiframe_b_value(ds)
 
     return {
         "sop_instance_uid": _str(ds, "SOPInstanceUID"),
@@ -1162,6 +1181,23 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "stack_keys": tuple(keys),
         "stack_n_frames": tuple(keys.values()),
     }
+
+
+def _multiframe_b_value(ds: Dataset) -> float | None:
+    """The b-value shared by every frame of an enhanced object (MR Diffusion group), or None.
+
+    None when frames differ (a multi-b file: the stack keys tell them apart) or when the
+    object has no diffusion functional group.
+    """
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    shared_diff = _first_item(shared, "MRDiffusionSequence")
+    found: set[float | None] = set()
+    for frame in _raw(ds, "PerFrameFunctionalGroupsSequence") or []:
+        diff = _first_item(frame, "MRDiffusionSequence") or shared_diff
+        found.add(_float(diff, "DiffusionBValue"))
+        if len(found) > 1:
+            return None
+    return found.pop() if found else None
 
 
 def _diffusion_direction(ds: Dataset, b_value: float | None) -> tuple[float, ...] | None:
@@ -1407,6 +1443,10 @@ def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
         keys = json.loads(row[ki])
         counts = json.loads(row[ni]) if row[ni] is not None else [1] * len(keys)
         stack_rows.extend((row[pi], k, row[si], n) for k, n in zip(keys, counts, strict=True))
+    if logger.isEnabledFor(logging.DEBUG):
+        reason_i, status_i = _POS["reason"], _POS["status"]
+        for row in rows:
+            logger.debug("%s: %s %s", row[pi], row[status_i], row[reason_i])
     con.execute("BEGIN IMMEDIATE")
     try:
         con.executemany("DELETE FROM file_stacks WHERE path = ?", [(r[pi],) for r in rows])
@@ -1516,6 +1556,10 @@ def index_export(
     logger.info("Indexed %s in %.2f s: %d read (%.0f files/s), %d unchanged, %d removed; %s",
                 root_path, summary.duration_s, summary.files_read, summary.files_read_per_s,
                 unchanged, removed, counts)
+    if summary.n_problems:
+        logger.warning("%s: %d entries are truncated, corrupt, not DICOM or lack attributes; "
+                       "list them with Catalogue(%r).problems()", root_path,
+                       summary.n_problems, os.fspath(db))
     return summary
 
 
