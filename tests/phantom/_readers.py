@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,11 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
+from bonelesion.phantom import StudyTruth
+
+
+#: ``get_study(name)`` fixture type: writes a named variant once, returns (folder, truth).
+StudyGetter = Callable[[str], tuple[Path, StudyTruth]]
 
 
 def b_value_from_header(ds: pydicom.Dataset) -> float | None:
