@@ -51,7 +51,9 @@ def make_volume(
     )
 
 
-def sphere_mask_truth(grid: Volume, centre_lps_mm: Sequence[float], radius_mm: float) -> NDArray[np.bool_]:
+def sphere_mask_truth(
+    grid: Volume, centre_lps_mm: Sequence[float], radius_mm: float
+) -> NDArray[np.bool_]:
     """Voxels whose centre lies within ``radius_mm`` of the centre (brute force over all voxels)."""
     centres = grid.voxel_centres_lps()
     return np.linalg.norm(centres - np.asarray(centre_lps_mm), axis=-1) <= radius_mm
@@ -86,8 +88,12 @@ def ct_cube(
     if noise_sd_hu:
         array += rng.normal(0.0, noise_sd_hu, size=shape)
     ct = make_volume(
-        array.astype(dtype), spacing_mm=spacing_mm, direction_lps=direction_lps,
-        intensity_unit=IntensityUnit.HU, modality="CT", role="ct",
+        array.astype(dtype),
+        spacing_mm=spacing_mm,
+        direction_lps=direction_lps,
+        intensity_unit=IntensityUnit.HU,
+        modality="CT",
+        role="ct",
         series_instance_uid="1.2.826.0.1.3680043.8.498.10",
     )
     return ct, ct.with_array(mask, intensity_unit=IntensityUnit.MASK)
@@ -113,11 +119,18 @@ def dwi_series(
         signal = s0 * np.exp(-float(b) * adc)
         if noise_sd:
             signal = signal + rng.normal(0.0, noise_sd, size=shape)
-        out.append(make_volume(
-            signal.astype(np.float32), spacing_mm=spacing_mm, direction_lps=direction_lps,
-            modality="MR", role="dwi", b_value_s_per_mm2=float(b),
-            series_instance_uid=series_instance_uid, magnetic_field_strength_t=1.5,
-        ))
+        out.append(
+            make_volume(
+                signal.astype(np.float32),
+                spacing_mm=spacing_mm,
+                direction_lps=direction_lps,
+                modality="MR",
+                role="dwi",
+                b_value_s_per_mm2=float(b),
+                series_instance_uid=series_instance_uid,
+                magnetic_field_strength_t=1.5,
+            )
+        )
     return out
 
 
@@ -153,8 +166,13 @@ def dixon_series(
         if noise_sd:
             array = array + rng.normal(0.0, noise_sd, size=shape)
         out[name] = make_volume(
-            array.astype(np.float32), spacing_mm=spacing_mm, direction_lps=direction_lps,
-            modality="MR", role=role, echo_time_ms=te, magnetic_field_strength_t=field_strength_t,
+            array.astype(np.float32),
+            spacing_mm=spacing_mm,
+            direction_lps=direction_lps,
+            modality="MR",
+            role=role,
+            echo_time_ms=te,
+            magnetic_field_strength_t=field_strength_t,
             series_instance_uid=f"1.2.826.0.1.3680043.8.498.3{i}",
         )
     return out
@@ -211,7 +229,11 @@ def ct_datasets(volume: Volume, *, series_number: int = 2) -> list[object]:
         ds.PixelRepresentation = 0
         ds.RescaleIntercept = -1024
         ds.RescaleSlope = 1
-        ds.PixelData = (np.asarray(volume.array[s], dtype=np.float64) + 1024).round().astype(
-            np.uint16).tobytes()
+        ds.PixelData = (
+            (np.asarray(volume.array[s], dtype=np.float64) + 1024)
+            .round()
+            .astype(np.uint16)
+            .tobytes()
+        )
         out.append(ds)
     return out

@@ -6,11 +6,16 @@ import itertools
 
 import numpy as np
 import pytest
+from synthetic import FOR_UID, make_volume, sphere_mask_truth
 
-from bonelesion.errors import EmptyMaskError, FrameOfReferenceError, GeometryMismatchError, InputError
+from bonelesion.errors import (
+    EmptyMaskError,
+    FrameOfReferenceError,
+    GeometryMismatchError,
+    InputError,
+)
 from bonelesion.roi.lesion import Lesion, Sphere
 from bonelesion.units import IntensityUnit
-from synthetic import FOR_UID, make_volume, sphere_mask_truth
 
 
 def _orientations() -> list[np.ndarray]:
@@ -31,7 +36,9 @@ def _orientations() -> list[np.ndarray]:
 def test_sphere_rasterisation_matches_brute_force(direction: np.ndarray) -> None:
     grid = make_volume(np.zeros((12, 20, 24)), spacing_mm=(2.5, 0.9, 1.1), direction_lps=direction)
     centre = grid.index_to_lps([[5.3, 9.7, 11.2]])[0]
-    lesion = Lesion(lesion_id="s", sphere=Sphere(tuple(centre), 6.0), frame_of_reference_uid=FOR_UID)
+    lesion = Lesion(
+        lesion_id="s", sphere=Sphere(tuple(centre), 6.0), frame_of_reference_uid=FOR_UID
+    )
     mask = lesion.mask_on(grid)
     np.testing.assert_array_equal(mask.array, sphere_mask_truth(grid, centre, 6.0))
     assert mask.intensity_unit == IntensityUnit.MASK
@@ -63,8 +70,9 @@ def test_mask_lesion_resampled_through_lps() -> None:
     lesion = Lesion(lesion_id="m", mask=fine.with_array(truth), frame_of_reference_uid=FOR_UID)
     flip = np.diag([-1.0, 1.0, -1.0])
     origin = fine.index_to_lps([[19, 0, 19]])[0]
-    coarse = make_volume(np.zeros((10, 20, 10)), spacing_mm=(2.0, 1.0, 2.0),
-                         origin_lps_mm=origin, direction_lps=flip)
+    coarse = make_volume(
+        np.zeros((10, 20, 10)), spacing_mm=(2.0, 1.0, 2.0), origin_lps_mm=origin, direction_lps=flip
+    )
     on = np.asarray(lesion.mask_on(coarse).array)
     # each coarse voxel centre coincides with a fine voxel centre: exact nearest neighbour
     idx = np.round(fine.lps_to_index(coarse.voxel_centres_lps().reshape(-1, 3))).astype(int)
@@ -76,13 +84,24 @@ AXIAL = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def _square(z: float, half: float, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
-    return np.array([[cx - half, cy - half, z], [cx + half, cy - half, z],
-                     [cx + half, cy + half, z], [cx - half, cy + half, z]], dtype=float)
+    return np.array(
+        [
+            [cx - half, cy - half, z],
+            [cx + half, cy - half, z],
+            [cx + half, cy + half, z],
+            [cx - half, cy + half, z],
+        ],
+        dtype=float,
+    )
 
 
 def test_contours_filled_slice_by_slice_with_holes() -> None:
-    grid = make_volume(np.zeros((6, 30, 30)), spacing_mm=(3.0, 1.0, 1.0), origin_lps_mm=(-15, -15, 0),
-                       direction_lps=AXIAL)
+    grid = make_volume(
+        np.zeros((6, 30, 30)),
+        spacing_mm=(3.0, 1.0, 1.0),
+        origin_lps_mm=(-15, -15, 0),
+        direction_lps=AXIAL,
+    )
     outer = [_square(3.0 * s, 8.4) for s in (1, 2, 3)]
     hole = _square(6.0, 3.4)
     lesion = Lesion(lesion_id="rt", contours=(*outer, hole), frame_of_reference_uid=FOR_UID)
@@ -94,8 +113,12 @@ def test_contours_filled_slice_by_slice_with_holes() -> None:
 
 
 def test_contours_on_thicker_planes_fill_thinner_target_slices() -> None:
-    grid = make_volume(np.zeros((12, 30, 30)), spacing_mm=(1.0, 1.0, 1.0), origin_lps_mm=(-15, -15, 0),
-                       direction_lps=AXIAL)
+    grid = make_volume(
+        np.zeros((12, 30, 30)),
+        spacing_mm=(1.0, 1.0, 1.0),
+        origin_lps_mm=(-15, -15, 0),
+        direction_lps=AXIAL,
+    )
     lesion = Lesion(lesion_id="rt", contours=tuple(_square(z, 5.0) for z in (3.0, 6.0, 9.0)))
     m = np.asarray(lesion.mask_on(grid).array)
     assert [bool(m[s].any()) for s in range(12)] == [s in range(2, 11) for s in range(12)]
@@ -110,7 +133,9 @@ def test_contour_not_parallel_to_slices_is_refused() -> None:
 
 def test_other_frame_of_reference_is_refused() -> None:
     grid = make_volume(np.zeros((5, 10, 10)))
-    lesion = Lesion(lesion_id="f", sphere=Sphere((0.0, 0.0, 0.0), 3.0), frame_of_reference_uid="1.2.3")
+    lesion = Lesion(
+        lesion_id="f", sphere=Sphere((0.0, 0.0, 0.0), 3.0), frame_of_reference_uid="1.2.3"
+    )
     with pytest.raises(FrameOfReferenceError, match=r"frame of reference 1\.2\.3.*registration"):
         lesion.mask_on(grid)
 

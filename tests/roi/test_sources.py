@@ -7,10 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from synthetic import FOR_UID, STUDY_UID, ct_datasets, make_volume, sphere_mask_truth
 
 from bonelesion.errors import InputError, NotDicomError, UnsupportedInputError
 from bonelesion.roi.sources import load_lesions, read_annotations_csv
-from synthetic import FOR_UID, STUDY_UID, ct_datasets, make_volume, sphere_mask_truth
 from bonelesion.units import IntensityUnit
 
 AXIAL = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
@@ -25,16 +25,23 @@ def _write(tmp_path: Path, text: str, name: str = "rois.csv") -> Path:
 
 # ---------------------------------------------------------------------------- CSV
 def test_csv_spheres_with_annotations(tmp_path: Path) -> None:
-    path = _write(tmp_path, "\ufeff" + HEADER + ",study_instance_uid,treated,sins_location,"
-                  "sins_pain,escc_grade,note\n"
-                  "L1,10.5,-20,30,6,1.2.3,true,3,1,1b,T12 lesion\n"
-                  "L2, 1 , 2 , 3 , 4 ,,no,,,,\n")
+    path = _write(
+        tmp_path,
+        "\ufeff" + HEADER + ",study_instance_uid,treated,sins_location,"
+        "sins_pain,escc_grade,note\n"
+        "L1,10.5,-20,30,6,1.2.3,true,3,1,1b,T12 lesion\n"
+        "L2, 1 , 2 , 3 , 4 ,,no,,,,\n",
+    )
     l1, l2 = read_annotations_csv(path)
     assert l1.lesion_id == "L1" and l1.sphere is not None
     assert l1.sphere.centre_lps_mm == (10.5, -20.0, 30.0) and l1.sphere.radius_mm == 6.0
     assert l1.study_instance_uid == "1.2.3" and l1.treated is True
-    assert l1.annotations == {"sins_location": 3, "sins_pain": 1, "escc_grade": "1b",
-                              "note": "T12 lesion"}
+    assert l1.annotations == {
+        "sins_location": 3,
+        "sins_pain": 1,
+        "escc_grade": "1b",
+        "note": "T12 lesion",
+    }
     assert l2.treated is False and l2.annotations["sins_location"] is None
     assert l2.source == "rois.csv:3"
 
@@ -90,16 +97,20 @@ def test_nifti_label_map_ras_to_lps(tmp_path: Path) -> None:
     affine_ras = np.array([[-0.8, 0, 0, 30.0], [0, 0.9, 0, -40.0], [0, 0, 2.5, 5.0], [0, 0, 0, 1]])
     nib.save(nib.Nifti1Image(labels, affine_ras), tmp_path / "labels.nii.gz")
     lesions = load_lesions(tmp_path / "labels.nii.gz")
-    assert [l.lesion_id for l in lesions] == ["1", "7"]
+    assert [lesion.lesion_id for lesion in lesions] == ["1", "7"]
     # target: the same voxels described in LPS by hand (x, y negated), axes permuted
     affine_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_ras
     perm = [2, 1, 0]
-    target = make_volume(np.zeros(tuple(labels.shape[p] for p in perm)),
-                         spacing_mm=tuple(np.linalg.norm(affine_lps[:3, p]) for p in perm),
-                         origin_lps_mm=affine_lps[:3, 3],
-                         direction_lps=affine_lps[:3, perm] / np.linalg.norm(affine_lps[:3, perm], axis=0))
-    for lesion, value in zip(lesions, (1, 7)):
-        np.testing.assert_array_equal(lesion.mask_on(target).array, (labels == value).transpose(perm))
+    target = make_volume(
+        np.zeros(tuple(labels.shape[p] for p in perm)),
+        spacing_mm=tuple(np.linalg.norm(affine_lps[:3, p]) for p in perm),
+        origin_lps_mm=affine_lps[:3, 3],
+        direction_lps=affine_lps[:3, perm] / np.linalg.norm(affine_lps[:3, perm], axis=0),
+    )
+    for lesion, value in zip(lesions, (1, 7), strict=True):
+        np.testing.assert_array_equal(
+            lesion.mask_on(target).array, (labels == value).transpose(perm)
+        )
 
 
 def test_nifti_errors(tmp_path: Path) -> None:
@@ -116,9 +127,15 @@ def test_nifti_errors(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- DICOM SEG
 def _ct_grid() -> object:
-    return make_volume(np.zeros((8, 32, 32)), spacing_mm=(3.0, 0.8, 0.8), direction_lps=AXIAL,
-                       origin_lps_mm=(-12.0, -12.0, 40.0), intensity_unit=IntensityUnit.HU,
-                       modality="CT", series_number=2)
+    return make_volume(
+        np.zeros((8, 32, 32)),
+        spacing_mm=(3.0, 0.8, 0.8),
+        direction_lps=AXIAL,
+        origin_lps_mm=(-12.0, -12.0, 40.0),
+        intensity_unit=IntensityUnit.HU,
+        modality="CT",
+        series_number=2,
+    )
 
 
 def test_dicom_seg_segments_become_lesions(tmp_path: Path) -> None:
@@ -131,22 +148,33 @@ def test_dicom_seg_segments_become_lesions(tmp_path: Path) -> None:
     m1 = sphere_mask_truth(grid, centre, 5.0)
     m2 = np.zeros_like(m1)
     m2[1:3, 2:6, 20:30] = True
-    algo = hd.AlgorithmIdentificationSequence(name="test", version="1",
-                                              family=codes.cid7162.ArtificialIntelligence)
-    descs = [hd.seg.SegmentDescription(
-        segment_number=i, segment_label=label,
-        segmented_property_category=codes.cid7150.Tissue,
-        segmented_property_type=codes.cid7166.ConnectiveTissue,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL) for i, label in ((1, "T11"), (2, "L2"))]
+    descs = [
+        hd.seg.SegmentDescription(
+            segment_number=i,
+            segment_label=label,
+            segmented_property_category=codes.cid7150.Tissue,
+            segmented_property_type=codes.cid7166.ConnectiveTissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for i, label in ((1, "T11"), (2, "L2"))
+    ]
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=np.stack([m1, m2], axis=-1).astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descs,
-        series_instance_uid=hd.UID(), series_number=100, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer="bonelesion-tests", manufacturer_model_name="t",
-        software_versions="0", device_serial_number="0")
+        source_images=sources,
+        pixel_array=np.stack([m1, m2], axis=-1).astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descs,
+        series_instance_uid=hd.UID(),
+        series_number=100,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="bonelesion-tests",
+        manufacturer_model_name="t",
+        software_versions="0",
+        device_serial_number="0",
+    )
     seg.save_as(tmp_path / "seg.dcm")
     lesions = load_lesions(tmp_path / "seg.dcm")
-    assert [l.lesion_id for l in lesions] == ["T11", "L2"]
+    assert [lesion.lesion_id for lesion in lesions] == ["T11", "L2"]
     assert lesions[0].frame_of_reference_uid == FOR_UID
     assert lesions[0].study_instance_uid == STUDY_UID
     np.testing.assert_array_equal(lesions[0].mask_on(grid).array, m1)
@@ -154,7 +182,9 @@ def test_dicom_seg_segments_become_lesions(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- RTSTRUCT
-def _rtstruct(path: Path, contours: list[tuple[str, list[np.ndarray]]], geometric_type: str = "CLOSED_PLANAR") -> Path:
+def _rtstruct(
+    path: Path, contours: list[tuple[str, list[np.ndarray]]], geometric_type: str = "CLOSED_PLANAR"
+) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -197,7 +227,16 @@ def test_rtstruct_contours_rasterised_on_target(tmp_path: Path) -> None:
     (lesion,) = load_lesions(path)
     assert lesion.lesion_id == "lesion A" and lesion.frame_of_reference_uid == FOR_UID
     m = np.asarray(lesion.mask_on(grid).array)
-    assert [bool(m[s].any()) for s in range(8)] == [False, True, True, False, False, False, False, False]
+    assert [bool(m[s].any()) for s in range(8)] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
     # centres −12 + 0.8·k within [−4.2, 4.2]: k = 10..20 → 11 pixels per side
     assert m[1].sum() == 11 * 11
 
@@ -219,5 +258,7 @@ def test_load_lesions_dispatch_errors(tmp_path: Path) -> None:
         load_lesions(tmp_path / "x.dcm")
     ct = ct_datasets(_ct_grid())[0]
     ct.save_as(tmp_path / "ct.dcm", enforce_file_format=True)
-    with pytest.raises(UnsupportedInputError, match=r"SOP Class 1\.2\.840\.10008\.5\.1\.4\.1\.1\.2 is not"):
+    with pytest.raises(
+        UnsupportedInputError, match=r"SOP Class 1\.2\.840\.10008\.5\.1\.4\.1\.1\.2 is not"
+    ):
         load_lesions(tmp_path / "ct.dcm")

@@ -21,14 +21,16 @@ def test_every_number_in_default_toml_has_a_citation_comment() -> None:
     lines = DEFAULT_TOML.read_text().splitlines()
     for i, line in enumerate(lines):
         if "=" in line and not line.lstrip().startswith("#"):
-            above = "\n".join(lines[max(0, i - 6):i])
+            above = "\n".join(lines[max(0, i - 6) : i])
             assert "#" in above, f"default.toml line {i + 1} has no comment above: {line}"
 
 
 def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[stages.dwi_adc]\nb_min_s_per_mm2 = 100\n"
-                    "[classifier]\nmean_hu_threshold = 885\n[classifier.extra]\nx = 1\n")
+    path.write_text(
+        "[stages.dwi_adc]\nb_min_s_per_mm2 = 100\n"
+        "[classifier]\nmean_hu_threshold = 885\n[classifier.extra]\nx = 1\n"
+    )
     cfg = load_config(path)
     assert cfg.stages.dwi_adc.b_min_s_per_mm2 == 100.0
     assert cfg.stages.ct_attenuation.erosion_margin_voxels == 1
@@ -44,9 +46,11 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ("[pipeline]\n", r"pipeline: unknown key"),
         ("[stages.ct_attenuation]\nerosion_margin_voxels = 'one'\n", "expected an integer"),
         ("[stages.ct_attenuation]\nerosion_margin_voxels = -2\n", "must be ≥ 0"),
-        ("[[stages.mr_chemical_shift.echo_time_windows]]\nfield_strength_t = 1.5\n"
-         "opposed_phase_te_ms = [2.5, 2.0]\nin_phase_te_ms = [4.2, 4.9]\n",
-         r"opposed_phase_te_ms: need 0 < low ≤ high"),
+        (
+            "[[stages.mr_chemical_shift.echo_time_windows]]\nfield_strength_t = 1.5\n"
+            "opposed_phase_te_ms = [2.5, 2.0]\nin_phase_te_ms = [4.2, 4.9]\n",
+            r"opposed_phase_te_ms: need 0 < low ≤ high",
+        ),
         ("[stages.mr_chemical_shift]\nfield_strength_tolerance_t = 0\n", "must be > 0"),
         ("[stages\n", "not valid TOML"),
     ],

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from synthetic import ct_cube
 
 from bonelesion.errors import DataQualityWarning, EmptyMaskError, GeometryMismatchError, InputError
 from bonelesion.model.sitk_bridge import volume_to_sitk
 from bonelesion.stages.config import CtAttenuationConfig
 from bonelesion.stages.ct_attenuation import ellipsoid_footprint, erode_mask, measure_attenuation
 from bonelesion.units import IntensityUnit
-from synthetic import ct_cube
 
 ATOL_HU_NOISE_FREE = 1e-3  # float32 storage of exact HU values
 ATOL_HU_SITK = 1e-6  # same voxels, float64 sums in both implementations
@@ -99,8 +99,12 @@ def test_wrong_intensity_unit_is_refused() -> None:
 def test_empty_mask_is_refused() -> None:
     ct, mask = ct_cube()
     with pytest.raises(EmptyMaskError, match="lesion 'L9'.*is empty"):
-        measure_attenuation(ct, mask.with_array(np.zeros(mask.shape, bool)),
-                            config=CtAttenuationConfig(), lesion_id="L9")
+        measure_attenuation(
+            ct,
+            mask.with_array(np.zeros(mask.shape, bool)),
+            config=CtAttenuationConfig(),
+            lesion_id="L9",
+        )
 
 
 def test_mask_on_another_grid_is_refused() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import dwi_series
 
 from bonelesion.errors import (
     DataQualityWarning,
@@ -15,7 +16,6 @@ from bonelesion.errors import (
 from bonelesion.stages.config import DwiAdcConfig
 from bonelesion.stages.dwi_adc import DwiAdcStage, fit_adc, measure_adc, select_b_values
 from bonelesion.units import IntensityUnit
-from synthetic import dwi_series
 
 RTOL_ADC_NOISE_FREE = 1e-5  # float32 logs
 RTOL_ADC_DONE = 0.01  # Done-means: ADC within 1 %
@@ -59,8 +59,9 @@ def test_noisy_lesion_mean_within_one_percent() -> None:
     truth = _adc_field()
     vols = dwi_series(truth, [0, 50, 500, 1000], s0=1000.0, noise_sd=5.0, seed=11)
     stage = DwiAdcStage(CONFIG)
-    mask = vols[0].with_array(np.zeros(truth.shape, bool) | (np.arange(32) < 16),
-                              intensity_unit=IntensityUnit.MASK)
+    mask = vols[0].with_array(
+        np.zeros(truth.shape, bool) | (np.arange(32) < 16), intensity_unit=IntensityUnit.MASK
+    )
     r = stage.run(mask, dwi=vols, lesion_id="L1")
     assert r.adc_source == "fitted"
     assert r.adc_mean_mm2_per_s == pytest.approx(0.8e-3, rel=RTOL_ADC_DONE)
@@ -107,7 +108,9 @@ def test_noise_floor_and_non_positive_signal_are_masked() -> None:
 
 def test_scanner_map_is_used_when_present() -> None:
     vols = dwi_series(1e-3, [0, 1000])
-    scanner = vols[0].with_array(np.full((8, 32, 32), 0.9e-3), intensity_unit=IntensityUnit.MM2_PER_S)
+    scanner = vols[0].with_array(
+        np.full((8, 32, 32), 0.9e-3), intensity_unit=IntensityUnit.MM2_PER_S
+    )
     mask = vols[0].with_array(np.ones((8, 32, 32), bool), intensity_unit=IntensityUnit.MASK)
     r = DwiAdcStage(CONFIG).run(mask, scanner_adc=scanner, dwi=vols)
     assert r.adc_source == "scanner"
@@ -129,7 +132,9 @@ def test_error_paths() -> None:
     other = dwi_series(1e-3, [1000], shape=(8, 32, 30))[0]
     with pytest.raises(GeometryMismatchError, match="not on the grid"):
         fit_adc([vols[0], other], config=CONFIG)
-    far = vols[1].with_array(vols[1].array, series=vols[1].series.replace(frame_of_reference_uid="9.9"))
+    far = vols[1].with_array(
+        vols[1].array, series=vols[1].series.replace(frame_of_reference_uid="9.9")
+    )
     with pytest.raises(FrameOfReferenceError, match="frame of reference 9.9"):
         fit_adc([vols[0], far], config=CONFIG)
     hu = vols[1].with_array(vols[1].array, intensity_unit=IntensityUnit.HU)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import dixon_series
 
 from bonelesion.errors import DataQualityWarning, EmptyMaskError, InputError
 from bonelesion.roi.lesion import Lesion, Sphere
 from bonelesion.stages.config import ChemicalShiftConfig
-from bonelesion.stages.mr_chemical_shift import DixonImages, check_echo_times, measure_chemical_shift
+from bonelesion.stages.mr_chemical_shift import (
+    DixonImages,
+    check_echo_times,
+    measure_chemical_shift,
+)
 from bonelesion.units import IntensityUnit
-from synthetic import dixon_series
 
 ATOL_SIR = 1e-6  # noise-free float32 images: exact up to rounding
 ATOL_SIR_DONE = 0.01  # Done-means tolerance (SIR and fat fraction)
@@ -18,13 +22,18 @@ CONFIG = ChemicalShiftConfig()
 
 
 def _images(d: dict, *, water_fat: bool = True) -> DixonImages:
-    return DixonImages(in_phase=d["in_phase"], opposed_phase=d["opposed_phase"],
-                       water=d["water"] if water_fat else None, fat=d["fat"] if water_fat else None)
+    return DixonImages(
+        in_phase=d["in_phase"],
+        opposed_phase=d["opposed_phase"],
+        water=d["water"] if water_fat else None,
+        fat=d["fat"] if water_fat else None,
+    )
 
 
 def _full_mask(d: dict):
-    return d["in_phase"].with_array(np.ones(d["in_phase"].shape, bool),
-                                    intensity_unit=IntensityUnit.MASK)
+    return d["in_phase"].with_array(
+        np.ones(d["in_phase"].shape, bool), intensity_unit=IntensityUnit.MASK
+    )
 
 
 @pytest.mark.parametrize("ff", [0.0, 0.1, 0.3, 0.45])
@@ -100,26 +109,35 @@ def test_echo_times_checked_against_field_strength() -> None:
 def test_missing_echo_is_an_error() -> None:
     d = dixon_series(0.1)
     with pytest.raises(InputError, match="opposed-phase echo is missing"):
-        measure_chemical_shift(DixonImages(in_phase=d["in_phase"], opposed_phase=None),
-                               _full_mask(d), config=CONFIG)
+        measure_chemical_shift(
+            DixonImages(in_phase=d["in_phase"], opposed_phase=None), _full_mask(d), config=CONFIG
+        )
     with pytest.raises(InputError, match="in-phase echo is missing"):
-        measure_chemical_shift(DixonImages(in_phase=None, opposed_phase=d["opposed_phase"]),
-                               _full_mask(d), config=CONFIG)
+        measure_chemical_shift(
+            DixonImages(in_phase=None, opposed_phase=d["opposed_phase"]),
+            _full_mask(d),
+            config=CONFIG,
+        )
 
 
 def test_wrong_unit_empty_mask_and_zero_signal() -> None:
     d = dixon_series(0.1)
     hu = d["in_phase"].with_array(d["in_phase"].array, intensity_unit=IntensityUnit.HU)
     with pytest.raises(InputError, match="intensity unit HU, expected ARBITRARY"):
-        measure_chemical_shift(DixonImages(in_phase=hu, opposed_phase=d["opposed_phase"]),
-                               _full_mask(d), config=CONFIG)
+        measure_chemical_shift(
+            DixonImages(in_phase=hu, opposed_phase=d["opposed_phase"]), _full_mask(d), config=CONFIG
+        )
     with pytest.raises(EmptyMaskError, match="is empty"):
-        measure_chemical_shift(_images(d), _full_mask(d).with_array(np.zeros((8, 32, 32), bool)),
-                               config=CONFIG)
+        measure_chemical_shift(
+            _images(d), _full_mask(d).with_array(np.zeros((8, 32, 32), bool)), config=CONFIG
+        )
     zero = d["in_phase"].with_array(np.zeros((8, 32, 32), np.float32))
     with pytest.raises(InputError, match="mean in-phase signal .* is 0"):
-        measure_chemical_shift(DixonImages(in_phase=zero, opposed_phase=d["opposed_phase"]),
-                               _full_mask(d), config=CONFIG)
+        measure_chemical_shift(
+            DixonImages(in_phase=zero, opposed_phase=d["opposed_phase"]),
+            _full_mask(d),
+            config=CONFIG,
+        )
 
 
 def test_only_one_of_water_and_fat_warns() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from testdata import shared_path
 
 from bonelesion.cli import EXIT_OK, main
 from bonelesion.roi.lesion import Lesion, Sphere
@@ -19,7 +20,6 @@ from bonelesion.stages.dwi_adc import fit_adc
 from bonelesion.stages.mr_chemical_shift import measure_chemical_shift
 from bonelesion.stages.study import dwi_sets, select_dixon
 from bonelesion.units import IntensityUnit
-from testdata import shared_path
 
 pytestmark = pytest.mark.shared_data
 
@@ -60,7 +60,9 @@ def test_fitted_adc_matches_siemens_xa30_scanner_map(tmp_path: Path) -> None:
     (nifti,) = out.glob("*.nii.gz")
     fitted = np.asarray(nib.load(nifti).get_fdata()).transpose(2, 1, 0)  # back to [s, r, c]
 
-    stacks = series.load_series(base / "11_DWI_dir80_PA") + series.load_series(base / "16_DWI_dir80_PA")
+    stacks = series.load_series(base / "11_DWI_dir80_PA") + series.load_series(
+        base / "16_DWI_dir80_PA"
+    )
     scanner = next(s.volume for s in stacks if s.info.role == "adc")
     b0 = next(s.volume for s in stacks if s.info.role == "dwi")
     assert scanner.intensity_unit == IntensityUnit.MM2_PER_S

@@ -7,20 +7,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from synthetic import ct_cube, dixon_series, dwi_series
 
 from bonelesion.errors import EmptyMaskError, InputError
 from bonelesion.model.volume import Volume
 from bonelesion.stages import STAGES
 from bonelesion.stages.mr_chemical_shift import DixonImages
 from bonelesion.units import IntensityUnit
-from synthetic import ct_cube, dixon_series, dwi_series
 
 
 def _relabel(v: Volume, unit: IntensityUnit) -> Volume:
     return v.with_array(v.array, intensity_unit=unit)
 
 
-def _case(name: str) -> tuple[Callable[[Any, Volume, IntensityUnit | None], Any], Volume, list[Volume]]:
+def _case(
+    name: str,
+) -> tuple[Callable[[Any, Volume, IntensityUnit | None], Any], Volume, list[Volume]]:
     """(call(stage, mask, wrong_unit), mask, input volumes) for a stage."""
     if name == "ct_attenuation":
         ct, mask = ct_cube(noise_sd_hu=10.0, seed=1)
@@ -35,8 +37,13 @@ def _case(name: str) -> tuple[Callable[[Any, Volume, IntensityUnit | None], Any]
 
         def call(stage: Any, m: Volume, unit: IntensityUnit | None) -> Any:
             ip = _relabel(d["in_phase"], unit) if unit else d["in_phase"]
-            return stage.run(DixonImages(in_phase=ip, opposed_phase=d["opposed_phase"],
-                                         water=d["water"], fat=d["fat"]), m, lesion_id="L")
+            return stage.run(
+                DixonImages(
+                    in_phase=ip, opposed_phase=d["opposed_phase"], water=d["water"], fat=d["fat"]
+                ),
+                m,
+                lesion_id="L",
+            )
 
         return call, mask, list(d.values())
     if name == "dwi_adc":
@@ -62,7 +69,7 @@ def test_inputs_unchanged_and_provenance(stage_case: tuple) -> None:
     stage, call, mask, inputs = stage_case
     before = [np.array(v.array, copy=True) for v in inputs]
     result = call(stage, mask, None)
-    for v, b in zip(inputs, before):
+    for v, b in zip(inputs, before, strict=True):
         np.testing.assert_array_equal(v.array, b)
     assert result.provenance is not None and result.provenance.stage == stage.name
     assert result.provenance.series_instance_uids

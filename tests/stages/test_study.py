@@ -10,16 +10,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from synthetic import STUDY_UID, ct_cube, dixon_series, dwi_series
 
 from bonelesion.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, main
-from bonelesion.errors import DataQualityWarning, InputError, StageError
+from bonelesion.errors import InputError, StageError
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.lesion import Lesion, Sphere
 from bonelesion.stages.config import PipelineConfig
 from bonelesion.stages.output import CSV_COLUMNS
 from bonelesion.stages.study import dwi_sets, measure_study
 from bonelesion.units import IntensityUnit
-from synthetic import FOR_UID, STUDY_UID, ct_cube, dixon_series, dwi_series
 
 ATOL_HU = 1e-3  # noise-free float32
 ATOL_SIR = 1e-5
@@ -40,15 +40,24 @@ def _stack(v: Volume) -> FakeStack:
 
 def _study() -> tuple[list[FakeStack], Lesion]:
     """CT (700 HU cube), Dixon (FF 0.1 lesion), DWI b 0/1000 (ADC 0.9e-3), all one FoR."""
-    ct, _ = ct_cube(shape=(20, 40, 40), lesion_hu=700.0, lesion_slices=slice(2, 18),
-                    lesion_rows=slice(4, 36), lesion_columns=slice(4, 36),
-                    spacing_mm=(1.0, 1.0, 1.0))
+    ct, _ = ct_cube(
+        shape=(20, 40, 40),
+        lesion_hu=700.0,
+        lesion_slices=slice(2, 18),
+        lesion_rows=slice(4, 36),
+        lesion_columns=slice(4, 36),
+        spacing_mm=(1.0, 1.0, 1.0),
+    )
     dixon = dixon_series(0.1, shape=(8, 20, 20), spacing_mm=(2.0, 2.0, 2.0))
     dwi = dwi_series(0.9e-3, [0, 1000], shape=(8, 20, 20), spacing_mm=(2.0, 2.0, 2.0))
     stacks = [_stack(ct), *(_stack(v) for v in dixon.values()), *(_stack(v) for v in dwi)]
     centre = ct.index_to_lps([[10, 20, 20]])[0]
-    lesion = Lesion(lesion_id="L1", sphere=Sphere(tuple(centre), 6.0), treated=False,
-                    annotations={"sins_pain": 1})
+    lesion = Lesion(
+        lesion_id="L1",
+        sphere=Sphere(tuple(centre), 6.0),
+        treated=False,
+        annotations={"sins_pain": 1},
+    )
     return stacks, lesion
 
 
@@ -81,8 +90,9 @@ def test_missing_modalities_have_reasons() -> None:
 def test_errors_become_reasons_not_failures() -> None:
     stacks, _ = _study()
     outside = Lesion(lesion_id="far", sphere=Sphere((900.0, 0.0, 0.0), 5.0))
-    other_for = Lesion(lesion_id="for", sphere=Sphere((0.0, 0.0, 0.0), 5.0),
-                       frame_of_reference_uid="1.2.3.4")
+    other_for = Lesion(
+        lesion_id="for", sphere=Sphere((0.0, 0.0, 0.0), 5.0), frame_of_reference_uid="1.2.3.4"
+    )
     single_b = [s for s in stacks if s.info.b_value_s_per_mm2 != 0.0]
     m_far, m_for = measure_study(single_b, [outside, other_for], PipelineConfig())
     assert set(m_far.missing) == {"ct", "chemical_shift", "adc"}
@@ -94,9 +104,11 @@ def test_errors_become_reasons_not_failures() -> None:
 def test_scanner_adc_preferred_and_lesion_restricted_to_its_study() -> None:
     stacks, lesion = _study()
     grid = stacks[-1].volume
-    scanner = grid.with_array(np.full(grid.shape, 1.3e-3, np.float32),
-                              intensity_unit=IntensityUnit.MM2_PER_S,
-                              series=grid.series.replace(role="adc", series_instance_uid="9.9"))
+    scanner = grid.with_array(
+        np.full(grid.shape, 1.3e-3, np.float32),
+        intensity_unit=IntensityUnit.MM2_PER_S,
+        series=grid.series.replace(role="adc", series_instance_uid="9.9"),
+    )
     other = Lesion(lesion_id="X", sphere=Sphere((0.0, 0.0, 0.0), 1.0), study_instance_uid="7.7")
     (m,) = measure_study([*stacks, _stack(scanner)], [lesion, other], PipelineConfig())
     assert m.adc is not None and m.adc.adc_source == "scanner"
@@ -121,8 +133,18 @@ def test_measure_study_refuses_mixed_studies_and_wraps_bugs() -> None:
 
 def test_dwi_sets_group_single_b_series_and_keep_multi_b_series() -> None:
     raw = dwi_series(1e-3, [0, 1000, 1000], series_instance_uid="1.10")
-    raw = [raw[0], *(v.with_array(v.array, series=v.series.replace(
-        diffusion_direction=(1.0, 0.0, 0.0) if i else (0.0, 1.0, 0.0))) for i, v in enumerate(raw[1:]))]
+    raw = [
+        raw[0],
+        *(
+            v.with_array(
+                v.array,
+                series=v.series.replace(
+                    diffusion_direction=(1.0, 0.0, 0.0) if i else (0.0, 1.0, 0.0)
+                ),
+            )
+            for i, v in enumerate(raw[1:])
+        ),
+    ]
     b0 = dwi_series(1e-3, [0], series_instance_uid="1.16")[0]
     trace = dwi_series(1e-3, [1000], series_instance_uid="1.12")[0]
     sets = dwi_sets([_stack(v) for v in (*raw, b0, trace)])
@@ -135,15 +157,21 @@ def _fake_loader(stacks: list[FakeStack]):
     return lambda export_dir: stacks
 
 
-def test_measure_command_writes_csv_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_measure_command_writes_csv_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stacks, lesion = _study()
-    monkeypatch.setattr("bonelesion.stages.commands._load_stacks", _fake_loader(
-        [s for s in stacks if s.info.role in ("ct", "dwi")]))
+    monkeypatch.setattr(
+        "bonelesion.stages.commands._load_stacks",
+        _fake_loader([s for s in stacks if s.info.role in ("ct", "dwi")]),
+    )
     centre = lesion.sphere.centre_lps_mm
     rois = tmp_path / "rois.csv"
-    rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm,treated\n"
-                    f"L1,{centre[0]},{centre[1]},{centre[2]},6,false\n"
-                    "L2,900,0,0,5,\n")
+    rois.write_text(
+        "lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm,treated\n"
+        f"L1,{centre[0]},{centre[1]},{centre[2]},6,false\n"
+        "L2,900,0,0,5,\n"
+    )
     out = tmp_path / "out"
     assert main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out", str(out)]) == EXIT_OK
     with (out / "lesions.csv").open() as fh:
@@ -156,14 +184,18 @@ def test_measure_command_writes_csv_and_json(tmp_path: Path, monkeypatch: pytest
     doc = json.loads((out / "results.json").read_text())
     assert doc["schema_version"] == "1.0"
     assert doc["config"]["stages"]["dwi_adc"]["b_min_s_per_mm2"] == 50.0
-    lesions = {l["lesion_id"]: l for l in doc["lesions"]}
+    lesions = {entry["lesion_id"]: entry for entry in doc["lesions"]}
     assert "no in/opposed-phase" in lesions["L1"]["missing"]["chemical_shift"]
     assert "has no voxel" in lesions["L2"]["missing"]["ct"]
     assert lesions["L1"]["annotations"]["treated"] is False
     # existing outputs are not overwritten without --force
-    assert main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out", str(out)]) == EXIT_INPUT
-    assert main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out", str(out),
-                 "--force"]) == EXIT_OK
+    assert (
+        main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out", str(out)]) == EXIT_INPUT
+    )
+    assert (
+        main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out", str(out), "--force"])
+        == EXIT_OK
+    )
 
 
 def test_measure_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,15 +203,33 @@ def test_measure_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm\nL1,0,0,0,-1\n")
     cfg = tmp_path / "c.toml"
     cfg.write_text("[stages.dwi_adc]\nbmin = 1\n")
-    assert main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out",
-                 str(tmp_path / "o"), "--config", str(cfg)]) == EXIT_CONFIG
+    assert (
+        main(
+            [
+                "-q",
+                "measure",
+                str(tmp_path),
+                "--rois",
+                str(rois),
+                "--out",
+                str(tmp_path / "o"),
+                "--config",
+                str(cfg),
+            ]
+        )
+        == EXIT_CONFIG
+    )
     assert "stages.dwi_adc.bmin: unknown key" in capsys.readouterr().err
-    assert main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out",
-                 str(tmp_path / "o")]) == EXIT_INPUT
+    assert (
+        main(["-q", "measure", str(tmp_path), "--rois", str(rois), "--out", str(tmp_path / "o")])
+        == EXIT_INPUT
+    )
     assert "line 2, column 'radius_mm'" in capsys.readouterr().err
 
 
-def test_adc_command_writes_nifti_in_mm2_per_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adc_command_writes_nifti_in_mm2_per_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stacks, _ = _study()
     monkeypatch.setattr("bonelesion.stages.commands._load_stacks", _fake_loader(stacks))
     out = tmp_path / "adc"
@@ -195,11 +245,17 @@ def test_adc_command_writes_nifti_in_mm2_per_s(tmp_path: Path, monkeypatch: pyte
     assert sidecar["b_values_s_per_mm2"] == [0.0, 1000.0] and sidecar["unit"] == "mm2/s"
 
 
-def test_adc_command_without_dwi_and_with_a_single_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adc_command_without_dwi_and_with_a_single_b(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stacks, _ = _study()
-    monkeypatch.setattr("bonelesion.stages.commands._load_stacks",
-                        _fake_loader([s for s in stacks if s.info.role == "ct"]))
+    monkeypatch.setattr(
+        "bonelesion.stages.commands._load_stacks",
+        _fake_loader([s for s in stacks if s.info.role == "ct"]),
+    )
     assert main(["-q", "adc", str(tmp_path), str(tmp_path / "a")]) == EXIT_INPUT
-    monkeypatch.setattr("bonelesion.stages.commands._load_stacks",
-                        _fake_loader([s for s in stacks if s.info.b_value_s_per_mm2 == 1000.0]))
+    monkeypatch.setattr(
+        "bonelesion.stages.commands._load_stacks",
+        _fake_loader([s for s in stacks if s.info.b_value_s_per_mm2 == 1000.0]),
+    )
     assert main(["-q", "adc", str(tmp_path), str(tmp_path / "b")]) == 4

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bonelesion.errors import EmptyMaskError, FrameOfReferenceError, GeometryMismatchError, InputError
+from bonelesion.errors import (
+    EmptyMaskError,
+    FrameOfReferenceError,
+    GeometryMismatchError,
+    InputError,
+)
 from bonelesion.model.volume import Volume
 from bonelesion.units import IntensityUnit
 
@@ -59,7 +64,8 @@ def rasterise_sphere(target: Volume, sphere: Sphere) -> NDArray[np.bool_]:
     out = np.zeros(target.shape, dtype=bool)
     if np.any(hi <= lo):
         return out
-    grids = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(lo, hi)), indexing="ij")
+    grids = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(lo, hi, strict=True)),
+                        indexing="ij")
     idx = np.stack(grids, axis=-1).reshape(-1, 3)
     dist = np.linalg.norm(target.index_to_lps(idx) - np.asarray(sphere.centre_lps_mm), axis=1)
     out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = (dist <= sphere.radius_mm).reshape(grids[0].shape)
@@ -177,7 +183,7 @@ class Lesion:
         return "mask" if self.mask is not None else "contours"
 
     def applies_to_study(self, study_instance_uid: str) -> bool:
-        """True when the lesion is not restricted to another study."""
+        """Return True when the lesion is not restricted to another study."""
         return not self.study_instance_uid or self.study_instance_uid == study_instance_uid
 
     def with_frame_of_reference(self, frame_of_reference_uid: str) -> Lesion:
@@ -199,7 +205,7 @@ class Lesion:
             )
 
     def mask_on(self, target: Volume) -> Volume:
-        """The lesion as a boolean mask Volume on ``target``'s grid.
+        """Rasterise or resample the lesion into a boolean mask Volume on ``target``'s grid.
 
         Raises
         ------

@@ -163,7 +163,8 @@ def read_annotations_csv(path: str | Path) -> list[Lesion]:
                 number = math.nan
             ok = math.isfinite(number) and (col != "radius_mm" or number > 0)
             if not ok:
-                expected = "a positive number (mm)" if col == "radius_mm" else "a finite number (LPS mm)"
+                expected = ("a positive number (mm)" if col == "radius_mm"
+                            else "a finite number (LPS mm)")
                 row_errors.append(_csv_error(path, line, col, expected, raw))
             numbers[col] = number
         treated: bool | None = None
@@ -213,13 +214,15 @@ def read_annotations_csv(path: str | Path) -> list[Lesion]:
             treated=treated,
             annotations=annotations,
             sphere=Sphere(
-                centre_lps_mm=(numbers["center_l_mm"], numbers["center_p_mm"], numbers["center_s_mm"]),
+                centre_lps_mm=(numbers["center_l_mm"], numbers["center_p_mm"],
+                               numbers["center_s_mm"]),
                 radius_mm=numbers["radius_mm"],
             ),
         ))
     if errors:
         listed = "; ".join(errors[:_MAX_LISTED_ERRORS])
-        more = f" (and {len(errors) - _MAX_LISTED_ERRORS} more)" if len(errors) > _MAX_LISTED_ERRORS else ""
+        extra = len(errors) - _MAX_LISTED_ERRORS
+        more = f" (and {extra} more)" if extra > 0 else ""
         raise InputError(
             f"Annotations CSV {path}: {len(errors)} invalid value(s): {listed}{more}. "
             "Potential fix: correct these rows (coordinates in LPS mm, radius > 0)."
@@ -246,7 +249,7 @@ def read_nifti_labels(path: str | Path, *, frame_of_reference_uid: str = "") -> 
 
     path = Path(path)
     try:
-        image = nib.load(path)
+        image: Any = nib.load(path)
         data = np.asanyarray(image.dataobj)
     except Exception as exc:  # nibabel raises many types (ImageFileError, OSError, EOFError)
         raise InputError(f"NIfTI label map {path} cannot be read ({exc}). Potential fix: check "
@@ -312,8 +315,6 @@ def read_dicom_seg(path: str | Path) -> list[Lesion]:
                 f"DICOM SEG {path}, segment {number}: frames do not form a regular volume "
                 f"({exc}). Potential fix: re-export the SEG with one frame per source slice."
             ) from exc
-        if hvol is None:
-            continue
         array = np.asarray(hvol.array)
         if array.ndim == 4:
             array = array[..., 0]

@@ -43,13 +43,15 @@ def ellipsoid_footprint(radii_voxels: tuple[float, float, float]) -> NDArray[np.
     half = [int(np.floor(r + 1e-9)) for r in radii_voxels]
     grids = np.meshgrid(*(np.arange(-h, h + 1) for h in half), indexing="ij")
     total = np.zeros(grids[0].shape, dtype=np.float64)
-    for g, r, h in zip(grids, radii_voxels, half):
+    for g, r, h in zip(grids, radii_voxels, half, strict=True):
         if h > 0:
             total += (g / r) ** 2
     return total <= 1.0 + 1e-9
 
 
-def _radii_voxels(spacing_mm: tuple[float, float, float], config: CtAttenuationConfig) -> tuple[float, float, float]:
+def _radii_voxels(
+    spacing_mm: tuple[float, float, float], config: CtAttenuationConfig
+) -> tuple[float, float, float]:
     if config.erosion_margin_mm is not None:
         return tuple(config.erosion_margin_mm / s for s in spacing_mm)  # type: ignore[return-value]
     n = float(config.erosion_margin_voxels)

@@ -53,8 +53,10 @@ class AdcMap:
     masked_voxel_count: int = 0
 
 
-def select_b_values(b_values_s_per_mm2: Sequence[float], config: DwiAdcConfig) -> tuple[list[float], str]:
-    """The b-values to fit, and a note on the choice.
+def select_b_values(
+    b_values_s_per_mm2: Sequence[float], config: DwiAdcConfig
+) -> tuple[list[float], str]:
+    """Choose the b-values to fit; return them with a note on the choice.
 
     All b ≥ ``config.b_min_s_per_mm2`` when at least two exist; otherwise the lowest and the
     highest b-value (the usual clinical b 0 / b 800–1000 pair).
@@ -173,7 +175,7 @@ def fit_adc(dwi: Sequence[Volume], *, config: DwiAdcConfig) -> AdcMap:
         else:
             weights = (b_arr - b_arr.mean()) / np.sum((b_arr - b_arr.mean()) ** 2)
             adc = np.zeros(reference.shape, dtype=np.float32)
-            for w, k in zip(weights, keys):
+            for w, k in zip(weights, keys, strict=True):
                 adc -= np.float32(w) * logs[k]
         lowest = np.exp(logs[keys[0]])
         finite = np.isfinite(lowest)
@@ -277,7 +279,7 @@ class DwiAdcStage:
 
     def adc_map(self, *, scanner_adc: Volume | None = None,
                 dwi: Sequence[Volume] = ()) -> AdcMap:
-        """The ADC map to measure on: the scanner's (if preferred and present) or a fit."""
+        """Return the ADC map to measure on: the scanner's (if preferred and present) or a fit."""
         if scanner_adc is not None and (self.config.prefer_scanner_adc or not dwi):
             return AdcMap(volume=scanner_adc, source=ADC_SOURCE_SCANNER)
         return fit_adc(dwi, config=self.config)

@@ -163,7 +163,8 @@ def measure_chemical_shift(
         )
     sir = op_mean / ip_mean
     fat_fraction = None
-    uids = [images.in_phase.series.series_instance_uid, images.opposed_phase.series.series_instance_uid]
+    uids = [images.in_phase.series.series_instance_uid,
+            images.opposed_phase.series.series_instance_uid]
     if images.water is not None and images.fat is not None:
         w_mean, _ = _mean_in(images.water, mask, lesion_id=lesion_id, what="water image")
         f_mean, _ = _mean_in(images.fat, mask, lesion_id=lesion_id, what="fat image")

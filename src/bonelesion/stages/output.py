@@ -44,7 +44,7 @@ _DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "niba
 
 
 def lesion_row(m: LesionMeasurements) -> dict[str, Any]:
-    """The CSV row of one lesion (None for a value the study could not give)."""
+    """Return the CSV row of one lesion (None for a value the study could not give)."""
     ct, cs, adc = m.ct, m.chemical_shift, m.adc
     row: dict[str, Any] = {
         "study_instance_uid": m.study_instance_uid,
@@ -136,7 +136,7 @@ def results_document(
     inputs: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The canonical JSON document: versions, resolved config, inputs, lesions, warnings.
+    """Build the canonical JSON document: versions, resolved config, inputs, lesions, warnings.
 
     Every lesion entry has all results (None when absent) and ``missing``: feature → reason.
     """

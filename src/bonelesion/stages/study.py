@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -73,7 +73,8 @@ class DwiSet:
     def label(self) -> str:
         """Short name: series numbers (or UIDs) joined by '+'."""
         parts = [str(n) if n is not None else uid[-8:]
-                 for n, uid in zip(self.series_numbers, self.series_instance_uids)]
+                 for n, uid in zip(self.series_numbers, self.series_instance_uids,
+                                   strict=True)]
         return "+".join(parts)
 
 
@@ -129,8 +130,10 @@ def dwi_sets(stacks: Iterable[StackLike]) -> list[DwiSet]:
     sets = []
     for vols in out:
         uids = tuple(dict.fromkeys(v.series.series_instance_uid for v in vols))
-        numbers = tuple(next(v.series.series_number for v in vols if v.series.series_instance_uid == u)
-                        for u in uids)
+        numbers = tuple(
+            next(v.series.series_number for v in vols if v.series.series_instance_uid == u)
+            for u in uids
+        )
         sets.append(DwiSet(volumes=tuple(vols), series_instance_uids=uids, series_numbers=numbers))
     return sets
 
@@ -140,7 +143,9 @@ def _dwi_preference(s: DwiSet) -> tuple[int, int, int]:
     return (-len(s.b_values_s_per_mm2), directional, min((n or 0) for n in s.series_numbers))
 
 
-def select_dixon(stacks: Iterable[StackLike], frame_of_reference_uid: str = "") -> tuple[DixonImages | None, list[str]]:
+def select_dixon(
+    stacks: Iterable[StackLike], frame_of_reference_uid: str = ""
+) -> tuple[DixonImages | None, list[str]]:
     """In/opposed-phase (and water/fat) images of one acquisition, and notes on the choice.
 
     Prefers an in/opposed pair from one series (a dual-echo series holds both echoes), then
@@ -150,7 +155,8 @@ def select_dixon(stacks: Iterable[StackLike], frame_of_reference_uid: str = "") 
     roles = {r: _usable(stacks, r) for r in
              ("dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat")}
     if frame_of_reference_uid:
-        roles = {r: [v for v in vs if v.series.frame_of_reference_uid in ("", frame_of_reference_uid)]
+        roles = {r: [v for v in vs
+                     if v.series.frame_of_reference_uid in ("", frame_of_reference_uid)]
                  for r, vs in roles.items()}
     ips, ops = roles["dixon_in_phase"], roles["dixon_opposed_phase"]
     if not ips and not ops and not roles["dixon_water"]:
@@ -172,7 +178,8 @@ def select_dixon(stacks: Iterable[StackLike], frame_of_reference_uid: str = "") 
         notes.append(f"{len(ips)} in-phase and {len(ops)} opposed-phase stacks; used series "
                      f"{pair[0].series.series_instance_uid if pair[0] else '-'} / "
                      f"{pair[1].series.series_instance_uid if pair[1] else '-'}")
-    ref_for = (pair[0] or pair[1]).series.frame_of_reference_uid if (pair[0] or pair[1]) else ""
+    first = pair[0] if pair[0] is not None else pair[1]
+    ref_for = first.series.frame_of_reference_uid if first is not None else ""
     water = next((v for v in roles["dixon_water"] if v.series.frame_of_reference_uid == ref_for),
                  roles["dixon_water"][0] if roles["dixon_water"] else None)
     fat = next((v for v in roles["dixon_fat"] if v.series.frame_of_reference_uid == ref_for),
@@ -200,9 +207,110 @@ def _resolve_frame(lesion: Lesion, stacks: Sequence[StackLike]) -> Lesion:
     if lesion.frame_of_reference_uid or not lesion.series_instance_uid:
         return lesion
     for s in stacks:
-        if s.info.series_instance_uid == lesion.series_instance_uid and s.info.frame_of_reference_uid:
+        if (s.info.series_instance_uid == lesion.series_instance_uid
+                and s.info.frame_of_reference_uid):
             return lesion.with_frame_of_reference(s.info.frame_of_reference_uid)
     return lesion
+
+
+@dataclass
+class _StudyContext:
+    """The series choices of one study, shared by its lesions (fits are cached here)."""
+
+    study_uid: str
+    stacks: Sequence[StackLike]
+    config: PipelineConfig
+    cts: list[Volume]
+    scanner_adcs: list[Volume]
+    sets: list[DwiSet]
+    fitted: dict[int, AdcMap | PipelineError] = field(default_factory=dict)
+
+
+def _same_frame(volume: Volume, lesion: Lesion) -> bool:
+    return (not lesion.frame_of_reference_uid
+            or volume.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid))
+
+
+def _run(feature: str, fn: Callable[[], object], lesion: Lesion, study_uid: str,
+         results: dict[str, object], missing: dict[str, str]) -> None:
+    """Run one stage; a pipeline error becomes the reason the feature is missing."""
+    try:
+        results[feature] = fn()
+    except PipelineError as exc:
+        missing[feature] = str(exc)
+    except Exception as exc:  # a bug, not bad data: wrap with context
+        raise StageError(f"stage {feature} failed unexpectedly on lesion {lesion.lesion_id!r} "
+                         f"of study {study_uid}: {exc!r}. Potential fix: report this with the "
+                         "-v traceback.") from exc
+
+
+def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
+    cfg = ctx.config.stages
+    missing: dict[str, str] = {}
+    notes: list[str] = []
+    results: dict[str, object] = {}
+    lid = lesion.lesion_id
+    # ---- CT
+    if not ctx.cts:
+        missing[FEATURE_CT] = "study has no CT stack in HU (role ct)"
+    else:
+        ct, ct_notes = _pick_ct(ctx.cts, lesion)
+        notes += ct_notes
+        _run(FEATURE_CT, lambda: measure_attenuation(
+            ct, lesion.mask_on(ct), config=cfg.ct_attenuation, lesion_id=lid),
+            lesion, ctx.study_uid, results, missing)
+    # ---- chemical shift
+    dixon, dixon_notes = select_dixon(ctx.stacks, lesion.frame_of_reference_uid)
+    notes += dixon_notes
+    if dixon is None:
+        missing[FEATURE_CHEMICAL_SHIFT] = ("study has no in/opposed-phase (Dixon) stack "
+                                           "(roles dixon_in_phase, dixon_opposed_phase)")
+    else:
+        _run(FEATURE_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
+            dixon, lesion.mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
+            lesion, ctx.study_uid, results, missing)
+    # ---- ADC
+    adcs = [v for v in ctx.scanner_adcs if _same_frame(v, lesion)]
+    sets = [s for s in ctx.sets if _same_frame(s.volumes[0], lesion)]
+    if adcs and (cfg.dwi_adc.prefer_scanner_adc or not sets):
+        if len(adcs) > 1:
+            notes.append(f"{len(adcs)} scanner ADC maps; used series "
+                         f"{adcs[0].series.series_instance_uid}")
+        scanner = AdcMap(volume=adcs[0], source=ADC_SOURCE_SCANNER)
+        _run(FEATURE_ADC, lambda: measure_adc(scanner, lesion.mask_on, config=cfg.dwi_adc,
+                                              lesion_id=lid),
+             lesion, ctx.study_uid, results, missing)
+    elif sets:
+        chosen = sets[0]
+        if id(chosen) not in ctx.fitted:
+            try:
+                ctx.fitted[id(chosen)] = fit_adc(chosen.volumes, config=cfg.dwi_adc)
+            except PipelineError as exc:
+                ctx.fitted[id(chosen)] = exc
+        fit = ctx.fitted[id(chosen)]
+        if len(sets) > 1:
+            notes.append(f"{len(sets)} DWI sets; fitted series {chosen.label} "
+                         f"(b {list(chosen.b_values_s_per_mm2)})")
+        if isinstance(fit, PipelineError):
+            missing[FEATURE_ADC] = str(fit)
+        else:
+            _run(FEATURE_ADC, lambda: measure_adc(fit, lesion.mask_on, config=cfg.dwi_adc,
+                                                  lesion_id=lid),
+                 lesion, ctx.study_uid, results, missing)
+    else:
+        missing[FEATURE_ADC] = ("study has no scanner ADC map (role adc) and no DWI stack "
+                                "(role dwi)")
+    result_warnings = [w for r in results.values() for w in getattr(r, "warnings", ())]
+    return LesionMeasurements(
+        study_instance_uid=ctx.study_uid,
+        lesion_id=lid,
+        ct=results.get(FEATURE_CT),  # type: ignore[arg-type]
+        chemical_shift=results.get(FEATURE_CHEMICAL_SHIFT),  # type: ignore[arg-type]
+        adc=results.get(FEATURE_ADC),  # type: ignore[arg-type]
+        missing=missing,
+        annotations={"treated": lesion.treated, **dict(lesion.annotations)},
+        warnings=tuple(notes + result_warnings),
+    )
 
 
 def measure_study(
@@ -229,99 +337,36 @@ def measure_study(
     InputError
         Stacks of more than one study.
     StageError
-        An unexpected (non-pipeline) failure inside a stage, naming stage, lesion and series.
+        An unexpected (non-pipeline) failure inside a stage, naming stage, lesion and study.
+
+    Notes
+    -----
+    Series choice: CT — the stack named by the lesion, else the finest grid in the lesion's
+    frame; Dixon — an in/opposed pair of one series, else of one frame; ADC — the scanner map
+    (if ``prefer_scanner_adc``), else a fit of the DWI set with most b-values (trace before
+    directional). Each choice with alternatives is noted in the lesion's warnings.
     """
     studies = {s.info.study_instance_uid for s in stacks}
     if len(studies) > 1:
         raise InputError(f"measure_study: stacks of {len(studies)} studies given "
                          f"({', '.join(sorted(studies))}); expected one. Potential fix: group "
                          "the stacks with group_by_study first.")
-    study_uid = next(iter(studies), "")
-    cfg = config.stages
-    cts = [v for v in _usable(stacks, "ct") if v.intensity_unit == IntensityUnit.HU]
-    scanner_adcs = [v for v in _usable(stacks, "adc") if v.intensity_unit == IntensityUnit.MM2_PER_S]
-    sets = sorted(dwi_sets(stacks), key=_dwi_preference)
-    fitted: dict[int, AdcMap | PipelineError] = {}
+    ctx = _StudyContext(
+        study_uid=next(iter(studies), ""),
+        stacks=stacks,
+        config=config,
+        cts=[v for v in _usable(stacks, "ct") if v.intensity_unit == IntensityUnit.HU],
+        scanner_adcs=[v for v in _usable(stacks, "adc")
+                      if v.intensity_unit == IntensityUnit.MM2_PER_S],
+        sets=sorted(dwi_sets(stacks), key=_dwi_preference),
+    )
     out = []
     for lesion in lesions:
-        if not lesion.applies_to_study(study_uid):
+        if not lesion.applies_to_study(ctx.study_uid):
             continue
-        lesion = _resolve_frame(lesion, stacks)
         start = time.perf_counter()
-        missing: dict[str, str] = {}
-        notes: list[str] = []
-        results: dict[str, object] = {}
-
-        def run(feature: str, fn: object) -> None:
-            try:
-                results[feature] = fn()  # type: ignore[operator]
-            except PipelineError as exc:
-                missing[feature] = str(exc)
-            except Exception as exc:  # a bug, not bad data: wrap with context
-                raise StageError(f"stage {feature} failed unexpectedly on lesion "
-                                 f"{lesion.lesion_id!r} of study {study_uid}: {exc!r}") from exc
-
-        # ---- CT
-        if not cts:
-            missing[FEATURE_CT] = "study has no CT stack in HU (role ct)"
-        else:
-            ct, ct_notes = _pick_ct(cts, lesion)
-            notes += ct_notes
-            run(FEATURE_CT, lambda ct=ct: measure_attenuation(
-                ct, lesion.mask_on(ct), config=cfg.ct_attenuation, lesion_id=lesion.lesion_id))
-        # ---- chemical shift
-        dixon, dixon_notes = select_dixon(stacks, lesion.frame_of_reference_uid)
-        notes += dixon_notes
-        if dixon is None:
-            missing[FEATURE_CHEMICAL_SHIFT] = ("study has no in/opposed-phase (Dixon) stack "
-                                               "(roles dixon_in_phase, dixon_opposed_phase)")
-        else:
-            run(FEATURE_CHEMICAL_SHIFT, lambda d=dixon: measure_chemical_shift(
-                d, lesion.mask_on, config=cfg.mr_chemical_shift, lesion_id=lesion.lesion_id))
-        # ---- ADC
-        adcs = [v for v in scanner_adcs if not lesion.frame_of_reference_uid
-                or v.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid)]
-        cand_sets = [s for s in sets if not lesion.frame_of_reference_uid or
-                     s.volumes[0].series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid)]
-        if adcs and (cfg.dwi_adc.prefer_scanner_adc or not cand_sets):
-            if len(adcs) > 1:
-                notes.append(f"{len(adcs)} scanner ADC maps; used series "
-                             f"{adcs[0].series.series_instance_uid}")
-            run(FEATURE_ADC, lambda a=adcs[0]: measure_adc(
-                AdcMap(volume=a, source=ADC_SOURCE_SCANNER), lesion.mask_on,
-                config=cfg.dwi_adc, lesion_id=lesion.lesion_id))
-        elif cand_sets:
-            chosen = cand_sets[0]
-            key = id(chosen)
-            if key not in fitted:
-                try:
-                    fitted[key] = fit_adc(chosen.volumes, config=cfg.dwi_adc)
-                except PipelineError as exc:
-                    fitted[key] = exc
-            fit = fitted[key]
-            if len(cand_sets) > 1:
-                notes.append(f"{len(cand_sets)} DWI sets; fitted series {chosen.label} "
-                             f"(b {list(chosen.b_values_s_per_mm2)})")
-            if isinstance(fit, PipelineError):
-                missing[FEATURE_ADC] = str(fit)
-            else:
-                run(FEATURE_ADC, lambda f=fit: measure_adc(
-                    f, lesion.mask_on, config=cfg.dwi_adc, lesion_id=lesion.lesion_id))
-        else:
-            missing[FEATURE_ADC] = "study has no scanner ADC map (role adc) and no DWI stack (role dwi)"
-        result_warnings = [w for r in results.values() for w in getattr(r, "warnings", ())]
-        annotations = {"treated": lesion.treated, **dict(lesion.annotations)}
-        out.append(LesionMeasurements(
-            study_instance_uid=study_uid,
-            lesion_id=lesion.lesion_id,
-            ct=results.get(FEATURE_CT),  # type: ignore[arg-type]
-            chemical_shift=results.get(FEATURE_CHEMICAL_SHIFT),  # type: ignore[arg-type]
-            adc=results.get(FEATURE_ADC),  # type: ignore[arg-type]
-            missing=missing,
-            annotations=annotations,
-            warnings=tuple(notes + result_warnings),
-        ))
-        logger.info("study %s lesion %s: measured %s, missing %s in %.2f s", study_uid,
-                    lesion.lesion_id, sorted(results), sorted(missing), time.perf_counter() - start)
+        m = _measure_lesion(ctx, _resolve_frame(lesion, stacks))
+        out.append(m)
+        logger.info("study %s lesion %s: missing %s, %.2f s", ctx.study_uid, m.lesion_id,
+                    sorted(m.missing), time.perf_counter() - start)
     return out
-
