@@ -56,7 +56,7 @@ def test_recovers_known_separation(rng: np.random.Generator) -> None:
     raw, y = synthetic(rng)
     model = fit_logistic_model(raw, y, NAMES, folds=5, seed=1)
     assert model.cv["auc"] > MIN_AUC
-    coef = dict(zip(model.columns, model.coefficients))
+    coef = dict(zip(model.columns, model.coefficients, strict=False))
     assert coef["ct_attenuation_mean_hu"] < 0  # lower HU → malignant (Ulano)
     assert coef["chemical_shift_ratio"] > 0  # higher SIR → malignant
     assert coef["adc_mean_mm2_per_s"] < 0  # lower ADC → malignant

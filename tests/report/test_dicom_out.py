@@ -60,8 +60,8 @@ def test_seg_masks_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def]
     assert written.segment_numbers == {"L1": 1, "L2": 2}
     # source instances in the Volume's slice order (from the files' own headers)
     sops = list(ct.series.sop_instance_uids)
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=sops,
-                                               segment_numbers=[1, 2], ignore_spatial_locations=False)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=sops, segment_numbers=[1, 2], ignore_spatial_locations=False)
     masks = lesion_masks(ct)
     for k, lid in enumerate(["L1", "L2"]):
         np.testing.assert_array_equal(pixels[..., k].astype(bool), np.asarray(masks[lid].array))
@@ -89,7 +89,7 @@ def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def
     assert len(groups) == 2
     seg = pydicom.dcmread(written.seg_path)
     by_id = {g.tracking_identifier: g for g in groups}
-    for m, call in zip(study.lesions, study.calls):
+    for m, call in zip(study.lesions, study.calls, strict=False):
         g = by_id[f"lesion {m.lesion_id}"]
         ref = g.referenced_segment
         assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID

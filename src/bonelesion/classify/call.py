@@ -150,7 +150,7 @@ class LesionCall:
         return json.dumps(self.reasons_dict(), ensure_ascii=False, separators=(",", ":"))
 
     def table_columns(self) -> dict[str, Any]:
-        """The columns this call adds to a lesion table row."""
+        """Return the columns this call adds to a lesion table row."""
         return {
             "label": self.label.value,
             "probability_malignant": round(self.probability_malignant, 6),

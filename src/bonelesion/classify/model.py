@@ -253,7 +253,8 @@ class LogisticModel:
         for j, name in enumerate(self.features):
             c = float(contrib[j])
             v = raw[0, j]
-            note = f"coefficient {coef[j]:+.4g} per SD (mean {self.means[j]:.6g}, SD {self.sds[j]:.6g})"
+            note = (f"coefficient {coef[j]:+.4g} per SD (mean {self.means[j]:.6g}, "
+                    f"SD {self.sds[j]:.6g})")
             status = FeatureStatus.APPLIED
             if name in self.indicators:
                 k = len(self.features) + self.indicators.index(name)
@@ -342,8 +343,9 @@ def load_model(path: str | Path) -> LogisticModel:
         raise InputError(f"Model file {path}: cannot be read as JSON ({exc}). Potential fix: "
                          "pass the MODEL.json written by `bonelesion train`.") from exc
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise InputError(f"Model file {path}: expected format {MODEL_FORMAT!r}, found "
-                         f"{data.get('format') if isinstance(data, dict) else type(data).__name__!r}. "
+                         f"{found!r}. "
                          "Potential fix: pass the MODEL.json written by `bonelesion train`.")
     if data.get("format_version") != MODEL_FORMAT_VERSION:
         raise InputError(f"Model file {path}: format_version {data.get('format_version')!r}, this "
@@ -537,7 +539,7 @@ def read_lesion_features_csv(
                              f"{i + 2}). Potential fix: keep one row per lesion.")
         seen.add(key)
         keys.append(key)
-        for j, (name, col) in enumerate(cols.items()):
+        for j, col in enumerate(cols.values()):
             text = (row.get(col) or "").strip()
             if text.lower() in _MISSING_TEXT:
                 continue

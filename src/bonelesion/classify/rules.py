@@ -23,8 +23,8 @@ from bonelesion.classify.spine import EsccGrade, SinsScore, grade_escc, score_si
 from bonelesion.errors import InputError
 from bonelesion.model.results import LesionMeasurements
 
-__all__ = ["classify_lesion", "classify_lesions", "annotation_flag", "bone_lesion_category", "logit",
-           "sigmoid"]
+__all__ = ["classify_lesion", "classify_lesions", "annotation_flag", "bone_lesion_category",
+           "logit", "sigmoid"]
 
 UNIT_HU = "[hnsf'U]"
 UNIT_RATIO = "1"

@@ -44,13 +44,16 @@ SINS_POINTS: Mapping[str, Mapping[str, int]] = {
 
 #: Accepted spellings → canonical category.
 _ALIASES: Mapping[str, Mapping[str, str]] = {
-    "sins_location": {"semi-rigid": "semi_rigid", "semirigid": "semi_rigid", "mobile_spine": "mobile"},
-    "sins_pain": {"pain_free": "none", "pain-free": "none", "no": "none", "non_mechanical": "occasional"},
+    "sins_location": {"semi-rigid": "semi_rigid", "semirigid": "semi_rigid",
+                      "mobile_spine": "mobile"},
+    "sins_pain": {"pain_free": "none", "pain-free": "none", "no": "none",
+                  "non_mechanical": "occasional"},
     "sins_lesion": {"mixed_lytic_blastic": "mixed", "sclerotic": "blastic", "osteolytic": "lytic"},
-    "sins_alignment": {"translation": "subluxation", "kyphosis": "deformity", "scoliosis": "deformity",
-                       "de_novo_deformity": "deformity"},
+    "sins_alignment": {"translation": "subluxation", "kyphosis": "deformity",
+                       "scoliosis": "deformity", "de_novo_deformity": "deformity"},
     "sins_collapse": {">50%": "over_50_pct", "<50%": "under_50_pct", "gt50": "over_50_pct",
-                      "lt50": "under_50_pct", "no_collapse_over_50_pct_involved": "over_50_pct_involved"},
+                      "lt50": "under_50_pct",
+                      "no_collapse_over_50_pct_involved": "over_50_pct_involved"},
     "sins_posterolateral": {},
 }
 

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from bonelesion.classify.call import Label, LesionCall
+from bonelesion.classify.call import LesionCall
 from bonelesion.errors import (
     GeometryMismatchError,
     InputError,
@@ -289,7 +289,7 @@ def write_measurement_report(
     procedures = [c for mod, c in (("CT", codes.LN.CTUnspecifiedBodyRegion),
                                    ("MR", codes.LN.MRIUnspecifiedBodyRegion)) if mod in modalities]
     groups = []
-    for m, call in zip(study.lesions, study.calls):
+    for m, call in zip(study.lesions, study.calls, strict=True):
         ref = None
         if m.lesion_id in segment_numbers:
             ref = hd.sr.ReferencedSegment.from_segmentation(seg, segment_numbers[m.lesion_id])
@@ -307,7 +307,8 @@ def write_measurement_report(
             measurements=_measurements(m, call), qualitative_evaluations=_evaluations(call),
         ))
     report = hd.sr.MeasurementReport(
-        observation_context=context, procedure_reported=procedures or [codes.LN.CTUnspecifiedBodyRegion],
+        observation_context=context,
+        procedure_reported=procedures or [codes.LN.CTUnspecifiedBodyRegion],
         imaging_measurements=groups, title=codes.cid7021.ImagingMeasurementReport,
     )
     sr = hd.sr.Comprehensive3DSR(

@@ -72,8 +72,8 @@ def _spine(call: Mapping[str, Any]) -> str:
     out = []
     sins = call.get("sins")
     if sins:
-        total = (str(sins["total_min_points"]) if sins["total_min_points"] ==
-                 sins["total_max_points"] else f"{sins['total_min_points']}–{sins['total_max_points']}")
+        low, high = sins["total_min_points"], sins["total_max_points"]
+        total = str(low) if low == high else f"{low}–{high}"
         out.append(f"SINS {total} ({sins['band']})")
         out.extend(sins["flags"])
     escc = call.get("escc")
@@ -150,7 +150,8 @@ def render_html(
             images = qc_images.get((uid, lesion_id), ())
             if images:
                 imgs = "".join(
-                    f'<a href="{_e(p)}"><img src="{_e(p)}" alt="{_e(f"QC lesion {lesion_id} {role}")}"></a>'
+                    f'<a href="{_e(p)}"><img src="{_e(p)}" '
+                    f'alt="{_e(f"QC lesion {lesion_id} {role}")}"></a>'
                     for role, p in images)
                 out.append(f'<tr><td colspan="6" class="qc">{imgs}</td></tr>')
         out.append("</table>")

@@ -105,7 +105,7 @@ def _inputs(study: StudyResult, hashes: dict[str, str]) -> dict[str, Any]:
             "manufacturer": info.manufacturer,
             "series_description": info.series_description,
             "sop_instance_uids": list(info.sop_instance_uids),
-            "files": [file_entry(f, s) for f, s in zip(files, sops)],
+            "files": [file_entry(f, s) for f, s in zip(files, sops, strict=True)],
             "notes": list(info.notes),
         })
     return {"series": series,
@@ -145,7 +145,7 @@ def build_results_document(
     all_warnings = list(warnings)
     for study in studies:
         lesions = []
-        for m, call in zip(study.lesions, study.calls):
+        for m, call in zip(study.lesions, study.calls, strict=True):
             lesion_warnings = list(m.warnings)
             for part in (m.ct, m.chemical_shift, m.adc):
                 if part is not None:

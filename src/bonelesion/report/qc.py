@@ -67,7 +67,7 @@ def central_slice_index(mask: NDArray[np.bool_]) -> int:
 
 
 def qc_text_lines(m: LesionMeasurements, call: LesionCall, role: str) -> list[str]:
-    """The values drawn on a QC image of series ``role``."""
+    """Return the text lines drawn on a QC image of series ``role``."""
     lines = [f"lesion {m.lesion_id} [{role}]  call: {call.label.value}  "
              f"P(malignant) {call.probability_malignant:.2f}"]
     if role == "ct" and m.ct is not None:

@@ -24,7 +24,7 @@ ROLE_ORDER = ("ct", "dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dix
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of an identifier (keeps letters, digits, ``.-_``).
+    """Return a file-name-safe version of an identifier (keeps letters, digits, ``.-_``).
 
     Examples
     --------

@@ -61,7 +61,7 @@ def lesion_table_rows(studies: Sequence[StudyResult]) -> list[dict[str, Any]]:
     """All rows of the lesion table, measurements then call columns."""
     rows = []
     for study in studies:
-        for m, call in zip(study.lesions, study.calls):
+        for m, call in zip(study.lesions, study.calls, strict=True):
             rows.append({**measurement_columns(m), **_call_columns(call)})
     return rows
 

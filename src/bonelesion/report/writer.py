@@ -82,7 +82,7 @@ def write_reports(
         qc_dir = out / "qc"
         qc_dir.mkdir(exist_ok=True)
         for study in studies:
-            for m, call in zip(study.lesions, study.calls):
+            for m, call in zip(study.lesions, study.calls, strict=True):
                 mask = study.masks.get(m.lesion_id)
                 if mask is None:
                     continue
