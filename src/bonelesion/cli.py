@@ -223,110 +223,6 @@ def _regress_handler(args: argparse.Namespace) -> int:
 
 _COMMANDS.extend([_add_qa, _add_regress])
 
-# ---- classify / report commands ----
-def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "train",
-        help="fit the logistic lesion classifier on lesions.csv + labels",
-        description=(
-            "Fit an L2-regularised logistic model on the measured features of LESIONS_CSV "
-            "(missing values: training-mean imputation plus indicator), report k-fold "
-            "cross-validated AUC and calibration, and save it as JSON for `measure --model`."
-        ),
-    )
-    p.add_argument("lesions_csv", type=_existing_path, metavar="LESIONS_CSV")
-    p.add_argument("--labels", type=_existing_path, required=True, metavar="LABELS_CSV",
-                   help="CSV with lesion_id (and study_instance_uid) and label=malignant|benign")
-    p.add_argument("--out", type=Path, required=True, metavar="MODEL.json")
-    p.add_argument("--folds", type=_positive_int, default=5, help="k of k-fold CV (default 5)")
-    p.add_argument("--l2", type=float, default=1.0, help="ridge penalty λ (default 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="fold assignment seed (default 0)")
-    p.add_argument("--config", type=_existing_path,
-                   help="classifier TOML (decision bounds; default configs/classifier.toml values)")
-    p.add_argument("--force", action="store_true", help="overwrite MODEL.json")
-    p.set_defaults(handler=_run_train)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from bonelesion.classify.config import load_classifier_config
-    from bonelesion.classify.model import train_model_from_csv
-
-    if args.out.exists() and not args.force:
-        raise InputError(
-            f"train: output {args.out} already exists. Potential fix: pass --force to "
-            "overwrite it or choose another --out."
-        )
-    if not args.l2 >= 0:
-        raise ConfigError(f"train --l2: must be ≥ 0, found {args.l2}. Potential fix: 1.0.")
-    model = train_model_from_csv(
-        args.lesions_csv, args.labels, l2_penalty=args.l2, folds=args.folds, seed=args.seed,
-        config=load_classifier_config(args.config),
-    )
-    model.to_json(args.out)
-    cv = model.cv
-    print(
-        f"trained on {model.training['n_lesions']} lesions ({model.training['n_malignant']} "
-        f"malignant, {model.training['n_benign']} benign); {cv['folds']}-fold CV AUC "
-        f"{cv['auc']:.3f}, calibration slope {cv['calibration_slope']:.2f}, intercept "
-        f"{cv['calibration_intercept']:+.2f}; model written to {args.out}"
-    )
-    for note in model.training.get("notes", []):
-        logger.info("train: %s", note)
-    return EXIT_OK
-
-
-_COMMANDS.append(_add_train)
-
-# ---- stages commands ----
-def _add_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("measure", help="measure each lesion (CT HU, chemical shift, ADC)",
-                       description="Load an export, put each lesion of --rois on each series "
-                       "and write OUT_DIR/lesions.csv and OUT_DIR/results.json.")
-    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR")
-    p.add_argument("--rois", type=_existing_path, required=True, metavar="FILE",
-                   help="annotations CSV, NIfTI label map, DICOM SEG or RTSTRUCT")
-    p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
-    p.add_argument("--config", type=_existing_path, metavar="FILE", help="TOML configuration")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.set_defaults(handler=_cmd_measure)
-
-
-def _cmd_measure(args: argparse.Namespace) -> int:
-    from bonelesion.stages.commands import measure_export
-
-    summary = measure_export(args.export_dir, args.rois, args.out, config_path=args.config,
-                             force=args.force)
-    print(f"{len(summary.measurements)} lesion row(s) → {summary.lesions_csv}, "
-          f"{summary.results_json}")
-    return EXIT_OK
-
-
-def _add_adc(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("adc", help="fit ADC maps (mm²/s, NIfTI) from the DWI series",
-                       description="Fit a voxel-wise ADC map of each DWI series of an export "
-                       "(scanner ADC maps are ignored) and write it as NIfTI in mm²/s.")
-    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR")
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    p.add_argument("--config", type=_existing_path, metavar="FILE", help="TOML configuration")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.set_defaults(handler=_cmd_adc)
-
-
-def _cmd_adc(args: argparse.Namespace) -> int:
-    from bonelesion.stages.commands import fit_export_adc
-    from bonelesion.stages.config import load_config
-
-    summary = fit_export_adc(args.export_dir, args.out_dir, config=load_config(args.config),
-                             force=args.force)
-    for path in summary.written:
-        print(path)
-    for failure in summary.failures:
-        print(f"bonelesion: not fitted: {failure}", file=sys.stderr)
-    return EXIT_PARTIAL if summary.failures else EXIT_OK
-
-
-_COMMANDS.append(_add_measure)
-_COMMANDS.append(_add_adc)
 
 # ---- reader commands (series, convert) ----
 def _series_record(stack: object) -> dict[str, object]:
@@ -418,6 +314,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 _COMMANDS.append(_add_series)
 _COMMANDS.append(_add_convert)
 
+
 # ---- index commands ----
 # `bonelesion index EXPORT_DIR [--db FILE] [--workers N] [--strict]`: catalogue an export.
 # The catalogue defaults to ./bonelesion-index.sqlite in the current folder (never inside the
@@ -476,6 +373,7 @@ def _run_index(args: argparse.Namespace) -> int:
 
 _COMMANDS.append(_add_index)
 
+
 # ---- stages commands ----
 def _add_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("measure", help="measure each lesion (CT HU, chemical shift, ADC)",
@@ -526,6 +424,7 @@ def _cmd_adc(args: argparse.Namespace) -> int:
 
 _COMMANDS.append(_add_measure)
 _COMMANDS.append(_add_adc)
+
 
 # ---- classify / report commands ----
 def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -581,6 +480,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 _COMMANDS.append(_add_train)
 
+
 # ---- phantom commands ----
 def _add_phantom(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -624,4 +524,3 @@ def _run_phantom(args: argparse.Namespace) -> int:
 
 
 _COMMANDS.append(_add_phantom)
-
