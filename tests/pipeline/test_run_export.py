@@ -139,13 +139,28 @@ def test_dask_local_cluster_two_workers_equals_local_run(
         assert (tmp_path / "dask" / name).read_bytes() == (ref / name).read_bytes(), name
 
 
-def _set_patient(folder: Path, patient_id: str, description: str | None = None) -> None:
-    for path in sorted(folder.rglob("*.dcm")):
+def _clone_study(src: Path, dst: Path, patient_id: str, description: str) -> dict[str, str]:
+    """Copy a study with every UID replaced (deterministically), a new PatientID and
+    SeriesDescription; returns the old → new UID map."""
+    uid_map: dict[str, str] = {}
+
+    def new(uid: str) -> str:
+        if uid not in uid_map:
+            uid_map[uid] = pydicom.uid.generate_uid(entropy_srcs=["clone", uid])
+        return uid_map[uid]
+
+    for path in sorted(src.rglob("*.dcm")):
         ds = pydicom.dcmread(path)
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            if kw in ds:
+                setattr(ds, kw, new(str(getattr(ds, kw))))
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.PatientID = patient_id
-        if description is not None:
-            ds.SeriesDescription = description
-        ds.save_as(path)
+        ds.SeriesDescription = description
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(target)
+    return uid_map
 
 
 def _ct_files(study: Path) -> list[Path]:
@@ -159,9 +174,19 @@ def test_messy_export_isolates_every_bad_file_and_study(
     export = tmp_path / "export"
     # 1. a good study, copied as is
     shutil.copytree(phantom_export.folders[uids[0]], export / "good")
-    # 2. a good study whose PatientID and SeriesDescription try to escape the output folder
-    shutil.copytree(phantom_export.folders[uids[2]], export / "evil")
-    _set_patient(export / "evil", "../../../../escaped", "../../../escaped_series")
+    # 2. a good study (a clone of study 1 under new UIDs) whose PatientID and
+    #    SeriesDescription try to escape the output folder
+    uid_map = _clone_study(phantom_export.folders[uids[1]], export / "evil",
+                           "../../../../escaped", "../../../escaped_series")
+    evil_uid = uid_map[uids[1]]
+    rois = tmp_path / "rois.csv"
+    with open(phantom_export.rois, newline="") as fh:
+        rows_in = list(csv.DictReader(fh))
+    clone_rows = [{**r, "study_instance_uid": evil_uid} for r in rows_in if r["study_instance_uid"] == uids[1]]
+    with open(rois, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows_in[0]))
+        w.writeheader()
+        w.writerows(rows_in + clone_rows)
     # 3. a study whose only series the reader must refuse: a CT with a slice missing
     refused = export / "refused"
     refused.mkdir()
@@ -181,27 +206,28 @@ def test_messy_export_isolates_every_bad_file_and_study(
     del ds.PixelData
     ds.save_as(junk / "header_only.dcm")
     ds = pydicom.dcmread(sample)
-    ds.StudyInstanceUID = ds.StudyInstanceUID + ".9"
-    ds.SeriesInstanceUID = ds.SeriesInstanceUID + ".9"
-    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"
+    absurd_study = "1.2.826.0.1.3680043.10.543.99"
+    ds.StudyInstanceUID = absurd_study
+    ds.SeriesInstanceUID = absurd_study + ".1"
+    ds.SOPInstanceUID = absurd_study + ".1.1"
     ds.Rows, ds.Columns = 60000, 60000
     ds.save_as(junk / "absurd_dimensions.dcm")
 
     out = tmp_path / "out"
     code = main(["-q", "run", "combined", str(export), "--out", str(out),
-                 "--rois", str(phantom_export.rois), "--progress", "lines"])
+                 "--rois", str(rois), "--progress", "lines"])
     assert code == 4
     rows = _rows(out)
     measured = {r["study_instance_uid"] for r in rows}
-    assert measured == {uids[0], uids[2]}
-    assert len(rows) == len(phantom_export.truths[uids[0]]["lesions"]) + len(phantom_export.truths[uids[2]]["lesions"])
+    assert measured == {uids[0], evil_uid}
+    assert len(rows) == len(phantom_export.truths[uids[0]]["lesions"]) + len(clone_rows)
     failures = {f["study_instance_uid"]: f for f in _rows(out, "failures.csv")}
     assert failures[uids[1]]["stage"] == "load"
     assert failures[uids[1]]["series_instance_uid"]
     assert "refused" in failures[uids[1]]["message"]
     bad = {Path(b["path"]).name: b["reason"] for b in _rows(out, "bad_files.csv")}
     listed = set(bad) | {"absurd_dimensions.dcm" for f in failures.values()
-                         if f["study_instance_uid"].endswith(".9")}
+                         if f["study_instance_uid"] == absurd_study}
     assert {"zero.dcm", "garbage.dcm", "truncated.dcm", "header_only.dcm",
             "absurd_dimensions.dcm"} <= listed
     assert all(reason for reason in bad.values())
@@ -210,7 +236,7 @@ def test_messy_export_isolates_every_bad_file_and_study(
     # nothing was written outside OUT_DIR, and the escaping PatientID was made harmless
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
     outside = [p for p in tmp_path.rglob("*") if p.is_file()
-               and out not in p.parents and export not in p.parents]
+               and out not in p.parents and export not in p.parents and p != rois]
     assert outside == []
     names = [p.name for p in (out / "studies").iterdir()]
     assert all(n[0].isalnum() and "/" not in n and ".." not in n for n in names)

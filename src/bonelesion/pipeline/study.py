@@ -197,18 +197,37 @@ def _pick_stack(stacks: list[Any], cand: StackCandidate) -> Any:
     )
 
 
+def _roles_not_needed(task: StudyTask) -> set[str]:
+    """Chosen roles whose images the stages will not read (not loaded, to save time).
+
+    With a scanner ADC map chosen and ``stages.dwi_adc.prefer_scanner_adc`` (the default),
+    the ADC stage measures the scanner map, so the DWI series is not decoded.
+    """
+    config = task.pipeline.get("config") or {}
+    prefer = ((config.get("stages") or {}).get("dwi_adc") or {}).get("prefer_scanner_adc", True)
+    chosen = {c.role for c in task.plan.choices if c.chosen}
+    return {"dwi"} if prefer and "adc" in chosen else set()
+
+
 def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
     from bonelesion.dicom.series import load_series
 
     plan = task.plan
+    skip = _roles_not_needed(task)
     stacks_by_role: dict[str, list[Any]] = {}
-    cache: dict[tuple[str, ...], list[Any]] = {}
+    cache: dict[str, list[Any]] = {}
     for choice in plan.choices:
+        if choice.role in skip:
+            continue
         for cand in choice.chosen:
             with _stage("load", cand.series_instance_uid):
-                if cand.files not in cache:
-                    cache[cand.files] = load_series(list(cand.files))
-                stacks_by_role.setdefault(choice.role, []).append(_pick_stack(cache[cand.files], cand))
+                # One read per series: a Dixon or DWI series holds several chosen stacks.
+                if cand.series_instance_uid not in cache:
+                    files = sorted({f for c in plan.inputs if c.series_instance_uid == cand.series_instance_uid
+                                    for f in c.files})
+                    cache[cand.series_instance_uid] = load_series(files)
+                stacks_by_role.setdefault(choice.role, []).append(
+                    _pick_stack(cache[cand.series_instance_uid], cand))
     from bonelesion.pipeline import measure
 
     return measure.measure_and_report(task, stacks_by_role, work, stage=_stage)
