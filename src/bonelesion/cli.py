@@ -161,14 +161,15 @@ def _run_handler(args: argparse.Namespace) -> int:
     print(f"{summary.studies_total} studies: {summary.studies_ok} measured, "
           f"{summary.studies_failed} failed ({summary.studies_run} run now, "
           f"{summary.studies_skipped} already done); {summary.lesions} lesions; "
-          f"{len(summary.bad_files)} bad files. Tables in {summary.out_dir}/")
+          f"{len(summary.bad_files)} files not used. Tables in {summary.out_dir}/")
     for f in summary.failures:
         print(f"FAILED study {f['study_instance_uid']} at {f.get('stage', '')} "
               f"(series {f.get('series_instance_uid', '') or '-'}): {f.get('message', '')}",
               file=sys.stderr)
+    damaged = sum(b.is_failure for b in summary.bad_files)
     if summary.bad_files:  # paths may hold patient names: listed in the output file only
-        print(f"{len(summary.bad_files)} bad files: see {summary.out_dir / 'bad_files.csv'}",
-              file=sys.stderr)
+        print(f"{len(summary.bad_files)} files not used ({damaged} damaged or unusable DICOM): "
+              f"see {summary.out_dir / 'bad_files.csv'}", file=sys.stderr)
     return summary.exit_code
 
 

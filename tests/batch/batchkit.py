@@ -50,7 +50,8 @@ def make_export(root: Path, n_studies: int, *, slices: int = 3, sleep_s: float =
         studies.append(StudyRecord(study_instance_uid=uid, patient_id=cand.patient_id,
                                    candidates=(cand,)))
     return Inventory(root=str(root), studies=tuple(studies),
-                     bad_files=(BadFile(path=str(root / "junk.txt"), reason="not DICOM"),))
+                     bad_files=(BadFile(path=str(root / "junk.dcm"), reason="truncated: ends early",
+                                        status="truncated"),))
 
 
 def expected_rows(inventory: Inventory) -> dict[str, dict[str, object]]:

@@ -73,7 +73,7 @@ def test_run_measures_every_study_and_lists_failures(tmp_path: Path) -> None:
         (inv.studies[2].study_instance_uid, "measure")]
     assert failures[0]["series_instance_uid"] == inv.studies[2].candidates[0].series_instance_uid
     summary_text = (tmp_path / "out" / "summary.txt").read_text()
-    assert "junk.txt | not DICOM" in summary_text
+    assert "junk.dcm | truncated: ends early" in summary_text
     assert "marked to fail" in summary_text
     # each good study has its own folder holding what the study function wrote + its plan
     for s in inv.studies:
@@ -233,3 +233,17 @@ def test_pseudonymise_removes_patient_ids_from_every_output(tmp_path: Path) -> N
     # pseudonymised and plain runs are different results: no reuse across the two
     again = _run(inv, out)
     assert again.studies_run == 2
+
+
+def test_files_that_are_not_dicom_are_listed_but_do_not_fail_the_run(tmp_path: Path) -> None:
+    import dataclasses
+
+    from bonelesion.batch.inventory import BadFile
+
+    inv = batchkit.make_export(tmp_path / "export", 2)
+    inv = dataclasses.replace(inv, bad_files=(
+        BadFile(path=str(tmp_path / "export" / "README.txt"), reason="not_dicom: a text file",
+                status="not_dicom"),))
+    summary = _run(inv, tmp_path / "out")
+    assert summary.exit_code == 0
+    assert "README.txt | not_dicom: a text file" in (tmp_path / "out" / "summary.txt").read_text()

@@ -103,7 +103,7 @@ def inventory_from_index(
         bad = tuple(
             BadFile(path=str(base / r.path), reason=f"{r.status}: {r.reason}".rstrip(": "),
                     study_instance_uid=r.study_instance_uid or "",
-                    series_instance_uid=r.series_instance_uid or "")
+                    series_instance_uid=r.series_instance_uid or "", status=r.status)
             for r in cat.problems()
         )
     return Inventory(root=str(root), studies=tuple(studies), bad_files=bad)

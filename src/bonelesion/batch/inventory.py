@@ -14,7 +14,7 @@ from typing import Any
 
 from bonelesion.pipeline.plan import StackCandidate
 
-__all__ = ["StudyRecord", "BadFile", "Inventory", "build_inventory"]
+__all__ = ["StudyRecord", "BadFile", "Inventory", "build_inventory", "NOT_INPUT_STATUSES"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,14 +32,29 @@ class StudyRecord:
     problems: tuple[tuple[str, str], ...] = ()
 
 
+#: Index statuses of files that are simply not DICOM (README, thumbnails, checksums):
+#: listed in bad_files.csv, but not a failure of the run by themselves.
+NOT_INPUT_STATUSES = frozenset({"not_dicom"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class BadFile:
-    """A file the index could not use, with the reason."""
+    """A file the index could not use, with the reason.
+
+    ``status`` is the index's file status (``not_dicom``, ``truncated``,
+    ``missing_attribute``, ``error`` …).
+    """
 
     path: str
     reason: str
     study_instance_uid: str = ""
     series_instance_uid: str = ""
+    status: str = ""
+
+    @property
+    def is_failure(self) -> bool:
+        """True for a damaged or unusable DICOM file; False for a file that is not DICOM."""
+        return self.status not in NOT_INPUT_STATUSES
 
 
 @dataclass(frozen=True, kw_only=True)

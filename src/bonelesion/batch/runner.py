@@ -36,7 +36,7 @@ from typing import Any
 
 from bonelesion import __version__
 from bonelesion.batch.executors import execute
-from bonelesion.batch.inventory import BadFile, Inventory, StudyRecord
+from bonelesion.batch.inventory import NOT_INPUT_STATUSES, BadFile, Inventory, StudyRecord
 from bonelesion.batch.names import Pseudonymiser, safe_component
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.store import ResultsStore, StoredStudy, input_hash
@@ -90,8 +90,12 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when everything succeeded, 4 ("completed with failures") otherwise."""
-        return 4 if (self.studies_failed or self.bad_files) else 0
+        """4 ("completed with failures") when a study failed or a DICOM file was damaged.
+
+        Files that are not DICOM at all (README, checksums, thumbnails) are listed in
+        bad_files.csv but do not make a run fail.
+        """
+        return 4 if (self.studies_failed or any(b.is_failure for b in self.bad_files)) else 0
 
 
 def _file_signature(path: str, sop_uid: str) -> str:
@@ -336,7 +340,7 @@ def rebuild_tables(store: ResultsStore, out: Path, inventory: Inventory,
         for s in stored if s.status == "failed"
     ]
     bad = [
-        {"path": _rel_to(b.path, inventory.root), "reason": b.reason,
+        {"path": _rel_to(b.path, inventory.root), "status": b.status, "reason": b.reason,
          "study_instance_uid": b.study_instance_uid, "series_instance_uid": b.series_instance_uid}
         for b in sorted(inventory.bad_files, key=lambda b: b.path)
     ]
@@ -361,7 +365,7 @@ def rebuild_tables(store: ResultsStore, out: Path, inventory: Inventory,
     _write_text_atomic(paths["failures.csv"], _csv_text(
         failures, ("patient", "study_instance_uid", "stage", "series_instance_uid", "error_type", "message")))
     _write_text_atomic(paths["bad_files.csv"], _csv_text(
-        bad, ("path", "reason", "study_instance_uid", "series_instance_uid")))
+        bad, ("path", "status", "reason", "study_instance_uid", "series_instance_uid")))
     _write_text_atomic(paths["summary.txt"], _summary_text(stored, failures, bad, not_run))
     return tuple(paths.values())
 
@@ -376,11 +380,13 @@ def _rel_to(path: str, root: str) -> str:
 def _summary_text(stored: Sequence[StoredStudy], failures: Sequence[Mapping[str, str]],
                   bad: Sequence[Mapping[str, str]], not_run: Sequence[str]) -> str:
     ok = sum(s.status == "ok" for s in stored)
+    damaged = [b for b in bad if b.get("status") not in NOT_INPUT_STATUSES]
     lines = [
         f"studies: {len(stored) + len(not_run)} in export, {ok} measured, {len(failures)} failed"
         + (f", {len(not_run)} not run" if not_run else ""),
         f"lesions: {sum(len(s.lesion_rows) for s in stored)}",
-        f"bad files: {len(bad)}",
+        f"files not used: {len(bad)} ({len(damaged)} damaged or unusable DICOM, "
+        f"{len(bad) - len(damaged)} not DICOM)",
     ]
     if failures:
         lines.append("")
@@ -389,6 +395,6 @@ def _summary_text(stored: Sequence[StoredStudy], failures: Sequence[Mapping[str,
                   f"{f.get('series_instance_uid', '') or '-'} | {f.get('message', '')}" for f in failures]
     if bad:
         lines.append("")
-        lines.append("bad files (path | reason):")
+        lines.append("files not used (path | reason):")
         lines += [f"  {b['path']} | {b['reason']}" for b in bad]
     return "\n".join(lines) + "\n"
