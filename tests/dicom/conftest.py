@@ -168,16 +168,17 @@ def _adc_scale(ds: Dataset, values: np.ndarray) -> float:
     return 1.0
 
 
-@pytest.fixture(autouse=True)
-def vendor_rules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.fixture(autouse=True, scope="session")
+def vendor_rules() -> Iterator[None]:
     """Install the stand-in vendor rules while the real module is not merged."""
-    if not _real_vendors_available():
-        for name, fn in (("vendor_of", _vendor), ("b_value_s_per_mm2", _b),
-                         ("diffusion_direction_lps", _direction), ("diffusion_kind", _kind),
-                         ("echo_time_ms", _te), ("magnetic_field_strength_t", _field),
-                         ("stack_role", _role), ("adc_scale_to_mm2_per_s", _adc_scale)):
-            monkeypatch.setattr(vendors, name, fn)
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        if not _real_vendors_available():
+            for name, fn in (("vendor_of", _vendor), ("b_value_s_per_mm2", _b),
+                             ("diffusion_direction_lps", _direction), ("diffusion_kind", _kind),
+                             ("echo_time_ms", _te), ("magnetic_field_strength_t", _field),
+                             ("stack_role", _role), ("adc_scale_to_mm2_per_s", _adc_scale)):
+                mp.setattr(vendors, name, fn)
+        yield
 
 
 # ---------------------------------------------------------------------------- helpers

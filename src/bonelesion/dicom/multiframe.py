@@ -236,6 +236,8 @@ class StackKey:
         if self.image_type:
             parts.append("\\".join(self.image_type))
         parts.append(f"{self.rows}x{self.columns}")
+        if self.orientation is not None:
+            parts.append("iop " + ",".join(f"{v:g}" for v in self.orientation))
         if self.acquisition_kind not in ("", "none"):
             parts.append(self.acquisition_kind)
         if self.stack_id:

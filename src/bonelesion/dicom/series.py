@@ -23,6 +23,7 @@ Siemens mosaics are split into slices with the origin fix of nibabel's ``MosaicW
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -112,6 +113,7 @@ class Discovery:
 
     files: tuple[Path, ...]
     skipped: tuple[SkippedFile, ...]
+    has_preamble: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,17 +236,19 @@ def discover_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[s
                 "Potential fix: check the path and the mount."
             )
     files: list[Path] = []
+    preambles: list[bool] = []
     skipped: list[SkippedFile] = []
     for path in candidates:
         if path.name.upper() == "DICOMDIR":
             skipped.append(SkippedFile(str(path), "DICOMDIR media directory, not an image"))
             continue
-        ok, _, reason = _plausibly_dicom(path)
+        ok, preamble, reason = _plausibly_dicom(path)
         if ok:
             files.append(path)
+            preambles.append(preamble)
         else:
             skipped.append(SkippedFile(str(path), reason))
-    return Discovery(files=tuple(files), skipped=tuple(skipped))
+    return Discovery(files=tuple(files), skipped=tuple(skipped), has_preamble=tuple(preambles))
 
 
 # ---------------------------------------------------------------------------- frames
@@ -272,15 +276,16 @@ def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
     return arr
 
 
-def _read_header(path: Path, read_warnings: list[str]) -> Dataset:
-    has_preamble = _plausibly_dicom(path)[1]
+def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None
+                 ) -> Dataset:
+    """Read a header (no pixels). pydicom converts values lazily: callers touch elements
+    under `warnings.catch_warnings` (see `load_series`)."""
+    if has_preamble is None:
+        has_preamble = _plausibly_dicom(path)[1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
-            # Convert every raw element now, so that value warnings are caught here and
-            # not raised later by whoever touches the element first.
-            ds.walk(lambda _ds, _elem: None)
         except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
             raise NotDicomError(
                 f"File {path}: cannot be read as DICOM ({type(exc).__name__}: {exc}). "
@@ -660,7 +665,7 @@ def _check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------- decoding
-def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dtype[Any]] | None:
+def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dtype[Any], int] | None:
     """Byte offset and dtype of uncompressed little-endian pixel data at the end of a file.
 
     Returns None (use pydicom) unless the Pixel Data element is the file's last element
@@ -675,8 +680,8 @@ def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dt
         return None
     signed = int(flat.get("PixelRepresentation", 0) or 0) == 1
     stored = int(flat.get("BitsStored", bits) or bits)
-    if stored != bits:
-        return None  # let pydicom handle masking / sign extension of packed bits
+    if not 1 <= stored <= bits:
+        return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     length = int(flat.Rows) * int(flat.Columns) * n_frames * (bits // 8)
     size = path.stat().st_size
@@ -692,8 +697,25 @@ def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dt
         tag_ok_implicit = head[4:8] == b"\xe0\x7f\x10\x00" \
             and int.from_bytes(head[8:12], "little") == length + pad
         if tag_ok_explicit or tag_ok_implicit:
-            return offset, dtype
+            return offset, dtype, stored
     return None
+
+
+def _fix_stored_bits(arr: NDArray[Any], stored: int) -> None:
+    """Mask (unsigned) or sign-extend (signed) values stored in fewer bits, in place.
+
+    Same result as pydicom's pixel_array (bits above BitsStored are ignored: they may hold
+    overlays or garbage).
+    """
+    bits = arr.dtype.itemsize * 8
+    if stored >= bits:
+        return
+    if arr.dtype.kind == "u":
+        np.bitwise_and(arr, np.array((1 << stored) - 1, dtype=arr.dtype), out=arr)
+    else:
+        shift = np.array(bits - stored, dtype=arr.dtype)
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
 
 
 def _decode_file(path: Path) -> NDArray[Any]:
@@ -749,9 +771,19 @@ class _FileCache:
         self.path: Path | None = None
         self.array: NDArray[Any] | None = None
 
-    def get(self, path: Path) -> NDArray[Any]:
+    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1) -> NDArray[Any]:
         if self.path != path:
-            self.array = _decode_file(path)
+            self.array = None
+            native = _native_offset(path, flat, n_frames) if flat is not None else None
+            if native is not None:
+                offset, dtype, stored = native
+                shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
+                arr = np.fromfile(path, dtype=dtype, count=int(np.prod(shape)), offset=offset)
+                if arr.size == int(np.prod(shape)):
+                    _fix_stored_bits(arr, stored)
+                    self.array = arr.reshape(shape)
+            if self.array is None:
+                self.array = _decode_file(path)
             self.path = path
         assert self.array is not None
         return self.array
@@ -781,7 +813,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
         if f.index is None:
             native = _native_offset(f.path, f.flat, 1)
             if native is not None:
-                offset, dtype = native
+                offset, dtype, stored = native
                 key = (plan.shape[1] * plan.shape[2], dtype.str)
                 buf = buffers.get(key)
                 if buf is None:
@@ -791,11 +823,12 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
                     fh.seek(offset)
                     n_read = fh.readinto(memoryview(buf).cast("B"))
                 if n_read == buf.nbytes:
+                    _fix_stored_bits(buf, stored)
                     raw = buf
             if raw is None:
                 raw = cache.get(f.path)
         else:
-            all_frames = cache.get(f.path)
+            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file)
             raw = all_frames[f.index] if all_frames.ndim == 3 else all_frames
         if raw.shape != plan.shape[1:]:
             raise UnsupportedInputError(
@@ -811,6 +844,17 @@ def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, inter
            frame: _Frame) -> NDArray[Any]:
     """Write one slice through the modality LUT; upgrade to float32 if int16 overflows."""
     if out.dtype == np.int16:
+        lo_s, hi_s = _stored_range(frame.flat)
+        if slope == 1 and raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2 \
+                and -32768 <= lo_s + intercept and hi_s + intercept <= 32767 \
+                and -32768 <= lo_s and hi_s <= 32767:
+            # Every value BitsStored allows (decoders mask the bits above it) maps into
+            # int16 exactly: no per-voxel range check needed.
+            dst = out[index]
+            np.copyto(dst, raw, casting="unsafe")
+            if intercept:
+                dst += np.int16(intercept)
+            return out
         tmp = raw.astype(np.int32, copy=False)
         if slope != 1:
             tmp = tmp * int(slope)
@@ -991,43 +1035,61 @@ def load_series(
     groups: dict[StackKey, list[_Frame]] = {}
     group_warnings: dict[StackKey, list[str]] = {}
     refused_files: list[Stack] = []
-    for file in discovery.files:
+    for file, has_preamble in zip(discovery.files, discovery.has_preamble):
         read_warnings: list[str] = []
-        try:
-            ds = _read_header(file, read_warnings)
-        except NotDicomError as exc:
-            logger.warning("Skipped %s: %s", file, exc)
-            continue
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS:
-            logger.info("Skipped %s: DICOMDIR", file)
-            continue
-        if "Rows" not in ds or "Columns" not in ds:
-            logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
-                           file, ds.get("SOPClassUID", "?"))
-            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = _file_frames(file, has_preamble, max_bytes, read_warnings)
+        read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
         for w in read_warnings:
             logger.warning("%s", w)
-        try:
-            frames = _frames_of(file, ds, max_bytes)
-        except UnsupportedInputError as exc:
-            logger.warning("%s", exc)
-            refused_files.append(_refused_file_stack(file, ds, exc))
+        if isinstance(result, Stack):
+            refused_files.append(result)
             continue
-        for fr in frames:
-            key = stack_key(fr.flat)
+        for fr, key in result:
             groups.setdefault(key, []).append(fr)
             if read_warnings:
                 group_warnings.setdefault(key, []).extend(read_warnings)
     stacks: list[tuple[tuple[Any, ...], Stack]] = []
     for key, frames in groups.items():
-        stack = _build_stack(key, frames, decode=decode, max_bytes=max_bytes,
-                             read_warnings=sorted(set(group_warnings.get(key, []))))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stack = _build_stack(key, frames, decode=decode, max_bytes=max_bytes,
+                                 read_warnings=sorted(set(group_warnings.get(key, []))))
+        if caught:
+            extra = tuple(sorted({f"{key.series_instance_uid}: {w.message}" for w in caught}))
+            for w in extra:
+                logger.warning("%s", w)
+            stack = dataclasses.replace(stack, warnings=stack.warnings + extra)
         order = (stack.info.series_number if stack.info.series_number is not None else 1 << 30,
                  key.series_instance_uid, _acquisition_order(frames), str(key))
         stacks.append((order, stack))
     stacks.sort(key=lambda item: item[0])
     return [s for _, s in stacks] + refused_files
+
+
+def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str]
+                 ) -> list[tuple[_Frame, StackKey]] | Stack:
+    """Header, frames and stack keys of one file ([] when it is skipped)."""
+    try:
+        ds = _read_header(file, read_warnings, has_preamble)
+    except NotDicomError as exc:
+        logger.warning("Skipped %s: %s", file, exc)
+        return []
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS:
+        logger.info("Skipped %s: DICOMDIR", file)
+        return []
+    if "Rows" not in ds or "Columns" not in ds:
+        logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
+                       file, ds.get("SOPClassUID", "?"))
+        return []
+    try:
+        frames = _frames_of(file, ds, max_bytes)
+    except UnsupportedInputError as exc:
+        logger.warning("%s", exc)
+        return _refused_file_stack(file, ds, exc)
+    return [(fr, stack_key(fr.flat)) for fr in frames]
 
 
 def _refused_file_stack(file: Path, ds: Dataset, exc: InputError) -> Stack:
