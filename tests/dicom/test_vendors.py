@@ -305,6 +305,20 @@ def test_ge_private_b_value_with_and_without_offset() -> None:
     assert v.b_value_s_per_mm2(b0_offset) == 0.0
 
 
+def test_ge_acquisition_flags_overrule_a_non_zero_slop_value() -> None:
+    """(0043,1039) exists on every GE MR image; with the DWI flags off it is no b-value."""
+    headers = _headers("dwi_ge_signa_pioneer", "dicom", "01_Ax_DWI_TENSOR_R2")
+    ds = copy.deepcopy(next(ds for ds in headers if "DiffusionBValue" not in ds))
+    ds[Tag(0x0043, 0x1030)].value = 0  # vas collapse flag: not 14/16
+    ds[Tag(0x0021, 0x105A)].value = 0  # diffusion direction code: none
+    ds[Tag(0x0019, 0x10E0)].value = "0"  # number of DTI directions
+    values = list(ds[Tag(0x0043, 0x1039)].value)
+    ds[Tag(0x0043, 0x1039)].value = [500, *values[1:]]
+    assert not v.is_diffusion_acquisition(ds)
+    assert v.b_value_s_per_mm2(ds) is None
+    assert v.diffusion_kind(ds) is DiffusionKind.NONE
+
+
 def test_ge_element_of_another_creator_is_not_read() -> None:
     """(0043,1039) is only GE's b-value when (0043,00xx) names GEMS_PARM_01."""
     headers = _headers("dwi_ge_signa_pioneer", "dicom", "01_Ax_DWI_TENSOR_R2")
@@ -366,7 +380,9 @@ def test_absurd_b_value_is_refused_with_warning(bad: float) -> None:
 )
 def test_xa30_diffusion_kinds_and_roles(series: str, kinds: set[DiffusionKind], role: Role) -> None:
     """Raw directional + b0, scanner ADC, TRACEW, and TENSOR_B0 (a b = 0 image)."""
-    headers = _headers("dwi_siemens_xa30_enhanced_pa", "dicom", series)
+    folder = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", series)
+    files = sorted(folder.iterdir())[:2]  # series 10: the b0 volume and one direction
+    headers = [frame for path in files for frame in _file_frames(path)]
     assert {v.diffusion_kind(ds) for ds in headers} == kinds
     assert {v.stack_role(ds) for ds in headers} == {role}
     assert {v.vendor_of(ds) for ds in headers} == {Vendor.SIEMENS}
@@ -437,6 +453,20 @@ def _synthetic_mr(**attributes: object) -> Dataset:
             "SIEMENS",
             DiffusionKind.NONE,
         ),
+        (
+            ["ORIGINAL", "PRIMARY", "OTHER"],
+            "ADC (10^-6 mm^2/s):Nov 21",
+            "GE MEDICAL SYSTEMS",
+            DiffusionKind.ADC,
+        ),
+        (
+            ["ORIGINAL", "PRIMARY", "OTHER"],
+            "Ax DWI with ADC",
+            "GE MEDICAL SYSTEMS",
+            DiffusionKind.NONE,
+        ),
+        (["DERIVED", "PRIMARY", "M"], "ep2d_diff_ADC", "SIEMENS", DiffusionKind.ADC),
+        (["DERIVED", "PRIMARY", "M"], "ep2d_diff_FA", "SIEMENS", DiffusionKind.OTHER_DERIVED),
     ],
 )
 def test_derived_diffusion_maps(
@@ -546,6 +576,8 @@ def test_chaos_dual_echo_roles_from_echo_time_alone() -> None:
             "",
             Role.OTHER,
         ),
+        ("SIEMENS", ["DERIVED", "PRIMARY", "DIXON", "WATER_FRACTION"], "", Role.OTHER),
+        ("SIEMENS", ["DERIVED", "PRIMARY", "DIXON", "R2_STAR"], "", Role.OTHER),
         ("Philips Medical Systems", ["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"], "", Role.OTHER),
         (
             "GE MEDICAL SYSTEMS",
@@ -585,6 +617,22 @@ def test_dixon_roles_from_labels(
     ds.EchoTime = 90.0  # a TE that is neither in nor opposed phase: labels alone decide
     ds.MagneticFieldStrength = 1.5
     assert v.stack_role(ds) is role
+
+
+@pytest.mark.parametrize("label", ["T1 IN/OUT PHASE", "t1_fl2d_in-opp", "AX IN PHASE & OUT PHASE"])
+def test_one_label_for_both_echoes_defers_to_echo_time(label: str) -> None:
+    """A dual-echo series named for both echoes: TE (1.5 T) decides, not the label."""
+    for te_ms, role in ((2.3, Role.DIXON_OPPOSED_PHASE), (4.6, Role.DIXON_IN_PHASE)):
+        ds = _synthetic_mr(
+            Manufacturer="SIEMENS",
+            ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+            SeriesDescription=label,
+            ScanningSequence="GR",
+            EchoTime=te_ms,
+            EchoNumbers=1 if te_ms < 3 else 2,
+            MagneticFieldStrength=1.5,
+        )
+        assert v.stack_role(ds) is role
 
 
 def test_roles_of_real_non_dixon_series() -> None:
@@ -687,10 +735,39 @@ def test_directions_match_dicom2nifti_bvec(
     assert matched == set(range(len(references)))
 
 
+def test_canon_directions_match_dcm2niix_bvec() -> None:
+    """Canon classic ImageComments vectors, against dcm2niix's bvec (12 directions)."""
+    headers = _headers("dwi_canon_galan_v60_classic", "dicom", "9000_DTI_PA-ortho")
+    bvec = np.loadtxt(_reference("dwi_canon_galan_v60_classic", "DTI_PA-ortho_9000.bvec"))
+    volumes: dict[tuple[float, ...] | None, Dataset] = {}
+    for ds in sorted(headers, key=lambda d: int(d.InstanceNumber)):
+        direction = v.diffusion_direction_lps(ds)
+        volumes.setdefault(None if direction is None else tuple(np.round(direction, 6)), ds)
+    assert len(volumes) == bvec.shape[1] == 13
+    for i, (key, ds) in enumerate(volumes.items()):
+        if key is None:
+            assert not np.any(bvec[:, i])
+            continue
+        dot = float(_image_space(key, ds) @ bvec[:, i])  # type: ignore[arg-type]
+        assert abs(dot) == pytest.approx(1.0, abs=ATOL_ABS_DOT)
+
+
+def test_canon_row_phase_encoding_direction_unknown() -> None:
+    """The Canon component order is only validated for COL phase encoding."""
+    headers = _headers("dwi_canon_galan_v60_classic", "dicom", "9000_DTI_PA-ortho")
+    ds = copy.deepcopy(next(d for d in headers if float(d.DiffusionBValue) > 0))
+    ds.InPlanePhaseEncodingDirection = "ROW"
+    assert v.diffusion_kind(ds) is DiffusionKind.DIRECTIONAL
+    with pytest.warns(DataQualityWarning, match=r"Canon ImageComments gradient with ROW"):
+        assert v.diffusion_direction_lps(ds) is None
+
+
 def test_ge_missing_phase_direction_warns() -> None:
-    """GE rotation without (0018,1312) assumes COL and says so."""
+    """GE rotation without (0018,1312) assumes COL and says so (only when rotating)."""
     headers = _headers("multivendor_cases_dicom2nifti", "dicom", "ge", "dti", "001")
     dwi = next(ds for ds in headers if v.b_value_s_per_mm2(ds) == 1000.0)
+    assert v.diffusion_kind(dwi) is DiffusionKind.DIRECTIONAL  # no warning needed for this
+    assert v.stack_role(dwi) is Role.DWI
     with pytest.warns(DataQualityWarning, match=r"InPlanePhaseEncodingDirection .* missing.*COL"):
         v.diffusion_direction_lps(dwi)
 
@@ -939,3 +1016,87 @@ def test_adc_scale_without_positive_values_raises() -> None:
         UnsupportedInputError, match=r"Series 1\.2\.3\.4: .*no positive finite value"
     ):
         v.adc_scale_to_mm2_per_s(ds, np.array([0.0, -1.0, np.nan]))
+
+
+# ---------------------------------------------------------------------------------------
+# Philips floating-point scaling, CSA errors, vendor fallbacks, Philips private gradient
+# ---------------------------------------------------------------------------------------
+
+#: dcm2niix writes scl_slope / scl_inter as float32 computed from float32 copies of RS and
+#: SS (observed agreement 6e-6 on the field-map frames).
+RTOL_DCM2NIIX_SCALE = 1e-5
+
+
+@pytest.mark.parametrize(
+    ("frame_token", "nifti"),
+    [
+        ("M", "Philips_WIP_B0_NS_801_e1.nii"),
+        ("FIELD_MAP", "Philips_WIP_B0_NS_801_e2_fieldmaphz.nii"),
+    ],
+)
+def test_philips_float_rescale_matches_dcm2niix(frame_token: str, nifti: str) -> None:
+    """FP = PV/SS + RI/(RS·SS): dcm2niix writes the same slope/intercept into its NIfTI."""
+    import nibabel
+
+    reference = nibabel.load(_reference("enhanced_philips_siemens_small", nifti))
+    slope_ref = float(reference.dataobj.slope)  # type: ignore[attr-defined]
+    inter_ref = float(reference.dataobj.inter)  # type: ignore[attr-defined]
+    frames = _headers("enhanced_philips_siemens_small", "dicom", "Philips", "IM_0027_fMAP.dcm")
+    chosen = [ds for ds in frames if ds.ImageType[3] == frame_token]
+    assert len(chosen) == 32
+    for ds in chosen:
+        result = v.philips_float_rescale(ds)
+        assert result is not None
+        assert result[0] == pytest.approx(slope_ref, rel=RTOL_DCM2NIIX_SCALE)
+        assert result[1] == pytest.approx(inter_ref, rel=RTOL_DCM2NIIX_SCALE, abs=1e-9)
+
+
+def test_philips_float_rescale_absent() -> None:
+    """No private scale slope (CHAOS) or not Philips (xa30): None."""
+    chaos = _headers("dixon_philips15T_chaos_set1", "dicom", "801_T1DUAL")
+    assert {v.philips_float_rescale(ds) for ds in chaos} == {None}
+    xa30 = _headers("dwi_siemens_xa30_enhanced_pa", "dicom", "16_DWI_dir80_PA")
+    assert {v.philips_float_rescale(ds) for ds in xa30} == {None}
+
+
+def test_unreadable_csa_header_falls_back_to_private_element() -> None:
+    """A damaged CSA image header is skipped; (0019,100C) still gives the b-value."""
+    ds = _read(_nibabel_data("siemens_dwi_1000.dcm.gz"))
+    ds[Tag(0x0029, 0x1010)].value = b"SV10\x04\x03\x02\x01" + b"\xff" * 64
+    assert v.b_value_s_per_mm2(ds) == pytest.approx(1000.0, abs=ATOL_B_S_PER_MM2)
+    assert v.diffusion_direction_lps(ds) is not None
+
+
+def test_vendor_from_software_version_when_uids_anonymised() -> None:
+    """CHAOS with its Philips UID roots replaced: the "PMS" software string still tells."""
+    ds = copy.deepcopy(_headers("dixon_philips15T_chaos_set1", "dicom", "801_T1DUAL")[0])
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "FrameOfReferenceUID",
+    ):
+        setattr(ds, keyword, "1.2.826.0.1.3680043.8.498.1")
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.826.0.1.3680043.8.498.1")
+    assert v.vendor_of(ds) is Vendor.PHILIPS
+    ds.SoftwareVersions = ""
+    assert v.vendor_of(ds) is Vendor.OTHER
+
+
+def test_philips_private_gradient() -> None:
+    """(2005,xxB0-B2) with its creator gives the direction when (0018,9089) is absent."""
+    ds = _synthetic_mr(Manufacturer="Philips Medical Systems", ImageType=["ORIGINAL", "PRIMARY"])
+    ds.add_new(Tag(0x2001, 0x0010), "LO", "Philips Imaging DD 001")
+    ds.add_new(Tag(0x2001, 0x1003), "FL", 1000.0)
+    ds.add_new(Tag(0x2005, 0x0010), "LO", "Philips MR Imaging DD 001")
+    for offset, value in zip((0xB0, 0xB1, 0xB2), (0.0, 3.0, 4.0), strict=True):
+        ds.add_new(Tag(0x2005, 0x1000 | offset), "FL", value)
+    assert v.b_value_s_per_mm2(ds) == 1000.0
+    assert v.diffusion_kind(ds) is DiffusionKind.DIRECTIONAL
+    direction = v.diffusion_direction_lps(ds)
+    assert direction is not None
+    np.testing.assert_allclose(np.asarray(direction), np.array([0.0, 0.6, 0.8]), atol=ATOL_UNIT)
+    for offset in (0xB0, 0xB1, 0xB2):
+        ds[Tag(0x2005, 0x1000 | offset)].value = 0.0
+    assert v.diffusion_kind(ds) is DiffusionKind.TRACE  # Philips isotropic: b > 0, no gradient
+    assert v.diffusion_direction_lps(ds) is None

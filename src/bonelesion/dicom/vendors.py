@@ -19,7 +19,10 @@ vendor notes of dcm2niix):
 * **Gradient direction** (LPS unit vector): (0018,9089); Siemens CSA
   ``DiffusionGradientDirection`` / (0019,xx0E) (patient coordinates); Philips
   (2005,xxB0–B2); GE (0019,xxBB–BD), which GE writes in the *logical* frequency / phase /
-  slice frame and which is rotated here into LPS.
+  slice frame and which is rotated here into LPS; Canon classic ImageComments
+  ``b=1500(a,b,c)``, stored in the order [Y, X, −Z].
+* **Philips floating-point scaling** (private scale slope, for signal ratios across
+  images with different rescale slopes).
 * **Diffusion kind** (b0, directional, trace, ADC map, other derived) and **stack role**
   (CT, DWI, ADC, Dixon in/opposed phase, water, fat, other).
 * **Echo time, field strength**, and the fat–water in/opposed-phase echo times.
@@ -67,6 +70,7 @@ __all__ = [
     "echo_time_phase",
     "is_diffusion_acquisition",
     "b_values_of_series_s_per_mm2",
+    "philips_float_rescale",
     "B_VALUE_MAX_S_PER_MM2",
     "ECHO_PHASE_TOLERANCE_CYCLES",
     "ADC_SCALE_RANGES",
@@ -179,15 +183,31 @@ _PHILIPS_MR_IMAGING = ("Philips MR Imaging DD 001",)
 
 # ImageType tokens (CLINICAL_REFERENCE.md §C4; dcm2niix issue #503).
 _ADC_TOKENS = frozenset({"ADC", "ADC_UNSPECIFIED"})
-_TRACE_TOKENS = frozenset({"TRACEW", "TRACE", "ISOTROPIC", "ISO", "ISODWI"})
-_OTHER_DERIVED_TOKENS = frozenset(
-    {"FA", "COLFA", "EADC", "EXP", "EXPADC", "CALC_BVALUE", "TENSOR", "RA", "MD", "EXP_ADC"}
-)
+_TRACE_TOKENS = frozenset({"TRACEW", "TRACE", "ISOTROPIC", "ISODWI"})
+#: Derived diffusion maps named unambiguously.
+_OTHER_DERIVED_TOKENS = frozenset({"COLFA", "EADC", "EXPADC", "EXP_ADC", "CALC_BVALUE"})
+#: Short map names that only mean a diffusion map next to a DIFFUSION token (Siemens
+#: ``DERIVED\PRIMARY\DIFFUSION\FA``, ``…\EXP``, ``…\TENSOR``).
+_OTHER_DERIVED_WITH_DIFFUSION_TOKENS = frozenset({"FA", "EXP", "TENSOR", "RA", "MD"})
 _B0_TOKENS = frozenset({"TENSOR_B0"})
 _DIFFUSION_TOKENS = frozenset({"DIFFUSION", "DWI"}) | _TRACE_TOKENS | _B0_TOKENS
 
 # Dixon ImageType tokens (CLINICAL_REFERENCE.md §E).
-_FAT_FRACTION_TOKENS = frozenset({"FAT_FRACTION", "FF", "FATFRACTION", "PDFF", "FAT_FRAC"})
+#: Dixon outputs that are none of our four roles (fraction and relaxometry maps).
+_FAT_FRACTION_TOKENS = frozenset(
+    {
+        "FAT_FRACTION",
+        "FF",
+        "FATFRACTION",
+        "PDFF",
+        "FAT_FRAC",
+        "WATER_FRACTION",
+        "R2STAR",
+        "R2_STAR",
+        "T2STAR",
+        "T2_STAR",
+    }
+)
 _DIXON_TOKEN_ROLES: dict[str, Role] = {
     "WATER": Role.DIXON_WATER,
     "FAT": Role.DIXON_FAT,
@@ -228,7 +248,15 @@ _KEYWORD_ROLES: tuple[tuple[re.Pattern[str], Role], ...] = (
     (re.compile(rf"{_SEP_L}WATER{_SEP_R}|_W$"), Role.DIXON_WATER),
     (re.compile(rf"{_SEP_L}FAT{_SEP_R}|_F$"), Role.DIXON_FAT),
 )
+#: One label naming both echoes of a dual-echo series ("T1 IN/OUT PHASE", "in-opp"): the
+#: label cannot tell the echoes apart, the echo time must.
+_KEYWORD_IN_AND_OUT = re.compile(
+    rf"{_SEP_L}IN[ _/&+-]*(AND[ _-]*)?(OUT|OPP|OP){_SEP_R}|IN[ _-]?PHASE[ _/&+-]+(AND[ _-]*)?"
+    r"(OUT|OPP)"
+)
 _KEYWORD_ADC = re.compile(rf"{_SEP_L}ADC{_SEP_R}")
+_GE_MAP_ADC = re.compile(r"\s*ADC(?![A-Z0-9])")
+_GE_MAP_OTHER_DERIVED = re.compile(r"\s*(EADC|EXP(ONENTIAL)?[ _-]?ADC|FA)(?![A-Z0-9])")
 _KEYWORD_OTHER_DERIVED = re.compile(
     rf"{_SEP_L}(EADC|EXP(ONENTIAL)?[ _-]?ADC|FA|COLFA|CALC(ULATED)?[ _-]?B\w*){_SEP_R}"
 )
@@ -346,7 +374,9 @@ def _element_numbers(elem: DataElement, vr: str) -> list[float]:
     out: list[float] = []
     for v in values:
         try:
-            number = float(str(v).strip()) if isinstance(v, str | bytes) else float(v)
+            if isinstance(v, bytes):
+                v = v.decode("latin-1", errors="replace")
+            number = float(v.strip()) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):
             continue
         out.append(number)
@@ -414,10 +444,10 @@ def _private_numbers(
 def _private_creators(ds: Dataset) -> list[str]:
     """Every private creator string of the header (top level only)."""
     creators: list[str] = []
-    for elem in ds:
-        tag = elem.tag
+    for key in ds.keys():  # tags only: iterating the data set would decode every element
+        tag = Tag(key)
         if tag.is_private and 0x10 <= tag.element <= 0xFF:
-            value = elem.value
+            value = ds[tag].value
             if isinstance(value, bytes):
                 value = value.decode("latin-1", errors="replace")
             creators.append(str(value).strip("\x00 ").upper())
@@ -710,6 +740,25 @@ def is_diffusion_acquisition(ds: Dataset) -> bool:
         return True  # (0018,9089) in a classic header: only written to diffusion images
     vendor = vendor_of(ds)
     value, _ = _vendor_b_value(ds, vendor)
+    if vendor is Vendor.GE and value is not None:
+        # (0043,xx39) exists on every GE MR image; its acquisition flags decide when present.
+        present, says = _ge_strong_diffusion_tags(ds)
+        if says:
+            return True
+        if present:
+            return False
+        if value > 0.0:
+            return True
+        # Flags removed by an anonymiser (the dicom2nifti GE set): an echo-planar image with
+        # the gradient elements is taken as the b0 of a DWI.
+        scanning = _text(ds, "ScanningSequence").split("\\")
+        if "EP" in scanning and _ge_logical_gradient(ds) is not None:
+            logger.debug(
+                "series %s: GE EPI with (0043,1039) and no acquisition flags: taken as DWI",
+                _series_uid(ds),
+            )
+            return True
+        return False
     if value is not None and value > 0.0:
         return True
     if vendor is Vendor.SIEMENS:
@@ -717,18 +766,6 @@ def is_diffusion_acquisition(ds: Dataset) -> bool:
             return True
         if value is not None:  # (0019,100C) or CSA B_value present: only on DWI
             return True
-    if vendor is Vendor.GE and value is not None:
-        present, says = _ge_strong_diffusion_tags(ds)
-        if says:
-            return True
-        if not present:
-            scanning = _text(ds, "ScanningSequence")
-            if "EP" in scanning.split("\\") and _ge_logical_gradient(ds) is not None:
-                logger.debug(
-                    "series %s: GE EPI with (0043,1039) and no acquisition flags: taken as DWI",
-                    _series_uid(ds),
-                )
-                return True
     if vendor is Vendor.PHILIPS and value is not None:
         # Philips writes (2001,1003) on every MR image; b = 0 only counts with a gradient
         # element set or a diffusion word in the description.
@@ -917,8 +954,14 @@ def _ge_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None:
     return vector
 
 
-def _raw_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None | Literal[False]:
-    """Gradient in LPS from any source; False when a source says "no gradient" (zeros)."""
+def _raw_gradient_lps(
+    ds: Dataset, *, rotate: bool = True
+) -> NDArray[np.float64] | None | Literal[False]:
+    """Gradient in LPS from any source; False when a source says "no gradient" (zeros).
+
+    With ``rotate=False`` a GE gradient is returned in its logical frame: enough to tell
+    zero from non-zero, without the warnings the rotation may raise.
+    """
     standard = _standard_gradient(ds)
     if standard is not None:
         unit = _unit_or_none(standard)
@@ -938,22 +981,56 @@ def _raw_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None | Literal[False
         if logical is not None:
             if float(np.linalg.norm(logical)) < _ZERO_GRADIENT_NORM:
                 return False
-            return _unit_or_none(_ge_gradient_lps(ds))
+            return _unit_or_none(_ge_gradient_lps(ds) if rotate else logical)
     elif vendor is Vendor.PHILIPS:
         philips = _philips_gradient(ds)
         if philips is not None:
             unit = _unit_or_none(philips)
             return False if unit is None else unit
     elif vendor is Vendor.CANON:
-        match = re.search(
-            r"b\s*=\s*[\d.]+\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)",
-            str(ds.get("ImageComments", "")),
-        )
-        if match and _unit_or_none([float(g) for g in match.groups()]) is None:
-            return False
-        # A non-zero Canon ImageComments vector is in an image frame whose phase-encoding
-        # polarity is not recorded (dcm2niix Canon notes): direction unknown, but present.
+        canon = _canon_comment_gradient(ds)
+        if canon is not None:
+            if _unit_or_none(canon) is None:
+                return False
+            if not rotate:
+                return _unit_or_none(canon)
+            return _canon_gradient_lps(ds, canon)
     return None
+
+
+_CANON_COMMENT = re.compile(
+    r"b\s*=\s*[\d.]+\s*\(\s*([-+\d.eE]+)\s*,\s*([-+\d.eE]+)\s*,\s*([-+\d.eE]+)\s*\)"
+)
+
+
+def _canon_comment_gradient(ds: Dataset) -> list[float] | None:
+    """Canon classic DWI: the vector of ImageComments ``b=1500(0.445,0.000,0.895)``."""
+    match = _CANON_COMMENT.search(str(ds.get("ImageComments", "")))
+    if match is None:
+        return None
+    try:
+        return [float(g) for g in match.groups()]
+    except ValueError:
+        return None
+
+
+def _canon_gradient_lps(ds: Dataset, comment: list[float]) -> NDArray[np.float64] | None:
+    """Canon ImageComments vector (a, b, c) → LPS (b, a, −c).
+
+    dcm2niix issue #422: the components are stored in the order [Y, X, −Z]; validated on the
+    dcm_qa_canon Galan 3T set (axial, COL phase encoding), which the tests reproduce. The
+    phase-encoding polarity is not recorded (dcm2niix Canon notes) and ROW phase encoding
+    was never validated, so a ROW image gets no direction.
+    """
+    if _text(ds, "InPlanePhaseEncodingDirection") == "ROW":
+        _quality_warning(
+            f"Series {_series_uid(ds)}: Canon ImageComments gradient with ROW phase encoding "
+            "(0018,1312): the component order is only known for COL; direction treated as "
+            "unknown. Potential fix: export as enhanced DICOM, which carries (0018,9089)."
+        )
+        return None
+    a, b, c = comment
+    return _unit_or_none([b, a, -c])
 
 
 def diffusion_direction_lps(ds: Dataset) -> tuple[float, float, float] | None:
@@ -969,13 +1046,14 @@ def diffusion_direction_lps(ds: Dataset) -> tuple[float, float, float] | None:
     tuple of 3 float or None
         Unit vector in LPS patient coordinates. None for b0, trace/isotropic and derived
         images, for non-diffusion images, and when the direction cannot be recovered
-        (Canon classic ImageComments vectors, whose frame polarity is not recorded).
+        (e.g. a Canon classic ImageComments vector with ROW phase encoding).
 
     Notes
     -----
     Sources: (0018,9089) (standard, patient frame); Siemens CSA
     ``DiffusionGradientDirection`` or (0019,xx0E) (patient frame); Philips (2005,xxB0-B2)
-    (RL, AP, FH); GE (0019,xxBB-BD) (logical frame, rotated, see `_ge_gradient_lps`).
+    (RL, AP, FH); GE (0019,xxBB-BD) (logical frame, rotated, see `_ge_gradient_lps`);
+    Canon classic ImageComments ``b=…(a,b,c)`` (reordered, see `_canon_gradient_lps`).
     """
     if diffusion_kind(ds) is not DiffusionKind.DIRECTIONAL:
         return None
@@ -995,17 +1073,26 @@ def _kind_from_tokens(ds: Dataset) -> DiffusionKind | None:
     tokens = set(_image_type_tokens(ds))
     if tokens & _ADC_TOKENS:
         return DiffusionKind.ADC
-    if "CALC_BVALUE" in tokens or tokens & _OTHER_DERIVED_TOKENS:
+    if tokens & _OTHER_DERIVED_TOKENS:
+        return DiffusionKind.OTHER_DERIVED
+    if "DIFFUSION" in tokens and tokens & _OTHER_DERIVED_WITH_DIFFUSION_TOKENS:
         return DiffusionKind.OTHER_DERIVED
     if tokens & _B0_TOKENS:
         return DiffusionKind.B0
-    description = " ".join(_text(ds, k) for k in ("SeriesDescription", "ImageComments"))
-    derived = bool(tokens) and _image_type_tokens(ds)[0] == "DERIVED"
-    if derived or vendor_of(ds) is Vendor.GE:
-        # GE writes its maps' names in SeriesDescription: "ADC (10^-6 mm^2/s): …", "eADC".
+    description = _text(ds, "SeriesDescription")
+    if bool(tokens) and _image_type_tokens(ds)[0] == "DERIVED":
+        # A derived image named after its map ("…_ADC", "eADC", "FA").
         if _KEYWORD_OTHER_DERIVED.search(description):
             return DiffusionKind.OTHER_DERIVED
         if _KEYWORD_ADC.search(description):
+            return DiffusionKind.ADC
+    elif vendor_of(ds) is Vendor.GE:
+        # GE names its maps at the start of SeriesDescription, "ADC (10^-6 mm^2/s):Nov 21 …",
+        # "eADC …", whatever their ImageType; a raw DWI series merely *mentioning* ADC
+        # ("DWI b1000 + ADC") is not a map.
+        if _GE_MAP_OTHER_DERIVED.match(description):
+            return DiffusionKind.OTHER_DERIVED
+        if _GE_MAP_ADC.match(description):
             return DiffusionKind.ADC
     return None
 
@@ -1066,7 +1153,7 @@ def diffusion_kind(ds: Dataset) -> DiffusionKind:
         n_dirs = _private_numbers(ds, 0x0019, _GE_ACQU, 0xE0, "DS")
         if n_dirs and n_dirs[0] == 0:
             return DiffusionKind.TRACE
-    gradient = _raw_gradient_lps(ds)
+    gradient = _raw_gradient_lps(ds, rotate=False)
     if gradient is False:
         return DiffusionKind.TRACE
     return DiffusionKind.DIRECTIONAL
@@ -1248,6 +1335,8 @@ def _dixon_role_from_keywords(ds: Dataset) -> Role | None:
         if _KEYWORD_FAT_FRACTION.search(text):
             return Role.OTHER
         stripped = _KEYWORD_FAT_SUPPRESSION.sub(" ", text)
+        if _KEYWORD_IN_AND_OUT.search(stripped):
+            continue  # one name for both echoes
         roles = {role for pattern, role in _KEYWORD_ROLES if pattern.search(stripped)}
         if len(roles) == 1:
             return roles.pop()
@@ -1268,7 +1357,7 @@ def _is_multi_echo_gre(ds: Dataset) -> bool:
     ):
         return True
     text = " ".join(_text(ds, k) for k in ("SeriesDescription", "ProtocolName"))
-    return bool(re.search(r"DUAL|IN[ _/-]?(AND[ _-]?)?OUT|IN[ _/-]?OPP|MULTI[ _-]?ECHO", text))
+    return bool(_KEYWORD_IN_AND_OUT.search(text) or re.search(r"DUAL|MULTI[ _-]?ECHO", text))
 
 
 def stack_role(ds: Dataset) -> Role:
@@ -1328,6 +1417,50 @@ def stack_role(ds: Dataset) -> Role:
             if phase == "opposed":
                 return Role.DIXON_OPPOSED_PHASE
     return Role.OTHER
+
+
+# ---------------------------------------------------------------------------------------
+# Philips floating-point scaling
+# ---------------------------------------------------------------------------------------
+
+
+def philips_float_rescale(ds: Dataset) -> tuple[float, float] | None:
+    """Slope and intercept from stored Philips pixel values to "floating point" values.
+
+    Philips stores a private scale slope SS (2005,xx0E) besides the DICOM rescale
+    (RS, RI). The displayed value is DV = PV·RS + RI; the value proportional to the MR
+    signal, comparable between images with different RS, is FP = DV / (RS·SS)
+    (dcm2niix Philips notes, "UsePhilipsFloatNotDisplayScaling").
+
+    Parameters
+    ----------
+    ds : Dataset
+        Flat header (the RescaleSlope/Intercept of a flattened enhanced frame come from its
+        Pixel Value Transformation item, SS from the Philips private per-frame item).
+
+    Returns
+    -------
+    (slope, intercept) or None
+        FP = PV · slope + intercept, i.e. slope = 1 / SS and intercept = RI / (RS · SS).
+        None for non-Philips headers and when SS or RS is absent or not positive (e.g. the
+        CHAOS export, whose private elements were removed): use the DICOM rescale then.
+
+    Notes
+    -----
+    Signal ratios taken within one image stack (SIR = OP / IP) are only valid on DV when
+    both images share RS and SS; otherwise they need FP.
+    """
+    if vendor_of(ds) is not Vendor.PHILIPS:
+        return None
+    scale_slope = _private_numbers(ds, 0x2005, _PHILIPS_MR_IMAGING, 0x0E, "FL")
+    rescale_slope = _float_or_none(ds.get("RescaleSlope"))
+    rescale_intercept = _float_or_none(ds.get("RescaleIntercept")) or 0.0
+    if not scale_slope or rescale_slope is None:
+        return None
+    ss = scale_slope[0]
+    if not (math.isfinite(ss) and ss > 0.0 and rescale_slope > 0.0):
+        return None
+    return 1.0 / ss, rescale_intercept / (rescale_slope * ss)
 
 
 # ---------------------------------------------------------------------------------------
