@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -85,6 +86,13 @@ def generate(folder: Path, n_files: int) -> None:
             written += 1
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (worker processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     """Generate the files, index them, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -99,12 +107,17 @@ def main() -> None:
         print(f"generated {args.files} files of {MATRIX}x{MATRIX} CT in "
               f"{time.perf_counter() - t0:.1f} s into {folder}")
         print(f"cpus available: {len(os.sched_getaffinity(0))}")
+        print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share the CPUs)")
         for workers in (1, 2):
             db = Path(tmp) / f"index-{workers}.sqlite"
+            cpu0 = _cpu_s()
             summary = index_export(folder, db, workers=workers)
+            cpu_s = _cpu_s() - cpu0
             assert summary.status_counts == {"ok": args.files}, summary.status_counts
             print(f"index, {workers} worker(s): {summary.files_read} files in "
-                  f"{summary.duration_s:.2f} s = {summary.files_read_per_s:.0f} files/s")
+                  f"{summary.duration_s:.2f} s = {summary.files_read_per_s:.0f} files/s wall; "
+                  f"CPU {1e3 * cpu_s / summary.files_read:.3f} ms/file (all processes) = "
+                  f"{summary.files_read / cpu_s:.0f} files per CPU-second")
         summary = index_export(folder, db, workers=2)
         rate = summary.files_unchanged / summary.duration_s
         print(f"re-index (all unchanged, skipped): {summary.files_unchanged} files in "

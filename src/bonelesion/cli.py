@@ -352,10 +352,20 @@ def _run_index(args: argparse.Namespace) -> int:
 
     from bonelesion.dicom.index import index_export
 
+    import time
+
     secret_text = os.environ.get("BONELESION_PATIENT_KEY")
     secret = secret_text.encode("utf-8") if secret_text else None
+    last_log_s = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:  # an INFO line every 5 s on big exports
+        now = time.monotonic()
+        if now - last_log_s[0] >= 5.0:
+            last_log_s[0] = now
+            logger.info("index: %d of %d files read", done, total)
+
     summary = index_export(args.export_dir, args.db, workers=args.workers,
-                           patient_key_secret=secret)
+                           progress=progress, patient_key_secret=secret)
     print(f"catalogue: {summary.db_path}")
     print(f"files: {summary.files_seen} found, {summary.files_read} read, "
           f"{summary.files_unchanged} unchanged, {summary.files_removed} removed "

@@ -171,7 +171,17 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pydicom.dcmwrite(junk / "implicit_raw", implicit, implicit_vr=True, little_endian=True)
     expected["junk/implicit_raw"] = "ok"
 
-    _write_sr(root / "sr" / "report.dcm") if (root / "sr").mkdir() is None else None
+    deflated = _read_quiet(ge_files[5])
+    deflated.SOPInstanceUID = generate_uid()
+    deflated.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    deflated.save_as(root / "ts" / "deflated.dcm")
+    expected["ts/deflated.dcm"] = "ok"
+    data = (root / "ts" / "deflated.dcm").read_bytes()
+    (root / "ts" / "deflated_cut.dcm").write_bytes(data[: len(data) // 2])
+    expected["ts/deflated_cut.dcm"] = "truncated"
+
+    (root / "sr").mkdir()
+    _write_sr(root / "sr" / "report.dcm")
     expected["sr/report.dcm"] = "unsupported_sop_class"
 
     media = root / "media"
@@ -225,6 +235,7 @@ def test_every_entry_recorded_with_expected_status(indexed: dict[str, Any]) -> N
         ("mr/emri_small.dcm", r"PerFrameFunctionalGroupsSequence \(5200,9230\)"),
         ("sr/report.dcm", r"SOP class Basic Text SR Storage .* not used"),
         ("ts/j2k_cut.dcm", r"encapsulated pixel data item \d+ needs bytes up to"),
+        ("ts/deflated_cut.dcm", r"cannot be inflated .*truncated stream"),
         ("ge/dwi/loop", r"leads to a folder already indexed"),
         ("junk/dangling", r"Broken symbolic link to nowhere"),
     ],
@@ -664,7 +675,8 @@ def test_cli_index(indexed: dict[str, Any], tmp_path: Path,
         == EXIT_OK
     out = capsys.readouterr().out
     n_ok = sum(1 for s in indexed["expected"].values() if s == "ok")
-    assert f"ok: {n_ok}" in out and "truncated: 3" in out
+    n_truncated = sum(1 for s in indexed["expected"].values() if s == "truncated")
+    assert f"ok: {n_ok}" in out and f"truncated: {n_truncated}" in out
     assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--strict"]) \
         == EXIT_PARTIAL
     captured = capsys.readouterr()
@@ -736,3 +748,62 @@ def test_enhanced_dwi_b_values_and_stacks_in_read_only_export(tmp_path: Path) ->
     assert len(stacks) == len(reference)  # b0 + 20 gradient directions
     frames = {r.number_of_frames for r in recs}
     assert {s.n_frames for s in stacks} == frames and len(frames) == 1
+
+
+def test_cli_patient_key_from_environment(indexed: dict[str, Any], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """BONELESION_PATIENT_KEY turns on the keyed hash; the identifier stays out."""
+    monkeypatch.setenv("BONELESION_PATIENT_KEY", PATIENT_SECRET.decode())
+    db = tmp_path / "keyed.sqlite"
+    assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--workers", "1"]) \
+        == EXIT_OK
+    expected = hmac.new(PATIENT_SECRET, PATIENT_ID.encode(), hashlib.sha256).hexdigest()
+    assert _records(db)["ge/identified.dcm"].patient_key == expected[:32]
+    assert PATIENT_ID.encode() not in db.read_bytes()
+
+
+def _exit_in_worker(root: str, items: Any, secret: Any) -> Any:
+    """Stand-in for ix._read_chunk that kills a worker process (as an OOM kill would)."""
+    if os.getpid() != _PARENT_PID[0]:
+        os._exit(1)
+    return _REAL_READ_CHUNK(root, items, secret)
+
+
+_PARENT_PID = [os.getpid()]
+_REAL_READ_CHUNK = ix._read_chunk
+
+
+def test_broken_worker_pool_falls_back_to_in_process(export: dict[str, Any], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A killed worker does not stop the index: the remaining chunks are read here."""
+    import multiprocessing
+
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+        pytest.skip("the stand-in reaches workers only when they are forked")
+    _PARENT_PID[0] = os.getpid()
+    monkeypatch.setattr(ix, "_read_chunk", _exit_in_worker)
+    monkeypatch.setattr(ix, "_CHUNK_FILES", 6)
+    db = tmp_path / "broken.sqlite"
+    with caplog.at_level("WARNING", logger="bonelesion.dicom.index"):
+        summary = index_export(export["root"], db, workers=2)
+    assert "Worker pool broke" in caplog.text
+    assert summary.files_read == len(export["expected"]) - 2
+    assert {p: r.status for p, r in _records(db).items()} == export["expected"]
+
+
+def test_orientation_jitter_does_not_split_stacks(tmp_path: Path) -> None:
+    """Two slices whose cosines differ by 1e-6 around zero share one stack key."""
+    ge = sorted(shared_path(*GE_DWI).iterdir())
+    root = tmp_path / "r"
+    root.mkdir()
+    for i, delta in enumerate((1e-6, -1e-6)):
+        ds = _read_quiet(ge[0])
+        ds.SOPInstanceUID = generate_uid()
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        iop = [v + delta if abs(v) < 0.5 else v for v in iop]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+        ds.save_as(root / f"s{i}.dcm")
+    index_export(root, tmp_path / "c.sqlite", workers=1)
+    keys = {r.stack_keys for r in _records(tmp_path / "c.sqlite").values()}
+    assert len(keys) == 1

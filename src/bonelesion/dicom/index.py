@@ -54,8 +54,10 @@ import stat
 import struct
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -151,6 +153,7 @@ _NATIVE_SYNTAXES = frozenset(
         "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
     }
 )
+_DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _ITEM_TAG = 0xFFFEE000
 _SEQ_DELIM_TAG = 0xFFFEE0DD
@@ -464,14 +467,19 @@ def _stack_key(values: _FrameValues) -> str:
     if values.b_value_s_per_mm2 is not None:
         parts.append(f"b={values.b_value_s_per_mm2:g}")
     if values.diffusion_direction is not None:
-        parts.append("dir=" + ",".join(f"{v:.3f}" for v in values.diffusion_direction))
+        parts.append("dir=" + _rounded_text(values.diffusion_direction))
     if values.image_type:
         parts.append(f"type={values.image_type}")
     if values.orientation is not None:
-        parts.append("iop=" + ",".join(f"{v:.3f}" for v in values.orientation))
+        parts.append("iop=" + _rounded_text(values.orientation))
     if values.rows is not None and values.columns is not None:
         parts.append(f"{values.rows}x{values.columns}")
     return "|".join(parts)
+
+
+def _rounded_text(values: Sequence[float]) -> str:
+    """Cosines to 3 decimals, with -0.000 written as 0.000 (jitter must not split stacks)."""
+    return ",".join(f"{round(v, 3) + 0.0:.3f}" for v in values)
 
 
 def _stack_keys(ds: Dataset, base: _FrameValues, multiframe: bool) -> dict[str, int]:
@@ -941,6 +949,12 @@ def _read_record(
         ds, stop, texts, stop_pos = parsed
         return _classify(ds, stop, texts, stop_pos, fp_file, part10, size_bytes, secret,
                          record)
+    except zlib.error as exc:  # deflated transfer syntax
+        status = FileStatus.TRUNCATED if "truncated" in str(exc) else FileStatus.ERROR
+        return record(status,
+                      f"The deflated data set cannot be inflated ({exc}); the file has "
+                      f"{size_bytes} bytes. Potential fix: copy the file again from the source.",
+                      has_file_meta=part10, transfer_syntax_uid=_DEFLATED_SYNTAX)
     except (EOFError, struct.error) as exc:
         return record(FileStatus.TRUNCATED,
                       f"The header ends early ({exc}); the file has {size_bytes} bytes. "
@@ -1013,8 +1027,10 @@ def _classify(
                       f"DICOMDIR with {len(records)} directory records; recorded, not read "
                       "as an image: the index walks the folders itself.", **common)
 
-    # Truncation of the header itself (a value that runs past the end of the file).
-    header_end = _max_defined_end(ds)
+    # Truncation of the header itself (a value that runs past the end of the file). A
+    # deflated data set is parsed from its decompressed copy: offsets are not file offsets.
+    deflated = ts == _DEFLATED_SYNTAX
+    header_end = 0 if deflated else _max_defined_end(ds)
     if eof_warning is not None or header_end > size_bytes:
         return record(FileStatus.TRUNCATED,
                       f"The header ends early: an element needs bytes up to {header_end} but "
@@ -1041,7 +1057,17 @@ def _classify(
     pixel_bytes: int | None = None
     encapsulated: bool | None = None
     truncation: str | None = None
-    if has_pixels:
+    if has_pixels and deflated:
+        # Offsets refer to the inflated stream; a truncated deflate stream fails to inflate
+        # (an error above), so only the length can be checked here.
+        encapsulated = stop.length == _UNDEFINED_LENGTH
+        expected = _expected_native_bytes(ds)
+        if not encapsulated:
+            pixel_bytes = stop.length
+            if expected is not None and stop.length < expected:
+                truncation = (f"pixel data holds {stop.length} bytes; Rows × Columns × frames "
+                              f"× samples × BitsAllocated/8 = {expected} bytes expected")
+    elif has_pixels:
         implicit, little = ds.original_encoding
         vr32 = not implicit and stop.vr is not None and stop.vr.encode() in _EXPLICIT_VR_32
         header_len = 12 if vr32 else 8
@@ -1184,7 +1210,7 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
 
 
 def _multiframe_b_value(ds: Dataset) -> float | None:
-    """The b-value shared by every frame of an enhanced object (MR Diffusion group), or None.
+    """Return the b-value shared by every frame of an enhanced object, or None.
 
     None when frames differ (a multi-b file: the stack keys tell them apart) or when the
     object has no diffusion functional group.
@@ -1571,6 +1597,11 @@ def _read_all(
     progress: Callable[[int, int], None] | None,
     secret: bytes | None,
 ) -> None:
+    """Read every file of ``todo`` (in chunks, in workers) and write the rows chunk by chunk.
+
+    A worker pool that breaks (a worker killed, e.g. out of memory) does not stop the run:
+    the chunks not yet written are read in this process instead.
+    """
     total = len(todo)
     if total == 0:
         if progress is not None:
@@ -1578,38 +1609,59 @@ def _read_all(
         return
     chunks = [todo[i:i + _CHUNK_FILES] for i in range(0, total, _CHUNK_FILES)]
     done = 0
-    if n_workers == 1 or len(chunks) == 1:
-        for chunk in chunks:
-            _write_rows(con, _read_chunk(os.fspath(root), chunk, secret))
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-        return
+
+    def write(rows: list[tuple[Any, ...]]) -> None:
+        nonlocal done
+        _write_rows(con, rows)
+        done += len(rows)
+        if progress is not None:
+            progress(done, total)
+
+    left: list[list[tuple[str, int, int]]] = chunks
+    if n_workers > 1 and len(chunks) > 1:
+        left = _read_in_pool(root, chunks, n_workers, secret, write)
+    for chunk in left:
+        write(_read_chunk(os.fspath(root), chunk, secret))
+
+
+def _read_in_pool(
+    root: Path,
+    chunks: list[list[tuple[str, int, int]]],
+    n_workers: int,
+    secret: bytes | None,
+    write: Callable[[list[tuple[Any, ...]]], None],
+) -> list[list[tuple[str, int, int]]]:
+    """Read chunks in a process pool; return the chunks left unread if the pool broke."""
     executor = ProcessPoolExecutor(max_workers=min(n_workers, len(chunks)),
                                    initializer=_worker_init)
+    pending: dict[Future[list[tuple[Any, ...]]], list[tuple[str, int, int]]] = {}
+    queue = iter(chunks)
     try:
-        pending: dict[Future[list[tuple[Any, ...]]], int] = {}
-        queue = iter(chunks)
         # Keep a bounded number of chunks in flight so results stream into the database.
         for chunk in queue:
-            pending[executor.submit(_read_chunk, os.fspath(root), chunk, secret)] = len(chunk)
+            pending[executor.submit(_read_chunk, os.fspath(root), chunk, secret)] = chunk
             if len(pending) >= 4 * n_workers:
                 break
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                n = pending.pop(fut)
-                _write_rows(con, fut.result())
-                done += n
-                if progress is not None:
-                    progress(done, total)
+                rows = fut.result()
+                pending.pop(fut)
+                write(rows)
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending[executor.submit(_read_chunk, os.fspath(root), nxt, secret)] = len(nxt)
+                    pending[executor.submit(_read_chunk, os.fspath(root), nxt, secret)] = nxt
+    except BrokenProcessPool as exc:
+        left = list(pending.values()) + list(queue)
+        logger.warning("Worker pool broke (%s); reading the %d remaining chunk(s) in this "
+                       "process", exc, len(left))
+        executor.shutdown(wait=True, cancel_futures=True)
+        return left
     except BaseException:
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+    return []
 
 
 def _remove_gone(con: sqlite3.Connection, walk: _WalkResult) -> int:
