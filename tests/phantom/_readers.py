@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 import SimpleITK as sitk
 
 from bonelesion.phantom import StudyTruth
-
 
 #: ``get_study(name)`` fixture type: writes a named variant once, returns (folder, truth).
 StudyGetter = Callable[[str], tuple[Path, StudyTruth]]
@@ -29,7 +27,8 @@ def b_value_from_header(ds: pydicom.Dataset) -> float | None:
     if "SharedFunctionalGroupsSequence" in ds:
         shared = ds.SharedFunctionalGroupsSequence[0]
         if "MRDiffusionSequence" in shared:
-            return float(shared.MRDiffusionSequence[0].DiffusionBValue)
+            b = shared.MRDiffusionSequence[0].get("DiffusionBValue")
+            return None if b is None else float(b)
     if "DiffusionBValue" in ds:
         return float(ds.DiffusionBValue)
     if (0x0043, 0x1039) in ds:

@@ -98,6 +98,7 @@ def test_required_attributes_and_file_meta(get_study: StudyGetter, name: str) ->
             assert ds.SeriesInstanceUID == s.series_instance_uid
             assert ds.SOPClassUID == s.sop_class_uid
             assert ds.file_meta.TransferSyntaxUID == s.transfer_syntax_uid
+            assert tuple(ds.ImageType) == s.image_type or s.role == "dwi"
     assert len(seen_sops) == 2  # one CT class, one MR class
 
 
@@ -119,6 +120,7 @@ def test_siemens_tags(get_study: StudyGetter) -> None:
     assert found_b == set(truth.acquisition.dwi_b_values_s_per_mm2)
     adc = _b_files(root, truth, "adc")[0]
     assert list(adc.ImageType[:4]) == ["DERIVED", "PRIMARY", "DIFFUSION", "ADC"]
+    assert (0x0019, 0x100C) not in adc and "DiffusionBValue" not in adc
     for role, token in (("dixon_in_phase", "IN_PHASE"), ("dixon_opposed_phase", "OUT_PHASE"),
                         ("dixon_water", "WATER"), ("dixon_fat", "FAT")):
         ds = _b_files(root, truth, role)[0]
@@ -174,6 +176,9 @@ def test_enhanced_functional_groups(get_study: StudyGetter) -> None:
             expected = np.asarray(s.origin_lps_mm) + direction[:, 0] * s.spacing_mm[0] * k
             np.testing.assert_allclose(ipp, expected, atol=1e-6)
             assert frame.FrameContentSequence[0].InStackPositionNumber == k + 1
+    adc = _b_files(root, truth, "adc")[0]
+    diff = adc.SharedFunctionalGroupsSequence[0].MRDiffusionSequence[0]
+    assert diff.DiffusionDirectionality == "ISOTROPIC" and "DiffusionBValue" not in diff
     ct = pydicom.dcmread(next((root / truth.series_for_role("ct").path).glob("*.dcm")),
                          stop_before_pixels=True)
     assert ct.SOPClassUID == ENHANCED_CT_STORAGE
@@ -182,7 +187,7 @@ def test_enhanced_functional_groups(get_study: StudyGetter) -> None:
 
 
 def _pixels_by_role(root: Path, truth) -> dict[str, np.ndarray]:
-    """Stored pixel arrays per role, stacked in file order (pydicom decoders)."""
+    """Return stored pixel arrays per role, stacked in file order (pydicom decoders)."""
     out = {}
     for s in truth.series:
         arrays = [pydicom.dcmread(f).pixel_array
@@ -203,6 +208,7 @@ def test_lossless_and_seed_independent_noise_free_pixels(get_study: StudyGetter)
     assert len(syntaxes) == 3  # JPEG-LS, RLE and JPEG 2000, each lossless
 
 
+@pytest.mark.slow
 def test_determinism_uids(get_study: StudyGetter) -> None:
     """Same seed → same UIDs (sample_data test compares bytes); other seed → other UIDs."""
     root0, t0 = get_study("siemens-noise-free")

@@ -297,6 +297,11 @@ def label_points(
     """
     l_mm, p_mm, s_mm = points_lps_mm[..., 0], points_lps_mm[..., 1], points_lps_mm[..., 2]
     label = np.full(l_mm.shape, AIR, dtype=np.uint8)
+    if label.size == 0:
+        return label
+    # Bounding box of the points: shapes that cannot reach it are skipped (speed only).
+    flat = points_lps_mm.reshape(-1, 3)
+    lo, hi = flat.min(axis=0), flat.max(axis=0)
     sl, sp = _BODY_SEMI_AXES_MM
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl, sp)] = FAT
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl - _FAT_SHELL_MM,
@@ -305,6 +310,11 @@ def label_points(
                       _CANAL_RADIUS_MM)] = FLUID
     for i, v in enumerate(VERTEBRAE):
         c = v.center_lps_mm
+        lowest_s_mm = c[2] - v.height_mm / 2.0  # of this body and the disc below it
+        if i + 1 < len(VERTEBRAE):
+            lowest_s_mm = VERTEBRAE[i + 1].center_lps_mm[2] + VERTEBRAE[i + 1].height_mm / 2.0
+        if hi[2] < lowest_s_mm or lo[2] > c[2] + v.height_mm / 2.0:
+            continue  # neither this body nor the disc below it reaches the points
         section = _in_ellipse(l_mm, p_mm, (c[0], c[1]), v.semi_axis_l_mm, v.semi_axis_p_mm)
         label[section & (np.abs(s_mm - c[2]) <= v.height_mm / 2.0)] = CORTICAL_BONE
         label[_in_marrow(points_lps_mm, v)] = MARROW
@@ -314,7 +324,10 @@ def label_points(
             bottom = c[2] - v.height_mm / 2.0
             label[section & (s_mm > top) & (s_mm < bottom)] = DISC
     for i, les in enumerate(lesions):
-        d2 = ((points_lps_mm - np.asarray(les.center_lps_mm)) ** 2).sum(axis=-1)
+        centre = np.asarray(les.center_lps_mm)
+        if np.any(centre + les.radius_mm < lo) or np.any(centre - les.radius_mm > hi):
+            continue
+        d2 = ((points_lps_mm - centre) ** 2).sum(axis=-1)
         label[d2 <= les.radius_mm**2] = LESION_LABEL_0 + i
     return label
 
@@ -387,7 +400,8 @@ def check_lesions(lesions: Sequence[LesionSpec], *, coarsest_spacing_mm: float) 
                 f"and ≥ {MIN_LESION_RADIUS_VOXELS:g} voxels of {coarsest_spacing_mm:g} mm), found "
                 f"{les.radius_mm:g}. Potential fix: use a larger radius."
             )
-        if les.attenuation_hu != round(les.attenuation_hu) or not -1000 <= les.attenuation_hu <= 3000:
+        hu = les.attenuation_hu
+        if hu != round(hu) or not -1000 <= hu <= 3000:
             raise InputError(
                 f"{where}: attenuation_hu must be an integer in [-1000, 3000], found "
                 f"{les.attenuation_hu!r}. Potential fix: round the CT number."

@@ -22,9 +22,9 @@ from numpy.typing import NDArray
 from pydicom import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
-    ExplicitVRLittleEndian,
     PYDICOM_IMPLEMENTATION_UID,
     UID,
+    ExplicitVRLittleEndian,
     generate_uid,
 )
 from pydicom.valuerep import format_number_as_ds
@@ -43,6 +43,7 @@ __all__ = [
     "SeriesSpec",
     "write_series",
     "uid_prefix",
+    "enhanced_image_type",
 ]
 
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
@@ -64,7 +65,7 @@ def uid_prefix(seed: int) -> str:
 
 
 def _ds(value: float) -> str:
-    """A DS string (≤ 16 characters) for a float."""
+    """Format a float as a DS string (≤ 16 characters)."""
     return format_number_as_ds(float(value))
 
 
@@ -108,7 +109,7 @@ class StackSpec:
     image_type : tuple of str
     echo_time_ms : float
     b_value_s_per_mm2 : float or None
-        Diffusion b-value (DWI / ADC stacks only).
+        Diffusion b-value (DWI stacks only).
     is_adc : bool
     window_center, window_width : float
     """
@@ -152,6 +153,12 @@ class SeriesSpec:
     flip_angle_deg: float = 0.0
     sequence: str = "CT"
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def enhanced_image_type(image_type: Sequence[str]) -> tuple[str, ...]:
+    """ImageType of an enhanced object: exactly four values (PS3.3 C.8.16.1), padded "NONE"."""
+    values = tuple(image_type[:4])
+    return values + ("NONE",) * (4 - len(values))
 
 
 def _slug(text: str) -> str:
@@ -293,13 +300,12 @@ def _write_classic(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_uid
             ds.EchoTime = _ds(stack.echo_time_ms)
             ds.EchoNumbers = 1
             ds.SpacingBetweenSlices = _ds(stack.grid.spacing_mm[0])
-            if stack.b_value_s_per_mm2 is not None:
-                for tag in list(ds.keys()):
-                    if tag.group in (0x0019, 0x0021, 0x0043, 0x2001) or tag in (
+            for tag in list(ds.keys()):  # drop the previous stack's diffusion tags
+                if tag.group in (0x0019, 0x0021, 0x0043, 0x2001) or tag in (
                         0x00189087, 0x00189075):
-                        del ds[tag]
-                style.decorate_dwi(ds, b_value_s_per_mm2=stack.b_value_s_per_mm2,
-                                   is_adc=stack.is_adc)
+                    del ds[tag]
+            if stack.b_value_s_per_mm2 is not None:
+                style.decorate_dwi(ds, b_value_s_per_mm2=stack.b_value_s_per_mm2)
         ds.WindowCenter = _ds(stack.window_center)
         ds.WindowWidth = _ds(stack.window_width)
         for k in range(n_slices):
@@ -338,9 +344,7 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
         ds.SOPClassUID = ENHANCED_CT_IMAGE_STORAGE if ct else ENHANCED_MR_IMAGE_STORAGE
         ds.SOPInstanceUID = ctx.uid("instance", spec.role, str(stack_index), "enhanced")
         ds.InstanceNumber = stack_index + 1
-        image_type = list(stack.image_type[:4])
-        if len(image_type) < 4:
-            image_type.append("NONE")
+        image_type = list(enhanced_image_type(stack.image_type))
         ds.ImageType = image_type
         ds.AcquisitionDateTime = _STUDY_DATE + ds.AcquisitionTime
         ds.ContentQualification = "RESEARCH"
@@ -420,11 +424,13 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
                 RFEchoTrainLength=1, GradientEchoTrainLength=1)])
             shared.PixelValueTransformationSequence = DicomSequence([_item(
                 RescaleIntercept="0", RescaleSlope="1", RescaleType="US")])
-            if stack.b_value_s_per_mm2 is not None:
+            if stack.is_adc:  # as the Siemens XA ADC map: directionality, no b-value
+                shared.MRDiffusionSequence = DicomSequence([_item(
+                    DiffusionDirectionality="ISOTROPIC")])
+            elif stack.b_value_s_per_mm2 is not None:
                 b = float(stack.b_value_s_per_mm2)
                 shared.MRDiffusionSequence = DicomSequence([_item(
-                    DiffusionBValue=b,
-                    DiffusionDirectionality="ISOTROPIC" if (b > 0 or stack.is_adc) else "NONE")])
+                    DiffusionBValue=b, DiffusionDirectionality="ISOTROPIC" if b > 0 else "NONE")])
         ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
 
         dim_uid = ctx.uid("dimension", spec.role, str(stack_index))

@@ -57,6 +57,7 @@ from bonelesion.phantom.dicom_writer import (
     SeriesSpec,
     StackSpec,
     WriteContext,
+    enhanced_image_type,
     uid_prefix,
     write_series,
 )
@@ -431,7 +432,7 @@ def write_study(
         repetition_time_ms=_DWI_TR_MS, flip_angle_deg=90.0, sequence="EPI",
         extra={"field_strength_t": str(field_t)},
         stacks=[StackSpec(pixels=adc_stored, grid=grids["dwi"], image_type=style.adc_image_type,
-                          echo_time_ms=_DWI_TE_MS, b_value_s_per_mm2=0.0, is_adc=True,
+                          echo_time_ms=_DWI_TE_MS, is_adc=True,
                           window_center=1000.0, window_width=2000.0)],
     ), grids["dwi"]))
 
@@ -451,10 +452,12 @@ def write_study(
                 transfer_syntax_uid=str(spec.transfer_syntax_uid if compressed
                                         else ExplicitVRLittleEndian),
                 path=folder.relative_to(out).as_posix(), n_files=n_files,
-                b_values_s_per_mm2=tuple(float(s.b_value_s_per_mm2) for s in spec.stacks)
+                b_values_s_per_mm2=tuple(float(s.b_value_s_per_mm2) for s in spec.stacks
+                                         if s.b_value_s_per_mm2 is not None)
                 if spec.role == "dwi" else (),
                 echo_time_ms=float(spec.stacks[0].echo_time_ms),
-                image_type=tuple(spec.stacks[0].image_type),
+                image_type=enhanced_image_type(spec.stacks[0].image_type) if enhanced
+                else tuple(spec.stacks[0].image_type),
                 **_grid_truth(grid),  # type: ignore[arg-type]
             ))
     except Exception:

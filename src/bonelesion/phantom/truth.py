@@ -215,7 +215,7 @@ class StudyTruth:
     series: tuple[SeriesTruth, ...]
 
     def lesion(self, lesion_id: str) -> LesionTruth:
-        """The lesion with this id.
+        """Return the lesion with this id.
 
         Raises
         ------
@@ -232,7 +232,7 @@ class StudyTruth:
         )
 
     def tissue(self, name: str) -> TissueTruth:
-        """The background tissue with this name.
+        """Return the background tissue with this name.
 
         Raises
         ------
@@ -248,7 +248,7 @@ class StudyTruth:
         )
 
     def series_for_role(self, role: str) -> SeriesTruth:
-        """The one series with this role.
+        """Return the one series with this role.
 
         Raises
         ------

@@ -41,23 +41,27 @@ class VendorStyle:
     adc_image_type: tuple[str, ...]
     ct_image_type: tuple[str, ...]
 
-    def decorate_dwi(self, ds: Dataset, *, b_value_s_per_mm2: float, is_adc: bool) -> None:
-        """Add the vendor's diffusion tags to a classic single-frame header (in place)."""
+    def decorate_dwi(self, ds: Dataset, *, b_value_s_per_mm2: float) -> None:
+        """Add the vendor's diffusion tags to a classic single-frame DWI header (in place).
+
+        Scanner ADC maps get none: like the Siemens XA ADC map in ../shared/data, they are
+        recognised by ImageType, not by a b-value.
+        """
         b = float(b_value_s_per_mm2)
         if self.vendor == "siemens":
             ds.DiffusionBValue = b
             block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
             block.add_new(0x0C, "IS", str(int(round(b))))
-            block.add_new(0x0D, "CS", "NONE" if b == 0 or is_adc else "ISOTROPIC")
+            block.add_new(0x0D, "CS", "NONE" if b == 0 else "ISOTROPIC")
         elif self.vendor == "ge":
             # No standard (0018,9087): the b-value is only in GEMS_PARM_01 with the offset.
             parm = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
             parm.add_new(0x39, "IS", [GE_B_VALUE_OFFSET + int(round(b)), 8, 0, 0])
             parm.add_new(0x30, "SS", 14 if b == 0 else 16)  # Vas collapse: T2 / DW
             acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
-            acq.add_new(0xE0, "DS", "0" if is_adc else "3")  # number of directions
+            acq.add_new(0xE0, "DS", "3")  # number of directions
             rela = ds.private_block(0x0021, "GEMS_RELA_01", create=True)
-            rela.add_new(0x5A, "SL", 0 if is_adc else 64)  # 3-in-1 (trace) acquisition
+            rela.add_new(0x5A, "SL", 64)  # 3-in-1 (trace) acquisition
         elif self.vendor == "philips":
             ds.DiffusionBValue = b
             ds.DiffusionDirectionality = "ISOTROPIC" if b > 0 else "NONE"
