@@ -492,6 +492,66 @@ def _run_train(args: argparse.Namespace) -> int:
 _COMMANDS.append(_add_train)
 
 
+def _extend_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the classifier and report options to the stages' ``measure`` command.
+
+    Must run after ``_add_measure`` (this block sits after the stages block); when
+    ``measure`` is not registered it does nothing.
+    """
+    p = sub.choices.get("measure")
+    if p is None:
+        logger.debug("no measure command to extend with classifier/report options")
+        return
+    p.add_argument("--model", type=_existing_path, metavar="MODEL.json",
+                   help="trained model (bonelesion train) to use instead of the literature rules")
+    p.add_argument("--classifier-config", type=_existing_path, metavar="FILE",
+                   help="classifier thresholds TOML (default: configs/classifier.toml values)")
+    p.add_argument("--no-classify", action="store_true",
+                   help="only measure: no calls, no report views")
+    p.add_argument("--no-dicom", action="store_true", help="do not write DICOM SEG + SR")
+    p.add_argument("--no-qc", action="store_true", help="do not write QC images")
+    p.set_defaults(handler=_measure_then_report, measure_handler=p.get_default("handler"))
+
+
+def _measure_then_report(args: argparse.Namespace) -> int:
+    from bonelesion.classify.config import load_classifier_config
+
+    # load config and model first: a bad file must fail before the (long) measurement
+    config = load_classifier_config(args.classifier_config)
+    model = None
+    if args.model is not None:
+        from bonelesion.classify.model import load_model
+
+        model = load_model(args.model)
+    code: int = args.measure_handler(args)
+    if code != EXIT_OK or args.no_classify:
+        return code
+    from bonelesion.report.measure_hook import add_calls_and_reports
+
+    stacks = lesions = None
+    if not (args.no_dicom and args.no_qc):
+        # measure does not hand its stacks back: read them again for SEG/SR/QC
+        from bonelesion import load_series
+        from bonelesion.roi.sources import load_lesions
+
+        stacks, lesions = load_series(args.export_dir), load_lesions(args.rois)
+    files = add_calls_and_reports(
+        args.out, stacks=stacks, lesions=lesions, config=config, model=model,
+        qc=not args.no_qc, dicom=not args.no_dicom,
+        command=["bonelesion", *(f"{k}={v}" for k, v in sorted(vars(args).items())
+                                 if k not in ("handler", "measure_handler"))],
+    )
+    labels = [c["call"]["label"] for c in files.document["lesions"]]
+    print(f"calls: {labels.count('malignant')} malignant, {labels.count('benign')} benign, "
+          f"{labels.count('indeterminate')} indeterminate → {files.html or files.results_json}")
+    for problem in files.problems:
+        logger.warning("%s", problem)
+    return EXIT_OK
+
+
+_COMMANDS.append(_extend_measure)
+
+
 # ---- phantom commands ----
 def _add_phantom(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(

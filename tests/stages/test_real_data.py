@@ -25,6 +25,8 @@ pytestmark = pytest.mark.shared_data
 
 #: Done-means: median |fitted − scanner| / scanner over head voxels.
 MAX_MEDIAN_REL_ERROR_VS_SCANNER = 0.01
+#: Head voxels that must get a fitted value (the rest: noise floor / non-positive signal).
+MIN_FITTED_FRACTION_IN_HEAD = 0.97
 #: Plausible median brain ADC (grey/white matter dominate a brain mask), mm²/s.
 BRAIN_ADC_RANGE_MM2_PER_S = (0.6e-3, 1.2e-3)
 #: Fatty (mixed) vertebral marrow loses far more than 20 % on opposed phase.
@@ -71,25 +73,47 @@ def test_fitted_adc_matches_siemens_xa30_scanner_map(tmp_path: Path) -> None:
     head = _otsu_mask(b0.array) & (scanner_adc > 0)
     assert head.sum() > 10_000
     values = fitted[head]
-    assert np.isnan(values).mean() < 0.01  # the noise floor mask spares the head
     ok = np.isfinite(values)
+    assert ok.mean() > MIN_FITTED_FRACTION_IN_HEAD  # the noise-floor mask spares the head
     rel = np.abs(values[ok] - scanner_adc[head][ok]) / scanner_adc[head][ok]
     assert np.median(rel) < MAX_MEDIAN_REL_ERROR_VS_SCANNER
 
 
-def test_multi_b_fit_on_philips_brain_is_plausible() -> None:
+def test_multi_b_selection_on_philips_headers() -> None:
+    # philips/dti/002 keeps real Philips headers (b in private tag 2001,1003) but its pixel
+    # data were replaced by uniform noise (0–254) when dicom2nifti anonymised it, so only the
+    # b-value handling can be checked here; plausibility is checked on the XA30 brain below.
     series = _series_module()
     folder = shared_path("multivendor_cases_dicom2nifti", "dicom", "philips", "dti", "002")
-    stacks = series.load_series(folder)
-    (dwi,) = dwi_sets(stacks)
+    (dwi,) = dwi_sets(series.load_series(folder))
     assert dwi.b_values_s_per_mm2 == pytest.approx((0.0, 40.0, 273.0, 800.0), abs=1.0)
     fit = fit_adc(dwi.volumes, config=DwiAdcConfig())
-    assert fit.b_values_s_per_mm2 == pytest.approx((273.0, 800.0), abs=1.0)  # b ≥ 50
+    assert fit.b_values_s_per_mm2 == pytest.approx((273.0, 800.0), abs=1.0)  # b ≥ 50 only
+    assert fit.volume.shape == dwi.volumes[0].shape
+
+
+@pytest.mark.slow
+def test_trace_of_20_directions_matches_scanner_and_is_plausible_brain_adc() -> None:
+    # Raw XA30 series 10: b = 0 plus 20 directions at b = 2500, combined to the trace
+    # (geometric mean) and fitted; compared with the scanner's own ADC map (series 11).
+    series = _series_module()
+    base = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom")
+    (dwi,) = dwi_sets(series.load_series(base / "10_DWI_dir80_PA"))
+    assert len(dwi.volumes) == 21 and dwi.b_values_s_per_mm2 == (0.0, 2500.0)
+    fit = fit_adc(dwi.volumes, config=DwiAdcConfig())
+    assert any("geometric mean of 20 directions" in n for n in fit.notes)
+    scanner = series.load_series(base / "11_DWI_dir80_PA")[0].volume
     b0 = next(v for v in dwi.volumes if v.series.b_value_s_per_mm2 == 0.0)
-    brain = _otsu_mask(b0.array) & np.isfinite(fit.volume.array)
-    median = float(np.median(np.asarray(fit.volume.array)[brain]))
+    assert scanner.geometry_equal(b0)
+    scanner_adc = np.asarray(scanner.array, dtype=np.float64)
+    head = _otsu_mask(b0.array) & (scanner_adc > 0)
+    values = np.asarray(fit.volume.array, dtype=np.float64)[head]
+    ok = np.isfinite(values)
+    assert ok.mean() > MIN_FITTED_FRACTION_IN_HEAD
+    rel = np.abs(values[ok] - scanner_adc[head][ok]) / scanner_adc[head][ok]
+    assert np.median(rel) < MAX_MEDIAN_REL_ERROR_VS_SCANNER
     low, high = BRAIN_ADC_RANGE_MM2_PER_S
-    assert low < median < high
+    assert low < float(np.median(values[ok])) < high
 
 
 def test_chaos_dixon_vertebral_marrow_shows_fatty_signal_drop() -> None:

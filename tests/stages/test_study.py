@@ -82,9 +82,11 @@ def test_missing_modalities_have_reasons() -> None:
     assert m.ct is not None and m.chemical_shift is None and m.adc is None
     assert "no in/opposed-phase" in m.missing["chemical_shift"]
     assert "no scanner ADC map" in m.missing["adc"]
-    mr_only = [s for s in stacks if s.info.role != "ct"]
+    mr_only = [s for s in stacks if s.info.role not in ("ct", "dixon_water", "dixon_fat")]
     (m,) = measure_study(mr_only, [lesion], PipelineConfig())
     assert "no CT stack" in m.missing["ct"]
+    assert m.chemical_shift is not None and m.chemical_shift.fat_fraction is None
+    assert "this study has none" in m.missing["fat_fraction"]
 
 
 def test_errors_become_reasons_not_failures() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from bonelesion.config import build_config, read_toml
 from bonelesion.errors import ConfigError
+from bonelesion.stages.base import check_erosion_margin
 
 __all__ = [
     "CtAttenuationConfig",
@@ -47,16 +48,8 @@ class CtAttenuationConfig:
     erosion_margin_mm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.erosion_margin_voxels < 0:
-            raise ConfigError(
-                f"stages.ct_attenuation.erosion_margin_voxels: must be ≥ 0, found "
-                f"{self.erosion_margin_voxels}."
-            )
-        if self.erosion_margin_mm is not None and not self.erosion_margin_mm >= 0:
-            raise ConfigError(
-                f"stages.ct_attenuation.erosion_margin_mm: must be ≥ 0, found "
-                f"{self.erosion_margin_mm}."
-            )
+        check_erosion_margin("stages.ct_attenuation", self.erosion_margin_voxels,
+                             self.erosion_margin_mm)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +84,9 @@ class ChemicalShiftConfig:
         TE sanity check per field strength (CLINICAL_REFERENCE.md default 10).
     field_strength_tolerance_t : float
         A series matches a window when its field strength is within this many tesla.
+    erosion_margin_voxels, erosion_margin_mm
+        Core ROI on each image grid, as in `CtAttenuationConfig` (partial volume at the
+        lesion edge excluded; default 1 voxel).
     """
 
     echo_time_windows: tuple[EchoTimeWindow, ...] = (
@@ -100,8 +96,12 @@ class ChemicalShiftConfig:
                        in_phase_te_ms=(2.1, 2.5)),
     )
     field_strength_tolerance_t: float = 0.25
+    erosion_margin_voxels: int = 1
+    erosion_margin_mm: float | None = None
 
     def __post_init__(self) -> None:
+        check_erosion_margin("stages.mr_chemical_shift", self.erosion_margin_voxels,
+                             self.erosion_margin_mm)
         if not self.field_strength_tolerance_t > 0:
             raise ConfigError(
                 "stages.mr_chemical_shift.field_strength_tolerance_t: must be > 0, found "
@@ -123,13 +123,18 @@ class DwiAdcConfig:
         fraction of the 99th percentile of that image, or when any fitted signal is ≤ 0.
     prefer_scanner_adc : bool
         Use the scanner's ADC map when the study has one (default true).
+    erosion_margin_voxels, erosion_margin_mm
+        Core ROI on the ADC grid, as in `CtAttenuationConfig` (default 1 voxel).
     """
 
     b_min_s_per_mm2: float = 50.0
     noise_floor_fraction: float = 0.05
     prefer_scanner_adc: bool = True
+    erosion_margin_voxels: int = 1
+    erosion_margin_mm: float | None = None
 
     def __post_init__(self) -> None:
+        check_erosion_margin("stages.dwi_adc", self.erosion_margin_voxels, self.erosion_margin_mm)
         if not self.b_min_s_per_mm2 >= 0:
             raise ConfigError(
                 f"stages.dwi_adc.b_min_s_per_mm2: must be ≥ 0, found {self.b_min_s_per_mm2}."

@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from bonelesion.config import config_to_dict
 from bonelesion.model.results import CtAttenuationResult, Provenance
 from bonelesion.model.volume import Volume
-from bonelesion.stages.base import mask_array_on, require_unit, series_label, warn_data_quality
+from bonelesion.stages.base import core_roi, ellipsoid_footprint, mask_array_on, require_unit
+from bonelesion.stages.base import erode_mask as _erode
 from bonelesion.stages.config import CtAttenuationConfig
 from bonelesion.units import IntensityUnit
 
@@ -29,49 +29,12 @@ STAGE = "ct_attenuation"
 _MM3_PER_ML = 1000.0
 
 
-def ellipsoid_footprint(radii_voxels: tuple[float, float, float]) -> NDArray[np.bool_]:
-    """Ellipsoidal structuring element with the given semi-axes (voxels) along (s, r, c).
-
-    A voxel offset ``d`` belongs to it when Σ (d_k / r_k)² ≤ 1; axes with a radius below one
-    voxel get extent 0 (no erosion along them).
-
-    Examples
-    --------
-    >>> ellipsoid_footprint((1.0, 1.0, 1.0)).sum()  # the 6-connected cross + centre
-    np.int64(7)
-    """
-    half = [int(np.floor(r + 1e-9)) for r in radii_voxels]
-    grids = np.meshgrid(*(np.arange(-h, h + 1) for h in half), indexing="ij")
-    total = np.zeros(grids[0].shape, dtype=np.float64)
-    for g, r, h in zip(grids, radii_voxels, half, strict=True):
-        if h > 0:
-            total += (g / r) ** 2
-    return total <= 1.0 + 1e-9
-
-
-def _radii_voxels(
-    spacing_mm: tuple[float, float, float], config: CtAttenuationConfig
-) -> tuple[float, float, float]:
-    if config.erosion_margin_mm is not None:
-        return tuple(config.erosion_margin_mm / s for s in spacing_mm)  # type: ignore[return-value]
-    n = float(config.erosion_margin_voxels)
-    return (n, n, n)
-
-
 def erode_mask(
     mask: NDArray[np.bool_], spacing_mm: tuple[float, float, float], config: CtAttenuationConfig
 ) -> tuple[NDArray[np.bool_], tuple[float, float, float]]:
-    """Erode a boolean (S, R, C) mask by the configured margin; return (core, radii_voxels).
-
-    Voxels outside the array count as background, so a mask touching the border is eroded
-    there too.
-    """
-    radii = _radii_voxels(spacing_mm, config)
-    footprint = ellipsoid_footprint(radii)
-    if footprint.sum() <= 1:
-        return mask.copy(), radii
-    core = ndimage.binary_erosion(mask, structure=footprint, border_value=0)
-    return np.asarray(core, dtype=bool), radii
+    """Erode a boolean (S, R, C) mask by the configured margin; return (core, radii_voxels)."""
+    return _erode(mask, spacing_mm, margin_voxels=config.erosion_margin_voxels,
+                  margin_mm=config.erosion_margin_mm)
 
 
 def measure_attenuation(
@@ -115,20 +78,9 @@ def measure_attenuation(
     lesion = mask_array_on(volume, mask, stage=STAGE, lesion_id=lesion_id)
     start = time.perf_counter()
     warnings: list[str] = []
-    core, radii = erode_mask(lesion, volume.spacing_mm, config)
-    margin_mm = (
-        float(config.erosion_margin_mm) if config.erosion_margin_mm is not None
-        else float(config.erosion_margin_voxels * min(volume.spacing_mm))
-    )
-    if not core.any():
-        warn_data_quality(
-            f"{STAGE}: eroding lesion {lesion_id!r} ({int(lesion.sum())} voxels) on series "
-            f"{series_label(volume)} by {radii} voxels left no voxel; the un-eroded mask was "
-            "used, so edge voxels (partial volume) are included.",
-            warnings,
-        )
-        core = lesion
-        margin_mm = 0.0
+    core, radii, margin_mm = core_roi(
+        lesion, volume, margin_voxels=config.erosion_margin_voxels,
+        margin_mm=config.erosion_margin_mm, stage=STAGE, lesion_id=lesion_id, warnings=warnings)
     values = np.asarray(volume.array, dtype=np.float64)[core]
     p05, median, p95 = np.percentile(values, [5.0, 50.0, 95.0])
     sd = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")

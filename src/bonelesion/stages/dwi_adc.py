@@ -19,7 +19,13 @@ from bonelesion.config import config_to_dict
 from bonelesion.errors import GeometryMismatchError, InputError, MissingAttributeError
 from bonelesion.model.results import AdcResult, Provenance
 from bonelesion.model.volume import Volume
-from bonelesion.stages.base import mask_array_on, require_unit, series_label, warn_data_quality
+from bonelesion.stages.base import (
+    core_roi,
+    mask_array_on,
+    require_unit,
+    series_label,
+    warn_data_quality,
+)
 from bonelesion.stages.config import DwiAdcConfig
 from bonelesion.units import IntensityUnit
 
@@ -223,6 +229,7 @@ def measure_adc(
 
     Notes
     -----
+    Statistics are taken in the core ROI (mask eroded by the configured margin, as for CT);
     NaN voxels (noise floor) are excluded and counted in a warning; SD uses ddof = 1.
     """
     if isinstance(adc_map, Volume):
@@ -231,9 +238,12 @@ def measure_adc(
     require_unit(volume, IntensityUnit.MM2_PER_S, stage=STAGE, what="ADC map")
     on_grid = mask(volume) if callable(mask) else mask
     lesion = mask_array_on(volume, on_grid, stage=STAGE, lesion_id=lesion_id)
-    values = np.asarray(volume.array, dtype=np.float64)[lesion]
-    finite = np.isfinite(values)
     warnings: list[str] = []
+    core, _, _ = core_roi(lesion, volume, margin_voxels=config.erosion_margin_voxels,
+                          margin_mm=config.erosion_margin_mm, stage=STAGE,
+                          lesion_id=lesion_id, warnings=warnings)
+    values = np.asarray(volume.array, dtype=np.float64)[core]
+    finite = np.isfinite(values)
     if not finite.any():
         raise InputError(
             f"{STAGE}: lesion {lesion_id!r}: all {values.size} ADC voxels on series "

@@ -16,7 +16,13 @@ from bonelesion.config import config_to_dict
 from bonelesion.errors import InputError
 from bonelesion.model.results import ChemicalShiftResult, Provenance
 from bonelesion.model.volume import Volume
-from bonelesion.stages.base import mask_array_on, require_unit, series_label, warn_data_quality
+from bonelesion.stages.base import (
+    core_roi,
+    mask_array_on,
+    require_unit,
+    series_label,
+    warn_data_quality,
+)
 from bonelesion.stages.config import ChemicalShiftConfig
 from bonelesion.units import IntensityUnit
 
@@ -50,11 +56,23 @@ class DixonImages:
     fat: Volume | None = None
 
 
-def _mean_in(image: Volume, mask: MaskSource, *, lesion_id: str, what: str) -> tuple[float, int]:
+def _mean_in(
+    image: Volume,
+    mask: MaskSource,
+    *,
+    lesion_id: str,
+    what: str,
+    config: ChemicalShiftConfig,
+    warnings: list[str],
+) -> tuple[float, int]:
+    """Mean signal of ``image`` in the core ROI of the lesion on its grid, and voxel count."""
     require_unit(image, IntensityUnit.ARBITRARY, stage=STAGE, what=what)
     on_grid = mask(image) if callable(mask) else mask
     array = mask_array_on(image, on_grid, stage=STAGE, lesion_id=lesion_id)
-    values = np.asarray(image.array, dtype=np.float64)[array]
+    core, _, _ = core_roi(array, image, margin_voxels=config.erosion_margin_voxels,
+                          margin_mm=config.erosion_margin_mm, stage=STAGE,
+                          lesion_id=lesion_id, warnings=warnings)
+    values = np.asarray(image.array, dtype=np.float64)[core]
     return float(values.mean()), int(values.size)
 
 
@@ -152,9 +170,11 @@ def measure_chemical_shift(
     warnings: list[str] = []
     for message in check_echo_times(images, config):
         warn_data_quality(message, warnings)
-    ip_mean, voxels = _mean_in(images.in_phase, mask, lesion_id=lesion_id, what="in-phase image")
+    ip_mean, voxels = _mean_in(images.in_phase, mask, lesion_id=lesion_id, what="in-phase image",
+                          config=config, warnings=warnings)
     op_mean, _ = _mean_in(images.opposed_phase, mask, lesion_id=lesion_id,
-                          what="opposed-phase image")
+                          what="opposed-phase image",
+                          config=config, warnings=warnings)
     if not ip_mean > 0:
         raise InputError(
             f"{STAGE}: lesion {lesion_id!r}: mean in-phase signal on series "
@@ -166,8 +186,10 @@ def measure_chemical_shift(
     uids = [images.in_phase.series.series_instance_uid,
             images.opposed_phase.series.series_instance_uid]
     if images.water is not None and images.fat is not None:
-        w_mean, _ = _mean_in(images.water, mask, lesion_id=lesion_id, what="water image")
-        f_mean, _ = _mean_in(images.fat, mask, lesion_id=lesion_id, what="fat image")
+        w_mean, _ = _mean_in(images.water, mask, lesion_id=lesion_id, what="water image",
+                          config=config, warnings=warnings)
+        f_mean, _ = _mean_in(images.fat, mask, lesion_id=lesion_id, what="fat image",
+                          config=config, warnings=warnings)
         if w_mean + f_mean > 0:
             fat_fraction = f_mean / (w_mean + f_mean)
         else:
@@ -183,9 +205,11 @@ def measure_chemical_shift(
     normalised = None
     if reference_mask is not None:
         ref_ip, _ = _mean_in(images.in_phase, reference_mask, lesion_id=f"{lesion_id}:reference",
-                             what="in-phase image")
+                             what="in-phase image",
+                          config=config, warnings=warnings)
         ref_op, _ = _mean_in(images.opposed_phase, reference_mask,
-                             lesion_id=f"{lesion_id}:reference", what="opposed-phase image")
+                             lesion_id=f"{lesion_id}:reference", what="opposed-phase image",
+                          config=config, warnings=warnings)
         if ref_ip > 0 and ref_op > 0:
             normalised = sir / (ref_op / ref_ip)
         else:

@@ -36,7 +36,7 @@ CSV_COLUMNS = (
 EXTRA_CSV_COLUMNS = (
     "ct_core_voxels", "ct_attenuation_min_hu", "ct_attenuation_p05_hu",
     "mr_in_phase_series_uid", "mr_opposed_phase_series_uid", "mr_voxels",
-    "mr_normalised_chemical_shift_ratio", "adc_series_uid", "adc_voxels", "adc_p90_mm2_per_s",
+    "adc_series_uid", "adc_voxels", "adc_p90_mm2_per_s",
     "adc_sd_mm2_per_s", "treated", "missing", "warnings",
 )
 
@@ -70,7 +70,6 @@ def lesion_row(m: LesionMeasurements) -> dict[str, Any]:
         "mr_in_phase_series_uid": cs.in_phase_series_uid if cs else None,
         "mr_opposed_phase_series_uid": cs.opposed_phase_series_uid if cs else None,
         "mr_voxels": cs.voxel_count if cs else None,
-        "mr_normalised_chemical_shift_ratio": cs.normalised_chemical_shift_ratio if cs else None,
         "adc_series_uid": adc.series_instance_uid if adc else None,
         "adc_voxels": adc.voxel_count if adc else None,
         "adc_p90_mm2_per_s": adc.adc_p90_mm2_per_s if adc else None,

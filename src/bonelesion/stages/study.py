@@ -33,6 +33,7 @@ __all__ = [
     "FEATURE_CT",
     "FEATURE_CHEMICAL_SHIFT",
     "FEATURE_ADC",
+    "FEATURE_FAT_FRACTION",
 ]
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 FEATURE_CT = "ct"
 FEATURE_CHEMICAL_SHIFT = "chemical_shift"
 FEATURE_ADC = "adc"
+#: A value inside the chemical-shift result that can be missing on its own.
+FEATURE_FAT_FRACTION = "fat_fraction"
 
 
 class StackLike(Protocol):
@@ -269,6 +272,12 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         _run(FEATURE_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
             dixon, lesion.mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
             lesion, ctx.study_uid, results, missing)
+    cs = results.get(FEATURE_CHEMICAL_SHIFT)
+    if cs is not None and getattr(cs, "fat_fraction", None) is None:
+        missing[FEATURE_FAT_FRACTION] = (
+            "fat fraction needs Dixon water and fat images (roles dixon_water, dixon_fat); "
+            + ("this study has none" if dixon is None or (dixon.water is None and dixon.fat is None)
+               else "see the chemical_shift warnings"))
     # ---- ADC
     adcs = [v for v in ctx.scanner_adcs if _same_frame(v, lesion)]
     sets = [s for s in ctx.sets if _same_frame(s.volumes[0], lesion)]
