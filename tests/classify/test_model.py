@@ -248,3 +248,18 @@ def test_train_from_csv_records_files(tmp_path: Path, rng: np.random.Generator) 
     model = train_model_from_csv(lesions, labels, folds=4)
     assert model.training["lesions_csv"] == str(lesions) and model.indicators == ()
     assert model.cv["folds"] == 4
+
+
+def test_reads_the_lesion_table_written_by_measure(tmp_path: Path) -> None:
+    from bonelesion.stages.output import write_lesions_csv
+
+    ms = [lesion(ct=650.0, sir=0.95, fat_fraction=0.02, adc=0.8e-3, lesion_id="A"),
+          lesion(ct=1200.0, lesion_id="B")]
+    path = write_lesions_csv(ms, tmp_path / "lesions.csv")
+    keys, raw, names, has_study = read_lesion_features_csv(path)
+    assert has_study and [k[1] for k in keys] == ["A", "B"]
+    assert set(names) == {"ct_attenuation_mean_hu", "ct_attenuation_max_hu",
+                          "chemical_shift_ratio", "fat_fraction", "adc_mean_mm2_per_s"}
+    row = dict(zip(names, raw[0], strict=True))
+    assert row["chemical_shift_ratio"] == 0.95 and row["adc_mean_mm2_per_s"] == 0.8e-3
+    assert np.isnan(dict(zip(names, raw[1], strict=True))["chemical_shift_ratio"])

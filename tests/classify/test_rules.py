@@ -164,7 +164,7 @@ def test_ct_disabled() -> None:
 # ----------------------------------------------------------------------------- CSI rule
 @pytest.mark.parametrize(
     ("sir", "label", "lr"),
-    [(0.80 + 0.05 + 1e-3, Label.MALIGNANT, CSI_LR_POS), (0.80 - 0.05 - 1e-3, Label.BENIGN,
+    [(0.80 + 0.03 + 1e-3, Label.MALIGNANT, CSI_LR_POS), (0.80 - 0.03 - 1e-3, Label.BENIGN,
                                                           CSI_LR_NEG),
      (1.0, Label.MALIGNANT, CSI_LR_POS), (0.40, Label.BENIGN, CSI_LR_NEG)],
 )
@@ -175,7 +175,7 @@ def test_csi_rule(sir: float, label: Label, lr: float) -> None:
     assert "Suh" in reason(call, "chemical_shift_ratio").citation
 
 
-@pytest.mark.parametrize("sir", [0.75, 0.799, 0.80, 0.801, 0.85])
+@pytest.mark.parametrize("sir", [0.77, 0.799, 0.80, 0.801, 0.83])
 def test_csi_near_threshold(sir: float) -> None:
     call = classify_lesion(lesion(sir=sir))
     assert reason(call, "chemical_shift_ratio").status is FeatureStatus.NEAR_THRESHOLD
@@ -271,7 +271,7 @@ def test_all_three_concordant_benign() -> None:
     [
         {"ct": (650.0, 800.0), "sir": 0.4},  # CT malignant, CSI benign
         {"sir": 1.0, "adc": 1.9e-3},  # CSI malignant, ADC benign
-        {"ct": (1200.0, 1300.0), "adc": 0.7e-3},  # CT benign, ADC malignant
+        {"ct": (450.0, 600.0), "adc": 1.9e-3},  # CT malignant, ADC benign (not dense)
     ],
 )
 def test_conflicting_evidence_is_indeterminate(kwargs: dict) -> None:
@@ -322,7 +322,7 @@ def test_reasons_json_is_complete() -> None:
     data = json.loads(cols["reasons"])
     assert data["method"] == "rules"
     keys = {"feature", "status", "value", "unit", "threshold", "direction", "favours", "weight",
-            "likelihood_ratio", "log_odds", "citation", "note"}
+            "likelihood_ratio", "log_odds", "citation", "note", "unreliable"}
     assert {f["feature"] for f in data["features"]} == {
         "ct_attenuation_mean_hu", "ct_attenuation_max_hu", "chemical_shift_ratio",
         "adc_mean_mm2_per_s"}
@@ -330,3 +330,18 @@ def test_reasons_json_is_complete() -> None:
         assert set(f) == keys
     assert sum(f["log_odds"] for f in data["features"]) == pytest.approx(
         math.log(call.probability_malignant / (1 - call.probability_malignant)), abs=1e-9)
+
+
+def test_unreliable_adc_does_not_make_a_conflict() -> None:
+    # enostosis-like: CT and CSI benign; ADC "restricted" but in dense sclerosis (T2 black-out)
+    call = classify_lesion(lesion(ct=(1250.0, 1400.0), sir=0.6, adc=0.6e-3))
+    adc = reason(call, "adc_mean_mm2_per_s")
+    assert adc.unreliable and adc.favours is Label.MALIGNANT
+    assert adc.weight == pytest.approx(0.25)  # dense sclerosis ×0.5, second MR feature ×0.5
+    assert call.label is Label.BENIGN
+    assert call.probability_malignant == pytest.approx(
+        p_from((CT_LR_NEG, 1.0), (CSI_LR_NEG, 1.0), (ADC_LR_POS, 0.25)), abs=ATOL_P)
+    assert any("not treated as conflicting" in d for d in call.decision)
+    # an unreliable ADC alone is still evidence (it is the only side)
+    alone = classify_lesion(lesion(ct=1250.0, adc=0.6e-3, annotations={"treated": True}))
+    assert reason(alone, "adc_mean_mm2_per_s").counted

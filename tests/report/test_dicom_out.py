@@ -168,8 +168,17 @@ def test_source_file_position_mismatch(ct_study) -> None:  # type: ignore[no-unt
                      origin_lps_mm=tuple(np.asarray(ct.origin_lps_mm) + [0.0, 0.0, 1.0]),
                      direction_lps=ct.direction_lps, intensity_unit=ct.intensity_unit,
                      series=ct.series)
-    with pytest.raises(GeometryMismatchError, match=r"matches no free slice"):
+    with pytest.raises(GeometryMismatchError, match=r"matches no slice of the volume"):
         read_source_datasets(shifted)
+
+
+def test_two_files_on_one_slice(ct_study) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    files = list(ct.series.source_files)
+    files[1] = files[0]
+    dup = ct.with_array(ct.array, series=ct.series.replace(source_files=tuple(files)))
+    with pytest.raises(GeometryMismatchError, match=r"which another file already holds"):
+        read_source_datasets(dup)
 
 
 def test_source_without_position(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -200,5 +209,33 @@ def test_no_source_files_refused(ct_study, tmp_path: Path) -> None:  # type: ign
     ct, study, _ = ct_study
     bare = ct.with_array(ct.array, series=ct.series.replace(source_files=()))
     s = study_result(study.lesions, calls=study.calls, volumes={"ct": bare}, masks=study.masks)
-    with pytest.raises(UnsupportedInputError, match="no series with one source file per slice"):
+    with pytest.raises(UnsupportedInputError, match="no series with its source files"):
         write_study_dicom(s, tmp_path)
+
+
+def test_seg_on_a_multiframe_source(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An enhanced (multi-frame) CT: frames are mapped to slices by their own positions."""
+    ct, study, _ = ct_study
+    # highdicom converts the classic files (given in shuffled file order) to one
+    # Legacy Converted Enhanced CT object
+    legacy = [pydicom.dcmread(f) for f in sorted(ct.series.source_files)]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=legacy, series_instance_uid=pydicom.uid.generate_uid(), series_number=3,
+        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1)
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path)
+    vol = ct.with_array(ct.array, series=ct.series.replace(
+        source_files=(str(path),), sop_instance_uids=(enhanced.SOPInstanceUID,)))
+    s = study_result(study.lesions, calls=study.calls, volumes={"ct": vol}, masks=study.masks)
+    written = write_study_dicom(s, tmp_path / "out")
+    seg = hd.seg.segread(written.seg_path)
+    masks = lesion_masks(ct)
+    for k, lid in enumerate(["L1", "L2"]):
+        got = seg.get_volume(segment_numbers=[k + 1], combine_segments=True)
+        # compare in patient space: every mask voxel centre of the SEG lies in our mask
+        arr = np.asarray(got.array) != 0
+        assert arr.sum() == int(np.asarray(masks[lid].array).sum())
+        pts = got.map_indices_to_reference(np.argwhere(arr))
+        idx = np.rint(ct.lps_to_index(pts)).astype(int)
+        assert np.asarray(masks[lid].array)[tuple(idx.T)].all()
+    assert _dciodvfy_errors(written.seg_path) == []

@@ -182,3 +182,25 @@ def test_reports_without_images_record_why(tmp_path: Path) -> None:
     doc = json.loads(files.results_json.read_text())
     assert any("no DICOM SEG/SR" in w for w in doc["warnings"])
     assert files.html is not None and "L1" in files.html.read_text()
+
+
+def test_qc_png_crops_to_the_lesion(tmp_path: Path) -> None:
+    # 0.5 mm pixels, 200×200: lesion of radius 5 mm at row 150, column 40
+    shape = (3, 200, 200)
+    s, r, c = np.indices(shape)
+    mask_arr = ((r - 150) * 0.5) ** 2 + ((c - 40) * 0.5) ** 2 <= 25.0
+    mask_arr &= s == 1
+    vol = Volume(array=np.where(mask_arr, 700.0, 40.0), spacing_mm=(3.0, 0.5, 0.5),
+                 origin_lps_mm=(0.0, 0.0, 0.0), direction_lps=np.eye(3),
+                 intensity_unit=IntensityUnit.HU)
+    path = render_qc_image(vol, vol.with_array(mask_arr), tmp_path / "crop.png")
+    img = np.asarray(Image.open(path).convert("RGB"))
+    red = (img[..., 0] == 255) & (img[..., 1] == 40) & (img[..., 2] == 40)
+    rows, cols = np.nonzero(red)
+    # lesion: columns 30–50, rows 140–160 (21 px = 10.5 mm); margin max(25 mm, 10.5 mm) = 50 px.
+    # columns 0–100 (clipped at 0) = 50.5 mm; rows 90–199 (clipped at 200) = 55 mm; the short
+    # side (50.5 mm) becomes 256 px. Lesion centre: column 40.5 px → 20.25 mm, row 60.5 px
+    # (from row 90) → 30.25 mm.
+    scale_px_per_mm = 256 / 50.5
+    assert (cols.min() + cols.max()) / 2 == pytest.approx(20.25 * scale_px_per_mm, abs=3)
+    assert (rows.min() + rows.max()) / 2 == pytest.approx(30.25 * scale_px_per_mm, abs=3)

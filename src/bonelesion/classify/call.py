@@ -79,6 +79,9 @@ class FeatureReason:
     citation : str
     note : str
         Scope gates applied, why not used, correlation discount …
+    unreliable : bool
+        Down-weighted because the measurement is known to be unreliable here (ADC in dense
+        sclerosis); such a feature still counts, but does not make the evidence "conflicting".
     """
 
     feature: str
@@ -93,6 +96,7 @@ class FeatureReason:
     log_odds: float = 0.0
     citation: str = ""
     note: str = ""
+    unreliable: bool = False
 
     @property
     def counted(self) -> bool:
@@ -114,6 +118,7 @@ class FeatureReason:
             "log_odds": self.log_odds,
             "citation": self.citation,
             "note": self.note,
+            "unreliable": self.unreliable,
         }
 
 

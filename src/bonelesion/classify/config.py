@@ -103,7 +103,7 @@ class ChemicalShiftRuleConfig:
 
     enabled: bool = True
     sir_threshold_ratio: float = 0.80
-    near_threshold_band_ratio: float = 0.05
+    near_threshold_band_ratio: float = 0.03
     fat_dominant_fraction: float = 0.5
     sensitivity: float = 0.92
     specificity: float = 0.89

@@ -121,14 +121,15 @@ def _evidence(
     status: FeatureStatus = FeatureStatus.APPLIED,
 ) -> FeatureReason:
     lr_pos, lr_neg = likelihood_ratios(sensitivity, specificity)
+    u = "" if unit == UNIT_RATIO else f" {unit}"
     # band edges inclusive; the relative slack absorbs binary rounding of e.g. 1.24e-3 − 1.14e-3
     near = band > 0.0 and abs(value - threshold) <= band * (1.0 + 1e-9)
     if near and status is FeatureStatus.APPLIED:
         return FeatureReason(
             feature=feature, status=FeatureStatus.NEAR_THRESHOLD, value=value, unit=unit,
             threshold=threshold, direction=direction, citation=citation,
-            note=(f"{value:.6g} {unit} lies within ±{band:.6g} {unit} of the threshold "
-                  f"{threshold:.6g}: not counted; calibration or protocol differences could "
+            note=(f"{value:.6g}{u} lies within ±{band:.6g}{u} of the threshold "
+                  f"{threshold:.6g}{u}: not counted; calibration or protocol differences could "
                   f"flip it. {note}").strip(),
         )
     lr = lr_pos if malignant_side else lr_neg
@@ -260,20 +261,23 @@ def _adc_reason(m: LesionMeasurements, config: ClassifierConfig) -> FeatureReaso
         return _not_used(name, FeatureStatus.MISSING, "ADC is not a finite number",
                          citation=cfg.citation)
     weight = 1.0
+    unreliable = False
     notes = [f"ADC source: {m.adc.adc_source}"]
     ct_mean = _finite(m.ct.attenuation_mean_hu) if m.ct is not None else None
     if ct_mean is not None and ct_mean >= cfg.dense_sclerosis_floor_hu:
         weight *= cfg.dense_sclerosis_weight
+        unreliable = True
         notes.append(
             f"down-weighted ×{cfg.dense_sclerosis_weight:g}: densely sclerotic on CT (mean "
             f"{ct_mean:.0f} ≥ {cfg.dense_sclerosis_floor_hu:g} {UNIT_HU}); T2 black-out makes "
             "ADC unreliable (Eur J Radiol 2009; Kim 2023)")
-    return _evidence(
+    reason = _evidence(
         name, value=adc, unit=UNIT_ADC, threshold=cfg.cutoff_mm2_per_s,
         band=cfg.near_threshold_band_mm2_per_s, malignant_side=adc <= cfg.cutoff_mm2_per_s,
         direction=direction, sensitivity=cfg.sensitivity, specificity=cfg.specificity,
         weight=weight, citation=cfg.citation, note="; ".join(notes),
     )
+    return dataclasses.replace(reason, unreliable=unreliable)
 
 
 def _spine(m: LesionMeasurements, config: ClassifierConfig
@@ -347,7 +351,13 @@ def classify_lesion(
                            f"posterior {p:.3f} (log-odds {log_odds:+.3f})"]
     counted = [r for r in reasons if r.counted]
     near = [r for r in reasons if r.status is FeatureStatus.NEAR_THRESHOLD]
-    sides = {r.favours for r in counted}
+    # a feature down-weighted as unreliable still counts, but cannot by itself make a conflict
+    sides = {r.favours for r in counted if not r.unreliable}
+    outvoted = [r for r in counted if r.unreliable and r.favours not in sides and sides]
+    for r in outvoted:
+        decision.append(
+            f"{r.feature} favours {r.favours.value if r.favours else '?'} but is down-weighted "
+            "as unreliable: not treated as conflicting evidence")
     ct_mean = next((r for r in reasons if r.feature == "ct_attenuation_mean_hu"), None)
     ct_max = next((r for r in reasons if r.feature == "ct_attenuation_max_hu"), None)
     max_conflict = (

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -42,6 +43,7 @@ from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S
 __all__ = [
     "PRIVATE_SCHEME",
     "CODES",
+    "read_source",
     "read_source_datasets",
     "write_segmentation",
     "write_measurement_report",
@@ -83,54 +85,110 @@ CODES = {
 }
 
 
-def read_source_datasets(volume: Volume) -> list[Dataset]:
-    """Read the source DICOM files of ``volume`` and return them in its slice order.
+def _read(path: str) -> Dataset:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(path)
+    for w in caught:
+        logger.warning("reading %s: %s", path, w.message)
+    return ds
 
-    Files are matched to slices by projecting ImagePositionPatient into the volume's index
-    space (never by InstanceNumber or file order). pydicom warnings are logged.
+
+def _slice_of(volume: Volume, ipp: Any, where: str) -> int:
+    """Slice index of a frame at ImagePositionPatient ``ipp`` (must hit a slice centre)."""
+    info = volume.series
+    if ipp is None:
+        raise MissingAttributeError(
+            f"DICOM out: {where} (series {info.series_instance_uid}) has no "
+            "ImagePositionPatient (0020,0032); expected a positioned slice. Potential fix: "
+            "use the original scanner export.")
+    idx = volume.lps_to_index([[float(v) for v in ipp]])[0]
+    s = int(round(idx[0]))
+    off = np.abs(idx - np.array([s, 0.0, 0.0]))
+    if not (0 <= s < volume.shape[0]) or np.any(off > _SLICE_MATCH_ATOL_VOXELS):
+        raise GeometryMismatchError(
+            f"DICOM out: {where} (series {info.series_instance_uid}) at "
+            f"ImagePositionPatient {list(ipp)} matches no slice of the volume "
+            f"(index {idx.round(3).tolist()}, tolerance {_SLICE_MATCH_ATOL_VOXELS} voxel). "
+            "Potential fix: pass the Volume loaded from exactly these files.")
+    return s
+
+
+def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
+    """Read the source DICOM of ``volume``: datasets and the slice index of each source frame.
+
+    Classic series (one single-frame file per slice) come back sorted into the volume's slice
+    order; a single multi-frame object (enhanced CT/MR) comes back as one dataset, with its
+    frames mapped to slices through the per-frame PlanePositionSequence. Matching is always
+    by projecting ImagePositionPatient into the volume's index space, never by
+    InstanceNumber, frame number or file order. pydicom warnings are logged.
+
+    Returns
+    -------
+    datasets : list of Dataset
+    frame_slices : list of int
+        For every source frame (files in the returned order, frames in file order), the
+        volume slice it shows.
 
     Raises
     ------
     UnsupportedInputError
-        If the volume has no source files, or not one single-frame file per slice.
+        If the files are neither one single-frame file per slice nor one multi-frame object
+        with one frame per slice.
     MissingAttributeError
-        If a file lacks ImagePositionPatient.
+        If a frame has no position.
     GeometryMismatchError
-        If a file's position matches no slice of the volume, or two files match one slice.
+        If a frame's position matches no slice, or two frames match one slice.
     """
     info = volume.series
     files = list(info.source_files)
-    if len(files) != volume.shape[0]:
+    n = volume.shape[0]
+    if len(files) == 1 and n > 1:
+        ds = _read(files[0])
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if frames == n and "PerFrameFunctionalGroupsSequence" in ds:
+            slices = []
+            for k, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+                plane = item.get("PlanePositionSequence")
+                ipp = plane[0].get("ImagePositionPatient") if plane else None
+                slices.append(_slice_of(volume, ipp, f"file {files[0]} frame {k + 1}"))
+            if sorted(slices) != list(range(n)):
+                raise GeometryMismatchError(
+                    f"DICOM out: frames of {files[0]} (series {info.series_instance_uid}) map "
+                    f"onto slices {slices}, expected each of 0–{n - 1} once. Potential fix: "
+                    "pass the Volume loaded from exactly this file.")
+            return [ds], slices
+    if len(files) != n:
         raise UnsupportedInputError(
             f"DICOM out for series {info.series_instance_uid or '(no UID)'}: need one "
-            f"single-frame source file per slice, found {len(files)} files for "
-            f"{volume.shape[0]} slices. Potential fix: write SEG/SR only for classic "
-            "single-frame series, or skip DICOM output (--no-dicom)."
+            f"single-frame source file per slice or one multi-frame object with {n} frames, "
+            f"found {len(files)} files for {n} slices. Potential fix: keep the source files "
+            "of the loaded series, or skip DICOM output (--no-dicom)."
         )
-    out: list[Dataset | None] = [None] * volume.shape[0]
+    out: list[Dataset | None] = [None] * n
     for path in files:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(path)
-        for w in caught:
-            logger.warning("reading %s: %s", path, w.message)
-        ipp = ds.get("ImagePositionPatient")
-        if ipp is None:
-            raise MissingAttributeError(
-                f"DICOM out: file {path} (series {info.series_instance_uid}) has no "
-                "ImagePositionPatient (0020,0032); expected a positioned slice. Potential fix: "
-                "use the original scanner export.")
-        idx = volume.lps_to_index([[float(v) for v in ipp]])[0]
-        s = int(round(idx[0]))
-        off = np.abs(idx - np.array([s, 0.0, 0.0]))
-        if not (0 <= s < volume.shape[0]) or np.any(off > _SLICE_MATCH_ATOL_VOXELS) or out[s]:
+        ds = _read(path)
+        s = _slice_of(volume, ds.get("ImagePositionPatient"), f"file {path}")
+        if out[s] is not None:
             raise GeometryMismatchError(
-                f"DICOM out: file {path} (series {info.series_instance_uid}) at "
-                f"ImagePositionPatient {list(ipp)} matches no free slice of the volume "
-                f"(index {idx.round(3).tolist()}, tolerance {_SLICE_MATCH_ATOL_VOXELS} voxel). "
-                "Potential fix: pass the Volume loaded from exactly these files.")
+                f"DICOM out: file {path} (series {info.series_instance_uid}) lies on slice "
+                f"{s}, which another file already holds. Potential fix: pass the Volume loaded "
+                "from exactly these files.")
         out[s] = ds
-    return [ds for ds in out if ds is not None]
+    return [ds for ds in out if ds is not None], list(range(n))
+
+
+def read_source_datasets(volume: Volume) -> list[Dataset]:
+    """Source datasets of ``volume`` in slice order (see `read_source`)."""
+    return read_source(volume)[0]
+
+
+def _copy_deidentification(source: Dataset, derived: Dataset) -> None:
+    """Carry the source's de-identification method over (highdicom copies only the flag)."""
+    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod",
+                    "DeidentificationMethodCodeSequence"):
+        if keyword in source and keyword not in derived:
+            derived[keyword] = source[keyword]
 
 
 def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
@@ -152,6 +210,7 @@ def write_segmentation(
     path: str | Path,
     *,
     source_datasets: Sequence[Dataset] | None = None,
+    frame_slices: Sequence[int] | None = None,
     series_number: int = 9901,
     algorithm_type: str = "MANUAL",
 ) -> tuple[Dataset, dict[str, int]]:
@@ -184,10 +243,14 @@ def write_segmentation(
             "Potential fix: pass the study's lesion masks.")
     from bonelesion import __version__
 
-    datasets = list(source_datasets) if source_datasets is not None else read_source_datasets(
-        source)
+    if source_datasets is None:
+        datasets, slices = read_source(source)
+    else:
+        datasets = list(source_datasets)
+        slices = list(frame_slices) if frame_slices is not None else list(range(source.shape[0]))
     ids = list(masks)
-    pixels = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)
+    # frames in source-frame order (file order for classic series, frame order for enhanced)
+    pixels = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)[slices]
     algo = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
     ident = None
     if algo is not hd.seg.SegmentAlgorithmTypeValues.MANUAL:
@@ -213,6 +276,7 @@ def write_segmentation(
         software_versions=__version__, device_serial_number="0",
         series_description="bonelesion lesion masks", content_label="LESIONS",
     )
+    _copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
     return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
 
@@ -316,6 +380,7 @@ def write_measurement_report(
         series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
     )
+    _copy_deidentification(source_datasets[0], sr)
     sr.save_as(Path(path))
     return sr
 
@@ -332,12 +397,12 @@ class StudyDicom:
 
 def _pick_source(study: StudyResult) -> tuple[str, Volume]:
     candidates = [(r, v) for r, v in study.ordered_volumes()
-                  if len(v.series.source_files) == v.shape[0] and v.shape[0] > 0]
+                  if len(v.series.source_files) in (1, v.shape[0])]
     if not candidates:
         raise UnsupportedInputError(
-            f"DICOM out for study {study.study_instance_uid}: no series with one source file "
-            "per slice to reference. Potential fix: keep SeriesInfo.source_files when loading, "
-            "or skip DICOM output.")
+            f"DICOM out for study {study.study_instance_uid}: no series with its source files "
+            "(one per slice, or one multi-frame object) to reference. Potential fix: keep "
+            "SeriesInfo.source_files when loading, or skip DICOM output.")
     for role, vol in candidates:  # prefer the grid the masks are drawn on
         if all(mask.geometry_equal(vol) for mask in study.masks.values()):
             return role, vol
@@ -355,12 +420,13 @@ def write_study_dicom(study: StudyResult, out_dir: str | Path) -> StudyDicom:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     role, source = _pick_source(study)
-    datasets = read_source_datasets(source)
+    datasets, slices = read_source(source)
     masks = {m.lesion_id: study.masks[m.lesion_id] for m in study.lesions
              if m.lesion_id in study.masks}
     seg_path = out / f"seg_{safe_name(study.study_instance_uid)}.dcm"
     sr_path = out / f"sr_{safe_name(study.study_instance_uid)}.dcm"
-    seg, numbers = write_segmentation(source, masks, seg_path, source_datasets=datasets)
+    seg, numbers = write_segmentation(source, masks, seg_path, source_datasets=datasets,
+                                      frame_slices=slices)
     write_measurement_report(study, seg, numbers, datasets, sr_path)
     return StudyDicom(seg_path=seg_path, sr_path=sr_path, source_role=role,
                       segment_numbers=numbers)

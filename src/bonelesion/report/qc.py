@@ -31,6 +31,8 @@ ADC_WINDOW_MM2_PER_S = (0.0, 3.0e-3)
 #: Displayed images are enlarged to at least this many pixels along their short side.
 _MIN_DISPLAY_PX = 256
 _OUTLINE_RGB = (255, 40, 40)
+#: Field of view around the lesion: its extent plus this margin on every side (at least).
+_CROP_MARGIN_MM = 25.0
 _TEXT_LINE_PX = 14
 
 
@@ -125,15 +127,23 @@ def render_qc_image(
     ms = m[s]
     outline = ms & ~ndimage.binary_erosion(ms)
     rgb[outline] = _OUTLINE_RGB
-    rows, cols = ms.shape
-    # square pixels on screen: scale each axis by its spacing
     row_mm, col_mm = volume.spacing_mm[1], volume.spacing_mm[2]
+    # crop to the lesion's neighbourhood: its extent plus a margin of max(25 mm, extent)
+    rr, cc = np.nonzero(ms)
+    pad_r = int(np.ceil(max(_CROP_MARGIN_MM, (rr.max() - rr.min() + 1) * row_mm) / row_mm))
+    pad_c = int(np.ceil(max(_CROP_MARGIN_MM, (cc.max() - cc.min() + 1) * col_mm) / col_mm))
+    r0, r1 = max(0, rr.min() - pad_r), min(ms.shape[0], rr.max() + pad_r + 1)
+    c0, c1 = max(0, cc.min() - pad_c), min(ms.shape[1], cc.max() + pad_c + 1)
+    rgb = rgb[r0:r1, c0:c1]
+    rows, cols = rgb.shape[:2]
+    # square pixels on screen: scale each axis by its spacing
     height_mm, width_mm = rows * row_mm, cols * col_mm
     scale = _MIN_DISPLAY_PX / min(height_mm, width_mm)
     size = (max(1, round(width_mm * scale)), max(1, round(height_mm * scale)))
     img = Image.fromarray(rgb, mode="RGB").resize(size, Image.Resampling.NEAREST)
     font = ImageFont.load_default()
-    info = [*text_lines, f"slice {s + 1}/{volume.shape[0]}  window {low:.4g}..{high:.4g}"]
+    info = [*text_lines, f"slice {s + 1}/{volume.shape[0]}  rows {r0}-{r1 - 1}  columns "
+            f"{c0}-{c1 - 1}  window {low:.4g}..{high:.4g}"]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_px = max(int(np.ceil(probe.textlength(line, font=font))) for line in info) + 8
     band = _TEXT_LINE_PX * len(info) + 4

@@ -25,12 +25,13 @@ logger = logging.getLogger(__name__)
 class ReportFiles:
     """Paths written by `write_reports` (all under ``out_dir``)."""
 
-    results_json: Path
+    results_json: Path | None
     lesion_table: Path | None = None
     html: Path | None = None
     qc_images: Mapping[tuple[str, str], tuple[tuple[str, Path], ...]] = field(default_factory=dict)
     dicom: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    document: Mapping[str, Any] = field(default_factory=dict)
 
 
 def write_reports(
@@ -46,6 +47,7 @@ def write_reports(
     qc: bool = True,
     html: bool = True,
     dicom: bool = True,
+    results_json: bool = True,
 ) -> ReportFiles:
     """Write results.json and, as asked, lesions.csv, QC PNGs, DICOM SEG + SR and report.html.
 
@@ -65,6 +67,8 @@ def write_reports(
         Run-level warnings and the command line, recorded in provenance.
     table, qc, html, dicom : bool
         Which views to render besides the canonical results.json.
+    results_json : bool
+        Write results.json (False when a caller merges ``ReportFiles.document`` into its own).
 
     Returns
     -------
@@ -124,7 +128,7 @@ def write_reports(
                       for (s, lid), imgs in qc_paths.items()},
         "dicom": {s: [str(p.relative_to(out)) for p in ps] for s, ps in dicom_paths.items()},
     }
-    results = write_results_json(out / "results.json", document)
+    results = write_results_json(out / "results.json", document) if results_json else None
     table_path = write_lesion_table(out / "lesions.csv", studies) if table else None
     html_path = None
     if html:
@@ -137,4 +141,5 @@ def write_reports(
                          for s, ps in dicom_paths.items()},
         ), encoding="utf-8")
     return ReportFiles(results_json=results, lesion_table=table_path, html=html_path,
-                       qc_images=qc_paths, dicom=dicom_paths, problems=tuple(problems))
+                       qc_images=qc_paths, dicom=dicom_paths, problems=tuple(problems),
+                       document=document)

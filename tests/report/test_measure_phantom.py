@@ -1,0 +1,180 @@
+"""`bonelesion measure` on a phantom study: calls against truth.json, and every report view.
+
+Truth: the phantom's truth.json (expected nature per lesion) and the source DICOM it wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+
+from bonelesion.cli import EXIT_INPUT, EXIT_OK, main
+from bonelesion.phantom import load_truth, write_study
+
+pytestmark = pytest.mark.slow  # writes and measures a full phantom study (~15 s)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("phantom")
+    study = root / "study"
+    write_study(study, vendor="siemens", seed=3)
+    out = root / "out"
+    assert main(["-q", "measure", str(study), "--rois", str(study / "rois.csv"),
+                 "--out", str(out)]) == EXIT_OK
+    truth = load_truth(study / "truth.json")
+    doc = json.loads((out / "results.json").read_text())
+    return study, out, truth, doc
+
+
+def _calls(doc):  # type: ignore[no-untyped-def]
+    return {e["lesion_id"]: e["call"] for e in doc["lesions"]}
+
+
+def test_calls_never_contradict_truth(measured) -> None:  # type: ignore[no-untyped-def]
+    _, _, truth, doc = measured
+    calls = _calls(doc)
+    assert set(calls) == {t.lesion_id for t in truth.lesions}
+    for t in truth.lesions:
+        assert calls[t.lesion_id]["label"] in (t.expected_nature, "indeterminate"), (
+            t.lesion_id, calls[t.lesion_id]["decision"])
+
+
+def test_near_threshold_and_enostoses(measured) -> None:  # type: ignore[no-untyped-def]
+    _, _, truth, doc = measured
+    calls = _calls(doc)
+    for t in truth.lesions:
+        if t.expected_nature in ("indeterminate", "benign"):
+            assert calls[t.lesion_id]["label"] == t.expected_nature, calls[t.lesion_id]["decision"]
+    near = [t for t in truth.lesions if t.kind == "near_threshold"]
+    assert near and all(calls[t.lesion_id]["label"] == "indeterminate" for t in near)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "stages: the chemical-shift ROI is not eroded, so partial volume with the surrounding fatty "
+    "marrow biases SIR low (noise-free les01: 0.817 measured vs 0.90 true, les03: 0.759 vs "
+    "0.84) and pushes two metastases into the SIR band or against CT/ADC. Remove this marker "
+    "when the stage measures the lesion core."))
+def test_every_call_matches_truth(measured) -> None:  # type: ignore[no-untyped-def]
+    _, _, truth, doc = measured
+    calls = _calls(doc)
+    assert {t.lesion_id: calls[t.lesion_id]["label"] for t in truth.lesions} == {
+        t.lesion_id: t.expected_nature for t in truth.lesions}
+
+
+def test_results_json_and_table_keep_measure_format(measured) -> None:  # type: ignore[no-untyped-def]
+    from bonelesion.stages.output import CSV_COLUMNS
+
+    _, out, _, doc = measured
+    assert doc["schema_version"] == "1.0" and "config" in doc
+    assert doc["classifier"]["method"] == "rules"
+    assert doc["classifier"]["thresholds"]["ct"]["mean_threshold_hu"] == 885.0
+    files = [f for s in doc["provenance"]["inputs"] for series in s["series"]
+             for f in series["files"]]
+    assert files and all(len(f["sha256"]) == 64 and f["sop_instance_uid"] for f in files)
+    with (out / "lesions.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0])[: len(CSV_COLUMNS)] == CSV_COLUMNS
+    calls = _calls(doc)
+    for row in rows:
+        call = calls[row["lesion_id"]]
+        assert row["label"] == call["label"]
+        assert json.loads(row["reasons"])["features"] == call["features"]
+
+
+def _dciodvfy_errors(path: Path) -> set[str]:
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy not found (Debian package dicom3tools)")
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return {line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")}
+
+
+def test_seg_and_sr_of_the_phantom(measured) -> None:  # type: ignore[no-untyped-def]
+    study, out, truth, doc = measured
+    (paths,) = doc["outputs"]["dicom"].values()
+    seg_path, sr_path = (out / p for p in paths)
+    seg = hd.seg.segread(seg_path)
+    assert len(seg.get_segment_numbers()) == len(truth.lesions)
+    sr = hd.sr.srread(sr_path)
+    groups = hd.sr.MeasurementReport.from_sequence([sr]).get_volumetric_roi_measurement_groups()
+    calls = _calls(doc)
+    for g in groups:
+        lesion_id = g.tracking_identifier.removeprefix("lesion ")
+        qual = {q.name.meaning: q.value.value for q in g.get_qualitative_evaluations()}
+        assert qual["Bone lesion classification"] == calls[lesion_id]["label"].upper()
+    # our objects add no error of their own: anything dciodvfy reports is inherited from the
+    # phantom's source images (e.g. PatientIdentityRemoved without DeidentificationMethod)
+    source = next(study.rglob("*.dcm"))
+    inherited = _dciodvfy_errors(source)
+    assert _dciodvfy_errors(seg_path) <= inherited
+    assert _dciodvfy_errors(sr_path) <= inherited
+
+
+class _Imgs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.src: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.src.append(dict(attrs).get("src") or "")
+
+
+def test_html_and_qc_of_the_phantom(measured) -> None:  # type: ignore[no-untyped-def]
+    _, out, truth, doc = measured
+    text = (out / "report.html").read_text(encoding="utf-8")
+    parser = _Imgs()
+    parser.feed(text)
+    for t in truth.lesions:
+        assert f"lesion-{doc['lesions'][0]['study_instance_uid']}-{t.lesion_id}" in text
+        qc = doc["outputs"]["qc_images"][f"{doc['lesions'][0]['study_instance_uid']}/{t.lesion_id}"]
+        assert {"ct", "dixon_in_phase", "dixon_opposed_phase", "adc"} <= set(qc)
+        for rel in qc.values():
+            assert rel in parser.src and (out / rel).is_file()
+
+
+def test_bad_model_refused_before_measuring(measured, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    study, _, _, _ = measured
+    bad = tmp_path / "m.json"
+    bad.write_text("{}")
+    out = tmp_path / "o"
+    assert main(["-q", "measure", str(study), "--rois", str(study / "rois.csv"), "--out",
+                 str(out), "--model", str(bad)]) == EXIT_INPUT
+    assert not out.exists()
+
+
+def test_trained_model_replaces_rules(measured, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from bonelesion.classify.model import fit_logistic_model
+    from bonelesion.report.measure_hook import add_calls_and_reports
+
+    _, out, _, _ = measured
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    rng = np.random.default_rng(5)
+    y = np.tile([0.0, 1.0], 40)
+    # Ulano 2016 group means ± SD (metastasis 654 ± 176, enostosis 1190 ± 239 HU)
+    ct = np.where(y == 1, rng.normal(654, 176, 80), rng.normal(1190, 239, 80))
+    model = fit_logistic_model(ct[:, None], y, ["ct_attenuation_mean_hu"])
+    files = add_calls_and_reports(copy, model=model)
+    doc = json.loads(files.results_json.read_text())
+    assert doc["classifier"]["method"] == "trained_logistic_model"
+    assert doc["classifier"]["model"]["features"] == ["ct_attenuation_mean_hu"]
+    for entry in doc["lesions"]:
+        assert entry["call"]["method"] == "trained_logistic_model"
+        hu = entry["ct"]["attenuation_mean_hu"]
+        # the fitted model is monotone in HU: the enostoses (≥ 1250 HU) come out benign
+        if hu >= 1250:
+            assert entry["call"]["label"] == "benign"
+    with (copy / "lesions.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label"] for r in rows] == [e["call"]["label"] for e in doc["lesions"]]
