@@ -71,25 +71,36 @@ def main() -> int:
     print(f"wrote {args.studies} phantom studies in {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
     inventory = build_inventory(export, root / "catalogue.sqlite", workers=1)
-    print(f"indexed {sum(len(c.files) for s in inventory.studies for c in s.candidates)} files "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"indexed {sum(len(c.files) for s in inventory.studies for c in s.candidates)} files "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     definition = load_pipeline("combined")
     rates: dict[int, float] = {}
     for workers, executor in ((1, "local"), (2, args.executor)):
         out = root / f"out_{workers}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        summary = run_batch(definition, inventory,
-                            BatchOptions(out_dir=out, rois_path=rois, workers=workers, executor=executor),
-                            progress=Progress(0, stream=io.StringIO(), tty=False))
+        summary = run_batch(
+            definition,
+            inventory,
+            BatchOptions(out_dir=out, rois_path=rois, workers=workers, executor=executor),
+            progress=Progress(0, stream=io.StringIO(), tty=False),
+        )
         elapsed = time.perf_counter() - t0
         assert summary.studies_ok == args.studies, summary.failures
         rates[workers] = summary.studies_ok / elapsed * 60.0
-        print(f"{workers} worker(s), {executor}: {summary.studies_ok} studies in {elapsed:.1f} s "
-              f"= {rates[workers]:.1f} studies/min")
-    same = (root / "out_1" / "lesions.csv").read_bytes() == (root / "out_2" / "lesions.csv").read_bytes()
-    print(f"speed-up 1 → 2 workers: {rates[2] / rates[1]:.2f}x (target ≥ 1.7x); "
-          f"identical lesions.csv: {same}")
+        print(
+            f"{workers} worker(s), {executor}: {summary.studies_ok} studies in {elapsed:.1f} s "
+            f"= {rates[workers]:.1f} studies/min"
+        )
+    same = (root / "out_1" / "lesions.csv").read_bytes() == (
+        root / "out_2" / "lesions.csv"
+    ).read_bytes()
+    print(
+        f"speed-up 1 → 2 workers: {rates[2] / rates[1]:.2f}x (target ≥ 1.7x); "
+        f"identical lesions.csv: {same}"
+    )
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -247,3 +247,34 @@ def test_files_that_are_not_dicom_are_listed_but_do_not_fail_the_run(tmp_path: P
     summary = _run(inv, tmp_path / "out")
     assert summary.exit_code == 0
     assert "README.txt | not_dicom: a text file" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+def test_a_vanished_input_file_fails_its_study_at_plan(tmp_path: Path) -> None:
+    inv = batchkit.make_export(tmp_path / "export", 2)
+    Path(inv.studies[0].candidates[0].files[1]).unlink()
+    summary = _run(inv, tmp_path / "out")
+    assert [(f["study_instance_uid"], f["stage"]) for f in summary.failures] == [
+        (inv.studies[0].study_instance_uid, "plan")]
+    assert "an input file vanished since indexing" in summary.failures[0]["message"]
+    assert summary.studies_ok == 1
+
+
+def test_pick_stack_matches_key_then_files_then_role(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bonelesion.errors import SeriesSelectionError
+    from bonelesion.pipeline.plan import StackCandidate
+    from bonelesion.pipeline.study import _pick_stack
+
+    def stack(key: str, role: str, files: tuple[str, ...]) -> SimpleNamespace:
+        info = SimpleNamespace(series_instance_uid="1.2", role=role)
+        return SimpleNamespace(key=key, info=info, files=files, raise_if_refused=lambda: None)
+
+    a, b = stack("k1", "dwi", ("/a",)), stack("k2", "dwi", ("/b",))
+    cand = StackCandidate(study_instance_uid="1", series_instance_uid="1.2", stack_key="zz",
+                          modality="MR", role="dwi", files=("/b",))
+    assert _pick_stack([a, b], cand) is b  # key unknown to the reader: matched by files
+    lost = StackCandidate(study_instance_uid="1", series_instance_uid="1.2", stack_key="zz",
+                          modality="MR", role="dwi", files=("/c",))
+    with pytest.raises(SeriesSelectionError, match=r"Series 1.2: stack 'zz' \(role dwi\) not found among the 2"):
+        _pick_stack([a, b], lost)

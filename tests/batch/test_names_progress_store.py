@@ -111,3 +111,11 @@ def test_store_refuses_foreign_files(tmp_path: Path) -> None:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(InputError, match="schema version 99, expected 1"):
         ResultsStore(other)
+
+
+def test_safe_join_guard_refuses_an_escaping_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bonelesion.batch.names as names
+
+    monkeypatch.setattr(names, "safe_component", lambda value, **_: "..")  # a future regression
+    with pytest.raises(InputError, match="is outside the output folder"):
+        names.safe_join(tmp_path / "out", "x")

@@ -279,3 +279,20 @@ def test_cli_input_and_config_errors(phantom_export: PhantomExport, tmp_path: Pa
     assert main(["run", "combined", export, "--out", str(tmp_path / "o"), "--executor", "local",
                  "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "only applies to dask" in capsys.readouterr().err
+
+
+def test_library_input_errors_and_missing_rois(phantom_export: PhantomExport, tmp_path: Path) -> None:
+    from bonelesion.errors import InputError
+
+    with pytest.raises(InputError, match="ROI file .* does not exist"):
+        run_export("combined", phantom_export.export, tmp_path / "o", rois=tmp_path / "none.csv")
+    not_a_folder = tmp_path / "file.dcm"
+    not_a_folder.write_bytes(b"x")
+    with pytest.raises(InputError, match="does not exist or is not a folder"):
+        run_export("combined", not_a_folder, tmp_path / "o2", progress=Progress(0, tty=False))
+    # without an ROI source every study fails at stage "roi", before any pixel is decoded
+    summary = run_export("combined", phantom_export.export, tmp_path / "o3",
+                         progress=Progress(0, tty=False))
+    assert summary.exit_code == 4
+    assert {f["stage"] for f in summary.failures} == {"roi"}
+    assert all("no ROI source given" in f["message"] for f in summary.failures)

@@ -195,3 +195,24 @@ def test_junit_xml(tmp_path: Path, stacks: list[FakeStack]) -> None:
 def test_invalid_spec_is_a_config_error(tmp_path: Path, body: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_qa_spec(_spec(tmp_path, body))
+
+
+def test_unreadable_or_4d_mask_fails_the_check_with_reason(tmp_path: Path, stacks: list[FakeStack]) -> None:
+    (tmp_path / "garbage.nii").write_bytes(b"not a nifti file at all" * 20)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 2), dtype=np.uint8), np.eye(4)), tmp_path / "four_d.nii")
+    body = "".join(
+        f'[[checks]]\nname = "{n}"\nquantity = "ct_number_hu"\nmask = "{f}"\nexpected = 0.0\ntolerance = 7.0\n'
+        for n, f in (("garbage", "garbage.nii"), ("four_d", "four_d.nii"))
+    )
+    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=stacks)
+    by = {r.check.name: r for r in report.results}
+    assert "cannot be read as NIfTI" in by["garbage"].message
+    assert "expected a 3-D label image, found shape (4, 4, 4, 2)" in by["four_d"].message
+
+
+def test_scan_without_usable_stacks_is_an_input_error(tmp_path: Path) -> None:
+    from bonelesion.errors import InputError
+
+    body = _check("water", "ct_number_hu", WATER_CENTRE, 10.0, 0.0, "tolerance = 7.0")
+    with pytest.raises(InputError, match="no usable DICOM stack found"):
+        run_qa(load_qa_spec(_spec(tmp_path, body)), "empty", stacks=[])

@@ -22,8 +22,9 @@ def _patient_id(path: Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"],
-                                 force=True)
+            ds = pydicom.dcmread(
+                path, stop_before_pixels=True, specific_tags=["PatientID"], force=True
+            )
         return str(ds.get("PatientID", "") or "")
     except Exception:  # noqa: BLE001 - the index already read this file; naming only
         return ""
@@ -58,8 +59,13 @@ def inventory_from_index(
             "folder holding the DICOM export."
         )
     summary = index_export(root, catalogue_path, workers=workers, progress=progress)
-    logger.info("indexed %d entries (%d read, %d unchanged) in %.1f s", summary.files_seen,
-                summary.files_read, summary.files_unchanged, summary.duration_s)
+    logger.info(
+        "indexed %d entries (%d read, %d unchanged) in %.1f s",
+        summary.files_seen,
+        summary.files_read,
+        summary.files_unchanged,
+        summary.duration_s,
+    )
     studies: list[StudyRecord] = []
     with Catalogue(catalogue_path) as cat:
         base = Path(cat.root)
@@ -76,34 +82,47 @@ def inventory_from_index(
                     if first_file is None:
                         first_file = base / head.path
                     roles = {r.role for r in recs if r.role}
-                    bvals = sorted({r.b_value_s_per_mm2 for r in recs if r.b_value_s_per_mm2 is not None})
-                    candidates.append(StackCandidate(
-                        study_instance_uid=study.study_instance_uid,
-                        series_instance_uid=series.series_instance_uid,
-                        stack_key=stack.stack_key,
-                        modality=head.modality or series.modality,
-                        role=sorted(roles)[0] if len(roles) == 1 else ("other" if not roles else sorted(roles)[0]),
-                        files=tuple(str(base / r.path) for r in recs),
-                        sop_instance_uids=tuple(r.sop_instance_uid or "" for r in recs),
-                        file_signatures=tuple(f"{r.sop_instance_uid}|{r.size_bytes}|{r.mtime_ns}"
-                                              for r in recs),
-                        series_number=series.series_number,
-                        series_description=series.series_description,
-                        slice_thickness_mm=head.slice_thickness_mm,
-                        convolution_kernel=head.convolution_kernel or "",
-                        b_values_s_per_mm2=tuple(float(b) for b in bvals),
-                        image_type=_split_image_type(head.image_type),
-                        echo_time_ms=head.echo_time_ms,
-                    ))
-            studies.append(StudyRecord(
-                study_instance_uid=study.study_instance_uid,
-                patient_id=_patient_id(first_file) if first_file is not None else "",
-                candidates=tuple(candidates),
-            ))
+                    bvals = sorted(
+                        {r.b_value_s_per_mm2 for r in recs if r.b_value_s_per_mm2 is not None}
+                    )
+                    candidates.append(
+                        StackCandidate(
+                            study_instance_uid=study.study_instance_uid,
+                            series_instance_uid=series.series_instance_uid,
+                            stack_key=stack.stack_key,
+                            modality=head.modality or series.modality,
+                            role=sorted(roles)[0]
+                            if len(roles) == 1
+                            else ("other" if not roles else sorted(roles)[0]),
+                            files=tuple(str(base / r.path) for r in recs),
+                            sop_instance_uids=tuple(r.sop_instance_uid or "" for r in recs),
+                            file_signatures=tuple(
+                                f"{r.sop_instance_uid}|{r.size_bytes}|{r.mtime_ns}" for r in recs
+                            ),
+                            series_number=series.series_number,
+                            series_description=series.series_description,
+                            slice_thickness_mm=head.slice_thickness_mm,
+                            convolution_kernel=head.convolution_kernel or "",
+                            b_values_s_per_mm2=tuple(float(b) for b in bvals),
+                            image_type=_split_image_type(head.image_type),
+                            echo_time_ms=head.echo_time_ms,
+                        )
+                    )
+            studies.append(
+                StudyRecord(
+                    study_instance_uid=study.study_instance_uid,
+                    patient_id=_patient_id(first_file) if first_file is not None else "",
+                    candidates=tuple(candidates),
+                )
+            )
         bad = tuple(
-            BadFile(path=str(base / r.path), reason=f"{r.status}: {r.reason}".rstrip(": "),
-                    study_instance_uid=r.study_instance_uid or "",
-                    series_instance_uid=r.series_instance_uid or "", status=r.status)
+            BadFile(
+                path=str(base / r.path),
+                reason=f"{r.status}: {r.reason}".rstrip(": "),
+                study_instance_uid=r.study_instance_uid or "",
+                series_instance_uid=r.series_instance_uid or "",
+                status=r.status,
+            )
             for r in cat.problems()
         )
     return Inventory(root=str(root), studies=tuple(studies), bad_files=bad)

@@ -87,8 +87,16 @@ def run_export(
     logger.info("indexing export %s", export)
     inventory = build_inventory(export, out / CATALOGUE_NAME, workers=workers)
     logger.info("%d studies, %d bad files", len(inventory.studies), len(inventory.bad_files))
-    options = BatchOptions(out_dir=out, rois_path=Path(rois) if rois else None, workers=workers,
-                           executor=executor, scheduler=scheduler, force=force,
-                           retry_failed=retry_failed, pseudonymiser=pseudonymiser)
-    return run_batch(definition, inventory, options, study_function=study_function,
-                     progress=progress)
+    options = BatchOptions(
+        out_dir=out,
+        rois_path=Path(rois) if rois else None,
+        workers=workers,
+        executor=executor,
+        scheduler=scheduler,
+        force=force,
+        retry_failed=retry_failed,
+        pseudonymiser=pseudonymiser,
+    )
+    return run_batch(
+        definition, inventory, options, study_function=study_function, progress=progress
+    )

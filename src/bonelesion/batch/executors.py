@@ -91,8 +91,9 @@ def check_executor(executor: str, scheduler: str | None) -> None:
         )
 
 
-def _run_local(fn: Callable[[T], R], tasks: Sequence[T],
-               on_error: Callable[[T, BaseException | str], R]) -> Iterator[tuple[T, R]]:
+def _run_local(
+    fn: Callable[[T], R], tasks: Sequence[T], on_error: Callable[[T, BaseException | str], R]
+) -> Iterator[tuple[T, R]]:
     for task in tasks:
         try:
             result = fn(task)
@@ -102,8 +103,12 @@ def _run_local(fn: Callable[[T], R], tasks: Sequence[T],
         yield task, result
 
 
-def _run_process(fn: Callable[[T], R], tasks: Sequence[T], workers: int,
-                 on_error: Callable[[T, BaseException | str], R]) -> Iterator[tuple[T, R]]:
+def _run_process(
+    fn: Callable[[T], R],
+    tasks: Sequence[T],
+    workers: int,
+    on_error: Callable[[T, BaseException | str], R],
+) -> Iterator[tuple[T, R]]:
     pending = list(range(len(tasks)))
     breaks = [0] * len(tasks)
     ctx = multiprocessing.get_context("spawn")
@@ -128,8 +133,14 @@ def _run_process(fn: Callable[[T], R], tasks: Sequence[T], workers: int,
                         broken = True
                         breaks[i] += 1
                         if breaks[i] >= _MAX_BREAKS_PER_TASK:
-                            yield tasks[i], on_error(tasks[i], "worker process died (killed, "
-                                                     "segfault or out of memory) while running it")
+                            yield (
+                                tasks[i],
+                                on_error(
+                                    tasks[i],
+                                    "worker process died (killed, "
+                                    "segfault or out of memory) while running it",
+                                ),
+                            )
                         else:
                             pending.append(i)
                         continue
@@ -142,19 +153,27 @@ def _run_process(fn: Callable[[T], R], tasks: Sequence[T], workers: int,
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if broken:
-            logger.warning("process pool broke; restarting it for %d unfinished studies", len(pending))
+            logger.warning(
+                "process pool broke; restarting it for %d unfinished studies", len(pending)
+            )
 
 
-def _run_dask(fn: Callable[[T], R], tasks: Sequence[T], workers: int, scheduler: str | None,
-              on_error: Callable[[T, BaseException | str], R]) -> Iterator[tuple[T, R]]:
+def _run_dask(
+    fn: Callable[[T], R],
+    tasks: Sequence[T],
+    workers: int,
+    scheduler: str | None,
+    on_error: Callable[[T, BaseException | str], R],
+) -> Iterator[tuple[T, R]]:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     try:
         futures: dict[Any, int] = {}

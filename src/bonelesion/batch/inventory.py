@@ -66,7 +66,7 @@ class Inventory:
     bad_files: tuple[BadFile, ...] = ()
 
     def study(self, study_instance_uid: str) -> StudyRecord:
-        """The record of one study."""
+        """Return the record of one study."""
         for s in self.studies:
             if s.study_instance_uid == study_instance_uid:
                 return s
@@ -89,5 +89,6 @@ def build_inventory(
     """
     from bonelesion.batch import _catalogue
 
-    return _catalogue.inventory_from_index(export_dir, catalogue_path, workers=workers,
-                                           progress=progress)
+    return _catalogue.inventory_from_index(
+        export_dir, catalogue_path, workers=workers, progress=progress
+    )

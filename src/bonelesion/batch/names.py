@@ -41,11 +41,18 @@ MAX_COMPONENT_CHARS = 64
 _HASH_HEX = 10
 _MIN_KEY_BYTES = 16
 _WINDOWS_RESERVED = {
-    "CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10)),
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
 }
 
 
-def safe_component(value: str, *, fallback: str = "unnamed", max_chars: int = MAX_COMPONENT_CHARS) -> str:
+def safe_component(
+    value: str, *, fallback: str = "unnamed", max_chars: int = MAX_COMPONENT_CHARS
+) -> str:
     """One safe path component for an arbitrary (DICOM) string.
 
     Keeps ASCII letters, digits, ``.``, ``-`` and ``_``; everything else becomes ``_``;
@@ -122,7 +129,10 @@ class Pseudonymiser:
 
     @classmethod
     def from_environment(cls, key_file: str | Path | None = None) -> Pseudonymiser:
-        """Key from ``key_file``, else ``$BONELESION_PSEUDONYM_KEY_FILE``, else ``$BONELESION_PSEUDONYM_KEY``.
+        """Read the key from ``key_file``, ``$BONELESION_PSEUDONYM_KEY_FILE`` or ``$..._KEY``.
+
+        The first one set wins: the file argument, the file named by the variable, then the
+        key itself in ``$BONELESION_PSEUDONYM_KEY``.
 
         Raises
         ------
@@ -143,8 +153,10 @@ class Pseudonymiser:
         if env_key:
             return cls(env_key.encode())
         raise ConfigError(
-            f"--pseudonymise needs a key: none in ${KEY_ENV}, ${KEY_FILE_ENV} or --pseudonym-key-file. "
-            f"Potential fix: export {KEY_ENV}=<secret of ≥ {_MIN_KEY_BYTES} characters> and keep it "
+            f"--pseudonymise needs a key: none in ${KEY_ENV}, ${KEY_FILE_ENV} or "
+            "--pseudonym-key-file. "
+            f"Potential fix: export {KEY_ENV}=<secret of ≥ {_MIN_KEY_BYTES} characters> "
+            "and keep it "
             "safe; the same key gives the same pseudonyms."
         )
 

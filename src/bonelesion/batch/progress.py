@@ -1,4 +1,4 @@
-"""Progress display for batch runs: a bar with counts and ETA on a TTY, plain lines otherwise.
+r"""Progress display for batch runs: a bar with counts and ETA on a TTY, plain lines otherwise.
 
 No dependency: the bar redraws one line with ``\\r``; when the stream is not a terminal
 (a log file, CI, cron) it prints one line per finished study instead. Messages carry
@@ -47,8 +47,16 @@ class Progress:
         Characters of the bar itself.
     """
 
-    def __init__(self, total: int, *, skipped: int = 0, stream: TextIO | None = None,
-                 tty: bool | None = None, width: int = 30, clock: object = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        skipped: int = 0,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        width: int = 30,
+        clock: object = None,
+    ) -> None:
         self.total = total
         self.skipped = skipped
         self.done = 0
@@ -67,7 +75,7 @@ class Progress:
         return elapsed / self.done * (self.total - self.done)
 
     def line(self) -> str:
-        """The current status text."""
+        """Return the current status text."""
         eta = self.eta_s()
         pct = 100.0 * self.done / self.total if self.total else 100.0
         parts = [f"{self.done}/{self.total} studies ({pct:.0f}%)", f"{self.failed} failed"]
@@ -81,8 +89,11 @@ class Progress:
         if self.tty:
             self._draw()
         else:
-            print(f"[bonelesion] {self.total} studies to run, {self.skipped} already done",
-                  file=self.stream, flush=True)
+            print(
+                f"[bonelesion] {self.total} studies to run, {self.skipped} already done",
+                file=self.stream,
+                flush=True,
+            )
 
     def update(self, study_instance_uid: str, status: str, detail: str = "") -> None:
         """Count one finished study (``status`` ``ok`` or ``failed``)."""
@@ -93,8 +104,11 @@ class Progress:
             self._draw()
         else:
             extra = f": {detail}" if detail else ""
-            print(f"[bonelesion] {self.line()} | study {study_instance_uid} {status}{extra}",
-                  file=self.stream, flush=True)
+            print(
+                f"[bonelesion] {self.line()} | study {study_instance_uid} {status}{extra}",
+                file=self.stream,
+                flush=True,
+            )
 
     def _draw(self) -> None:
         filled = int(self.width * self.done / self.total) if self.total else self.width

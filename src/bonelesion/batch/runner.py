@@ -45,8 +45,15 @@ from bonelesion.pipeline.definition import PipelineDefinition, pipeline_hash
 from bonelesion.pipeline.plan import StudyPlan, plan_study
 from bonelesion.pipeline.study import StudyOutcome, StudyTask, failed_outcome, run_study
 
-__all__ = ["BatchOptions", "BatchSummary", "run_batch", "rebuild_tables", "TABLE_FILES",
-           "STORE_NAME", "LEADING_COLUMNS"]
+__all__ = [
+    "BatchOptions",
+    "BatchSummary",
+    "run_batch",
+    "rebuild_tables",
+    "TABLE_FILES",
+    "STORE_NAME",
+    "LEADING_COLUMNS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +135,7 @@ def study_input_hash(plan: StudyPlan, rois_digest: str) -> str:
             sigs.extend(cand.file_signatures)
         else:
             uids = cand.sop_instance_uids or tuple("" for _ in cand.files)
-            sigs.extend(_file_signature(f, u) for f, u in zip(cand.files, uids))
+            sigs.extend(_file_signature(f, u) for f, u in zip(cand.files, uids, strict=False))
     plan_blob = json.dumps(plan.to_dict(), sort_keys=True)
     return input_hash(sigs, extra=(rois_digest, plan_blob))
 
@@ -140,7 +147,8 @@ def _patient_label(record: StudyRecord, pseudonymiser: Pseudonymiser | None) -> 
 
 
 def _study_dir_rel(label: str, study_uid: str) -> str:
-    return f"{STUDIES_DIR}/{safe_component(label, fallback='patient')}/{safe_component(study_uid, fallback='study')}"
+    patient = safe_component(label, fallback="patient")
+    return f"{STUDIES_DIR}/{patient}/{safe_component(study_uid, fallback='study')}"
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -198,8 +206,9 @@ def run_batch(
     if work_root.exists():  # leftovers of a killed run: never committed, safe to drop
         shutil.rmtree(work_root, ignore_errors=True)
     work_root.mkdir()
-    p_hash = pipeline_hash(definition, version=__version__,
-                           extra={"pseudonymised": options.pseudonymiser is not None})
+    p_hash = pipeline_hash(
+        definition, version=__version__, extra={"pseudonymised": options.pseudonymiser is not None}
+    )
     rois_digest = _rois_digest(options.rois_path)
     pipeline_dict = definition.to_dict()
 
@@ -217,9 +226,16 @@ def run_batch(
             try:
                 i_hash = study_input_hash(plan, rois_digest)
             except OSError as exc:
-                refused.append((record, plan, "", f"Study {uid}: an input file vanished since "
-                                f"indexing ({exc.strerror}: {Path(str(exc.filename)).name}). "
-                                "Potential fix: rerun; the export is re-indexed each run."))
+                refused.append(
+                    (
+                        record,
+                        plan,
+                        "",
+                        f"Study {uid}: an input file vanished since "
+                        f"indexing ({exc.strerror}: {Path(str(exc.filename)).name}). "
+                        "Potential fix: rerun; the export is re-indexed each run.",
+                    )
+                )
                 continue
             current = store.is_current(uid, i_hash, p_hash)
             if current and not (options.retry_failed and store.status_of(uid) == "failed"):
@@ -230,11 +246,17 @@ def run_batch(
                 continue
             keys[uid] = (i_hash, label)
             work = work_root / f"{safe_component(uid, fallback='study')}-{uuid.uuid4().hex[:8]}"
-            tasks.append(StudyTask(study_instance_uid=uid, patient_label=label, plan=plan,
-                                   pipeline=pipeline_dict,
-                                   rois_path=str(options.rois_path) if options.rois_path else None,
-                                   work_dir=str(work),
-                                   pseudonymise=options.pseudonymiser is not None))
+            tasks.append(
+                StudyTask(
+                    study_instance_uid=uid,
+                    patient_label=label,
+                    plan=plan,
+                    pipeline=pipeline_dict,
+                    rois_path=str(options.rois_path) if options.rois_path else None,
+                    work_dir=str(work),
+                    pseudonymise=options.pseudonymiser is not None,
+                )
+            )
         run_total = len(tasks) + len(refused)
         bar = progress or Progress(run_total, skipped=skipped)
         bar.total, bar.skipped = run_total, skipped
@@ -242,17 +264,34 @@ def run_batch(
         for record, plan, i_hash, message in refused:
             uid = record.study_instance_uid
             logger.warning("study %s refused at plan: %s", uid, message)
-            store.record(study_instance_uid=uid, input_hash=i_hash, pipeline_hash=p_hash,
-                         status="failed", output_dir="",
-                         record={"patient": _patient_label(record, options.pseudonymiser),
-                                 "plan": plan.to_dict()},
-                         lesion_rows=(), duration_s=0.0,
-                         failure={"stage": "plan", "series_instance_uid": "",
-                                  "error_type": "SeriesSelectionError", "message": message})
+            store.record(
+                study_instance_uid=uid,
+                input_hash=i_hash,
+                pipeline_hash=p_hash,
+                status="failed",
+                output_dir="",
+                record={
+                    "patient": _patient_label(record, options.pseudonymiser),
+                    "plan": plan.to_dict(),
+                },
+                lesion_rows=(),
+                duration_s=0.0,
+                failure={
+                    "stage": "plan",
+                    "series_instance_uid": "",
+                    "error_type": "SeriesSelectionError",
+                    "message": message,
+                },
+            )
             bar.update(uid, "failed", "plan")
-        for task, outcome in execute(study_function, tasks, executor=options.executor,
-                                     workers=options.workers, scheduler=options.scheduler,
-                                     on_error=failed_outcome):
+        for task, outcome in execute(
+            study_function,
+            tasks,
+            executor=options.executor,
+            workers=options.workers,
+            scheduler=options.scheduler,
+            on_error=failed_outcome,
+        ):
             _commit(store, out, work_root, task, outcome, keys[task.study_instance_uid][0], p_hash)
             detail = "" if outcome.failure is None else outcome.failure.stage
             bar.update(task.study_instance_uid, outcome.status, detail)
@@ -262,18 +301,32 @@ def run_batch(
     shutil.rmtree(work_root, ignore_errors=True)
     failures = tuple(
         {"study_instance_uid": s.study_instance_uid, **(s.failure or {})}
-        for s in stored if s.status == "failed"
+        for s in stored
+        if s.status == "failed"
     )
     return BatchSummary(
-        studies_total=len(inventory.studies), studies_run=len(tasks) + len(refused),
-        studies_skipped=skipped, studies_ok=sum(s.status == "ok" for s in stored),
-        studies_failed=len(failures), lesions=sum(len(s.lesion_rows) for s in stored),
-        failures=failures, bad_files=inventory.bad_files, out_dir=out, tables=tables,
+        studies_total=len(inventory.studies),
+        studies_run=len(tasks) + len(refused),
+        studies_skipped=skipped,
+        studies_ok=sum(s.status == "ok" for s in stored),
+        studies_failed=len(failures),
+        lesions=sum(len(s.lesion_rows) for s in stored),
+        failures=failures,
+        bad_files=inventory.bad_files,
+        out_dir=out,
+        tables=tables,
     )
 
 
-def _commit(store: ResultsStore, out: Path, work_root: Path, task: StudyTask,
-            outcome: StudyOutcome, i_hash: str, p_hash: str) -> None:
+def _commit(
+    store: ResultsStore,
+    out: Path,
+    work_root: Path,
+    task: StudyTask,
+    outcome: StudyOutcome,
+    i_hash: str,
+    p_hash: str,
+) -> None:
     uid = task.study_instance_uid
     work = Path(task.work_dir)
     rel = ""
@@ -289,15 +342,28 @@ def _commit(store: ResultsStore, out: Path, work_root: Path, task: StudyTask,
     else:
         shutil.rmtree(work, ignore_errors=True)
         assert outcome.failure is not None
-        logger.warning("study %s failed at %s (series %s): %s", uid, outcome.failure.stage,
-                       outcome.failure.series_instance_uid or "-", outcome.failure.message)
+        logger.warning(
+            "study %s failed at %s (series %s): %s",
+            uid,
+            outcome.failure.stage,
+            outcome.failure.series_instance_uid or "-",
+            outcome.failure.message,
+        )
     store.record(
-        study_instance_uid=uid, input_hash=i_hash, pipeline_hash=p_hash, status=outcome.status,
+        study_instance_uid=uid,
+        input_hash=i_hash,
+        pipeline_hash=p_hash,
+        status=outcome.status,
         output_dir=rel,
-        record={"patient": task.patient_label, "plan": task.plan.to_dict(),
-                "warnings": list(outcome.warnings), "files": list(outcome.files),
-                **dict(outcome.record)},
-        lesion_rows=rows, duration_s=outcome.duration_s,
+        record={
+            "patient": task.patient_label,
+            "plan": task.plan.to_dict(),
+            "warnings": list(outcome.warnings),
+            "files": list(outcome.files),
+            **dict(outcome.record),
+        },
+        lesion_rows=rows,
+        duration_s=outcome.duration_s,
         failure=None if outcome.failure is None else outcome.failure.to_dict(),
     )
 
@@ -324,8 +390,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def rebuild_tables(store: ResultsStore, out: Path, inventory: Inventory,
-                   definition: PipelineDefinition) -> tuple[Path, ...]:
+def rebuild_tables(
+    store: ResultsStore, out: Path, inventory: Inventory, definition: PipelineDefinition
+) -> tuple[Path, ...]:
     """Write the batch tables from the store (each through a temporary file and a rename).
 
     Only studies present in ``inventory`` appear; rows are sorted by (study, lesion), so two
@@ -335,13 +402,22 @@ def rebuild_tables(store: ResultsStore, out: Path, inventory: Inventory,
     stored: list[StoredStudy] = store.studies(only=uids)
     lesion_rows = [r for s in stored for r in s.lesion_rows]
     failures = [
-        {"patient": s.record.get("patient", ""), "study_instance_uid": s.study_instance_uid,
-         **(s.failure or {})}
-        for s in stored if s.status == "failed"
+        {
+            "patient": s.record.get("patient", ""),
+            "study_instance_uid": s.study_instance_uid,
+            **(s.failure or {}),
+        }
+        for s in stored
+        if s.status == "failed"
     ]
     bad = [
-        {"path": _rel_to(b.path, inventory.root), "status": b.status, "reason": b.reason,
-         "study_instance_uid": b.study_instance_uid, "series_instance_uid": b.series_instance_uid}
+        {
+            "path": _rel_to(b.path, inventory.root),
+            "status": b.status,
+            "reason": b.reason,
+            "study_instance_uid": b.study_instance_uid,
+            "series_instance_uid": b.series_instance_uid,
+        }
         for b in sorted(inventory.bad_files, key=lambda b: b.path)
     ]
     not_run = sorted(uids - {s.study_instance_uid for s in stored})
@@ -350,10 +426,16 @@ def rebuild_tables(store: ResultsStore, out: Path, inventory: Inventory,
         "bonelesion_version": __version__,
         "pipeline": definition.to_dict(),
         "studies": [
-            {"study_instance_uid": s.study_instance_uid, "patient": s.record.get("patient", ""),
-             "status": s.status, "output_dir": s.output_dir, "plan": s.record.get("plan", {}),
-             "warnings": s.record.get("warnings", []), "failure": s.failure,
-             "lesions": list(s.lesion_rows)}
+            {
+                "study_instance_uid": s.study_instance_uid,
+                "patient": s.record.get("patient", ""),
+                "status": s.status,
+                "output_dir": s.output_dir,
+                "plan": s.record.get("plan", {}),
+                "warnings": s.record.get("warnings", []),
+                "failure": s.failure,
+                "lesions": list(s.lesion_rows),
+            }
             for s in stored
         ],
         "bad_files": bad,
@@ -361,11 +443,27 @@ def rebuild_tables(store: ResultsStore, out: Path, inventory: Inventory,
     }
     paths = {name: out / name for name in TABLE_FILES}
     _write_text_atomic(paths["lesions.csv"], _csv_text(lesion_rows, LEADING_COLUMNS))
-    _write_text_atomic(paths["results.json"], json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
-    _write_text_atomic(paths["failures.csv"], _csv_text(
-        failures, ("patient", "study_instance_uid", "stage", "series_instance_uid", "error_type", "message")))
-    _write_text_atomic(paths["bad_files.csv"], _csv_text(
-        bad, ("path", "status", "reason", "study_instance_uid", "series_instance_uid")))
+    _write_text_atomic(
+        paths["results.json"], json.dumps(results, indent=2, sort_keys=True, default=str) + "\n"
+    )
+    _write_text_atomic(
+        paths["failures.csv"],
+        _csv_text(
+            failures,
+            (
+                "patient",
+                "study_instance_uid",
+                "stage",
+                "series_instance_uid",
+                "error_type",
+                "message",
+            ),
+        ),
+    )
+    _write_text_atomic(
+        paths["bad_files.csv"],
+        _csv_text(bad, ("path", "status", "reason", "study_instance_uid", "series_instance_uid")),
+    )
     _write_text_atomic(paths["summary.txt"], _summary_text(stored, failures, bad, not_run))
     return tuple(paths.values())
 
@@ -377,8 +475,12 @@ def _rel_to(path: str, root: str) -> str:
         return path
 
 
-def _summary_text(stored: Sequence[StoredStudy], failures: Sequence[Mapping[str, str]],
-                  bad: Sequence[Mapping[str, str]], not_run: Sequence[str]) -> str:
+def _summary_text(
+    stored: Sequence[StoredStudy],
+    failures: Sequence[Mapping[str, str]],
+    bad: Sequence[Mapping[str, str]],
+    not_run: Sequence[str],
+) -> str:
     ok = sum(s.status == "ok" for s in stored)
     damaged = [b for b in bad if b.get("status") not in NOT_INPUT_STATUSES]
     lines = [
@@ -391,8 +493,11 @@ def _summary_text(stored: Sequence[StoredStudy], failures: Sequence[Mapping[str,
     if failures:
         lines.append("")
         lines.append("failed studies (study UID | stage | series UID | message):")
-        lines += [f"  {f['study_instance_uid']} | {f.get('stage', '')} | "
-                  f"{f.get('series_instance_uid', '') or '-'} | {f.get('message', '')}" for f in failures]
+        lines += [
+            f"  {f['study_instance_uid']} | {f.get('stage', '')} | "
+            f"{f.get('series_instance_uid', '') or '-'} | {f.get('message', '')}"
+            for f in failures
+        ]
     if bad:
         lines.append("")
         lines.append("files not used (path | reason):")

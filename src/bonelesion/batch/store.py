@@ -33,6 +33,8 @@ from bonelesion.errors import InputError
 
 __all__ = ["ResultsStore", "StoredStudy", "input_hash", "SCHEMA_VERSION"]
 
+_FAILURE_FIELDS = ("stage", "series_instance_uid", "error_type", "message")
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -119,10 +121,13 @@ class ResultsStore:
             self._conn.executescript(_SCHEMA)
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
-                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._conn.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
             elif int(row[0]) != SCHEMA_VERSION:
                 raise InputError(
-                    f"Results store {self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}. "
+                    f"Results store {self.path}: schema version {row[0]}, "
+                    f"expected {SCHEMA_VERSION}. "
                     "Potential fix: use a new --out folder, or rerun with --force."
                 )
         except sqlite3.DatabaseError as exc:
@@ -152,7 +157,7 @@ class ResultsStore:
         self._conn.execute("COMMIT")
 
     def is_current(self, study_instance_uid: str, input_hash: str, pipeline_hash: str) -> bool:
-        """True when the store holds this study with these exact input and pipeline hashes."""
+        """Tell whether the store holds this study with these exact input and pipeline hashes."""
         row = self._conn.execute(
             "SELECT input_hash, pipeline_hash FROM studies WHERE study_instance_uid = ?",
             (study_instance_uid,),
@@ -160,7 +165,7 @@ class ResultsStore:
         return row is not None and row[0] == input_hash and row[1] == pipeline_hash
 
     def status_of(self, study_instance_uid: str) -> str | None:
-        """Stored status (``ok``/``failed``) of a study, or None."""
+        """Return the stored status (``ok``/``failed``) of a study, or None."""
         row = self._conn.execute(
             "SELECT status FROM studies WHERE study_instance_uid = ?", (study_instance_uid,)
         ).fetchone()
@@ -184,20 +189,38 @@ class ResultsStore:
             conn.execute("DELETE FROM studies WHERE study_instance_uid = ?", (study_instance_uid,))
             conn.execute(
                 "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (study_instance_uid, input_hash, pipeline_hash, status, output_dir,
-                 json.dumps(record, sort_keys=True, default=str), float(duration_s),
-                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+                (
+                    study_instance_uid,
+                    input_hash,
+                    pipeline_hash,
+                    status,
+                    output_dir,
+                    json.dumps(record, sort_keys=True, default=str),
+                    float(duration_s),
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                ),
             )
             conn.executemany(
                 "INSERT INTO lesions VALUES (?, ?, ?)",
-                [(study_instance_uid, str(r["lesion_id"]), json.dumps(r, sort_keys=True, default=str))
-                 for r in lesion_rows],
+                [
+                    (
+                        study_instance_uid,
+                        str(r["lesion_id"]),
+                        json.dumps(r, sort_keys=True, default=str),
+                    )
+                    for r in lesion_rows
+                ],
             )
             if failure is not None:
                 conn.execute(
                     "INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
-                    (study_instance_uid, failure.get("stage", ""), failure.get("series_instance_uid", ""),
-                     failure.get("error_type", ""), failure.get("message", "")),
+                    (
+                        study_instance_uid,
+                        failure.get("stage", ""),
+                        failure.get("series_instance_uid", ""),
+                        failure.get("error_type", ""),
+                        failure.get("message", ""),
+                    ),
                 )
 
     def forget(self, study_instance_uids: Iterable[str] | None = None) -> None:
@@ -206,36 +229,54 @@ class ResultsStore:
             if study_instance_uids is None:
                 conn.execute("DELETE FROM studies")
             else:
-                conn.executemany("DELETE FROM studies WHERE study_instance_uid = ?",
-                                 [(u,) for u in study_instance_uids])
+                conn.executemany(
+                    "DELETE FROM studies WHERE study_instance_uid = ?",
+                    [(u,) for u in study_instance_uids],
+                )
 
     def studies(self, only: Iterable[str] | None = None) -> list[StoredStudy]:
         """Every stored study (or those in ``only``), sorted by UID, with rows and failure."""
         wanted = None if only is None else set(only)
         out: list[StoredStudy] = []
         rows = self._conn.execute(
-            "SELECT study_instance_uid, input_hash, pipeline_hash, status, output_dir, record_json, "
+            "SELECT study_instance_uid, input_hash, pipeline_hash, status, output_dir, "
+            "record_json, "
             "duration_s FROM studies ORDER BY study_instance_uid"
         ).fetchall()
         for uid, ih, ph, status, out_dir, rec, dur in rows:
             if wanted is not None and uid not in wanted:
                 continue
             lesions = tuple(
-                json.loads(r[0]) for r in self._conn.execute(
+                json.loads(r[0])
+                for r in self._conn.execute(
                     "SELECT row_json FROM lesions WHERE study_instance_uid = ? ORDER BY lesion_id",
-                    (uid,))
+                    (uid,),
+                )
             )
             f = self._conn.execute(
                 "SELECT stage, series_instance_uid, error_type, message FROM failures "
-                "WHERE study_instance_uid = ?", (uid,)).fetchone()
-            failure = None if f is None else dict(zip(
-                ("stage", "series_instance_uid", "error_type", "message"), f))
-            out.append(StoredStudy(study_instance_uid=uid, input_hash=ih, pipeline_hash=ph,
-                                   status=status, output_dir=out_dir, record=json.loads(rec),
-                                   lesion_rows=lesions, failure=failure, duration_s=float(dur)))
+                "WHERE study_instance_uid = ?",
+                (uid,),
+            ).fetchone()
+            failure = None if f is None else dict(zip(_FAILURE_FIELDS, f, strict=True))
+            out.append(
+                StoredStudy(
+                    study_instance_uid=uid,
+                    input_hash=ih,
+                    pipeline_hash=ph,
+                    status=status,
+                    output_dir=out_dir,
+                    record=json.loads(rec),
+                    lesion_rows=lesions,
+                    failure=failure,
+                    duration_s=float(dur),
+                )
+            )
         return out
 
     def counts(self) -> dict[str, int]:
-        """Number of studies per status."""
-        return {str(s): int(n) for s, n in self._conn.execute(
-            "SELECT status, COUNT(*) FROM studies GROUP BY status")}
+        """Count stored studies per status."""
+        return {
+            str(s): int(n)
+            for s, n in self._conn.execute("SELECT status, COUNT(*) FROM studies GROUP BY status")
+        }

@@ -118,19 +118,27 @@ class QaCheck:
         if sphere == bool(self.mask):
             raise ConfigError("region: give either centre_lps_mm + radius_mm, or mask")
         if self.centre_lps_mm is not None and len(self.centre_lps_mm) != 3:
-            raise ConfigError(f"centre_lps_mm: expected 3 numbers (L, P, S mm), found {len(self.centre_lps_mm)}")
+            raise ConfigError(
+                f"centre_lps_mm: expected 3 numbers (L, P, S mm), found {len(self.centre_lps_mm)}"
+            )
         if sphere and (self.centre_lps_mm is None or self.radius_mm is None or self.radius_mm <= 0):
             raise ConfigError("radius_mm: a sphere needs centre_lps_mm and a positive radius_mm")
         if self.statistic not in _STATISTICS:
-            raise ConfigError(f"statistic: {self.statistic!r} is not one of {', '.join(_STATISTICS)}")
+            raise ConfigError(
+                f"statistic: {self.statistic!r} is not one of {', '.join(_STATISTICS)}"
+            )
         if self.adc_source not in _ADC_SOURCES:
-            raise ConfigError(f"adc_source: {self.adc_source!r} is not one of {', '.join(_ADC_SOURCES)}")
+            raise ConfigError(
+                f"adc_source: {self.adc_source!r} is not one of {', '.join(_ADC_SOURCES)}"
+            )
         if self.min_voxels < 1:
             raise ConfigError("min_voxels: must be ≥ 1")
         try:
             re.compile(self.series_description)
         except re.error as exc:
-            raise ConfigError(f"series_description: not a valid regular expression ({exc})") from exc
+            raise ConfigError(
+                f"series_description: not a valid regular expression ({exc})"
+            ) from exc
 
     @property
     def half_width(self) -> float:
@@ -173,7 +181,7 @@ class QaResult:
 
     @property
     def deviation(self) -> float | None:
-        """measured − expected."""
+        """Measured − expected."""
         return None if self.measured is None else self.measured - self.check.expected
 
 
@@ -221,7 +229,9 @@ def load_qa_spec(path: str | Path) -> QaSpec:
 # ----------------------------------------------------------------------------- regions
 
 
-def sphere_mask(volume: Volume, centre_lps_mm: Sequence[float], radius_mm: float) -> NDArray[np.bool_]:
+def sphere_mask(
+    volume: Volume, centre_lps_mm: Sequence[float], radius_mm: float
+) -> NDArray[np.bool_]:
     """Voxels of ``volume`` whose centres lie within ``radius_mm`` of ``centre_lps_mm``.
 
     Works on any (oblique) grid: only the bounding box of the sphere in index space is
@@ -243,7 +253,7 @@ def sphere_mask(volume: Volume, centre_lps_mm: Sequence[float], radius_mm: float
     mask = np.zeros(volume.shape, dtype=bool)
     if np.any(hi <= lo):
         return mask
-    grids = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij")
+    grids = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=False)), indexing="ij")
     idx = np.stack([g.ravel() for g in grids], axis=1)
     pts = volume.index_to_lps(idx)
     inside = np.linalg.norm(pts - centre, axis=1) <= radius_mm + 1e-9
@@ -256,19 +266,25 @@ def _mask_from_file(path: str, target: Volume) -> NDArray[np.bool_]:
     import nibabel as nib
 
     try:
-        img = nib.load(path)
+        img: Any = nib.load(path)
         data = np.asarray(img.dataobj)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"QA mask {path} cannot be read as NIfTI ({exc}). Potential fix: "
-                         "write the mask as .nii or .nii.gz.") from exc
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise InputError(
+            f"QA mask {path} cannot be read as NIfTI ({exc}). Potential fix: "
+            "write the mask as .nii or .nii.gz."
+        ) from exc
     if data.ndim != 3:
-        raise InputError(f"QA mask {path}: expected a 3-D label image, found shape {data.shape}. "
-                         "Potential fix: save one 3-D mask per region.")
+        raise InputError(
+            f"QA mask {path}: expected a 3-D label image, found shape {data.shape}. "
+            "Potential fix: save one 3-D mask per region."
+        )
     # The Volume keeps the NIfTI axes as stored; its affine (RAS → LPS) places them, and
     # resampling through patient coordinates puts the mask on the target grid.
-    affine = np.asarray(img.affine, dtype=float)
+    affine = np.asarray(img.affine, dtype=np.float64)
     vol = Volume.from_ras_affine(np.asarray(data != 0, dtype=np.float32), affine)
-    return np.asarray(vol.resample_like(target, order=0, check_frame_of_reference=False).array) > 0.5
+    return (
+        np.asarray(vol.resample_like(target, order=0, check_frame_of_reference=False).array) > 0.5
+    )
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -276,14 +292,21 @@ def _mask_from_file(path: str, target: Volume) -> NDArray[np.bool_]:
 
 def _pick(stacks: Sequence[Any], roles: Sequence[str], check: QaCheck) -> list[Any]:
     pattern = re.compile(check.series_description) if check.series_description else None
-    return [s for s in stacks if s.volume is not None and s.info.role in roles
-            and (pattern is None or pattern.search(s.info.series_description or ""))]
+    return [
+        s
+        for s in stacks
+        if s.volume is not None
+        and s.info.role in roles
+        and (pattern is None or pattern.search(s.info.series_description or ""))
+    ]
 
 
 def _one(stacks: list[Any], role: str, check: QaCheck, scan_dir: str) -> Any:
     if len(stacks) == 1:
         return stacks[0]
-    found = ", ".join(f"{s.info.series_instance_uid} ({s.info.series_description!r})" for s in stacks)
+    found = ", ".join(
+        f"{s.info.series_instance_uid} ({s.info.series_description!r})" for s in stacks
+    )
     raise SeriesSelectionError(
         f"QA check {check.name!r} in {scan_dir}: expected one usable {role} stack, found "
         f"{len(stacks)}{': ' + found if found else ''}. Potential fix: set series_description "
@@ -341,19 +364,25 @@ def _measure(check: QaCheck, stacks: Sequence[Any], scan_dir: str) -> tuple[floa
             if len(series) > 1:
                 raise SeriesSelectionError(
                     f"QA check {check.name!r} in {scan_dir}: DWI stacks of {len(series)} series "
-                    f"({', '.join(sorted(series))}). Potential fix: set series_description.")
+                    f"({', '.join(sorted(series))}). Potential fix: set series_description."
+                )
             fit = fit_adc([s.volume for s in dwi], config=DwiAdcConfig())
             values, n = _region_values(check, fit.volume, scan_dir)
             return _stat(values, check.statistic), n, next(iter(series))
         raise SeriesSelectionError(
             f"QA check {check.name!r} in {scan_dir}: no "
             f"{'scanner ADC map' if check.adc_source == 'scanner' else 'ADC map or DWI stack'} "
-            f"(adc_source={check.adc_source!r}). Potential fix: check the scan holds diffusion series.")
+            f"(adc_source={check.adc_source!r}). Potential fix: check the scan holds diffusion "
+            "series."
+        )
     # fat fraction
     water = _pick(stacks, ("dixon_water",), check)
     fat = _pick(stacks, ("dixon_fat",), check)
     if water and fat:
-        w_s, f_s = _one(water, "Dixon water", check, scan_dir), _one(fat, "Dixon fat", check, scan_dir)
+        w_s, f_s = (
+            _one(water, "Dixon water", check, scan_dir),
+            _one(fat, "Dixon fat", check, scan_dir),
+        )
         w, n = _region_values(check, w_s.volume, scan_dir)
         f, _ = _region_values(check, f_s.volume.resample_like(w_s.volume, order=1), scan_dir)
         mw, mf = _stat(w, check.statistic), _stat(f, check.statistic)
@@ -361,14 +390,18 @@ def _measure(check: QaCheck, stacks: Sequence[Any], scan_dir: str) -> tuple[floa
     ip = _pick(stacks, ("dixon_in_phase",), check)
     op = _pick(stacks, ("dixon_opposed_phase",), check)
     if ip and op:
-        ip_s, op_s = _one(ip, "in-phase", check, scan_dir), _one(op, "opposed-phase", check, scan_dir)
+        ip_s, op_s = (
+            _one(ip, "in-phase", check, scan_dir),
+            _one(op, "opposed-phase", check, scan_dir),
+        )
         i, n = _region_values(check, ip_s.volume, scan_dir)
         o, _ = _region_values(check, op_s.volume.resample_like(ip_s.volume, order=1), scan_dir)
         mi, mo = _stat(i, check.statistic), _stat(o, check.statistic)
         return (mi - mo) / (2.0 * mi), n, ip_s.info.series_instance_uid
     raise SeriesSelectionError(
         f"QA check {check.name!r} in {scan_dir}: no Dixon water+fat or in/opposed-phase pair. "
-        "Potential fix: check the scan holds the chemical-shift series.")
+        "Potential fix: check the scan holds the chemical-shift series."
+    )
 
 
 def run_qa(spec: QaSpec, scan_dir: str | Path, *, stacks: Sequence[Any] | None = None) -> QaReport:
@@ -392,8 +425,10 @@ def run_qa(spec: QaSpec, scan_dir: str | Path, *, stacks: Sequence[Any] | None =
         for w in caught:
             logger.warning("%s", w.message)
     if not any(s.volume is not None for s in stacks):
-        raise InputError(f"QA scan {scan}: no usable DICOM stack found. Potential fix: point "
-                         "SCAN_DIR at the folder holding the phantom series.")
+        raise InputError(
+            f"QA scan {scan}: no usable DICOM stack found. Potential fix: point "
+            "SCAN_DIR at the folder holding the phantom series."
+        )
     results = []
     for check in spec.checks:
         start = time.perf_counter()
@@ -402,16 +437,37 @@ def run_qa(spec: QaSpec, scan_dir: str | Path, *, stacks: Sequence[Any] | None =
                 warnings.simplefilter("always")
                 measured, n, uid = _measure(check, stacks, scan)
         except InputError as exc:
-            results.append(QaResult(check=check, passed=False, measured=None, message=str(exc),
-                                    duration_s=time.perf_counter() - start))
+            results.append(
+                QaResult(
+                    check=check,
+                    passed=False,
+                    measured=None,
+                    message=str(exc),
+                    duration_s=time.perf_counter() - start,
+                )
+            )
             continue
         ok = math.isfinite(measured) and abs(measured - check.expected) <= check.half_width
-        msg = "" if ok else (
-            f"{check.name}: measured {measured:.6g}, expected {check.expected:.6g} ± "
-            f"{check.half_width:.3g} (deviation {measured - check.expected:+.3g}) in series {uid}")
-        results.append(QaResult(check=check, passed=ok, measured=measured, voxel_count=n,
-                                series_instance_uid=uid, message=msg,
-                                duration_s=time.perf_counter() - start))
+        msg = (
+            ""
+            if ok
+            else (
+                f"{check.name}: measured {measured:.6g}, expected {check.expected:.6g} ± "
+                f"{check.half_width:.3g} (deviation {measured - check.expected:+.3g}) "
+                f"in series {uid}"
+            )
+        )
+        results.append(
+            QaResult(
+                check=check,
+                passed=ok,
+                measured=measured,
+                voxel_count=n,
+                series_instance_uid=uid,
+                message=msg,
+                duration_s=time.perf_counter() - start,
+            )
+        )
     return QaReport(spec=spec, scan_dir=scan, results=tuple(results))
 
 
@@ -419,16 +475,27 @@ def run_qa(spec: QaSpec, scan_dir: str | Path, *, stacks: Sequence[Any] | None =
 
 
 def format_table(report: QaReport) -> str:
-    """A fixed-width pass/fail table."""
+    """Render the report as a fixed-width pass/fail table."""
     header = ("check", "quantity", "measured", "expected", "tolerance", "voxels", "result")
     rows = [header]
     for r in report.results:
         c = r.check
         tol = f"±{c.tolerance:g}" if c.tolerance is not None else f"±{c.tolerance_pct:g}%"
-        rows.append((c.name, c.quantity, "-" if r.measured is None else f"{r.measured:.6g}",
-                     f"{c.expected:.6g}", tol, str(r.voxel_count), "PASS" if r.passed else "FAIL"))
+        rows.append(
+            (
+                c.name,
+                c.quantity,
+                "-" if r.measured is None else f"{r.measured:.6g}",
+                f"{c.expected:.6g}",
+                tol,
+                str(r.voxel_count),
+                "PASS" if r.passed else "FAIL",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     n_fail = sum(not r.passed for r in report.results)
     lines.append("")
@@ -442,21 +509,35 @@ def format_table(report: QaReport) -> str:
 def write_junit(report: QaReport, path: str | Path) -> Path:
     """Write JUnit XML (one ``testcase`` per check; ``failure`` holds the reason)."""
     failures = sum(not r.passed for r in report.results)
-    suite = ET.Element("testsuite", {
-        "name": report.spec.name, "tests": str(len(report.results)),
-        "failures": str(failures), "errors": "0", "skipped": "0",
-        "time": f"{sum(r.duration_s for r in report.results):.3f}",
-    })
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": report.spec.name,
+            "tests": str(len(report.results)),
+            "failures": str(failures),
+            "errors": "0",
+            "skipped": "0",
+            "time": f"{sum(r.duration_s for r in report.results):.3f}",
+        },
+    )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", {"name": "spec", "value": report.spec.source})
     for r in report.results:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": f"bonelesion.qa.{report.spec.name}", "name": r.check.name,
-            "time": f"{r.duration_s:.3f}"})
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"bonelesion.qa.{report.spec.name}",
+                "name": r.check.name,
+                "time": f"{r.duration_s:.3f}",
+            },
+        )
         out = ET.SubElement(case, "system-out")
-        out.text = (f"quantity={r.check.quantity} measured={r.measured} expected={r.check.expected} "
-                    f"half_width={r.check.half_width} voxels={r.voxel_count} "
-                    f"series={r.series_instance_uid}")
+        out.text = (
+            f"quantity={r.check.quantity} measured={r.measured} expected={r.check.expected} "
+            f"half_width={r.check.half_width} voxels={r.voxel_count} "
+            f"series={r.series_instance_uid}"
+        )
         if not r.passed:
             fail = ET.SubElement(case, "failure", {"message": r.message, "type": "QaFailure"})
             fail.text = r.message
@@ -470,9 +551,15 @@ def write_junit(report: QaReport, path: str | Path) -> Path:
     return path
 
 
-def spec_from_truth(truth_path: str | Path, *, name: str = "digital_phantom",
-                    radius_fraction: float = 0.5, ct_tolerance_hu: float = 7.0,
-                    adc_tolerance_pct: float = 5.0, fat_fraction_tolerance: float = 0.05) -> str:
+def spec_from_truth(
+    truth_path: str | Path,
+    *,
+    name: str = "digital_phantom",
+    radius_fraction: float = 0.5,
+    ct_tolerance_hu: float = 7.0,
+    adc_tolerance_pct: float = 5.0,
+    fat_fraction_tolerance: float = 0.05,
+) -> str:
     """TOML text of a QA spec for a digital phantom study, from its ``truth.json``.
 
     One CT, ADC and fat-fraction check per lesion sphere, each on a concentric sphere of
@@ -497,16 +584,33 @@ def spec_from_truth(truth_path: str | Path, *, name: str = "digital_phantom",
         radius = float(les["radius_mm"]) * radius_fraction
         region = f"centre_lps_mm = [{centre}]\nradius_mm = {radius:.3f}"
         if "ct" in roles:
-            lines += ["[[checks]]", f'name = "{les["lesion_id"]}_ct"', 'quantity = "ct_number_hu"',
-                      region, f"expected = {float(les['attenuation_mean_hu']):.3f}",
-                      f"tolerance = {ct_tolerance_hu}", ""]
+            lines += [
+                "[[checks]]",
+                f'name = "{les["lesion_id"]}_ct"',
+                'quantity = "ct_number_hu"',
+                region,
+                f"expected = {float(les['attenuation_mean_hu']):.3f}",
+                f"tolerance = {ct_tolerance_hu}",
+                "",
+            ]
         if roles & {"adc", "dwi"}:
-            lines += ["[[checks]]", f'name = "{les["lesion_id"]}_adc"', 'quantity = "adc_mm2_per_s"',
-                      region, f"expected = {float(les['adc_mm2_per_s']):.6e}",
-                      f"tolerance_pct = {adc_tolerance_pct}", ""]
+            lines += [
+                "[[checks]]",
+                f'name = "{les["lesion_id"]}_adc"',
+                'quantity = "adc_mm2_per_s"',
+                region,
+                f"expected = {float(les['adc_mm2_per_s']):.6e}",
+                f"tolerance_pct = {adc_tolerance_pct}",
+                "",
+            ]
         if roles & {"dixon_water", "dixon_in_phase"}:
-            lines += ["[[checks]]", f'name = "{les["lesion_id"]}_fat_fraction"',
-                      'quantity = "fat_fraction"', region,
-                      f"expected = {float(les['fat_fraction']):.4f}",
-                      f"tolerance = {fat_fraction_tolerance}", ""]
+            lines += [
+                "[[checks]]",
+                f'name = "{les["lesion_id"]}_fat_fraction"',
+                'quantity = "fat_fraction"',
+                region,
+                f"expected = {float(les['fat_fraction']):.4f}",
+                f"tolerance = {fat_fraction_tolerance}",
+                "",
+            ]
     return "\n".join(lines)

@@ -35,8 +35,15 @@ from pathlib import Path
 from bonelesion.config import build_config, read_toml
 from bonelesion.errors import ConfigError, InputError
 
-__all__ = ["Tolerance", "Tolerances", "Drift", "RegressionReport", "load_tolerances",
-           "compare_runs", "KEY_COLUMNS"]
+__all__ = [
+    "Tolerance",
+    "Tolerances",
+    "Drift",
+    "RegressionReport",
+    "load_tolerances",
+    "compare_runs",
+    "KEY_COLUMNS",
+]
 
 KEY_COLUMNS = ("study_instance_uid", "lesion_id")
 
@@ -64,7 +71,7 @@ class Tolerances:
     ignore: tuple[str, ...] = ("patient", "reasons", "warnings")
 
     def for_column(self, column: str) -> Tolerance:
-        """The tolerance of one column."""
+        """Return the tolerance of one column."""
         return self.columns.get(column, self.default)
 
 
@@ -80,7 +87,11 @@ class Drift:
     detail: str
 
     def __str__(self) -> str:
-        where = f"study {self.study_instance_uid} lesion {self.lesion_id}" if self.lesion_id else "table"
+        where = (
+            f"study {self.study_instance_uid} lesion {self.lesion_id}"
+            if self.lesion_id
+            else "table"
+        )
         return f"{where}: {self.column}: {self.detail}"
 
 
@@ -101,8 +112,10 @@ class RegressionReport:
 
     def format(self) -> str:
         """Human-readable summary."""
-        lines = [f"compared {self.lesions_compared} lesions: "
-                 + ("no drift" if self.passed else f"{len(self.drifts)} differences beyond tolerance")]
+        lines = [
+            f"compared {self.lesions_compared} lesions: "
+            + ("no drift" if self.passed else f"{len(self.drifts)} differences beyond tolerance")
+        ]
         lines += [f"  DRIFT {d}" for d in self.drifts]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -129,21 +142,27 @@ def _table(path: str | Path) -> tuple[Path, list[str], dict[tuple[str, str], dic
     if p.is_dir():
         p = p / "lesions.csv"
     if not p.is_file():
-        raise InputError(f"Run folder {path}: no lesions.csv found ({p}). Potential fix: give the "
-                         "--out folder of a `bonelesion run` or `bonelesion measure`.")
+        raise InputError(
+            f"Run folder {path}: no lesions.csv found ({p}). Potential fix: give the "
+            "--out folder of a `bonelesion run` or `bonelesion measure`."
+        )
     with p.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         columns = list(reader.fieldnames or [])
         missing = [k for k in KEY_COLUMNS if k not in columns]
         if missing:
-            raise InputError(f"{p}: column {missing[0]!r} missing; expected a lesions table with "
-                             f"{', '.join(KEY_COLUMNS)}. Potential fix: compare lesions.csv files.")
+            raise InputError(
+                f"{p}: column {missing[0]!r} missing; expected a lesions table with "
+                f"{', '.join(KEY_COLUMNS)}. Potential fix: compare lesions.csv files."
+            )
         rows: dict[tuple[str, str], dict[str, str]] = {}
         for line, row in enumerate(reader, start=2):
             key = (row["study_instance_uid"], row["lesion_id"])
             if key in rows:
-                raise InputError(f"{p} line {line}: lesion {key[1]!r} of study {key[0]} appears "
-                                 "twice. Potential fix: rebuild the table (bonelesion run).")
+                raise InputError(
+                    f"{p} line {line}: lesion {key[1]!r} of study {key[0]} appears "
+                    "twice. Potential fix: rebuild the table (bonelesion run)."
+                )
             rows[key] = row
     return p, columns, rows
 
@@ -155,8 +174,9 @@ def _number(text: str) -> float | None:
         return None
 
 
-def compare_runs(baseline: str | Path, results: str | Path, tolerances: Tolerances | None = None
-                 ) -> RegressionReport:
+def compare_runs(
+    baseline: str | Path, results: str | Path, tolerances: Tolerances | None = None
+) -> RegressionReport:
     """Compare the lesion tables of two runs (see module docstring).
 
     Raises
@@ -172,17 +192,41 @@ def compare_runs(baseline: str | Path, results: str | Path, tolerances: Toleranc
     compared = [c for c in b_cols if c not in KEY_COLUMNS and c not in tol.ignore]
     for c in compared:
         if c not in r_cols:
-            drifts.append(Drift(study_instance_uid="", lesion_id="", column=c, baseline="", results="",
-                                detail="column of the baseline is missing from the results"))
+            drifts.append(
+                Drift(
+                    study_instance_uid="",
+                    lesion_id="",
+                    column=c,
+                    baseline="",
+                    results="",
+                    detail="column of the baseline is missing from the results",
+                )
+            )
     extra_cols = [c for c in r_cols if c not in b_cols]
     if extra_cols:
         notes.append(f"results have new columns (not compared): {', '.join(extra_cols)}")
     for key in sorted(set(b_rows) - set(r_rows)):
-        drifts.append(Drift(study_instance_uid=key[0], lesion_id=key[1], column="(lesion)",
-                            baseline="present", results="absent", detail="missing from the results"))
+        drifts.append(
+            Drift(
+                study_instance_uid=key[0],
+                lesion_id=key[1],
+                column="(lesion)",
+                baseline="present",
+                results="absent",
+                detail="missing from the results",
+            )
+        )
     for key in sorted(set(r_rows) - set(b_rows)):
-        drifts.append(Drift(study_instance_uid=key[0], lesion_id=key[1], column="(lesion)",
-                            baseline="absent", results="present", detail="extra lesion in the results"))
+        drifts.append(
+            Drift(
+                study_instance_uid=key[0],
+                lesion_id=key[1],
+                column="(lesion)",
+                baseline="absent",
+                results="present",
+                detail="extra lesion in the results",
+            )
+        )
     for key in sorted(set(b_rows) & set(r_rows)):
         b, r = b_rows[key], r_rows[key]
         for c in compared:
@@ -193,17 +237,31 @@ def compare_runs(baseline: str | Path, results: str | Path, tolerances: Toleranc
                 continue
             detail = _difference(c, bv, rv, tol)
             if detail:
-                drifts.append(Drift(study_instance_uid=key[0], lesion_id=key[1], column=c,
-                                    baseline=bv, results=rv, detail=detail))
-    return RegressionReport(baseline=str(b_path), results=str(r_path),
-                            lesions_compared=len(set(b_rows) & set(r_rows)),
-                            drifts=tuple(drifts), notes=tuple(notes))
+                drifts.append(
+                    Drift(
+                        study_instance_uid=key[0],
+                        lesion_id=key[1],
+                        column=c,
+                        baseline=bv,
+                        results=rv,
+                        detail=detail,
+                    )
+                )
+    return RegressionReport(
+        baseline=str(b_path),
+        results=str(r_path),
+        lesions_compared=len(set(b_rows) & set(r_rows)),
+        drifts=tuple(drifts),
+        notes=tuple(notes),
+    )
 
 
 def _difference(column: str, bv: str, rv: str, tol: Tolerances) -> str:
-    """"" when within tolerance, else a description."""
+    """Describe a difference beyond tolerance ("" when within)."""
     if not bv or not rv:
-        return f"{bv or '(empty)'} → {rv or '(empty)'} (value {'appeared' if not bv else 'vanished'})"
+        return (
+            f"{bv or '(empty)'} → {rv or '(empty)'} (value {'appeared' if not bv else 'vanished'})"
+        )
     bn, rn = _number(bv), _number(rv)
     if bn is None or rn is None:
         return f"{bv!r} → {rv!r}"

@@ -62,7 +62,7 @@ STAGE_OPTIONAL_ROLES: Mapping[str, tuple[str, ...]] = {"mr_chemical_shift": ("wa
 PREFERENCES: Mapping[str, str] = {
     "thinnest_slice": "smallest slice thickness (spacing when thickness is absent)",
     "thickest_slice": "largest slice thickness",
-    "bone_kernel": "a bone/sharp reconstruction kernel (ConvolutionKernel matches bone_kernel_pattern)",
+    "bone_kernel": "a bone/sharp kernel (ConvolutionKernel matches bone_kernel_pattern)",
     "soft_kernel": "a kernel that does not match bone_kernel_pattern",
     "most_b_values": "the most distinct b-values",
     "most_slices": "the most images",
@@ -73,7 +73,13 @@ PREFERENCES: Mapping[str, str] = {
 
 #: Stack roles a reader can give (``SeriesInfo.role``).
 KNOWN_STACK_ROLES = (
-    "ct", "dwi", "adc", "dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat",
+    "ct",
+    "dwi",
+    "adc",
+    "dixon_in_phase",
+    "dixon_opposed_phase",
+    "dixon_water",
+    "dixon_fat",
     "other",
 )
 
@@ -123,7 +129,8 @@ class RoleSpec:
         bad = [r for r in self.stack_roles if r not in KNOWN_STACK_ROLES]
         if bad:
             raise ConfigError(
-                f"stack_roles: unknown stack role {bad[0]!r} (known: {', '.join(KNOWN_STACK_ROLES)})"
+                f"stack_roles: unknown stack role {bad[0]!r} "
+                f"(known: {', '.join(KNOWN_STACK_ROLES)})"
             )
         if self.unit not in ("stack", "series"):
             raise ConfigError(f"unit: expected 'stack' or 'series', found {self.unit!r}")
@@ -225,9 +232,10 @@ def load_pipeline(name_or_path: str | Path) -> PipelineDefinition:
     if not (path.suffix == ".toml" or os.sep in text or path.exists()):
         path = pipelines_dir() / f"{text}.toml"
         if not path.exists():
+            shipped = ", ".join(shipped_pipelines()) or f"none found in {pipelines_dir()}"
             raise ConfigError(
                 f"Pipeline {text!r} is neither a file nor a shipped pipeline "
-                f"(shipped: {', '.join(shipped_pipelines()) or 'none found in ' + str(pipelines_dir())}). "
+                f"(shipped: {shipped}). "
                 "Potential fix: give a path to a .toml file or one of the shipped names."
             )
     data = read_toml(path)
@@ -255,7 +263,9 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def pipeline_hash(definition: PipelineDefinition, *, version: str, extra: Mapping[str, Any] | None = None) -> str:
+def pipeline_hash(
+    definition: PipelineDefinition, *, version: str, extra: Mapping[str, Any] | None = None
+) -> str:
     """SHA-256 of the pipeline, its resolved config, the package version and ``extra``.
 
     Two runs share results in the store only when this hash is equal.

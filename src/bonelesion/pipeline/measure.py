@@ -36,8 +36,11 @@ def _primary_volume(volumes: Mapping[str, Any]) -> Any:
 
 
 def measure_and_report(
-    task: Any, stacks_by_role: Mapping[str, list[Any]], work: Path,
-    *, stage: Callable[..., Any],
+    task: Any,
+    stacks_by_role: Mapping[str, list[Any]],
+    work: Path,
+    *,
+    stage: Callable[..., Any],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Measure, classify and write the per-study reports of one study.
 
@@ -71,8 +74,11 @@ def measure_and_report(
                 f"Study {task.study_instance_uid}: no ROI source given. Potential fix: pass "
                 "--rois FILE (annotations CSV, DICOM SEG, RTSTRUCT or NIfTI labels)."
             )
-        lesions = [le for le in load_lesions(task.rois_path)
-                   if le.applies_to_study(task.study_instance_uid)]
+        lesions = [
+            le
+            for le in load_lesions(task.rois_path)
+            if le.applies_to_study(task.study_instance_uid)
+        ]
     stacks: list[Any] = []
     seen: set[int] = set()
     for st in plan.stages:
@@ -87,8 +93,9 @@ def measure_and_report(
     with stage("classify"):
         calls = classify_lesions(measurements, config=classifier_cfg)
     with stage("report"):
-        volumes = {s.info.role: s.volume for s in stacks
-                   if s.volume is not None and s.info.role != "dwi"}
+        volumes = {
+            s.info.role: s.volume for s in stacks if s.volume is not None and s.info.role != "dwi"
+        }
         primary = _primary_volume(volumes)
         masks: dict[str, Any] = {}
         problems: list[str] = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
@@ -100,30 +107,51 @@ def measure_and_report(
                 masks[m.lesion_id] = by_id[m.lesion_id].mask_on(primary)
             except InputError as exc:
                 problems.append(f"lesion {m.lesion_id}: no mask for QC/SEG: {exc}")
-        result = study_result(measurements, calls=calls, study_instance_uid=task.study_instance_uid,
-                              volumes=volumes, masks=masks, warnings=problems,
-                              input_files=[task.rois_path])
-        resolved = {"pipeline": pipeline.get("name", ""), "plan": plan.to_dict(),
-                    **config_to_dict(cfg)}
-        files = write_reports(work, [result], config=classifier_cfg, resolved_config=resolved)
+        result = study_result(
+            measurements,
+            calls=calls,
+            study_instance_uid=task.study_instance_uid,
+            volumes=volumes,
+            masks=masks,
+            warnings=problems,
+            input_files=[task.rois_path],
+        )
+        resolved = {
+            "pipeline": pipeline.get("name", ""),
+            "plan": plan.to_dict(),
+            **config_to_dict(cfg),
+        }
+        write_reports(work, [result], config=classifier_cfg, resolved_config=resolved)
         if task.pseudonymise:
             for dcm in sorted(work.rglob("*.dcm")):
                 pseudonymise_dicom(dcm, task.patient_label)
-        rows = [{k: v for k, v in r.items() if k != "study_instance_uid"}
-                for r in lesion_table_rows([result])]
+        rows = [
+            {k: v for k, v in r.items() if k != "study_instance_uid"}
+            for r in lesion_table_rows([result])
+        ]
         written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
     if not lesions:
-        logger.warning("study %s: no lesion of the ROI source applies to this study",
-                       task.study_instance_uid)
+        logger.warning(
+            "study %s: no lesion of the ROI source applies to this study", task.study_instance_uid
+        )
     return rows, written
 
 
 #: Patient-identifying attributes replaced (ID, name) or removed in pseudonymised outputs
 #: (DICOM PS3.15 Table E.1-1, Basic Profile: the Patient Module identifiers).
-_REMOVE_KEYWORDS = ("PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
-                    "OtherPatientIDsSequence", "OtherPatientNames", "PatientAddress",
-                    "PatientTelephoneNumbers", "PatientMotherBirthName", "MedicalRecordLocator",
-                    "IssuerOfPatientID", "PatientBirthName")
+_REMOVE_KEYWORDS = (
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientMotherBirthName",
+    "MedicalRecordLocator",
+    "IssuerOfPatientID",
+    "PatientBirthName",
+)
 
 
 def pseudonymise_dicom(path: Path, pseudonym: str) -> None:
@@ -140,7 +168,9 @@ def pseudonymise_dicom(path: Path, pseudonym: str) -> None:
         if keyword in ds:
             delattr(ds, keyword)
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "bonelesion: PatientID/PatientName replaced by HMAC-SHA256 pseudonym"
+    ds.DeidentificationMethod = (
+        "bonelesion: PatientID/PatientName replaced by HMAC-SHA256 pseudonym"
+    )
     tmp = path.with_name(path.name + ".tmp")
     ds.save_as(tmp, enforce_file_format=True)
     tmp.replace(path)

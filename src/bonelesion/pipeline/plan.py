@@ -101,7 +101,7 @@ class StudyPlan:
     refusal: str = ""
 
     def choice(self, role: str) -> RoleChoice:
-        """The `RoleChoice` of ``role``."""
+        """Return the `RoleChoice` of ``role``."""
         for c in self.choices:
             if c.role == role:
                 return c
@@ -178,11 +178,14 @@ def _describe(pref: str, group: Sequence[StackCandidate]) -> str:
     return f"SeriesNumber {first.series_number}"
 
 
-def _groups(spec: RoleSpec, candidates: Iterable[StackCandidate]) -> list[tuple[StackCandidate, ...]]:
+def _groups(
+    spec: RoleSpec, candidates: Iterable[StackCandidate]
+) -> list[tuple[StackCandidate, ...]]:
     inc = re.compile(spec.description_pattern) if spec.description_pattern else None
     exc = re.compile(spec.exclude_description_pattern) if spec.exclude_description_pattern else None
     kept = [
-        c for c in candidates
+        c
+        for c in candidates
         if c.modality.upper() == spec.modality.upper()
         and c.role in spec.stack_roles
         and (inc is None or inc.search(c.series_description or ""))
@@ -209,37 +212,53 @@ def choose_role(role: str, spec: RoleSpec, candidates: Sequence[StackCandidate])
     labels = tuple(sorted(_group_label(g) for g in groups))
     if not groups:
         return RoleChoice(
-            role=role, status=ChoiceStatus.MISSING, candidates=(),
+            role=role,
+            status=ChoiceStatus.MISSING,
+            candidates=(),
             reason=f"no {spec.modality} stack with role {' or '.join(spec.stack_roles)}",
         )
     if len(groups) == 1:
-        return RoleChoice(role=role, status=ChoiceStatus.SINGLE, chosen=groups[0],
-                          candidates=labels, reason="only candidate")
+        return RoleChoice(
+            role=role,
+            status=ChoiceStatus.SINGLE,
+            chosen=groups[0],
+            candidates=labels,
+            reason="only candidate",
+        )
     tiebreak = lambda g: (_series_number(g[0]), g[0].series_instance_uid, g[0].stack_key)  # noqa: E731
     remaining = sorted(groups, key=tiebreak)
     reasons: list[str] = []
     for pref in spec.prefer:
         keys = [_preference_key(pref, g, spec) for g in remaining]
         best = min(keys)
-        winners = [g for g, k in zip(remaining, keys) if k == best]
+        winners = [g for g, k in zip(remaining, keys, strict=False) if k == best]
         if len(winners) < len(remaining):
-            losers = [g for g, k in zip(remaining, keys) if k != best]
+            losers = [g for g, k in zip(remaining, keys, strict=False) if k != best]
             reasons.append(
                 f"{pref}: {_describe(pref, winners[0])} over "
                 + ", ".join(sorted({_describe(pref, g) for g in losers}))
             )
             remaining = winners
         if len(remaining) == 1:
-            return RoleChoice(role=role, status=ChoiceStatus.PREFERRED, chosen=remaining[0],
-                              candidates=labels,
-                              reason=f"{len(groups)} candidates; " + "; ".join(reasons))
+            return RoleChoice(
+                role=role,
+                status=ChoiceStatus.PREFERRED,
+                chosen=remaining[0],
+                candidates=labels,
+                reason=f"{len(groups)} candidates; " + "; ".join(reasons),
+            )
     chosen = remaining[0]
     return RoleChoice(
-        role=role, status=ChoiceStatus.TIE, chosen=chosen, candidates=labels,
-        reason=(f"{len(groups)} candidates, {len(remaining)} equal under "
-                f"{', '.join(spec.prefer) or 'no preference'}; took the lowest SeriesNumber/UID "
-                f"({_group_label(chosen)}). Potential fix: add a preference or a "
-                "description_pattern to the pipeline's role."),
+        role=role,
+        status=ChoiceStatus.TIE,
+        chosen=chosen,
+        candidates=labels,
+        reason=(
+            f"{len(groups)} candidates, {len(remaining)} equal under "
+            f"{', '.join(spec.prefer) or 'no preference'}; took the lowest SeriesNumber/UID "
+            f"({_group_label(chosen)}). Potential fix: add a preference or a "
+            "description_pattern to the pipeline's role."
+        ),
     )
 
 
@@ -265,13 +284,12 @@ def plan_study(
         The choices, the stages that can run, the stages skipped (with reasons), and a
         refusal message when a required role is missing or no stage can run.
     """
-    choices = tuple(
-        choose_role(role, spec, candidates) for role, spec in definition.roles.items()
-    )
+    choices = tuple(choose_role(role, spec, candidates) for role, spec in definition.roles.items())
     by_role = {c.role: c for c in choices}
     refusal = ""
     missing_required = [
-        c.role for c in choices
+        c.role
+        for c in choices
         if c.status == ChoiceStatus.MISSING and definition.roles[c.role].required
     ]
     if missing_required:
@@ -286,7 +304,9 @@ def plan_study(
     for stage in definition.stages:
         all_of, any_of = STAGE_ROLES[stage]
         lacking = [r for r in all_of if by_role[r].status == ChoiceStatus.MISSING]
-        if any_of and all(by_role[r].status == ChoiceStatus.MISSING for r in any_of if r in by_role):
+        if any_of and all(
+            by_role[r].status == ChoiceStatus.MISSING for r in any_of if r in by_role
+        ):
             lacking.append(" or ".join(r for r in any_of if r in by_role))
         if lacking:
             skipped[stage] = f"no series for role {', '.join(lacking)}"
@@ -299,5 +319,10 @@ def plan_study(
             + f"; {len(candidates)} stacks in the study). Potential fix: check the export, "
             "or use a pipeline matching the study's modalities."
         )
-    return StudyPlan(study_instance_uid=study_instance_uid, choices=choices,
-                     stages=tuple(stages), skipped_stages=skipped, refusal=refusal)
+    return StudyPlan(
+        study_instance_uid=study_instance_uid,
+        choices=choices,
+        stages=tuple(stages),
+        skipped_stages=skipped,
+        refusal=refusal,
+    )

@@ -14,7 +14,8 @@ import logging
 import time
 import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,12 @@ class StudyFailure:
 
     def to_dict(self) -> dict[str, str]:
         """Plain form."""
-        return {"stage": self.stage, "series_instance_uid": self.series_instance_uid,
-                "error_type": self.error_type, "message": self.message}
+        return {
+            "stage": self.stage,
+            "series_instance_uid": self.series_instance_uid,
+            "error_type": self.error_type,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,18 +93,27 @@ class StudyOutcome:
     record: Mapping[str, Any] = field(default_factory=dict)
 
 
-def failed_outcome(task: StudyTask, error: BaseException | str, *, stage: str = "worker",
-                   series_instance_uid: str = "") -> StudyOutcome:
-    """A failed `StudyOutcome` for an error caught outside `run_study` (lost worker …)."""
+def failed_outcome(
+    task: StudyTask,
+    error: BaseException | str,
+    *,
+    stage: str = "worker",
+    series_instance_uid: str = "",
+) -> StudyOutcome:
+    """Build a failed `StudyOutcome` for an error caught outside `run_study` (lost worker …)."""
     if isinstance(error, BaseException):
         error_type, message = type(error).__name__, str(error)
     else:
         error_type, message = "WorkerError", error
     return StudyOutcome(
-        study_instance_uid=task.study_instance_uid, status="failed",
-        failure=StudyFailure(stage=stage, series_instance_uid=series_instance_uid,
-                             error_type=error_type,
-                             message=f"Study {task.study_instance_uid}: {message}"),
+        study_instance_uid=task.study_instance_uid,
+        status="failed",
+        failure=StudyFailure(
+            stage=stage,
+            series_instance_uid=series_instance_uid,
+            error_type=error_type,
+            message=f"Study {task.study_instance_uid}: {message}",
+        ),
     )
 
 
@@ -142,41 +156,52 @@ def run_study(task: StudyTask) -> StudyOutcome:
         unexpected = not isinstance(exc, PipelineError)
         message = str(exc)
         if unexpected:
-            logger.error("study %s: unexpected error in stage %s:\n%s", task.study_instance_uid,
-                         failed.stage, "".join(traceback.format_exception(exc)))
-            message = (f"Study {task.study_instance_uid}, stage {failed.stage}: unexpected "
-                       f"{type(exc).__name__}: {exc}. Potential fix: this is a bug; rerun with -v "
-                       "and report the traceback.")
+            logger.error(
+                "study %s: unexpected error in stage %s:\n%s",
+                task.study_instance_uid,
+                failed.stage,
+                "".join(traceback.format_exception(exc)),
+            )
+            message = (
+                f"Study {task.study_instance_uid}, stage {failed.stage}: unexpected "
+                f"{type(exc).__name__}: {exc}. Potential fix: this is a bug; rerun with -v "
+                "and report the traceback."
+            )
         return StudyOutcome(
-            study_instance_uid=task.study_instance_uid, status="failed",
-            failure=StudyFailure(stage=failed.stage, series_instance_uid=failed.series_uid,
-                                 error_type=type(exc).__name__, message=message),
-            warnings=tuple(caught), duration_s=time.perf_counter() - start,
+            study_instance_uid=task.study_instance_uid,
+            status="failed",
+            failure=StudyFailure(
+                stage=failed.stage,
+                series_instance_uid=failed.series_uid,
+                error_type=type(exc).__name__,
+                message=message,
+            ),
+            warnings=tuple(caught),
+            duration_s=time.perf_counter() - start,
         )
     return StudyOutcome(
-        study_instance_uid=task.study_instance_uid, status="ok",
-        lesion_rows=tuple(rows), warnings=tuple(caught), files=tuple(files),
+        study_instance_uid=task.study_instance_uid,
+        status="ok",
+        lesion_rows=tuple(rows),
+        warnings=tuple(caught),
+        files=tuple(files),
         duration_s=time.perf_counter() - start,
     )
 
 
-def _stage(name: str, series_uid: str = "") -> Any:
-    """Context manager attributing any exception inside it to ``name`` / ``series_uid``."""
-
-    class _Ctx:
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(self, tp: Any, exc: BaseException | None, tb: Any) -> bool:
-            if exc is not None and not isinstance(exc, _StageFailed) and isinstance(exc, Exception):
-                raise _StageFailed(name, series_uid, exc) from exc
-            return False
-
-    return _Ctx()
+@contextmanager
+def _stage(name: str, series_uid: str = "") -> Iterator[None]:
+    """Attribute any exception raised inside to stage ``name`` and series ``series_uid``."""
+    try:
+        yield
+    except _StageFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolation: recorded with stage and series
+        raise _StageFailed(name, series_uid, exc) from exc
 
 
 def _pick_stack(stacks: list[Any], cand: StackCandidate) -> Any:
-    """The loaded stack the plan chose (by stack key, else by its files, else by role)."""
+    """Find the loaded stack the plan chose (by stack key, else by its files, else by role)."""
     from bonelesion.errors import SeriesSelectionError
 
     same = [s for s in stacks if s.info.series_instance_uid == cand.series_instance_uid]
@@ -213,6 +238,14 @@ def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
     from bonelesion.dicom.series import load_series
 
     plan = task.plan
+    with _stage("roi"):
+        if not task.rois_path:
+            from bonelesion.errors import InputError
+
+            raise InputError(
+                f"Study {task.study_instance_uid}: no ROI source given. Potential fix: pass "
+                "--rois FILE (annotations CSV, DICOM SEG, RTSTRUCT or NIfTI labels)."
+            )
     skip = _roles_not_needed(task)
     stacks_by_role: dict[str, list[Any]] = {}
     cache: dict[str, list[Any]] = {}
@@ -223,11 +256,18 @@ def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
             with _stage("load", cand.series_instance_uid):
                 # One read per series: a Dixon or DWI series holds several chosen stacks.
                 if cand.series_instance_uid not in cache:
-                    files = sorted({f for c in plan.inputs if c.series_instance_uid == cand.series_instance_uid
-                                    for f in c.files})
+                    files = sorted(
+                        {
+                            f
+                            for c in plan.inputs
+                            if c.series_instance_uid == cand.series_instance_uid
+                            for f in c.files
+                        }
+                    )
                     cache[cand.series_instance_uid] = load_series(files)
                 stacks_by_role.setdefault(choice.role, []).append(
-                    _pick_stack(cache[cand.series_instance_uid], cand))
+                    _pick_stack(cache[cand.series_instance_uid], cand)
+                )
     from bonelesion.pipeline import measure
 
     return measure.measure_and_report(task, stacks_by_role, work, stage=_stage)
