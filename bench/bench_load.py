@@ -109,7 +109,8 @@ def _write_series(folder: Path, n_slices: int) -> None:
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.Manufacturer = "CT", "BENCH"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, for_uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.FrameOfReferenceUID = for_uid
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = ["-250", "-250", f"{-300 + 1.0 * k:.3f}"]
@@ -135,6 +136,7 @@ def _run(loader: str, folder: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    """Write (or reuse) the series, run each loader in a fresh process, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)

@@ -20,7 +20,8 @@ from pathlib import Path
 from bonelesion import __version__
 from bonelesion.errors import ConfigError, InputError, PipelineError
 
-__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL"]
+__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT",
+           "EXIT_PARTIAL"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -275,8 +276,8 @@ def _run_series(args: argparse.Namespace) -> int:
     header = f"{'#':>3}  {'modality':8} {'role':20} {'shape':16} {'b':>6} {'TE ms':>7}  status"
     print(header)
     print("-" * len(header))
-    for i, (stack, rec) in enumerate(zip(stacks, records), start=1):
-        shape = "×".join(str(n) for n in rec["shape"]) if rec["shape"] else "-"  # type: ignore[union-attr]
+    for i, stack in enumerate(stacks, start=1):
+        shape = "×".join(str(n) for n in stack.shape) if stack.shape and stack.usable else "-"
         b = stack.info.b_value_s_per_mm2
         te = stack.info.echo_time_ms
         status = "ok" if stack.usable else "REFUSED: " + " ".join(stack.problems)

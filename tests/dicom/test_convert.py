@@ -24,6 +24,21 @@ ATOL_BVEC = 1e-3
 #: b-values are integers in .bval files.
 ATOL_B_VALUE = 0.5
 
+@pytest.fixture(autouse=True)
+def _restore_logging():  # type: ignore[no-untyped-def]
+    """`main` configures root logging on the (captured) stderr; undo it after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
 SERIES_KEYS = {
     "series_instance_uid", "modality", "manufacturer", "role", "shape", "n_volumes",
     "spacing_mm", "origin_lps_mm", "direction_lps", "b_values_s_per_mm2", "echo_time_ms",

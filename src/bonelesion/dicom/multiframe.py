@@ -70,7 +70,7 @@ _FRAME_NUMBER_CREATOR_TAG = Tag(FRAME_NUMBER_PRIVATE_GROUP, 0x0010)
 
 
 def is_multiframe(ds: Dataset) -> bool:
-    """True for an object with functional groups (enhanced / legacy-converted multi-frame)."""
+    """Return True for an object with functional groups (enhanced or legacy multi-frame)."""
     return _PER_FRAME in ds or _SHARED in ds
 
 
@@ -182,7 +182,7 @@ def flatten_frames(ds: Dataset) -> list[Dataset]:
                     _merge_item(tags, elem.value[0])
         tags[_FRAME_NUMBER_CREATOR_TAG] = creator
         tags[_FRAME_NUMBER_TAG] = DataElement(_FRAME_NUMBER_TAG, "UL", index + 1)
-        flat = Dataset(tags)
+        flat = Dataset(tags)  # type: ignore[arg-type]
         if hasattr(ds, "file_meta"):
             flat.file_meta = ds.file_meta
         flats.append(flat)
@@ -277,7 +277,7 @@ def _first_int(ds: Dataset, keyword: str) -> int | None:
 
 
 def is_mosaic(ds: Dataset) -> bool:
-    """True for a Siemens mosaic (several slices tiled into one image)."""
+    """Return True for a Siemens mosaic (several slices tiled into one image)."""
     image_type = ds.get("ImageType", None) or ()
     if isinstance(image_type, str):
         image_type = [image_type]

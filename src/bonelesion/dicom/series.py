@@ -90,6 +90,12 @@ TILT_RTOL = 5e-3
 TILT_ATOL_MM = 2e-2
 
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Objects with Rows/Columns that are not images of the patient: read by other modules.
+_NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation (read it as an ROI source)",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
+    "1.2.840.10008.5.1.4.1.1.11.1": "presentation state",
+}
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _EXPLICIT_VRS = {
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
@@ -160,7 +166,7 @@ class Stack:
         return not self.problems
 
     def error(self) -> InputError | None:
-        """The exception that describes a refusal (None when usable)."""
+        """Return the exception that describes a refusal (None when usable)."""
         if not self.problems:
             return None
         return self.error_class(
@@ -278,8 +284,11 @@ def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
 
 def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None
                  ) -> Dataset:
-    """Read a header (no pixels). pydicom converts values lazily: callers touch elements
-    under `warnings.catch_warnings` (see `load_series`)."""
+    """Read a header (no pixels).
+
+    pydicom converts values lazily: callers touch elements under
+    `warnings.catch_warnings` (see `load_series`).
+    """
     if has_preamble is None:
         has_preamble = _plausibly_dicom(path)[1]
     with warnings.catch_warnings(record=True) as caught:
@@ -362,7 +371,7 @@ class _MosaicLayout:
 
 def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[np.float64]
                    ) -> _MosaicLayout:
-    """Number of tiles, slice normal and spacing of a Siemens mosaic (nibabel/dcm2niix)."""
+    """Return tile count, slice normal and spacing of a Siemens mosaic (nibabel/dcm2niix)."""
     notes: list[str] = []
     n_tiles: int | None = None
     normal: NDArray[np.float64] | None = None
@@ -394,7 +403,8 @@ def _mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray
         notes.append("mosaic tile count from the ASCCONV protocol (sSliceArray.lSize)")
     if normal is None and any(k.startswith("sSliceArray.asSlice[0].sNormal") for k in asc):
         normal = np.array(
-            [float(asc.get(f"sSliceArray.asSlice[0].sNormal.d{a}", 0.0)) for a in ("Sag", "Cor", "Tra")]
+            [float(asc.get(f"sSliceArray.asSlice[0].sNormal.d{a}", 0.0))
+             for a in ("Sag", "Cor", "Tra")]
         )
     if normal is None:
         normal = np.cross(row_dir, col_dir)
@@ -500,7 +510,8 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         )
     ps0 = frames[0].pixel_spacing
     assert ps0 is not None
-    bad_ps = [f for f in frames if not np.allclose(f.pixel_spacing, ps0, rtol=PIXEL_SPACING_RTOL, atol=0)]  # type: ignore[arg-type]
+    bad_ps = [f for f in frames
+              if not np.allclose(f.pixel_spacing, ps0, rtol=PIXEL_SPACING_RTOL, atol=0)]  # type: ignore[arg-type]
     if bad_ps:
         problems.append(
             f"inconsistent PixelSpacing (0028,0030): {ps0.tolist()} mm vs "
@@ -563,7 +574,8 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         direction = np.column_stack([normal, col_dir, row_dir])
         shape = (layout.n_tiles, layout.tile_rows, layout.tile_cols)
         if not np.allclose(np.abs(np.dot(sn, normal)), 1.0, atol=1e-3):
-            notes.append("mosaic slice normal differs from the in-plane cross product; used the latter")
+            notes.append("mosaic slice normal differs from the in-plane cross product; "
+                         "used the latter")
         err = _check_size(shape, max_bytes, uid)
         if err:
             return None, [err], notes, UnsupportedInputError
@@ -621,7 +633,8 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
             total_inplane = float(np.linalg.norm(inplane[-1]))
             tilt_deg = math.degrees(math.atan2(total_inplane, float(along[-1])))
             gantry = frames[0].flat.get("GantryDetectorTilt", None)
-            gantry_txt = f", GantryDetectorTilt (0018,1120) = {gantry}" if gantry not in (None, "") else ""
+            gantry_txt = (f", GantryDetectorTilt (0018,1120) = {gantry}"
+                          if gantry not in (None, "") else "")
             problems.append(
                 f"gantry tilt: the stacking direction is {tilt_deg:.2f}° from the slice normal "
                 f"(in-plane drift {offset:.3g} mm over {n} slices{gantry_txt}); expected slices "
@@ -665,7 +678,8 @@ def _check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------- decoding
-def _native_offset(path: Path, flat: Dataset, n_frames: int) -> tuple[int, np.dtype[Any], int] | None:
+def _native_offset(path: Path, flat: Dataset, n_frames: int
+                   ) -> tuple[int, np.dtype[Any], int] | None:
     """Byte offset and dtype of uncompressed little-endian pixel data at the end of a file.
 
     Returns None (use pydicom) unless the Pixel Data element is the file's last element
@@ -716,6 +730,11 @@ def _fix_stored_bits(arr: NDArray[Any], stored: int) -> None:
         shift = np.array(bits - stored, dtype=arr.dtype)
         np.left_shift(arr, shift, out=arr)
         np.right_shift(arr, shift, out=arr)
+
+
+def _transfer_syntax(flat: Dataset) -> str:
+    meta = getattr(flat, "file_meta", None)
+    return str(getattr(meta, "TransferSyntaxUID", "?")) if meta is not None else "?"
 
 
 def _decode_file(path: Path) -> NDArray[Any]:
@@ -796,15 +815,15 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
     cache = _FileCache()
     if plan.mosaic is not None:
         f = frames[0]
-        raw = cache.get(f.path)
+        mosaic_raw = cache.get(f.path)
         lay = plan.mosaic
         s, b = _rescale(f.flat)
         for k in range(lay.n_tiles):
             r0 = (k // lay.grid) * lay.tile_rows
             c0 = (k % lay.grid) * lay.tile_cols
-            tile = raw[r0:r0 + lay.tile_rows, c0:c0 + lay.tile_cols]
+            tile = mosaic_raw[r0:r0 + lay.tile_rows, c0:c0 + lay.tile_cols]
             dst = lay.n_tiles - 1 - k if plan.mosaic_reversed else k
-            _store(out, dst, tile, s, b, f)
+            out = _store(out, dst, tile, s, b, f)
         return out
     buffers: dict[tuple[int, str], NDArray[Any]] = {}
     for s_idx, f in enumerate(frames):
@@ -821,7 +840,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
                     buffers[key] = buf
                 with open(f.path, "rb") as fh:
                     fh.seek(offset)
-                    n_read = fh.readinto(memoryview(buf).cast("B"))
+                    n_read = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
                 if n_read == buf.nbytes:
                     _fix_stored_bits(buf, stored)
                     raw = buf
@@ -965,7 +984,7 @@ def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes
         except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
             msg = (
                 f"pixel data could not be decoded ({type(exc).__name__}: {exc}); transfer "
-                f"syntax {getattr(getattr(ordered[0].flat, 'file_meta', None), 'TransferSyntaxUID', '?')}. "
+                f"syntax {_transfer_syntax(ordered[0].flat)}. "
                 "Potential fix: install the pydicom decoder plugin for this syntax "
                 "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls) or re-export uncompressed."
             )
@@ -1035,7 +1054,7 @@ def load_series(
     groups: dict[StackKey, list[_Frame]] = {}
     group_warnings: dict[StackKey, list[str]] = {}
     refused_files: list[Stack] = []
-    for file, has_preamble in zip(discovery.files, discovery.has_preamble):
+    for file, has_preamble in zip(discovery.files, discovery.has_preamble, strict=True):
         read_warnings: list[str] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -1083,6 +1102,10 @@ def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: 
     if "Rows" not in ds or "Columns" not in ds:
         logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
                        file, ds.get("SOPClassUID", "?"))
+        return []
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class in _NON_IMAGE_SOP_CLASSES:
+        logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
         return []
     try:
         frames = _frames_of(file, ds, max_bytes)
