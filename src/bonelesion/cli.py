@@ -345,13 +345,15 @@ def _add_index(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--strict", action="store_true",
                    help="exit with code 4 when any file is truncated, corrupt or lacks "
                         "attributes")
+    p.add_argument("--problems", action="store_true",
+                   help="list every problem entry (path, status, reason) after the summary")
     p.set_defaults(handler=_run_index)
 
 
 def _run_index(args: argparse.Namespace) -> int:
     import os
 
-    from bonelesion.dicom.index import index_export
+    from bonelesion.dicom.index import Catalogue, index_export
 
     import time
 
@@ -374,6 +376,10 @@ def _run_index(args: argparse.Namespace) -> int:
           f"{summary.workers} workers)")
     for status, count in sorted(summary.status_counts.items()):
         print(f"  {status}: {count}")
+    if args.problems:
+        with Catalogue(summary.db_path) as catalogue:
+            for rec in catalogue.problems():
+                print(f"{rec.path}\t{rec.status}\t{rec.reason}")
     failed = sum(summary.status_counts.get(s, 0)
                  for s in ("truncated", "error", "missing_attribute"))
     if args.strict and failed:

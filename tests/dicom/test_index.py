@@ -410,16 +410,34 @@ def test_no_patient_identifier_stored(indexed: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------- re-indexing
 
 
-def test_patient_key_is_keyed_hash(export: dict[str, Any], tmp_path: Path) -> None:
+def test_patient_key_is_keyed_hash(export: dict[str, Any], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """HMAC-SHA256 of PatientID; a new key re-reads every file, even across a stop."""
     db = tmp_path / "keyed.sqlite"
-    index_export(export["root"], db, workers=1, patient_key_secret=PATIENT_SECRET)
+    first = index_export(export["root"], db, workers=1, patient_key_secret=PATIENT_SECRET)
     expected = hmac.new(PATIENT_SECRET, PATIENT_ID.encode(), hashlib.sha256).hexdigest()
     rec = _records(db)["ge/identified.dcm"]
     assert rec.patient_key is not None and len(rec.patient_key) == 32
     assert expected.startswith(rec.patient_key)
     assert PATIENT_ID.encode() not in db.read_bytes()
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ix, "_CHUNK_FILES", 5)
+    with pytest.raises(KeyboardInterrupt):  # a new key, stopped after the first chunk
+        index_export(export["root"], db, workers=1, patient_key_secret=b"another key",
+                     progress=interrupt)
     again = index_export(export["root"], db, workers=1, patient_key_secret=b"another key")
-    assert again.files_unchanged == 0  # a new key re-reads every file
+    assert (again.files_unchanged, again.files_read) == (5, first.files_read - 5)
+    con = sqlite3.connect(db)
+    try:
+        stamps = con.execute("SELECT DISTINCT read_with FROM files").fetchall()
+    finally:
+        con.close()
+    assert len(stamps) == 1  # every row now read with the new key
+    assert index_export(export["root"], db, workers=1,
+                        patient_key_secret=b"another key").files_read == 0
 
 
 def test_reindex_skips_unchanged_and_rereads_changed(export: dict[str, Any],
@@ -681,6 +699,12 @@ def test_cli_index(indexed: dict[str, Any], tmp_path: Path,
         == EXIT_PARTIAL
     captured = capsys.readouterr()
     assert "0 read" in captured.out
+    assert main(["-q", "index", str(indexed["root"]), "--db", str(db), "--problems"]) \
+        == EXIT_OK
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "\t" in ln]
+    assert "junk/empty\tnot_dicom\tThe file is empty (0 bytes)" in "\n".join(lines)
+    assert len(lines) == sum(1 for s in indexed["expected"].values()
+                             if s not in ("ok", "dicomdir", "unsupported_sop_class"))
     n_failed = sum(1 for s in indexed["expected"].values()
                    if s in ("truncated", "error", "missing_attribute"))
     assert f"{n_failed} files are truncated, corrupt or lack attributes" in captured.err

@@ -25,7 +25,8 @@ Design
   catalogue always holds complete rows; the next run resumes from there.
 * **Re-index**: files whose size and modification time (ns) are unchanged are not read
   again; files no longer present are deleted from the catalogue; changed files are re-read.
-  A change of ``READER_VERSION`` or of the patient-key secret forces a full re-read.
+  Each row is stamped with ``READER_VERSION`` and the patient-key id it was read with; a
+  change of either re-reads the files (also after an interrupted run).
 
 Patient identifiers are never stored in plain text. With a secret key (argument
 ``patient_key_secret`` or the CLI's ``BONELESION_PATIENT_KEY`` environment variable) the
@@ -1377,7 +1378,8 @@ _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     {', '.join(f'{n} {_sql_type(n)}' + (' PRIMARY KEY' if n == 'path' else '')
-               for n in _FIELD_NAMES)}
+               for n in _FIELD_NAMES)},
+    read_with TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS file_stacks (
     path TEXT NOT NULL REFERENCES files(path) ON DELETE CASCADE,
@@ -1392,8 +1394,11 @@ CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE INDEX IF NOT EXISTS stacks_series ON file_stacks(series_instance_uid);
 """
 
-_INSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FIELD_NAMES)}) "
-                f"VALUES ({', '.join('?' for _ in _FIELD_NAMES)})")
+# `read_with` stamps each row with READER_VERSION and the patient-key id it was read with:
+# a row is re-read when its size, mtime or stamp differ (so a stopped run resumes, and a
+# stopped full re-read after a reader or key change is finished next time).
+_INSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FIELD_NAMES)}, read_with) "
+                f"VALUES ({', '.join('?' for _ in _FIELD_NAMES)}, ?)")
 _POS = {name: i for i, name in enumerate(_FIELD_NAMES)}
 
 
@@ -1413,8 +1418,8 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     return con
 
 
-def _prepare(con: sqlite3.Connection, db_path: Path, root: Path, key_id: str) -> bool:
-    """Create or check the schema; return True when every file must be re-read."""
+def _prepare(con: sqlite3.Connection, db_path: Path, root: Path) -> None:
+    """Create the schema, or check that the catalogue belongs to ``root`` (rebuild if old)."""
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     meta: dict[str, str] = {}
     if "meta" in tables:
@@ -1441,23 +1446,18 @@ def _prepare(con: sqlite3.Connection, db_path: Path, root: Path, key_id: str) ->
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 con.execute(statement)
-        reread = (rebuild or meta.get("reader_version") != str(READER_VERSION)
-                  or meta.get("patient_key_id", "") != key_id)
         con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("schema_version", str(SCHEMA_VERSION)),
-            ("reader_version", str(READER_VERSION)),
             ("root", os.fspath(root)),
-            ("patient_key_id", key_id),
         ])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return reread
 
 
-def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert rows and their stack memberships in one transaction."""
+def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], stamp: str) -> None:
+    """Insert rows (read with ``stamp``) and their stack memberships in one transaction."""
     if not rows:
         return
     pi, si = _POS["path"], _POS["series_instance_uid"]
@@ -1476,7 +1476,7 @@ def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     con.execute("BEGIN IMMEDIATE")
     try:
         con.executemany("DELETE FROM file_stacks WHERE path = ?", [(r[pi],) for r in rows])
-        con.executemany(_INSERT_FILE, rows)
+        con.executemany(_INSERT_FILE, [(*row, stamp) for row in rows])
         con.executemany("INSERT INTO file_stacks VALUES (?, ?, ?, ?)", stack_rows)
         con.execute("COMMIT")
     except BaseException:
@@ -1549,7 +1549,8 @@ def index_export(
     n_workers = workers or len(os.sched_getaffinity(0))
     con = _connect(db)
     try:
-        reread = _prepare(con, db, root_path, _key_id(patient_key_secret))
+        stamp = f"reader {READER_VERSION}, patient key {_key_id(patient_key_secret) or '-'}"
+        _prepare(con, db, root_path)
         skip = set()
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
@@ -1557,17 +1558,14 @@ def index_export(
             except ValueError:
                 pass
         walk = _walk(root_path, skip)
-        known = dict(((p, (s, m)) for p, s, m in
-                      con.execute("SELECT path, size_bytes, mtime_ns FROM files")))
-        todo = [f for f in walk.files
-                if reread or known.get(f[0]) != (f[1], f[2])
-                or f[0] not in known]
-        # Entries whose earlier status came from the walk (link problems) are re-walked.
+        known = {p: (s, m, r) for p, s, m, r in
+                 con.execute("SELECT path, size_bytes, mtime_ns, read_with FROM files")}
+        todo = [f for f in walk.files if known.get(f[0]) != (f[1], f[2], stamp)]
         unchanged = len(walk.files) - len(todo)
         logger.info("Index %s: %d files found, %d to read, %d unchanged", root_path,
                     len(walk.files), len(todo), unchanged)
-        _write_rows(con, [_to_row(p) for p in walk.problems])
-        _read_all(con, root_path, todo, n_workers, progress, patient_key_secret)
+        _write_rows(con, [_to_row(p) for p in walk.problems], stamp)
+        _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp)
         removed = _remove_gone(con, walk)
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         counts = dict(con.execute("SELECT status, count(*) FROM files GROUP BY status"))
@@ -1596,6 +1594,7 @@ def _read_all(
     n_workers: int,
     progress: Callable[[int, int], None] | None,
     secret: bytes | None,
+    stamp: str,
 ) -> None:
     """Read every file of ``todo`` (in chunks, in workers) and write the rows chunk by chunk.
 
@@ -1612,7 +1611,7 @@ def _read_all(
 
     def write(rows: list[tuple[Any, ...]]) -> None:
         nonlocal done
-        _write_rows(con, rows)
+        _write_rows(con, rows, stamp)
         done += len(rows)
         if progress is not None:
             progress(done, total)
@@ -1635,24 +1634,28 @@ def _read_in_pool(
     executor = ProcessPoolExecutor(max_workers=min(n_workers, len(chunks)),
                                    initializer=_worker_init)
     pending: dict[Future[list[tuple[Any, ...]]], list[tuple[str, int, int]]] = {}
-    queue = iter(chunks)
+    n_sent = 0
+
+    def send() -> None:
+        nonlocal n_sent
+        chunk = chunks[n_sent]
+        pending[executor.submit(_read_chunk, os.fspath(root), chunk, secret)] = chunk
+        n_sent += 1  # only once submitted: a chunk is either pending or still to send
+
     try:
         # Keep a bounded number of chunks in flight so results stream into the database.
-        for chunk in queue:
-            pending[executor.submit(_read_chunk, os.fspath(root), chunk, secret)] = chunk
-            if len(pending) >= 4 * n_workers:
-                break
+        while n_sent < len(chunks) and len(pending) < 4 * n_workers:
+            send()
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
                 rows = fut.result()
                 pending.pop(fut)
                 write(rows)
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[executor.submit(_read_chunk, os.fspath(root), nxt, secret)] = nxt
+                if n_sent < len(chunks):
+                    send()
     except BrokenProcessPool as exc:
-        left = list(pending.values()) + list(queue)
+        left = list(pending.values()) + chunks[n_sent:]
         logger.warning("Worker pool broke (%s); reading the %d remaining chunk(s) in this "
                        "process", exc, len(left))
         executor.shutdown(wait=True, cancel_futures=True)
