@@ -6,7 +6,6 @@ that the truth is checked against what third-party DICOM readers see.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -65,18 +64,25 @@ def read_series(folder: Path) -> dict[float | None, sitk.Image]:
 
 
 def sphere_values(img: sitk.Image, center_lps_mm, radius_mm: float) -> np.ndarray:
-    """Voxel values whose centres lie within ``radius_mm`` of a point (SimpleITK geometry)."""
+    """Voxel values whose centres lie within ``radius_mm`` of a point (SimpleITK geometry).
+
+    The centre is located with ``TransformPhysicalPointToIndex``; voxel centres of the box
+    around it come from the image's own origin, spacing and direction (SimpleITK's
+    index → physical map, vectorised).
+    """
     arr = sitk.GetArrayFromImage(img)  # [z, y, x]
     c_idx = img.TransformPhysicalPointToIndex(tuple(float(v) for v in center_lps_mm))
     half = [math.ceil(radius_mm / s) + 1 for s in img.GetSpacing()]
-    values = []
-    ranges = [range(max(0, c - h), min(n, c + h + 1))
-              for c, h, n in zip(c_idx, half, img.GetSize(), strict=True)]
-    for i, j, k in itertools.product(*ranges):
-        p = img.TransformIndexToPhysicalPoint((i, j, k))
-        if math.dist(p, center_lps_mm) <= radius_mm:
-            values.append(arr[k, j, i])
-    return np.asarray(values, dtype=np.float64)
+    lo = [max(0, c - h) for c, h in zip(c_idx, half, strict=True)]
+    hi = [min(n, c + h + 1) for c, h, n in zip(c_idx, half, img.GetSize(), strict=True)]
+    ii, jj, kk = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=True)),
+                             indexing="ij")
+    idx = np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=-1).astype(np.float64)
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)
+    points = (idx * np.asarray(img.GetSpacing())) @ direction.T + np.asarray(img.GetOrigin())
+    inside = np.linalg.norm(points - np.asarray(center_lps_mm, float), axis=1) <= radius_mm
+    sel = idx[inside].astype(int)
+    return arr[sel[:, 2], sel[:, 1], sel[:, 0]].astype(np.float64)
 
 
 def core_radius_mm(img: sitk.Image, radius_mm: float) -> float:

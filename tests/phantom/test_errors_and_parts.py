@@ -11,7 +11,7 @@ import pytest
 
 from bonelesion.errors import InputError
 from bonelesion.phantom import DEFAULT_LESIONS, echo_times_ms, fit_adc_map, write_study
-from bonelesion.phantom.anatomy import Grid, check_lesions, tissue_fractions
+from bonelesion.phantom.anatomy import centred_grid, check_lesions, tissue_fractions
 from bonelesion.phantom.study import ADC_MASK_MIN_S0, DWI_B_VALUES_S_PER_MM2, ct_grid
 
 #: Rounding of the ADC map to integer 1e-6 mm²/s.
@@ -55,8 +55,8 @@ def test_fractions_sum_to_one_and_are_exact_inside() -> None:
     assert lesion_plane.sum() * 1.5 * 1.5 == pytest.approx(area, rel=0.05)
 
 
-def test_grid_rejects_nothing_but_centres() -> None:
-    g = Grid.centred(shape=(3, 4, 5), spacing_mm=(2.0, 1.0, 1.0), center_lps_mm=(1.0, 2.0, 3.0),
+def test_centred_grid_centre() -> None:
+    g = centred_grid(shape=(3, 4, 5), spacing_mm=(2.0, 1.0, 1.0), center_lps_mm=(1.0, 2.0, 3.0),
                      direction=np.eye(3))
     centre_index = (np.asarray(g.shape) - 1) / 2
     np.testing.assert_allclose(g.affine_lps @ [*centre_index, 1.0], [1.0, 2.0, 3.0, 1.0])

@@ -29,6 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bonelesion.errors import InputError
+from bonelesion.model.volume import Volume
+from bonelesion.units import IntensityUnit
 
 __all__ = [
     "ExpectedNature",
@@ -36,6 +38,7 @@ __all__ = [
     "LesionSpec",
     "VertebraSpec",
     "Grid",
+    "centred_grid",
     "TISSUES",
     "VERTEBRAE",
     "DEFAULT_LESIONS",
@@ -145,46 +148,43 @@ class VertebraSpec:
     cortex_mm: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class Grid:
-    """A voxel grid in LPS (the geometry fields of a `Volume`)."""
+#: A phantom grid is a `Volume` whose array is a zero-memory placeholder: all geometry
+#: (index ↔ LPS) comes from `bonelesion.model.volume`.
+Grid = Volume
 
-    shape: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-    origin_lps_mm: tuple[float, float, float]
-    direction_lps: tuple[tuple[float, float, float], ...]  # rows of the 3×3 matrix
 
-    @property
-    def direction(self) -> NDArray[np.float64]:
-        """(3, 3) array; column *k* is the LPS unit vector of axis *k*."""
-        return np.asarray(self.direction_lps, dtype=np.float64)
+def centred_grid(
+    *,
+    shape: tuple[int, int, int],
+    spacing_mm: tuple[float, float, float],
+    center_lps_mm: tuple[float, float, float],
+    direction: NDArray[np.float64],
+) -> Volume:
+    """Grid whose centre (middle of the voxel block) lies at ``center_lps_mm``.
 
-    @property
-    def affine_lps(self) -> NDArray[np.float64]:
-        """4×4 map from (slice, row, column, 1) to LPS mm."""
-        aff = np.eye(4)
-        aff[:3, :3] = self.direction * np.asarray(self.spacing_mm)
-        aff[:3, 3] = self.origin_lps_mm
-        return aff
+    Parameters
+    ----------
+    shape : (3,) tuple of int
+        [slice, row, column] size.
+    spacing_mm : (3,) tuple of float
+    center_lps_mm : (3,) tuple of float
+    direction : (3, 3) ndarray
+        Column *k* is the LPS unit vector of axis *k*.
 
-    @classmethod
-    def centred(
-        cls,
-        *,
-        shape: tuple[int, int, int],
-        spacing_mm: tuple[float, float, float],
-        center_lps_mm: tuple[float, float, float],
-        direction: NDArray[np.float64],
-    ) -> Grid:
-        """Grid whose centre (middle of the voxel block) lies at ``center_lps_mm``."""
-        half = (np.asarray(shape, float) - 1.0) / 2.0 * np.asarray(spacing_mm)
-        origin = np.asarray(center_lps_mm, float) - direction @ half
-        return cls(
-            shape=shape,
-            spacing_mm=spacing_mm,
-            origin_lps_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
-            direction_lps=tuple(tuple(float(v) for v in row) for row in direction),  # type: ignore[misc]
-        )
+    Returns
+    -------
+    Volume
+        Geometry only; its array is a read-only broadcast zero of dtype uint8.
+    """
+    half_mm = (np.asarray(shape, float) - 1.0) / 2.0 * np.asarray(spacing_mm, float)
+    origin = np.asarray(center_lps_mm, float) - np.asarray(direction, float) @ half_mm
+    return Volume(
+        array=np.broadcast_to(np.uint8(0), tuple(int(n) for n in shape)),
+        spacing_mm=spacing_mm,
+        origin_lps_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+        direction_lps=direction,
+        intensity_unit=IntensityUnit.MASK,
+    )
 
 
 #: Labels of the background tissues.
@@ -281,7 +281,10 @@ def _in_marrow(points: NDArray[np.float64], v: VertebraSpec) -> NDArray[np.bool_
 
 
 def label_points(
-    points_lps_mm: NDArray[np.float64], lesions: Sequence[LesionSpec]
+    points_lps_mm: NDArray[np.float64],
+    lesions: Sequence[LesionSpec],
+    *,
+    bounds_lps_mm: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> NDArray[np.uint8]:
     """Tissue label at each point.
 
@@ -290,6 +293,8 @@ def label_points(
     points_lps_mm : (..., 3) ndarray of float, LPS mm
     lesions : sequence of LesionSpec
         Lesion *i* gets label ``10 + i``.
+    bounds_lps_mm : (lo, hi) pair of (3,) arrays, optional
+        A box holding every point (computed when omitted); shapes outside it are skipped.
 
     Returns
     -------
@@ -300,8 +305,11 @@ def label_points(
     if label.size == 0:
         return label
     # Bounding box of the points: shapes that cannot reach it are skipped (speed only).
-    flat = points_lps_mm.reshape(-1, 3)
-    lo, hi = flat.min(axis=0), flat.max(axis=0)
+    if bounds_lps_mm is None:
+        flat = points_lps_mm.reshape(-1, 3)
+        lo, hi = flat.min(axis=0), flat.max(axis=0)
+    else:
+        lo, hi = bounds_lps_mm
     sl, sp = _BODY_SEMI_AXES_MM
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl, sp)] = FAT
     label[_in_ellipse(l_mm, p_mm, _BODY_CENTER_LP_MM, sl - _FAT_SHELL_MM,
@@ -343,7 +351,8 @@ def tissue_fractions(
 
     Parameters
     ----------
-    grid : Grid
+    grid : Volume
+        The grid (only its geometry is used).
     lesions : sequence of LesionSpec
     slice_index : int
         Index along axis 0.
@@ -367,9 +376,17 @@ def tissue_fractions(
         [np.full(rows.shape, slice_index, float), rows.astype(float), cols.astype(float)], axis=-1
     )  # (R, C, 3)
     idx = idx[:, :, None, :] + sub[None, None, :, :]  # (R, C, k³, 3)
-    m = grid.direction * np.asarray(grid.spacing_mm)
-    points = idx @ m.T + np.asarray(grid.origin_lps_mm)
-    labels = label_points(points, lesions)  # (R, C, k³)
+    # index → LPS with the Volume's affine, written out per axis (a BLAS matmul with an
+    # inner size of 3 is slow under CPU contention)
+    affine = grid.affine_lps
+    points = (affine[:3, 3] + idx[..., 0, None] * affine[:3, 0]
+              + idx[..., 1, None] * affine[:3, 1] + idx[..., 2, None] * affine[:3, 2])
+    # bounding box of the slab: the affine image of its index-space corners
+    corners = np.array([[slice_index + ds_, r, c] for ds_ in (-0.5, 0.5)
+                        for r in (-0.5, n_rows - 0.5) for c in (-0.5, n_cols - 0.5)])
+    corners_lps = corners @ affine[:3, :3].T + affine[:3, 3]
+    bounds = (corners_lps.min(axis=0) - 1e-9, corners_lps.max(axis=0) + 1e-9)
+    labels = label_points(points, lesions, bounds_lps_mm=bounds)  # (R, C, k³)
     present = np.unique(labels)
     fractions = np.stack([(labels == lab).mean(axis=-1) for lab in present])
     return fractions, present.astype(np.int64)

@@ -239,7 +239,7 @@ def _mr_acquisition(ds: Dataset, ctx: WriteContext, spec: SeriesSpec, field_t: f
 
 
 def _geometry_classic(ds: Dataset, grid: Grid, k: int) -> None:
-    d = grid.direction
+    d = grid.direction_lps
     sp = grid.spacing_mm
     ipp = np.asarray(grid.origin_lps_mm) + d[:, 0] * sp[0] * k
     ds.ImagePositionPatient = [_ds(v) for v in ipp]
@@ -357,7 +357,7 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
         n_slices, n_rows, n_cols = stack.pixels.shape
         ds.Rows, ds.Columns = n_rows, n_cols
         ds.NumberOfFrames = n_slices
-        d = grid.direction
+        d = grid.direction_lps
         sp = grid.spacing_mm
 
         shared = Dataset()

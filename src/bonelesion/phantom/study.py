@@ -45,6 +45,7 @@ from bonelesion.phantom.anatomy import (
     TISSUES,
     Grid,
     LesionSpec,
+    centred_grid,
     check_lesions,
     chemical_shift_ratio,
     tissue_fractions,
@@ -139,7 +140,7 @@ _AXIAL = _direction([(0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)])
 
 def ct_grid() -> Grid:
     """Axial CT grid: 42 slices × 128 × 128, 2.5 × 1.5 × 1.5 mm, slices along +S."""
-    return Grid.centred(shape=(42, 128, 128), spacing_mm=(2.5, 1.5, 1.5),
+    return centred_grid(shape=(42, 128, 128), spacing_mm=(2.5, 1.5, 1.5),
                         center_lps_mm=(0.0, 5.0, 0.0), direction=_AXIAL)
 
 
@@ -148,7 +149,7 @@ _SAGITTAL = _direction([(-1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)])
 
 def dixon_grid() -> Grid:
     """Sagittal Dixon grid: 22 slices (R→L reversed: normal −L) × 96 × 96, 2.5 × 1.25 mm."""
-    return Grid.centred(shape=(22, 96, 96), spacing_mm=(2.5, 1.25, 1.25),
+    return centred_grid(shape=(22, 96, 96), spacing_mm=(2.5, 1.25, 1.25),
                         center_lps_mm=(0.0, 12.0, 0.0), direction=_SAGITTAL)
 
 
@@ -161,7 +162,7 @@ def dwi_grid() -> Grid:
     a = math.radians(DWI_OBLIQUE_DEG)
     rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0],
                     [0.0, 0.0, 1.0]])
-    return Grid.centred(shape=(22, 80, 80), spacing_mm=(2.5, 1.5, 1.5),
+    return centred_grid(shape=(22, 80, 80), spacing_mm=(2.5, 1.5, 1.5),
                         center_lps_mm=(0.0, 12.0, 0.0), direction=rot @ _SAGITTAL)
 
 
@@ -287,7 +288,7 @@ def _grid_truth(grid: Grid) -> dict[str, object]:
         "shape": tuple(int(n) for n in grid.shape),
         "spacing_mm": tuple(float(s) for s in grid.spacing_mm),
         "origin_lps_mm": tuple(float(o) for o in grid.origin_lps_mm),
-        "direction_lps": tuple(tuple(float(v) for v in row) for row in grid.direction),
+        "direction_lps": tuple(tuple(float(v) for v in row) for row in grid.direction_lps),
     }
 
 
@@ -556,7 +557,7 @@ def write_ct_series(
             f"positive numbers, found {shape} and {spacing_mm}. Potential fix: e.g. "
             "shape=(300, 512, 512), spacing_mm=(1.0, 0.7, 0.7)."
         )
-    grid = Grid.centred(shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
+    grid = centred_grid(shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
                         spacing_mm=tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
                         center_lps_mm=(0.0, 5.0, 0.0), direction=_AXIAL)
     style = VENDOR_STYLES[vendor]
