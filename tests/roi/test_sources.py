@@ -262,3 +262,20 @@ def test_load_lesions_dispatch_errors(tmp_path: Path) -> None:
         UnsupportedInputError, match=r"SOP Class 1\.2\.840\.10008\.5\.1\.4\.1\.1\.2 is not"
     ):
         load_lesions(tmp_path / "ct.dcm")
+
+
+def test_more_source_errors(tmp_path: Path) -> None:
+    from bonelesion.roi.sources import read_dicom_seg, read_rtstruct
+
+    ct = ct_datasets(_ct_grid())[0]
+    ct.save_as(tmp_path / "ct.dcm", enforce_file_format=True)
+    with pytest.raises(InputError, match=r"DICOM SEG .*ct\.dcm cannot be read"):
+        read_dicom_seg(tmp_path / "ct.dcm")
+    with pytest.raises(UnsupportedInputError, match="is not an RT Structure Set"):
+        read_rtstruct(tmp_path / "ct.dcm")
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 2), np.int16), np.eye(4)), tmp_path / "4d.nii")
+    with pytest.raises(InputError, match=r"expected a 3-D label image, found shape \(4, 4, 4, 2\)"):
+        load_lesions(tmp_path / "4d.nii")
+    (tmp_path / "latin1.csv").write_bytes(HEADER.encode() + b"\nL\xe9,1,2,3,4\n")
+    with pytest.raises(InputError, match="cannot be read as UTF-8"):
+        load_lesions(tmp_path / "latin1.csv")

@@ -65,3 +65,23 @@ def test_bad_config_is_a_config_error(tmp_path: Path, text: str, match: str) -> 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("window", "match"),
+    [
+        (
+            "field_strength_t = 0.0\nopposed_phase_te_ms = [2.0, 2.5]\nin_phase_te_ms = [4.2, 4.9]",
+            "field_strength_t: must be > 0",
+        ),
+        (
+            "field_strength_t = 1.5\nopposed_phase_te_ms = [2.0]\nin_phase_te_ms = [4.2, 4.9]",
+            r"opposed_phase_te_ms: need \[low, high\]",
+        ),
+    ],
+)
+def test_bad_echo_time_window(tmp_path: Path, window: str, match: str) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text("[[stages.mr_chemical_shift.echo_time_windows]]\n" + window + "\n")
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)

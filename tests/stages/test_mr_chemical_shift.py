@@ -147,3 +147,21 @@ def test_only_one_of_water_and_fat_warns() -> None:
     with pytest.warns(DataQualityWarning, match="only the water image"):
         r = measure_chemical_shift(images, _full_mask(d), config=CONFIG)
     assert r.fat_fraction is None
+
+
+def test_degenerate_water_fat_and_reference_signals_warn() -> None:
+    d = dixon_series(0.1)
+    zero = d["water"].with_array(np.zeros((8, 32, 32), np.float32))
+    images = DixonImages(
+        in_phase=d["in_phase"], opposed_phase=d["opposed_phase"], water=zero, fat=zero
+    )
+    with pytest.warns(DataQualityWarning, match="water \\+ fat mean signal is 0"):
+        r = measure_chemical_shift(images, _full_mask(d), config=CONFIG)
+    assert r.fat_fraction is None
+    op0 = DixonImages(
+        in_phase=d["in_phase"],
+        opposed_phase=d["opposed_phase"].with_array(np.zeros((8, 32, 32), np.float32)),
+    )
+    with pytest.warns(DataQualityWarning, match="reference ROI signal is not positive"):
+        r = measure_chemical_shift(op0, _full_mask(d), config=CONFIG, reference_mask=_full_mask(d))
+    assert r.normalised_chemical_shift_ratio is None

@@ -130,3 +130,23 @@ def test_chaos_dixon_vertebral_marrow_shows_fatty_signal_drop() -> None:
     assert result.echo_time_in_phase_ms == pytest.approx(4.635, abs=0.01)
     assert result.chemical_shift_ratio < FATTY_MARROW_SIR_MAX
     assert result.warnings == ()  # TEs are in/opposed phase at 1.5 T
+
+
+def test_measure_command_on_chaos_dixon(tmp_path: Path) -> None:
+    _series_module()
+    import csv
+    import json
+
+    folder = shared_path("dixon_philips15T_chaos_set1", "dicom")
+    rois = tmp_path / "rois.csv"
+    rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm,sins_lesion\n"
+                    "vertebral_body,-7.5,18.9,54.3,6,0\n")
+    out = tmp_path / "out"
+    assert main(["-q", "measure", str(folder), "--rois", str(rois), "--out", str(out)]) == EXIT_OK
+    with (out / "lesions.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["mr_chemical_shift_ratio"]) < FATTY_MARROW_SIR_MAX
+    assert row["ct_attenuation_mean_hu"] == "" and row["adc_mean_mm2_per_s"] == ""
+    (entry,) = json.loads((out / "results.json").read_text())["lesions"]
+    assert set(entry["missing"]) == {"ct", "adc", "fat_fraction"}
+    assert entry["annotations"]["sins_lesion"] == 0

@@ -261,3 +261,49 @@ def test_adc_command_without_dwi_and_with_a_single_b(
         _fake_loader([s for s in stacks if s.info.b_value_s_per_mm2 == 1000.0]),
     )
     assert main(["-q", "adc", str(tmp_path), str(tmp_path / "b")]) == 4
+
+
+def test_series_choices_are_noted() -> None:
+    stacks, lesion = _study()
+    ct = stacks[0].volume
+    coarse = Volume(  # same origin, half the rows/columns, twice the spacing
+        array=np.asarray(ct.array)[:, ::2, ::2].copy(),
+        spacing_mm=(1.0, 2.0, 2.0),
+        origin_lps_mm=ct.origin_lps_mm,
+        direction_lps=ct.direction_lps,
+        intensity_unit=ct.intensity_unit,
+        series=ct.series.replace(series_instance_uid="1.2.coarse"),
+    )
+    grid = stacks[-1].volume
+    maps = [
+        grid.with_array(
+            np.full(grid.shape, 1e-3, np.float32),
+            intensity_unit=IntensityUnit.MM2_PER_S,
+            series=grid.series.replace(role="adc", series_instance_uid=f"9.{i}"),
+        )
+        for i in range(2)
+    ]
+    (m,) = measure_study(
+        [*stacks, _stack(coarse), *(_stack(v) for v in maps)], [lesion], PipelineConfig()
+    )
+    assert m.ct is not None and m.ct.series_instance_uid == ct.series.series_instance_uid
+    assert any("2 CT stacks; used series" in w for w in m.warnings)
+    assert any("2 scanner ADC maps" in w for w in m.warnings)
+    named = Lesion(lesion_id="N", sphere=lesion.sphere, series_instance_uid="1.2.coarse")
+    (m,) = measure_study([*stacks, _stack(coarse)], [named], PipelineConfig())
+    assert m.ct is not None and m.ct.series_instance_uid == "1.2.coarse"
+
+
+def test_command_input_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rois = tmp_path / "rois.csv"
+    rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm\nL1,0,0,0,5\n")
+    monkeypatch.setattr("bonelesion.dicom.series.load_series", lambda path: [])
+    with pytest.raises(InputError, match="no DICOM stack found"):
+        from bonelesion.stages.commands import measure_export
+
+        measure_export(tmp_path, rois, tmp_path / "o")
+    stacks, _ = _study()
+    monkeypatch.setattr("bonelesion.stages.commands._load_stacks", _fake_loader(stacks))
+    assert main(["-q", "adc", str(tmp_path), str(tmp_path / "a")]) == EXIT_OK
+    assert main(["-q", "adc", str(tmp_path), str(tmp_path / "a")]) == EXIT_INPUT
+    assert main(["-q", "adc", str(tmp_path), str(tmp_path / "a"), "--force"]) == EXIT_OK
