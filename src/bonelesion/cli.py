@@ -20,8 +20,7 @@ from pathlib import Path
 from bonelesion import __version__
 from bonelesion.errors import ConfigError, InputError, PipelineError
 
-__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT",
-           "EXIT_PARTIAL"]
+__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1

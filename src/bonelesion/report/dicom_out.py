@@ -25,6 +25,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
@@ -33,6 +34,7 @@ from bonelesion.errors import (
     GeometryMismatchError,
     InputError,
     MissingAttributeError,
+    NotDicomError,
     UnsupportedInputError,
 )
 from bonelesion.model.results import LesionMeasurements
@@ -86,11 +88,33 @@ CODES = {
 
 
 def _read(path: str) -> Dataset:
+    """Read a source file; a raw data set without Part 10 header is read as the loader did."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = pydicom.dcmread(path)
+        try:
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:
+            # headerless files (no preamble / file meta) that the series loader accepted
+            logger.warning("reading %s: no DICOM Part 10 header; read as a raw data set", path)
+            try:
+                ds = pydicom.dcmread(path, force=True)
+            except (InvalidDicomError, OSError, ValueError) as exc:
+                raise NotDicomError(
+                    f"DICOM out: source file {path} cannot be read as DICOM ({exc}); expected a "
+                    "file of the loaded series. Potential fix: keep the export unchanged "
+                    "between loading and reporting.") from exc
+        except OSError as exc:
+            raise NotDicomError(
+                f"DICOM out: source file {path} cannot be read ({exc}); expected a file of the "
+                "loaded series. Potential fix: keep the export unchanged between loading and "
+                "reporting.") from exc
     for w in caught:
         logger.warning("reading %s: %s", path, w.message)
+    if "SOPInstanceUID" not in ds or "PixelData" not in ds:
+        raise NotDicomError(
+            f"DICOM out: source file {path} has no SOPInstanceUID or PixelData; expected an "
+            "image of the loaded series. Potential fix: keep the export unchanged between "
+            "loading and reporting.")
     return ds
 
 
@@ -183,6 +207,16 @@ def read_source_datasets(volume: Volume) -> list[Dataset]:
     return read_source(volume)[0]
 
 
+def _log_warnings(caught: Sequence[warnings.WarningMessage], what: str) -> None:
+    """Turn highdicom/pydicom warnings into log records, without quoting patient data."""
+    for w in caught:
+        text = str(w.message)
+        if "person name" in text.lower() or "patient" in text.lower():
+            # such messages quote the value (a patient name): never log it
+            text = "a patient-level attribute of the source does not follow its VR (value withheld)"
+        logger.warning("%s: %s: %s", what, w.category.__name__, text)
+
+
 def _copy_deidentification(source: Dataset, derived: Dataset) -> None:
     """Carry the source's de-identification method over (highdicom copies only the flag)."""
     for keyword in ("PatientIdentityRemoved", "DeidentificationMethod",
@@ -267,7 +301,21 @@ def write_segmentation(
         )
         for n, lesion_id in enumerate(ids)
     ]
-    seg = hd.seg.Segmentation(
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg = _segmentation(datasets, pixels, descriptions, series_number)
+    _log_warnings(caught, "DICOM SEG")
+    _copy_deidentification(datasets[0], seg)
+    seg.save_as(Path(path))
+    return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
+
+
+def _segmentation(datasets: Sequence[Dataset], pixels: np.ndarray,
+                  descriptions: Sequence[hd.seg.SegmentDescription],
+                  series_number: int) -> hd.seg.Segmentation:
+    from bonelesion import __version__
+
+    return hd.seg.Segmentation(
         source_images=datasets, pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(),
@@ -276,9 +324,44 @@ def write_segmentation(
         software_versions=__version__, device_serial_number="0",
         series_description="bonelesion lesion masks", content_label="LESIONS",
     )
-    _copy_deidentification(datasets[0], seg)
-    seg.save_as(Path(path))
-    return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
+
+
+def _referenced_segment(seg: Dataset, segment_number: int) -> hd.sr.ReferencedSegment:
+    """Build the reference to one segment and its source images (TID 1411 row 9).
+
+    Like ``ReferencedSegment.from_segmentation``, but also for a SEG with a single segment,
+    whose Segment Identification highdicom puts in the *shared* functional groups (where
+    ``from_segmentation`` of highdicom 0.28 looks only per frame).
+    """
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    sources: dict[str, hd.sr.SourceImageForSegmentation] = {}
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        ident = item.get("SegmentIdentificationSequence") or shared.get(
+            "SegmentIdentificationSequence")
+        if ident is None or int(ident[0].ReferencedSegmentNumber) != segment_number:
+            continue
+        for derivation in item.get("DerivationImageSequence", []):
+            for src in derivation.get("SourceImageSequence", []):
+                uid = str(src.ReferencedSOPInstanceUID)
+                frames = src.get("ReferencedFrameNumber")
+                frame_list = None if frames is None else [int(f) for f in (
+                    frames if src["ReferencedFrameNumber"].VM > 1 else [frames])]
+                if uid in sources and frame_list is not None:
+                    old = sources[uid].ReferencedSOPSequence[0].get("ReferencedFrameNumber")
+                    old_list = [] if old is None else [int(f) for f in (
+                        old if isinstance(old, (list, pydicom.multival.MultiValue)) else [old])]
+                    frame_list = sorted(set(old_list) | set(frame_list))
+                if uid not in sources or frame_list is not None:
+                    sources[uid] = hd.sr.SourceImageForSegmentation(
+                        referenced_sop_class_uid=str(src.ReferencedSOPClassUID),
+                        referenced_sop_instance_uid=uid, referenced_frame_numbers=frame_list)
+    if not sources:
+        raise InputError(
+            f"DICOM SR: segment {segment_number} of SEG {seg.SOPInstanceUID} references no "
+            "source image. Potential fix: write the SEG with write_segmentation.")
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=str(seg.SOPInstanceUID),
+        segment_number=segment_number, source_images=list(sources.values()))
 
 
 def _measurements(m: LesionMeasurements, call: LesionCall) -> list[hd.sr.Measurement]:
@@ -356,7 +439,7 @@ def write_measurement_report(
     for m, call in zip(study.lesions, study.calls, strict=True):
         ref = None
         if m.lesion_id in segment_numbers:
-            ref = hd.sr.ReferencedSegment.from_segmentation(seg, segment_numbers[m.lesion_id])
+            ref = _referenced_segment(seg, segment_numbers[m.lesion_id])
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
                                                          identifier=f"lesion {m.lesion_id}"[:64]),
@@ -375,11 +458,14 @@ def write_measurement_report(
         procedure_reported=procedures or [codes.LN.CTUnspecifiedBodyRegion],
         imaging_measurements=groups, title=codes.cid7021.ImagingMeasurementReport,
     )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=[*source_datasets, seg], content=report, series_instance_uid=generate_uid(),
-        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[*source_datasets, seg], content=report, series_instance_uid=generate_uid(),
+            series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
+            manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
+        )
+    _log_warnings(caught, "DICOM SR")
     _copy_deidentification(source_datasets[0], sr)
     sr.save_as(Path(path))
     return sr

@@ -1,0 +1,67 @@
+"""DICOM out on real scanner data: GE CT/e bone phantom (1998, headerless raw data sets).
+
+Truth: the bone block's mask is a connected-component threshold (> 1000 HU) of the loaded
+volume; the SEG must give it back voxel for voxel on the scanner's own SOP instances, and
+neither SEG nor SR may add a dciodvfy error (the source files have their own).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pytest
+from classify_factory import lesion
+from scipy import ndimage
+from testdata import shared_path
+
+import bonelesion
+from bonelesion.errors import DataQualityWarning
+from bonelesion.report import study_result
+from bonelesion.report.dicom_out import write_study_dicom
+from bonelesion.units import IntensityUnit
+
+BONE_FLOOR_HU = 1000.0  # MANIFEST: bone blocks reach +1300 to +1430 HU, tissue far below
+
+
+@pytest.mark.shared_data
+def test_seg_sr_on_ge_ctpace_bone_phantom(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                          ) -> None:
+    folder = shared_path("ct_bone_phantom_ge_ctpace", "dicom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)  # headerless files: expected
+        ct = bonelesion.load_volume(folder)
+    arr = np.asarray(ct.array)
+    labels, n = ndimage.label(arr > BONE_FLOOR_HU)
+    sizes = ndimage.sum(np.ones_like(arr), labels, range(1, n + 1))
+    mask = labels == int(np.argmax(sizes)) + 1
+    uid = ct.series.study_instance_uid
+    study = study_result(
+        [lesion(ct=(float(arr[mask].mean()), float(arr[mask].max())), lesion_id="block",
+                study=uid)],
+        volumes={"ct": ct}, masks={"block": ct.with_array(mask, intensity_unit=IntensityUnit.MASK)})
+    written = write_study_dicom(study, tmp_path)
+    # highdicom warns about the source's single-component PatientName: logged, value withheld
+    assert "value withheld" in caplog.text
+    assert "BAREX" not in caplog.text.upper()
+    seg = hd.seg.segread(written.seg_path)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(ct.series.sop_instance_uids), segment_numbers=[1])
+    np.testing.assert_array_equal(pixels[..., 0].astype(bool), mask)
+    sr = hd.sr.srread(written.sr_path)
+    (group,) = hd.sr.MeasurementReport.from_sequence([sr]).get_volumetric_roi_measurement_groups()
+    assert group.referenced_segment.referenced_segment_numbers == [1]
+    mean = {(x.name.meaning, x.derivation.meaning if x.derivation else None): x.value
+            for x in group.get_measurements()}[("Attenuation Coefficient", "Mean")]
+    assert mean == pytest.approx(float(arr[mask].mean()), abs=1e-6)
+    assert 1300.0 - 100.0 < mean < 1430.0  # MANIFEST range, less the block's edge voxels
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy not found (Debian package dicom3tools)")
+    for path in (written.seg_path, written.sr_path):
+        out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+        assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")] == []
