@@ -9,8 +9,10 @@ failed outcome for that study via ``on_error``; the other studies go on.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -50,7 +52,7 @@ def execute(
         Plain-data, picklable tasks.
     executor : {"local", "process", "dask"}
         ``local`` runs in this process, one after another; ``process`` uses a pool of
-        ``workers`` spawned processes; ``dask`` submits to the dask.distributed scheduler at
+        ``workers`` processes (forked when this process is single-threaded, else spawned); ``dask`` submits to the dask.distributed scheduler at
         ``scheduler``, or to a new LocalCluster (processes, ``workers`` workers, one thread
         each).
     on_error : callable
@@ -103,6 +105,25 @@ def _run_local(
         yield task, result
 
 
+#: Modules every study needs: imported once in the parent, inherited by forked workers.
+_PRELOAD = ("bonelesion.pipeline.study", "bonelesion.pipeline.measure", "bonelesion.dicom.series",
+            "bonelesion.stages.study", "bonelesion.report", "bonelesion.roi.sources")
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """``fork`` when this process is single-threaded (Linux), else ``spawn``.
+
+    Forked workers inherit the already imported numpy, pydicom, highdicom and bonelesion
+    (and ``sys.path``) instead of importing them each, which is most of a worker's start-up.
+    Forking a process that runs other threads can deadlock, so then workers are spawned.
+    """
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        for name in _PRELOAD:
+            importlib.import_module(name)
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _run_process(
     fn: Callable[[T], R],
     tasks: Sequence[T],
@@ -111,7 +132,7 @@ def _run_process(
 ) -> Iterator[tuple[T, R]]:
     pending = list(range(len(tasks)))
     breaks = [0] * len(tasks)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _pool_context()
     while pending:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         futures: dict[Future[R], int] = {}
