@@ -52,9 +52,9 @@ def execute(
         Plain-data, picklable tasks.
     executor : {"local", "process", "dask"}
         ``local`` runs in this process, one after another; ``process`` uses a pool of
-        ``workers`` processes (forked when this process is single-threaded, else spawned); ``dask`` submits to the dask.distributed scheduler at
-        ``scheduler``, or to a new LocalCluster (processes, ``workers`` workers, one thread
-        each).
+        ``workers`` processes (forked when this process is single-threaded, else spawned);
+        ``dask`` submits to the dask.distributed scheduler at ``scheduler``, or to a new
+        LocalCluster (processes, ``workers`` workers, one thread each).
     on_error : callable
         Turns ``(task, exception or message)`` into a failed result.
 
