@@ -45,9 +45,9 @@ def make_export(root: Path, n_studies: int, *, slices: int = 3, sleep_s: float =
             role="ct", files=tuple(files),
             sop_instance_uids=tuple(f"{series}.{k}" for k in range(slices)),
             slice_thickness_mm=1.0, series_number=1, series_description="bone",
-            patient_id=(patient_ids or {}).get(i, f"PAT{i:03d}"),
         )
-        studies.append(StudyRecord(study_instance_uid=uid, patient_id=cand.patient_id,
+        studies.append(StudyRecord(study_instance_uid=uid,
+                                   patient_id=(patient_ids or {}).get(i, f"PAT{i:03d}"),
                                    candidates=(cand,)))
     return Inventory(root=str(root), studies=tuple(studies),
                      bad_files=(BadFile(path=str(root / "junk.dcm"), reason="truncated: ends early",

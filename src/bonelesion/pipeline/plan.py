@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bonelesion.pipeline.definition import STAGE_ROLES, PipelineDefinition, RoleSpec
@@ -50,8 +50,6 @@ class StackCandidate:
     b_values_s_per_mm2: tuple[float, ...] = ()
     image_type: tuple[str, ...] = ()
     echo_time_ms: float | None = None
-    patient_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
