@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Vendors and seeds of the phantom studies (two header styles, two noise draws).
-STUDIES = (("siemens", 101), ("ge", 102))
+#: Vendors and seeds of the phantom studies (three header styles, three noise draws).
+STUDIES = (("siemens", 101), ("ge", 102), ("philips", 103))
 
 
 @dataclass(frozen=True)
