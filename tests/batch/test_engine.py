@@ -278,3 +278,16 @@ def test_pick_stack_matches_key_then_files_then_role(tmp_path: Path) -> None:
                           modality="MR", role="dwi", files=("/c",))
     with pytest.raises(SeriesSelectionError, match=r"Series 1.2: stack 'zz' \(role dwi\) not found among the 2"):
         _pick_stack([a, b], lost)
+
+
+def test_a_study_that_now_fails_loses_its_stale_outputs(tmp_path: Path) -> None:
+    inv = batchkit.make_export(tmp_path / "export", 2)
+    out = tmp_path / "out"
+    _run(inv, out)
+    uid = inv.studies[0].study_instance_uid
+    assert list((out / "studies").glob(f"*/*{uid}*"))
+    Path(inv.studies[0].candidates[0].files[0]).write_bytes(b"FAIL after a re-send\n")
+    summary = _run(inv, out)
+    assert summary.studies_run == 1 and [f["study_instance_uid"] for f in summary.failures] == [uid]
+    assert not list((out / "studies").glob(f"*/*{uid}*"))
+    assert {r["study_instance_uid"] for r in _lesions(out)} == {inv.studies[1].study_instance_uid}

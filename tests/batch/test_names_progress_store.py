@@ -119,3 +119,15 @@ def test_safe_join_guard_refuses_an_escaping_component(tmp_path: Path, monkeypat
     monkeypatch.setattr(names, "safe_component", lambda value, **_: "..")  # a future regression
     with pytest.raises(InputError, match="is outside the output folder"):
         names.safe_join(tmp_path / "out", "x")
+
+
+def test_indexing_progress() -> None:
+    lines, bar = io.StringIO(), io.StringIO()
+    p, q = Progress(0, stream=lines, tty=False), Progress(0, stream=bar, tty=True)
+    for done in (0, 50, 100):
+        p.indexing(done, 100)
+        q.indexing(done, 100)
+    p.indexing(0, 0)  # nothing to read: silent
+    assert lines.getvalue() == "[bonelesion] indexed 100 new or changed files\n"
+    assert bar.getvalue().endswith("\r[bonelesion] indexing: 100/100 files\x1b[K\n")
+    assert "\r[bonelesion] indexing: 50/100 files" in bar.getvalue()

@@ -85,7 +85,10 @@ def run_export(
         )
     out.mkdir(parents=True, exist_ok=True)
     logger.info("indexing export %s", export)
-    inventory = build_inventory(export, out / CATALOGUE_NAME, workers=workers)
+    bar = progress if progress is not None else Progress(0)
+    inventory = build_inventory(
+        export, out / CATALOGUE_NAME, workers=workers, progress=bar.indexing
+    )
     logger.info("%d studies, %d bad files", len(inventory.studies), len(inventory.bad_files))
     options = BatchOptions(
         out_dir=out,
@@ -97,6 +100,4 @@ def run_export(
         retry_failed=retry_failed,
         pseudonymiser=pseudonymiser,
     )
-    return run_batch(
-        definition, inventory, options, study_function=study_function, progress=progress
-    )
+    return run_batch(definition, inventory, options, study_function=study_function, progress=bar)

@@ -106,8 +106,14 @@ def _run_local(
 
 
 #: Modules every study needs: imported once in the parent, inherited by forked workers.
-_PRELOAD = ("bonelesion.pipeline.study", "bonelesion.pipeline.measure", "bonelesion.dicom.series",
-            "bonelesion.stages.study", "bonelesion.report", "bonelesion.roi.sources")
+_PRELOAD = (
+    "bonelesion.pipeline.study",
+    "bonelesion.pipeline.measure",
+    "bonelesion.dicom.series",
+    "bonelesion.stages.study",
+    "bonelesion.report",
+    "bonelesion.roi.sources",
+)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

@@ -84,6 +84,22 @@ class Progress:
         parts.append("ETA " + (format_duration(eta) if eta is not None else "?"))
         return ", ".join(parts)
 
+    def indexing(self, files_done: int, files_to_read: int) -> None:
+        """Show indexing progress (the ``progress`` callback of `index_export`)."""
+        if files_to_read <= 0:
+            return
+        if self.tty:
+            self.stream.write(f"\r[bonelesion] indexing: {files_done}/{files_to_read} files\x1b[K")
+            if files_done >= files_to_read:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif files_done >= files_to_read:
+            print(
+                f"[bonelesion] indexed {files_to_read} new or changed files",
+                file=self.stream,
+                flush=True,
+            )
+
     def start(self) -> None:
         """Show the initial state."""
         if self.tty:

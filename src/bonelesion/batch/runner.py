@@ -341,6 +341,11 @@ def _commit(
         _install_dir(work, out / rel, work_root)
     else:
         shutil.rmtree(work, ignore_errors=True)
+        stale = out / _study_dir_rel(task.patient_label, uid)
+        if stale.exists():  # outputs of an earlier success no longer match the inputs
+            trash = work_root / f"stale-{uuid.uuid4().hex}"
+            stale.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
         assert outcome.failure is not None
         logger.warning(
             "study %s failed at %s (series %s): %s",
