@@ -218,7 +218,7 @@ def run_batch(
         tasks: list[StudyTask] = []
         keys: dict[str, tuple[str, str]] = {}
         skipped = 0
-        refused: list[tuple[StudyRecord, StudyPlan, str, str]] = []
+        refused: list[tuple[StudyRecord, StudyPlan, str, str, str]] = []
         for record in sorted(inventory.studies, key=lambda r: r.study_instance_uid):
             uid = record.study_instance_uid
             plan = plan_study(uid, record.candidates, definition)
@@ -231,6 +231,7 @@ def run_batch(
                         record,
                         plan,
                         "",
+                        "InputError",
                         f"Study {uid}: an input file vanished since "
                         f"indexing ({exc.strerror}: {Path(str(exc.filename)).name}). "
                         "Potential fix: rerun; the export is re-indexed each run.",
@@ -242,7 +243,7 @@ def run_batch(
                 skipped += 1
                 continue
             if plan.refusal:
-                refused.append((record, plan, i_hash, plan.refusal))
+                refused.append((record, plan, i_hash, "SeriesSelectionError", plan.refusal))
                 continue
             keys[uid] = (i_hash, label)
             work = work_root / f"{safe_component(uid, fallback='study')}-{uuid.uuid4().hex[:8]}"
@@ -261,9 +262,10 @@ def run_batch(
         bar = progress or Progress(run_total, skipped=skipped)
         bar.total, bar.skipped = run_total, skipped
         bar.start()
-        for record, plan, i_hash, message in refused:
+        for record, plan, i_hash, error_type, message in refused:
             uid = record.study_instance_uid
             logger.warning("study %s refused at plan: %s", uid, message)
+            _remove_stale(out, work_root, _patient_label(record, options.pseudonymiser), uid)
             store.record(
                 study_instance_uid=uid,
                 input_hash=i_hash,
@@ -279,7 +281,7 @@ def run_batch(
                 failure={
                     "stage": "plan",
                     "series_instance_uid": "",
-                    "error_type": "SeriesSelectionError",
+                    "error_type": error_type,
                     "message": message,
                 },
             )
@@ -318,6 +320,15 @@ def run_batch(
     )
 
 
+def _remove_stale(out: Path, work_root: Path, label: str, uid: str) -> None:
+    """Remove the outputs of an earlier success that no longer match the study's inputs."""
+    stale = out / _study_dir_rel(label, uid)
+    if stale.exists():
+        trash = work_root / f"stale-{uuid.uuid4().hex}"
+        stale.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def _commit(
     store: ResultsStore,
     out: Path,
@@ -341,11 +352,7 @@ def _commit(
         _install_dir(work, out / rel, work_root)
     else:
         shutil.rmtree(work, ignore_errors=True)
-        stale = out / _study_dir_rel(task.patient_label, uid)
-        if stale.exists():  # outputs of an earlier success no longer match the inputs
-            trash = work_root / f"stale-{uuid.uuid4().hex}"
-            stale.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        _remove_stale(out, work_root, task.patient_label, uid)
         assert outcome.failure is not None
         logger.warning(
             "study %s failed at %s (series %s): %s",
