@@ -215,3 +215,32 @@ def test_undecodable_pixels_are_a_problem_not_a_crash(tmp_path, ct_writer) -> No
     assert "could not be decoded" in stack.problems[0]
     with pytest.raises(UnsupportedInputError, match=r"could not be decoded.*Potential fix"):
         stack.raise_if_refused()
+
+
+def test_invalid_orientation_and_spacing_headers_are_refused(tmp_path, ct_writer) -> None:  # type: ignore[no-untyped-def]
+    ct_writer(tmp_path / "iop", iop=(0, 0, 0, 0, 1, 0), positions=[(0, 0, 0), (0, 0, 2)])
+    with pytest.raises(SeriesGeometryError, match=r"invalid ImageOrientationPatient"):
+        load_volume(tmp_path / "iop")
+    ct_writer(tmp_path / "ps", pixel_spacing=(0.0, 0.5))
+    with pytest.raises(SeriesGeometryError, match=r"expected positive values"):
+        load_volume(tmp_path / "ps")
+
+
+def test_several_mosaics_with_one_signature_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from testdata import shared_path
+
+    src = shared_path("ts_siemens_trio_mr_9syntaxes", "dicom")
+    (stack,) = load_series(src, decode=False)  # nine instances (UIDs differ) of one mosaic
+    assert not stack.usable
+    with pytest.raises(SeriesGeometryError, match=r"9 mosaic images share one stack signature"):
+        stack.raise_if_refused()
+
+
+def test_copies_of_one_mosaic_instance_load_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from testdata import shared_path
+
+    src = shared_path("ts_siemens_trio_mr_9syntaxes", "dicom", "1.dcm")
+    (tmp_path / "copy.dcm").write_bytes(src.read_bytes())
+    (stack,) = load_series([src, tmp_path / "copy.dcm"])
+    assert stack.usable and stack.shape == (35, 64, 64)
+    assert any("repeats SOP instance" in w for w in stack.warnings)

@@ -498,6 +498,17 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
             "another series."
         )
         return None, problems, notes, MissingAttributeError
+    # De-duplicate copies of the same SOP instance (same file exported twice).
+    seen: dict[tuple[str, int | None], _Frame] = {}
+    unique: list[_Frame] = []
+    for f in frames:
+        k = (f.sop_instance_uid, f.index)
+        if f.sop_instance_uid and k in seen:
+            notes.append(f"{f.path.name} repeats SOP instance of {seen[k].path.name}; ignored")
+            continue
+        seen[k] = f
+        unique.append(f)
+    frames = unique
     rows, cols = int(frames[0].flat.Rows), int(frames[0].flat.Columns)
     if rows < 1 or cols < 1:
         problems.append(f"Rows×Columns is {rows}×{cols}; expected ≥ 1. {fix_geom}images.")
@@ -520,6 +531,20 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         )
     iop0 = frames[0].iop
     assert iop0 is not None
+    norms = (float(np.linalg.norm(iop0[:3])), float(np.linalg.norm(iop0[3:])))
+    if min(norms) < 0.5 or abs(float(np.dot(iop0[:3], iop0[3:]))) > 1e-2 * max(norms) ** 2:
+        problems.append(
+            f"invalid ImageOrientationPatient (0020,0037) {iop0.tolist()} in "
+            f"{frames[0].path.name}; expected two orthogonal unit vectors. "
+            f"{fix_geom}images with a valid header."
+        )
+        return None, problems, notes, SeriesGeometryError
+    if not np.all(ps0 > 0):
+        problems.append(
+            f"PixelSpacing (0028,0030) {ps0.tolist()} in {frames[0].path.name}; expected "
+            f"positive values. {fix_geom}images with a valid header."
+        )
+        return None, problems, notes, SeriesGeometryError
     dev = max(float(np.max(np.abs(f.iop - iop0))) for f in frames)  # type: ignore[operator]
     if dev > ORIENTATION_ATOL:
         problems.append(
@@ -582,17 +607,6 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         return (_Plan(frames, shape, (layout.spacing_mm, ps_row, ps_col), origin, direction,
                       layout, reverse, notes), [], notes, SeriesGeometryError)
 
-    # De-duplicate copies of the same SOP instance (same file exported twice).
-    seen: dict[tuple[str, int | None], _Frame] = {}
-    unique: list[_Frame] = []
-    for f in frames:
-        k = (f.sop_instance_uid, f.index)
-        if f.sop_instance_uid and k in seen:
-            notes.append(f"{f.path.name} repeats SOP instance of {seen[k].path.name}; ignored")
-            continue
-        seen[k] = f
-        unique.append(f)
-    frames = unique
     positions = np.array([f.ipp for f in frames])
     proj = positions @ normal
     order = np.argsort(proj, kind="stable")
@@ -1000,14 +1014,18 @@ def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes
             array = array.astype(np.float32, copy=False)
             array *= np.float32(factor)
             unit = IntensityUnit.MM2_PER_S
-        volume = Volume(
-            array=array,
-            spacing_mm=plan.spacing_mm,
-            origin_lps_mm=tuple(plan.origin_lps_mm),
-            direction_lps=plan.direction_lps,
-            intensity_unit=unit,
-            series=info,
-        )
+        try:
+            volume = Volume(
+                array=array,
+                spacing_mm=plan.spacing_mm,
+                origin_lps_mm=tuple(plan.origin_lps_mm),
+                direction_lps=plan.direction_lps,
+                intensity_unit=unit,
+                series=info,
+            )
+        except InputError as exc:
+            return Stack(key=key, info=info, files=files, problems=(str(exc),),
+                         warnings=tuple(stack_warnings), error_class=SeriesGeometryError)
     return Stack(key=key, info=info, files=files, volume=volume,
                  warnings=tuple(stack_warnings), **geometry)
 
