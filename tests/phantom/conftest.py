@@ -52,8 +52,8 @@ def study_noisy(get_study: StudyGetter) -> tuple[Path, StudyTruth]:
     return get_study("siemens-noisy")
 
 
-_READ_BACK = ["ge-classic", "philips-compressed", "siemens-enhanced", "ge-enhanced-compressed",
-              "philips-enhanced"]
+_READ_BACK = ["siemens-noise-free", "ge-classic", "philips-compressed", "siemens-enhanced",
+              "ge-enhanced-compressed", "philips-enhanced"]
 
 
 @pytest.fixture(scope="session", params=_READ_BACK)

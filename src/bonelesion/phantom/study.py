@@ -36,6 +36,7 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
+    generate_uid,
 )
 
 from bonelesion.errors import InputError
@@ -255,13 +256,13 @@ def fit_adc_map(dwi_stored: NDArray[np.uint16]) -> NDArray[np.uint16]:
 def _check_args(out_dir: Path, vendor: str, seed: int) -> None:
     if vendor not in SUPPORTED_VENDORS:
         raise InputError(
-            f"Phantom: vendor {vendor!r} is not supported; expected one of "
+            f"Phantom {out_dir}: vendor {vendor!r} is not supported; expected one of "
             f"{list(SUPPORTED_VENDORS)}. Potential fix: pass --vendor siemens, ge or philips."
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(
-            f"Phantom: seed must be a non-negative integer, found {seed!r}. Potential fix: "
-            "pass --seed 0 (or any integer ≥ 0)."
+            f"Phantom {out_dir}: seed must be a non-negative integer, found {seed!r}. "
+            "Potential fix: pass --seed 0 (or any integer ≥ 0)."
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(
@@ -345,7 +346,7 @@ def write_study(
     field_t = float(style.field_strength_t if field_strength_t is None else field_strength_t)
     if not 0.2 <= field_t <= 11.7:
         raise InputError(
-            f"Phantom: field_strength_t must be in [0.2, 11.7] T, found {field_t}. "
+            f"Phantom {out}: field_strength_t must be in [0.2, 11.7] T, found {field_t}. "
             "Potential fix: pass 1.5 or 3.0."
         )
     te_op_ms, te_in_ms = echo_times_ms(field_t)
@@ -353,8 +354,6 @@ def write_study(
     key = "|".join(["bonelesion-phantom", GENERATOR, vendor, str(seed), f"enh={enhanced}",
                     f"cmp={compressed}", f"nf={noise_free}", f"B0={field_t}",
                     _lesion_key(lesion_list)])
-    from pydicom.uid import generate_uid
-
     study_uid = str(generate_uid(prefix=uid_prefix(seed), entropy_srcs=[key, "study"]))
     for_uid = str(generate_uid(prefix=uid_prefix(seed), entropy_srcs=[key, "frame-of-reference"]))
     ctx = WriteContext(key=key, seed=seed, style=style, enhanced=enhanced, compressed=compressed,
@@ -563,8 +562,6 @@ def write_ct_series(
     style = VENDOR_STYLES[vendor]
     key = "|".join(["bonelesion-phantom-ct", GENERATOR, vendor, str(seed), repr(shape),
                     repr(spacing_mm), f"cmp={compressed}", f"nf={noise_free}"])
-    from pydicom.uid import generate_uid
-
     ctx = WriteContext(
         key=key, seed=seed, style=style, enhanced=False, compressed=compressed,
         study_instance_uid=str(generate_uid(prefix=uid_prefix(seed), entropy_srcs=[key, "st"])),
