@@ -239,3 +239,54 @@ def test_seg_on_a_multiframe_source(ct_study, tmp_path: Path) -> None:  # type: 
         idx = np.rint(ct.lps_to_index(pts)).astype(int)
         assert np.asarray(masks[lid].array)[tuple(idx.T)].all()
     assert _dciodvfy_errors(written.seg_path) == []
+
+
+def test_unreadable_or_foreign_source_files(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bonelesion.errors import NotDicomError
+
+    ct, _, _ = ct_study
+    files = [str(tmp_path / f"{i}.dcm") for i in range(ct.shape[0])]
+    for src, dst in zip(ct.series.source_files, files, strict=True):
+        shutil.copy(src, dst)
+    vol = ct.with_array(ct.array, series=ct.series.replace(source_files=tuple(files)))
+    Path(files[3]).unlink()
+    with pytest.raises(NotDicomError, match=r"3\.dcm cannot be read"):
+        read_source_datasets(vol)
+    Path(files[3]).write_text("lesion_id,radius_mm\nL1,5\n")
+    with pytest.raises(NotDicomError, match=r"3\.dcm (cannot be read as DICOM|has no "
+                                            r"SOPInstanceUID or PixelData)"):
+        read_source_datasets(vol)
+
+
+def test_multiframe_frames_must_cover_every_slice(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ct, _, _ = ct_study
+    legacy = [pydicom.dcmread(f) for f in ct.series.source_files]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=legacy, series_instance_uid=pydicom.uid.generate_uid(), series_number=3,
+        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1)
+    # move frame 2 onto frame 1's position: two frames on one slice, one slice without a frame
+    first = enhanced.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0]
+    second = enhanced.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0]
+    second.ImagePositionPatient = list(first.ImagePositionPatient)
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path)
+    vol = ct.with_array(ct.array, series=ct.series.replace(source_files=(str(path),)))
+    with pytest.raises(GeometryMismatchError, match=r"expected each of 0–7 once"):
+        read_source_datasets(vol)
+
+
+def test_segment_without_source_reference_refused(ct_study) -> None:  # type: ignore[no-untyped-def]
+    from bonelesion.report.dicom_out import _referenced_segment
+
+    _, _, written = ct_study
+    seg = pydicom.dcmread(written.seg_path)
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        del item.DerivationImageSequence
+    with pytest.raises(InputError, match="references no source image"):
+        _referenced_segment(seg, 1)
+
+
+def test_study_result_refuses_misaligned_calls(ct_study) -> None:  # type: ignore[no-untyped-def]
+    _, study, _ = ct_study
+    with pytest.raises(InputError, match=r"1 calls for 2 lesions"):
+        study_result(study.lesions, calls=study.calls[:1])

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize
+from scipy import optimize, stats
 
 from bonelesion.classify.call import FeatureReason, FeatureStatus, Label, LesionCall
 from bonelesion.classify.config import ClassifierConfig
@@ -133,12 +133,13 @@ def roc_auc(y: Sequence[float] | NDArray[Any], score: Sequence[float] | NDArray[
     """
     y_arr = np.asarray(y, dtype=float)
     s = np.asarray(score, dtype=float)
-    pos, neg = s[y_arr == 1], s[y_arr == 0]
-    if len(pos) == 0 or len(neg) == 0:
+    n_pos, n_neg = int((y_arr == 1).sum()), int((y_arr == 0).sum())
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+    # rank form of U (average ranks for ties): O(n log n) instead of all n₁·n₀ pairs
+    ranks = stats.rankdata(s)
+    u = float(ranks[y_arr == 1].sum()) - n_pos * (n_pos + 1) / 2.0
+    return u / (n_pos * n_neg)
 
 
 @dataclass(frozen=True)

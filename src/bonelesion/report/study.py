@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bonelesion.classify.call import LesionCall
 from bonelesion.classify.config import ClassifierConfig
 from bonelesion.classify.rules import classify_lesion
+from bonelesion.errors import InputError
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
 
@@ -69,9 +70,10 @@ class StudyResult:
         object.__setattr__(self, "warnings", tuple(self.warnings))
         object.__setattr__(self, "input_files", tuple(self.input_files))
         if [c.lesion_id for c in self.calls] != [m.lesion_id for m in self.lesions]:
-            raise ValueError(
+            raise InputError(
                 f"StudyResult {self.study_instance_uid}: calls and lesions differ in order or "
-                "number. Potential fix: build it with study_result(...)."
+                f"number ({len(self.calls)} calls for {len(self.lesions)} lesions); expected one "
+                "call per lesion, same order. Potential fix: build it with study_result(...)."
             )
 
     def ordered_volumes(self) -> list[tuple[str, Volume]]:

@@ -1,0 +1,66 @@
+"""Benchmark: rule classifier per lesion, logistic training, and report writing on a phantom.
+
+Plain script (not a test); prints wall-clock and CPU times. Run from the repository root:
+``PYTHONPATH=src python bench/bench_classify_report.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from classify_factory import lesion  # noqa: E402
+
+from bonelesion.classify import classify_lesion  # noqa: E402
+from bonelesion.classify.model import fit_logistic_model  # noqa: E402
+
+
+def timed(label: str, fn, repeat: int = 1):  # type: ignore[no-untyped-def]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(repeat):
+        out = fn()
+    wall, cpu = (time.perf_counter() - t0) / repeat, (time.process_time() - c0) / repeat
+    print(f"{label:55s} wall {wall * 1e3:9.2f} ms   cpu {cpu * 1e3:9.2f} ms")
+    return out
+
+
+def main() -> None:
+    m = lesion(ct=(650.0, 800.0), sir=1.0, adc=0.8e-3, annotations={"sins_location": "T12"})
+    timed("classify_lesion (CT + CSI + ADC + SINS), per lesion", lambda: classify_lesion(m), 2000)
+    rng = np.random.default_rng(0)
+    n = 10_000
+    y = np.tile([0.0, 1.0], n // 2)
+    raw = np.column_stack([np.where(y == 1, rng.normal(654, 176, n), rng.normal(1190, 239, n)),
+                           np.where(y == 1, rng.normal(0.98, 0.11, n), rng.normal(0.75, 0.19, n))])
+    raw[rng.random(raw.shape) < 0.2] = np.nan
+    model = timed(f"fit_logistic_model, {n} lesions, 2 features, 5-fold CV",
+                  lambda: fit_logistic_model(raw, y, ["ct_attenuation_mean_hu",
+                                                      "chemical_shift_ratio"]))
+    print(f"  CV AUC {model.cv['auc']:.3f}")
+
+    from bonelesion import load_series
+    from bonelesion.phantom import write_study
+    from bonelesion.report.measure_hook import add_calls_and_reports
+    from bonelesion.roi.sources import load_lesions
+    from bonelesion.stages.commands import measure_export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_study(root / "study", vendor="siemens", seed=1)
+        summary = measure_export(root / "study", root / "study" / "rois.csv", root / "out")
+        stacks = timed("load_series (re-read for SEG/SR/QC)", lambda: load_series(root / "study"))
+        lesions = load_lesions(root / "study" / "rois.csv")
+        timed(f"add_calls_and_reports, {len(summary.measurements)} lesions, 6 series "
+              "(QC PNG, SEG, SR, HTML)",
+              lambda: add_calls_and_reports(root / "out", measurements=summary.measurements,
+                                            stacks=stacks, lesions=lesions))
+
+
+if __name__ == "__main__":
+    main()
