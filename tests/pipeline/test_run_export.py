@@ -296,3 +296,30 @@ def test_library_input_errors_and_missing_rois(phantom_export: PhantomExport, tm
     assert summary.exit_code == 4
     assert {f["stage"] for f in summary.failures} == {"roi"}
     assert all("no ROI source given" in f["message"] for f in summary.failures)
+
+
+def test_a_bug_in_the_dicom_views_keeps_the_measurements(
+    phantom_export: PhantomExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bonelesion.report as report
+
+    real = report.write_reports
+
+    def dicom_bug(*args, dicom=True, **kwargs):  # type: ignore[no-untyped-def]
+        if dicom:
+            raise AttributeError("simulated highdicom failure")
+        return real(*args, dicom=dicom, **kwargs)
+
+    monkeypatch.setattr(report, "write_reports", dicom_bug)
+    uid = next(iter(phantom_export.folders))
+    export = tmp_path / "export"
+    shutil.copytree(phantom_export.folders[uid], export / "s")
+    out = tmp_path / "out"
+    summary = run_export("combined", export, out, rois=phantom_export.rois,
+                         progress=Progress(0, tty=False))
+    assert summary.exit_code == 0 and summary.lesions == len(phantom_export.truths[uid]["lesions"])
+    (study,) = json.loads((out / "results.json").read_text())["studies"]
+    assert any("DICOM SEG/SR not written: unexpected AttributeError: simulated" in w
+               for w in study["warnings"])
+    folder = out / study["output_dir"]
+    assert (folder / "results.json").is_file() and not (folder / "dicom").exists()

@@ -30,6 +30,32 @@ def _patient_id(path: Path) -> str:
         return ""
 
 
+def _role_of_multiframe_stack(path: Path, stack_key: str) -> str:
+    """Role of one stack of an enhanced (multi-frame) file, which the index leaves empty.
+
+    The frames of the file are flattened (`bonelesion.dicom.multiframe.flatten_frames`) and
+    the frame of this stack is given to `bonelesion.dicom.vendors.stack_role`, as the reader
+    does; "other" when the file cannot be read.
+    """
+    import pydicom
+
+    from bonelesion.dicom.multiframe import flatten_frames
+    from bonelesion.dicom.multiframe import stack_key as key_of
+    from bonelesion.dicom.vendors import stack_role
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            frames = flatten_frames(ds)
+            match = [f for f in frames if str(key_of(f)) == stack_key]
+            role = stack_role((match or frames)[0])
+    except Exception as exc:  # noqa: BLE001 - naming a role must not fail the inventory
+        logger.warning("role of stack %s in %s: %s", stack_key, path.name, exc)
+        return "other"
+    return str(getattr(role, "value", role))
+
+
 def _split_image_type(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
@@ -82,6 +108,8 @@ def inventory_from_index(
                     if first_file is None:
                         first_file = base / head.path
                     roles = {r.role for r in recs if r.role}
+                    if not roles and any((r.number_of_frames or 1) > 1 for r in recs):
+                        roles = {_role_of_multiframe_stack(base / head.path, stack.stack_key)}
                     bvals = sorted(
                         {r.b_value_s_per_mm2 for r in recs if r.b_value_s_per_mm2 is not None}
                     )

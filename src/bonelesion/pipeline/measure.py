@@ -9,12 +9,15 @@ study's series choice is the plan's, recorded in ``plan.json``.
 from __future__ import annotations
 
 import logging
+import shutil
+import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bonelesion.config import build_config, config_to_dict
-from bonelesion.errors import InputError
+from bonelesion.errors import InputError, PipelineError
 from bonelesion.pipeline.definition import STAGE_OPTIONAL_ROLES, STAGE_ROLES
 
 __all__ = ["measure_and_report", "stage_roles", "pseudonymise_dicom"]
@@ -121,7 +124,32 @@ def measure_and_report(
             "plan": plan.to_dict(),
             **config_to_dict(cfg),
         }
-        write_reports(work, [result], config=classifier_cfg, resolved_config=resolved)
+        try:
+            write_reports(work, [result], config=classifier_cfg, resolved_config=resolved)
+        except PipelineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep the measurements; say what is missing
+            # An unexpected failure (a bug) while writing the views: keep the canonical
+            # results.json and lesions.csv, drop DICOM SEG/SR, and say so in the outputs.
+            logger.error(
+                "study %s: writing the reports failed; retrying without DICOM SEG/SR:\n%s",
+                task.study_instance_uid,
+                "".join(traceback.format_exception(exc)),
+            )
+            note = (
+                f"DICOM SEG/SR not written: unexpected {type(exc).__name__}: {exc} "
+                "(a bug; please report it with the log)"
+            )
+            shutil.rmtree(work / "dicom", ignore_errors=True)
+            write_reports(
+                work,
+                [result],
+                config=classifier_cfg,
+                resolved_config=resolved,
+                dicom=False,
+                warnings=[note],
+            )
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
         if task.pseudonymise:
             for dcm in sorted(work.rglob("*.dcm")):
                 pseudonymise_dicom(dcm, task.patient_label)
