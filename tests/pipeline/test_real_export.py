@@ -72,3 +72,30 @@ def test_real_xa30_export_plans_roles_and_measures_the_scanner_adc(tmp_path: Pat
     assert float(row["adc_mean_mm2_per_s"]) == pytest.approx(expected_adc, rel=RTOL_ADC_SAME_VOXELS)
     assert row["chemical_shift_ratio"] == ""  # no Dixon in this export: recorded as missing
     assert "chemical_shift" in row["missing"]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_whole_shared_corpus_as_one_messy_export_never_crashes(tmp_path: Path) -> None:
+    """Every dataset of ../shared/data at once: 25 studies of every vendor, broken ones too.
+
+    No ROI applies to these studies, so each readable study is loaded, measured (0 lesions)
+    and reported; what cannot be used must be refused with a stage and a reason, never a
+    crash or an "unexpected" (bug) failure.
+    """
+    corpus = shared_path()
+    rois = tmp_path / "rois.csv"
+    rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm,study_instance_uid,treated\n"
+                    "elsewhere,0,0,0,5,1.2.3.4.5.6.7.8.9,false\n")
+    out = tmp_path / "out"
+    summary = run_export("combined", corpus, out, rois=rois, workers=2,
+                         progress=Progress(0, stream=io.StringIO(), tty=False))
+    assert summary.exit_code == 4  # the corpus holds deliberately broken files and series
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["studies"]) == summary.studies_total and not results["not_run"]
+    assert summary.studies_ok > 0 and summary.lesions == 0
+    for failure in summary.failures:
+        assert failure["stage"] in {"plan", "load"}, failure
+        assert "unexpected" not in failure["message"] and "Potential fix" in failure["message"]
+    for bad in summary.bad_files:
+        assert bad.reason and bad.status

@@ -265,9 +265,27 @@ def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
                         }
                     )
                     cache[cand.series_instance_uid] = load_series(files)
-                stacks_by_role.setdefault(choice.role, []).append(
-                    _pick_stack(cache[cand.series_instance_uid], cand)
-                )
+                loaded = cache[cand.series_instance_uid]
+                role_spec = (task.pipeline.get("roles") or {}).get(choice.role) or {}
+                if role_spec.get("unit") == "series":
+                    # The whole series plays the role (one DWI stack per b-value/direction):
+                    # take every loaded stack of it with an accepted role.
+                    accepted = set(role_spec.get("stack_roles") or (cand.role,))
+                    found = [
+                        st
+                        for st in loaded
+                        if st.info.series_instance_uid == cand.series_instance_uid
+                        and st.info.role in accepted
+                    ]
+                    for st in found:
+                        st.raise_if_refused()
+                    for st in found:
+                        if all(st is not seen for seen in stacks_by_role.get(choice.role, [])):
+                            stacks_by_role.setdefault(choice.role, []).append(st)
+                    if not found:
+                        stacks_by_role.setdefault(choice.role, []).append(_pick_stack(loaded, cand))
+                else:
+                    stacks_by_role.setdefault(choice.role, []).append(_pick_stack(loaded, cand))
     from bonelesion.pipeline import measure
 
     return measure.measure_and_report(task, stacks_by_role, work, stage=_stage)
