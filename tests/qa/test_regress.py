@@ -108,3 +108,11 @@ def test_nan_equals_nan_but_not_a_number(tmp_path: Path) -> None:
     assert compare_runs(_write(tmp_path / "a", a), _write(tmp_path / "b", b)).passed
     b[0][3] = "850.0"
     assert not compare_runs(_write(tmp_path / "a", a), _write(tmp_path / "c", b)).passed
+
+
+def test_shipped_ci_tolerances_load() -> None:
+    path = Path(__file__).resolve().parents[2] / "configs" / "qa" / "regress_tolerances.toml"
+    tol = load_tolerances(path)
+    assert tol.for_column("ct_attenuation_mean_hu").abs == 0.5
+    assert tol.for_column("adc_mean_mm2_per_s").rel == 0.01
+    assert tol.for_column("label") == tol.default and "reasons" in tol.ignore
