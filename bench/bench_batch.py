@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bonelesion.batch import Progress, run_batch  # noqa: E402
 from bonelesion.batch.inventory import build_inventory  # noqa: E402
-from bonelesion.batch.runner import BatchOptions  # noqa: E402
+from bonelesion.batch.runner import STORE_NAME, BatchOptions  # noqa: E402
+from bonelesion.batch.store import ResultsStore  # noqa: E402
 from bonelesion.phantom import write_study  # noqa: E402
 from bonelesion.pipeline.definition import load_pipeline  # noqa: E402
 
@@ -90,9 +91,12 @@ def main() -> int:
         elapsed = time.perf_counter() - t0
         assert summary.studies_ok == args.studies, summary.failures
         rates[workers] = summary.studies_ok / elapsed * 60.0
+        with ResultsStore(out / STORE_NAME) as store:
+            per_study = [s.duration_s for s in store.studies()]
         print(
             f"{workers} worker(s), {executor}: {summary.studies_ok} studies in {elapsed:.1f} s "
-            f"= {rates[workers]:.1f} studies/min"
+            f"= {rates[workers]:.1f} studies/min (mean {sum(per_study) / len(per_study):.2f} s "
+            "per study inside a worker; it grows when the cores are shared with other load)"
         )
     same = (root / "out_1" / "lesions.csv").read_bytes() == (
         root / "out_2" / "lesions.csv"
