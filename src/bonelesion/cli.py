@@ -141,6 +141,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="replace PatientID in outputs by a keyed hash (key: "
                    "$BONELESION_PSEUDONYM_KEY or --pseudonym-key-file)")
     p.add_argument("--pseudonym-key-file", type=_existing_path, help="file holding the key")
+    p.add_argument("--catalogue", type=Path, help="index catalogue file (default "
+                   "OUT/catalogue.sqlite; it holds export paths: keep it outside a "
+                   "pseudonymised OUT you share)")
     p.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
                    help="progress display (default: bar on a terminal, lines otherwise)")
     p.set_defaults(handler=_run_handler)
@@ -156,7 +159,8 @@ def _run_handler(args: argparse.Namespace) -> int:
         args.pipeline, args.export_dir, args.out, rois=args.rois, workers=args.workers,
         executor=executor, scheduler=args.scheduler, force=args.force,
         retry_failed=args.retry_failed, pseudonymise=args.pseudonymise,
-        pseudonym_key_file=args.pseudonym_key_file, progress=Progress(0, tty=tty),
+        pseudonym_key_file=args.pseudonym_key_file, catalogue=args.catalogue,
+        progress=Progress(0, tty=tty),
     )
     print(f"{summary.studies_total} studies: {summary.studies_ok} measured, "
           f"{summary.studies_failed} failed ({summary.studies_run} run now, "

@@ -247,23 +247,32 @@ def test_pseudonymise_removes_patient_identifiers_from_all_outputs(
     phantom_export: PhantomExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uid = next(iter(phantom_export.folders))
+    ds = pydicom.dcmread(_ct_files(phantom_export.folders[uid])[0])
+    raw_id, raw_name = str(ds.PatientID), str(ds.PatientName)
+    # an export organised by patient, as PACS exports often are: the ID and the name are in
+    # every file path (which provenance records), and a damaged file sits among them
     export = tmp_path / "export"
-    shutil.copytree(phantom_export.folders[uid], export / "s")
-    ds = pydicom.dcmread(_ct_files(export / "s")[0])
-    raw_ids = [str(ds.PatientID), str(ds.PatientName)]
+    folder = export / raw_id / raw_name.replace("^", "_")
+    shutil.copytree(phantom_export.folders[uid], folder)
+    (folder / "broken.dcm").write_bytes(_ct_files(folder)[0].read_bytes()[:3000])
     monkeypatch.delenv(KEY_FILE_ENV, raising=False)
     monkeypatch.setenv(KEY_ENV, "a-site-secret-of-32-characters!!")
     out = tmp_path / "out"
-    assert main(["-q", "run", "combined", str(export), "--out", str(out), "--rois",
-                 str(phantom_export.rois), "--pseudonymise", "--progress", "lines"]) == 0
+    code = main(["-q", "run", "combined", str(export), "--out", str(out), "--rois",
+                 str(phantom_export.rois), "--pseudonymise", "--catalogue",
+                 str(tmp_path / "private" / "catalogue.sqlite"), "--progress", "lines"])
+    assert code == 4  # the broken file
     files = [p for p in out.rglob("*") if p.is_file()]
-    for raw in raw_ids:
+    for raw in (raw_id, raw_name, raw_name.replace("^", "_")):
         hits = [p for p in files if raw.encode() in p.read_bytes()]
         assert hits == [], f"{raw!r} found in {hits}"
     patients = {r["patient"] for r in _rows(out)}
     assert len(patients) == 1 and next(iter(patients)).startswith("PSN-")
     sr = next(out.glob("studies/*/*/dicom/*/sr_*.dcm"))
     assert pydicom.dcmread(sr).PatientID == next(iter(patients))
+    bad = _rows(out, "bad_files.csv")
+    assert [Path(b["path"]).name for b in bad] == ["broken.dcm"]
+    assert next(iter(patients)) in bad[0]["path"]  # the folder names were pseudonymised too
     monkeypatch.delenv(KEY_ENV)
     assert main(["-q", "run", "combined", str(export), "--out", str(tmp_path / "o2"),
                  "--pseudonymise"]) == 2  # no key: configuration error

@@ -15,19 +15,22 @@ from bonelesion.pipeline.plan import StackCandidate
 logger = logging.getLogger(__name__)
 
 
-def _patient_id(path: Path) -> str:
-    """PatientID of one file (header only); "" when absent or unreadable. Never logged."""
+def _patient_identity(path: Path) -> tuple[str, str]:
+    """PatientID and PatientName of one file (header only); "" when absent. Never logged."""
     import pydicom
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(
-                path, stop_before_pixels=True, specific_tags=["PatientID"], force=True
+                path,
+                stop_before_pixels=True,
+                specific_tags=["PatientID", "PatientName"],
+                force=True,
             )
-        return str(ds.get("PatientID", "") or "")
+        return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
     except Exception:  # noqa: BLE001 - the index already read this file; naming only
-        return ""
+        return "", ""
 
 
 def _role_of_multiframe_stack(path: Path, stack_key: str) -> str:
@@ -136,10 +139,14 @@ def inventory_from_index(
                             echo_time_ms=head.echo_time_ms,
                         )
                     )
+            patient_id, patient_name = (
+                _patient_identity(first_file) if first_file is not None else ("", "")
+            )
             studies.append(
                 StudyRecord(
                     study_instance_uid=study.study_instance_uid,
-                    patient_id=_patient_id(first_file) if first_file is not None else "",
+                    patient_id=patient_id,
+                    patient_name=patient_name,
                     candidates=tuple(candidates),
                 )
             )

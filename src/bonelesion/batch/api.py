@@ -35,6 +35,7 @@ def run_export(
     retry_failed: bool = False,
     pseudonymise: bool = False,
     pseudonym_key_file: str | Path | None = None,
+    catalogue: str | Path | None = None,
     progress: Progress | None = None,
     study_function: Callable[[StudyTask], StudyOutcome] = run_study,
 ) -> BatchSummary:
@@ -58,6 +59,9 @@ def run_export(
         Redo studies whose stored result is a failure with unchanged inputs.
     pseudonymise : bool
         Replace PatientID in every output by its keyed hash (see `Pseudonymiser`).
+    catalogue : path, optional
+        Where the index catalogue lives (default ``OUT_DIR/catalogue.sqlite``). It holds the
+        export's file paths: keep it outside a pseudonymised output folder you share.
 
     Raises
     ------
@@ -86,8 +90,13 @@ def run_export(
     out.mkdir(parents=True, exist_ok=True)
     logger.info("indexing export %s", export)
     bar = progress if progress is not None else Progress(0)
+    catalogue_path = Path(catalogue) if catalogue else out / CATALOGUE_NAME
+    catalogue_path.parent.mkdir(parents=True, exist_ok=True)
     inventory = build_inventory(
-        export, out / CATALOGUE_NAME, workers=workers, progress=bar.indexing
+        export,
+        catalogue_path,
+        workers=workers,
+        progress=bar.indexing,
     )
     logger.info("%d studies, %d bad files", len(inventory.studies), len(inventory.bad_files))
     options = BatchOptions(

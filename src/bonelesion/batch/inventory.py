@@ -21,7 +21,8 @@ __all__ = ["StudyRecord", "BadFile", "Inventory", "build_inventory", "NOT_INPUT_
 class StudyRecord:
     """One study of the export.
 
-    ``patient_id`` is kept for output naming and pseudonymisation only; it is never logged.
+    ``patient_id`` and ``patient_name`` are kept for output naming and pseudonymisation
+    only; they are never logged.
     ``problems`` are study-level notes from the index (e.g. refused stacks), as
     ``(series_instance_uid, reason)`` pairs.
     """
@@ -30,6 +31,23 @@ class StudyRecord:
     patient_id: str
     candidates: tuple[StackCandidate, ...]
     problems: tuple[tuple[str, str], ...] = ()
+    patient_name: str = ""
+
+    def identifiers(self) -> tuple[str, ...]:
+        """Patient identifier strings to scrub from pseudonymised text outputs.
+
+        PatientID and PatientName, the name also with its ``^`` separators as spaces and
+        underscores (as they appear in folder names); values shorter than 3 characters are
+        left out (they would match inside unrelated text). Longest first.
+        """
+        name = self.patient_name
+        values = {
+            self.patient_id,
+            name,
+            name.replace("^", " ").strip(),
+            name.replace("^", "_").strip("_"),
+        }
+        return tuple(sorted((v for v in values if len(v) >= 3), key=lambda v: (-len(v), v)))
 
 
 #: Index statuses of files that are simply not DICOM (README, thumbnails, checksums):

@@ -256,6 +256,7 @@ def run_batch(
                     rois_path=str(options.rois_path) if options.rois_path else None,
                     work_dir=str(work),
                     pseudonymise=options.pseudonymiser is not None,
+                    identifiers=record.identifiers() if options.pseudonymiser else (),
                 )
             )
         run_total = len(tasks) + len(refused)
@@ -298,7 +299,15 @@ def run_batch(
             detail = "" if outcome.failure is None else outcome.failure.stage
             bar.update(task.study_instance_uid, outcome.status, detail)
         bar.close()
-        tables = rebuild_tables(store, out, inventory, definition)
+        replacements: tuple[tuple[str, str], ...] = ()
+        if options.pseudonymiser is not None:
+            pairs = {
+                (ident, _patient_label(r, options.pseudonymiser))
+                for r in inventory.studies
+                for ident in r.identifiers()
+            }
+            replacements = tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))
+        tables = rebuild_tables(store, out, inventory, definition, replacements=replacements)
         stored = store.studies(only={s.study_instance_uid for s in inventory.studies})
     shutil.rmtree(work_root, ignore_errors=True)
     failures = tuple(
@@ -403,12 +412,18 @@ def _cell(value: Any) -> Any:
 
 
 def rebuild_tables(
-    store: ResultsStore, out: Path, inventory: Inventory, definition: PipelineDefinition
+    store: ResultsStore,
+    out: Path,
+    inventory: Inventory,
+    definition: PipelineDefinition,
+    *,
+    replacements: Sequence[tuple[str, str]] = (),
 ) -> tuple[Path, ...]:
     """Write the batch tables from the store (each through a temporary file and a rename).
 
     Only studies present in ``inventory`` appear; rows are sorted by (study, lesion), so two
-    runs over the same export give byte-identical tables.
+    runs over the same export give byte-identical tables. ``replacements`` (raw identifier,
+    pseudonym) are applied to the paths and reasons of unusable files (pseudonymised runs).
     """
     uids = {s.study_instance_uid for s in inventory.studies}
     stored: list[StoredStudy] = store.studies(only=uids)
@@ -424,9 +439,9 @@ def rebuild_tables(
     ]
     bad = [
         {
-            "path": _rel_to(b.path, inventory.root),
+            "path": _scrub(_rel_to(b.path, inventory.root), replacements),
             "status": b.status,
-            "reason": b.reason,
+            "reason": _scrub(b.reason, replacements),
             "study_instance_uid": b.study_instance_uid,
             "series_instance_uid": b.series_instance_uid,
         }
@@ -478,6 +493,12 @@ def rebuild_tables(
     )
     _write_text_atomic(paths["summary.txt"], _summary_text(stored, failures, bad, not_run))
     return tuple(paths.values())
+
+
+def _scrub(text: str, replacements: Sequence[tuple[str, str]]) -> str:
+    for raw, pseudonym in replacements:
+        text = text.replace(raw, pseudonym)
+    return text
 
 
 def _rel_to(path: str, root: str) -> str:

@@ -20,7 +20,7 @@ from bonelesion.config import build_config, config_to_dict
 from bonelesion.errors import InputError, PipelineError
 from bonelesion.pipeline.definition import STAGE_OPTIONAL_ROLES, STAGE_ROLES
 
-__all__ = ["measure_and_report", "stage_roles", "pseudonymise_dicom"]
+__all__ = ["measure_and_report", "stage_roles", "pseudonymise_dicom", "scrub_text_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ def measure_and_report(
         if task.pseudonymise:
             for dcm in sorted(work.rglob("*.dcm")):
                 pseudonymise_dicom(dcm, task.patient_label)
+            scrub_text_outputs(work, task.identifiers, task.patient_label)
         rows = [
             {k: v for k, v in r.items() if k != "study_instance_uid"}
             for r in lesion_table_rows([result])
@@ -180,6 +181,29 @@ _REMOVE_KEYWORDS = (
     "IssuerOfPatientID",
     "PatientBirthName",
 )
+
+
+#: Text outputs scrubbed of raw identifiers in pseudonymised runs.
+_TEXT_SUFFIXES = (".json", ".html", ".csv", ".txt", ".xml")
+
+
+def scrub_text_outputs(folder: Path, identifiers: tuple[str, ...], pseudonym: str) -> None:
+    """Replace each raw identifier by ``pseudonym`` in every text output under ``folder``.
+
+    Catches identifiers inside provenance file paths of exports organised by patient
+    (``export/<PatientID>/…``). ``identifiers`` are matched longest first, as plain text.
+    """
+    if not identifiers:
+        return
+    for path in sorted(folder.rglob("*")):
+        if not (path.is_file() and path.suffix.lower() in _TEXT_SUFFIXES):
+            continue
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        new = text
+        for value in identifiers:
+            new = new.replace(value, pseudonym)
+        if new != text:
+            path.write_text(new, encoding="utf-8", errors="surrogateescape")
 
 
 def pseudonymise_dicom(path: Path, pseudonym: str) -> None:

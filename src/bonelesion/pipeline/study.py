@@ -49,6 +49,9 @@ class StudyTask:
         Empty folder the study writes its outputs into.
     pseudonymise : bool
         Replace patient identifiers in the DICOM outputs (SEG, SR) by ``patient_label``.
+    identifiers : tuple of str
+        With ``pseudonymise``: the raw identifier strings (PatientID, PatientName) replaced
+        by ``patient_label`` in every text output (JSON, HTML, CSV), e.g. inside file paths.
     """
 
     study_instance_uid: str
@@ -58,6 +61,7 @@ class StudyTask:
     rois_path: str | None
     work_dir: str
     pseudonymise: bool = False
+    identifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
