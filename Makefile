@@ -17,9 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m bonelesion series sample_data --json > /dev/null
-	$(PY) -m bonelesion convert sample_data $(DEMO_OUT)/nifti
-	@echo "Results are in $(DEMO_OUT)/"
+	$(PY) -m bonelesion run combined sample_data --out $(DEMO_OUT) --rois sample_data/spine_phantom/rois.csv
+	@echo "Results are in $(DEMO_OUT)/ (lesions.csv, results.json, summary.txt, studies/*/report.html)"
 
 test: install
 	$(PY) -m pytest -q

@@ -20,8 +20,7 @@ from pathlib import Path
 from bonelesion import __version__
 from bonelesion.errors import ConfigError, InputError, PipelineError
 
-__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT",
-           "EXIT_PARTIAL"]
+__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -110,123 +109,125 @@ def _report(exc: Exception, args: argparse.Namespace) -> None:
         logger.exception("traceback")
 
 
-# ---- index commands ----
-# `bonelesion index EXPORT_DIR [--db FILE] [--workers N] [--strict]`: catalogue an export.
-# The catalogue defaults to ./bonelesion-index.sqlite in the current folder (never inside the
-# export, which is often read-only); one catalogue file per export (a catalogue of another
-# export is refused with exit code 3).
+# ---- batch commands (run, qa, regress) ----
 
 
-def _add_index(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "index",
-        help="catalogue every file of an export folder into SQLite",
+        "run",
+        help="run a pipeline over a whole export (resumable, isolated per study)",
         description=(
-            "Walk EXPORT_DIR (any layout), read DICOM headers only, and record every file "
-            "with a status and reason in an SQLite catalogue. Re-running reads only new or "
-            "changed files and drops removed ones. A keyed hash of PatientID is stored only "
-            "when the environment variable BONELESION_PATIENT_KEY holds a secret."
+            "Index EXPORT_DIR, choose the series of each role per study, measure, classify and "
+            "report every study, store results in OUT_DIR/results.sqlite and rebuild "
+            "OUT_DIR/lesions.csv, results.json, failures.csv, bad_files.csv and summary.txt. "
+            "A rerun does only what is missing or changed. Exit 4 when some study or file failed."
         ),
     )
-    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR",
-                   help="folder holding the exported files")
-    p.add_argument("--db", type=Path, default=Path("bonelesion-index.sqlite"),
-                   help="catalogue file (default: ./bonelesion-index.sqlite in the current "
-                        "folder)")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="worker processes reading headers (default: every CPU)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with code 4 when any file is truncated, corrupt or lacks "
-                        "attributes")
-    p.add_argument("--problems", action="store_true",
-                   help="list every problem entry (path, status, reason) after the summary")
-    p.set_defaults(handler=_run_index)
+    p.add_argument("pipeline", help="shipped pipeline name (ct_sclerotic, mr_multiparametric, "
+                   "combined) or a pipeline TOML path")
+    p.add_argument("export_dir", type=_existing_path, help="folder holding the DICOM export")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--rois", type=_existing_path, help="ROI source (annotations CSV, SEG, "
+                   "RTSTRUCT, NIfTI labels)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="parallel studies (default 1)")
+    p.add_argument("--executor", choices=("local", "process", "dask"), default=None,
+                   help="where studies run (default: local for 1 worker, else process)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address (with --executor dask); "
+                   "default: a LocalCluster of --workers processes")
+    p.add_argument("--force", action="store_true", help="redo every study")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="redo studies whose stored result is a failure")
+    p.add_argument("--pseudonymise", action="store_true",
+                   help="replace PatientID in outputs by a keyed hash (key: "
+                   "$BONELESION_PSEUDONYM_KEY or --pseudonym-key-file)")
+    p.add_argument("--pseudonym-key-file", type=_existing_path, help="file holding the key")
+    p.add_argument("--catalogue", type=Path, help="index catalogue file (default "
+                   "OUT/catalogue.sqlite; it holds export paths: keep it outside a "
+                   "pseudonymised OUT you share)")
+    p.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
+                   help="progress display (default: bar on a terminal, lines otherwise)")
+    p.set_defaults(handler=_run_handler)
 
 
-def _run_index(args: argparse.Namespace) -> int:
-    import os
+def _run_handler(args: argparse.Namespace) -> int:
+    from bonelesion.batch import Progress, run_export
 
-    from bonelesion.dicom.index import Catalogue, index_export
-
-    import time
-
-    secret_text = os.environ.get("BONELESION_PATIENT_KEY")
-    secret = secret_text.encode("utf-8") if secret_text else None
-    last_log_s = [time.monotonic()]
-
-    def progress(done: int, total: int) -> None:  # an INFO line every 5 s on big exports
-        now = time.monotonic()
-        if now - last_log_s[0] >= 5.0:
-            last_log_s[0] = now
-            logger.info("index: %d of %d files read", done, total)
-
-    summary = index_export(args.export_dir, args.db, workers=args.workers,
-                           progress=progress, patient_key_secret=secret)
-    print(f"catalogue: {summary.db_path}")
-    print(f"files: {summary.files_seen} found, {summary.files_read} read, "
-          f"{summary.files_unchanged} unchanged, {summary.files_removed} removed "
-          f"in {summary.duration_s:.2f} s ({summary.files_read_per_s:.0f} files/s, "
-          f"{summary.workers} workers)")
-    for status, count in sorted(summary.status_counts.items()):
-        print(f"  {status}: {count}")
-    if args.problems:
-        with Catalogue(summary.db_path) as catalogue:
-            for rec in catalogue.problems():
-                print(f"{rec.path}\t{rec.status}\t{rec.reason}")
-    failed = sum(summary.status_counts.get(s, 0)
-                 for s in ("truncated", "error", "missing_attribute"))
-    if args.strict and failed:
-        print(f"bonelesion: {failed} files are truncated, corrupt or lack attributes "
-              f"(see Catalogue({str(summary.db_path)!r}).problems())", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
-
-
-_COMMANDS.append(_add_index)
-
-# ---- phantom commands ----
-def _add_phantom(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "phantom",
-        help="write a digital phantom study (CT, Dixon, DWI/ADC) as DICOM with truth.json",
-        description="Write a lumbar-spine phantom study with known lesion values: DICOM "
-        "series under OUT_DIR/DICOM, truth.json and rois.csv next to them.",
+    executor = args.executor or ("local" if args.workers == 1 and not args.scheduler else
+                                 ("dask" if args.scheduler else "process"))
+    tty = None if args.progress == "auto" else args.progress == "bar"
+    summary = run_export(
+        args.pipeline, args.export_dir, args.out, rois=args.rois, workers=args.workers,
+        executor=executor, scheduler=args.scheduler, force=args.force,
+        retry_failed=args.retry_failed, pseudonymise=args.pseudonymise,
+        pseudonym_key_file=args.pseudonym_key_file, catalogue=args.catalogue,
+        progress=Progress(0, tty=tty),
     )
-    p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="new or empty folder")
-    p.add_argument("--vendor", choices=("siemens", "ge", "philips"), default="siemens",
-                   help="header style (default: siemens)")
-    p.add_argument("--seed", type=_non_negative_int, default=0,
-                   help="seeds the noise and every UID (default: 0)")
-    p.add_argument("--enhanced", action="store_true",
-                   help="Enhanced CT/MR multi-frame objects, one per stack")
-    p.add_argument("--compressed", action="store_true",
-                   help="lossless JPEG-LS / RLE / JPEG 2000 pixel data")
-    p.add_argument("--noise-free", action="store_true", help="no Gaussian noise")
-    p.set_defaults(handler=_run_phantom)
+    print(f"{summary.studies_total} studies: {summary.studies_ok} measured, "
+          f"{summary.studies_failed} failed ({summary.studies_run} run now, "
+          f"{summary.studies_skipped} already done); {summary.lesions} lesions; "
+          f"{len(summary.bad_files)} files not used. Tables in {summary.out_dir}/")
+    for f in summary.failures:
+        print(f"FAILED study {f['study_instance_uid']} at {f.get('stage', '')} "
+              f"(series {f.get('series_instance_uid', '') or '-'}): {f.get('message', '')}",
+              file=sys.stderr)
+    damaged = sum(b.is_failure for b in summary.bad_files)
+    if summary.bad_files:  # paths may hold patient names: listed in the output file only
+        print(f"{len(summary.bad_files)} files not used ({damaged} damaged or unusable DICOM): "
+              f"see {summary.out_dir / 'bad_files.csv'}", file=sys.stderr)
+    return summary.exit_code
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from exc
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be ≥ 0")
-    return n
+_COMMANDS.append(_add_run)
 
 
-def _run_phantom(args: argparse.Namespace) -> int:
-    from bonelesion.phantom import write_study
+def _add_qa(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "qa",
+        help="measure a phantom scan against a QA spec (exit 1 on any failed check)",
+        description="Measure each region of SPEC (sphere in LPS mm, or a mask) on the phantom "
+        "scan in SCAN_DIR; print a pass/fail table; optionally write JUnit XML. Exit 0 when every "
+        "check passes, 1 when any fails.",
+    )
+    p.add_argument("spec", type=_existing_path, help="QA spec TOML (e.g. configs/qa/*.toml)")
+    p.add_argument("scan_dir", type=_existing_path, help="folder holding the phantom scan")
+    p.add_argument("--junit", type=Path, help="write JUnit XML here")
+    p.set_defaults(handler=_qa_handler)
 
-    truth = write_study(args.out_dir, vendor=args.vendor, seed=args.seed,
-                        enhanced=args.enhanced, compressed=args.compressed,
-                        noise_free=args.noise_free)
-    print(f"{args.out_dir}: {len(truth.series)} series, {len(truth.lesions)} lesions, "
-          f"study {truth.study_instance_uid}")
-    return EXIT_OK
+
+def _qa_handler(args: argparse.Namespace) -> int:
+    from bonelesion.phantom.qa import format_table, load_qa_spec, run_qa, write_junit
+
+    report = run_qa(load_qa_spec(args.spec), args.scan_dir)
+    print(format_table(report), end="")
+    if args.junit:
+        write_junit(report, args.junit)
+    return EXIT_OK if report.passed else EXIT_ERROR
 
 
-_COMMANDS.append(_add_phantom)
+def _add_regress(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "regress",
+        help="compare two runs lesion by lesion (exit 1 on drift beyond tolerance)",
+        description="Compare RESULTS_DIR/lesions.csv with BASELINE_DIR/lesions.csv, matching "
+        "lesions by study UID and lesion id; list every value that moved beyond tolerance and "
+        "every missing or extra lesion. Exit 1 on any difference.",
+    )
+    p.add_argument("baseline_dir", type=_existing_path, help="baseline run folder (or lesions.csv)")
+    p.add_argument("results_dir", type=_existing_path, help="new run folder (or lesions.csv)")
+    p.add_argument("--tolerances", type=_existing_path, help="tolerances TOML")
+    p.set_defaults(handler=_regress_handler)
+
+
+def _regress_handler(args: argparse.Namespace) -> int:
+    from bonelesion.phantom.regress import compare_runs, load_tolerances
+
+    report = compare_runs(args.baseline_dir, args.results_dir, load_tolerances(args.tolerances))
+    print(report.format(), end="")
+    return EXIT_OK if report.passed else EXIT_ERROR
+
+
+_COMMANDS.extend([_add_qa, _add_regress])
+
 
 # ---- reader commands (series, convert) ----
 def _series_record(stack: object) -> dict[str, object]:
@@ -317,6 +318,81 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 _COMMANDS.append(_add_series)
 _COMMANDS.append(_add_convert)
+
+
+# ---- index commands ----
+# `bonelesion index EXPORT_DIR [--db FILE] [--workers N] [--strict]`: catalogue an export.
+# The catalogue defaults to ./bonelesion-index.sqlite in the current folder (never inside the
+# export, which is often read-only); one catalogue file per export (a catalogue of another
+# export is refused with exit code 3).
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "index",
+        help="catalogue every file of an export folder into SQLite",
+        description=(
+            "Walk EXPORT_DIR (any layout), read DICOM headers only, and record every file "
+            "with a status and reason in an SQLite catalogue. Re-running reads only new or "
+            "changed files and drops removed ones. A keyed hash of PatientID is stored only "
+            "when the environment variable BONELESION_PATIENT_KEY holds a secret."
+        ),
+    )
+    p.add_argument("export_dir", type=_existing_path, metavar="EXPORT_DIR",
+                   help="folder holding the exported files")
+    p.add_argument("--db", type=Path, default=Path("bonelesion-index.sqlite"),
+                   help="catalogue file (default: ./bonelesion-index.sqlite in the current "
+                        "folder)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="worker processes reading headers (default: every CPU)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 4 when any file is truncated, corrupt or lacks "
+                        "attributes")
+    p.add_argument("--problems", action="store_true",
+                   help="list every problem entry (path, status, reason) after the summary")
+    p.set_defaults(handler=_run_index)
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    import os
+
+    from bonelesion.dicom.index import Catalogue, index_export
+
+    import time
+
+    secret_text = os.environ.get("BONELESION_PATIENT_KEY")
+    secret = secret_text.encode("utf-8") if secret_text else None
+    last_log_s = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:  # an INFO line every 5 s on big exports
+        now = time.monotonic()
+        if now - last_log_s[0] >= 5.0:
+            last_log_s[0] = now
+            logger.info("index: %d of %d files read", done, total)
+
+    summary = index_export(args.export_dir, args.db, workers=args.workers,
+                           progress=progress, patient_key_secret=secret)
+    print(f"catalogue: {summary.db_path}")
+    print(f"files: {summary.files_seen} found, {summary.files_read} read, "
+          f"{summary.files_unchanged} unchanged, {summary.files_removed} removed "
+          f"in {summary.duration_s:.2f} s ({summary.files_read_per_s:.0f} files/s, "
+          f"{summary.workers} workers)")
+    for status, count in sorted(summary.status_counts.items()):
+        print(f"  {status}: {count}")
+    if args.problems:
+        with Catalogue(summary.db_path) as catalogue:
+            for rec in catalogue.problems():
+                print(f"{rec.path}\t{rec.status}\t{rec.reason}")
+    failed = sum(summary.status_counts.get(s, 0)
+                 for s in ("truncated", "error", "missing_attribute"))
+    if args.strict and failed:
+        print(f"bonelesion: {failed} files are truncated, corrupt or lack attributes "
+              f"(see Catalogue({str(summary.db_path)!r}).problems())", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+_COMMANDS.append(_add_index)
 
 
 # ---- stages commands ----
@@ -484,3 +560,48 @@ def _measure_then_report(args: argparse.Namespace) -> int:
 
 
 _COMMANDS.append(_extend_measure)
+
+
+# ---- phantom commands ----
+def _add_phantom(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "phantom",
+        help="write a digital phantom study (CT, Dixon, DWI/ADC) as DICOM with truth.json",
+        description="Write a lumbar-spine phantom study with known lesion values: DICOM "
+        "series under OUT_DIR/DICOM, truth.json and rois.csv next to them.",
+    )
+    p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="new or empty folder")
+    p.add_argument("--vendor", choices=("siemens", "ge", "philips"), default="siemens",
+                   help="header style (default: siemens)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seeds the noise and every UID (default: 0)")
+    p.add_argument("--enhanced", action="store_true",
+                   help="Enhanced CT/MR multi-frame objects, one per stack")
+    p.add_argument("--compressed", action="store_true",
+                   help="lossless JPEG-LS / RLE / JPEG 2000 pixel data")
+    p.add_argument("--noise-free", action="store_true", help="no Gaussian noise")
+    p.set_defaults(handler=_run_phantom)
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from exc
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be ≥ 0")
+    return n
+
+
+def _run_phantom(args: argparse.Namespace) -> int:
+    from bonelesion.phantom import write_study
+
+    truth = write_study(args.out_dir, vendor=args.vendor, seed=args.seed,
+                        enhanced=args.enhanced, compressed=args.compressed,
+                        noise_free=args.noise_free)
+    print(f"{args.out_dir}: {len(truth.series)} series, {len(truth.lesions)} lesions, "
+          f"study {truth.study_instance_uid}")
+    return EXIT_OK
+
+
+_COMMANDS.append(_add_phantom)

@@ -1,0 +1,163 @@
+"""Adapter: the index's SQLite catalogue → `Inventory` (plain records for the planner)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bonelesion.batch.inventory import BadFile, Inventory, StudyRecord
+from bonelesion.errors import InputError
+from bonelesion.pipeline.plan import StackCandidate
+
+logger = logging.getLogger(__name__)
+
+
+def _patient_identity(path: Path) -> tuple[str, str]:
+    """PatientID and PatientName of one file (header only); "" when absent. Never logged."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(
+                path,
+                stop_before_pixels=True,
+                specific_tags=["PatientID", "PatientName"],
+                force=True,
+            )
+        return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
+    except Exception:  # noqa: BLE001 - the index already read this file; naming only
+        return "", ""
+
+
+def _role_of_multiframe_stack(path: Path, stack_key: str) -> str:
+    """Role of one stack of an enhanced (multi-frame) file, which the index leaves empty.
+
+    The frames of the file are flattened (`bonelesion.dicom.multiframe.flatten_frames`) and
+    the frame of this stack is given to `bonelesion.dicom.vendors.stack_role`, as the reader
+    does; "other" when the file cannot be read.
+    """
+    import pydicom
+
+    from bonelesion.dicom.multiframe import flatten_frames
+    from bonelesion.dicom.multiframe import stack_key as key_of
+    from bonelesion.dicom.vendors import stack_role
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            frames = flatten_frames(ds)
+            match = [f for f in frames if str(key_of(f)) == stack_key]
+            role = stack_role((match or frames)[0])
+    except Exception as exc:  # noqa: BLE001 - naming a role must not fail the inventory
+        logger.warning("role of stack %s in %s: %s", stack_key, path.name, exc)
+        return "other"
+    return str(getattr(role, "value", role))
+
+
+def _split_image_type(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip().upper() for v in value.replace("/", "\\").split("\\"))
+
+
+def inventory_from_index(
+    export_dir: str | Path,
+    catalogue_path: str | Path,
+    *,
+    workers: int | None = None,
+    progress: Callable[..., Any] | None = None,
+) -> Inventory:
+    """Index the export (incrementally) and build the `Inventory` from the catalogue.
+
+    Raises
+    ------
+    InputError
+        If ``export_dir`` is not a folder.
+    """
+    from bonelesion.dicom.index import Catalogue, index_export
+
+    root = Path(export_dir)
+    if not root.is_dir():
+        raise InputError(
+            f"Export folder {root} does not exist or is not a folder. Potential fix: give the "
+            "folder holding the DICOM export."
+        )
+    summary = index_export(root, catalogue_path, workers=workers, progress=progress)
+    logger.info(
+        "indexed %d entries (%d read, %d unchanged) in %.1f s",
+        summary.files_seen,
+        summary.files_read,
+        summary.files_unchanged,
+        summary.duration_s,
+    )
+    studies: list[StudyRecord] = []
+    with Catalogue(catalogue_path) as cat:
+        base = Path(cat.root)
+        for study in cat.studies():
+            candidates: list[StackCandidate] = []
+            first_file: Path | None = None
+            for series in cat.series(study.study_instance_uid):
+                records = {r.path: r for r in cat.files(series.series_instance_uid)}
+                for stack in cat.stacks(series.series_instance_uid):
+                    recs = [records[p] for p in stack.paths if p in records]
+                    if not recs:
+                        continue
+                    head = recs[0]
+                    if first_file is None:
+                        first_file = base / head.path
+                    roles = {r.role for r in recs if r.role}
+                    if not roles and any((r.number_of_frames or 1) > 1 for r in recs):
+                        roles = {_role_of_multiframe_stack(base / head.path, stack.stack_key)}
+                    bvals = sorted(
+                        {r.b_value_s_per_mm2 for r in recs if r.b_value_s_per_mm2 is not None}
+                    )
+                    candidates.append(
+                        StackCandidate(
+                            study_instance_uid=study.study_instance_uid,
+                            series_instance_uid=series.series_instance_uid,
+                            stack_key=stack.stack_key,
+                            modality=head.modality or series.modality,
+                            role=sorted(roles)[0]
+                            if len(roles) == 1
+                            else ("other" if not roles else sorted(roles)[0]),
+                            files=tuple(str(base / r.path) for r in recs),
+                            sop_instance_uids=tuple(r.sop_instance_uid or "" for r in recs),
+                            file_signatures=tuple(
+                                f"{r.sop_instance_uid}|{r.size_bytes}|{r.mtime_ns}" for r in recs
+                            ),
+                            series_number=series.series_number,
+                            series_description=series.series_description,
+                            slice_thickness_mm=head.slice_thickness_mm,
+                            convolution_kernel=head.convolution_kernel or "",
+                            b_values_s_per_mm2=tuple(float(b) for b in bvals),
+                            image_type=_split_image_type(head.image_type),
+                            echo_time_ms=head.echo_time_ms,
+                        )
+                    )
+            patient_id, patient_name = (
+                _patient_identity(first_file) if first_file is not None else ("", "")
+            )
+            studies.append(
+                StudyRecord(
+                    study_instance_uid=study.study_instance_uid,
+                    patient_id=patient_id,
+                    patient_name=patient_name,
+                    candidates=tuple(candidates),
+                )
+            )
+        bad = tuple(
+            BadFile(
+                path=str(base / r.path),
+                reason=f"{r.status}: {r.reason}".rstrip(": "),
+                study_instance_uid=r.study_instance_uid or "",
+                series_instance_uid=r.series_instance_uid or "",
+                status=r.status,
+            )
+            for r in cat.problems()
+        )
+    return Inventory(root=str(root), studies=tuple(studies), bad_files=bad)

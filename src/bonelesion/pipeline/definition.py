@@ -1,0 +1,275 @@
+"""Declarative pipeline definitions: which stages run, and which series plays which role.
+
+A pipeline is a TOML file (``pipelines/*.toml``) validated into a frozen
+`PipelineDefinition` through `bonelesion.config.build_config` (unknown keys are errors).
+
+Example
+-------
+.. code-block:: toml
+
+    name = "ct_sclerotic"
+    description = "CT attenuation of sclerotic bone lesions"
+    stages = ["ct_attenuation"]
+
+    [roles.ct]
+    modality = "CT"
+    stack_roles = ["ct"]
+    required = true
+    prefer = ["bone_kernel", "thinnest_slice", "most_slices"]
+
+Every stage needs some roles (`STAGE_ROLES`); the definition is refused when a stage's
+roles are not declared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bonelesion.config import build_config, config_to_dict, read_toml
+from bonelesion.errors import ConfigError
+
+__all__ = [
+    "RoleSpec",
+    "PipelineDefinition",
+    "STAGE_ROLES",
+    "STAGE_OPTIONAL_ROLES",
+    "PREFERENCES",
+    "KNOWN_STACK_ROLES",
+    "load_pipeline",
+    "shipped_pipelines",
+    "pipeline_hash",
+    "pipelines_dir",
+]
+
+#: Stage name → (roles all required, roles of which at least one is required).
+STAGE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ct_attenuation": (("ct",), ()),
+    "mr_chemical_shift": (("in_phase", "opposed_phase"), ()),
+    "dwi_adc": ((), ("dwi", "adc")),
+}
+
+#: Stage name → roles it uses when present (Dixon water/fat images give the fat fraction).
+STAGE_OPTIONAL_ROLES: Mapping[str, tuple[str, ...]] = {"mr_chemical_shift": ("water", "fat")}
+
+#: Preference keys, applied in the order given, to choose among several candidates.
+PREFERENCES: Mapping[str, str] = {
+    "thinnest_slice": "smallest slice thickness (spacing when thickness is absent)",
+    "thickest_slice": "largest slice thickness",
+    "bone_kernel": "a bone/sharp kernel (ConvolutionKernel matches bone_kernel_pattern)",
+    "soft_kernel": "a kernel that does not match bone_kernel_pattern",
+    "most_b_values": "the most distinct b-values",
+    "most_slices": "the most images",
+    "original": "ImageType ORIGINAL before DERIVED",
+    "latest_series": "the highest SeriesNumber",
+    "earliest_series": "the lowest SeriesNumber",
+}
+
+#: Stack roles a reader can give (``SeriesInfo.role``).
+KNOWN_STACK_ROLES = (
+    "ct",
+    "dwi",
+    "adc",
+    "dixon_in_phase",
+    "dixon_opposed_phase",
+    "dixon_water",
+    "dixon_fat",
+    "other",
+)
+
+#: Default bone-kernel pattern: Siemens B/Br60+ (Hr, Bf), GE BONE/BONEPLUS/LUNG/EDGE, Philips
+#: D/E/YC/YD/L, Canon FC30+/FC8x "bone" families, and words like SHARP.
+DEFAULT_BONE_KERNEL_PATTERN = (
+    r"(?i)(bone|sharp|edge|lung|^b[r]?[6-9]\d|^h[r]?[6-9]\d|^[DEL]$|^Y[CD]$|^FC(3\d|8\d))"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoleSpec:
+    """How to choose the series (stack) that plays one role in a study.
+
+    Parameters
+    ----------
+    modality : str
+        DICOM Modality a candidate must have (``CT``, ``MR``).
+    stack_roles : tuple of str
+        Accepted `SeriesInfo.role` values (``ct``, ``dwi``, ``dixon_in_phase`` …).
+    unit : {"stack", "series"}
+        ``stack``: each stack is a candidate; ``series``: all accepted stacks of one series
+        form one candidate (a DWI series with one stack per b-value).
+    required : bool
+        When true, a study with no candidate fails at the ``plan`` stage; otherwise the
+        stages needing the role are skipped and the reason recorded.
+    prefer : tuple of str
+        Keys of `PREFERENCES`, applied in order to choose among several candidates.
+    description_pattern, exclude_description_pattern : str
+        Regular expressions on SeriesDescription ("" = no filter).
+    bone_kernel_pattern : str
+        Regular expression a bone ConvolutionKernel matches.
+    """
+
+    modality: str
+    stack_roles: tuple[str, ...]
+    unit: str = "stack"
+    required: bool = False
+    prefer: tuple[str, ...] = ()
+    description_pattern: str = ""
+    exclude_description_pattern: str = ""
+    bone_kernel_pattern: str = DEFAULT_BONE_KERNEL_PATTERN
+
+    def __post_init__(self) -> None:
+        if not self.stack_roles:
+            raise ConfigError("stack_roles: need at least one stack role")
+        bad = [r for r in self.stack_roles if r not in KNOWN_STACK_ROLES]
+        if bad:
+            raise ConfigError(
+                f"stack_roles: unknown stack role {bad[0]!r} "
+                f"(known: {', '.join(KNOWN_STACK_ROLES)})"
+            )
+        if self.unit not in ("stack", "series"):
+            raise ConfigError(f"unit: expected 'stack' or 'series', found {self.unit!r}")
+        bad = [p for p in self.prefer if p not in PREFERENCES]
+        if bad:
+            raise ConfigError(
+                f"prefer: unknown preference {bad[0]!r} (known: {', '.join(PREFERENCES)})"
+            )
+        for key in ("description_pattern", "exclude_description_pattern", "bone_kernel_pattern"):
+            try:
+                re.compile(getattr(self, key))
+            except re.error as exc:
+                raise ConfigError(f"{key}: not a valid regular expression ({exc})") from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineDefinition:
+    """A validated pipeline: its stages, the roles they need and per-stage settings.
+
+    Parameters
+    ----------
+    name : str
+        Short name (used in reports and in the results-store key).
+    stages : tuple of str
+        Keys of `STAGE_ROLES`, in run order.
+    roles : mapping of str to RoleSpec
+        Role name (``ct``, ``in_phase``, ``opposed_phase``, ``water``, ``fat``, ``dwi``,
+        ``adc``) → how to choose it.
+    description : str
+        One line for humans.
+    config : mapping
+        Measurement configuration passed unchanged to the stages (their own typed config
+        validates it).
+    config_file : str
+        Optional TOML file of measurement configuration, relative to the pipeline file;
+        its tables are the base that ``config`` overrides.
+    """
+
+    name: str
+    stages: tuple[str, ...]
+    roles: Mapping[str, RoleSpec]
+    description: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+    config_file: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
+            raise ConfigError(f"name: {self.name!r} must be 1–64 letters, digits, '_', '-', '.'")
+        if not self.stages:
+            raise ConfigError("stages: need at least one stage")
+        for stage in self.stages:
+            if stage not in STAGE_ROLES:
+                raise ConfigError(
+                    f"stages: unknown stage {stage!r} (known: {', '.join(STAGE_ROLES)}). "
+                    "Potential fix: check the spelling."
+                )
+            all_of, any_of = STAGE_ROLES[stage]
+            missing = [r for r in all_of if r not in self.roles]
+            if missing or (any_of and not any(r in self.roles for r in any_of)):
+                need = missing[0] if missing else " or ".join(any_of)
+                raise ConfigError(
+                    f"roles: stage {stage!r} needs role {need!r}, which is not declared. "
+                    f"Potential fix: add a [roles.{need.split(' ')[0]}] table."
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for reports, hashing and passing to workers)."""
+        out = config_to_dict(self)
+        out.pop("source", None)
+        return dict(out)
+
+
+def pipelines_dir() -> Path:
+    """Folder of the shipped pipelines (``$BONELESION_PIPELINES`` overrides it)."""
+    env = os.environ.get("BONELESION_PIPELINES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "pipelines"
+
+
+def shipped_pipelines() -> list[str]:
+    """Names of the shipped pipelines."""
+    folder = pipelines_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def load_pipeline(name_or_path: str | Path) -> PipelineDefinition:
+    """Load a pipeline by shipped name (``combined``) or from a TOML path.
+
+    Raises
+    ------
+    ConfigError
+        If no such pipeline exists, the TOML is invalid, a key is unknown or a value is out
+        of range (the message names the dotted key and the file).
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    if not (path.suffix == ".toml" or os.sep in text or path.exists()):
+        path = pipelines_dir() / f"{text}.toml"
+        if not path.exists():
+            shipped = ", ".join(shipped_pipelines()) or f"none found in {pipelines_dir()}"
+            raise ConfigError(
+                f"Pipeline {text!r} is neither a file nor a shipped pipeline "
+                f"(shipped: {shipped}). "
+                "Potential fix: give a path to a .toml file or one of the shipped names."
+            )
+    data = read_toml(path)
+    try:
+        definition = build_config(PipelineDefinition, data)
+    except ConfigError as exc:
+        raise ConfigError(f"Pipeline {path}: {exc}") from exc
+    config: dict[str, Any] = {}
+    if definition.config_file:
+        cfg_path = (path.parent / definition.config_file).resolve()
+        config = read_toml(cfg_path)
+    config = _deep_merge(config, config_to_dict(definition.config))
+    import dataclasses
+
+    return dataclasses.replace(definition, config=config, source=str(path))
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def pipeline_hash(
+    definition: PipelineDefinition, *, version: str, extra: Mapping[str, Any] | None = None
+) -> str:
+    """SHA-256 of the pipeline, its resolved config, the package version and ``extra``.
+
+    Two runs share results in the store only when this hash is equal.
+    """
+    payload = {"pipeline": definition.to_dict(), "version": version, "extra": dict(extra or {})}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
