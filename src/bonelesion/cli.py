@@ -75,13 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
 
 
+def _own_or_warning(record: logging.LogRecord) -> bool:
+    """Handler filter: bonelesion records at any level, other libraries' from WARNING up."""
+    return (record.levelno >= logging.WARNING or record.name == "bonelesion"
+            or record.name.startswith("bonelesion."))
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
+    """Send the log to stderr (and ``--log-file``).
+
+    Only the ``bonelesion`` loggers follow ``-v``/``-q``; third-party libraries (highdicom logs
+    every module it copies at INFO, pydicom, SimpleITK …) stay at WARNING: the root logger is
+    set to WARNING and each handler drops other libraries' records below WARNING, even from
+    a library that lowers its own logger's level.
+    """
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
-    logging.basicConfig(level=level, handlers=handlers, force=True,
+    for handler in handlers:
+        handler.addFilter(_own_or_warning)
+    logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bonelesion").setLevel(level)
     logging.captureWarnings(True)
 
 
