@@ -352,8 +352,10 @@ def _add_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def _cmd_measure(args: argparse.Namespace) -> int:
     from bonelesion.stages.commands import measure_export
 
+    # on_study: set by the classify/report block to render each study's views while its
+    # stacks are loaded (the export is read once)
     summary = measure_export(args.export_dir, args.rois, args.out, config_path=args.config,
-                             force=args.force)
+                             force=args.force, on_study=getattr(args, "on_study", None))
     print(f"{len(summary.measurements)} lesion row(s) → {summary.lesions_csv}, "
           f"{summary.results_json}")
     return EXIT_OK
@@ -473,23 +475,21 @@ def _measure_then_report(args: argparse.Namespace) -> int:
         from bonelesion.classify.model import load_model
 
         model = load_model(args.model)
+    from bonelesion.report.measure_hook import StudyViewCollector, add_calls_and_reports
+
+    collector = None
+    if not args.no_classify:
+        # renders each study's QC images and DICOM SEG/SR from the stacks measure has loaded
+        collector = StudyViewCollector(args.out, config=config, model=model,
+                                       qc=not args.no_qc, dicom=not args.no_dicom)
+    args.on_study = collector
     code: int = args.measure_handler(args)
-    if code != EXIT_OK or args.no_classify:
+    if code != EXIT_OK or collector is None:
         return code
-    from bonelesion.report.measure_hook import add_calls_and_reports
-
-    stacks = lesions = None
-    if not (args.no_dicom and args.no_qc):
-        # measure does not hand its stacks back: read them again for SEG/SR/QC
-        from bonelesion import load_series
-        from bonelesion.roi.sources import load_lesions
-
-        stacks, lesions = load_series(args.export_dir), load_lesions(args.rois)
     files = add_calls_and_reports(
-        args.out, stacks=stacks, lesions=lesions, config=config, model=model,
-        qc=not args.no_qc, dicom=not args.no_dicom,
+        args.out, config=config, model=model, html=True, views=collector.views,
         command=["bonelesion", *(f"{k}={v}" for k, v in sorted(vars(args).items())
-                                 if k not in ("handler", "measure_handler"))],
+                                 if k not in ("handler", "measure_handler", "on_study"))],
     )
     labels = [c["call"]["label"] for c in files.document["lesions"]]
     print(f"calls: {labels.count('malignant')} malignant, {labels.count('benign')} benign, "

@@ -87,17 +87,23 @@ CODES = {
 }
 
 
+#: Source headers only: values larger than this (the pixel data) stay on disk, unread
+#: (pydicom ``defer_size``); the loader has decoded the pixels already.
+_DEFER_BYTES = 4096
+
+
 def _read(path: str) -> Dataset:
-    """Read a source file; a raw data set without Part 10 header is read as the loader did."""
+    """Read a source file's header; a raw data set without Part 10 header is read as the
+    loader did. Pixel data is deferred (not read) unless something accesses it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
         except InvalidDicomError:
             # headerless files (no preamble / file meta) that the series loader accepted
             logger.warning("reading %s: no DICOM Part 10 header; read as a raw data set", path)
             try:
-                ds = pydicom.dcmread(path, force=True)
+                ds = pydicom.dcmread(path, force=True, defer_size=_DEFER_BYTES)
             except (InvalidDicomError, OSError, ValueError) as exc:
                 raise NotDicomError(
                     f"DICOM out: source file {path} cannot be read as DICOM ({exc}); expected a "
