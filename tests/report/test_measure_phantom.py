@@ -17,6 +17,7 @@ import pytest
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, main
 from bonelesion.phantom import load_truth, write_study
+from bonelesion.report.dicom_out import CODES
 
 pytestmark = pytest.mark.slow  # writes and measures a full phantom study per variant (~8 s)
 
@@ -109,8 +110,8 @@ def test_seg_and_sr_of_the_phantom(measured) -> None:  # type: ignore[no-untyped
     calls = _calls(doc)
     for g in groups:
         lesion_id = g.tracking_identifier.removeprefix("lesion ")
-        qual = {q.name.meaning: q.value.value for q in g.get_qualitative_evaluations()}
-        assert qual["Bone lesion classification"] == calls[lesion_id]["label"].upper()
+        qual = {q.name.meaning: q.value for q in g.get_qualitative_evaluations()}
+        assert qual[CODES["call"].meaning] == CODES[calls[lesion_id]["label"]]
     # our objects add no error of their own: anything dciodvfy reports is inherited from the
     # phantom's source images (e.g. PatientIdentityRemoved without DeidentificationMethod)
     source = next(study.rglob("*.dcm"))
