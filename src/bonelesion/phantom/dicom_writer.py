@@ -436,7 +436,10 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
                 DistanceSourceToDetector="1085.6", DistanceSourceToDataCollectionCenter=595.0)])
             shared.CTExposureSequence = DicomSequence([_item(
                 ExposureTimeInms=500.0, XRayTubeCurrentInmA=200.0, ExposureInmAs=100.0,
-                ExposureModulationType="NONE", CTDIvol=6.5)])
+                ExposureModulationType="NONE", CTDIvol=6.5,
+                CTDIPhantomTypeCodeSequence=DicomSequence([_item(
+                    CodeValue="113691", CodingSchemeDesignator="DCM",
+                    CodeMeaning="IEC Body Dosimetry Phantom")]))])
             centre = np.asarray(grid.origin_lps_mm) + grid.direction_lps @ (
                 np.asarray(sp) * (np.asarray(stack.pixels.shape) - 1) / 2.0)
             shared.CTPositionSequence = DicomSequence([_item(
