@@ -17,8 +17,10 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(autouse=True)
 def _restore_bonelesion_log_level() -> Iterator[None]:
-    """`cli.main` sets the ``bonelesion`` logger's level (-v/-q); undo it after each test so
-    that a ``-q`` run does not hide INFO records from a later test's ``caplog``."""
+    """Undo `cli.main` setting the ``bonelesion`` logger's level (-v/-q) after each test.
+
+    A ``-q`` run must not hide INFO records from a later test's ``caplog``.
+    """
     log = logging.getLogger("bonelesion")
     level = log.level
     yield

@@ -76,7 +76,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: igno
 
 
 def _own_or_warning(record: logging.LogRecord) -> bool:
-    """Handler filter: bonelesion records at any level, other libraries' from WARNING up."""
+    """Pass bonelesion records at any level, other libraries' only from WARNING up."""
     return (record.levelno >= logging.WARNING or record.name == "bonelesion"
             or record.name.startswith("bonelesion."))
 

@@ -1,5 +1,6 @@
-"""The catalogue uses the reader's stack keys, reads each header's vendor values once, and
-keeps every frame's position of a multi-frame object.
+"""The catalogue uses the reader's stack keys and keeps every frame's position.
+
+Vendor rules run once per header; a multi-frame object records each frame's position.
 
 Truth: the reader itself (`load_series(decode=False)` groups frames by the same keys), the
 per-frame PlanePositionSequence read back with pydicom, and call counts of the vendor rules.
@@ -99,8 +100,11 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 @pytest.mark.parametrize("which", ["enhanced_study", "classic_study"])
 def test_vendor_rules_run_once_per_frame(which: str, request: pytest.FixtureRequest,
                                          counted: Counter[str]) -> None:
-    """The index calls exactly what one stack_key per frame plus one stack_role (and, for MR,
-    one field strength) per file need: nothing is computed twice."""
+    """Call the vendor rules exactly as often as the keys and the role need.
+
+    That is one stack_key per frame plus one stack_role (and, for MR, one field strength)
+    per file: nothing is computed twice.
+    """
     folder: Path = request.getfixturevalue(which)
     for path in sorted(folder.rglob("*.dcm"))[:3] + sorted(folder.rglob("*.dcm"))[-3:]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)

@@ -104,8 +104,8 @@ def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def
             m.ct.attenuation_mean_hu, abs=ATOL_SR_VALUE)
         assert values[("Attenuation Coefficient", "Maximum")][0] == pytest.approx(
             m.ct.attenuation_max_hu, abs=ATOL_SR_VALUE)
-        assert values[("Probability of cancer", None)][0] == pytest.approx(call.probability_malignant,
-                                                                 abs=ATOL_SR_VALUE)
+        assert values[("Probability of cancer", None)][0] == pytest.approx(
+            call.probability_malignant, abs=ATOL_SR_VALUE)
         if m.adc is not None:
             v, unit = values[("Apparent Diffusion Coefficient", "Mean")]
             assert unit == "um2/s" and v == pytest.approx(m.adc.adc_mean_mm2_per_s * 1e6,
@@ -297,8 +297,10 @@ def test_study_result_refuses_misaligned_calls(ct_study) -> None:  # type: ignor
 
 
 def test_sr_uses_standard_codes_where_they_exist() -> None:
-    """Every non-private concept is a code of PS3.16 (pydicom's copy of the tables), with the
-    standard meaning; private codes only for the listed concepts that have none."""
+    """Use PS3.16 codes with their standard meaning; private ones only where none exists.
+
+    The truth is pydicom's copy of the PS3.16 tables.
+    """
     from pydicom.sr._concepts_dict import concepts
 
     private = {k for k, c in CODES.items() if c.scheme_designator == PRIVATE_SCHEME}

@@ -103,8 +103,10 @@ _DEFER_BYTES = 4096
 
 
 def _read(path: str) -> Dataset:
-    """Read a source file's header; a raw data set without Part 10 header is read as the
-    loader did. Pixel data is deferred (not read) unless something accesses it."""
+    """Read a source file's header (pixel data deferred: not read unless accessed).
+
+    A raw data set without Part 10 header is read as the loader did.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -282,7 +282,7 @@ def _merge_views(
     html: bool,
     command: Sequence[str] | None,
 ) -> tuple[list[LesionCall], ReportFiles]:
-    """Calls in measurement order and the combined document/HTML of per-study views."""
+    """Return the calls (measurement order) and the combined document/HTML of the views."""
     by_key = {(v.study_instance_uid, c.lesion_id): c for v in views for c in v.calls}
     calls = []
     for m in measurements:
