@@ -125,3 +125,41 @@ def test_vendor_rules_run_once_per_frame(which: str, request: pytest.FixtureRequ
 def test_reader_version_bumped() -> None:
     assert ix.READER_VERSION >= 2  # catalogues of the stand-in keys are re-read
     assert not hasattr(ix, "_FrameValues") and not hasattr(ix, "_frame_values")
+
+
+def test_every_frame_has_its_stack_in_a_multi_b_file() -> None:
+    """Philips enhanced DWI: one file, 32 frames = b 0 + b 1300 × 3 directions, 8 slices."""
+    from testdata import shared_path
+
+    folder = shared_path("multivendor_cases_dicom2nifti", "dicom", "philips_enhanced", "dti",
+                         "001")
+    path = next(p for p in sorted(folder.iterdir()) if p.is_file())
+    rec = read_file_record(folder, path.name)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    frames = ds.PerFrameFunctionalGroupsSequence
+    assert rec.frame_stack_indices is not None and len(rec.frame_stack_indices) == len(frames)
+    # truth: each frame's own MR Diffusion functional group and plane position
+    signature = []
+    for f in frames:
+        diff = f.MRDiffusionSequence[0]
+        b = round(float(diff.DiffusionBValue))
+        direction = ()
+        if b and "DiffusionGradientDirectionSequence" in diff:
+            direction = tuple(round(float(v), 2) for v in
+                              diff.DiffusionGradientDirectionSequence[0]
+                              .DiffusionGradientOrientation)
+        signature.append((b, direction))
+    groups: dict[tuple[Any, ...], set[int]] = {}
+    for sig, index in zip(signature, rec.frame_stack_indices, strict=True):
+        groups.setdefault(sig, set()).add(index)
+    assert len(groups) == 4  # MANIFEST: b 0 and b 1300 along 3 directions
+    assert all(len(v) == 1 for v in groups.values())  # one stack per (b, direction)
+    assert len({next(iter(v)) for v in groups.values()}) == len(groups) == len(rec.stack_keys)
+    for (b, _), indices in groups.items():
+        assert f"b {b:g}" in rec.stack_keys[next(iter(indices))] or b == 0
+    counts = Counter(rec.frame_stack_indices)
+    assert tuple(counts[i] for i in range(len(rec.stack_keys))) == rec.stack_n_frames
+    np.testing.assert_allclose(
+        np.array(rec.frame_positions_lps_mm),
+        np.array([[float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]
+                  for f in frames]), atol=ATOL_POSITION_MM)

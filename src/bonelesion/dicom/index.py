@@ -221,6 +221,9 @@ class FileRecord:
     frame_positions_lps_mm : tuple of (x, y, z) or None
         ImagePositionPatient of every frame of a multi-frame object, in frame order (None
         for single-frame files: see ``image_position_lps_mm``).
+    frame_stack_indices : tuple of int or None
+        Stack of every frame of a multi-frame object, in frame order: frame *i* belongs to
+        ``stack_keys[frame_stack_indices[i]]`` (None for single-frame files).
     pixel_data_offset, pixel_data_bytes : int or None
         File offset of the pixel data element's value and its length (None when
         encapsulated with undefined length, or absent).
@@ -271,6 +274,7 @@ class FileRecord:
     stack_keys: tuple[str, ...] = ()
     stack_n_frames: tuple[int, ...] = ()
     frame_positions_lps_mm: tuple[tuple[float, ...], ...] | None = None
+    frame_stack_indices: tuple[int, ...] | None = None
     pixel_encapsulated: bool | None = None
     pixel_data_offset: int | None = None
     pixel_data_bytes: int | None = None
@@ -279,7 +283,7 @@ class FileRecord:
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FileRecord))
 _JSON_FIELDS = frozenset(
     {"image_position_lps_mm", "image_orientation_lps", "pixel_spacing_mm", "stack_keys",
-     "stack_n_frames", "frame_positions_lps_mm"}
+     "stack_n_frames", "frame_positions_lps_mm", "frame_stack_indices"}
 )
 _BOOL_FIELDS = frozenset({"has_file_meta", "pixel_encapsulated"})
 _INT_FIELDS = frozenset(
@@ -1077,6 +1081,10 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
     role = _vendor_value("stack_role", flats[0]) if frame_keys else None
     kernel = _joined(ds, "ConvolutionKernel") or None
     frame_positions = _frame_positions(flats) if multiframe else None
+    frame_stacks = None
+    if multiframe and frame_keys:
+        order = {text: i for i, text in enumerate(keys)}
+        frame_stacks = tuple(order[str(k)] for k in frame_keys)
 
     return {
         "sop_instance_uid": _str(ds, "SOPInstanceUID"),
@@ -1114,6 +1122,7 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "stack_keys": tuple(keys),
         "stack_n_frames": tuple(keys.values()),
         "frame_positions_lps_mm": frame_positions,
+        "frame_stack_indices": frame_stacks,
     }
 
 
