@@ -74,13 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
 
 
+def _own_or_warning(record: logging.LogRecord) -> bool:
+    """Pass bonelesion records at any level, other libraries' only from WARNING up."""
+    return (record.levelno >= logging.WARNING or record.name == "bonelesion"
+            or record.name.startswith("bonelesion."))
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
+    """Send the log to stderr (and ``--log-file``).
+
+    Only the ``bonelesion`` loggers follow ``-v``/``-q``; third-party libraries (highdicom logs
+    every module it copies at INFO, pydicom, SimpleITK …) stay at WARNING: the root logger is
+    set to WARNING and each handler drops other libraries' records below WARNING, even from
+    a library that lowers its own logger's level.
+    """
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
-    logging.basicConfig(level=level, handlers=handlers, force=True,
+    for handler in handlers:
+        handler.addFilter(_own_or_warning)
+    logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bonelesion").setLevel(level)
     logging.captureWarnings(True)
 
 
@@ -412,8 +428,10 @@ def _add_measure(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def _cmd_measure(args: argparse.Namespace) -> int:
     from bonelesion.stages.commands import measure_export
 
+    # on_study: set by the classify/report block to render each study's views while its
+    # stacks are loaded (the export is read once)
     summary = measure_export(args.export_dir, args.rois, args.out, config_path=args.config,
-                             force=args.force)
+                             force=args.force, on_study=getattr(args, "on_study", None))
     print(f"{len(summary.measurements)} lesion row(s) → {summary.lesions_csv}, "
           f"{summary.results_json}")
     return EXIT_OK
@@ -533,23 +551,21 @@ def _measure_then_report(args: argparse.Namespace) -> int:
         from bonelesion.classify.model import load_model
 
         model = load_model(args.model)
+    from bonelesion.report.measure_hook import StudyViewCollector, add_calls_and_reports
+
+    collector = None
+    if not args.no_classify:
+        # renders each study's QC images and DICOM SEG/SR from the stacks measure has loaded
+        collector = StudyViewCollector(args.out, config=config, model=model,
+                                       qc=not args.no_qc, dicom=not args.no_dicom)
+    args.on_study = collector
     code: int = args.measure_handler(args)
-    if code != EXIT_OK or args.no_classify:
+    if code != EXIT_OK or collector is None:
         return code
-    from bonelesion.report.measure_hook import add_calls_and_reports
-
-    stacks = lesions = None
-    if not (args.no_dicom and args.no_qc):
-        # measure does not hand its stacks back: read them again for SEG/SR/QC
-        from bonelesion import load_series
-        from bonelesion.roi.sources import load_lesions
-
-        stacks, lesions = load_series(args.export_dir), load_lesions(args.rois)
     files = add_calls_and_reports(
-        args.out, stacks=stacks, lesions=lesions, config=config, model=model,
-        qc=not args.no_qc, dicom=not args.no_dicom,
+        args.out, config=config, model=model, html=True, views=collector.views,
         command=["bonelesion", *(f"{k}={v}" for k, v in sorted(vars(args).items())
-                                 if k not in ("handler", "measure_handler"))],
+                                 if k not in ("handler", "measure_handler", "on_study"))],
     )
     labels = [c["call"]["label"] for c in files.document["lesions"]]
     print(f"calls: {labels.count('malignant')} malignant, {labels.count('benign')} benign, "

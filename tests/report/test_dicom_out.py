@@ -26,6 +26,9 @@ from bonelesion.errors import (
 from bonelesion.model.volume import Volume
 from bonelesion.report import study_result
 from bonelesion.report.dicom_out import (
+    CODES,
+    PRIVATE_CONCEPTS,
+    PRIVATE_SCHEME,
     read_source_datasets,
     write_segmentation,
     write_study_dicom,
@@ -101,8 +104,8 @@ def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def
             m.ct.attenuation_mean_hu, abs=ATOL_SR_VALUE)
         assert values[("Attenuation Coefficient", "Maximum")][0] == pytest.approx(
             m.ct.attenuation_max_hu, abs=ATOL_SR_VALUE)
-        assert values[("Probability", None)][0] == pytest.approx(call.probability_malignant,
-                                                                 abs=ATOL_SR_VALUE)
+        assert values[("Probability of cancer", None)][0] == pytest.approx(
+            call.probability_malignant, abs=ATOL_SR_VALUE)
         if m.adc is not None:
             v, unit = values[("Apparent Diffusion Coefficient", "Mean")]
             assert unit == "um2/s" and v == pytest.approx(m.adc.adc_mean_mm2_per_s * 1e6,
@@ -111,9 +114,10 @@ def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def
             assert unit == "1" and v == pytest.approx(m.chemical_shift.chemical_shift_ratio,
                                                       abs=ATOL_SR_VALUE)
             assert values[("Chemical shift signal drop", None)][1] == "%"
-        qual = {q.name.meaning: q.value.value for q in g.get_qualitative_evaluations()}
-        assert qual["Bone lesion classification"] == call.label.value.upper()
-        assert qual["Epidural spinal cord compression grade"] == (
+        qual = {q.name.meaning: q.value for q in g.get_qualitative_evaluations()}
+        assert qual[CODES["call"].meaning] == CODES[call.label.value]
+        assert qual[CODES["call"].meaning].scheme_designator == "SCT"
+        assert qual["Epidural spinal cord compression grade"].value == (
             "ESCC2" if m.lesion_id == "L1" else "ESCC1C")
     l1 = by_id["lesion L1"]
     sins = {x.name.meaning: x.value for x in l1.get_measurements()}
@@ -290,3 +294,24 @@ def test_study_result_refuses_misaligned_calls(ct_study) -> None:  # type: ignor
     _, study, _ = ct_study
     with pytest.raises(InputError, match=r"1 calls for 2 lesions"):
         study_result(study.lesions, calls=study.calls[:1])
+
+
+def test_sr_uses_standard_codes_where_they_exist() -> None:
+    """Use PS3.16 codes with their standard meaning; private ones only where none exists.
+
+    The truth is pydicom's copy of the PS3.16 tables.
+    """
+    from pydicom.sr._concepts_dict import concepts
+
+    private = {k for k, c in CODES.items() if c.scheme_designator == PRIVATE_SCHEME}
+    assert private == set(PRIVATE_CONCEPTS)
+    for key, concept in CODES.items():
+        if key in private or concept.scheme_designator == "UCUM":
+            continue
+        meanings = {code: meaning for by_code in concepts[concept.scheme_designator].values()
+                    for code, (meaning, _) in by_code.items()}
+        assert meanings.get(concept.value) == concept.meaning, (key, concept)
+    # the call and its values: SNOMED CT qualifiers of PS3.16 CID 6063
+    assert (CODES["malignant"].value, CODES["benign"].value,
+            CODES["indeterminate"].value) == ("21594007", "30807003", "280416009")
+    assert CODES["fat_fraction"].value == "129100" and CODES["probability"].value == "111047"

@@ -34,7 +34,14 @@ from scipy import optimize, stats
 from bonelesion.classify.call import FeatureReason, FeatureStatus, Label, LesionCall
 from bonelesion.classify.config import ClassifierConfig
 from bonelesion.errors import InputError
-from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.results import (
+    MISSING_ADC,
+    MISSING_CHEMICAL_SHIFT,
+    MISSING_CT,
+    MISSING_FAT_FRACTION,
+    LesionMeasurements,
+    missing_reason,
+)
 
 __all__ = [
     "FEATURES",
@@ -59,7 +66,7 @@ class _Feature:
     unit: str
     getter: Callable[[LesionMeasurements], float | None]
     aliases: tuple[str, ...]
-    group: str  # key of LesionMeasurements.missing
+    missing_keys: tuple[str, ...]  # keys of LesionMeasurements.missing, most specific first
 
 
 def _get(obj: Any, attr: str) -> float | None:
@@ -73,20 +80,23 @@ def _get(obj: Any, attr: str) -> float | None:
 #: `LesionMeasurements`, and the lesions.csv column names accepted for it.
 FEATURES: tuple[_Feature, ...] = (
     _Feature("ct_attenuation_mean_hu", "[hnsf'U]", lambda m: _get(m.ct, "attenuation_mean_hu"),
-             ("ct_attenuation_mean_hu", "ct.attenuation_mean_hu", "attenuation_mean_hu"), "ct"),
+             ("ct_attenuation_mean_hu", "ct.attenuation_mean_hu", "attenuation_mean_hu"),
+             (MISSING_CT,)),
     _Feature("ct_attenuation_max_hu", "[hnsf'U]", lambda m: _get(m.ct, "attenuation_max_hu"),
-             ("ct_attenuation_max_hu", "ct.attenuation_max_hu", "attenuation_max_hu"), "ct"),
+             ("ct_attenuation_max_hu", "ct.attenuation_max_hu", "attenuation_max_hu"),
+             (MISSING_CT,)),
     _Feature("chemical_shift_ratio", "1",
              lambda m: _get(m.chemical_shift, "chemical_shift_ratio"),
              ("chemical_shift_ratio", "chemical_shift.chemical_shift_ratio",
               "chemical_shift_chemical_shift_ratio", "mr_chemical_shift_ratio", "sir"),
-             "chemical_shift"),
+             (MISSING_CHEMICAL_SHIFT,)),
     _Feature("fat_fraction", "1", lambda m: _get(m.chemical_shift, "fat_fraction"),
              ("fat_fraction", "chemical_shift.fat_fraction", "chemical_shift_fat_fraction",
               "mr_fat_fraction"),
-             "chemical_shift"),
+             (MISSING_FAT_FRACTION, MISSING_CHEMICAL_SHIFT)),
     _Feature("adc_mean_mm2_per_s", "mm2/s", lambda m: _get(m.adc, "adc_mean_mm2_per_s"),
-             ("adc_mean_mm2_per_s", "adc.adc_mean_mm2_per_s", "adc_adc_mean_mm2_per_s"), "adc"),
+             ("adc_mean_mm2_per_s", "adc.adc_mean_mm2_per_s", "adc_adc_mean_mm2_per_s"),
+             (MISSING_ADC,)),
 )
 _BY_NAME = {f.name: f for f in FEATURES}
 
@@ -264,7 +274,7 @@ class LogisticModel:
                 c += float(contrib[k])
                 if not math.isfinite(v):
                     status = FeatureStatus.IMPUTED
-                    why = m.missing.get(_BY_NAME[name].group, "not measured")
+                    why = missing_reason(m, *_BY_NAME[name].missing_keys)
                     note += (f"; missing ({why}): imputed with the training mean, indicator "
                              f"coefficient {coef[k]:+.4g}")
             elif not math.isfinite(v):

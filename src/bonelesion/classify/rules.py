@@ -21,7 +21,14 @@ from bonelesion.classify.call import FeatureReason, FeatureStatus, Label, Lesion
 from bonelesion.classify.config import ClassifierConfig, likelihood_ratios
 from bonelesion.classify.spine import EsccGrade, SinsScore, grade_escc, score_sins
 from bonelesion.errors import InputError
-from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.results import (
+    MISSING_ADC,
+    MISSING_CHEMICAL_SHIFT,
+    MISSING_CT,
+    MISSING_FAT_FRACTION,
+    LesionMeasurements,
+    missing_reason,
+)
 
 __all__ = ["classify_lesion", "classify_lesions", "annotation_flag", "bone_lesion_category",
            "logit", "sigmoid"]
@@ -151,7 +158,8 @@ def _ct_reasons(m: LesionMeasurements, config: ClassifierConfig) -> list[Feature
         return [_not_used(n, FeatureStatus.DISABLED, "ct.enabled = false", citation=cfg.citation)
                 for n in names]
     if m.ct is None:
-        why = m.missing.get("ct", "no CT attenuation measurement for this lesion")
+        why = missing_reason(m, MISSING_CT,
+                             default="no CT attenuation measurement for this lesion")
         return [_not_used(n, FeatureStatus.MISSING, why, citation=cfg.citation) for n in names]
     mean = _finite(m.ct.attenuation_mean_hu)
     max_hu = _finite(m.ct.attenuation_max_hu)
@@ -213,7 +221,8 @@ def _csi_reason(m: LesionMeasurements, config: ClassifierConfig) -> FeatureReaso
                          citation=cfg.citation)
     cs = m.chemical_shift
     if cs is None:
-        why = m.missing.get("chemical_shift", "no chemical-shift measurement for this lesion")
+        why = missing_reason(m, MISSING_CHEMICAL_SHIFT,
+                             default="no chemical-shift measurement for this lesion")
         return _not_used(name, FeatureStatus.MISSING, why, citation=cfg.citation)
     sir = _finite(cs.chemical_shift_ratio)
     if sir is None:
@@ -236,7 +245,9 @@ def _csi_reason(m: LesionMeasurements, config: ClassifierConfig) -> FeatureReaso
                          threshold=cfg.sir_threshold_ratio, direction=direction,
                          citation=cfg.citation)
     scope = ("in scope: water-dominant or mixed tissue"
-             + (f" (fat fraction {ff:.3f})" if ff is not None else " (fat fraction unknown)")
+             + (f" (fat fraction {ff:.3f})" if ff is not None else
+                " (fat fraction unknown: " + missing_reason(
+                    m, MISSING_FAT_FRACTION, default="not measured") + ")")
              + "; CSI separates marrow replacement from non-neoplastic marrow, not benign from "
              "malignant tumour (van Vucht 2021)")
     return _evidence(
@@ -254,7 +265,7 @@ def _adc_reason(m: LesionMeasurements, config: ClassifierConfig) -> FeatureReaso
     if not cfg.enabled:
         return _not_used(name, FeatureStatus.DISABLED, "adc.enabled = false", citation=cfg.citation)
     if m.adc is None:
-        why = m.missing.get("adc", "no ADC measurement for this lesion")
+        why = missing_reason(m, MISSING_ADC, default="no ADC measurement for this lesion")
         return _not_used(name, FeatureStatus.MISSING, why, citation=cfg.citation)
     adc = _finite(m.adc.adc_mean_mm2_per_s)
     if adc is None:

@@ -71,6 +71,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from bonelesion.dicom.multiframe import StackKey, flatten_frames, stack_key
 from bonelesion.errors import ConfigError, InputError
 
 __all__ = [
@@ -92,9 +93,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the SQLite layout; a catalogue with another version is rebuilt.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Version of what a worker extracts from a file; a change forces every file to be re-read.
-READER_VERSION = 1
+READER_VERSION = 2
 #: Default catalogue file name (created in the current folder by the CLI).
 DEFAULT_DB_NAME = "bonelesion-index.sqlite"
 
@@ -217,6 +218,12 @@ class FileRecord:
         Keys of the stacks (3-D volumes) the file's frames belong to, in first-frame order.
     stack_n_frames : tuple of int
         Number of the file's frames in each of ``stack_keys``.
+    frame_positions_lps_mm : tuple of (x, y, z) or None
+        ImagePositionPatient of every frame of a multi-frame object, in frame order (None
+        for single-frame files: see ``image_position_lps_mm``).
+    frame_stack_indices : tuple of int or None
+        Stack of every frame of a multi-frame object, in frame order: frame *i* belongs to
+        ``stack_keys[frame_stack_indices[i]]`` (None for single-frame files).
     pixel_data_offset, pixel_data_bytes : int or None
         File offset of the pixel data element's value and its length (None when
         encapsulated with undefined length, or absent).
@@ -266,6 +273,8 @@ class FileRecord:
     role: str | None = None
     stack_keys: tuple[str, ...] = ()
     stack_n_frames: tuple[int, ...] = ()
+    frame_positions_lps_mm: tuple[tuple[float, ...], ...] | None = None
+    frame_stack_indices: tuple[int, ...] | None = None
     pixel_encapsulated: bool | None = None
     pixel_data_offset: int | None = None
     pixel_data_bytes: int | None = None
@@ -274,7 +283,7 @@ class FileRecord:
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FileRecord))
 _JSON_FIELDS = frozenset(
     {"image_position_lps_mm", "image_orientation_lps", "pixel_spacing_mm", "stack_keys",
-     "stack_n_frames"}
+     "stack_n_frames", "frame_positions_lps_mm", "frame_stack_indices"}
 )
 _BOOL_FIELDS = frozenset({"has_file_meta", "pixel_encapsulated"})
 _INT_FIELDS = frozenset(
@@ -421,78 +430,38 @@ class IndexSummary:
 
 
 # --------------------------------------------------------------------------- stack key
-# TEMPORARY, ONE PLACE: the stack key is the reader helper's `stack_key(flat) -> StackKey`
-# (bonelesion.dicom.multiframe) once merged. Until then `_stack_keys` below builds an
-# equivalent readable key from the values that separate volumes inside one series
-# (STYLE.md §2: SeriesInstanceUID + echo + ImageType + b-value, plus diffusion direction,
-# orientation and matrix); `_frame_values` is the minimal per-frame flattening it needs.
-# At merge time replace the body of `_stack_keys` with
-#
-#     from bonelesion.dicom.multiframe import flatten_frames, stack_key
-#     keys: dict[str, int] = {}
-#     for flat in (flatten_frames(ds) if multiframe else [ds]):
-#         key = str(stack_key(flat))
-#         keys[key] = keys.get(key, 0) + 1
-#     return keys
-#
-# and delete `_FrameValues`, `_stack_key` and `_frame_values` (and bump READER_VERSION so
-# existing catalogues re-read their files).
+# The stack key is the reader's: `flatten_frames` turns a multi-frame object into one flat
+# header per frame and `stack_key(flat)` (bonelesion.dicom.multiframe) applies the vendor
+# rules (b-value, gradient direction, echo time, diffusion kind) to it. The index takes the
+# b-value and direction of its records from those keys, so no vendor function runs twice
+# on a header: per frame `stack_key`, per file `stack_role` (first frame) and
+# `magnetic_field_strength_t`.
 
 
-@dataclass(frozen=True)
-class _FrameValues:
-    """Values of one frame that decide which stack it belongs to."""
-
-    series_instance_uid: str
-    echo_time_ms: float | None
-    echo_number: int | None
-    b_value_s_per_mm2: float | None
-    diffusion_direction: tuple[float, ...] | None
-    image_type: str
-    orientation: tuple[float, ...] | None
-    rows: int | None
-    columns: int | None
+def _frame_keys(ds: Dataset) -> tuple[list[Dataset], list[StackKey]]:
+    """Flat headers and stack keys of a file's frames, in frame order."""
+    flats = flatten_frames(ds)
+    return flats, [stack_key(flat) for flat in flats]
 
 
-#: DiffusionDirectionality values of an image acquired along one gradient direction.
-_DIRECTIONAL = ("DIRECTIONAL", "BMATRIX")
+def _count_keys(keys: Sequence[StackKey]) -> dict[str, int]:
+    """Stack keys (text) with the number of frames per key, in first-frame order."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        text = str(key)
+        counts[text] = counts.get(text, 0) + 1
+    return counts
 
 
-def _stack_key(values: _FrameValues) -> str:
-    """Readable stack key of one (flattened) frame."""
-    parts = [values.series_instance_uid]
-    if values.echo_number is not None:
-        parts.append(f"echo={values.echo_number}")
-    if values.echo_time_ms is not None:
-        parts.append(f"TE={values.echo_time_ms:.3f}ms")
-    if values.b_value_s_per_mm2 is not None:
-        parts.append(f"b={values.b_value_s_per_mm2:g}")
-    if values.diffusion_direction is not None:
-        parts.append("dir=" + _rounded_text(values.diffusion_direction))
-    if values.image_type:
-        parts.append(f"type={values.image_type}")
-    if values.orientation is not None:
-        parts.append("iop=" + _rounded_text(values.orientation))
-    if values.rows is not None and values.columns is not None:
-        parts.append(f"{values.rows}x{values.columns}")
-    return "|".join(parts)
-
-
-def _rounded_text(values: Sequence[float]) -> str:
-    """Cosines to 3 decimals, with -0.000 written as 0.000 (jitter must not split stacks)."""
-    return ",".join(f"{round(v, 3) + 0.0:.3f}" for v in values)
-
-
-def _stack_keys(ds: Dataset, base: _FrameValues, multiframe: bool) -> dict[str, int]:
-    """Stack keys of a file's frames with the number of frames per key, in frame order."""
-    keys: dict[str, int] = {}
-    if multiframe:
-        for frame in _frame_values(ds, base):
-            key = _stack_key(frame)
-            keys[key] = keys.get(key, 0) + 1
-    elif base.rows is not None:
-        keys[_stack_key(base)] = 1
-    return keys
+def _frame_positions(flats: Sequence[Dataset]) -> tuple[tuple[float, ...], ...] | None:
+    """ImagePositionPatient of every frame of a multi-frame object (None if one lacks it)."""
+    out = []
+    for flat in flats:
+        ipp = _floats(flat, "ImagePositionPatient")
+        if ipp is None or len(ipp) != 3:
+            return None
+        out.append(ipp)
+    return tuple(out)
 
 
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
@@ -503,44 +472,6 @@ def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
         return None
     item: Dataset = seq[0]
     return item
-
-
-def _frame_values(ds: Dataset, base: _FrameValues) -> list[_FrameValues]:
-    """Per-frame stack-deciding values of an enhanced multi-frame object (PS3.3 C.7.6.16)."""
-    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = _raw(ds, "PerFrameFunctionalGroupsSequence") or []
-
-    def pick(frame: Dataset | None, group: str) -> Dataset | None:
-        item = _first_item(frame, group)
-        return item if item is not None else _first_item(shared, group)
-
-    out: list[_FrameValues] = []
-    for frame in per_frame:
-        echo = pick(frame, "MREchoSequence")
-        diff = pick(frame, "MRDiffusionSequence")
-        ftype = (pick(frame, "MRImageFrameTypeSequence")
-                 or pick(frame, "CTImageFrameTypeSequence")
-                 or pick(frame, "FrameTypeSequence")
-                 or pick(frame, "ParametricMapFrameTypeSequence"))
-        orient = pick(frame, "PlaneOrientationSequence")
-        b_value = _float(diff, "DiffusionBValue") if diff is not None else None
-        direction: tuple[float, ...] | None = None
-        if _str(diff, "DiffusionDirectionality") in _DIRECTIONAL:
-            dseq = _first_item(diff, "DiffusionGradientDirectionSequence")
-            direction = _floats(dseq, "DiffusionGradientOrientation")
-        out.append(
-            dataclasses.replace(
-                base,
-                echo_time_ms=_float(echo, "EffectiveEchoTime") if echo is not None else None,
-                echo_number=None,
-                b_value_s_per_mm2=b_value,
-                diffusion_direction=direction,
-                image_type=_joined(ftype, "FrameType") if ftype is not None else base.image_type,
-                orientation=(_floats(orient, "ImageOrientationPatient")
-                             if orient is not None else None),
-            )
-        )
-    return out
 
 
 # ----------------------------------------------------------------------- value helpers
@@ -1141,36 +1072,19 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         echo_time = echo_time if echo_time is not None else _float(echo, "EffectiveEchoTime")
 
     modality = _str(ds, "Modality")
-    is_mr = modality == "MR"
-    b_value: float | None = None
-    field_t: float | None = None
-    if is_mr and not multiframe:
-        b_value = _vendor_value("b_value_s_per_mm2", ds)
-        if b_value is None:
-            # Standard tag only (vendor private tags are the vendors module's business).
-            b_value = _float(ds, "DiffusionBValue")
-    if is_mr:
-        field_t = _vendor_value("magnetic_field_strength_t", ds)
-    # vendors functions take flat headers: one frame of an enhanced object must first be
-    # flattened (reader's flatten_frames); until then multi-frame files get no role here.
-    role = None if multiframe else _vendor_value("stack_role", ds)
+    flats, frame_keys = _frame_keys(ds) if _int(ds, "Rows") is not None else ([ds], [])
+    keys = _count_keys(frame_keys)
+    # b-value and direction come from the stack keys (vendor rules applied once per frame)
+    b_values = {k.b_value_s_per_mm2 for k in frame_keys}
+    b_value = b_values.pop() if len(b_values) == 1 else None  # None: frames differ
+    field_t = _vendor_value("magnetic_field_strength_t", flats[0]) if modality == "MR" else None
+    role = _vendor_value("stack_role", flats[0]) if frame_keys else None
     kernel = _joined(ds, "ConvolutionKernel") or None
-
-    base = _FrameValues(
-        series_instance_uid=_str(ds, "SeriesInstanceUID") or "",
-        echo_time_ms=echo_time,
-        echo_number=_int(ds, "EchoNumbers"),
-        b_value_s_per_mm2=b_value,
-        diffusion_direction=(_diffusion_direction(ds, b_value)
-                             if is_mr and not multiframe else None),
-        image_type=image_type,
-        orientation=orientation,
-        rows=_int(ds, "Rows"),
-        columns=_int(ds, "Columns"),
-    )
-    keys = _stack_keys(ds, base, multiframe)
-    if multiframe:
-        b_value = _multiframe_b_value(ds)
+    frame_positions = _frame_positions(flats) if multiframe else None
+    frame_stacks = None
+    if multiframe and frame_keys:
+        order = {text: i for i, text in enumerate(keys)}
+        frame_stacks = tuple(order[str(k)] for k in frame_keys)
 
     return {
         "sop_instance_uid": _str(ds, "SOPInstanceUID"),
@@ -1187,8 +1101,8 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "study_description": _str(ds, "StudyDescription"),
         "body_part_examined": _str(ds, "BodyPartExamined"),
         "instance_number": _int(ds, "InstanceNumber"),
-        "rows": base.rows,
-        "columns": base.columns,
+        "rows": _int(ds, "Rows"),
+        "columns": _int(ds, "Columns"),
         "number_of_frames": n_frames,
         "samples_per_pixel": _int(ds, "SamplesPerPixel"),
         "bits_allocated": _int(ds, "BitsAllocated"),
@@ -1198,7 +1112,7 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "pixel_spacing_mm": spacing,
         "slice_thickness_mm": thickness,
         "echo_time_ms": echo_time,
-        "echo_number": base.echo_number,
+        "echo_number": _int(ds, "EchoNumbers"),
         "repetition_time_ms": _float(ds, "RepetitionTime"),
         "b_value_s_per_mm2": None if b_value is None else float(b_value),
         "magnetic_field_strength_t": None if field_t is None else float(field_t),
@@ -1207,37 +1121,9 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "role": None if role is None else str(getattr(role, "value", role)),
         "stack_keys": tuple(keys),
         "stack_n_frames": tuple(keys.values()),
+        "frame_positions_lps_mm": frame_positions,
+        "frame_stack_indices": frame_stacks,
     }
-
-
-def _multiframe_b_value(ds: Dataset) -> float | None:
-    """Return the b-value shared by every frame of an enhanced object, or None.
-
-    None when frames differ (a multi-b file: the stack keys tell them apart) or when the
-    object has no diffusion functional group.
-    """
-    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    shared_diff = _first_item(shared, "MRDiffusionSequence")
-    found: set[float | None] = set()
-    for frame in _raw(ds, "PerFrameFunctionalGroupsSequence") or []:
-        diff = _first_item(frame, "MRDiffusionSequence") or shared_diff
-        found.add(_float(diff, "DiffusionBValue"))
-        if len(found) > 1:
-            return None
-    return found.pop() if found else None
-
-
-def _diffusion_direction(ds: Dataset, b_value: float | None) -> tuple[float, ...] | None:
-    """Gradient direction of a classic DWI image (vendors first, then the standard tag)."""
-    direction = _vendor_value("diffusion_direction_lps", ds)
-    if direction is not None:
-        return tuple(float(v) for v in direction)
-    if not b_value or _str(ds, "DiffusionDirectionality") not in (None, *_DIRECTIONAL):
-        return None
-    values = _floats(ds, "DiffusionGradientOrientation")
-    if values is None or len(values) != 3 or not any(values):
-        return None
-    return values
 
 
 def _read_chunk(
@@ -1277,7 +1163,7 @@ def _from_row(row: Sequence[Any]) -> FileRecord:
     values: dict[str, Any] = {}
     for name, value in zip(_FIELD_NAMES, row, strict=True):
         if value is not None and name in _JSON_FIELDS:
-            value = tuple(json.loads(value))
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in json.loads(value))
         elif value is not None and name in _BOOL_FIELDS:
             value = bool(value)
         values[name] = value

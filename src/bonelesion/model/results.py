@@ -17,7 +17,18 @@ __all__ = [
     "ChemicalShiftResult",
     "AdcResult",
     "LesionMeasurements",
+    "MISSING_CT",
+    "MISSING_CHEMICAL_SHIFT",
+    "MISSING_FAT_FRACTION",
+    "MISSING_ADC",
+    "missing_reason",
 ]
+
+#: Keys of `LesionMeasurements.missing` (see its docstring).
+MISSING_CT = "ct"
+MISSING_CHEMICAL_SHIFT = "chemical_shift"
+MISSING_FAT_FRACTION = "fat_fraction"
+MISSING_ADC = "adc"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,9 +113,22 @@ class AdcResult:
 class LesionMeasurements:
     """Everything measured for one lesion in one study.
 
-    ``missing`` maps a feature name (``"ct"``, ``"chemical_shift"``, ``"adc"``) to the
-    reason it could not be measured. ``annotations`` carries the structured per-lesion
-    inputs of the ROI source (``treated``, SINS/ESCC items …) unchanged.
+    ``missing`` maps a feature name to the reason it could not be measured. The keys (one
+    vocabulary for the stages that write them and the classifier that reads them):
+
+    ``"ct"`` (`MISSING_CT`)
+        no CT attenuation result (``ct`` is None).
+    ``"chemical_shift"`` (`MISSING_CHEMICAL_SHIFT`)
+        no chemical-shift result (``chemical_shift`` is None); this also means no fat fraction.
+    ``"fat_fraction"`` (`MISSING_FAT_FRACTION`)
+        a chemical-shift result exists but its ``fat_fraction`` is None (no Dixon water/fat
+        images). Readers of the fat fraction look here first, then under
+        ``"chemical_shift"``.
+    ``"adc"`` (`MISSING_ADC`)
+        no ADC result (``adc`` is None).
+
+    ``annotations`` carries the structured per-lesion inputs of the ROI source (``treated``,
+    SINS/ESCC items …) unchanged.
     """
 
     study_instance_uid: str
@@ -115,3 +139,23 @@ class LesionMeasurements:
     missing: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+
+def missing_reason(measurements: LesionMeasurements, *keys: str,
+                   default: str = "not measured") -> str:
+    """Return the first reason found in ``measurements.missing`` under ``keys``, in order.
+
+    Examples
+    --------
+    >>> m = LesionMeasurements(study_instance_uid="1.2", lesion_id="L1",
+    ...                        missing={"fat_fraction": "no Dixon water/fat images"})
+    >>> missing_reason(m, MISSING_FAT_FRACTION, MISSING_CHEMICAL_SHIFT)
+    'no Dixon water/fat images'
+    >>> missing_reason(m, MISSING_ADC)
+    'not measured'
+    """
+    for key in keys:
+        reason = measurements.missing.get(key)
+        if reason:
+            return reason
+    return default

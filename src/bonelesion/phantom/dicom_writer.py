@@ -195,6 +195,8 @@ def _common(ctx: WriteContext, spec: SeriesSpec, series_uid: str) -> Dataset:
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
     ds.PatientIdentityRemoved = "YES"
+    # Type 1C with PatientIdentityRemoved = YES (PS3.3 C.7.1.1): say why there is no patient
+    ds.DeidentificationMethod = "SYNTHETIC: bonelesion digital phantom, no patient data"
     ds.BodyPartExamined = "LSPINE"
     ds.DeviceSerialNumber = "0"
     ds.SoftwareVersions = style.ct_software if ct else style.mr_software
@@ -336,6 +338,36 @@ def _item(**kwargs: object) -> Dataset:
     return item
 
 
+#: Nominal acquisition durations of the enhanced objects (a phantom has no scanner).
+_ACQUISITION_DURATION_S = 120.0
+_FRAME_DURATION_MS = 100.0
+
+
+def _mr_original_macros(shared: Dataset, spec: SeriesSpec, n_rows: int, n_cols: int, *,
+                        field_t: float, epi: bool) -> None:
+    """MR functional-group macros that are Type 1 for original images (PS3.3 C.8.13.5)."""
+    shared.MRFOVGeometrySequence = DicomSequence([_item(
+        InPlanePhaseEncodingDirection="COLUMN", MRAcquisitionFrequencyEncodingSteps=n_cols,
+        MRAcquisitionPhaseEncodingStepsInPlane=n_rows, PercentSampling=100.0,
+        PercentPhaseFieldOfView=100.0)])
+    shared.MRAveragesSequence = DicomSequence([_item(NumberOfAverages=1.0)])
+    shared.MRImagingModifierSequence = DicomSequence([_item(
+        PixelBandwidth=1500.0 if epi else 400.0,
+        TransmitterFrequency=round(42.577478 * field_t, 6),
+        MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE")])
+    shared.MRModifierSequence = DicomSequence([_item(
+        InversionRecovery="NO", FlowCompensation="NONE", T2Preparation="NO",
+        SpatialPresaturation="NONE", PartialFourier="NO", ParallelAcquisition="NO",
+        SpectrallySelectedExcitation="NONE")])
+    shared.MRReceiveCoilSequence = DicomSequence([_item(
+        ReceiveCoilName="SPINE", ReceiveCoilManufacturerName="", ReceiveCoilType="MULTICOIL",
+        QuadratureReceiveCoil="NO",
+        MultiCoilDefinitionSequence=DicomSequence([_item(
+            MultiCoilElementName="SP1", MultiCoilElementUsed="YES")]))])
+    shared.MRTransmitCoilSequence = DicomSequence([_item(
+        TransmitCoilName="BODY", TransmitCoilManufacturerName="", TransmitCoilType="BODY")])
+
+
 def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_uid: str) -> int:
     ct = spec.modality == "CT"
     style = ctx.style
@@ -353,6 +385,10 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
         ds.VolumetricProperties = "VOLUME"
         ds.VolumeBasedCalculationTechnique = "NONE"
         ds.ImageComments = "bonelesion digital phantom"
+        ds.AcquisitionContextSequence = DicomSequence()  # Type 2: known to be empty
+        original = image_type[0] in ("ORIGINAL", "MIXED")
+        if original:  # Type 1C/2C when the image is (partly) original
+            ds.AcquisitionDuration = _ACQUISITION_DURATION_S
         grid = stack.grid
         n_slices, n_rows, n_cols = stack.pixels.shape
         ds.Rows, ds.Columns = n_rows, n_cols
@@ -368,6 +404,11 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
             ImageOrientationPatient=[_ds(v) for v in (*d[:, 2], *d[:, 1])])])
         shared.FrameVOILUTSequence = DicomSequence([_item(
             WindowCenter=_ds(stack.window_center), WindowWidth=_ds(stack.window_width))])
+        shared.FrameAnatomySequence = DicomSequence([_item(
+            AnatomicRegionSequence=DicomSequence([_item(
+                CodeValue="122496007", CodingSchemeDesignator="SCT",
+                CodeMeaning="Lumbar spine")]),
+            FrameLaterality="U")])
         if ct:
             shared.PixelValueTransformationSequence = DicomSequence([_item(
                 RescaleIntercept="-1024", RescaleSlope="1", RescaleType="HU")])
@@ -375,12 +416,38 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
                 FrameType=image_type, PixelPresentation="MONOCHROME",
                 VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE")])
             shared.CTAcquisitionTypeSequence = DicomSequence([_item(
-                AcquisitionType="SPIRAL", TubeAngle=0.0, ConstantVolumeFlag="NO",
-                FluoroscopyFlag="NO")])
+                AcquisitionType="SPIRAL", ConstantVolumeFlag="NO", FluoroscopyFlag="NO")])
             shared.CTReconstructionSequence = DicomSequence([_item(
-                ConvolutionKernel=style.ct_kernel, ReconstructionAlgorithm="FILTER_BACK_PROJ",
-                ReconstructionDiameter=_ds(sp[2] * n_cols))])
-            shared.CTXRayDetailsSequence = DicomSequence([_item(KVP="120", FilterType="FLAT")])
+                ConvolutionKernel=style.ct_kernel, ConvolutionKernelGroup="BONE",
+                ReconstructionAlgorithm="FILTER_BACK_PROJ",
+                ReconstructionDiameter=_ds(sp[2] * n_cols),
+                ReconstructionPixelSpacing=[float(sp[1]), float(sp[2])],
+                ReconstructionAngle=360.0, ImageFilter="NONE")])
+            shared.CTXRayDetailsSequence = DicomSequence([_item(
+                KVP="120", FilterType="FLAT", FocalSpots=[1.2], FilterMaterial=["ALUMINUM"])])
+            # a nominal spiral acquisition (the phantom has no scanner; plausible values)
+            shared.CTAcquisitionDetailsSequence = DicomSequence([_item(
+                DataCollectionDiameter=500.0, GantryDetectorTilt="0", TableHeight="150",
+                RotationDirection="CW", RevolutionTime=0.5, SingleCollimationWidth=0.6,
+                TotalCollimationWidth=38.4)])
+            shared.CTTableDynamicsSequence = DicomSequence([_item(
+                TableSpeed=76.8, TableFeedPerRotation=38.4, SpiralPitchFactor=1.0)])
+            shared.CTGeometrySequence = DicomSequence([_item(
+                DistanceSourceToDetector="1085.6", DistanceSourceToDataCollectionCenter=595.0)])
+            shared.CTExposureSequence = DicomSequence([_item(
+                ExposureTimeInms=500.0, XRayTubeCurrentInmA=200.0, ExposureInmAs=100.0,
+                ExposureModulationType="NONE", CTDIvol=6.5,
+                CTDIPhantomTypeCodeSequence=DicomSequence([_item(
+                    CodeValue="113691", CodingSchemeDesignator="DCM",
+                    CodeMeaning="IEC Body Dosimetry Phantom")]))])
+            centre = np.asarray(grid.origin_lps_mm) + grid.direction_lps @ (
+                np.asarray(sp) * (np.asarray(stack.pixels.shape) - 1) / 2.0)
+            shared.CTPositionSequence = DicomSequence([_item(
+                TablePosition=float(-centre[2]),
+                DataCollectionCenterPatient=[float(v) for v in centre],
+                ReconstructionTargetCenterPatient=[float(v) for v in centre])])
+            shared.IrradiationEventIdentificationSequence = DicomSequence([_item(
+                IrradiationEventUID=ctx.uid("irradiation", spec.role, str(stack_index)))])
             ds.KVP = "120"
             ds.ConvolutionKernel = style.ct_kernel
             ds.RescaleIntercept = "-1024"  # also top level: read by simple consumers
@@ -394,23 +461,28 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
             ds.ApplicableSafetyStandardAgency = "IEC"
             ds.ComplexImageComponent = "MAGNITUDE"
             ds.AcquisitionContrast = "DIFFUSION" if epi else "T1"
-            ds.PulseSequenceName = "ep_b" if epi else "fl3d_dixon"
-            ds.MRAcquisitionType = "2D" if epi else "3D"
-            ds.EchoPulseSequence = "SPIN" if epi else "GRADIENT"
-            ds.MultipleSpinEcho = "NO"
-            ds.MultiPlanarExcitation = "NO"
-            ds.PhaseContrast = "NO"
-            ds.TimeOfFlightContrast = "NO"
-            ds.SteadyStatePulseSequence = "NONE"
-            ds.EchoPlanarPulseSequence = "YES" if epi else "NO"
-            ds.SaturationRecovery = "NO"
-            ds.SpectrallySelectedSuppression = "FAT" if epi else "NONE"
-            ds.OversamplingPhase = "NONE"
-            ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
-            ds.RectilinearPhaseEncodeReordering = "LINEAR"
-            ds.SegmentedKSpaceTraversal = "SINGLE"
-            ds.CoverageOfKSpace = "FULL"
-            ds.NumberOfKSpaceTrajectories = 1
+            if original:  # MR Pulse Sequence module: Type 1C, only for original images
+                ds.PulseSequenceName = "ep_b" if epi else "fl3d_dixon"
+                ds.MRAcquisitionType = "2D" if epi else "3D"
+                ds.EchoPulseSequence = "SPIN" if epi else "GRADIENT"
+                if epi:  # spin-echo sequences only
+                    ds.MultipleSpinEcho = "NO"
+                ds.MultiPlanarExcitation = "NO"
+                ds.PhaseContrast = "NO"
+                ds.TimeOfFlightContrast = "NO"
+                ds.SteadyStatePulseSequence = "NONE"
+                ds.EchoPlanarPulseSequence = "YES" if epi else "NO"
+                ds.SaturationRecovery = "NO"
+                ds.SpectrallySelectedSuppression = "FAT" if epi else "NONE"
+                ds.OversamplingPhase = "NONE"
+                ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
+                ds.RectilinearPhaseEncodeReordering = "LINEAR"
+                ds.SegmentedKSpaceTraversal = "SINGLE"
+                if not epi:  # 3D acquisitions only
+                    ds.CoverageOfKSpace = "FULL"
+                ds.NumberOfKSpaceTrajectories = 1
+                _mr_original_macros(shared, spec, n_rows, n_cols, field_t=float(
+                    spec.extra["field_strength_t"]), epi=epi)
             shared.MRImageFrameTypeSequence = DicomSequence([_item(
                 FrameType=image_type, PixelPresentation="MONOCHROME",
                 VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE",
@@ -421,7 +493,13 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
             shared.MRTimingAndRelatedParametersSequence = DicomSequence([_item(
                 RepetitionTime=_ds(spec.repetition_time_ms),
                 FlipAngle=_ds(spec.flip_angle_deg), EchoTrainLength=1,
-                RFEchoTrainLength=1, GradientEchoTrainLength=1)])
+                RFEchoTrainLength=1, GradientEchoTrainLength=1,
+                OperatingModeSequence=DicomSequence([
+                    _item(OperatingModeType=kind, OperatingMode="IEC_NORMAL")
+                    for kind in ("STATIC FIELD", "RF", "GRADIENT")]),
+                SpecificAbsorptionRateSequence=DicomSequence([_item(
+                    SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                    SpecificAbsorptionRateValue=0.5)]))])
             shared.PixelValueTransformationSequence = DicomSequence([_item(
                 RescaleIntercept="0", RescaleSlope="1", RescaleType="US")])
             if stack.is_adc:  # as the Siemens XA ADC map: directionality, no b-value
@@ -449,7 +527,9 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
             frames.append(_item(
                 FrameContentSequence=DicomSequence([_item(
                     StackID="1", InStackPositionNumber=k + 1, DimensionIndexValues=[1, k + 1],
-                    FrameAcquisitionNumber=1)]),
+                    FrameAcquisitionNumber=1, FrameAcquisitionDateTime=ds.AcquisitionDateTime,
+                    FrameReferenceDateTime=ds.AcquisitionDateTime,
+                    FrameAcquisitionDuration=_FRAME_DURATION_MS)]),
                 PlanePositionSequence=DicomSequence([_item(
                     ImagePositionPatient=[_ds(v) for v in ipp])]),
             ))

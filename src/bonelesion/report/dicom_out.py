@@ -44,6 +44,7 @@ from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S
 
 __all__ = [
     "PRIVATE_SCHEME",
+    "PRIVATE_CONCEPTS",
     "CODES",
     "read_source",
     "read_source_datasets",
@@ -65,39 +66,56 @@ def _private(value: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=PRIVATE_SCHEME, meaning=meaning)
 
 
-#: Concept names and units used in the SR.
+#: Concept names and units used in the SR. Standard codes (DCM, SCT, UCUM; every one is in
+#: the PS3.16 tables shipped with pydicom) wherever one exists; `PRIVATE_SCHEME` only for
+#: the concepts in `PRIVATE_CONCEPTS`.
 CODES = {
     "unit_hu": codes.UCUM.HounsfieldUnit,
     "unit_um2_per_s": hd.sr.CodedConcept("um2/s", "UCUM", "um2/s"),
-    "unit_pct": hd.sr.CodedConcept("%", "UCUM", "%"),
+    "unit_pct": codes.UCUM.Percent,
     "unit_one": hd.sr.CodedConcept("1", "UCUM", "no units"),
-    "attenuation": codes.DCM.AttenuationCoefficient,
-    "adc": codes.DCM.ApparentDiffusionCoefficient,
-    "probability": codes.DCM.Probability,
+    "attenuation": codes.DCM.AttenuationCoefficient,  # DCM 112031
+    "adc": codes.DCM.ApparentDiffusionCoefficient,  # DCM 113041 (CID 7180)
+    "fat_fraction": codes.DCM.FatFraction,  # DCM 129100 (CID 7180 MR quantities)
+    "probability": codes.DCM.ProbabilityOfCancer,  # DCM 111047
+    "call": codes.SCT.Classification,  # SCT 278201002
+    "malignant": codes.SCT.Malignant,  # SCT 21594007 (CID 6063)
+    "benign": codes.SCT.Benign,  # SCT 30807003 (CID 6063)
+    "indeterminate": codes.SCT.IndeterminateResult,  # SCT 280416009 (CID 6063)
+    # no standard concept: the chemical-shift ratio and drop of opposed- vs in-phase signal
+    # (DCM "Signal change" has no defined direction or reference image), SINS and ESCC
     "sir": _private("SIR", "Chemical shift signal intensity ratio"),
     "signal_drop": _private("SIGDROP", "Chemical shift signal drop"),
-    "fat_fraction": _private("FATFRAC", "Dixon signal fat fraction"),
     "sins_total": _private("SINS", "Spinal Instability Neoplastic Score"),
-    "call": _private("CALL", "Bone lesion classification"),
     "sins_band": _private("SINSBAND", "SINS stability band"),
     "escc": _private("ESCC", "Epidural spinal cord compression grade"),
-    "malignant": _private("MALIGNANT", "Malignant favoured"),
-    "benign": _private("BENIGN", "Benign favoured"),
-    "indeterminate": _private("INDETERMINATE", "Indeterminate"),
 }
+
+#: Keys of `CODES` that have no standard code (``99BONELESION``); the values of the SINS
+#: band (``STABLE``, ``POTENTIALLY_UNSTABLE``, ``UNSTABLE``) and Bilsky ESCC grade (``ESCC0``,
+#: ``ESCC1A`` … ``ESCC3``) evaluations are private too.
+PRIVATE_CONCEPTS = ("sir", "signal_drop", "sins_total", "sins_band", "escc")
+
+
+#: Source headers only: values larger than this (the pixel data) stay on disk, unread
+#: (pydicom ``defer_size``); the loader has decoded the pixels already.
+_DEFER_BYTES = 4096
 
 
 def _read(path: str) -> Dataset:
-    """Read a source file; a raw data set without Part 10 header is read as the loader did."""
+    """Read a source file's header (pixel data deferred: not read unless accessed).
+
+    A raw data set without Part 10 header is read as the loader did.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
         except InvalidDicomError:
             # headerless files (no preamble / file meta) that the series loader accepted
             logger.warning("reading %s: no DICOM Part 10 header; read as a raw data set", path)
             try:
-                ds = pydicom.dcmread(path, force=True)
+                ds = pydicom.dcmread(path, force=True, defer_size=_DEFER_BYTES)
             except (InvalidDicomError, OSError, ValueError) as exc:
                 raise NotDicomError(
                     f"DICOM out: source file {path} cannot be read as DICOM ({exc}); expected a "

@@ -9,7 +9,13 @@ without changing what is there:
   thresholds with citations, trained model), ``provenance`` (dependency versions, input SOP
   Instance UIDs and file SHA-256) and ``outputs`` entries;
 * ``report.html``, QC PNGs (``qc/``) and DICOM SEG + SR (``dicom/``), rendered from the same
-  objects, when the stacks and lesions are given (or re-read from the export).
+  objects, when the stacks and lesions are given.
+
+The export is read once: `StudyViewCollector` is the ``on_study`` callback of
+`bonelesion.stages.commands.measure_export`; it renders each study's QC images and DICOM
+SEG/SR from the stacks ``measure`` has just measured (one study at a time, nothing of the
+volumes kept), and `add_calls_and_reports` (``views=collector.views``) merges them into the
+outputs without loading any series again.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import csv
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +41,8 @@ from bonelesion.model.results import (
     Provenance,
 )
 from bonelesion.model.volume import Volume
-from bonelesion.report.json_report import to_jsonable
+from bonelesion.report.html_report import render_html
+from bonelesion.report.json_report import build_results_document, to_jsonable
 from bonelesion.report.study import ROLE_ORDER, StudyResult, study_result
 from bonelesion.report.table import CALL_COLUMNS
 from bonelesion.report.writer import ReportFiles, write_reports
@@ -43,6 +51,9 @@ __all__ = [
     "measurements_from_results_json",
     "classify_measurements",
     "study_results_from_stacks",
+    "StudyViews",
+    "render_study_views",
+    "StudyViewCollector",
     "add_calls_and_reports",
 ]
 
@@ -156,6 +167,158 @@ def study_results_from_stacks(
     return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class StudyViews:
+    """The image-based views of one study, rendered while its stacks were loaded.
+
+    Holds no voxel data: only the calls, the provenance inputs (series, files, SHA-256) and
+    the paths of what was written, so that many studies can be collected in bounded memory.
+    """
+
+    study_instance_uid: str
+    calls: tuple[LesionCall, ...]
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    qc_images: Mapping[tuple[str, str], tuple[tuple[str, Path], ...]] = field(
+        default_factory=dict)
+    dicom: tuple[Path, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+def render_study_views(
+    out_dir: str | Path,
+    measurements: Sequence[LesionMeasurements],
+    stacks: Sequence[Any],
+    lesions: Sequence[Any],
+    *,
+    config: ClassifierConfig | None = None,
+    model: Any | None = None,
+    qc: bool = True,
+    dicom: bool = True,
+) -> StudyViews:
+    """Classify one study's lesions and write its QC images and DICOM SEG + SR.
+
+    Parameters
+    ----------
+    out_dir : path
+        The ``measure`` output folder (``qc/`` and ``dicom/<study>/`` are written below it).
+    measurements : sequence of LesionMeasurements
+        The lesions of one study.
+    stacks, lesions : sequence
+        That study's loaded stacks and the ROI lesions.
+    config, model
+        Classifier thresholds, or a trained `LogisticModel` to use instead of the rules.
+    qc, dicom : bool
+        Which views to render.
+
+    Returns
+    -------
+    StudyViews
+        Calls, provenance inputs and written paths (no volumes).
+    """
+    config = config or ClassifierConfig()
+    calls = classify_measurements(measurements, config=config, model=model)
+    studies = study_results_from_stacks(measurements, calls, stacks, lesions)
+    if not studies:
+        uids = {s.info.study_instance_uid for s in stacks}
+        return StudyViews(study_instance_uid=next(iter(uids)) if len(uids) == 1 else "",
+                          calls=())
+    if len(studies) != 1:
+        raise InputError(
+            f"render_study_views: measurements of {len(studies)} studies "
+            f"({', '.join(s.study_instance_uid for s in studies)}); expected one study. "
+            "Potential fix: call it once per study (measure_export's on_study does).")
+    files = write_reports(out_dir, studies, config=config, model=model, table=False, qc=qc,
+                          html=False, dicom=dicom, results_json=False)
+    study = studies[0]
+    return StudyViews(
+        study_instance_uid=study.study_instance_uid, calls=study.calls,
+        inputs=files.document["studies"][0]["inputs"], qc_images=dict(files.qc_images),
+        dicom=tuple(files.dicom.get(study.study_instance_uid, ())), problems=files.problems)
+
+
+class StudyViewCollector:
+    """``on_study`` callback of `measure_export`: renders each study's views as it is measured.
+
+    Parameters
+    ----------
+    out_dir : path
+        The ``measure`` output folder.
+    config, model, qc, dicom
+        As for `render_study_views`.
+
+    Examples
+    --------
+    >>> collector = StudyViewCollector("out")  # doctest: +SKIP
+    >>> measure_export("export", "rois.csv", "out", on_study=collector)  # doctest: +SKIP
+    >>> add_calls_and_reports("out", views=collector.views)  # doctest: +SKIP
+    """
+
+    def __init__(self, out_dir: str | Path, *, config: ClassifierConfig | None = None,
+                 model: Any | None = None, qc: bool = True, dicom: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.config = config or ClassifierConfig()
+        self.model = model
+        self.qc = qc
+        self.dicom = dicom
+        self.views: list[StudyViews] = []
+
+    def __call__(self, study_instance_uid: str, stacks: Sequence[Any], lesions: Sequence[Any],
+                 measurements: Sequence[LesionMeasurements]) -> None:
+        """Render the views of one study and keep its (voxel-free) `StudyViews`."""
+        if not measurements:
+            return
+        self.views.append(render_study_views(
+            self.out_dir, measurements, stacks, lesions, config=self.config, model=self.model,
+            qc=self.qc, dicom=self.dicom))
+
+
+def _merge_views(
+    out: Path,
+    measurements: Sequence[LesionMeasurements],
+    views: Sequence[StudyViews],
+    *,
+    config: ClassifierConfig,
+    model: Any | None,
+    html: bool,
+    command: Sequence[str] | None,
+) -> tuple[list[LesionCall], ReportFiles]:
+    """Return the calls (measurement order) and the combined document/HTML of the views."""
+    by_key = {(v.study_instance_uid, c.lesion_id): c for v in views for c in v.calls}
+    calls = []
+    for m in measurements:
+        call = by_key.get((m.study_instance_uid, m.lesion_id))
+        if call is None:  # a study the views did not cover: same classifier, no images
+            call = classify_measurements([m], config=config, model=model)[0]
+        calls.append(call)
+    studies = study_results_from_stacks(measurements, calls, (), ())
+    problems = [p for v in views for p in v.problems]
+    document = build_results_document(studies, config=config, model=model, warnings=problems,
+                                      command=command)
+    inputs = {v.study_instance_uid: v.inputs for v in views}
+    for entry in document["studies"]:
+        if entry["study_instance_uid"] in inputs:
+            entry["inputs"] = inputs[entry["study_instance_uid"]]
+    qc_paths = {k: imgs for v in views for k, imgs in v.qc_images.items()}
+    dicom_paths = {v.study_instance_uid: v.dicom for v in views if v.dicom}
+    document["outputs"] = {
+        "qc_images": {f"{s}/{lid}": {role: str(p.relative_to(out)) for role, p in imgs}
+                      for (s, lid), imgs in qc_paths.items()},
+        "dicom": {s: [str(p.relative_to(out)) for p in ps] for s, ps in dicom_paths.items()},
+    }
+    html_path = None
+    if html:
+        html_path = out / "report.html"
+        html_path.write_text(render_html(
+            document,
+            qc_images={k: [(r, str(p.relative_to(out))) for r, p in v]
+                       for k, v in qc_paths.items()},
+            dicom_files={s: [str(p.relative_to(out)) for p in ps]
+                         for s, ps in dicom_paths.items()},
+        ), encoding="utf-8")
+    return calls, ReportFiles(results_json=None, html=html_path, qc_images=qc_paths,
+                              dicom=dicom_paths, problems=tuple(problems), document=document)
+
+
 def _append_call_columns(path: Path, calls: Sequence[LesionCall]) -> None:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -187,6 +350,7 @@ def add_calls_and_reports(
     html: bool = True,
     dicom: bool = True,
     command: Sequence[str] | None = None,
+    views: Sequence[StudyViews] | None = None,
 ) -> ReportFiles:
     """Add calls and report views to the outputs of a ``measure`` run in ``out_dir``.
 
@@ -202,6 +366,10 @@ def add_calls_and_reports(
         Classifier thresholds, or a trained `LogisticModel` to use instead of the rules.
     qc, html, dicom : bool
         Which views to render.
+    views : sequence of StudyViews, optional
+        Per-study views already rendered while ``measure`` had the stacks loaded
+        (`StudyViewCollector`); their calls, QC images and DICOM files are merged and
+        ``stacks``/``lesions``/``qc``/``dicom`` are not used.
 
     Returns
     -------
@@ -218,12 +386,15 @@ def add_calls_and_reports(
     if measurements is None:
         measurements = measurements_from_results_json(results_path)
     config = config or ClassifierConfig()
-    calls = classify_measurements(measurements, config=config, model=model)
-    studies = study_results_from_stacks(measurements, calls, stacks or (), lesions or ())
-    # order the studies' lesions back to the measure order for the table and JSON
-    views = write_reports(out, studies, config=config, model=model, command=command,
-                          table=False, qc=qc and stacks is not None, html=html,
-                          dicom=dicom and stacks is not None, results_json=False)
+    if views is not None:
+        calls, rendered = _merge_views(out, measurements, views, config=config, model=model,
+                                       html=html, command=command)
+    else:
+        calls = classify_measurements(measurements, config=config, model=model)
+        studies = study_results_from_stacks(measurements, calls, stacks or (), lesions or ())
+        rendered = write_reports(out, studies, config=config, model=model, command=command,
+                                 table=False, qc=qc and stacks is not None, html=html,
+                                 dicom=dicom and stacks is not None, results_json=False)
     table = out / "lesions.csv"
     if table.exists():
         _append_call_columns(table, calls)
@@ -234,7 +405,7 @@ def add_calls_and_reports(
                          "re-run measure.") from exc
     for entry, call in zip(doc["lesions"], calls, strict=True):
         entry["call"] = to_jsonable(call.to_dict())
-    mine = views.document
+    mine = rendered.document
     doc["classifier"] = {
         "method": "trained_logistic_model" if model is not None else "rules",
         "thresholds": to_jsonable(config_to_dict(config)),
@@ -245,9 +416,9 @@ def add_calls_and_reports(
     doc["provenance"]["inputs"] = [
         {"study_instance_uid": s["study_instance_uid"], **s["inputs"]} for s in mine["studies"]]
     doc["outputs"] = mine.get("outputs", {})
-    doc["warnings"] = list(doc.get("warnings", [])) + list(views.problems)
+    doc["warnings"] = list(doc.get("warnings", [])) + list(rendered.problems)
     results_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
                             encoding="utf-8")
     return ReportFiles(results_json=results_path, lesion_table=table if table.exists() else None,
-                       html=views.html, qc_images=views.qc_images, dicom=views.dicom,
-                       problems=views.problems, document=doc)
+                       html=rendered.html, qc_images=rendered.qc_images, dicom=rendered.dicom,
+                       problems=rendered.problems, document=doc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,16 @@ from bonelesion.stages.dwi_adc import fit_adc
 from bonelesion.stages.output import write_lesions_csv, write_nifti, write_results_json
 from bonelesion.stages.study import dwi_sets, group_by_study, measure_study
 
-__all__ = ["MeasureSummary", "AdcSummary", "measure_export", "fit_export_adc"]
+__all__ = ["MeasureSummary", "AdcSummary", "StudyCallback", "measure_export", "fit_export_adc"]
 
 logger = logging.getLogger(__name__)
+
+#: ``on_study(study_instance_uid, stacks, lesions, measurements)``: called by `measure_export`
+#: once per study, right after measuring it, with the study's loaded stacks (volumes
+#: included), all ROI lesions and the study's measurements. The stacks are released when it
+#: returns, so a callback that renders from them (QC images, DICOM SEG/SR) needs no second
+#: read of the export; it should not keep references to the volumes.
+StudyCallback = Callable[[str, Sequence[Any], Sequence[Any], Sequence[LesionMeasurements]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,8 +75,22 @@ def measure_export(
     config: PipelineConfig | None = None,
     config_path: str | Path | None = None,
     force: bool = False,
+    on_study: StudyCallback | None = None,
 ) -> MeasureSummary:
     """Measure every lesion of ``rois`` in every study of an export; write CSV and JSON.
+
+    Parameters
+    ----------
+    export_dir, rois, out_dir : path
+        DICOM export folder, ROI file, output folder (``lesions.csv``, ``results.json``).
+    config, config_path
+        Resolved configuration, or a TOML file to load it from.
+    force : bool
+        Overwrite existing outputs.
+    on_study : StudyCallback, optional
+        Called once per study with its loaded stacks, the lesions and its measurements
+        (see `StudyCallback`), before the next study; each study's stacks are dropped after
+        it, so peak memory beyond the reader's is one study's derived objects.
 
     Raises
     ------
@@ -83,18 +105,13 @@ def measure_export(
     cfg = config or load_config(config_path)
     _prepare_out(out_dir, ("lesions.csv", "results.json"), force)
     lesions = load_lesions(rois)
-    stacks = _load_stacks(export_dir)
-    by_study = group_by_study(stacks)
+    by_study = group_by_study(_load_stacks(export_dir))
     warnings: list[str] = []
     known = set(by_study)
     for lesion in lesions:
         if lesion.study_instance_uid and lesion.study_instance_uid not in known:
             warnings.append(f"lesion {lesion.lesion_id!r} ({lesion.source}) names study "
                             f"{lesion.study_instance_uid}, which is not in the export")
-    measurements: list[LesionMeasurements] = []
-    for study_uid, study_stacks in by_study.items():
-        logger.info("study %s: %d stacks", study_uid, len(study_stacks))
-        measurements.extend(measure_study(study_stacks, lesions, cfg))
     inputs = {
         "export_dir": str(export_dir),
         "rois": str(rois),
@@ -110,6 +127,15 @@ def measure_export(
             for uid, ss in by_study.items()
         },
     }
+    measurements: list[LesionMeasurements] = []
+    for study_uid in list(by_study):
+        study_stacks = by_study.pop(study_uid)  # released after this study
+        logger.info("study %s: %d stacks", study_uid, len(study_stacks))
+        study_measurements = measure_study(study_stacks, lesions, cfg)
+        measurements.extend(study_measurements)
+        if on_study is not None:
+            on_study(study_uid, study_stacks, lesions, study_measurements)
+        del study_stacks
     csv_path = write_lesions_csv(measurements, out_dir / "lesions.csv")
     json_path = write_results_json(measurements, cfg, out_dir / "results.json", inputs=inputs,
                                    warnings=warnings)

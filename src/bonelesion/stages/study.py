@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bonelesion.errors import InputError, PipelineError, StageError
-from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.results import (
+    MISSING_ADC,
+    MISSING_CHEMICAL_SHIFT,
+    MISSING_CT,
+    MISSING_FAT_FRACTION,
+    LesionMeasurements,
+)
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.lesion import Lesion
 from bonelesion.stages.config import PipelineConfig
@@ -38,11 +44,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FEATURE_CT = "ct"
-FEATURE_CHEMICAL_SHIFT = "chemical_shift"
-FEATURE_ADC = "adc"
+# keys of LesionMeasurements.missing: one vocabulary, defined in bonelesion.model.results
+FEATURE_CT = MISSING_CT
+FEATURE_CHEMICAL_SHIFT = MISSING_CHEMICAL_SHIFT
+FEATURE_ADC = MISSING_ADC
 #: A value inside the chemical-shift result that can be missing on its own.
-FEATURE_FAT_FRACTION = "fat_fraction"
+FEATURE_FAT_FRACTION = MISSING_FAT_FRACTION
 
 
 class StackLike(Protocol):
