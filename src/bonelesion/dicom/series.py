@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
+from bonelesion.dicom.fastheader import read_header
 from bonelesion.dicom.multiframe import (
     StackKey,
     flatten_frames,
@@ -96,6 +97,7 @@ _NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
     "1.2.840.10008.5.1.4.1.1.11.1": "presentation state",
 }
+_PIXEL_DATA_TAG = 0x7FE00010
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _EXPLICIT_VRS = {
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
@@ -268,6 +270,8 @@ class _Frame:
     ipp: NDArray[np.float64] | None
     iop: NDArray[np.float64] | None
     pixel_spacing: NDArray[np.float64] | None
+    #: (byte offset, length) of the Pixel Data value, when the fast header reader found it
+    pixel_location: tuple[int, int] | None = None
 
 
 def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
@@ -282,15 +286,31 @@ def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
     return arr
 
 
-def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None
-                 ) -> Dataset:
-    """Read a header (no pixels).
+def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None,
+                 *, fast_path: bool = True) -> tuple[Dataset, tuple[int, int] | None]:
+    """Read a header (no pixels); return it and the Pixel Data (offset, length) if known.
 
-    pydicom converts values lazily: callers touch elements under
-    `warnings.catch_warnings` (see `load_series`).
+    The fast reader (`bonelesion.dicom.fastheader.read_header`) builds the same data set
+    as ``dcmread(stop_before_pixels=True)`` for plain Part 10 files and declines the rest,
+    which pydicom then reads. pydicom converts values lazily: callers touch elements
+    under `warnings.catch_warnings` (see `load_series`).
     """
     if has_preamble is None:
         has_preamble = _plausibly_dicom(path)[1]
+    if fast_path and has_preamble:
+        try:
+            fast = read_header(path)
+        except OSError as exc:
+            raise NotDicomError(
+                f"File {path}: cannot be read as DICOM (OSError: {exc}). "
+                "Expected a DICOM data set. Potential fix: remove or re-export the file."
+            ) from exc
+        if fast is not None:
+            location = None
+            if fast.pixel_data_tag == _PIXEL_DATA_TAG and fast.pixel_data_offset is not None \
+                    and fast.pixel_data_length is not None:
+                location = (fast.pixel_data_offset, fast.pixel_data_length)
+            return fast.dataset, location
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -302,10 +322,11 @@ def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None
             ) from exc
     for w in caught:
         read_warnings.append(f"{path.name}: {w.message}")
-    return ds
+    return ds, None
 
 
-def _frames_of(path: Path, ds: Dataset, max_bytes: int) -> list[_Frame]:
+def _frames_of(path: Path, ds: Dataset, max_bytes: int,
+               pixel_location: tuple[int, int] | None = None) -> list[_Frame]:
     rows = int(ds.get("Rows", 0) or 0)
     cols = int(ds.get("Columns", 0) or 0)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -332,6 +353,7 @@ def _frames_of(path: Path, ds: Dataset, max_bytes: int) -> list[_Frame]:
                 ipp=_float_array(flat.get("ImagePositionPatient", None), 3),
                 iop=_float_array(flat.get("ImageOrientationPatient", None), 6),
                 pixel_spacing=ps,
+                pixel_location=pixel_location,
             )
         )
     return out
@@ -692,12 +714,15 @@ def _check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------- decoding
-def _native_offset(path: Path, flat: Dataset, n_frames: int
+def _native_offset(path: Path, flat: Dataset, n_frames: int,
+                   location: tuple[int, int] | None = None
                    ) -> tuple[int, np.dtype[Any], int] | None:
-    """Byte offset and dtype of uncompressed little-endian pixel data at the end of a file.
+    """Byte offset and dtype of uncompressed little-endian pixel data.
 
-    Returns None (use pydicom) unless the Pixel Data element is the file's last element
-    and its header bytes are where its length says.
+    With ``location`` (offset, length of the Pixel Data value, from the fast header
+    reader) no file access is needed. Without it, the Pixel Data element must be the
+    file's last element, with its header bytes where its length says. Returns None (use
+    pydicom) otherwise.
     """
     meta = getattr(flat, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
@@ -712,6 +737,11 @@ def _native_offset(path: Path, flat: Dataset, n_frames: int
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     length = int(flat.Rows) * int(flat.Columns) * n_frames * (bits // 8)
+    if location is not None:
+        offset, found = location
+        if found in (length, length + 1):  # an odd length is padded to even
+            return offset, dtype, stored
+        return None
     size = path.stat().st_size
     for pad in (0, 1):
         offset = size - length - pad
@@ -800,14 +830,17 @@ def _can_use_int16(frames: Sequence[_Frame]) -> bool:
 class _FileCache:
     """Decoded pixel arrays of the most recent multi-frame file (one entry)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast_path: bool = True) -> None:
         self.path: Path | None = None
         self.array: NDArray[Any] | None = None
+        self.fast_path = fast_path
 
-    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1) -> NDArray[Any]:
+    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1,
+            location: tuple[int, int] | None = None) -> NDArray[Any]:
         if self.path != path:
             self.array = None
-            native = _native_offset(path, flat, n_frames) if flat is not None else None
+            native = _native_offset(path, flat, n_frames, location) \
+                if flat is not None and self.fast_path else None
             if native is not None:
                 offset, dtype, stored = native
                 shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
@@ -822,11 +855,11 @@ class _FileCache:
         return self.array
 
 
-def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
+def _decode_plan(plan: _Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]:
     frames = plan.frames
     use_int16 = ct and _can_use_int16(frames)
     out = np.empty(plan.shape, dtype=np.int16 if use_int16 else np.float32)
-    cache = _FileCache()
+    cache = _FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]
         mosaic_raw = cache.get(f.path)
@@ -843,8 +876,8 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
     for s_idx, f in enumerate(frames):
         s, b = _rescale(f.flat)
         raw: NDArray[Any] | None = None
-        if f.index is None:
-            native = _native_offset(f.path, f.flat, 1)
+        if f.index is None and fast_path:
+            native = _native_offset(f.path, f.flat, 1, f.pixel_location)
             if native is not None:
                 offset, dtype, stored = native
                 key = (plan.shape[1] * plan.shape[2], dtype.str)
@@ -861,7 +894,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
             if raw is None:
                 raw = cache.get(f.path)
         else:
-            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file)
+            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file, f.pixel_location)
             raw = all_frames[f.index] if all_frames.ndim == 3 else all_frames
         if raw.shape != plan.shape[1:]:
             raise UnsupportedInputError(
@@ -968,7 +1001,7 @@ def _acquisition_order(frames: Sequence[_Frame]) -> tuple[float, float, float]:
 
 
 def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes: int,
-                 read_warnings: Sequence[str]) -> Stack:
+                 read_warnings: Sequence[str], fast_path: bool = True) -> Stack:
     from bonelesion.dicom import vendors
 
     plan, problems, notes, error_class = _plan_stack(frames, max_bytes)
@@ -991,7 +1024,7 @@ def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes
     if decode:
         ct = info.modality.upper() == "CT"
         try:
-            array = _decode_plan(plan, ct)
+            array = _decode_plan(plan, ct, fast_path=fast_path)
         except InputError as exc:
             return Stack(key=key, info=info, files=files, problems=(str(exc),),
                          warnings=tuple(stack_warnings), error_class=type(exc))
@@ -1035,6 +1068,7 @@ def load_series(
     *,
     decode: bool = True,
     max_bytes: int = MAX_VOLUME_BYTES,
+    fast_path: bool = True,
 ) -> list[Stack]:
     """Load every stack found under ``path``.
 
@@ -1047,6 +1081,11 @@ def load_series(
         still validated (refusals are still reported).
     max_bytes : int
         Refuse stacks whose float32 array would be larger (checked before decoding).
+    fast_path : bool
+        Read plain Part 10 headers with `bonelesion.dicom.fastheader.read_header` and
+        uncompressed little-endian pixel data straight from the file (the default). False
+        reads everything through pydicom (``dcmread`` and ``pixel_array``); the results are
+        the same, voxel for voxel, only slower.
 
     Returns
     -------
@@ -1076,7 +1115,8 @@ def load_series(
         read_warnings: list[str] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = _file_frames(file, has_preamble, max_bytes, read_warnings)
+            result = _file_frames(file, has_preamble, max_bytes, read_warnings,
+                                  fast_path=fast_path)
         read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
         for w in read_warnings:
             logger.warning("%s", w)
@@ -1092,7 +1132,8 @@ def load_series(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             stack = _build_stack(key, frames, decode=decode, max_bytes=max_bytes,
-                                 read_warnings=sorted(set(group_warnings.get(key, []))))
+                                 read_warnings=sorted(set(group_warnings.get(key, []))),
+                                 fast_path=fast_path)
         if caught:
             extra = tuple(sorted({f"{key.series_instance_uid}: {w.message}" for w in caught}))
             for w in extra:
@@ -1105,11 +1146,12 @@ def load_series(
     return [s for _, s in stacks] + refused_files
 
 
-def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str]
-                 ) -> list[tuple[_Frame, StackKey]] | Stack:
+def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str],
+                 *, fast_path: bool = True) -> list[tuple[_Frame, StackKey]] | Stack:
     """Header, frames and stack keys of one file ([] when it is skipped)."""
     try:
-        ds = _read_header(file, read_warnings, has_preamble)
+        ds, pixel_location = _read_header(file, read_warnings, has_preamble,
+                                          fast_path=fast_path)
     except NotDicomError as exc:
         logger.warning("Skipped %s: %s", file, exc)
         return []
@@ -1126,7 +1168,7 @@ def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: 
         logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
         return []
     try:
-        frames = _frames_of(file, ds, max_bytes)
+        frames = _frames_of(file, ds, max_bytes, pixel_location)
     except UnsupportedInputError as exc:
         logger.warning("%s", exc)
         return _refused_file_stack(file, ds, exc)
