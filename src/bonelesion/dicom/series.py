@@ -272,6 +272,8 @@ class _Frame:
     pixel_spacing: NDArray[np.float64] | None
     #: (byte offset, length) of the Pixel Data value, when the fast header reader found it
     pixel_location: tuple[int, int] | None = None
+    #: b-value known only from the series context (`_with_series_b_values`)
+    series_b_value_s_per_mm2: float | None = None
 
 
 def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
@@ -959,17 +961,26 @@ def _series_info(frames: Sequence[_Frame], files: tuple[str, ...], notes: Sequen
         if f.sop_instance_uid and f.sop_instance_uid not in sops:
             sops.append(f.sop_instance_uid)
     series_number = rep.get("SeriesNumber", None)
-    role = vendors.stack_role(rep)
+    role = getattr(vendors.stack_role(rep), "value", None)
+    b_value = vendors.b_value_s_per_mm2(rep)
+    series_b = frames[0].series_b_value_s_per_mm2
+    if b_value is None and series_b is not None:
+        # a b0 whose only clue is the vendor b-value element, in a series with b > 0 images
+        b_value = series_b
+        if role == vendors.Role.OTHER.value:
+            role = vendors.Role.DWI.value
+        notes = [*notes, f"b = {series_b:g} s/mm² from the vendor b-value element, in a "
+                 "series that also holds b > 0 images"]
     return SeriesInfo(
         series_instance_uid=str(rep.get("SeriesInstanceUID", "") or ""),
         frame_of_reference_uid=str(rep.get("FrameOfReferenceUID", "") or ""),
         study_instance_uid=str(rep.get("StudyInstanceUID", "") or ""),
         modality=str(rep.get("Modality", "") or ""),
         manufacturer=str(rep.get("Manufacturer", "") or ""),
-        role=getattr(role, "value", str(role)),
+        role=str(role),
         echo_time_ms=vendors.echo_time_ms(rep),
         repetition_time_ms=_float("RepetitionTime"),
-        b_value_s_per_mm2=vendors.b_value_s_per_mm2(rep),
+        b_value_s_per_mm2=b_value,
         magnetic_field_strength_t=vendors.magnetic_field_strength_t(rep),
         diffusion_direction=vendors.diffusion_direction_lps(rep),
         image_type=tuple(str(t) for t in image_type),
@@ -1108,8 +1119,7 @@ def load_series(
     discovery = discover_files(path)
     for skipped in discovery.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
-    groups: dict[StackKey, list[_Frame]] = {}
-    group_warnings: dict[StackKey, list[str]] = {}
+    entries: list[tuple[_Frame, StackKey, list[str]]] = []
     refused_files: list[Stack] = []
     for file, has_preamble in zip(discovery.files, discovery.has_preamble, strict=True):
         read_warnings: list[str] = []
@@ -1123,10 +1133,13 @@ def load_series(
         if isinstance(result, Stack):
             refused_files.append(result)
             continue
-        for fr, key in result:
-            groups.setdefault(key, []).append(fr)
-            if read_warnings:
-                group_warnings.setdefault(key, []).extend(read_warnings)
+        entries.extend((fr, key, read_warnings) for fr, key in result)
+    groups: dict[StackKey, list[_Frame]] = {}
+    group_warnings: dict[StackKey, list[str]] = {}
+    for fr, key, read_warnings in _with_series_b_values(entries):
+        groups.setdefault(key, []).append(fr)
+        if read_warnings:
+            group_warnings.setdefault(key, []).extend(read_warnings)
     stacks: list[tuple[tuple[Any, ...], Stack]] = []
     for key, frames in groups.items():
         with warnings.catch_warnings(record=True) as caught:
@@ -1144,6 +1157,40 @@ def load_series(
         stacks.append((order, stack))
     stacks.sort(key=lambda item: item[0])
     return [s for _, s in stacks] + refused_files
+
+
+def _with_series_b_values(entries: list[tuple[_Frame, StackKey, list[str]]]
+                          ) -> list[tuple[_Frame, StackKey, list[str]]]:
+    """Give b = 0 keys to the b0 images a series context reveals.
+
+    `bonelesion.dicom.vendors.b_values_of_series_s_per_mm2` fills the b-value of images
+    whose only diffusion clue is a vendor b-value element of 0, in a series that holds
+    b > 0 images (e.g. a Philips classic b0). Their key gets b 0 and kind ``b0``; only
+    series with both keyed and un-keyed b-values are looked at.
+    """
+    from bonelesion.dicom import vendors
+
+    by_series: dict[str, list[int]] = {}
+    for i, (_, key, _) in enumerate(entries):
+        by_series.setdefault(key.series_instance_uid, []).append(i)
+    out = list(entries)
+    for indices in by_series.values():
+        b_keys = [entries[i][1].b_value_s_per_mm2 for i in indices]
+        if all(b is None for b in b_keys) or all(b is not None for b in b_keys):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already recorded when the keys were made
+            values = vendors.b_values_of_series_s_per_mm2([entries[i][0].flat for i in indices])
+        for i, b_key, b_value in zip(indices, b_keys, values, strict=True):
+            if b_key is None and b_value is not None:
+                frame, key, read_warnings = entries[i]
+                filled = dataclasses.replace(
+                    key, b_value_s_per_mm2=float(round(b_value)),
+                    acquisition_kind=vendors.DiffusionKind.B0.value if b_value <= 0.0
+                    else key.acquisition_kind)
+                frame.series_b_value_s_per_mm2 = float(b_value)
+                out[i] = (frame, filled, read_warnings)
+    return out
 
 
 def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str],
