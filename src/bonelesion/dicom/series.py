@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import mmap
 import os
 import re
 import warnings
@@ -857,10 +858,33 @@ class _FileCache:
         return self.array
 
 
+#: Output arrays at least this large are allocated with their pages already mapped.
+PREFAULT_MIN_BYTES = 4 * 1024**2
+
+
+def _empty_prefaulted(shape: tuple[int, int, int], dtype: type[np.generic]) -> NDArray[Any]:
+    """``np.empty`` whose memory pages are mapped up front (Linux ``MAP_POPULATE``).
+
+    Filling a fresh 150 MiB array page by page costs one page fault per 4 KiB; on virtual
+    machines that is several times the cost of reading the pixels. One ``mmap`` with
+    ``MAP_POPULATE`` maps them in one system call. Elsewhere (no ``MAP_POPULATE``), or for
+    small arrays, this is ``np.empty``.
+    """
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if populate is None or n_bytes < PREFAULT_MIN_BYTES:
+        return np.empty(shape, dtype=dtype)
+    try:
+        buffer = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    except (OSError, ValueError):  # e.g. an address-space limit: let numpy try
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
 def _decode_plan(plan: _Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]:
     frames = plan.frames
     use_int16 = ct and _can_use_int16(frames)
-    out = np.empty(plan.shape, dtype=np.int16 if use_int16 else np.float32)
+    out = _empty_prefaulted(plan.shape, np.int16 if use_int16 else np.float32)
     cache = _FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]
@@ -887,7 +911,7 @@ def _decode_plan(plan: _Plan, ct: bool, *, fast_path: bool = True) -> NDArray[An
                 if buf is None:
                     buf = np.empty(plan.shape[1:], dtype=dtype)
                     buffers[key] = buf
-                with open(f.path, "rb") as fh:
+                with open(f.path, "rb", buffering=0) as fh:  # one read, no copy
                     fh.seek(offset)
                     n_read = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
                 if n_read == buf.nbytes:
