@@ -327,3 +327,73 @@ def test_fast_path_equals_generic_path_on_real_series(parts) -> None:  # type: i
     fast, generic = _both(shared_path(*parts))
     assert any(s.usable for s in fast)
     _assert_same_stacks(fast, generic)
+
+
+def _small_ct_series(folder: Path, n_slices: int = 5) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, generate_uid
+
+    rng = np.random.default_rng(11)
+    series, frame = generate_uid(), generate_uid()
+    folder.mkdir()
+    for k in range(n_slices):
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+        ds.Modality, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = "CT", series, frame
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.Rows, ds.Columns = 4, 6
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = rng.integers(0, 4096, (4, 6)).astype("<u2").tobytes()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = \
+            ds.SOPClassUID, ds.SOPInstanceUID
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.save_as(folder / f"{k}.dcm", enforce_file_format=True)
+
+
+def test_prefaulted_output_and_its_fallback_give_the_same_volume(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import bonelesion.dicom.series as series_module
+
+    _small_ct_series(tmp_path / "ct")
+    generic = load_series(tmp_path / "ct", fast_path=False)
+    monkeypatch.setattr(series_module, "PREFAULT_MIN_BYTES", 0)  # mmap even a tiny volume
+    real_mmap = series_module.mmap.mmap
+    calls: list[int] = []
+
+    def _counting_mmap(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real_mmap(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(series_module.mmap, "mmap", _counting_mmap)
+    mapped = load_series(tmp_path / "ct")
+    _assert_same_stacks(mapped, generic)
+    assert calls == ([1] if hasattr(series_module.mmap, "MAP_POPULATE") else [])
+
+    def _no_mmap(*args: object, **kwargs: object) -> None:
+        raise OSError("address space exhausted")
+
+    monkeypatch.setattr(series_module.mmap, "mmap", _no_mmap)
+    _assert_same_stacks(load_series(tmp_path / "ct"), generic)
+
+
+def test_short_direct_read_falls_back_to_pydicom(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A pixel offset that runs past the end of the file: the slice is decoded by pydicom."""
+    import bonelesion.dicom.series as series_module
+
+    _small_ct_series(tmp_path / "ct")
+    generic = load_series(tmp_path / "ct", fast_path=False)
+    real = series_module._native_offset
+
+    def _late(path, flat, n_frames, location=None):  # type: ignore[no-untyped-def]
+        found = real(path, flat, n_frames, location)
+        if found is None:
+            return None
+        return path.stat().st_size - 10, found[1], found[2]  # 10 bytes left: short read
+
+    monkeypatch.setattr(series_module, "_native_offset", _late)
+    _assert_same_stacks(load_series(tmp_path / "ct"), generic)

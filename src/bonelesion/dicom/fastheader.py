@@ -266,12 +266,11 @@ def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
     if _H.unpack_from(buf, pos)[0] == 0x0000:
         raise _Decline  # a command set: pydicom reads it apart
     elements, encoding, pixel = _parse_dataset(buf, pos, implicit, complete)
-    file_meta = FileMetaDataset(Dataset(meta_elements))  # type: ignore[arg-type]
+    file_meta = FileMetaDataset(meta_elements)  # type: ignore[arg-type]
     file_meta.set_original_encoding(False, True, default_encoding)
-    dataset = Dataset(elements)  # type: ignore[arg-type]
-    dataset.set_original_encoding(implicit, True, encoding)
-    ds = FileDataset(str(path), dataset, buf[:128], file_meta, implicit, True)
-    ds.set_original_encoding(implicit, True, dataset._character_set)
+    ds = FileDataset(str(path), elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
+    ds.set_original_encoding(implicit, True, encoding)
+    ds.set_original_encoding(implicit, True, ds._character_set)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
     return HeaderRead(ds, pixel[0], pixel[1], pixel[2])

@@ -898,8 +898,24 @@ def _decode_plan(plan: _Plan, ct: bool, *, fast_path: bool = True) -> NDArray[An
             dst = lay.n_tiles - 1 - k if plan.mosaic_reversed else k
             out = _store(out, dst, tile, s, b, f)
         return out
-    buffers: dict[tuple[int, str], NDArray[Any]] = {}
+    direct: list[tuple[int, _Frame, tuple[int, np.dtype[Any], int], float]] = []
+    rest: list[tuple[int, _Frame]] = []
     for s_idx, f in enumerate(frames):
+        native = _native_offset(f.path, f.flat, 1, f.pixel_location) \
+            if f.index is None and fast_path else None
+        if native is not None and out.dtype == np.int16 and native[1].itemsize == 2:
+            s, b = _rescale(f.flat)
+            lo_s, hi_s = _stored_range(f.flat)
+            if s == 1 and -32768 <= lo_s + b and hi_s + b <= 32767 \
+                    and -32768 <= lo_s and hi_s <= 32767:
+                direct.append((s_idx, f, native, b))
+                continue
+        rest.append((s_idx, f))
+    if direct:
+        failed = _read_direct(out, direct)
+        rest = sorted(rest + [(s_idx, f) for s_idx, f in failed], key=lambda item: item[0])
+    buffers: dict[tuple[int, str], NDArray[Any]] = {}
+    for s_idx, f in rest:
         s, b = _rescale(f.flat)
         raw: NDArray[Any] | None = None
         if f.index is None and fast_path:
@@ -930,6 +946,35 @@ def _decode_plan(plan: _Plan, ct: bool, *, fast_path: bool = True) -> NDArray[An
             )
         out = _store(out, s_idx, raw, s, b, f)
     return out
+
+
+def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, _Frame, tuple[int, np.dtype[Any],
+                                                                              int], float]]
+                 ) -> list[tuple[int, _Frame]]:
+    """Read 16-bit uncompressed slices straight into the int16 output; return the failures.
+
+    Only called when every value BitsStored allows, plus the intercept, fits int16: the
+    stored bits are masked / sign-extended in place in a view of the output slice, then the
+    intercept is added. Same result as `_store` on pydicom's ``pixel_array``.
+    """
+
+    def _one(job: tuple[int, _Frame, tuple[int, np.dtype[Any], int], float]
+             ) -> tuple[int, _Frame] | None:
+        s_idx, f, (offset, dtype, stored), intercept = job
+        dst = out[s_idx]
+        view = dst.view(dtype)
+        with open(f.path, "rb", buffering=0) as fh:  # one read, no copy
+            fh.seek(offset)
+            n_read = fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
+        if n_read != view.nbytes:
+            return s_idx, f
+        _fix_stored_bits(view, stored)
+        if intercept:
+            dst += np.int16(intercept)
+        return None
+
+    results = [_one(job) for job in jobs]
+    return [r for r in results if r is not None]
 
 
 def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, intercept: float,
