@@ -270,7 +270,6 @@ def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
     file_meta.set_original_encoding(False, True, default_encoding)
     ds = FileDataset(str(path), elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
     ds.set_original_encoding(implicit, True, encoding)
-    ds.set_original_encoding(implicit, True, ds._character_set)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
     return HeaderRead(ds, pixel[0], pixel[1], pixel[2])

@@ -19,6 +19,19 @@ The reader follows highdicom's ``get_volume_from_series`` and nibabel's ``series
    scanner ADC maps → mm²/s through `bonelesion.dicom.vendors.adc_scale_to_mm2_per_s`.
 
 Siemens mosaics are split into slices with the origin fix of nibabel's ``MosaicWrapper``.
+
+**Fast path** (``fast_path=True``, the default): plain Part 10 headers are read by
+`bonelesion.dicom.fastheader.read_header` (the same data set as ``dcmread``, several times
+faster), which also gives the Pixel Data offset; uncompressed little-endian pixel data are
+then read straight from the file into the preallocated output (16-bit data directly into
+the int16 CT array, the stored bits masked or sign-extended in place, the intercept added
+in place), and the output's memory pages are mapped in one call (``MAP_POPULATE``).
+Everything else — big endian, deflated, compressed, float pixel data, odd BitsAllocated,
+multi-sample images, slope ≠ 1 or values beyond int16 — takes the generic pydicom path
+(``pixel_array``); ``fast_path=False`` forces it everywhere. Both give the same volumes,
+voxel for voxel (tests/dicom/test_series_fastpath.py). A series' b0 images whose only clue
+is a vendor b = 0 get their b-value from the series context
+(`bonelesion.dicom.vendors.b_values_of_series_s_per_mm2`).
 """
 
 from __future__ import annotations
@@ -546,8 +559,9 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         )
     ps0 = frames[0].pixel_spacing
     assert ps0 is not None
-    bad_ps = [f for f in frames
-              if not np.allclose(f.pixel_spacing, ps0, rtol=PIXEL_SPACING_RTOL, atol=0)]  # type: ignore[arg-type]
+    all_ps = np.array([f.pixel_spacing for f in frames])
+    ps_ok = np.all(np.abs(all_ps - ps0) <= PIXEL_SPACING_RTOL * np.abs(ps0), axis=1)
+    bad_ps = [frames[i] for i in np.flatnonzero(~ps_ok)]
     if bad_ps:
         problems.append(
             f"inconsistent PixelSpacing (0028,0030): {ps0.tolist()} mm vs "
@@ -570,7 +584,7 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
             f"positive values. {fix_geom}images with a valid header."
         )
         return None, problems, notes, SeriesGeometryError
-    dev = max(float(np.max(np.abs(f.iop - iop0))) for f in frames)  # type: ignore[operator]
+    dev = float(np.max(np.abs(np.array([f.iop for f in frames]) - iop0)))
     if dev > ORIENTATION_ATOL:
         problems.append(
             f"mixed orientation: ImageOrientationPatient (0020,0037) cosines differ by up to "
@@ -1210,6 +1224,9 @@ def load_series(
         if read_warnings:
             group_warnings.setdefault(key, []).extend(read_warnings)
     stacks: list[tuple[tuple[Any, ...], Stack]] = []
+    per_series: dict[str, int] = {}
+    for key in groups:
+        per_series[key.series_instance_uid] = per_series.get(key.series_instance_uid, 0) + 1
     for key, frames in groups.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -1222,7 +1239,9 @@ def load_series(
                 logger.warning("%s", w)
             stack = dataclasses.replace(stack, warnings=stack.warnings + extra)
         order = (stack.info.series_number if stack.info.series_number is not None else 1 << 30,
-                 key.series_instance_uid, _acquisition_order(frames), str(key))
+                 key.series_instance_uid,
+                 _acquisition_order(frames) if per_series[key.series_instance_uid] > 1
+                 else (0, 0, 0), str(key))
         stacks.append((order, stack))
     stacks.sort(key=lambda item: item[0])
     return [s for _, s in stacks] + refused_files
