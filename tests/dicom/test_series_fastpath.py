@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pydicom.filewriter import dcmwrite
 from testdata import SHARED_DATA, shared_path
 
 from bonelesion.dicom.fastheader import read_header
@@ -106,7 +106,7 @@ def test_fast_header_equals_dcmread_on_real_scanner_files() -> None:
 def _write(tmp_path: Path, name: str, *, implicit: bool = False, big: bool = False,
            sequence_undefined: bool = True, private_sq: bool = False,
            long_header_bytes: int = 0) -> Path:
-    """A small MR file with nested undefined-length sequences (pydicom writes it)."""
+    """Write a small MR file with nested undefined-length sequences (with pydicom)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import MRImageStorage, generate_uid
@@ -257,7 +257,8 @@ def _big_endian_copy(src: Path, dst: Path) -> None:
 
 
 @pytest.mark.parametrize("signed", [False, True])
-def test_fast_path_equals_generic_path_on_ct_little_and_big_endian(tmp_path, signed, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_fast_path_equals_generic_path_on_ct_little_and_big_endian(  # type: ignore[no-untyped-def]
+        tmp_path, signed, monkeypatch) -> None:
     """Classic CT, 12 of 16 bits with junk above BitsStored, little endian vs big endian."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, generate_uid
