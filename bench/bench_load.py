@@ -3,6 +3,10 @@
 Each loader runs in a fresh subprocess (so import costs, caches and peak memory do not leak
 between them); every loader is run ``--repeats`` times and the best wall time is reported,
 with the peak resident-memory increase over the post-import baseline (ru_maxrss − VmRSS).
+``bonelesion`` is the default reader (fast header reader, pixels read straight from the
+file); ``bonelesion_generic`` is the same reader with ``fast_path=False`` (pydicom
+``dcmread`` + ``pixel_array``). The 1-minute load average is printed before and after,
+since the figures mean little on a busy machine. The checksums of all loaders must agree.
 
 Usage::
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,20 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LOADERS = {
     "bonelesion": """
-from bonelesion.dicom import vendors
-try:
-    vendors.stack_role(__import__("pydicom").Dataset())
-except NotImplementedError:  # vendors branch not merged yet: CT-only stand-in for the bench
-    vendors.stack_role = lambda ds: vendors.Role.CT
-    for name in ("b_value_s_per_mm2", "diffusion_direction_lps", "echo_time_ms",
-                 "magnetic_field_strength_t"):
-        setattr(vendors, name, lambda ds: None)
-    vendors.diffusion_kind = lambda ds: vendors.DiffusionKind.NONE
-except Exception:
-    pass
 from bonelesion.dicom.series import load_volume
 def run(folder):
     return load_volume(folder).array
+""",
+    "bonelesion_generic": """
+from bonelesion.dicom.series import load_series
+def run(folder):
+    (stack,) = load_series(folder, fast_path=False)  # dcmread + pixel_array throughout
+    return stack.volume.array
 """,
     "simpleitk": """
 import SimpleITK as sitk
@@ -49,7 +49,9 @@ def run(folder):
     reader = sitk.ImageSeriesReader()
     (uid,) = reader.GetGDCMSeriesIDs(folder)
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder, uid))
-    return sitk.GetArrayViewFromImage(reader.Execute())
+    global image  # keep the image alive: the array below is a view of its buffer
+    image = reader.Execute()
+    return sitk.GetArrayViewFromImage(image)
 """,
     "pydicom_loop": """
 import os, numpy as np, pydicom
@@ -154,6 +156,7 @@ def main() -> None:
         _write_series(folder, args.slices)
         print(f"  ({time.perf_counter() - t0:.1f} s)")
     float32_mib = args.slices * 512 * 512 * 4 / 1024**2
+    load_before = os.getloadavg()[0]
     results: dict[str, dict[str, float]] = {}
     for loader in LOADERS:
         runs = [_run(loader, folder) for _ in range(args.repeats)]
@@ -161,13 +164,18 @@ def main() -> None:
         best["peak_increase_mib"] = max(r["peak_increase_mib"] for r in runs)
         results[loader] = best
     ref = results["simpleitk"]["wall_s"]
-    print(f"\n{'loader':14} {'wall s':>8} {'× SimpleITK':>12} {'peak +MiB':>10} "
+    checksums = {round(r["checksum"]) for r in results.values()}
+    if len(checksums) != 1:
+        print(f"WARNING: loaders disagree (checksums {sorted(checksums)})")
+    print(f"\n{'loader':18} {'wall s':>8} {'× SimpleITK':>12} {'peak +MiB':>10} "
           f"{'× float32 vol':>14}  shape / dtype")
     for loader, r in results.items():
-        print(f"{loader:14} {r['wall_s']:8.3f} {r['wall_s'] / ref:12.2f} "
+        print(f"{loader:18} {r['wall_s']:8.3f} {r['wall_s'] / ref:12.2f} "
               f"{r['peak_increase_mib']:10.0f} {r['peak_increase_mib'] / float32_mib:14.2f}  "
               f"{r['shape']} {r['dtype']}")
-    print(f"\nfloat32 volume size: {float32_mib:.0f} MiB; targets (issue): wall ≤ 0.6× SimpleITK, "
+    print(f"\nload average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+          f"({os.cpu_count()} CPUs)")
+    print(f"float32 volume size: {float32_mib:.0f} MiB; targets (issue): wall ≤ 0.6× SimpleITK, "
           "peak ≤ 1.5× float32 volume")
     if tmp is not None:
         tmp.cleanup()

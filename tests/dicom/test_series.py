@@ -396,6 +396,7 @@ PHANTOM_VARIANTS = [  # (vendor, enhanced, compressed): every vendor, each flag 
     ("siemens", False, False),
     ("ge", True, True),
     ("philips", True, False),
+    ("philips", False, True),  # classic Philips b0: only a private b = 0 (series context)
 ]
 
 
@@ -423,9 +424,11 @@ def test_phantom_variants_match_truth_and_simpleitk(tmp_path, vendor, enhanced, 
         np.testing.assert_allclose(vol.origin_lps_mm, t.origin_lps_mm, atol=ATOL_GEOMETRY_MM)
         np.testing.assert_allclose(vol.direction_lps, np.array(t.direction_lps), atol=1e-6)
         if t.b_values_s_per_mm2:
-            # a b = 0 image may legitimately report "no b-value" (vendor rules decide)
+            # every stack of a DWI series, b = 0 included, is a DWI stack with its b-value
+            # (the series context fills a b0 whose only clue is a vendor b = 0)
+            assert stack.info.role == "dwi", stack.key
             b_found = stack.info.b_value_s_per_mm2
-            b_found = 0.0 if b_found is None else b_found
+            assert b_found is not None, stack.key
             assert any(abs(b_found - b) <= ATOL_B_VALUE for b in t.b_values_s_per_mm2)
         if t.modality == "CT":
             assert vol.intensity_unit == IntensityUnit.HU
@@ -437,3 +440,19 @@ def test_phantom_variants_match_truth_and_simpleitk(tmp_path, vendor, enhanced, 
             np.testing.assert_allclose(vol.array, expected, rtol=1e-6, atol=ATOL_ADC_MM2_PER_S
                                        if stack.info.role == "adc" else 1e-3)
             assert vol.geometry_equal(ref, atol_mm=ATOL_GEOMETRY_MM)
+
+
+def test_philips_classic_b0_stack_is_dwi_with_b_0(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A Philips classic b0 whose only clue is (2001,1003) = 0 becomes role dwi, b 0."""
+    phantom = pytest.importorskip("bonelesion.phantom")
+    truth = phantom.write_study(tmp_path, vendor="philips", seed=1)
+    dwi_truth = next(t for t in truth.series if t.role == "dwi")
+    stacks = [s for s in load_series(tmp_path, decode=False)
+              if s.info.series_instance_uid == dwi_truth.series_instance_uid]
+    assert [s.info.role for s in stacks] == ["dwi"] * len(dwi_truth.b_values_s_per_mm2)
+    found = sorted(s.info.b_value_s_per_mm2 for s in stacks)  # type: ignore[type-var]
+    np.testing.assert_allclose(found, sorted(dwi_truth.b_values_s_per_mm2), atol=ATOL_B_VALUE)
+    b0 = next(s for s in stacks if s.info.b_value_s_per_mm2 == pytest.approx(0.0, abs=ATOL_B_VALUE))
+    assert b0.key.b_value_s_per_mm2 == pytest.approx(0.0, abs=ATOL_B_VALUE)
+    assert b0.key.acquisition_kind == "b0"
+    assert any("vendor b-value element" in n for n in b0.info.notes)

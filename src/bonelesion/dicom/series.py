@@ -19,6 +19,19 @@ The reader follows highdicom's ``get_volume_from_series`` and nibabel's ``series
    scanner ADC maps → mm²/s through `bonelesion.dicom.vendors.adc_scale_to_mm2_per_s`.
 
 Siemens mosaics are split into slices with the origin fix of nibabel's ``MosaicWrapper``.
+
+**Fast path** (``fast_path=True``, the default): plain Part 10 headers are read by
+`bonelesion.dicom.fastheader.read_header` (the same data set as ``dcmread``, several times
+faster), which also gives the Pixel Data offset; uncompressed little-endian pixel data are
+then read straight from the file into the preallocated output (16-bit data directly into
+the int16 CT array, the stored bits masked or sign-extended in place, the intercept added
+in place), and the output's memory pages are mapped in one call (``MAP_POPULATE``).
+Everything else — big endian, deflated, compressed, float pixel data, odd BitsAllocated,
+multi-sample images, slope ≠ 1 or values beyond int16 — takes the generic pydicom path
+(``pixel_array``); ``fast_path=False`` forces it everywhere. Both give the same volumes,
+voxel for voxel (tests/dicom/test_series_fastpath.py). A series' b0 images whose only clue
+is a vendor b = 0 get their b-value from the series context
+(`bonelesion.dicom.vendors.b_values_of_series_s_per_mm2`).
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import mmap
 import os
 import re
 import warnings
@@ -40,6 +54,7 @@ from numpy.typing import NDArray
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
+from bonelesion.dicom.fastheader import read_header
 from bonelesion.dicom.multiframe import (
     StackKey,
     flatten_frames,
@@ -96,6 +111,7 @@ _NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
     "1.2.840.10008.5.1.4.1.1.11.1": "presentation state",
 }
+_PIXEL_DATA_TAG = 0x7FE00010
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _EXPLICIT_VRS = {
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
@@ -268,6 +284,10 @@ class _Frame:
     ipp: NDArray[np.float64] | None
     iop: NDArray[np.float64] | None
     pixel_spacing: NDArray[np.float64] | None
+    #: (byte offset, length) of the Pixel Data value, when the fast header reader found it
+    pixel_location: tuple[int, int] | None = None
+    #: b-value known only from the series context (`_with_series_b_values`)
+    series_b_value_s_per_mm2: float | None = None
 
 
 def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
@@ -282,15 +302,31 @@ def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
     return arr
 
 
-def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None
-                 ) -> Dataset:
-    """Read a header (no pixels).
+def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None,
+                 *, fast_path: bool = True) -> tuple[Dataset, tuple[int, int] | None]:
+    """Read a header (no pixels); return it and the Pixel Data (offset, length) if known.
 
-    pydicom converts values lazily: callers touch elements under
-    `warnings.catch_warnings` (see `load_series`).
+    The fast reader (`bonelesion.dicom.fastheader.read_header`) builds the same data set
+    as ``dcmread(stop_before_pixels=True)`` for plain Part 10 files and declines the rest,
+    which pydicom then reads. pydicom converts values lazily: callers touch elements
+    under `warnings.catch_warnings` (see `load_series`).
     """
     if has_preamble is None:
         has_preamble = _plausibly_dicom(path)[1]
+    if fast_path and has_preamble:
+        try:
+            fast = read_header(path)
+        except OSError as exc:
+            raise NotDicomError(
+                f"File {path}: cannot be read as DICOM (OSError: {exc}). "
+                "Expected a DICOM data set. Potential fix: remove or re-export the file."
+            ) from exc
+        if fast is not None:
+            location = None
+            if fast.pixel_data_tag == _PIXEL_DATA_TAG and fast.pixel_data_offset is not None \
+                    and fast.pixel_data_length is not None:
+                location = (fast.pixel_data_offset, fast.pixel_data_length)
+            return fast.dataset, location
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -302,10 +338,11 @@ def _read_header(path: Path, read_warnings: list[str], has_preamble: bool | None
             ) from exc
     for w in caught:
         read_warnings.append(f"{path.name}: {w.message}")
-    return ds
+    return ds, None
 
 
-def _frames_of(path: Path, ds: Dataset, max_bytes: int) -> list[_Frame]:
+def _frames_of(path: Path, ds: Dataset, max_bytes: int,
+               pixel_location: tuple[int, int] | None = None) -> list[_Frame]:
     rows = int(ds.get("Rows", 0) or 0)
     cols = int(ds.get("Columns", 0) or 0)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -332,6 +369,7 @@ def _frames_of(path: Path, ds: Dataset, max_bytes: int) -> list[_Frame]:
                 ipp=_float_array(flat.get("ImagePositionPatient", None), 3),
                 iop=_float_array(flat.get("ImageOrientationPatient", None), 6),
                 pixel_spacing=ps,
+                pixel_location=pixel_location,
             )
         )
     return out
@@ -521,8 +559,9 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
         )
     ps0 = frames[0].pixel_spacing
     assert ps0 is not None
-    bad_ps = [f for f in frames
-              if not np.allclose(f.pixel_spacing, ps0, rtol=PIXEL_SPACING_RTOL, atol=0)]  # type: ignore[arg-type]
+    all_ps = np.array([f.pixel_spacing for f in frames])
+    ps_ok = np.all(np.abs(all_ps - ps0) <= PIXEL_SPACING_RTOL * np.abs(ps0), axis=1)
+    bad_ps = [frames[i] for i in np.flatnonzero(~ps_ok)]
     if bad_ps:
         problems.append(
             f"inconsistent PixelSpacing (0028,0030): {ps0.tolist()} mm vs "
@@ -545,7 +584,7 @@ def _plan_stack(frames: list[_Frame], max_bytes: int
             f"positive values. {fix_geom}images with a valid header."
         )
         return None, problems, notes, SeriesGeometryError
-    dev = max(float(np.max(np.abs(f.iop - iop0))) for f in frames)  # type: ignore[operator]
+    dev = float(np.max(np.abs(np.array([f.iop for f in frames]) - iop0)))
     if dev > ORIENTATION_ATOL:
         problems.append(
             f"mixed orientation: ImageOrientationPatient (0020,0037) cosines differ by up to "
@@ -692,12 +731,15 @@ def _check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------- decoding
-def _native_offset(path: Path, flat: Dataset, n_frames: int
+def _native_offset(path: Path, flat: Dataset, n_frames: int,
+                   location: tuple[int, int] | None = None
                    ) -> tuple[int, np.dtype[Any], int] | None:
-    """Byte offset and dtype of uncompressed little-endian pixel data at the end of a file.
+    """Byte offset and dtype of uncompressed little-endian pixel data.
 
-    Returns None (use pydicom) unless the Pixel Data element is the file's last element
-    and its header bytes are where its length says.
+    With ``location`` (offset, length of the Pixel Data value, from the fast header
+    reader) no file access is needed. Without it, the Pixel Data element must be the
+    file's last element, with its header bytes where its length says. Returns None (use
+    pydicom) otherwise.
     """
     meta = getattr(flat, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
@@ -712,6 +754,11 @@ def _native_offset(path: Path, flat: Dataset, n_frames: int
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     length = int(flat.Rows) * int(flat.Columns) * n_frames * (bits // 8)
+    if location is not None:
+        offset, found = location
+        if found in (length, length + 1):  # an odd length is padded to even
+            return offset, dtype, stored
+        return None
     size = path.stat().st_size
     for pad in (0, 1):
         offset = size - length - pad
@@ -800,14 +847,17 @@ def _can_use_int16(frames: Sequence[_Frame]) -> bool:
 class _FileCache:
     """Decoded pixel arrays of the most recent multi-frame file (one entry)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast_path: bool = True) -> None:
         self.path: Path | None = None
         self.array: NDArray[Any] | None = None
+        self.fast_path = fast_path
 
-    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1) -> NDArray[Any]:
+    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1,
+            location: tuple[int, int] | None = None) -> NDArray[Any]:
         if self.path != path:
             self.array = None
-            native = _native_offset(path, flat, n_frames) if flat is not None else None
+            native = _native_offset(path, flat, n_frames, location) \
+                if flat is not None and self.fast_path else None
             if native is not None:
                 offset, dtype, stored = native
                 shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
@@ -822,11 +872,34 @@ class _FileCache:
         return self.array
 
 
-def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
+#: Output arrays at least this large are allocated with their pages already mapped.
+PREFAULT_MIN_BYTES = 4 * 1024**2
+
+
+def _empty_prefaulted(shape: tuple[int, int, int], dtype: type[np.generic]) -> NDArray[Any]:
+    """``np.empty`` whose memory pages are mapped up front (Linux ``MAP_POPULATE``).
+
+    Filling a fresh 150 MiB array page by page costs one page fault per 4 KiB; on virtual
+    machines that is several times the cost of reading the pixels. One ``mmap`` with
+    ``MAP_POPULATE`` maps them in one system call. Elsewhere (no ``MAP_POPULATE``), or for
+    small arrays, this is ``np.empty``.
+    """
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if populate is None or n_bytes < PREFAULT_MIN_BYTES:
+        return np.empty(shape, dtype=dtype)
+    try:
+        buffer = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    except (OSError, ValueError):  # e.g. an address-space limit: let numpy try
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def _decode_plan(plan: _Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]:
     frames = plan.frames
     use_int16 = ct and _can_use_int16(frames)
-    out = np.empty(plan.shape, dtype=np.int16 if use_int16 else np.float32)
-    cache = _FileCache()
+    out = _empty_prefaulted(plan.shape, np.int16 if use_int16 else np.float32)
+    cache = _FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]
         mosaic_raw = cache.get(f.path)
@@ -839,12 +912,28 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
             dst = lay.n_tiles - 1 - k if plan.mosaic_reversed else k
             out = _store(out, dst, tile, s, b, f)
         return out
-    buffers: dict[tuple[int, str], NDArray[Any]] = {}
+    direct: list[tuple[int, _Frame, tuple[int, np.dtype[Any], int], float]] = []
+    rest: list[tuple[int, _Frame]] = []
     for s_idx, f in enumerate(frames):
+        native = _native_offset(f.path, f.flat, 1, f.pixel_location) \
+            if f.index is None and fast_path else None
+        if native is not None and out.dtype == np.int16 and native[1].itemsize == 2:
+            s, b = _rescale(f.flat)
+            lo_s, hi_s = _stored_range(f.flat)
+            if s == 1 and -32768 <= lo_s + b and hi_s + b <= 32767 \
+                    and -32768 <= lo_s and hi_s <= 32767:
+                direct.append((s_idx, f, native, b))
+                continue
+        rest.append((s_idx, f))
+    if direct:
+        failed = _read_direct(out, direct)
+        rest = sorted(rest + [(s_idx, f) for s_idx, f in failed], key=lambda item: item[0])
+    buffers: dict[tuple[int, str], NDArray[Any]] = {}
+    for s_idx, f in rest:
         s, b = _rescale(f.flat)
         raw: NDArray[Any] | None = None
-        if f.index is None:
-            native = _native_offset(f.path, f.flat, 1)
+        if f.index is None and fast_path:
+            native = _native_offset(f.path, f.flat, 1, f.pixel_location)
             if native is not None:
                 offset, dtype, stored = native
                 key = (plan.shape[1] * plan.shape[2], dtype.str)
@@ -852,7 +941,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
                 if buf is None:
                     buf = np.empty(plan.shape[1:], dtype=dtype)
                     buffers[key] = buf
-                with open(f.path, "rb") as fh:
+                with open(f.path, "rb", buffering=0) as fh:  # one read, no copy
                     fh.seek(offset)
                     n_read = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
                 if n_read == buf.nbytes:
@@ -861,7 +950,7 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
             if raw is None:
                 raw = cache.get(f.path)
         else:
-            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file)
+            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file, f.pixel_location)
             raw = all_frames[f.index] if all_frames.ndim == 3 else all_frames
         if raw.shape != plan.shape[1:]:
             raise UnsupportedInputError(
@@ -871,6 +960,35 @@ def _decode_plan(plan: _Plan, ct: bool) -> NDArray[Any]:
             )
         out = _store(out, s_idx, raw, s, b, f)
     return out
+
+
+def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, _Frame, tuple[int, np.dtype[Any],
+                                                                              int], float]]
+                 ) -> list[tuple[int, _Frame]]:
+    """Read 16-bit uncompressed slices straight into the int16 output; return the failures.
+
+    Only called when every value BitsStored allows, plus the intercept, fits int16: the
+    stored bits are masked / sign-extended in place in a view of the output slice, then the
+    intercept is added. Same result as `_store` on pydicom's ``pixel_array``.
+    """
+
+    def _one(job: tuple[int, _Frame, tuple[int, np.dtype[Any], int], float]
+             ) -> tuple[int, _Frame] | None:
+        s_idx, f, (offset, dtype, stored), intercept = job
+        dst = out[s_idx]
+        view = dst.view(dtype)
+        with open(f.path, "rb", buffering=0) as fh:  # one read, no copy
+            fh.seek(offset)
+            n_read = fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
+        if n_read != view.nbytes:
+            return s_idx, f
+        _fix_stored_bits(view, stored)
+        if intercept:
+            dst += np.int16(intercept)
+        return None
+
+    results = [_one(job) for job in jobs]
+    return [r for r in results if r is not None]
 
 
 def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, intercept: float,
@@ -926,17 +1044,26 @@ def _series_info(frames: Sequence[_Frame], files: tuple[str, ...], notes: Sequen
         if f.sop_instance_uid and f.sop_instance_uid not in sops:
             sops.append(f.sop_instance_uid)
     series_number = rep.get("SeriesNumber", None)
-    role = vendors.stack_role(rep)
+    role = getattr(vendors.stack_role(rep), "value", None)
+    b_value = vendors.b_value_s_per_mm2(rep)
+    series_b = frames[0].series_b_value_s_per_mm2
+    if b_value is None and series_b is not None:
+        # a b0 whose only clue is the vendor b-value element, in a series with b > 0 images
+        b_value = series_b
+        if role == vendors.Role.OTHER.value:
+            role = vendors.Role.DWI.value
+        notes = [*notes, f"b = {series_b:g} s/mm² from the vendor b-value element, in a "
+                 "series that also holds b > 0 images"]
     return SeriesInfo(
         series_instance_uid=str(rep.get("SeriesInstanceUID", "") or ""),
         frame_of_reference_uid=str(rep.get("FrameOfReferenceUID", "") or ""),
         study_instance_uid=str(rep.get("StudyInstanceUID", "") or ""),
         modality=str(rep.get("Modality", "") or ""),
         manufacturer=str(rep.get("Manufacturer", "") or ""),
-        role=getattr(role, "value", str(role)),
+        role=str(role),
         echo_time_ms=vendors.echo_time_ms(rep),
         repetition_time_ms=_float("RepetitionTime"),
-        b_value_s_per_mm2=vendors.b_value_s_per_mm2(rep),
+        b_value_s_per_mm2=b_value,
         magnetic_field_strength_t=vendors.magnetic_field_strength_t(rep),
         diffusion_direction=vendors.diffusion_direction_lps(rep),
         image_type=tuple(str(t) for t in image_type),
@@ -968,7 +1095,7 @@ def _acquisition_order(frames: Sequence[_Frame]) -> tuple[float, float, float]:
 
 
 def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes: int,
-                 read_warnings: Sequence[str]) -> Stack:
+                 read_warnings: Sequence[str], fast_path: bool = True) -> Stack:
     from bonelesion.dicom import vendors
 
     plan, problems, notes, error_class = _plan_stack(frames, max_bytes)
@@ -991,7 +1118,7 @@ def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes
     if decode:
         ct = info.modality.upper() == "CT"
         try:
-            array = _decode_plan(plan, ct)
+            array = _decode_plan(plan, ct, fast_path=fast_path)
         except InputError as exc:
             return Stack(key=key, info=info, files=files, problems=(str(exc),),
                          warnings=tuple(stack_warnings), error_class=type(exc))
@@ -1035,6 +1162,7 @@ def load_series(
     *,
     decode: bool = True,
     max_bytes: int = MAX_VOLUME_BYTES,
+    fast_path: bool = True,
 ) -> list[Stack]:
     """Load every stack found under ``path``.
 
@@ -1047,6 +1175,11 @@ def load_series(
         still validated (refusals are still reported).
     max_bytes : int
         Refuse stacks whose float32 array would be larger (checked before decoding).
+    fast_path : bool
+        Read plain Part 10 headers with `bonelesion.dicom.fastheader.read_header` and
+        uncompressed little-endian pixel data straight from the file (the default). False
+        reads everything through pydicom (``dcmread`` and ``pixel_array``); the results are
+        the same, voxel for voxel, only slower.
 
     Returns
     -------
@@ -1069,47 +1202,91 @@ def load_series(
     discovery = discover_files(path)
     for skipped in discovery.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
-    groups: dict[StackKey, list[_Frame]] = {}
-    group_warnings: dict[StackKey, list[str]] = {}
+    entries: list[tuple[_Frame, StackKey, list[str]]] = []
     refused_files: list[Stack] = []
     for file, has_preamble in zip(discovery.files, discovery.has_preamble, strict=True):
         read_warnings: list[str] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = _file_frames(file, has_preamble, max_bytes, read_warnings)
+            result = _file_frames(file, has_preamble, max_bytes, read_warnings,
+                                  fast_path=fast_path)
         read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
         for w in read_warnings:
             logger.warning("%s", w)
         if isinstance(result, Stack):
             refused_files.append(result)
             continue
-        for fr, key in result:
-            groups.setdefault(key, []).append(fr)
-            if read_warnings:
-                group_warnings.setdefault(key, []).extend(read_warnings)
+        entries.extend((fr, key, read_warnings) for fr, key in result)
+    groups: dict[StackKey, list[_Frame]] = {}
+    group_warnings: dict[StackKey, list[str]] = {}
+    for fr, key, read_warnings in _with_series_b_values(entries):
+        groups.setdefault(key, []).append(fr)
+        if read_warnings:
+            group_warnings.setdefault(key, []).extend(read_warnings)
     stacks: list[tuple[tuple[Any, ...], Stack]] = []
+    per_series: dict[str, int] = {}
+    for key in groups:
+        per_series[key.series_instance_uid] = per_series.get(key.series_instance_uid, 0) + 1
     for key, frames in groups.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             stack = _build_stack(key, frames, decode=decode, max_bytes=max_bytes,
-                                 read_warnings=sorted(set(group_warnings.get(key, []))))
+                                 read_warnings=sorted(set(group_warnings.get(key, []))),
+                                 fast_path=fast_path)
         if caught:
             extra = tuple(sorted({f"{key.series_instance_uid}: {w.message}" for w in caught}))
             for w in extra:
                 logger.warning("%s", w)
             stack = dataclasses.replace(stack, warnings=stack.warnings + extra)
         order = (stack.info.series_number if stack.info.series_number is not None else 1 << 30,
-                 key.series_instance_uid, _acquisition_order(frames), str(key))
+                 key.series_instance_uid,
+                 _acquisition_order(frames) if per_series[key.series_instance_uid] > 1
+                 else (0, 0, 0), str(key))
         stacks.append((order, stack))
     stacks.sort(key=lambda item: item[0])
     return [s for _, s in stacks] + refused_files
 
 
-def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str]
-                 ) -> list[tuple[_Frame, StackKey]] | Stack:
+def _with_series_b_values(entries: list[tuple[_Frame, StackKey, list[str]]]
+                          ) -> list[tuple[_Frame, StackKey, list[str]]]:
+    """Give b = 0 keys to the b0 images a series context reveals.
+
+    `bonelesion.dicom.vendors.b_values_of_series_s_per_mm2` fills the b-value of images
+    whose only diffusion clue is a vendor b-value element of 0, in a series that holds
+    b > 0 images (e.g. a Philips classic b0). Their key gets b 0 and kind ``b0``; only
+    series with both keyed and un-keyed b-values are looked at.
+    """
+    from bonelesion.dicom import vendors
+
+    by_series: dict[str, list[int]] = {}
+    for i, (_, key, _) in enumerate(entries):
+        by_series.setdefault(key.series_instance_uid, []).append(i)
+    out = list(entries)
+    for indices in by_series.values():
+        b_keys = [entries[i][1].b_value_s_per_mm2 for i in indices]
+        if all(b is None for b in b_keys) or all(b is not None for b in b_keys):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already recorded when the keys were made
+            values = vendors.b_values_of_series_s_per_mm2([entries[i][0].flat for i in indices])
+        for i, b_key, b_value in zip(indices, b_keys, values, strict=True):
+            if b_key is None and b_value is not None:
+                frame, key, read_warnings = entries[i]
+                filled = dataclasses.replace(
+                    key, b_value_s_per_mm2=float(round(b_value)),
+                    acquisition_kind=vendors.DiffusionKind.B0.value if b_value <= 0.0
+                    else key.acquisition_kind)
+                frame.series_b_value_s_per_mm2 = float(b_value)
+                out[i] = (frame, filled, read_warnings)
+    return out
+
+
+def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str],
+                 *, fast_path: bool = True) -> list[tuple[_Frame, StackKey]] | Stack:
     """Header, frames and stack keys of one file ([] when it is skipped)."""
     try:
-        ds = _read_header(file, read_warnings, has_preamble)
+        ds, pixel_location = _read_header(file, read_warnings, has_preamble,
+                                          fast_path=fast_path)
     except NotDicomError as exc:
         logger.warning("Skipped %s: %s", file, exc)
         return []
@@ -1126,7 +1303,7 @@ def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: 
         logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
         return []
     try:
-        frames = _frames_of(file, ds, max_bytes)
+        frames = _frames_of(file, ds, max_bytes, pixel_location)
     except UnsupportedInputError as exc:
         logger.warning("%s", exc)
         return _refused_file_stack(file, ds, exc)
