@@ -141,18 +141,7 @@ def test_series_table_and_module_entry_point(tmp_path) -> None:  # type: ignore[
     src = shared_path("multivendor_cases_dicom2nifti", "dicom", "failing", "notavolume")
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, runpy; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-         "import conftest, pytest;"
-         "ctx = pytest.MonkeyPatch();"
-         "from bonelesion.dicom import vendors;"
-         "[ctx.setattr(vendors, n, f) for n, f in (('b_value_s_per_mm2', conftest._b),"
-         " ('diffusion_direction_lps', conftest._direction), ('diffusion_kind', conftest._kind),"
-         " ('echo_time_ms', conftest._te), ('magnetic_field_strength_t', conftest._field),"
-         " ('stack_role', conftest._role))] if not conftest._real_vendors_available() else None;"
-         "sys.argv = ['bonelesion', '-q', 'series', sys.argv[3]];"
-         "runpy.run_module('bonelesion', run_name='__main__')",
-         str(root / "src"), str(root / "tests" / "dicom"), str(src)],
+        [sys.executable, "-m", "bonelesion", "-q", "series", str(src)],
         capture_output=True, text=True, env={"PYTHONPATH": str(root / "src"), "PATH": ""},
         timeout=120,
     )

@@ -68,9 +68,9 @@ def test_real_xa30_export_plans_roles_and_measures_the_scanner_adc(tmp_path: Pat
     with open(out / "lesions.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["adc_source"] == "scanner"
-    assert int(row["adc_voxel_count"]) == int(inside.sum())
+    assert int(row["adc_voxels"]) == int(inside.sum())
     assert float(row["adc_mean_mm2_per_s"]) == pytest.approx(expected_adc, rel=RTOL_ADC_SAME_VOXELS)
-    assert row["chemical_shift_ratio"] == ""  # no Dixon in this export: recorded as missing
+    assert row["mr_chemical_shift_ratio"] == ""  # no Dixon in this export: recorded as missing
     assert "chemical_shift" in row["missing"]
 
 

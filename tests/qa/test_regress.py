@@ -116,3 +116,22 @@ def test_shipped_ci_tolerances_load() -> None:
     assert tol.for_column("ct_attenuation_mean_hu").abs == 0.5
     assert tol.for_column("adc_mean_mm2_per_s").rel == 0.01
     assert tol.for_column("label") == tol.default and "reasons" in tol.ignore
+
+
+def test_shipped_tolerances_name_real_lesion_table_columns() -> None:
+    # A tolerance on a misspelt or renamed column would never apply: every column the shipped
+    # tolerances name must be a column our lesion tables actually write.
+    from bonelesion.report.table import CALL_COLUMNS, MEASUREMENT_COLUMNS
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "qa" / "regress_tolerances.toml"
+    tol = load_tolerances(path)
+    written = set(MEASUREMENT_COLUMNS) | set(CALL_COLUMNS)
+    assert set(tol.columns) <= written, set(tol.columns) - written
+
+
+def test_tolerance_for_an_absent_column_is_noted(tmp_path: Path) -> None:
+    tol_file = tmp_path / "tol.toml"
+    tol_file.write_text("[columns.ct_atenuation_mean_hu]\nabs = 0.5\n")
+    base = _write(tmp_path / "a", BASE)
+    report = compare_runs(base, base, load_tolerances(tol_file))
+    assert any("ct_atenuation_mean_hu" in n for n in report.notes)

@@ -102,7 +102,7 @@ def test_lesion_table_has_call_columns(run) -> None:  # type: ignore[no-untyped-
         assert {f["feature"] for f in reasons["features"]} >= {"ct_attenuation_mean_hu",
                                                               "adc_mean_mm2_per_s"}
     assert rows[0]["ct_attenuation_mean_hu"] == "700.0"
-    assert rows[0]["chemical_shift_ratio"] == "1.0"
+    assert rows[0]["mr_chemical_shift_ratio"] == "1.0"
     assert rows[1]["escc_grade"] == "1c" and rows[1]["adc_mean_mm2_per_s"] == ""
     assert rows[2]["label"] == Label.INDETERMINATE.value  # 880 HU: inside the ±60 HU band
 

@@ -202,6 +202,11 @@ def compare_runs(
                     detail="column of the baseline is missing from the results",
                 )
             )
+    unused = sorted(c for c in tol.columns if c not in b_cols and c not in r_cols)
+    if unused:
+        notes.append(
+            f"tolerances name columns found in neither table (check the names): {', '.join(unused)}"
+        )
     extra_cols = [c for c in r_cols if c not in b_cols]
     if extra_cols:
         notes.append(f"results have new columns (not compared): {', '.join(extra_cols)}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,49 +10,29 @@ from typing import Any
 from bonelesion.classify.call import LesionCall
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.report.study import StudyResult
+from bonelesion.stages.output import CSV_COLUMNS, EXTRA_CSV_COLUMNS, csv_cell, lesion_row
 
-__all__ = ["measurement_columns", "lesion_table_rows", "write_lesion_table", "CALL_COLUMNS"]
+__all__ = [
+    "measurement_columns", "lesion_table_rows", "write_lesion_table", "CALL_COLUMNS",
+    "MEASUREMENT_COLUMNS",
+]
 
+#: Measurement columns, required ones first (names kept stable for users' analyses).
+MEASUREMENT_COLUMNS = CSV_COLUMNS + EXTRA_CSV_COLUMNS
 #: Columns the call adds (`LesionCall.table_columns`).
 CALL_COLUMNS = ("label", "probability_malignant", "reasons", "sins_total_min_points",
                 "sins_total_max_points", "sins_band", "escc_grade", "escc_high_grade")
 
-_SKIP = {"lesion_id", "warnings", "provenance"}
-
-
-def _prefixed(prefix: str, name: str) -> str:
-    return name if name.startswith(prefix) else f"{prefix}_{name}"
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
-    if isinstance(value, tuple):
-        return ";".join(str(v) for v in value)
-    return value
-
 
 def measurement_columns(m: LesionMeasurements) -> dict[str, Any]:
-    """Flat measurement columns of one lesion (``ct_*``, ``chemical_shift_*``, ``adc_*``).
+    """Measurement columns of one lesion: the canonical row of `bonelesion measure`.
 
-    Every field of each present result is written (empty when the result is absent), so all
-    rows share one header. Examples: ``ct_attenuation_mean_hu``, ``chemical_shift_ratio``,
-    ``chemical_shift_fat_fraction``, ``adc_mean_mm2_per_s``.
+    The same names in every lesions.csv we write (``ct_voxels``, ``ct_attenuation_mean_hu``,
+    ``mr_chemical_shift_ratio``, ``mr_fat_fraction``, ``adc_mean_mm2_per_s`` …; see
+    `bonelesion.stages.output.CSV_COLUMNS`), formatted as CSV cells.
     """
-    from bonelesion.model.results import AdcResult, ChemicalShiftResult, CtAttenuationResult
-
-    row: dict[str, Any] = {"study_instance_uid": m.study_instance_uid, "lesion_id": m.lesion_id}
-    for prefix, cls, value in (("ct", CtAttenuationResult, m.ct),
-                               ("chemical_shift", ChemicalShiftResult, m.chemical_shift),
-                               ("adc", AdcResult, m.adc)):
-        for f in dataclasses.fields(cls):
-            if f.name in _SKIP:
-                continue
-            row[_prefixed(prefix, f.name)] = _cell(getattr(value, f.name) if value else None)
-    row["missing"] = "; ".join(f"{k}: {v}" for k, v in m.missing.items())
-    return row
+    row = lesion_row(m)
+    return {c: csv_cell(row[c]) for c in MEASUREMENT_COLUMNS}
 
 
 def lesion_table_rows(studies: Sequence[StudyResult]) -> list[dict[str, Any]]:
@@ -72,12 +50,9 @@ def _call_columns(call: LesionCall) -> dict[str, Any]:
 
 def write_lesion_table(path: str | Path, studies: Sequence[StudyResult]) -> Path:
     """Write lesions.csv (UTF-8, header always present); returns the path."""
-    from bonelesion.model.results import LesionMeasurements
-
     path = Path(path)
     rows = lesion_table_rows(studies)
-    header = list(measurement_columns(LesionMeasurements(study_instance_uid="", lesion_id="")))
-    header += list(CALL_COLUMNS)
+    header = list(MEASUREMENT_COLUMNS) + list(CALL_COLUMNS)
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()

@@ -22,7 +22,7 @@ from bonelesion.config import config_to_dict
 from bonelesion.model.results import LesionMeasurements
 
 __all__ = ["CSV_COLUMNS", "EXTRA_CSV_COLUMNS", "lesion_row", "write_lesions_csv",
-           "results_document", "write_results_json", "RESULTS_SCHEMA_VERSION"]
+           "results_document", "write_results_json", "RESULTS_SCHEMA_VERSION", "csv_cell"]
 
 RESULTS_SCHEMA_VERSION = "1.0"
 
@@ -37,7 +37,11 @@ EXTRA_CSV_COLUMNS = (
     "ct_core_voxels", "ct_attenuation_min_hu", "ct_attenuation_p05_hu",
     "mr_in_phase_series_uid", "mr_opposed_phase_series_uid", "mr_voxels",
     "adc_series_uid", "adc_voxels", "adc_p90_mm2_per_s",
-    "adc_sd_mm2_per_s", "treated", "missing", "warnings",
+    "adc_sd_mm2_per_s", "adc_b_values_s_per_mm2", "ct_erosion_margin_mm",
+    "mr_signal_in_phase_mean", "mr_signal_opposed_phase_mean",
+    "mr_normalised_chemical_shift_ratio", "mr_echo_time_in_phase_ms",
+    "mr_echo_time_opposed_phase_ms", "mr_magnetic_field_strength_t",
+    "treated", "missing", "warnings",
 )
 
 _DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "nibabel", "SimpleITK")
@@ -74,14 +78,25 @@ def lesion_row(m: LesionMeasurements) -> dict[str, Any]:
         "adc_voxels": adc.voxel_count if adc else None,
         "adc_p90_mm2_per_s": adc.adc_p90_mm2_per_s if adc else None,
         "adc_sd_mm2_per_s": adc.adc_sd_mm2_per_s if adc else None,
+        "adc_b_values_s_per_mm2": (
+            ";".join(f"{b:g}" for b in adc.b_values_s_per_mm2) or None if adc else None
+        ),
+        "ct_erosion_margin_mm": ct.erosion_margin_mm if ct else None,
+        "mr_signal_in_phase_mean": cs.signal_in_phase_mean if cs else None,
+        "mr_signal_opposed_phase_mean": cs.signal_opposed_phase_mean if cs else None,
+        "mr_normalised_chemical_shift_ratio": cs.normalised_chemical_shift_ratio if cs else None,
+        "mr_echo_time_in_phase_ms": cs.echo_time_in_phase_ms if cs else None,
+        "mr_echo_time_opposed_phase_ms": cs.echo_time_opposed_phase_ms if cs else None,
+        "mr_magnetic_field_strength_t": cs.magnetic_field_strength_t if cs else None,
         "treated": m.annotations.get("treated"),
-        "missing": ";".join(sorted(m.missing)) or None,
+        "missing": "; ".join(f"{k}: {v}" for k, v in sorted(m.missing.items())) or None,
         "warnings": len(m.warnings) or None,
     }
     return row
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """Format one CSV cell: empty for None/NaN, ``true``/``false``, floats round-trip."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -100,7 +115,7 @@ def write_lesions_csv(measurements: Sequence[LesionMeasurements], path: str | Pa
         writer.writerow(columns)
         for m in measurements:
             row = lesion_row(m)
-            writer.writerow([_cell(row[c]) for c in columns])
+            writer.writerow([csv_cell(row[c]) for c in columns])
     return path
 
 
