@@ -205,11 +205,15 @@ class PipelineDefinition:
 
 
 def pipelines_dir() -> Path:
-    """Folder of the shipped pipelines (``$BONELESION_PIPELINES`` overrides it)."""
+    """Folder of the shipped pipelines (``$BONELESION_PIPELINES`` overrides it).
+
+    They are package data (``bonelesion/pipeline/shipped``; ``pipelines/`` at the top of the
+    source tree links there), so a wheel install finds them as an editable one does.
+    """
     env = os.environ.get("BONELESION_PIPELINES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "pipelines"
+    return Path(__file__).resolve().parent / "shipped"
 
 
 def shipped_pipelines() -> list[str]:
