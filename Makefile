@@ -23,8 +23,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# Benchmarks print their figures; they are never part of `make test` (timings are not asserted).
 bench: install
-	$(PY) bench/run_all.py
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
