@@ -14,6 +14,7 @@ DICOM PS3.3 A.51 (Segmentation IOD); PS3.16 TID 1500 (Measurement Report) and TI
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
@@ -243,6 +245,112 @@ def _copy_deidentification(source: Dataset, derived: Dataset) -> None:
             derived[keyword] = source[keyword]
 
 
+#: Per-frame PixelSpacing values that differ by less than this (relative) count as one
+#: (highdicom's own check of preserved pixel measures uses rtol 1e-4).
+_PIXEL_SPACING_RTOL = 1e-4
+#: Per-frame ImageOrientationPatient direction cosines that differ by less than this count
+#: as one orientation (highdicom ``_DEFAULT_EQUALITY_TOLERANCE``).
+_ORIENTATION_ATOL = 1e-5
+#: Exceptions highdicom raises when a source header does not carry what it expects
+#: (e.g. ``AttributeError: PixelMeasuresSequence``); turned into `UnsupportedInputError`.
+_HIGHDICOM_FAILURES = (AttributeError, KeyError, IndexError, TypeError, ValueError)
+
+_PIXEL_MEASURES = "PixelMeasuresSequence"
+_PLANE_ORIENTATION = "PlaneOrientationSequence"
+
+
+def _safe_text(exc: BaseException) -> str:
+    """``Type: message`` of a library exception, withheld if it may quote patient data."""
+    text = str(exc)
+    if "person name" in text.lower() or "patient" in text.lower():
+        text = "(message withheld: it refers to a patient-level attribute)"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _describe_source(datasets: Sequence[Dataset]) -> str:
+    first = datasets[0]
+    name = getattr(first, "filename", None)
+    where = f"file {name}" if isinstance(name, str) else f"SOP instance {first.SOPInstanceUID}"
+    return where if len(datasets) == 1 else f"{len(datasets)} files, first {where}"
+
+
+def _agreed_frame_item(ds: Dataset, keyword: str, where: str) -> Dataset:
+    """The one value of a functional group that ``ds`` repeats in every frame.
+
+    Raises
+    ------
+    MissingAttributeError
+        If a frame lacks the group.
+    UnsupportedInputError
+        If frames differ (pixel spacing or orientation varies within the object).
+    """
+    items: list[Dataset] = []
+    for k, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        seq = frame.get(keyword)
+        if not seq:
+            raise MissingAttributeError(
+                f"DICOM SEG: {where}, frame {k + 1}, has no {keyword} in the shared or the "
+                "per-frame functional groups; expected it in one of them (PS3.3 C.7.6.16). "
+                "Potential fix: use the original scanner export.")
+        items.append(seq[0])
+    first = items[0]
+    if keyword == _PIXEL_MEASURES:
+        key, tol = "PixelSpacing", {"rtol": _PIXEL_SPACING_RTOL, "atol": 0.0}
+    else:
+        key, tol = "ImageOrientationPatient", {"rtol": 0.0, "atol": _ORIENTATION_ATOL}
+    if key not in first:
+        raise MissingAttributeError(
+            f"DICOM SEG: {where}, frame 1, {keyword} has no {key}; expected it (Type 1). "
+            "Potential fix: use the original scanner export.")
+    ref = np.asarray([float(v) for v in first[key].value], dtype=float)
+    for k, item in enumerate(items[1:], start=2):
+        got = item.get(key)
+        vals = None if got is None else np.asarray([float(v) for v in got], dtype=float)
+        if vals is None or vals.shape != ref.shape or not np.allclose(vals, ref, **tol):
+            raise UnsupportedInputError(
+                f"DICOM SEG: {where}: {key} of frame {k} is "
+                f"{None if vals is None else vals.tolist()}, expected the value of frame 1 "
+                f"{ref.tolist()} (one SEG needs one {key} for all frames). Potential fix: "
+                "write the SEG on a series with uniform geometry, or skip DICOM output.")
+    return first
+
+
+def _with_shared_geometry(ds: Dataset, where: str) -> Dataset:
+    """Return ``ds``, or a view of it with PixelMeasures/PlaneOrientation in the shared groups.
+
+    highdicom 0.28 builds a SEG on a multi-frame source only when the source holds the
+    Pixel Measures and Plane Orientation functional groups in its *shared* functional groups
+    (it reads ``SharedFunctionalGroupsSequence[0].PixelMeasuresSequence`` unconditionally).
+    Several scanners (e.g. Siemens syngo MR XA, Philips) repeat them in every frame instead.
+    When every frame carries the same value, the returned dataset has that value in its
+    shared groups; the source ``ds`` itself is not modified (the view shares its elements,
+    pixel data stay unread on disk) and the SEG still references the source's own SOP
+    instance and frames.
+
+    Raises
+    ------
+    MissingAttributeError, UnsupportedInputError
+        See `_agreed_frame_item`.
+    """
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return ds
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else Dataset()
+    missing = [kw for kw in (_PIXEL_MEASURES, _PLANE_ORIENTATION) if not shared.get(kw)]
+    if not missing:
+        return ds
+    new_shared = copy.deepcopy(shared)
+    for keyword in missing:
+        setattr(new_shared, keyword,
+                DicomSequence([copy.deepcopy(_agreed_frame_item(ds, keyword, where))]))
+    view = copy.copy(ds)  # same class and file attributes (deferred reads keep working) …
+    view._dict = dict(ds._dict)  # … but its own element dict: ``ds`` stays unchanged
+    view.SharedFunctionalGroupsSequence = DicomSequence([new_shared])
+    logger.info("DICOM SEG: %s repeats %s in every frame; used as shared for highdicom",
+                where, " and ".join(missing))
+    return view
+
+
 def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
     if mask.geometry_equal(source):
         arr = np.asarray(mask.array) != 0
@@ -288,6 +396,19 @@ def write_segmentation(
     ------
     InputError
         No masks, an empty mask, or source files that do not match the volume.
+    MissingAttributeError
+        A multi-frame source lacks Pixel Measures or Plane Orientation (shared and per frame).
+    UnsupportedInputError
+        The frames of a multi-frame source differ in pixel spacing or orientation, or
+        highdicom cannot build a SEG on the source (its message is kept).
+
+    Notes
+    -----
+    An enhanced (multi-frame) source is referenced as one object: the SEG's frames follow
+    the source's frames (matched through each frame's PlanePositionSequence, see
+    `read_source`) and reference them by frame number. Pixel Measures and Plane
+    Orientation that the source repeats per frame instead of sharing are accepted when all
+    frames agree (see `_with_shared_geometry`).
     """
     if not masks:
         raise InputError(
@@ -319,9 +440,22 @@ def write_segmentation(
         )
         for n, lesion_id in enumerate(ids)
     ]
+    uid = source.series.series_instance_uid or "(no UID)"
+    where = f"series {uid} ({_describe_source(datasets)})"
+    # highdicom reads the geometry of a multi-frame source from its shared groups only
+    spatial = [_with_shared_geometry(datasets[0], where)] if len(datasets) == 1 else datasets
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        seg = _segmentation(datasets, pixels, descriptions, series_number)
+        try:
+            seg = _segmentation(spatial, pixels, descriptions, series_number)
+        except _HIGHDICOM_FAILURES as exc:
+            raise UnsupportedInputError(
+                f"DICOM SEG on {where}: highdicom {hd.__version__} cannot build a "
+                f"Segmentation on this source ({_safe_text(exc)}); expected source images "
+                "with the spatial attributes of their IOD (positions, orientation, pixel "
+                "measures) for every frame. Potential fix: write the SEG on another series of "
+                "the study, or skip DICOM output (--no-dicom); the measurements are "
+                "unaffected.") from exc
     _log_warnings(caught, "DICOM SEG")
     _copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
@@ -478,11 +612,21 @@ def write_measurement_report(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=[*source_datasets, seg], content=report, series_instance_uid=generate_uid(),
-            series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
-            manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
-        )
+        try:
+            sr = hd.sr.Comprehensive3DSR(
+                evidence=[*source_datasets, seg], content=report,
+                series_instance_uid=generate_uid(), series_number=series_number,
+                sop_instance_uid=generate_uid(), instance_number=1, manufacturer="bonelesion",
+                is_complete=True, series_description="bonelesion report",
+            )
+        except _HIGHDICOM_FAILURES as exc:
+            series = source_datasets[0].get("SeriesInstanceUID", "(no UID)")
+            raise UnsupportedInputError(
+                f"DICOM SR of study {study.study_instance_uid} on series {series} "
+                f"({_describe_source(source_datasets)}): highdicom {hd.__version__} cannot "
+                f"build the Comprehensive 3D SR ({_safe_text(exc)}); expected source images "
+                "and a SEG with complete study/series identification. Potential fix: skip "
+                "DICOM output (--no-dicom); the measurements are unaffected.") from exc
     _log_warnings(caught, "DICOM SR")
     _copy_deidentification(source_datasets[0], sr)
     sr.save_as(Path(path))
@@ -491,15 +635,21 @@ def write_measurement_report(
 
 @dataclass(frozen=True, kw_only=True)
 class StudyDicom:
-    """Paths of the DICOM objects written for one study."""
+    """Paths of the DICOM objects written for one study.
+
+    ``skipped`` holds, for every series tried before ``source_role`` and refused, the
+    reason (its series UID included).
+    """
 
     seg_path: Path
     sr_path: Path
     source_role: str
     segment_numbers: Mapping[str, int]
+    skipped: tuple[str, ...] = ()
 
 
-def _pick_source(study: StudyResult) -> tuple[str, Volume]:
+def _source_candidates(study: StudyResult) -> list[tuple[str, Volume]]:
+    """Series that can carry the SEG, the grid the masks are drawn on first."""
     candidates = [(r, v) for r, v in study.ordered_volumes()
                   if len(v.series.source_files) in (1, v.shape[0])]
     if not candidates:
@@ -507,30 +657,63 @@ def _pick_source(study: StudyResult) -> tuple[str, Volume]:
             f"DICOM out for study {study.study_instance_uid}: no series with its source files "
             "(one per slice, or one multi-frame object) to reference. Potential fix: keep "
             "SeriesInfo.source_files when loading, or skip DICOM output.")
-    for role, vol in candidates:  # prefer the grid the masks are drawn on
-        if all(mask.geometry_equal(vol) for mask in study.masks.values()):
-            return role, vol
-    return candidates[0]
+    on_grid = [(r, v) for r, v in candidates
+               if all(mask.geometry_equal(v) for mask in study.masks.values())]
+    return on_grid + [c for c in candidates if c not in on_grid]
+
+
+def _pick_source(study: StudyResult) -> tuple[str, Volume]:
+    return _source_candidates(study)[0]
 
 
 def write_study_dicom(study: StudyResult, out_dir: str | Path) -> StudyDicom:
-    """Write ``seg.dcm`` and ``sr.dcm`` of one study into ``out_dir`` (created).
+    """Write ``seg_<study>.dcm`` and ``sr_<study>.dcm`` of one study into ``out_dir`` (created).
+
+    The SEG goes on the series the masks are drawn on. If that series cannot carry it
+    (source files missing or changed, a source highdicom cannot build on), the next series
+    of the study is tried; each refusal is logged as a warning naming the series and kept
+    in `StudyDicom.skipped`.
 
     Raises
     ------
     InputError
-        No usable source series or no masks (see `write_segmentation`).
+        No masks, or no series of the study can carry the SEG and SR; the message names
+        every series tried and why it was refused.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    role, source = _pick_source(study)
-    datasets, slices = read_source(source)
     masks = {m.lesion_id: study.masks[m.lesion_id] for m in study.lesions
              if m.lesion_id in study.masks}
+    if not masks:
+        raise InputError(
+            f"DICOM out for study {study.study_instance_uid}: no lesion has a mask. "
+            "Potential fix: pass the study's lesion masks.")
+    candidates = _source_candidates(study)
+    out.mkdir(parents=True, exist_ok=True)
     seg_path = out / f"seg_{safe_name(study.study_instance_uid)}.dcm"
     sr_path = out / f"sr_{safe_name(study.study_instance_uid)}.dcm"
-    seg, numbers = write_segmentation(source, masks, seg_path, source_datasets=datasets,
-                                      frame_slices=slices)
-    write_measurement_report(study, seg, numbers, datasets, sr_path)
-    return StudyDicom(seg_path=seg_path, sr_path=sr_path, source_role=role,
-                      segment_numbers=numbers)
+    skipped: list[str] = []
+    errors: list[InputError] = []
+    for role, source in candidates:
+        try:
+            datasets, slices = read_source(source)
+            seg, numbers = write_segmentation(source, masks, seg_path,
+                                              source_datasets=datasets, frame_slices=slices)
+            write_measurement_report(study, seg, numbers, datasets, sr_path)
+        except InputError as exc:
+            seg_path.unlink(missing_ok=True)
+            sr_path.unlink(missing_ok=True)
+            reason = (f"{role} series {source.series.series_instance_uid or '(no UID)'}: "
+                      f"{exc}")
+            logger.warning("study %s: DICOM SEG/SR not written on %s", study.study_instance_uid,
+                           reason)
+            skipped.append(reason)
+            errors.append(exc)
+            continue
+        return StudyDicom(seg_path=seg_path, sr_path=sr_path, source_role=role,
+                          segment_numbers=numbers, skipped=tuple(skipped))
+    if len(errors) == 1:
+        raise errors[0]  # the only series: its own error (type and message) says it all
+    raise UnsupportedInputError(
+        f"DICOM out for study {study.study_instance_uid}: no series can carry the SEG/SR; "
+        f"tried {len(skipped)}: " + " | ".join(skipped) + " Potential fix: see each series' "
+        "own fix, or skip DICOM output (--no-dicom).")
