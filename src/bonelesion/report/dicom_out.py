@@ -25,6 +25,7 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.errors import InvalidDicomError
@@ -257,6 +258,7 @@ _HIGHDICOM_FAILURES = (AttributeError, KeyError, IndexError, TypeError, ValueErr
 
 _PIXEL_MEASURES = "PixelMeasuresSequence"
 _PLANE_ORIENTATION = "PlaneOrientationSequence"
+_SHARED_GROUPS_TAG = pydicom.tag.Tag(0x5200, 0x9229)  # SharedFunctionalGroupsSequence
 
 
 def _safe_text(exc: BaseException) -> str:
@@ -344,8 +346,10 @@ def _with_shared_geometry(ds: Dataset, where: str) -> Dataset:
         setattr(new_shared, keyword,
                 DicomSequence([copy.deepcopy(_agreed_frame_item(ds, keyword, where))]))
     view = copy.copy(ds)  # same class and file attributes (deferred reads keep working) …
-    view._dict = dict(ds._dict)  # … but its own element dict: ``ds`` stays unchanged
-    view.SharedFunctionalGroupsSequence = DicomSequence([new_shared])
+    view._dict = dict(ds._dict)  # … but its own element dict …
+    # … and a new element (attribute assignment would change the value of the shared one)
+    view[_SHARED_GROUPS_TAG] = DataElement(_SHARED_GROUPS_TAG, "SQ",
+                                           DicomSequence([new_shared]))
     logger.info("DICOM SEG: %s repeats %s in every frame; used as shared for highdicom",
                 where, " and ".join(missing))
     return view
