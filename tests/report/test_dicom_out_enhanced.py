@@ -447,3 +447,80 @@ def test_report_writer_keeps_the_other_outputs(siemens_adc: Any, tmp_path: Path)
     assert f"series {bad.series.series_instance_uid}" in text
     assert "PixelSpacing of frame 2" in text
     assert "AttributeError" not in text
+
+
+# ----------------------------------------------------------------------------- multi-stack
+def _load_stacks(folder: Path) -> list[Volume]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return [s.volume for s in bonelesion.load_series(folder) if s.volume is not None]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("frame_type", ["M", "FIELD_MAP"])
+def test_philips_field_map_one_stack_of_two(frame_type: str, tmp_path: Path) -> None:
+    """One Philips object holds magnitude and field-map frames at the same 32 positions:
+    the SEG of one stack references exactly that stack's frames."""
+    folder = shared_path("enhanced_philips_siemens_small", "dicom", "Philips")
+    (volume,) = [v for v in _load_stacks(folder) if v.series.image_type[-1] == frame_type]
+    (path,) = volume.series.source_files
+    (sop,) = volume.series.sop_instance_uids
+    source = pydicom.dcmread(path, stop_before_pixels=True)
+    own = [k + 1 for k, f in enumerate(source.PerFrameFunctionalGroupsSequence)
+           if f.MRImageFrameTypeSequence[0].FrameType[3] == frame_type]
+    assert len(own) == volume.shape[0] == source.NumberOfFrames // 2
+    ipp = np.asarray([[float(v) for v in source.PerFrameFunctionalGroupsSequence[k - 1]
+                       .PlanePositionSequence[0].ImagePositionPatient] for k in own])
+    slice_of_frame = dict(zip(own, np.rint(volume.lps_to_index(ipp)[:, 0]).astype(int),
+                              strict=True))
+    center = volume.index_to_lps(np.asarray([[16.0, 32.0, 32.0]]))[0]
+    masks = {"F1": _sphere(volume, center, 12.0)}
+    written = write_study_dicom(_study(volume, masks, "other"), tmp_path)
+    seg = hd.seg.segread(written.seg_path)
+    got = seg.get_pixels_by_source_frame(source_sop_instance_uid=sop, source_frame_numbers=own,
+                                         segment_numbers=[1], assert_missing_frames_are_empty=True)
+    want = np.asarray(masks["F1"].array)[[slice_of_frame[k] for k in own]]
+    np.testing.assert_array_equal(got[..., 0].astype(bool), want)
+    referenced = {int(src.ReferencedFrameNumber)
+                  for item in pydicom.dcmread(written.seg_path).PerFrameFunctionalGroupsSequence
+                  for der in item.DerivationImageSequence for src in der.SourceImageSequence}
+    expected = {k for k in own if want[own.index(k)].any()}
+    assert referenced == expected  # no frame of the other stack
+    refs = _sr_source_references(pydicom.dcmread(written.sr_path))
+    assert {u for u, _ in refs} == {sop}
+    assert sorted({f for _, frames in refs for f in frames}) == sorted(expected)
+    assert _dciodvfy_errors(written.seg_path) == []
+    assert _dciodvfy_errors(written.sr_path) == []
+
+
+def test_multi_stack_object_without_a_matching_stack(siemens_adc: Any) -> None:
+    """An object with more frames than slices, none of whose stacks is the volume's."""
+    volume, _ = siemens_adc
+    src = pydicom.dcmread(volume.series.source_files[0], stop_before_pixels=True)
+    n = volume.shape[0]
+    half = Volume(array=np.asarray(volume.array)[: n // 2], spacing_mm=volume.spacing_mm,
+                  origin_lps_mm=volume.origin_lps_mm, direction_lps=volume.direction_lps,
+                  intensity_unit=volume.intensity_unit, series=volume.series)  # < frames
+    with pytest.raises(UnsupportedInputError, match=(
+            rf"holds {src.NumberOfFrames} frames in 1 stacks; expected exactly one stack of "
+            rf"{n // 2} frames with the volume's image type, echo time, b-value and direction, "
+            r"found 0\. Potential fix")):
+        read_source(half)
+
+
+@pytest.mark.shared_data
+def test_source_without_frame_of_reference_named(tmp_path: Path) -> None:
+    """A stripped Philips enhanced DTI (no FrameOfReferenceUID): refused, series named."""
+    folder = shared_path("multivendor_cases_dicom2nifti", "dicom", "philips_enhanced")
+    volume = _load_stacks(folder)[0]
+    masks = {"D1": _sphere(volume, volume.index_to_lps(
+        np.asarray([[4.0, 64.0, 64.0]]))[0], 10.0)}
+    # the stack is found among the object's four (b = 0 and three directions)
+    _, slices = read_source(volume)
+    assert sum(s >= 0 for s in slices) == volume.shape[0] < len(slices)
+    with pytest.raises(UnsupportedInputError, match=(
+            rf"DICOM SEG on series {volume.series.series_instance_uid} \(file .*\): highdicom "
+            r"[\d.]+ cannot build a Segmentation on this source \(ValueError: Source images "
+            r"have no Frame Of Reference UID")):
+        write_study_dicom(_study(volume, masks, "dwi"), tmp_path)
+    assert not list(tmp_path.glob("*.dcm"))

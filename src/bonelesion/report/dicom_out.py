@@ -159,6 +159,69 @@ def _slice_of(volume: Volume, ipp: Any, where: str) -> int:
     return s
 
 
+#: A stack signature (`bonelesion.dicom.multiframe.stack_key`) rounds b-values to 1 s/mm²,
+#: echo times to 0.01 ms and gradient directions to 0.01; a volume's own values match it
+#: within half a rounding step (plus float slack).
+_B_VALUE_ATOL_S_PER_MM2 = 0.5 + 1e-6
+_ECHO_TIME_ATOL_MS = 0.005 + 1e-9
+_DIRECTION_ATOL = 0.005 + 1e-9
+#: Slice index of a source frame that belongs to another stack of the same object.
+OTHER_STACK = -1
+
+
+def _same(a: Any, b: Any, atol: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), atol=atol,
+                            rtol=0.0))
+
+
+def _stack_frames(volume: Volume, ds: Dataset, path: str) -> list[int]:
+    """Slice of every frame of a multi-frame object that holds several stacks.
+
+    The frames are grouped by the reader's own stack signature
+    (`bonelesion.dicom.multiframe.stack_key`); the group whose image type, echo time,
+    b-value and gradient direction are the volume's, and whose positions cover every slice
+    once, is the volume's. Frames of the other stacks get `OTHER_STACK`.
+
+    Raises
+    ------
+    UnsupportedInputError
+        If no group, or more than one, matches the volume.
+    """
+    from bonelesion.dicom.multiframe import flatten_frames, stack_key
+
+    info = volume.series
+    n = volume.shape[0]
+    flats = flatten_frames(ds)
+    groups: dict[Any, list[int]] = {}
+    for k, flat in enumerate(flats):
+        groups.setdefault(stack_key(flat), []).append(k)
+    matches: list[list[int]] = []
+    for key, members in groups.items():
+        if not (tuple(key.image_type) == tuple(info.image_type)
+                and _same(key.echo_time_ms, info.echo_time_ms, _ECHO_TIME_ATOL_MS)
+                and _same(key.b_value_s_per_mm2, info.b_value_s_per_mm2,
+                          _B_VALUE_ATOL_S_PER_MM2)
+                and _same(key.diffusion_direction, info.diffusion_direction, _DIRECTION_ATOL)
+                and len(members) == n):
+            continue
+        slices = [OTHER_STACK] * len(flats)
+        for k in members:
+            slices[k] = _slice_of(volume, flats[k].get("ImagePositionPatient"),
+                                  f"file {path} frame {k + 1}")
+        if sorted(s for s in slices if s != OTHER_STACK) == list(range(n)):
+            matches.append(slices)
+    if len(matches) != 1:
+        raise UnsupportedInputError(
+            f"DICOM out for series {info.series_instance_uid}: {path} holds {len(flats)} "
+            f"frames in {len(groups)} stacks; expected exactly one stack of {n} frames with "
+            f"the volume's image type, echo time, b-value and direction, found "
+            f"{len(matches)}. Potential fix: write the SEG on another series of the study, "
+            "or skip DICOM output (--no-dicom).")
+    return matches[0]
+
+
 def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
     """Read the source DICOM of ``volume``: datasets and the slice index of each source frame.
 
@@ -166,20 +229,23 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
     order; a single multi-frame object (enhanced CT/MR) comes back as one dataset, with its
     frames mapped to slices through the per-frame PlanePositionSequence. Matching is always
     by projecting ImagePositionPatient into the volume's index space, never by
-    InstanceNumber, frame number or file order. pydicom warnings are logged.
+    InstanceNumber, frame number or file order. An object holding several stacks (e.g. a
+    Philips field map with magnitude and phase frames, or all b-values of a DWI) is split
+    by the reader's stack signature (see `_stack_frames`). pydicom warnings are logged.
 
     Returns
     -------
     datasets : list of Dataset
     frame_slices : list of int
         For every source frame (files in the returned order, frames in file order), the
-        volume slice it shows.
+        volume slice it shows; `OTHER_STACK` (-1) for a frame of another stack of the
+        same multi-frame object.
 
     Raises
     ------
     UnsupportedInputError
         If the files are neither one single-frame file per slice nor one multi-frame object
-        with one frame per slice.
+        holding the volume's frames (one stack of it matching the volume).
     MissingAttributeError
         If a frame has no position.
     GeometryMismatchError
@@ -203,6 +269,8 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
                     f"onto slices {slices}, expected each of 0–{n - 1} once. Potential fix: "
                     "pass the Volume loaded from exactly this file.")
             return [ds], slices
+        if frames > n and "PerFrameFunctionalGroupsSequence" in ds:
+            return [ds], _stack_frames(volume, ds, files[0])
     if len(files) != n:
         raise UnsupportedInputError(
             f"DICOM out for series {info.series_instance_uid or '(no UID)'}: need one "
@@ -263,6 +331,8 @@ _SHARED_GROUPS_TAG = pydicom.tag.Tag(0x5200, 0x9229)  # SharedFunctionalGroupsSe
 
 def _safe_text(exc: BaseException) -> str:
     """``Type: message`` of a library exception, withheld if it may quote patient data."""
+    if isinstance(exc, AttributeError) and exc.name:  # names an attribute, quotes no value
+        return f"AttributeError: the source has no {exc.name}"
     text = str(exc)
     if "person name" in text.lower() or "patient" in text.lower():
         text = "(message withheld: it refers to a patient-level attribute)"
@@ -317,6 +387,35 @@ def _agreed_frame_item(ds: Dataset, keyword: str, where: str) -> Dataset:
     return first
 
 
+#: Type 2 attributes of the Patient and General Study modules that highdicom copies from the
+#: source into the SEG; some de-identified exports drop them instead of leaving them empty.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                 "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _view(ds: Dataset) -> Dataset:
+    """A dataset sharing ``ds``'s elements and file attributes, with its own element dict."""
+    view = copy.copy(ds)  # same class and file attributes (deferred reads keep working) …
+    view._dict = dict(ds._dict)  # … but its own element dict: ``ds`` stays unchanged
+    return view
+
+
+def _with_type2_present(ds: Dataset, where: str) -> Dataset:
+    """Return ``ds``, or a view of it in which absent `_TYPE2_COPIED` attributes are empty.
+
+    An absent Type 2 attribute and an empty one both mean "unknown" (PS3.5 7.4.2); highdicom
+    0.28 needs them present. The source ``ds`` is not modified.
+    """
+    absent = [kw for kw in _TYPE2_COPIED if kw not in ds]
+    if not absent:
+        return ds
+    view = _view(ds)
+    for keyword in absent:
+        setattr(view, keyword, None)  # a new, empty element: nothing shared is changed
+    logger.info("DICOM SEG: %s has no %s; written empty (Type 2)", where, ", ".join(absent))
+    return view
+
+
 def _with_shared_geometry(ds: Dataset, where: str) -> Dataset:
     """Return ``ds``, or a view of it with PixelMeasures/PlaneOrientation in the shared groups.
 
@@ -345,9 +444,8 @@ def _with_shared_geometry(ds: Dataset, where: str) -> Dataset:
     for keyword in missing:
         setattr(new_shared, keyword,
                 DicomSequence([copy.deepcopy(_agreed_frame_item(ds, keyword, where))]))
-    view = copy.copy(ds)  # same class and file attributes (deferred reads keep working) …
-    view._dict = dict(ds._dict)  # … but its own element dict …
-    # … and a new element (attribute assignment would change the value of the shared one)
+    view = _view(ds)
+    # a new element (attribute assignment would change the value of the shared one)
     view[_SHARED_GROUPS_TAG] = DataElement(_SHARED_GROUPS_TAG, "SQ",
                                            DicomSequence([new_shared]))
     logger.info("DICOM SEG: %s repeats %s in every frame; used as shared for highdicom",
@@ -426,8 +524,20 @@ def write_segmentation(
         datasets = list(source_datasets)
         slices = list(frame_slices) if frame_slices is not None else list(range(source.shape[0]))
     ids = list(masks)
-    # frames in source-frame order (file order for classic series, frame order for enhanced)
-    pixels = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)[slices]
+    stacked = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)
+    positions = None
+    own_frames: set[int] | None = None
+    if OTHER_STACK in slices:
+        # one stack of a multi-frame object: SEG planes in slice order at the positions of
+        # the stack's own frames (highdicom matches them to the source frames)
+        frame_of = {sl: k for k, sl in enumerate(slices) if sl != OTHER_STACK}
+        own_frames = {k + 1 for k in frame_of.values()}
+        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in range(source.shape[0])]
+        pixels = stacked
+    else:
+        # frames in source-frame order (file order for classic series, frame order for
+        # enhanced objects)
+        pixels = stacked[slices]
     algo = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
     ident = None
     if algo is not hd.seg.SegmentAlgorithmTypeValues.MANUAL:
@@ -447,32 +557,66 @@ def write_segmentation(
     uid = source.series.series_instance_uid or "(no UID)"
     where = f"series {uid} ({_describe_source(datasets)})"
     # highdicom reads the geometry of a multi-frame source from its shared groups only
-    spatial = [_with_shared_geometry(datasets[0], where)] if len(datasets) == 1 else datasets
+    spatial = [_with_type2_present(ds, where) for ds in datasets]
+    if len(spatial) == 1:
+        spatial = [_with_shared_geometry(spatial[0], where)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            seg = _segmentation(spatial, pixels, descriptions, series_number)
+            seg = _segmentation(spatial, pixels, descriptions, series_number, positions)
         except _HIGHDICOM_FAILURES as exc:
             raise UnsupportedInputError(
                 f"DICOM SEG on {where}: highdicom {hd.__version__} cannot build a "
                 f"Segmentation on this source ({_safe_text(exc)}); expected source images "
-                "with the spatial attributes of their IOD (positions, orientation, pixel "
-                "measures) for every frame. Potential fix: write the SEG on another series of "
+                "complete for their IOD (identification; positions, orientation and pixel "
+                "measures of every frame). Potential fix: write the SEG on another series of "
                 "the study, or skip DICOM output (--no-dicom); the measurements are "
                 "unaffected.") from exc
     _log_warnings(caught, "DICOM SEG")
+    if own_frames is not None:
+        _keep_source_frames(seg, own_frames, where)
     _copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
     return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
 
 
+def _plane_position(ds: Dataset, frame_index: int) -> hd.PlanePositionSequence:
+    item = ds.PerFrameFunctionalGroupsSequence[frame_index].PlanePositionSequence[0]
+    return hd.PlanePositionSequence(
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        image_position=[float(v) for v in item.ImagePositionPatient])
+
+
+def _keep_source_frames(seg: Dataset, frames: set[int], where: str) -> None:
+    """Drop references to source frames of other stacks (highdicom refers to every frame
+    of the object at a plane's position; frames of other stacks share those positions).
+
+    Raises
+    ------
+    GeometryMismatchError
+        If a SEG frame keeps no source frame.
+    """
+    for k, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        for derivation in item.get("DerivationImageSequence", []):
+            kept = [src for src in derivation.SourceImageSequence
+                    if int(src.get("ReferencedFrameNumber", 0) or 0) in frames]
+            if not kept:
+                raise GeometryMismatchError(
+                    f"DICOM SEG on {where}: SEG frame {k + 1} matches no source frame of the "
+                    "volume's stack; expected one at its position. Potential fix: pass the "
+                    "Volume loaded from exactly this file.")
+            derivation.SourceImageSequence = DicomSequence(kept)
+
+
 def _segmentation(datasets: Sequence[Dataset], pixels: np.ndarray,
                   descriptions: Sequence[hd.seg.SegmentDescription],
-                  series_number: int) -> hd.seg.Segmentation:
+                  series_number: int,
+                  plane_positions: Sequence[hd.PlanePositionSequence] | None = None,
+                  ) -> hd.seg.Segmentation:
     from bonelesion import __version__
 
     return hd.seg.Segmentation(
-        source_images=datasets, pixel_array=pixels,
+        source_images=datasets, pixel_array=pixels, plane_positions=plane_positions,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(),
         series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
