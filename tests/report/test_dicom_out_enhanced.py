@@ -226,7 +226,8 @@ def test_xa30_sr_numbers(xa30: Any) -> None:
     _, _, study, written = xa30
     sr = hd.sr.srread(written.sr_path)
     (group,) = hd.sr.MeasurementReport.from_sequence([sr]).get_volumetric_roi_measurement_groups()
-    assert group.referenced_segment.referenced_segment_numbers == [1]
+    ref = group.referenced_segment
+    assert ref is not None and ref.referenced_segment_numbers == [1]
     values = {(x.name.meaning, x.derivation.meaning if x.derivation else None): x.value
               for x in group.get_measurements()}
     assert values[("Apparent Diffusion Coefficient", "Mean")] == pytest.approx(
@@ -459,8 +460,10 @@ def _load_stacks(folder: Path) -> list[Volume]:
 @pytest.mark.shared_data
 @pytest.mark.parametrize("frame_type", ["M", "FIELD_MAP"])
 def test_philips_field_map_one_stack_of_two(frame_type: str, tmp_path: Path) -> None:
-    """One Philips object holds magnitude and field-map frames at the same 32 positions:
-    the SEG of one stack references exactly that stack's frames."""
+    """One Philips object, magnitude and field-map frames at the same 32 positions.
+
+    The SEG of one stack references exactly that stack's frames.
+    """
     folder = shared_path("enhanced_philips_siemens_small", "dicom", "Philips")
     (volume,) = [v for v in _load_stacks(folder) if v.series.image_type[-1] == frame_type]
     (path,) = volume.series.source_files

@@ -1,7 +1,13 @@
 """DICOM out via highdicom: a binary SEG of the lesion masks and a TID 1500 Comprehensive 3D SR.
 
 The SEG has one segment per lesion on the source series (source images sorted by geometry,
-i.e. matched to the Volume's slice order through ImagePositionPatient). The SR holds one
+i.e. matched to the Volume's slice order through ImagePositionPatient). An enhanced
+(multi-frame) source is referenced frame by frame: frames follow the source's frame order;
+Pixel Measures / Plane Orientation that the scanner repeats per frame (Siemens XA, Philips)
+instead of sharing are accepted when all frames agree; one stack of an object holding
+several (magnitude + field map, b-values of a DWI) references only that stack's frames.
+A source highdicom cannot build on raises `UnsupportedInputError` naming the series, and
+`write_study_dicom` then tries the study's next series. The SR holds one
 volumetric measurement group per lesion: its measurements in UCUM units ([hnsf'U], um2/s,
 %, 1), the call and spine scores as qualitative evaluations, referencing the SEG segment
 (and through it the source images).
@@ -27,8 +33,8 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
@@ -55,6 +61,7 @@ __all__ = [
     "write_measurement_report",
     "write_study_dicom",
     "StudyDicom",
+    "OTHER_STACK",
 ]
 
 logger = logging.getLogger(__name__)
@@ -347,7 +354,7 @@ def _describe_source(datasets: Sequence[Dataset]) -> str:
 
 
 def _agreed_frame_item(ds: Dataset, keyword: str, where: str) -> Dataset:
-    """The one value of a functional group that ``ds`` repeats in every frame.
+    """Return the one value of a functional group that ``ds`` repeats in every frame.
 
     Raises
     ------
@@ -367,9 +374,9 @@ def _agreed_frame_item(ds: Dataset, keyword: str, where: str) -> Dataset:
         items.append(seq[0])
     first = items[0]
     if keyword == _PIXEL_MEASURES:
-        key, tol = "PixelSpacing", {"rtol": _PIXEL_SPACING_RTOL, "atol": 0.0}
+        key, rtol, atol = "PixelSpacing", _PIXEL_SPACING_RTOL, 0.0
     else:
-        key, tol = "ImageOrientationPatient", {"rtol": 0.0, "atol": _ORIENTATION_ATOL}
+        key, rtol, atol = "ImageOrientationPatient", 0.0, _ORIENTATION_ATOL
     if key not in first:
         raise MissingAttributeError(
             f"DICOM SEG: {where}, frame 1, {keyword} has no {key}; expected it (Type 1). "
@@ -378,7 +385,8 @@ def _agreed_frame_item(ds: Dataset, keyword: str, where: str) -> Dataset:
     for k, item in enumerate(items[1:], start=2):
         got = item.get(key)
         vals = None if got is None else np.asarray([float(v) for v in got], dtype=float)
-        if vals is None or vals.shape != ref.shape or not np.allclose(vals, ref, **tol):
+        if vals is None or vals.shape != ref.shape or not np.allclose(vals, ref, rtol=rtol,
+                                                                     atol=atol):
             raise UnsupportedInputError(
                 f"DICOM SEG: {where}: {key} of frame {k} is "
                 f"{None if vals is None else vals.tolist()}, expected the value of frame 1 "
@@ -394,7 +402,7 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 
 
 def _view(ds: Dataset) -> Dataset:
-    """A dataset sharing ``ds``'s elements and file attributes, with its own element dict."""
+    """Return a dataset sharing ``ds``'s elements and file attributes, with its own dict."""
     view = copy.copy(ds)  # same class and file attributes (deferred reads keep working) …
     view._dict = dict(ds._dict)  # … but its own element dict: ``ds`` stays unchanged
     return view
@@ -588,8 +596,10 @@ def _plane_position(ds: Dataset, frame_index: int) -> hd.PlanePositionSequence:
 
 
 def _keep_source_frames(seg: Dataset, frames: set[int], where: str) -> None:
-    """Drop references to source frames of other stacks (highdicom refers to every frame
-    of the object at a plane's position; frames of other stacks share those positions).
+    """Drop the SEG's references to source frames of other stacks.
+
+    highdicom refers to every frame of the object at a plane's position, and the frames of
+    the other stacks share those positions.
 
     Raises
     ------
