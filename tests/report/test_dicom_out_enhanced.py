@@ -527,3 +527,43 @@ def test_source_without_frame_of_reference_named(tmp_path: Path) -> None:
             r"have no Frame Of Reference UID")):
         write_study_dicom(_study(volume, masks, "dwi"), tmp_path)
     assert not list(tmp_path.glob("*.dcm"))
+
+
+# ----------------------------------------------------------------------------- batch
+@pytest.mark.shared_data
+def test_batch_run_on_xa30_writes_seg_and_sr(tmp_path: Path) -> None:
+    """The batch runner on the XA30 export: SEG and SR written, no "not written" note."""
+    import csv
+    import io
+    import json
+
+    from bonelesion.batch import Progress, run_export
+
+    export = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom")
+    adc = _load(export / "11_DWI_dir80_PA")
+    head = np.asarray(adc.array) > 0
+    centre = adc.index_to_lps(np.argwhere(head).mean(axis=0, keepdims=True))[0]
+    rois = tmp_path / "rois.csv"
+    with open(rois, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["lesion_id", "center_l_mm", "center_p_mm", "center_s_mm", "radius_mm",
+                    "study_instance_uid", "treated"])
+        w.writerow(["centre", *(f"{v:.4f}" for v in centre), XA30_LESION_RADIUS_MM,
+                    adc.series.study_instance_uid, "false"])
+    out = tmp_path / "out"
+    summary = run_export("mr_multiparametric", export, out, rois=rois,
+                         progress=Progress(0, stream=io.StringIO(), tty=False))
+    assert summary.exit_code == 0, summary.failures
+    (seg_path,) = out.rglob("seg_*.dcm")
+    (sr_path,) = out.rglob("sr_*.dcm")
+    text = json.dumps(json.loads((out / "results.json").read_text()))
+    assert "SEG/SR" not in text and "PixelMeasuresSequence" not in text
+    seg = hd.seg.segread(seg_path)
+    (series,) = seg.ReferencedSeriesSequence
+    export_series = {str(pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID)
+                     for f in export.rglob("*.dcm")}
+    assert series.SeriesInstanceUID in export_series
+    assert seg.get_segment_numbers() == [1]
+    refs = _sr_source_references(pydicom.dcmread(sr_path))
+    assert {u for u, _ in refs} <= {str(i.ReferencedSOPInstanceUID)
+                                    for i in series.ReferencedInstanceSequence}
