@@ -1,7 +1,13 @@
 """DICOM out via highdicom: a binary SEG of the lesion masks and a TID 1500 Comprehensive 3D SR.
 
 The SEG has one segment per lesion on the source series (source images sorted by geometry,
-i.e. matched to the Volume's slice order through ImagePositionPatient). The SR holds one
+i.e. matched to the Volume's slice order through ImagePositionPatient). An enhanced
+(multi-frame) source is referenced frame by frame: frames follow the source's frame order;
+Pixel Measures / Plane Orientation that the scanner repeats per frame (Siemens XA, Philips)
+instead of sharing are accepted when all frames agree; one stack of an object holding
+several (magnitude + field map, b-values of a DWI) references only that stack's frames.
+A source highdicom cannot build on raises `UnsupportedInputError` naming the series, and
+`write_study_dicom` then tries the study's next series. The SR holds one
 volumetric measurement group per lesion: its measurements in UCUM units ([hnsf'U], um2/s,
 %, 1), the call and spine scores as qualitative evaluations, referencing the SEG segment
 (and through it the source images).
@@ -14,6 +20,7 @@ DICOM PS3.3 A.51 (Segmentation IOD); PS3.16 TID 1500 (Measurement Report) and TI
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,8 +31,10 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
@@ -52,6 +61,7 @@ __all__ = [
     "write_measurement_report",
     "write_study_dicom",
     "StudyDicom",
+    "OTHER_STACK",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,6 +166,69 @@ def _slice_of(volume: Volume, ipp: Any, where: str) -> int:
     return s
 
 
+#: A stack signature (`bonelesion.dicom.multiframe.stack_key`) rounds b-values to 1 s/mm²,
+#: echo times to 0.01 ms and gradient directions to 0.01; a volume's own values match it
+#: within half a rounding step (plus float slack).
+_B_VALUE_ATOL_S_PER_MM2 = 0.5 + 1e-6
+_ECHO_TIME_ATOL_MS = 0.005 + 1e-9
+_DIRECTION_ATOL = 0.005 + 1e-9
+#: Slice index of a source frame that belongs to another stack of the same object.
+OTHER_STACK = -1
+
+
+def _same(a: Any, b: Any, atol: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), atol=atol,
+                            rtol=0.0))
+
+
+def _stack_frames(volume: Volume, ds: Dataset, path: str) -> list[int]:
+    """Slice of every frame of a multi-frame object that holds several stacks.
+
+    The frames are grouped by the reader's own stack signature
+    (`bonelesion.dicom.multiframe.stack_key`); the group whose image type, echo time,
+    b-value and gradient direction are the volume's, and whose positions cover every slice
+    once, is the volume's. Frames of the other stacks get `OTHER_STACK`.
+
+    Raises
+    ------
+    UnsupportedInputError
+        If no group, or more than one, matches the volume.
+    """
+    from bonelesion.dicom.multiframe import flatten_frames, stack_key
+
+    info = volume.series
+    n = volume.shape[0]
+    flats = flatten_frames(ds)
+    groups: dict[Any, list[int]] = {}
+    for k, flat in enumerate(flats):
+        groups.setdefault(stack_key(flat), []).append(k)
+    matches: list[list[int]] = []
+    for key, members in groups.items():
+        if not (tuple(key.image_type) == tuple(info.image_type)
+                and _same(key.echo_time_ms, info.echo_time_ms, _ECHO_TIME_ATOL_MS)
+                and _same(key.b_value_s_per_mm2, info.b_value_s_per_mm2,
+                          _B_VALUE_ATOL_S_PER_MM2)
+                and _same(key.diffusion_direction, info.diffusion_direction, _DIRECTION_ATOL)
+                and len(members) == n):
+            continue
+        slices = [OTHER_STACK] * len(flats)
+        for k in members:
+            slices[k] = _slice_of(volume, flats[k].get("ImagePositionPatient"),
+                                  f"file {path} frame {k + 1}")
+        if sorted(s for s in slices if s != OTHER_STACK) == list(range(n)):
+            matches.append(slices)
+    if len(matches) != 1:
+        raise UnsupportedInputError(
+            f"DICOM out for series {info.series_instance_uid}: {path} holds {len(flats)} "
+            f"frames in {len(groups)} stacks; expected exactly one stack of {n} frames with "
+            f"the volume's image type, echo time, b-value and direction, found "
+            f"{len(matches)}. Potential fix: write the SEG on another series of the study, "
+            "or skip DICOM output (--no-dicom).")
+    return matches[0]
+
+
 def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
     """Read the source DICOM of ``volume``: datasets and the slice index of each source frame.
 
@@ -163,20 +236,23 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
     order; a single multi-frame object (enhanced CT/MR) comes back as one dataset, with its
     frames mapped to slices through the per-frame PlanePositionSequence. Matching is always
     by projecting ImagePositionPatient into the volume's index space, never by
-    InstanceNumber, frame number or file order. pydicom warnings are logged.
+    InstanceNumber, frame number or file order. An object holding several stacks (e.g. a
+    Philips field map with magnitude and phase frames, or all b-values of a DWI) is split
+    by the reader's stack signature (see `_stack_frames`). pydicom warnings are logged.
 
     Returns
     -------
     datasets : list of Dataset
     frame_slices : list of int
         For every source frame (files in the returned order, frames in file order), the
-        volume slice it shows.
+        volume slice it shows; `OTHER_STACK` (-1) for a frame of another stack of the
+        same multi-frame object.
 
     Raises
     ------
     UnsupportedInputError
         If the files are neither one single-frame file per slice nor one multi-frame object
-        with one frame per slice.
+        holding the volume's frames (one stack of it matching the volume).
     MissingAttributeError
         If a frame has no position.
     GeometryMismatchError
@@ -200,6 +276,8 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
                     f"onto slices {slices}, expected each of 0–{n - 1} once. Potential fix: "
                     "pass the Volume loaded from exactly this file.")
             return [ds], slices
+        if frames > n and "PerFrameFunctionalGroupsSequence" in ds:
+            return [ds], _stack_frames(volume, ds, files[0])
     if len(files) != n:
         raise UnsupportedInputError(
             f"DICOM out for series {info.series_instance_uid or '(no UID)'}: need one "
@@ -241,6 +319,146 @@ def _copy_deidentification(source: Dataset, derived: Dataset) -> None:
                     "DeidentificationMethodCodeSequence"):
         if keyword in source and keyword not in derived:
             derived[keyword] = source[keyword]
+
+
+#: Per-frame PixelSpacing values that differ by less than this (relative) count as one
+#: (highdicom's own check of preserved pixel measures uses rtol 1e-4).
+_PIXEL_SPACING_RTOL = 1e-4
+#: Per-frame ImageOrientationPatient direction cosines that differ by less than this count
+#: as one orientation (highdicom ``_DEFAULT_EQUALITY_TOLERANCE``).
+_ORIENTATION_ATOL = 1e-5
+#: Exceptions highdicom raises when a source header does not carry what it expects
+#: (e.g. ``AttributeError: PixelMeasuresSequence``); turned into `UnsupportedInputError`.
+_HIGHDICOM_FAILURES = (AttributeError, KeyError, IndexError, TypeError, ValueError)
+
+_PIXEL_MEASURES = "PixelMeasuresSequence"
+_PLANE_ORIENTATION = "PlaneOrientationSequence"
+_SHARED_GROUPS_TAG = pydicom.tag.Tag(0x5200, 0x9229)  # SharedFunctionalGroupsSequence
+
+
+def _safe_text(exc: BaseException) -> str:
+    """``Type: message`` of a library exception, withheld if it may quote patient data."""
+    if isinstance(exc, AttributeError) and exc.name:  # names an attribute, quotes no value
+        return f"AttributeError: the source has no {exc.name}"
+    text = str(exc)
+    if "person name" in text.lower() or "patient" in text.lower():
+        text = "(message withheld: it refers to a patient-level attribute)"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _describe_source(datasets: Sequence[Dataset]) -> str:
+    first = datasets[0]
+    name = getattr(first, "filename", None)
+    where = f"file {name}" if isinstance(name, str) else f"SOP instance {first.SOPInstanceUID}"
+    return where if len(datasets) == 1 else f"{len(datasets)} files, first {where}"
+
+
+def _agreed_frame_item(ds: Dataset, keyword: str, where: str) -> Dataset:
+    """Return the one value of a functional group that ``ds`` repeats in every frame.
+
+    Raises
+    ------
+    MissingAttributeError
+        If a frame lacks the group.
+    UnsupportedInputError
+        If frames differ (pixel spacing or orientation varies within the object).
+    """
+    items: list[Dataset] = []
+    for k, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        seq = frame.get(keyword)
+        if not seq:
+            raise MissingAttributeError(
+                f"DICOM SEG: {where}, frame {k + 1}, has no {keyword} in the shared or the "
+                "per-frame functional groups; expected it in one of them (PS3.3 C.7.6.16). "
+                "Potential fix: use the original scanner export.")
+        items.append(seq[0])
+    first = items[0]
+    if keyword == _PIXEL_MEASURES:
+        key, rtol, atol = "PixelSpacing", _PIXEL_SPACING_RTOL, 0.0
+    else:
+        key, rtol, atol = "ImageOrientationPatient", 0.0, _ORIENTATION_ATOL
+    if key not in first:
+        raise MissingAttributeError(
+            f"DICOM SEG: {where}, frame 1, {keyword} has no {key}; expected it (Type 1). "
+            "Potential fix: use the original scanner export.")
+    ref = np.asarray([float(v) for v in first[key].value], dtype=float)
+    for k, item in enumerate(items[1:], start=2):
+        got = item.get(key)
+        vals = None if got is None else np.asarray([float(v) for v in got], dtype=float)
+        if vals is None or vals.shape != ref.shape or not np.allclose(vals, ref, rtol=rtol,
+                                                                     atol=atol):
+            raise UnsupportedInputError(
+                f"DICOM SEG: {where}: {key} of frame {k} is "
+                f"{None if vals is None else vals.tolist()}, expected the value of frame 1 "
+                f"{ref.tolist()} (one SEG needs one {key} for all frames). Potential fix: "
+                "write the SEG on a series with uniform geometry, or skip DICOM output.")
+    return first
+
+
+#: Type 2 attributes of the Patient and General Study modules that highdicom copies from the
+#: source into the SEG; some de-identified exports drop them instead of leaving them empty.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                 "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _view(ds: Dataset) -> Dataset:
+    """Return a dataset sharing ``ds``'s elements and file attributes, with its own dict."""
+    view = copy.copy(ds)  # same class and file attributes (deferred reads keep working) …
+    view._dict = dict(ds._dict)  # … but its own element dict: ``ds`` stays unchanged
+    return view
+
+
+def _with_type2_present(ds: Dataset, where: str) -> Dataset:
+    """Return ``ds``, or a view of it in which absent `_TYPE2_COPIED` attributes are empty.
+
+    An absent Type 2 attribute and an empty one both mean "unknown" (PS3.5 7.4.2); highdicom
+    0.28 needs them present. The source ``ds`` is not modified.
+    """
+    absent = [kw for kw in _TYPE2_COPIED if kw not in ds]
+    if not absent:
+        return ds
+    view = _view(ds)
+    for keyword in absent:
+        setattr(view, keyword, None)  # a new, empty element: nothing shared is changed
+    logger.info("DICOM SEG: %s has no %s; written empty (Type 2)", where, ", ".join(absent))
+    return view
+
+
+def _with_shared_geometry(ds: Dataset, where: str) -> Dataset:
+    """Return ``ds``, or a view of it with PixelMeasures/PlaneOrientation in the shared groups.
+
+    highdicom 0.28 builds a SEG on a multi-frame source only when the source holds the
+    Pixel Measures and Plane Orientation functional groups in its *shared* functional groups
+    (it reads ``SharedFunctionalGroupsSequence[0].PixelMeasuresSequence`` unconditionally).
+    Several scanners (e.g. Siemens syngo MR XA, Philips) repeat them in every frame instead.
+    When every frame carries the same value, the returned dataset has that value in its
+    shared groups; the source ``ds`` itself is not modified (the view shares its elements,
+    pixel data stay unread on disk) and the SEG still references the source's own SOP
+    instance and frames.
+
+    Raises
+    ------
+    MissingAttributeError, UnsupportedInputError
+        See `_agreed_frame_item`.
+    """
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return ds
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else Dataset()
+    missing = [kw for kw in (_PIXEL_MEASURES, _PLANE_ORIENTATION) if not shared.get(kw)]
+    if not missing:
+        return ds
+    new_shared = copy.deepcopy(shared)
+    for keyword in missing:
+        setattr(new_shared, keyword,
+                DicomSequence([copy.deepcopy(_agreed_frame_item(ds, keyword, where))]))
+    view = _view(ds)
+    # a new element (attribute assignment would change the value of the shared one)
+    view[_SHARED_GROUPS_TAG] = DataElement(_SHARED_GROUPS_TAG, "SQ",
+                                           DicomSequence([new_shared]))
+    logger.info("DICOM SEG: %s repeats %s in every frame; used as shared for highdicom",
+                where, " and ".join(missing))
+    return view
 
 
 def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
@@ -288,6 +506,19 @@ def write_segmentation(
     ------
     InputError
         No masks, an empty mask, or source files that do not match the volume.
+    MissingAttributeError
+        A multi-frame source lacks Pixel Measures or Plane Orientation (shared and per frame).
+    UnsupportedInputError
+        The frames of a multi-frame source differ in pixel spacing or orientation, or
+        highdicom cannot build a SEG on the source (its message is kept).
+
+    Notes
+    -----
+    An enhanced (multi-frame) source is referenced as one object: the SEG's frames follow
+    the source's frames (matched through each frame's PlanePositionSequence, see
+    `read_source`) and reference them by frame number. Pixel Measures and Plane
+    Orientation that the source repeats per frame instead of sharing are accepted when all
+    frames agree (see `_with_shared_geometry`).
     """
     if not masks:
         raise InputError(
@@ -301,8 +532,20 @@ def write_segmentation(
         datasets = list(source_datasets)
         slices = list(frame_slices) if frame_slices is not None else list(range(source.shape[0]))
     ids = list(masks)
-    # frames in source-frame order (file order for classic series, frame order for enhanced)
-    pixels = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)[slices]
+    stacked = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)
+    positions = None
+    own_frames: set[int] | None = None
+    if OTHER_STACK in slices:
+        # one stack of a multi-frame object: SEG planes in slice order at the positions of
+        # the stack's own frames (highdicom matches them to the source frames)
+        frame_of = {sl: k for k, sl in enumerate(slices) if sl != OTHER_STACK}
+        own_frames = {k + 1 for k in frame_of.values()}
+        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in range(source.shape[0])]
+        pixels = stacked
+    else:
+        # frames in source-frame order (file order for classic series, frame order for
+        # enhanced objects)
+        pixels = stacked[slices]
     algo = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
     ident = None
     if algo is not hd.seg.SegmentAlgorithmTypeValues.MANUAL:
@@ -319,22 +562,71 @@ def write_segmentation(
         )
         for n, lesion_id in enumerate(ids)
     ]
+    uid = source.series.series_instance_uid or "(no UID)"
+    where = f"series {uid} ({_describe_source(datasets)})"
+    # highdicom reads the geometry of a multi-frame source from its shared groups only
+    spatial = [_with_type2_present(ds, where) for ds in datasets]
+    if len(spatial) == 1:
+        spatial = [_with_shared_geometry(spatial[0], where)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        seg = _segmentation(datasets, pixels, descriptions, series_number)
+        try:
+            seg = _segmentation(spatial, pixels, descriptions, series_number, positions)
+        except _HIGHDICOM_FAILURES as exc:
+            raise UnsupportedInputError(
+                f"DICOM SEG on {where}: highdicom {hd.__version__} cannot build a "
+                f"Segmentation on this source ({_safe_text(exc)}); expected source images "
+                "complete for their IOD (identification; positions, orientation and pixel "
+                "measures of every frame). Potential fix: write the SEG on another series of "
+                "the study, or skip DICOM output (--no-dicom); the measurements are "
+                "unaffected.") from exc
     _log_warnings(caught, "DICOM SEG")
+    if own_frames is not None:
+        _keep_source_frames(seg, own_frames, where)
     _copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
     return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
 
 
+def _plane_position(ds: Dataset, frame_index: int) -> hd.PlanePositionSequence:
+    item = ds.PerFrameFunctionalGroupsSequence[frame_index].PlanePositionSequence[0]
+    return hd.PlanePositionSequence(
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        image_position=[float(v) for v in item.ImagePositionPatient])
+
+
+def _keep_source_frames(seg: Dataset, frames: set[int], where: str) -> None:
+    """Drop the SEG's references to source frames of other stacks.
+
+    highdicom refers to every frame of the object at a plane's position, and the frames of
+    the other stacks share those positions.
+
+    Raises
+    ------
+    GeometryMismatchError
+        If a SEG frame keeps no source frame.
+    """
+    for k, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        for derivation in item.get("DerivationImageSequence", []):
+            kept = [src for src in derivation.SourceImageSequence
+                    if int(src.get("ReferencedFrameNumber", 0) or 0) in frames]
+            if not kept:
+                raise GeometryMismatchError(
+                    f"DICOM SEG on {where}: SEG frame {k + 1} matches no source frame of the "
+                    "volume's stack; expected one at its position. Potential fix: pass the "
+                    "Volume loaded from exactly this file.")
+            derivation.SourceImageSequence = DicomSequence(kept)
+
+
 def _segmentation(datasets: Sequence[Dataset], pixels: np.ndarray,
                   descriptions: Sequence[hd.seg.SegmentDescription],
-                  series_number: int) -> hd.seg.Segmentation:
+                  series_number: int,
+                  plane_positions: Sequence[hd.PlanePositionSequence] | None = None,
+                  ) -> hd.seg.Segmentation:
     from bonelesion import __version__
 
     return hd.seg.Segmentation(
-        source_images=datasets, pixel_array=pixels,
+        source_images=datasets, pixel_array=pixels, plane_positions=plane_positions,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(),
         series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
@@ -478,11 +770,21 @@ def write_measurement_report(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=[*source_datasets, seg], content=report, series_instance_uid=generate_uid(),
-            series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
-            manufacturer="bonelesion", is_complete=True, series_description="bonelesion report",
-        )
+        try:
+            sr = hd.sr.Comprehensive3DSR(
+                evidence=[*source_datasets, seg], content=report,
+                series_instance_uid=generate_uid(), series_number=series_number,
+                sop_instance_uid=generate_uid(), instance_number=1, manufacturer="bonelesion",
+                is_complete=True, series_description="bonelesion report",
+            )
+        except _HIGHDICOM_FAILURES as exc:
+            series = source_datasets[0].get("SeriesInstanceUID", "(no UID)")
+            raise UnsupportedInputError(
+                f"DICOM SR of study {study.study_instance_uid} on series {series} "
+                f"({_describe_source(source_datasets)}): highdicom {hd.__version__} cannot "
+                f"build the Comprehensive 3D SR ({_safe_text(exc)}); expected source images "
+                "and a SEG with complete study/series identification. Potential fix: skip "
+                "DICOM output (--no-dicom); the measurements are unaffected.") from exc
     _log_warnings(caught, "DICOM SR")
     _copy_deidentification(source_datasets[0], sr)
     sr.save_as(Path(path))
@@ -491,15 +793,21 @@ def write_measurement_report(
 
 @dataclass(frozen=True, kw_only=True)
 class StudyDicom:
-    """Paths of the DICOM objects written for one study."""
+    """Paths of the DICOM objects written for one study.
+
+    ``skipped`` holds, for every series tried before ``source_role`` and refused, the
+    reason (its series UID included).
+    """
 
     seg_path: Path
     sr_path: Path
     source_role: str
     segment_numbers: Mapping[str, int]
+    skipped: tuple[str, ...] = ()
 
 
-def _pick_source(study: StudyResult) -> tuple[str, Volume]:
+def _source_candidates(study: StudyResult) -> list[tuple[str, Volume]]:
+    """Series that can carry the SEG, the grid the masks are drawn on first."""
     candidates = [(r, v) for r, v in study.ordered_volumes()
                   if len(v.series.source_files) in (1, v.shape[0])]
     if not candidates:
@@ -507,30 +815,63 @@ def _pick_source(study: StudyResult) -> tuple[str, Volume]:
             f"DICOM out for study {study.study_instance_uid}: no series with its source files "
             "(one per slice, or one multi-frame object) to reference. Potential fix: keep "
             "SeriesInfo.source_files when loading, or skip DICOM output.")
-    for role, vol in candidates:  # prefer the grid the masks are drawn on
-        if all(mask.geometry_equal(vol) for mask in study.masks.values()):
-            return role, vol
-    return candidates[0]
+    on_grid = [(r, v) for r, v in candidates
+               if all(mask.geometry_equal(v) for mask in study.masks.values())]
+    return on_grid + [c for c in candidates if c not in on_grid]
+
+
+def _pick_source(study: StudyResult) -> tuple[str, Volume]:
+    return _source_candidates(study)[0]
 
 
 def write_study_dicom(study: StudyResult, out_dir: str | Path) -> StudyDicom:
-    """Write ``seg.dcm`` and ``sr.dcm`` of one study into ``out_dir`` (created).
+    """Write ``seg_<study>.dcm`` and ``sr_<study>.dcm`` of one study into ``out_dir`` (created).
+
+    The SEG goes on the series the masks are drawn on. If that series cannot carry it
+    (source files missing or changed, a source highdicom cannot build on), the next series
+    of the study is tried; each refusal is logged as a warning naming the series and kept
+    in `StudyDicom.skipped`.
 
     Raises
     ------
     InputError
-        No usable source series or no masks (see `write_segmentation`).
+        No masks, or no series of the study can carry the SEG and SR; the message names
+        every series tried and why it was refused.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    role, source = _pick_source(study)
-    datasets, slices = read_source(source)
     masks = {m.lesion_id: study.masks[m.lesion_id] for m in study.lesions
              if m.lesion_id in study.masks}
+    if not masks:
+        raise InputError(
+            f"DICOM out for study {study.study_instance_uid}: no lesion has a mask. "
+            "Potential fix: pass the study's lesion masks.")
+    candidates = _source_candidates(study)
+    out.mkdir(parents=True, exist_ok=True)
     seg_path = out / f"seg_{safe_name(study.study_instance_uid)}.dcm"
     sr_path = out / f"sr_{safe_name(study.study_instance_uid)}.dcm"
-    seg, numbers = write_segmentation(source, masks, seg_path, source_datasets=datasets,
-                                      frame_slices=slices)
-    write_measurement_report(study, seg, numbers, datasets, sr_path)
-    return StudyDicom(seg_path=seg_path, sr_path=sr_path, source_role=role,
-                      segment_numbers=numbers)
+    skipped: list[str] = []
+    errors: list[InputError] = []
+    for role, source in candidates:
+        try:
+            datasets, slices = read_source(source)
+            seg, numbers = write_segmentation(source, masks, seg_path,
+                                              source_datasets=datasets, frame_slices=slices)
+            write_measurement_report(study, seg, numbers, datasets, sr_path)
+        except InputError as exc:
+            seg_path.unlink(missing_ok=True)
+            sr_path.unlink(missing_ok=True)
+            reason = (f"{role} series {source.series.series_instance_uid or '(no UID)'}: "
+                      f"{exc}")
+            logger.warning("study %s: DICOM SEG/SR not written on %s", study.study_instance_uid,
+                           reason)
+            skipped.append(reason)
+            errors.append(exc)
+            continue
+        return StudyDicom(seg_path=seg_path, sr_path=sr_path, source_role=role,
+                          segment_numbers=numbers, skipped=tuple(skipped))
+    if len(errors) == 1:
+        raise errors[0]  # the only series: its own error (type and message) says it all
+    raise UnsupportedInputError(
+        f"DICOM out for study {study.study_instance_uid}: no series can carry the SEG/SR; "
+        f"tried {len(skipped)}: " + " | ".join(skipped) + " Potential fix: see each series' "
+        "own fix, or skip DICOM output (--no-dicom).")
