@@ -525,6 +525,7 @@ def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
 _ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
+_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in _NUMBER_FORMATS.values()}
 _TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
 
 
@@ -555,7 +556,7 @@ def _fast_value(raw: RawDataElement, vr: str) -> tuple[bool, Any]:
         return True, text.strip()
     fmt = _NUMBER_FORMATS.get(vr)
     if fmt is not None:
-        size = struct.calcsize(fmt)
+        size = _NUMBER_SIZES[fmt]
         count = len(data) // size
         if count == 0:
             return True, None
@@ -577,10 +578,12 @@ def _raw(ds: Dataset | None, keyword: str) -> Any:
         simple, value = _fast_value(elem, elem.VR or vr)
         if simple:
             return None if value == "" else value
-    try:
-        value = ds[tag].value
-    except Exception:  # noqa: BLE001 - a malformed value must not fail the file
-        return None
+        try:
+            value = ds[tag].value
+        except Exception:  # noqa: BLE001 - a malformed value must not fail the file
+            return None
+    else:
+        value = elem.value  # already converted (e.g. by stack_key): no lookup again
     if value is None or value == "":
         return None
     return value
