@@ -56,7 +56,7 @@ def _stored_b_values(folder: Path) -> dict[str, float]:
 
 
 def _reader_by_file(folder: Path) -> dict[str, tuple[str, str]]:
-    """The reader's (stack key, role) of every file under ``folder``."""
+    """Return the reader's (stack key, role) of every file under ``folder``."""
     out = {}
     for stack in load_series(folder, decode=False):
         for path in stack.files:

@@ -14,12 +14,23 @@ Design
   and unlistable folders are recorded as entries with status ``error``; entries under an
   unlistable folder are kept from earlier runs. The catalogue file itself is skipped.
 * **Read** (worker processes): files are sent in chunks to a ``ProcessPoolExecutor``.
-  A worker reads the first 64 KiB of a file and parses the header from memory with
-  pydicom's ``read_partial`` stopping at the pixel data element; it falls back to the file
-  when the header is longer. Pixel-data presence and truncation are checked cheaply:
+  A worker reads a plain Part 10 header with `bonelesion.dicom.fastheader.read_header`
+  (one or two reads, elements walked in memory, values left raw); every other file (no
+  preamble, big endian, deflated, a header that ends early …) is parsed by pydicom's
+  ``read_partial`` from its first 64 KiB, or from the file when the header is longer. The
+  catalogue's own values are decoded straight from the raw bytes for simple VRs (no
+  pydicom value conversion); the stack keys are the reader's (`flatten_frames` +
+  `stack_key`, the vendor rules once per frame). Pixel-data presence and truncation are
+  checked cheaply:
   native syntaxes compare the element length with Rows × Columns × frames × samples ×
   BitsAllocated / 8 and with the file size; encapsulated syntaxes walk the item headers
   (one 8-byte read per fragment).
+* **Series context** (main process, after the walk): a stack key can depend on the rest
+  of its series (a b0 whose only clue is a vendor b-value element of 0, in a series with
+  b > 0 images: `bonelesion.dicom.multiframe.series_stack_keys`, the reader's rule). Every
+  series written in a run is marked pending; a pending series whose own keys mix frames
+  with and without a b-value (or that an earlier pass changed) has its files re-read and
+  re-keyed. Other series are not read again.
 * **Write** (main process only): one SQLite connection in WAL mode, one transaction per
   chunk of results. An interrupt (``KeyboardInterrupt``) rolls back the open chunk, so the
   catalogue always holds complete rows; the next run resumes from there.
@@ -844,7 +855,9 @@ def read_file_record(
     Returns
     -------
     FileRecord
-        Every failure is a status with a reason, never an exception.
+        Every failure is a status with a reason, never an exception. The stack keys are
+        the file's own: keys that depend on the rest of the series (see
+        `bonelesion.dicom.multiframe.series_stack_keys`) are applied by `index_export`.
     """
     return _read_file_record(root, relpath, size_bytes, mtime_ns, patient_key_secret, None)
 
@@ -978,7 +991,7 @@ def _read_record(
 
 
 def _fast_header(path: str) -> HeaderRead | None:
-    """The header of a plain Part 10 file from `bonelesion.dicom.fastheader.read_header`.
+    """Read a plain Part 10 header with `bonelesion.dicom.fastheader.read_header`.
 
     None when the fast reader declines the file (not Part 10, big endian, deflated, a
     header that ends early …) or fails on it: pydicom then reads it and reports the problem.
