@@ -189,3 +189,24 @@ def test_series_stack_keys_length_mismatch_raises(philips_study: Path) -> None:
     flat = pydicom.dcmread(path, stop_before_pixels=True)
     with pytest.raises(InputError, match=r"1 headers but 0 keys.*Potential fix"):
         series_stack_keys([flat], [])
+
+
+@pytest.mark.parametrize("name", ["dwi_ge_signa_pioneer", "multivendor_cases_dicom2nifti",
+                                  "enhanced_philips_siemens_small", "dwi_canon_galan_v60_classic"])
+def test_catalogue_stack_keys_are_the_readers_on_scanner_files(name: str,
+                                                               tmp_path: Path) -> None:
+    """Every stack of real GE, Philips, Siemens and Canon exports, classic and enhanced."""
+    import warnings
+
+    from testdata import shared_path
+
+    folder = shared_path(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # real data: pydicom warns about odd values
+        summary = index_export(folder, tmp_path / "cat.sqlite", workers=1)
+        with Catalogue(summary.db_path) as cat:
+            indexed = {(st.series_instance_uid, st.stack_key)
+                       for se in cat.series() for st in cat.stacks(se.series_instance_uid)}
+        stacks = load_series(folder, decode=False)
+    expected = {(s.info.series_instance_uid, str(s.key)) for s in stacks}
+    assert indexed == expected
