@@ -14,12 +14,23 @@ Design
   and unlistable folders are recorded as entries with status ``error``; entries under an
   unlistable folder are kept from earlier runs. The catalogue file itself is skipped.
 * **Read** (worker processes): files are sent in chunks to a ``ProcessPoolExecutor``.
-  A worker reads the first 64 KiB of a file and parses the header from memory with
-  pydicom's ``read_partial`` stopping at the pixel data element; it falls back to the file
-  when the header is longer. Pixel-data presence and truncation are checked cheaply:
+  A worker reads a plain Part 10 header with `bonelesion.dicom.fastheader.read_header`
+  (one or two reads, elements walked in memory, values left raw); every other file (no
+  preamble, big endian, deflated, a header that ends early …) is parsed by pydicom's
+  ``read_partial`` from its first 64 KiB, or from the file when the header is longer. The
+  catalogue's own values are decoded straight from the raw bytes for simple VRs (no
+  pydicom value conversion); the stack keys are the reader's (`flatten_frames` +
+  `stack_key`, the vendor rules once per frame). Pixel-data presence and truncation are
+  checked cheaply:
   native syntaxes compare the element length with Rows × Columns × frames × samples ×
   BitsAllocated / 8 and with the file size; encapsulated syntaxes walk the item headers
   (one 8-byte read per fragment).
+* **Series context** (main process, after the walk): a stack key can depend on the rest
+  of its series (a b0 whose only clue is a vendor b-value element of 0, in a series with
+  b > 0 images: `bonelesion.dicom.multiframe.series_stack_keys`, the reader's rule). Every
+  series written in a run is marked pending; a pending series whose own keys mix frames
+  with and without a b-value (or that an earlier pass changed) has its files re-read and
+  re-keyed. Other series are not read again.
 * **Write** (main process only): one SQLite connection in WAL mode, one transaction per
   chunk of results. An interrupt (``KeyboardInterrupt``) rolls back the open chunk, so the
   catalogue always holds complete rows; the next run resumes from there.
@@ -71,7 +82,14 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from bonelesion.dicom.multiframe import StackKey, flatten_frames, stack_key
+from bonelesion.dicom.fastheader import HeaderRead, read_header
+from bonelesion.dicom.multiframe import (
+    StackKey,
+    flatten_frames,
+    series_context_role,
+    series_stack_keys,
+    stack_key,
+)
 from bonelesion.errors import ConfigError, InputError
 
 __all__ = [
@@ -93,9 +111,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the SQLite layout; a catalogue with another version is rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Version of what a worker extracts from a file; a change forces every file to be re-read.
-READER_VERSION = 2
+READER_VERSION = 3
 #: Default catalogue file name (created in the current folder by the CLI).
 DEFAULT_DB_NAME = "bonelesion-index.sqlite"
 
@@ -224,6 +242,13 @@ class FileRecord:
     frame_stack_indices : tuple of int or None
         Stack of every frame of a multi-frame object, in frame order: frame *i* belongs to
         ``stack_keys[frame_stack_indices[i]]`` (None for single-frame files).
+    stack_b_values_s_per_mm2 : tuple of float or None
+        b-value of each of ``stack_keys`` (None: not a diffusion-weighted stack).
+    series_b_value_s_per_mm2 : float or None
+        b-value that only the series context gives this file's (first) frames — a b0
+        whose only clue is a vendor b-value element of 0, in a series with b > 0 images
+        (`bonelesion.dicom.multiframe.series_stack_keys`); None when the file's own header
+        decides its stack keys.
     pixel_data_offset, pixel_data_bytes : int or None
         File offset of the pixel data element's value and its length (None when
         encapsulated with undefined length, or absent).
@@ -275,6 +300,8 @@ class FileRecord:
     stack_n_frames: tuple[int, ...] = ()
     frame_positions_lps_mm: tuple[tuple[float, ...], ...] | None = None
     frame_stack_indices: tuple[int, ...] | None = None
+    stack_b_values_s_per_mm2: tuple[float | None, ...] = ()
+    series_b_value_s_per_mm2: float | None = None
     pixel_encapsulated: bool | None = None
     pixel_data_offset: int | None = None
     pixel_data_bytes: int | None = None
@@ -283,7 +310,8 @@ class FileRecord:
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FileRecord))
 _JSON_FIELDS = frozenset(
     {"image_position_lps_mm", "image_orientation_lps", "pixel_spacing_mm", "stack_keys",
-     "stack_n_frames", "frame_positions_lps_mm", "frame_stack_indices"}
+     "stack_n_frames", "frame_positions_lps_mm", "frame_stack_indices",
+     "stack_b_values_s_per_mm2"}
 )
 _BOOL_FIELDS = frozenset({"has_file_meta", "pixel_encapsulated"})
 _INT_FIELDS = frozenset(
@@ -293,7 +321,7 @@ _INT_FIELDS = frozenset(
 ) | _BOOL_FIELDS
 _REAL_FIELDS = frozenset(
     {"slice_thickness_mm", "echo_time_ms", "repetition_time_ms", "b_value_s_per_mm2",
-     "magnetic_field_strength_t"}
+     "magnetic_field_strength_t", "series_b_value_s_per_mm2"}
 )
 
 
@@ -400,6 +428,9 @@ class IndexSummary:
         Files skipped because size and modification time were unchanged.
     files_removed : int
         Catalogue entries deleted because the file is gone.
+    files_reread : int
+        Files read a second time for stack keys that depend on their series (see
+        `bonelesion.dicom.multiframe.series_stack_keys`).
     status_counts : dict of str to int
         Entries per status in the whole catalogue after the run.
     duration_s : float
@@ -413,6 +444,7 @@ class IndexSummary:
     files_read: int
     files_unchanged: int
     files_removed: int
+    files_reread: int = 0
     status_counts: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
@@ -444,13 +476,37 @@ def _frame_keys(ds: Dataset) -> tuple[list[Dataset], list[StackKey]]:
     return flats, [stack_key(flat) for flat in flats]
 
 
-def _count_keys(keys: Sequence[StackKey]) -> dict[str, int]:
-    """Stack keys (text) with the number of frames per key, in first-frame order."""
+def _key_values(keys: Sequence[StackKey], multiframe: bool) -> dict[str, Any]:
+    """Record fields that follow from a file's frame keys (in frame order).
+
+    ``stack_keys`` in first-frame order with ``stack_n_frames`` and
+    ``stack_b_values_s_per_mm2``; ``frame_stack_indices`` for a multi-frame object; and the
+    file's ``b_value_s_per_mm2`` (None when its frames differ).
+    """
     counts: dict[str, int] = {}
+    b_of_key: dict[str, float | None] = {}
+    texts = []
     for key in keys:
         text = str(key)
-        counts[text] = counts.get(text, 0) + 1
-    return counts
+        texts.append(text)
+        if text in counts:
+            counts[text] += 1
+        else:
+            counts[text] = 1
+            b_of_key[text] = key.b_value_s_per_mm2
+    b_values = {key.b_value_s_per_mm2 for key in keys}
+    b_value = b_values.pop() if len(b_values) == 1 else None  # None: frames differ
+    frame_stacks = None
+    if multiframe and keys:
+        order = {text: i for i, text in enumerate(counts)}
+        frame_stacks = tuple(order[text] for text in texts)
+    return {
+        "stack_keys": tuple(counts),
+        "stack_n_frames": tuple(counts.values()),
+        "stack_b_values_s_per_mm2": tuple(b_of_key.values()),
+        "b_value_s_per_mm2": None if b_value is None else float(b_value),
+        "frame_stack_indices": frame_stacks,
+    }
 
 
 def _frame_positions(flats: Sequence[Dataset]) -> tuple[tuple[float, ...], ...] | None:
@@ -480,6 +536,7 @@ def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
 _ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
+_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in _NUMBER_FORMATS.values()}
 _TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
 
 
@@ -510,7 +567,7 @@ def _fast_value(raw: RawDataElement, vr: str) -> tuple[bool, Any]:
         return True, text.strip()
     fmt = _NUMBER_FORMATS.get(vr)
     if fmt is not None:
-        size = struct.calcsize(fmt)
+        size = _NUMBER_SIZES[fmt]
         count = len(data) // size
         if count == 0:
             return True, None
@@ -532,10 +589,12 @@ def _raw(ds: Dataset | None, keyword: str) -> Any:
         simple, value = _fast_value(elem, elem.VR or vr)
         if simple:
             return None if value == "" else value
-    try:
-        value = ds[tag].value
-    except Exception:  # noqa: BLE001 - a malformed value must not fail the file
-        return None
+        try:
+            value = ds[tag].value
+        except Exception:  # noqa: BLE001 - a malformed value must not fail the file
+            return None
+    else:
+        value = elem.value  # already converted (e.g. by stack_key): no lookup again
     if value is None or value == "":
         return None
     return value
@@ -668,12 +727,14 @@ def _plausible_raw_dataset(head: bytes, size_bytes: int) -> bool:
 class _StopAtPixels:
     """``stop_when`` callback of ``read_partial`` that remembers the pixel element."""
 
-    __slots__ = ("tag", "vr", "length")
+    __slots__ = ("tag", "vr", "length", "value_offset")
 
     def __init__(self) -> None:
         self.tag: int | None = None
         self.vr: str | None = None
         self.length: int = 0
+        #: file offset of the value, when known (the fast header reader gives it)
+        self.value_offset: int | None = None
 
     def __call__(self, tag: BaseTag, vr: str | None, length: int) -> bool:
         if tag in _PIXEL_TAGS:
@@ -794,8 +855,26 @@ def read_file_record(
     Returns
     -------
     FileRecord
-        Every failure is a status with a reason, never an exception.
+        Every failure is a status with a reason, never an exception. The stack keys are
+        the file's own: keys that depend on the rest of the series (see
+        `bonelesion.dicom.multiframe.series_stack_keys`) are applied by `index_export`.
     """
+    return _read_file_record(root, relpath, size_bytes, mtime_ns, patient_key_secret, None)
+
+
+#: Receives (flat headers, stack keys) of a file's frames (see `_read_file_record`).
+_FramesOut = list[tuple[list[Dataset], list[StackKey]]]
+
+
+def _read_file_record(
+    root: str | os.PathLike[str],
+    relpath: str,
+    size_bytes: int | None,
+    mtime_ns: int | None,
+    secret: bytes | None,
+    frames_out: _FramesOut | None,
+) -> FileRecord:
+    """`read_file_record`; ``frames_out`` also receives the flat headers and frame keys."""
     path = os.path.join(os.fspath(root), relpath)
     try:
         if size_bytes is None or mtime_ns is None:
@@ -804,7 +883,7 @@ def read_file_record(
         # pydicom warns about odd values while converting them; keep those as notes.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rec = _read_record(path, relpath, size_bytes, mtime_ns, patient_key_secret)
+            rec = _read_record(path, relpath, size_bytes, mtime_ns, secret, frames_out)
         if caught and rec.status not in (FileStatus.NOT_DICOM.value,):
             extra = []
             for w in _pydicom_warnings(caught):
@@ -826,7 +905,8 @@ def read_file_record(
 
 
 def _read_record(
-    path: str, relpath: str, size_bytes: int, mtime_ns: int, secret: bytes | None
+    path: str, relpath: str, size_bytes: int, mtime_ns: int, secret: bytes | None,
+    frames_out: _FramesOut | None = None,
 ) -> FileRecord:
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
@@ -838,6 +918,15 @@ def _read_record(
                       "The file is empty (0 bytes); a DICOM file holds at least a header. "
                       "Potential fix: copy the file again from the source if the export "
                       "was interrupted.")
+    fast = _fast_header(path)
+    if fast is not None:
+        stop = _StopAtPixels()
+        if fast.pixel_data_tag is not None:
+            stop.tag = fast.pixel_data_tag
+            stop.length = fast.pixel_data_length or 0
+            stop.value_offset = fast.pixel_data_offset
+        return _classify(fast.dataset, stop, [], size_bytes, path, True, size_bytes, secret,
+                         record, frames_out, header_complete=True)
     try:
         fp_file = open(path, "rb")  # noqa: SIM115 - closed in finally
     except OSError as exc:
@@ -879,8 +968,8 @@ def _read_record(
             fp_file.seek(0)
             parsed = _parse(fp_file, force=not part10)
         ds, stop, texts, stop_pos = parsed
-        return _classify(ds, stop, texts, stop_pos, fp_file, part10, size_bytes, secret,
-                         record)
+        return _classify(ds, stop, texts, stop_pos, path, part10, size_bytes, secret,
+                         record, frames_out)
     except zlib.error as exc:  # deflated transfer syntax
         status = FileStatus.TRUNCATED if "truncated" in str(exc) else FileStatus.ERROR
         return record(status,
@@ -901,6 +990,19 @@ def _read_record(
         fp_file.close()
 
 
+def _fast_header(path: str) -> HeaderRead | None:
+    """Read a plain Part 10 header with `bonelesion.dicom.fastheader.read_header`.
+
+    None when the fast reader declines the file (not Part 10, big endian, deflated, a
+    header that ends early …) or fails on it: pydicom then reads it and reports the problem.
+    """
+    try:
+        return read_header(path, chunk_bytes=_HEAD_BYTES)
+    except Exception as exc:  # noqa: BLE001 - the pydicom path reads and reports the file
+        logger.debug("%s: fast header reader failed (%s); reading with pydicom", path, exc)
+        return None
+
+
 def _transfer_syntax(ds: Dataset) -> str | None:
     meta = getattr(ds, "file_meta", None)
     ts = _str(meta, "TransferSyntaxUID") if meta is not None else None
@@ -919,12 +1021,16 @@ def _classify(
     stop: _StopAtPixels,
     texts: list[str],
     stop_pos: int,
-    fp_file: BinaryIO,
+    path: str,
     part10: bool,
     size_bytes: int,
     secret: bytes | None,
     record: Callable[..., FileRecord],
+    frames_out: _FramesOut | None = None,
+    *,
+    header_complete: bool = False,
 ) -> FileRecord:
+    """Status, reason and values of a parsed header (``header_complete``: read in full)."""
     notes = "; ".join(texts)[:_NOTES_MAX_CHARS]
     meta = getattr(ds, "file_meta", None)
     ts = _transfer_syntax(ds)
@@ -962,7 +1068,7 @@ def _classify(
     # Truncation of the header itself (a value that runs past the end of the file). A
     # deflated data set is parsed from its decompressed copy: offsets are not file offsets.
     deflated = ts == _DEFLATED_SYNTAX
-    header_end = 0 if deflated else _max_defined_end(ds)
+    header_end = 0 if deflated or header_complete else _max_defined_end(ds)
     if eof_warning is not None or header_end > size_bytes:
         return record(FileStatus.TRUNCATED,
                       f"The header ends early: an element needs bytes up to {header_end} but "
@@ -970,7 +1076,7 @@ def _classify(
                       f"{' (' + eof_warning + ')' if eof_warning else ''}. "
                       "Potential fix: copy the file again from the source.", **common)
 
-    values = _header_values(ds, secret)
+    values = _header_values(ds, secret, frames_out)
     common.update(values)
     if sop_class is None:
         return record(FileStatus.MISSING_ATTRIBUTE,
@@ -1003,10 +1109,12 @@ def _classify(
         implicit, little = ds.original_encoding
         vr32 = not implicit and stop.vr is not None and stop.vr.encode() in _EXPLICIT_VR_32
         header_len = 12 if vr32 else 8
-        pixel_offset = stop_pos + header_len
+        pixel_offset = stop.value_offset if stop.value_offset is not None else \
+            stop_pos + header_len
         encapsulated = stop.length == _UNDEFINED_LENGTH
         if encapsulated:
-            truncation = _walk_fragments(fp_file, pixel_offset, size_bytes, bool(little))
+            with open(path, "rb") as fp_file:
+                truncation = _walk_fragments(fp_file, pixel_offset, size_bytes, bool(little))
             if ts in _NATIVE_SYNTAXES:
                 notes = (notes + "; " if notes else "") + (
                     "pixel data is encapsulated but the transfer syntax is native")
@@ -1044,8 +1152,12 @@ def _tag_text(keyword: str) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
-    """Catalogue values of a parsed header (never patient identifiers in plain text)."""
+def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | None = None
+                   ) -> dict[str, Any]:
+    """Catalogue values of a parsed header (never patient identifiers in plain text).
+
+    ``frames_out`` receives the flat headers and stack keys of the frames, when given.
+    """
     n_frames = _int(ds, "NumberOfFrames")
     echo_time = _float(ds, "EchoTime")
     position = _floats(ds, "ImagePositionPatient")
@@ -1073,18 +1185,14 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
 
     modality = _str(ds, "Modality")
     flats, frame_keys = _frame_keys(ds) if _int(ds, "Rows") is not None else ([ds], [])
-    keys = _count_keys(frame_keys)
+    if frames_out is not None and frame_keys:
+        frames_out.append((flats, frame_keys))
     # b-value and direction come from the stack keys (vendor rules applied once per frame)
-    b_values = {k.b_value_s_per_mm2 for k in frame_keys}
-    b_value = b_values.pop() if len(b_values) == 1 else None  # None: frames differ
+    key_values = _key_values(frame_keys, multiframe)
     field_t = _vendor_value("magnetic_field_strength_t", flats[0]) if modality == "MR" else None
     role = _vendor_value("stack_role", flats[0]) if frame_keys else None
     kernel = _joined(ds, "ConvolutionKernel") or None
     frame_positions = _frame_positions(flats) if multiframe else None
-    frame_stacks = None
-    if multiframe and frame_keys:
-        order = {text: i for i, text in enumerate(keys)}
-        frame_stacks = tuple(order[str(k)] for k in frame_keys)
 
     return {
         "sop_instance_uid": _str(ds, "SOPInstanceUID"),
@@ -1114,15 +1222,12 @@ def _header_values(ds: Dataset, secret: bytes | None) -> dict[str, Any]:
         "echo_time_ms": echo_time,
         "echo_number": _int(ds, "EchoNumbers"),
         "repetition_time_ms": _float(ds, "RepetitionTime"),
-        "b_value_s_per_mm2": None if b_value is None else float(b_value),
         "magnetic_field_strength_t": None if field_t is None else float(field_t),
         "image_type": image_type or None,
         "convolution_kernel": kernel,
         "role": None if role is None else str(getattr(role, "value", role)),
-        "stack_keys": tuple(keys),
-        "stack_n_frames": tuple(keys.values()),
         "frame_positions_lps_mm": frame_positions,
-        "frame_stack_indices": frame_stacks,
+        **key_values,
     }
 
 
@@ -1272,8 +1377,10 @@ CREATE TABLE IF NOT EXISTS file_stacks (
     stack_key TEXT NOT NULL,
     series_instance_uid TEXT,
     n_frames INTEGER NOT NULL,
+    b_value_s_per_mm2 REAL,
     PRIMARY KEY (path, stack_key)
 );
+CREATE TABLE IF NOT EXISTS pending_series (series_instance_uid TEXT PRIMARY KEY);
 CREATE INDEX IF NOT EXISTS files_series ON files(series_instance_uid);
 CREATE INDEX IF NOT EXISTS files_study ON files(study_instance_uid);
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
@@ -1286,6 +1393,9 @@ CREATE INDEX IF NOT EXISTS stacks_series ON file_stacks(series_instance_uid);
 _INSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FIELD_NAMES)}, read_with) "
                 f"VALUES ({', '.join('?' for _ in _FIELD_NAMES)}, ?)")
 _POS = {name: i for i, name in enumerate(_FIELD_NAMES)}
+# The series a path belonged to before it is rewritten: its stack keys may change too.
+_MARK_OLD_SERIES = ("INSERT OR IGNORE INTO pending_series SELECT series_instance_uid FROM "
+                    "files WHERE path = ? AND series_instance_uid IS NOT NULL")
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
@@ -1329,6 +1439,7 @@ def _prepare(con: sqlite3.Connection, db_path: Path, root: Path) -> None:
                         meta.get("schema_version"), SCHEMA_VERSION)
             con.execute("DROP TABLE IF EXISTS file_stacks")
             con.execute("DROP TABLE IF EXISTS files")
+            con.execute("DROP TABLE IF EXISTS pending_series")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 con.execute(statement)
@@ -1342,28 +1453,43 @@ def _prepare(con: sqlite3.Connection, db_path: Path, root: Path) -> None:
         raise
 
 
-def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], stamp: str) -> None:
-    """Insert rows (read with ``stamp``) and their stack memberships in one transaction."""
+def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], stamp: str,
+                *, series_done: str | None = None) -> None:
+    """Insert rows (read with ``stamp``) and their stack memberships in one transaction.
+
+    The series of the rows (and the series the same paths were in before) are marked for
+    the series-context pass (`_apply_series_context`), unless ``series_done`` is given:
+    the series-context pass of that series is writing, and it is marked done instead.
+    """
     if not rows:
         return
     pi, si = _POS["path"], _POS["series_instance_uid"]
-    ki, ni = _POS["stack_keys"], _POS["stack_n_frames"]
-    stack_rows: list[tuple[str, str, str | None, int]] = []
+    ki, ni, bi = _POS["stack_keys"], _POS["stack_n_frames"], _POS["stack_b_values_s_per_mm2"]
+    stack_rows: list[tuple[str, str, str | None, int, float | None]] = []
     for row in rows:
         if row[ki] is None:
             continue
         keys = json.loads(row[ki])
         counts = json.loads(row[ni]) if row[ni] is not None else [1] * len(keys)
-        stack_rows.extend((row[pi], k, row[si], n) for k, n in zip(keys, counts, strict=True))
+        b_values = json.loads(row[bi]) if row[bi] is not None else [None] * len(keys)
+        stack_rows.extend((row[pi], k, row[si], n, b)
+                          for k, n, b in zip(keys, counts, b_values, strict=True))
     if logger.isEnabledFor(logging.DEBUG):
         reason_i, status_i = _POS["reason"], _POS["status"]
         for row in rows:
             logger.debug("%s: %s %s", row[pi], row[status_i], row[reason_i])
     con.execute("BEGIN IMMEDIATE")
     try:
+        if series_done is None:
+            con.executemany(_MARK_OLD_SERIES, [(r[pi],) for r in rows])
+            con.executemany("INSERT OR IGNORE INTO pending_series VALUES (?)",
+                            [(uid,) for uid in {r[si] for r in rows} if uid is not None])
+        else:
+            con.execute("DELETE FROM pending_series WHERE series_instance_uid = ?",
+                        (series_done,))
         con.executemany("DELETE FROM file_stacks WHERE path = ?", [(r[pi],) for r in rows])
         con.executemany(_INSERT_FILE, [(*row, stamp) for row in rows])
-        con.executemany("INSERT INTO file_stacks VALUES (?, ?, ?, ?)", stack_rows)
+        con.executemany("INSERT INTO file_stacks VALUES (?, ?, ?, ?, ?)", stack_rows)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -1453,6 +1579,7 @@ def index_export(
         _write_rows(con, [_to_row(p) for p in walk.problems], stamp)
         _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp)
         removed = _remove_gone(con, walk)
+        reread = _apply_series_context(con, root_path, patient_key_secret, stamp)
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         counts = dict(con.execute("SELECT status, count(*) FROM files GROUP BY status"))
     finally:
@@ -1460,12 +1587,14 @@ def index_export(
     summary = IndexSummary(
         root=root_path, db_path=db, workers=n_workers,
         files_seen=len(walk.files) + len(walk.problems), files_read=len(todo),
-        files_unchanged=unchanged, files_removed=removed, status_counts=counts,
+        files_unchanged=unchanged, files_removed=removed, files_reread=reread,
+        status_counts=counts,
         duration_s=time.perf_counter() - t0,
     )
-    logger.info("Indexed %s in %.2f s: %d read (%.0f files/s), %d unchanged, %d removed; %s",
-                root_path, summary.duration_s, summary.files_read, summary.files_read_per_s,
-                unchanged, removed, counts)
+    logger.info("Indexed %s in %.2f s: %d read (%.0f files/s), %d unchanged, %d removed, "
+                "%d re-read for series-level stack keys; %s", root_path, summary.duration_s,
+                summary.files_read, summary.files_read_per_s, unchanged, removed, reread,
+                counts)
     if summary.n_problems:
         logger.warning("%s: %d entries are truncated, corrupt, not DICOM or lack attributes; "
                        "list them with Catalogue(%r).problems()", root_path,
@@ -1553,6 +1682,89 @@ def _read_in_pool(
     return []
 
 
+# A series needs the series-context pass when its own keys mix frames with and without a
+# b-value, or when an earlier pass gave some of its files a b-value (it may no longer hold).
+_NEEDS_SERIES_CONTEXT = """
+SELECT EXISTS (SELECT 1 FROM files WHERE series_instance_uid = ?1
+               AND series_b_value_s_per_mm2 IS NOT NULL)
+    OR (EXISTS (SELECT 1 FROM file_stacks WHERE series_instance_uid = ?1
+                AND b_value_s_per_mm2 IS NULL)
+        AND EXISTS (SELECT 1 FROM file_stacks WHERE series_instance_uid = ?1
+                    AND b_value_s_per_mm2 IS NOT NULL))
+"""
+
+
+def _apply_series_context(con: sqlite3.Connection, root: Path, secret: bytes | None,
+                          stamp: str) -> int:
+    """Series-context pass: stack keys that depend on the rest of the series.
+
+    Workers key each file on its own. For every series written or changed in this run
+    (the ``pending_series`` table), a series whose keys mix frames with and without a
+    b-value has its files re-read here and keyed by
+    `bonelesion.dicom.multiframe.series_stack_keys`, the reader's rule; every other series
+    is left as it is. Each series is written in one transaction with its pending mark, so
+    an interrupted pass resumes in the next run. Returns the number of files re-read.
+    """
+    pending = [r[0] for r in con.execute(
+        "SELECT series_instance_uid FROM pending_series ORDER BY series_instance_uid")]
+    n_reread = 0
+    idle: list[str] = []
+    for uid in pending:
+        rows: list[tuple[Any, ...]] = []
+        if con.execute(_NEEDS_SERIES_CONTEXT, (uid,)).fetchone()[0]:
+            files = con.execute(
+                "SELECT DISTINCT f.path, f.size_bytes, f.mtime_ns FROM files f JOIN "
+                "file_stacks s ON s.path = f.path WHERE s.series_instance_uid = ? "
+                "ORDER BY f.path", (uid,)).fetchall()
+            rows = [_to_row(rec) for rec in _series_context_records(root, files, secret)]
+        if not rows:
+            idle.append(uid)
+            continue
+        logger.debug("Series %s: %d files re-read for their series-level stack keys", uid,
+                     len(rows))
+        _write_rows(con, rows, stamp, series_done=uid)
+        n_reread += len(rows)
+    if idle:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany("DELETE FROM pending_series WHERE series_instance_uid = ?",
+                            [(uid,) for uid in idle])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return n_reread
+
+
+def _series_context_records(root: Path, files: Sequence[tuple[str, int, int]],
+                            secret: bytes | None) -> list[FileRecord]:
+    """Re-read the files of one series; their records with the series-level stack keys."""
+    entries: list[tuple[FileRecord, list[Dataset], list[StackKey]]] = []
+    for rel, size, mtime in files:
+        frames: _FramesOut = []
+        rec = _read_file_record(root, rel, size, mtime, secret, frames)
+        flats, keys = frames[0] if frames else ([], [])
+        entries.append((rec, flats, keys))
+    keyed = series_stack_keys([f for _, flats, _ in entries for f in flats],
+                              [k for _, _, keys in entries for k in keys])
+    out: list[FileRecord] = []
+    start = 0
+    for rec, _, keys in entries:
+        mine = keyed[start:start + len(keys)]
+        start += len(keys)
+        filled = [b for _, b in mine if b is not None]
+        if filled:
+            note = (f"stack key b = {filled[0]:g} s/mm² from the vendor b-value element, in "
+                    "a series that also holds b > 0 images")
+            rec = dataclasses.replace(
+                rec, **_key_values([k for k, _ in mine], rec.frame_stack_indices is not None),
+                series_b_value_s_per_mm2=filled[0],
+                role=None if rec.role is None else series_context_role(rec.role, mine[0][1]),
+                notes="; ".join(t for t in (rec.notes, note) if t)[:_NOTES_MAX_CHARS])
+        out.append(rec)
+    return out
+
+
 def _remove_gone(con: sqlite3.Connection, walk: _WalkResult) -> int:
     """Delete entries not seen by this walk (except under folders that could not be listed)."""
     seen = [(f[0],) for f in walk.files] + [(p.path,) for p in walk.problems]
@@ -1567,6 +1779,7 @@ def _remove_gone(con: sqlite3.Connection, walk: _WalkResult) -> int:
         if "" in walk.unlisted_dirs:
             gone = []
         gone = [p for p in gone if not p.startswith(keep)] if keep else gone
+        con.executemany(_MARK_OLD_SERIES, [(p,) for p in gone])
         con.executemany("DELETE FROM file_stacks WHERE path = ?", [(p,) for p in gone])
         con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
         con.execute("DELETE FROM seen")

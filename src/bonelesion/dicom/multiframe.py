@@ -31,12 +31,17 @@ Flat headers share (do not copy) the data elements of the source data set, so fl
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag, Tag
+
+from bonelesion.errors import InputError
 
 __all__ = [
     "flatten_frames",
@@ -44,6 +49,8 @@ __all__ = [
     "frame_number",
     "StackKey",
     "stack_key",
+    "series_stack_keys",
+    "series_context_role",
     "FRAME_NUMBER_PRIVATE_GROUP",
     "FRAME_NUMBER_PRIVATE_CREATOR",
 ]
@@ -336,3 +343,96 @@ def stack_key(flat: Dataset) -> StackKey:
         if is_mosaic(flat)
         else None,
     )
+
+
+# ------------------------------------------------------------------ series-level stack keys
+# One rule for the reader (`bonelesion.dicom.series.load_series`) and the catalogue
+# (`bonelesion.dicom.index`): a stack key depends on its series when a b0 image's only
+# diffusion clue is a vendor b-value element of 0.
+
+
+def series_stack_keys(flats: Sequence[Dataset], keys: Sequence[StackKey]
+                      ) -> list[tuple[StackKey, float | None]]:
+    """Stack keys of frames with the series context applied (the b0 fill).
+
+    `bonelesion.dicom.vendors.b_values_of_series_s_per_mm2` gives a b-value to images whose
+    only diffusion clue is a vendor b-value element of 0, in a series that holds b > 0
+    images (e.g. a Philips classic b0). Their key gets that b-value (rounded like
+    `stack_key`) and, for b = 0, the diffusion kind ``b0``. Only series that mix keys with
+    and without a b-value are looked at; the other keys are returned unchanged.
+
+    Parameters
+    ----------
+    flats : sequence of Dataset
+        Flat headers (see `flatten_frames`) of the frames, of one or several series.
+    keys : sequence of StackKey
+        ``stack_key(flat)`` of each frame, in the same order.
+
+    Returns
+    -------
+    list of (StackKey, float or None)
+        Per frame: its key, and the b-value in s/mm² that only the series context gave
+        (None when the frame's own header decided its key).
+
+    Raises
+    ------
+    InputError
+        If ``flats`` and ``keys`` differ in length.
+
+    Examples
+    --------
+    >>> series_stack_keys([], [])
+    []
+    """
+    from bonelesion.dicom import vendors
+
+    if len(flats) != len(keys):
+        raise InputError(f"series_stack_keys: {len(flats)} headers but {len(keys)} keys; "
+                         "expected one key per header. Potential fix: pass stack_key(flat) "
+                         "of every header.")
+    out: list[tuple[StackKey, float | None]] = [(key, None) for key in keys]
+    by_series: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_series.setdefault(key.series_instance_uid, []).append(i)
+    for indices in by_series.values():
+        b_keys = [keys[i].b_value_s_per_mm2 for i in indices]
+        if all(b is None for b in b_keys) or all(b is not None for b in b_keys):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already recorded when the keys were made
+            values = vendors.b_values_of_series_s_per_mm2([flats[i] for i in indices])
+        for i, b_key, b_value in zip(indices, b_keys, values, strict=True):
+            if b_key is None and b_value is not None:
+                filled = dataclasses.replace(
+                    keys[i], b_value_s_per_mm2=float(round(b_value)),
+                    acquisition_kind=vendors.DiffusionKind.B0.value if b_value <= 0.0
+                    else keys[i].acquisition_kind)
+                out[i] = (filled, float(b_value))
+    return out
+
+
+def series_context_role(role: str, series_b_value_s_per_mm2: float | None) -> str:
+    """Role of a stack whose b-value only the series context gives (see `series_stack_keys`).
+
+    Parameters
+    ----------
+    role : str
+        ``vendors.stack_role(flat).value`` of the stack's first frame.
+    series_b_value_s_per_mm2 : float or None
+        The b-value `series_stack_keys` gave that frame (None: its own header decided).
+
+    Returns
+    -------
+    str
+        ``dwi`` instead of ``other`` for such a frame; ``role`` otherwise.
+
+    Examples
+    --------
+    >>> series_context_role("other", 0.0), series_context_role("other", None)
+    ('dwi', 'other')
+    """
+    from bonelesion.dicom import vendors
+
+    if series_b_value_s_per_mm2 is not None and role == vendors.Role.OTHER.value:
+        return vendors.Role.DWI.value
+    return role

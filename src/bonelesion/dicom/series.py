@@ -60,6 +60,8 @@ from bonelesion.dicom.multiframe import (
     flatten_frames,
     frame_number,
     is_mosaic,
+    series_context_role,
+    series_stack_keys,
     stack_key,
 )
 from bonelesion.errors import (
@@ -1050,8 +1052,7 @@ def _series_info(frames: Sequence[_Frame], files: tuple[str, ...], notes: Sequen
     if b_value is None and series_b is not None:
         # a b0 whose only clue is the vendor b-value element, in a series with b > 0 images
         b_value = series_b
-        if role == vendors.Role.OTHER.value:
-            role = vendors.Role.DWI.value
+        role = series_context_role(str(role), series_b)
         notes = [*notes, f"b = {series_b:g} s/mm² from the vendor b-value element, in a "
                  "series that also holds b > 0 images"]
     return SeriesInfo(
@@ -1251,33 +1252,17 @@ def _with_series_b_values(entries: list[tuple[_Frame, StackKey, list[str]]]
                           ) -> list[tuple[_Frame, StackKey, list[str]]]:
     """Give b = 0 keys to the b0 images a series context reveals.
 
-    `bonelesion.dicom.vendors.b_values_of_series_s_per_mm2` fills the b-value of images
-    whose only diffusion clue is a vendor b-value element of 0, in a series that holds
-    b > 0 images (e.g. a Philips classic b0). Their key gets b 0 and kind ``b0``; only
-    series with both keyed and un-keyed b-values are looked at.
+    The rule is `bonelesion.dicom.multiframe.series_stack_keys` (shared with the
+    catalogue): images whose only diffusion clue is a vendor b-value element of 0, in a
+    series that holds b > 0 images (e.g. a Philips classic b0), get b 0 and kind ``b0``.
     """
-    from bonelesion.dicom import vendors
-
-    by_series: dict[str, list[int]] = {}
-    for i, (_, key, _) in enumerate(entries):
-        by_series.setdefault(key.series_instance_uid, []).append(i)
+    keyed = series_stack_keys([fr.flat for fr, _, _ in entries], [key for _, key, _ in entries])
     out = list(entries)
-    for indices in by_series.values():
-        b_keys = [entries[i][1].b_value_s_per_mm2 for i in indices]
-        if all(b is None for b in b_keys) or all(b is not None for b in b_keys):
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # already recorded when the keys were made
-            values = vendors.b_values_of_series_s_per_mm2([entries[i][0].flat for i in indices])
-        for i, b_key, b_value in zip(indices, b_keys, values, strict=True):
-            if b_key is None and b_value is not None:
-                frame, key, read_warnings = entries[i]
-                filled = dataclasses.replace(
-                    key, b_value_s_per_mm2=float(round(b_value)),
-                    acquisition_kind=vendors.DiffusionKind.B0.value if b_value <= 0.0
-                    else key.acquisition_kind)
-                frame.series_b_value_s_per_mm2 = float(b_value)
-                out[i] = (frame, filled, read_warnings)
+    for i, (key, series_b) in enumerate(keyed):
+        if series_b is not None:
+            frame, _, read_warnings = entries[i]
+            frame.series_b_value_s_per_mm2 = series_b
+            out[i] = (frame, key, read_warnings)
     return out
 
 
