@@ -20,7 +20,9 @@ from pathlib import Path
 from bonelesion import __version__
 from bonelesion.errors import ConfigError, InputError, PipelineError
 
-__all__ = ["build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL"]
+__all__ = [
+    "build_parser", "main", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL",
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -371,10 +373,9 @@ def _add_index(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _run_index(args: argparse.Namespace) -> int:
     import os
+    import time
 
     from bonelesion.dicom.index import Catalogue, index_export
-
-    import time
 
     secret_text = os.environ.get("BONELESION_PATIENT_KEY")
     secret = secret_text.encode("utf-8") if secret_text else None
