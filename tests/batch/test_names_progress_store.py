@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bonelesion.batch.names import KEY_ENV, KEY_FILE_ENV, MAX_COMPONENT_CHARS, Pseudonymiser, safe_component, safe_join
+from bonelesion.batch.names import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    MAX_COMPONENT_CHARS,
+    Pseudonymiser,
+    safe_component,
+    safe_join,
+)
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.store import ResultsStore
 from bonelesion.errors import ConfigError, InputError

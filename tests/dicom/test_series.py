@@ -18,13 +18,10 @@ from testdata import shared_path
 
 from bonelesion import load_series as top_load_series
 from bonelesion import load_volume as top_load_volume
-from bonelesion.dicom.series import discover_files, load_series, load_volume
+from bonelesion.dicom.series import load_series, load_volume
 from bonelesion.errors import (
-    InputError,
     MissingAttributeError,
     SeriesGeometryError,
-    SeriesSelectionError,
-    UnsupportedInputError,
 )
 from bonelesion.units import IntensityUnit
 
