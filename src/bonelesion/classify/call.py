@@ -44,6 +44,24 @@ class FeatureStatus(str, Enum):
     """Trained model only: missing, replaced by the training mean (plus its indicator)."""
 
 
+def label_from_posterior(
+    p: float, *, malignant_min_probability: float, benign_max_probability: float
+) -> tuple[Label, str]:
+    """Label of a posterior probability of malignancy against the two decision bounds.
+
+    Between the bounds the call is ``indeterminate``, never a coin toss. Returns the label
+    and the sentence that explains it.
+    """
+    if p >= malignant_min_probability:
+        return Label.MALIGNANT, f"malignant: posterior ≥ {malignant_min_probability:g}"
+    if p <= benign_max_probability:
+        return Label.BENIGN, f"benign: posterior ≤ {benign_max_probability:g}"
+    return Label.INDETERMINATE, (
+        f"indeterminate: posterior between the decision bounds {benign_max_probability:g} "
+        f"and {malignant_min_probability:g}"
+    )
+
+
 def _clean(value: float | None) -> float | None:
     if value is None:
         return None

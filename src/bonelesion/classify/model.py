@@ -31,7 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize, stats
 
-from bonelesion.classify.call import FeatureReason, FeatureStatus, Label, LesionCall
+from bonelesion.classify.call import (
+    FeatureReason,
+    FeatureStatus,
+    Label,
+    LesionCall,
+    label_from_posterior,
+)
 from bonelesion.classify.config import ClassifierConfig
 from bonelesion.errors import InputError
 from bonelesion.model.results import (
@@ -292,17 +298,11 @@ class LogisticModel:
         if all(r.status is FeatureStatus.IMPUTED for r in reasons):
             label = Label.INDETERMINATE
             decision.append("indeterminate: none of the model's features was measured")
-        elif p >= self.malignant_min_probability:
-            label = Label.MALIGNANT
-            decision.append(f"malignant: posterior ≥ {self.malignant_min_probability:g}")
-        elif p <= self.benign_max_probability:
-            label = Label.BENIGN
-            decision.append(f"benign: posterior ≤ {self.benign_max_probability:g}")
         else:
-            label = Label.INDETERMINATE
-            decision.append(f"indeterminate: posterior between the decision bounds "
-                            f"{self.benign_max_probability:g} and "
-                            f"{self.malignant_min_probability:g}")
+            label, why = label_from_posterior(
+                p, malignant_min_probability=self.malignant_min_probability,
+                benign_max_probability=self.benign_max_probability)
+            decision.append(why)
         sins, escc, problems = _spine(m, config)
         return LesionCall(
             study_instance_uid=m.study_instance_uid, lesion_id=m.lesion_id, label=label,

@@ -17,7 +17,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bonelesion.classify.call import FeatureReason, FeatureStatus, Label, LesionCall
+from bonelesion.classify.call import (
+    FeatureReason,
+    FeatureStatus,
+    Label,
+    LesionCall,
+    label_from_posterior,
+)
 from bonelesion.classify.config import ClassifierConfig, likelihood_ratios
 from bonelesion.classify.spine import EsccGrade, SinsScore, grade_escc, score_sins
 from bonelesion.errors import InputError
@@ -393,17 +399,11 @@ def classify_lesion(
         label = Label.INDETERMINATE
         decision.append("indeterminate: conflicting evidence: CT mean and CT max fall on "
                         "opposite sides of their thresholds")
-    elif p >= fusion.malignant_min_probability:
-        label = Label.MALIGNANT
-        decision.append(f"malignant: posterior ≥ {fusion.malignant_min_probability:g}")
-    elif p <= fusion.benign_max_probability:
-        label = Label.BENIGN
-        decision.append(f"benign: posterior ≤ {fusion.benign_max_probability:g}")
     else:
-        label = Label.INDETERMINATE
-        decision.append(
-            f"indeterminate: posterior between the decision bounds "
-            f"{fusion.benign_max_probability:g} and {fusion.malignant_min_probability:g}")
+        label, why = label_from_posterior(
+            p, malignant_min_probability=fusion.malignant_min_probability,
+            benign_max_probability=fusion.benign_max_probability)
+        decision.append(why)
     sins, escc, problems = _spine(m, config)
     return LesionCall(
         study_instance_uid=m.study_instance_uid, lesion_id=m.lesion_id, label=label,

@@ -41,11 +41,10 @@ from bonelesion.model.results import (
     Provenance,
 )
 from bonelesion.model.volume import Volume
-from bonelesion.report.html_report import render_html
 from bonelesion.report.json_report import build_results_document, to_jsonable
 from bonelesion.report.study import ROLE_ORDER, StudyResult, study_result
 from bonelesion.report.table import CALL_COLUMNS
-from bonelesion.report.writer import ReportFiles, write_reports
+from bonelesion.report.writer import ReportFiles, attach_outputs, write_reports
 
 __all__ = [
     "measurements_from_results_json",
@@ -300,21 +299,7 @@ def _merge_views(
             entry["inputs"] = inputs[entry["study_instance_uid"]]
     qc_paths = {k: imgs for v in views for k, imgs in v.qc_images.items()}
     dicom_paths = {v.study_instance_uid: v.dicom for v in views if v.dicom}
-    document["outputs"] = {
-        "qc_images": {f"{s}/{lid}": {role: str(p.relative_to(out)) for role, p in imgs}
-                      for (s, lid), imgs in qc_paths.items()},
-        "dicom": {s: [str(p.relative_to(out)) for p in ps] for s, ps in dicom_paths.items()},
-    }
-    html_path = None
-    if html:
-        html_path = out / "report.html"
-        html_path.write_text(render_html(
-            document,
-            qc_images={k: [(r, str(p.relative_to(out))) for r, p in v]
-                       for k, v in qc_paths.items()},
-            dicom_files={s: [str(p.relative_to(out)) for p in ps]
-                         for s, ps in dicom_paths.items()},
-        ), encoding="utf-8")
+    html_path = attach_outputs(out, document, qc_paths, dicom_paths, html=html)
     return calls, ReportFiles(results_json=None, html=html_path, qc_images=qc_paths,
                               dicom=dicom_paths, problems=tuple(problems), document=document)
 

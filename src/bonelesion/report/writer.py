@@ -123,23 +123,37 @@ def write_reports(
         studies, config=config, resolved_config=resolved_config, model=model,
         warnings=[*warnings, *problems], command=command,
     )
+    html_path = attach_outputs(out, document, qc_paths, dicom_paths, html=html)
+    results = write_results_json(out / "results.json", document) if results_json else None
+    table_path = write_lesion_table(out / "lesions.csv", studies) if table else None
+    return ReportFiles(results_json=results, lesion_table=table_path, html=html_path,
+                       qc_images=qc_paths, dicom=dicom_paths, problems=tuple(problems),
+                       document=document)
+
+
+def attach_outputs(
+    out: Path,
+    document: dict[str, Any],
+    qc_paths: Mapping[tuple[str, str], Sequence[tuple[str, Path]]],
+    dicom_paths: Mapping[str, Sequence[Path]],
+    *,
+    html: bool,
+) -> Path | None:
+    """Record the written QC images and DICOM files in ``document`` and render report.html.
+
+    Paths are stored relative to ``out``. Returns the HTML path (None when ``html`` is off).
+    """
     document["outputs"] = {
         "qc_images": {f"{s}/{lid}": {role: str(p.relative_to(out)) for role, p in imgs}
                       for (s, lid), imgs in qc_paths.items()},
         "dicom": {s: [str(p.relative_to(out)) for p in ps] for s, ps in dicom_paths.items()},
     }
-    results = write_results_json(out / "results.json", document) if results_json else None
-    table_path = write_lesion_table(out / "lesions.csv", studies) if table else None
-    html_path = None
-    if html:
-        html_path = out / "report.html"
-        html_path.write_text(render_html(
-            document,
-            qc_images={k: [(r, str(p.relative_to(out))) for r, p in v]
-                       for k, v in qc_paths.items()},
-            dicom_files={s: [str(p.relative_to(out)) for p in ps]
-                         for s, ps in dicom_paths.items()},
-        ), encoding="utf-8")
-    return ReportFiles(results_json=results, lesion_table=table_path, html=html_path,
-                       qc_images=qc_paths, dicom=dicom_paths, problems=tuple(problems),
-                       document=document)
+    if not html:
+        return None
+    html_path = out / "report.html"
+    html_path.write_text(render_html(
+        document,
+        qc_images={k: [(r, str(p.relative_to(out))) for r, p in v] for k, v in qc_paths.items()},
+        dicom_files={s: [str(p.relative_to(out)) for p in ps] for s, ps in dicom_paths.items()},
+    ), encoding="utf-8")
+    return html_path
