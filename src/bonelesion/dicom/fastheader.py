@@ -45,14 +45,20 @@ HEADER_CHUNK_BYTES = 16 * 1024
 #: Give up (decline) on headers larger than this: pydicom reads them.
 HEADER_MAX_BYTES = 64 * 1024 * 1024
 
-_UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_DELIMITER = 0xFFFEE00D
-_SEQUENCE_DELIMITER = 0xFFFEE0DD
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+# DICOM encoding constants (PS3.5 §7), shared by the other readers of this package.
+#: Value length of an undefined-length sequence, item or encapsulated Pixel Data.
+UNDEFINED_LENGTH = 0xFFFFFFFF
+ITEM_TAG = 0xFFFEE000
+ITEM_DELIMITER_TAG = 0xFFFEE00D
+SEQUENCE_DELIMITER_TAG = 0xFFFEE0DD
+#: Pixel Data, Float Pixel Data, Double Float Pixel Data.
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _CHARSET = 0x00080005
 _VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR}
-_LONG_VRS = {vr.value.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32}
+#: The two-letter VRs of the standard, as they appear in an explicit VR element.
+VR_BYTES = frozenset(code for code in _VALID_VRS if len(code) == 2)
+#: Explicit VRs with a 2-byte reserved field and a 4-byte value length.
+LONG_VR_BYTES = frozenset(vr.value.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
 _HH = struct.Struct("<HH")
 _L = struct.Struct("<L")
 _H = struct.Struct("<H")
@@ -102,11 +108,11 @@ def _skip_sequence(buf: bytes, pos: int, implicit: bool) -> int:
         tag = group << 16 | element
         length = _L.unpack_from(buf, pos + 4)[0]
         pos += 8
-        if tag == _SEQUENCE_DELIMITER:
+        if tag == SEQUENCE_DELIMITER_TAG:
             return pos
-        if tag != _ITEM:
+        if tag != ITEM_TAG:
             raise _Decline
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             pos = _skip_item(buf, pos, implicit)
         else:
             pos += length
@@ -118,7 +124,7 @@ def _skip_item(buf: bytes, pos: int, implicit: bool) -> int:
     while True:
         _need(buf, pos + 8)
         group, element = _HH.unpack_from(buf, pos)
-        if group << 16 | element == _ITEM_DELIMITER:
+        if group << 16 | element == ITEM_DELIMITER_TAG:
             return pos + 8
         if implicit:
             length = _L.unpack_from(buf, pos + 4)[0]
@@ -128,7 +134,7 @@ def _skip_item(buf: bytes, pos: int, implicit: bool) -> int:
             vr = buf[pos + 4:pos + 6]
             if vr not in _VALID_VRS:
                 raise _Decline
-            if vr in _LONG_VRS:
+            if vr in LONG_VR_BYTES:
                 _need(buf, pos + 12)
                 length = _L.unpack_from(buf, pos + 8)[0]
                 pos += 12
@@ -136,7 +142,7 @@ def _skip_item(buf: bytes, pos: int, implicit: bool) -> int:
                 length = _H.unpack_from(buf, pos + 6)[0]
                 pos += 8
             nested_implicit = vr == b"UN"  # undefined-length UN holds implicit VR items
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             pos = _skip_sequence(buf, pos, nested_implicit)
         else:
             pos += length
@@ -156,14 +162,14 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
         vr = _VALID_VRS.get(vr_bytes)
         if vr is None:
             raise _Decline
-        if vr_bytes in _LONG_VRS:
+        if vr_bytes in LONG_VR_BYTES:
             _need(buf, pos + 12)
             length = _L.unpack_from(buf, pos + 8)[0]
             pos += 12
         else:
             length = _H.unpack_from(buf, pos + 6)[0]
             pos += 8
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             raise _Decline
         _need(buf, pos + length)
         value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
@@ -183,7 +189,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
     unpack_l = _L.unpack_from
     unpack_h = _H.unpack_from
     valid = _VALID_VRS
-    long_vrs = _LONG_VRS
+    long_vrs = LONG_VR_BYTES
     first = True
     while True:
         if pos + 8 > n:
@@ -212,20 +218,20 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
                 length = unpack_h(buf, pos + 6)[0]
                 header = 8
         first = False
-        if tag_int == _ITEM_DELIMITER:
+        if tag_int == ITEM_DELIMITER_TAG:
             raise _Decline
         value_tell = pos + header
-        if tag_int in _PIXEL_TAGS:
+        if tag_int in PIXEL_TAGS:
             return elements, encoding, (tag_int, value_tell, length)
         tag = BaseTag(tag_int)
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             if vr is None:
                 try:
                     vr = dictionary_VR(tag)
                 except KeyError:
                     _need(buf, value_tell + 4)
                     group2, element2 = unpack_hh(buf, value_tell)
-                    if group2 << 16 | element2 not in (_ITEM, _SEQUENCE_DELIMITER):
+                    if group2 << 16 | element2 not in (ITEM_TAG, SEQUENCE_DELIMITER_TAG):
                         raise _Decline from None
                     vr = VR.SQ
             if vr != VR.SQ:
@@ -233,7 +239,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
             end = _skip_sequence(buf, value_tell, implicit)
             fp = BytesIO(buf)
             fp.seek(value_tell)
-            seq = read_sequence(fp, implicit, True, _UNDEFINED, encoding)
+            seq = read_sequence(fp, implicit, True, UNDEFINED_LENGTH, encoding)
             if fp.tell() != end:
                 raise _Decline
             elements[tag] = DataElement(tag, VR.SQ, seq, value_tell, is_undefined_length=True)

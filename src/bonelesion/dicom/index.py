@@ -82,7 +82,16 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from bonelesion.dicom.fastheader import HeaderRead, read_header
+from bonelesion.dicom.fastheader import (
+    ITEM_TAG,
+    LONG_VR_BYTES,
+    PIXEL_TAGS,
+    SEQUENCE_DELIMITER_TAG,
+    UNDEFINED_LENGTH,
+    VR_BYTES,
+    HeaderRead,
+    read_header,
+)
 from bonelesion.dicom.multiframe import (
     StackKey,
     flatten_frames,
@@ -160,7 +169,7 @@ SUPPORTED_SOP_CLASSES: frozenset[str] = frozenset(
         "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set Storage (ROI source)
     }
 )
-_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_DICOMDIR_SOP_CLASS = pydicom.uid.MediaStorageDirectoryStorage
 _RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _SINGLE_FRAME_IMAGE_CLASSES = frozenset(
     {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}
@@ -174,15 +183,6 @@ _NATIVE_SYNTAXES = frozenset(
     }
 )
 _DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
-_ITEM_TAG = 0xFFFEE000
-_SEQ_DELIM_TAG = 0xFFFEE0DD
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-_EXPLICIT_VR_32 = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC",
-                             b"UN", b"UR", b"UT", b"UV"})
-_ALL_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS",
-                      b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
-                      b"US"}) | _EXPLICIT_VR_32
 
 # Magic numbers of common non-DICOM files found in exports, for a helpful reason.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -715,7 +715,7 @@ def _plausible_raw_dataset(head: bytes, size_bytes: int) -> bool:
         element = int.from_bytes(head[2:4], order)
         if group not in (0x0000, 0x0002, 0x0008) or element > 0x00FF:
             continue
-        if head[4:6] in _ALL_VRS:
+        if head[4:6] in VR_BYTES:
             return True
         if order == "little":
             length = int.from_bytes(head[4:8], "little")
@@ -737,7 +737,7 @@ class _StopAtPixels:
         self.value_offset: int | None = None
 
     def __call__(self, tag: BaseTag, vr: str | None, length: int) -> bool:
-        if tag in _PIXEL_TAGS:
+        if tag in PIXEL_TAGS:
             self.tag = int(tag)
             self.vr = vr
             self.length = length
@@ -771,7 +771,7 @@ def _max_defined_end(ds: Dataset) -> int:
     for elem in ds._dict.values():  # raw elements: no value conversion
         tell = getattr(elem, "value_tell", None)
         length = getattr(elem, "length", None)
-        if tell is None or length is None or length == _UNDEFINED_LENGTH:
+        if tell is None or length is None or length == UNDEFINED_LENGTH:
             continue
         end = max(end, tell + length)
     return end
@@ -790,9 +790,9 @@ def _walk_fragments(fp: BinaryIO, start: int, size_bytes: int, little: bool) -> 
                     f"without a sequence delimiter; file size is {size_bytes} bytes")
         tag = (int.from_bytes(header[0:2], order) << 16) | int.from_bytes(header[2:4], order)
         length = int.from_bytes(header[4:8], order)
-        if tag == _SEQ_DELIM_TAG:
+        if tag == SEQUENCE_DELIMITER_TAG:
             return None
-        if tag != _ITEM_TAG:
+        if tag != ITEM_TAG:
             return (f"encapsulated pixel data item {n_items} at byte {pos} has tag "
                     f"({tag >> 16:04X},{tag & 0xFFFF:04X}); expected an item (FFFE,E000)")
         pos += 8 + length
@@ -1098,7 +1098,7 @@ def _classify(
     if has_pixels and deflated:
         # Offsets refer to the inflated stream; a truncated deflate stream fails to inflate
         # (an error above), so only the length can be checked here.
-        encapsulated = stop.length == _UNDEFINED_LENGTH
+        encapsulated = stop.length == UNDEFINED_LENGTH
         expected = _expected_native_bytes(ds)
         if not encapsulated:
             pixel_bytes = stop.length
@@ -1107,11 +1107,11 @@ def _classify(
                               f"× samples × BitsAllocated/8 = {expected} bytes expected")
     elif has_pixels:
         implicit, little = ds.original_encoding
-        vr32 = not implicit and stop.vr is not None and stop.vr.encode() in _EXPLICIT_VR_32
+        vr32 = not implicit and stop.vr is not None and stop.vr.encode() in LONG_VR_BYTES
         header_len = 12 if vr32 else 8
         pixel_offset = stop.value_offset if stop.value_offset is not None else \
             stop_pos + header_len
-        encapsulated = stop.length == _UNDEFINED_LENGTH
+        encapsulated = stop.length == UNDEFINED_LENGTH
         if encapsulated:
             with open(path, "rb") as fp_file:
                 truncation = _walk_fragments(fp_file, pixel_offset, size_bytes, bool(little))

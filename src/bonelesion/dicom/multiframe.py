@@ -41,6 +41,7 @@ from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag, Tag
 
+from bonelesion.dicom.fastheader import PIXEL_TAGS
 from bonelesion.errors import InputError
 
 __all__ = [
@@ -59,11 +60,6 @@ __all__ = [
 FRAME_NUMBER_PRIVATE_GROUP = 0x0099
 FRAME_NUMBER_PRIVATE_CREATOR = "bonelesion"
 
-_PIXEL_TAGS = {
-    Tag(0x7FE0, 0x0010),  # PixelData
-    Tag(0x7FE0, 0x0008),  # FloatPixelData
-    Tag(0x7FE0, 0x0009),  # DoubleFloatPixelData
-}
 _SHARED = Tag(0x5200, 0x9229)  # SharedFunctionalGroupsSequence
 _PER_FRAME = Tag(0x5200, 0x9230)  # PerFrameFunctionalGroupsSequence
 _PHILIPS_PRIVATE_PER_FRAME = 0x140F  # element offset of (2005,xx0F) in a Philips block
@@ -161,7 +157,7 @@ def flatten_frames(ds: Dataset) -> list[Dataset]:
         return [ds]
     base: dict[BaseTag, DataElement] = {}
     for elem in ds:
-        if elem.tag in _PIXEL_TAGS or elem.tag in (_SHARED, _PER_FRAME):
+        if elem.tag in PIXEL_TAGS or elem.tag in (_SHARED, _PER_FRAME):
             continue
         base[elem.tag] = elem
     shared_items: list[Dataset] = []

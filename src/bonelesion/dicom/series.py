@@ -54,7 +54,7 @@ from numpy.typing import NDArray
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
-from bonelesion.dicom.fastheader import read_header
+from bonelesion.dicom.fastheader import VR_BYTES, read_header
 from bonelesion.dicom.multiframe import (
     StackKey,
     flatten_frames,
@@ -106,7 +106,7 @@ TILT_RTOL = 5e-3
 #: ... and never below this absolute offset (DICOM DS rounding of positions).
 TILT_ATOL_MM = 2e-2
 
-_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_DICOMDIR_SOP_CLASS = pydicom.uid.MediaStorageDirectoryStorage
 #: Objects with Rows/Columns that are not images of the patient: read by other modules.
 _NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation (read it as an ROI source)",
@@ -115,11 +115,6 @@ _NON_IMAGE_SOP_CLASSES = {
 }
 _PIXEL_DATA_TAG = 0x7FE00010
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-_EXPLICIT_VRS = {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
-    b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
-}
 
 
 # ---------------------------------------------------------------------------- results
@@ -219,7 +214,7 @@ def _plausibly_dicom(path: Path) -> tuple[bool, bool, str]:
     group = int.from_bytes(head[0:2], "little")
     element = int.from_bytes(head[2:4], "little")
     if group in (0x0002, 0x0008) and element < 0x0200:
-        if head[4:6] in _EXPLICIT_VRS:
+        if head[4:6] in VR_BYTES:
             return True, False, ""
         length = int.from_bytes(head[4:8], "little")
         if length < 1024:  # implicit VR: a short first element (e.g. group length, UID)
