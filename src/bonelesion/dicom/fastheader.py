@@ -54,6 +54,8 @@ SEQUENCE_DELIMITER_TAG = 0xFFFEE0DD
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data.
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _CHARSET = 0x00080005
+#: struct format of each binary numeric VR (PS3.5 §6.2).
+NUMBER_STRUCT_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 _VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR}
 #: The two-letter VRs of the standard, as they appear in an explicit VR element.
 VR_BYTES = frozenset(code for code in _VALID_VRS if len(code) == 2)

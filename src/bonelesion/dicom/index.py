@@ -85,6 +85,7 @@ from pydicom.uid import UID
 from bonelesion.dicom.fastheader import (
     ITEM_TAG,
     LONG_VR_BYTES,
+    NUMBER_STRUCT_FORMATS,
     PIXEL_TAGS,
     SEQUENCE_DELIMITER_TAG,
     UNDEFINED_LENGTH,
@@ -535,8 +536,7 @@ def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
 
 _ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
-_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
-_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in _NUMBER_FORMATS.values()}
+_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in NUMBER_STRUCT_FORMATS.values()}
 _TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
 
 
@@ -565,7 +565,7 @@ def _fast_value(raw: RawDataElement, vr: str) -> tuple[bool, Any]:
         if vr in _ASCII_VRS and "\\" in text:
             return True, [v.strip() for v in text.split("\\")]
         return True, text.strip()
-    fmt = _NUMBER_FORMATS.get(vr)
+    fmt = NUMBER_STRUCT_FORMATS.get(vr)
     if fmt is not None:
         size = _NUMBER_SIZES[fmt]
         count = len(data) // size

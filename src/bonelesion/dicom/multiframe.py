@@ -270,12 +270,9 @@ def _int_or_none(value: object) -> int | None:
 
 def _first_int(ds: Dataset, keyword: str) -> int | None:
     value = ds.get(keyword, None)
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(
-        value, (str, bytes)
-    ):
-        value = list(value)[0] if len(list(value)) else None
+    if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+        items = list(value)  # type: ignore[call-overload]
+        value = items[0] if items else None
     return _int_or_none(value)
 
 

@@ -51,6 +51,7 @@ from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.tag import Tag
 
+from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
 from bonelesion.errors import DataQualityWarning, UnsupportedInputError
 from bonelesion.units import FAT_WATER_SHIFT_PPM, GYROMAGNETIC_RATIO_MHZ_PER_T
 
@@ -337,9 +338,6 @@ def _quality_warning(message: str) -> None:
     warnings.warn(message, DataQualityWarning, stacklevel=3)
 
 
-_STRUCT_FORMATS = {"FL": "f", "FD": "d", "SL": "l", "SS": "h", "UL": "L", "US": "H"}
-
-
 def _element_numbers(elem: DataElement, vr: str) -> list[float]:
     """Numeric values of a (possibly VR UN, undecoded) element read as `vr`.
 
@@ -356,8 +354,8 @@ def _element_numbers(elem: DataElement, vr: str) -> list[float]:
         return []
     if isinstance(value, bytes | bytearray):
         raw = bytes(value)
-        if vr in _STRUCT_FORMATS:
-            code = _STRUCT_FORMATS[vr]
+        if vr in NUMBER_STRUCT_FORMATS:
+            code = NUMBER_STRUCT_FORMATS[vr]
             size = struct.calcsize("<" + code)
             count = len(raw) // size
             if count == 0:
