@@ -41,6 +41,7 @@ from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag, Tag
 
+from bonelesion.dicom import vendors
 from bonelesion.dicom.fastheader import PIXEL_TAGS
 from bonelesion.errors import InputError
 
@@ -62,7 +63,6 @@ FRAME_NUMBER_PRIVATE_CREATOR = "bonelesion"
 
 _SHARED = Tag(0x5200, 0x9229)  # SharedFunctionalGroupsSequence
 _PER_FRAME = Tag(0x5200, 0x9230)  # PerFrameFunctionalGroupsSequence
-_PHILIPS_PRIVATE_PER_FRAME = 0x140F  # element offset of (2005,xx0F) in a Philips block
 _FRAME_TYPE = Tag(0x0008, 0x9007)
 _IMAGE_TYPE = Tag(0x0008, 0x0008)
 _EFFECTIVE_ECHO_TIME = Tag(0x0018, 0x9082)
@@ -110,16 +110,6 @@ def _merge_item(target: dict[BaseTag, DataElement], item: Dataset) -> None:
         if tag == _DIFFUSION_GRADIENT_DIRECTION_SEQ and elem.value:
             for inner in elem.value[0]:
                 target[inner.tag] = inner
-
-
-def _philips_private_items(ds: Dataset, frame_item: Dataset) -> list[Dataset]:
-    items: list[Dataset] = []
-    for elem in frame_item:
-        tag = elem.tag
-        if tag.group == 0x2005 and tag.is_private and (tag.element & 0xFF) == 0x0F \
-                and elem.VR == "SQ" and (tag.element >> 8) == 0x14 and elem.value:
-            items.append(elem.value[0])
-    return items
 
 
 def flatten_frames(ds: Dataset) -> list[Dataset]:
@@ -175,7 +165,7 @@ def flatten_frames(ds: Dataset) -> list[Dataset]:
         tags = dict(base)
         frame_item = per_frame[index] if index < len(per_frame) else None
         if frame_item is not None:
-            for private_item in _philips_private_items(ds, frame_item):
+            for private_item in vendors.philips_private_frame_items(frame_item):
                 _merge_item(tags, private_item)
         for item in shared_items:
             _merge_item(tags, item)
@@ -290,8 +280,6 @@ def stack_key(flat: Dataset) -> StackKey:
     Uses the vendor rules of `bonelesion.dicom.vendors` for the b-value, gradient
     direction, echo time and diffusion kind.
     """
-    from bonelesion.dicom import vendors
-
     image_type = flat.get("ImageType", None) or ()
     if isinstance(image_type, str):
         image_type = [image_type]
@@ -377,8 +365,6 @@ def series_stack_keys(flats: Sequence[Dataset], keys: Sequence[StackKey]
     >>> series_stack_keys([], [])
     []
     """
-    from bonelesion.dicom import vendors
-
     if len(flats) != len(keys):
         raise InputError(f"series_stack_keys: {len(flats)} headers but {len(keys)} keys; "
                          "expected one key per header. Potential fix: pass stack_key(flat) "
@@ -424,8 +410,6 @@ def series_context_role(role: str, series_b_value_s_per_mm2: float | None) -> st
     >>> series_context_role("other", 0.0), series_context_role("other", None)
     ('dwi', 'other')
     """
-    from bonelesion.dicom import vendors
-
     if series_b_value_s_per_mm2 is not None and role == vendors.Role.OTHER.value:
         return vendors.Role.DWI.value
     return role

@@ -72,6 +72,7 @@ __all__ = [
     "is_diffusion_acquisition",
     "b_values_of_series_s_per_mm2",
     "philips_float_rescale",
+    "philips_private_frame_items",
     "B_VALUE_MAX_S_PER_MM2",
     "ECHO_PHASE_TOLERANCE_CYCLES",
     "ADC_SCALE_RANGES",
@@ -566,6 +567,36 @@ def _csa_items(header: dict[str, Any] | None, name: str) -> list[Any]:
     if not tag:
         return []
     return list(tag.get("items", []))
+
+
+#: Philips per-frame private item (2005,140F): a sequence in the Philips block at 0x14.
+_PHILIPS_PRIVATE_PER_FRAME = 0x140F
+
+
+def philips_private_frame_items(frame_item: Dataset) -> list[Dataset]:
+    """Items of the Philips private per-frame sequence (2005,140F) of one per-frame item.
+
+    They repeat standard attributes of the frame with vendor-specific values;
+    `bonelesion.dicom.multiframe.flatten_frames` copies them below the standard groups.
+
+    Parameters
+    ----------
+    frame_item : Dataset
+        One item of PerFrameFunctionalGroupsSequence.
+
+    Returns
+    -------
+    list of Dataset
+        The first item of each such sequence (empty for other vendors).
+
+    Examples
+    --------
+    >>> philips_private_frame_items(Dataset())
+    []
+    """
+    return [elem.value[0] for elem in frame_item
+            if elem.tag.group == 0x2005 and elem.tag.element == _PHILIPS_PRIVATE_PER_FRAME
+            and elem.VR == "SQ" and elem.value]
 
 
 # ---------------------------------------------------------------------------------------
