@@ -9,7 +9,6 @@ naming the stage, the series and the message (isolation). It writes its outputs 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -294,9 +293,3 @@ def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
     return measure.measure_and_report(task, stacks_by_role, work, stage=_stage)
 
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
