@@ -89,18 +89,24 @@ def select_b_values(
     )
 
 
+def _b_value(volume: Volume) -> float:
+    """Return the b-value of a DWI volume (s/mm²); raise `MissingAttributeError` if none."""
+    b = volume.series.b_value_s_per_mm2
+    if b is None:
+        raise MissingAttributeError(
+            f"{STAGE}: DWI series {series_label(volume)} has no b-value (0018,9087 or the "
+            "vendor tag). Potential fix: check the vendor b-value parsing for this series."
+        )
+    return b
+
+
 def _log_signal_per_b(
     dwi: Sequence[Volume],
 ) -> tuple[dict[float, NDArray[np.float32]], list[str]]:
     """Mean log-signal per b-value (trace = geometric mean of directional images)."""
     groups: dict[float, list[Volume]] = {}
     for volume in dwi:
-        b = volume.series.b_value_s_per_mm2
-        if b is None:
-            raise MissingAttributeError(
-                f"{STAGE}: DWI series {series_label(volume)} has no b-value (0018,9087 or the "
-                "vendor tag). Potential fix: check the vendor b-value parsing for this series."
-            )
+        b = _b_value(volume)
         key = next((k for k in groups if abs(k - b) <= B_VALUE_ATOL_S_PER_MM2), float(b))
         groups.setdefault(key, []).append(volume)
     notes = []
@@ -168,10 +174,7 @@ def fit_adc(dwi: Sequence[Volume], *, config: DwiAdcConfig) -> AdcMap:
                 f"{series_label(reference)}: shapes {volume.shape} vs {reference.shape}. "
                 "Potential fix: fit each acquisition separately."
             )
-    b_all = [v.series.b_value_s_per_mm2 for v in dwi]
-    if any(b is None for b in b_all):
-        _log_signal_per_b(dwi)  # raises MissingAttributeError naming the series
-    b_fit, note = select_b_values([b for b in b_all if b is not None], config)
+    b_fit, note = select_b_values([_b_value(v) for v in dwi], config)
     logs, notes = _log_signal_per_b(dwi)
     keys = [next(k for k in logs if abs(k - b) <= B_VALUE_ATOL_S_PER_MM2) for b in b_fit]
     b_arr = np.asarray(keys, dtype=np.float64)
