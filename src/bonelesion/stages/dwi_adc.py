@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from bonelesion.errors import GeometryMismatchError, InputError, MissingAttribut
 from bonelesion.model.results import AdcResult, Provenance
 from bonelesion.model.volume import Volume
 from bonelesion.stages.base import (
+    MaskSource,
     core_roi,
     mask_array_on,
     require_unit,
@@ -208,7 +209,7 @@ def fit_adc(dwi: Sequence[Volume], *, config: DwiAdcConfig) -> AdcMap:
 
 def measure_adc(
     adc_map: AdcMap | Volume,
-    mask: Volume | Callable[[Volume], Volume],
+    mask: MaskSource,
     *,
     config: DwiAdcConfig,
     lesion_id: str = "",
@@ -239,8 +240,7 @@ def measure_adc(
         adc_map = AdcMap(volume=adc_map, source=ADC_SOURCE_SCANNER)
     volume = adc_map.volume
     require_unit(volume, IntensityUnit.MM2_PER_S, stage=STAGE, what="ADC map")
-    on_grid = mask(volume) if callable(mask) else mask
-    lesion = mask_array_on(volume, on_grid, stage=STAGE, lesion_id=lesion_id)
+    lesion = mask_array_on(volume, mask, stage=STAGE, lesion_id=lesion_id)
     warnings: list[str] = []
     core, _, _ = core_roi(lesion, volume, margin_voxels=config.erosion_margin_voxels,
                           margin_mm=config.erosion_margin_mm, stage=STAGE,
@@ -299,7 +299,7 @@ class DwiAdcStage:
 
     def run(
         self,
-        mask: Volume | Callable[[Volume], Volume],
+        mask: MaskSource,
         *,
         scanner_adc: Volume | None = None,
         dwi: Sequence[Volume] = (),
