@@ -101,6 +101,12 @@ def _usable(stacks: Iterable[StackLike], role: str) -> list[Volume]:
     return sorted(vols, key=lambda v: (v.series.series_number or 0, v.series.series_instance_uid))
 
 
+def _in_frame(volume: Volume, frame_of_reference_uid: str) -> bool:
+    """Return True unless both the volume's and the given frame are known and differ."""
+    return (not frame_of_reference_uid
+            or volume.series.frame_of_reference_uid in ("", frame_of_reference_uid))
+
+
 def dwi_sets(stacks: Iterable[StackLike]) -> list[DwiSet]:
     """Group DWI stacks into fit sets.
 
@@ -162,12 +168,8 @@ def select_dixon(
     a pair in one frame of reference; water and fat in the in-phase image's frame.
     """
     notes: list[str] = []
-    roles = {r: _usable(stacks, r) for r in
-             ("dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat")}
-    if frame_of_reference_uid:
-        roles = {r: [v for v in vs
-                     if v.series.frame_of_reference_uid in ("", frame_of_reference_uid)]
-                 for r, vs in roles.items()}
+    roles = {r: [v for v in _usable(stacks, r) if _in_frame(v, frame_of_reference_uid)]
+             for r in ("dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat")}
     ips, ops = roles["dixon_in_phase"], roles["dixon_opposed_phase"]
     if not ips and not ops and not roles["dixon_water"]:
         return None, notes
@@ -190,10 +192,10 @@ def select_dixon(
                      f"{pair[1].series.series_instance_uid if pair[1] else '-'}")
     first = pair[0] if pair[0] is not None else pair[1]
     ref_for = first.series.frame_of_reference_uid if first is not None else ""
-    water = next((v for v in roles["dixon_water"] if v.series.frame_of_reference_uid == ref_for),
-                 roles["dixon_water"][0] if roles["dixon_water"] else None)
-    fat = next((v for v in roles["dixon_fat"] if v.series.frame_of_reference_uid == ref_for),
-               roles["dixon_fat"][0] if roles["dixon_fat"] else None)
+    water, fat = (
+        next((v for v in vs if v.series.frame_of_reference_uid == ref_for), vs[0] if vs else None)
+        for vs in (roles["dixon_water"], roles["dixon_fat"])
+    )
     return DixonImages(in_phase=pair[0], opposed_phase=pair[1], water=water, fat=fat), notes
 
 
@@ -202,8 +204,7 @@ def _pick_ct(cts: list[Volume], lesion: Lesion) -> tuple[Volume, list[str]]:
              and v.series.series_instance_uid == lesion.series_instance_uid]
     if named:
         return named[0], []
-    cands = [v for v in cts if not lesion.frame_of_reference_uid
-             or v.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid)] or cts
+    cands = [v for v in cts if _in_frame(v, lesion.frame_of_reference_uid)] or cts
     # the finest grid resolves the lesion best
     chosen = min(cands, key=lambda v: (v.voxel_volume_mm3, -v.shape[0]))
     notes = []
@@ -234,11 +235,6 @@ class _StudyContext:
     scanner_adcs: list[Volume]
     sets: list[DwiSet]
     fitted: dict[int, AdcMap | PipelineError] = field(default_factory=dict)
-
-
-def _same_frame(volume: Volume, lesion: Lesion) -> bool:
-    return (not lesion.frame_of_reference_uid
-            or volume.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid))
 
 
 def _run(feature: str, fn: Callable[[], object], lesion: Lesion, study_uid: str,
@@ -286,8 +282,8 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
             + ("this study has none" if dixon is None or (dixon.water is None and dixon.fat is None)
                else "see the chemical_shift warnings"))
     # ---- ADC
-    adcs = [v for v in ctx.scanner_adcs if _same_frame(v, lesion)]
-    sets = [s for s in ctx.sets if _same_frame(s.volumes[0], lesion)]
+    adcs = [v for v in ctx.scanner_adcs if _in_frame(v, lesion.frame_of_reference_uid)]
+    sets = [s for s in ctx.sets if _in_frame(s.volumes[0], lesion.frame_of_reference_uid)]
     if adcs and (cfg.dwi_adc.prefer_scanner_adc or not sets):
         if len(adcs) > 1:
             notes.append(f"{len(adcs)} scanner ADC maps; used series "
