@@ -23,6 +23,7 @@ from bonelesion.model.results import (
 )
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.lesion import Lesion
+from bonelesion.roi.sources import annotations_of
 from bonelesion.stages.config import PipelineConfig
 from bonelesion.stages.ct_attenuation import measure_attenuation
 from bonelesion.stages.dwi_adc import ADC_SOURCE_SCANNER, AdcMap, fit_adc, measure_adc
@@ -320,7 +321,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         chemical_shift=results.get(FEATURE_CHEMICAL_SHIFT),  # type: ignore[arg-type]
         adc=results.get(FEATURE_ADC),  # type: ignore[arg-type]
         missing=missing,
-        annotations={"treated": lesion.treated, **dict(lesion.annotations)},
+        annotations=annotations_of(lesion),
         warnings=tuple(notes + result_warnings),
     )
 
