@@ -231,8 +231,12 @@ def _roles_not_needed(task: StudyTask) -> set[str]:
     With a scanner ADC map chosen and ``stages.dwi_adc.prefer_scanner_adc`` (the default),
     the ADC stage measures the scanner map, so the DWI series is not decoded.
     """
+    from bonelesion.stages.config import DwiAdcConfig
+
     config = task.pipeline.get("config") or {}
-    prefer = ((config.get("stages") or {}).get("dwi_adc") or {}).get("prefer_scanner_adc", True)
+    prefer = ((config.get("stages") or {}).get("dwi_adc") or {}).get(
+        "prefer_scanner_adc", DwiAdcConfig.prefer_scanner_adc
+    )
     chosen = {c.role for c in task.plan.choices if c.chosen}
     return {"dwi"} if prefer and "adc" in chosen else set()
 
