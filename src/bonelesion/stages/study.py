@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from bonelesion.errors import InputError, PipelineError, StageError
 from bonelesion.model.results import (
     MISSING_ADC,
@@ -238,6 +240,29 @@ class _StudyContext:
     fitted: dict[int, AdcMap | PipelineError] = field(default_factory=dict)
 
 
+def _mask_source(lesion: Lesion) -> Callable[[Volume], Volume]:
+    """``lesion.mask_on``, computed once per grid: Dixon images often share one grid.
+
+    A mask is reused only for a target of identical shape, spacing, origin, direction and
+    frame of reference, so the result equals a fresh ``lesion.mask_on(target)``.
+    """
+    done: list[tuple[Volume, Volume]] = []
+
+    def mask_on(target: Volume) -> Volume:
+        for grid, mask in done:
+            if (grid.shape == target.shape and grid.spacing_mm == target.spacing_mm
+                    and grid.origin_lps_mm == target.origin_lps_mm
+                    and np.array_equal(grid.direction_lps, target.direction_lps)
+                    and grid.series.frame_of_reference_uid
+                    == target.series.frame_of_reference_uid):
+                return mask
+        mask = lesion.mask_on(target)
+        done.append((target, mask))
+        return mask
+
+    return mask_on
+
+
 def _run(feature: str, fn: Callable[[], object], lesion: Lesion, study_uid: str,
          results: dict[str, object], missing: dict[str, str]) -> None:
     """Run one stage; a pipeline error becomes the reason the feature is missing."""
@@ -257,6 +282,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
     notes: list[str] = []
     results: dict[str, object] = {}
     lid = lesion.lesion_id
+    mask_on = _mask_source(lesion)
     # ---- CT
     if not ctx.cts:
         missing[FEATURE_CT] = "study has no CT stack in HU (role ct)"
@@ -264,7 +290,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         ct, ct_notes = _pick_ct(ctx.cts, lesion)
         notes += ct_notes
         _run(FEATURE_CT, lambda: measure_attenuation(
-            ct, lesion.mask_on(ct), config=cfg.ct_attenuation, lesion_id=lid),
+            ct, mask_on(ct), config=cfg.ct_attenuation, lesion_id=lid),
             lesion, ctx.study_uid, results, missing)
     # ---- chemical shift
     dixon, dixon_notes = select_dixon(ctx.stacks, lesion.frame_of_reference_uid)
@@ -274,7 +300,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
                                            "(roles dixon_in_phase, dixon_opposed_phase)")
     else:
         _run(FEATURE_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
-            dixon, lesion.mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
+            dixon, mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
             lesion, ctx.study_uid, results, missing)
     cs = results.get(FEATURE_CHEMICAL_SHIFT)
     if cs is not None and getattr(cs, "fat_fraction", None) is None:
@@ -290,7 +316,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
             notes.append(f"{len(adcs)} scanner ADC maps; used series "
                          f"{adcs[0].series.series_instance_uid}")
         scanner = AdcMap(volume=adcs[0], source=ADC_SOURCE_SCANNER)
-        _run(FEATURE_ADC, lambda: measure_adc(scanner, lesion.mask_on, config=cfg.dwi_adc,
+        _run(FEATURE_ADC, lambda: measure_adc(scanner, mask_on, config=cfg.dwi_adc,
                                               lesion_id=lid),
              lesion, ctx.study_uid, results, missing)
     elif sets:
@@ -307,7 +333,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         if isinstance(fit, PipelineError):
             missing[FEATURE_ADC] = str(fit)
         else:
-            _run(FEATURE_ADC, lambda: measure_adc(fit, lesion.mask_on, config=cfg.dwi_adc,
+            _run(FEATURE_ADC, lambda: measure_adc(fit, mask_on, config=cfg.dwi_adc,
                                                   lesion_id=lid),
                  lesion, ctx.study_uid, results, missing)
     else:
