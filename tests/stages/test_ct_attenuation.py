@@ -10,7 +10,7 @@ from synthetic import ct_cube
 from bonelesion.errors import DataQualityWarning, EmptyMaskError, GeometryMismatchError, InputError
 from bonelesion.model.sitk_bridge import volume_to_sitk
 from bonelesion.stages.config import CtAttenuationConfig
-from bonelesion.stages.ct_attenuation import ellipsoid_footprint, erode_mask, measure_attenuation
+from bonelesion.stages.ct_attenuation import ellipsoid_footprint, measure_attenuation
 from bonelesion.units import IntensityUnit
 
 ATOL_HU_NOISE_FREE = 1e-3  # float32 storage of exact HU values
@@ -42,10 +42,13 @@ def test_noisy_cube_mean_within_three_standard_errors() -> None:
 
 def test_erosion_excludes_the_partial_volume_edge() -> None:
     # edge voxels of the cuboid at 300 HU (partial volume); the core must not see them
+    # (analytic: the cuboid [5:15, 10:30, 10:30] minus its one-voxel shell, not the code's
+    # own erosion, so a stage that skipped erosion would see the 300 HU edge and fail)
     ct, mask = ct_cube(lesion_hu=900.0)
     array = np.array(ct.array)
     lesion = np.asarray(mask.array)
-    core, _ = erode_mask(lesion, ct.spacing_mm, CtAttenuationConfig())
+    core = np.zeros_like(lesion)
+    core[6:14, 11:29, 11:29] = True
     array[lesion & ~core] = 300.0
     r = measure_attenuation(ct.with_array(array), mask, config=CtAttenuationConfig())
     assert r.attenuation_mean_hu == pytest.approx(900.0, abs=ATOL_HU_NOISE_FREE)

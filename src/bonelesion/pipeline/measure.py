@@ -72,11 +72,7 @@ def measure_and_report(
         cfg = build_config(PipelineConfig, dict(pipeline.get("config") or {}), prefix="config")
         classifier_cfg = classifier_config_from_mapping(dict(cfg.classifier))
     with stage("roi"):
-        if not task.rois_path:
-            raise InputError(
-                f"Study {task.study_instance_uid}: no ROI source given. Potential fix: pass "
-                "--rois FILE (annotations CSV, DICOM SEG, RTSTRUCT or NIfTI labels)."
-            )
+        # run_study has checked that task.rois_path is set (before loading any series)
         lesions = [
             le
             for le in load_lesions(task.rois_path)

@@ -9,7 +9,6 @@ naming the stage, the series and the message (isolation). It writes its outputs 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -232,8 +231,12 @@ def _roles_not_needed(task: StudyTask) -> set[str]:
     With a scanner ADC map chosen and ``stages.dwi_adc.prefer_scanner_adc`` (the default),
     the ADC stage measures the scanner map, so the DWI series is not decoded.
     """
+    from bonelesion.stages.config import DwiAdcConfig
+
     config = task.pipeline.get("config") or {}
-    prefer = ((config.get("stages") or {}).get("dwi_adc") or {}).get("prefer_scanner_adc", True)
+    prefer = ((config.get("stages") or {}).get("dwi_adc") or {}).get(
+        "prefer_scanner_adc", DwiAdcConfig.prefer_scanner_adc
+    )
     chosen = {c.role for c in task.plan.choices if c.chosen}
     return {"dwi"} if prefer and "adc" in chosen else set()
 
@@ -294,9 +297,3 @@ def _run(task: StudyTask, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
     return measure.measure_and_report(task, stacks_by_role, work, stage=_stage)
 
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)

@@ -72,12 +72,12 @@ def load_lesions(path: str | Path) -> list[Lesion]:
         return read_annotations_csv(path)
     if name.endswith((".nii", ".nii.gz")):
         return read_nifti_labels(path)
-    ds = _read_dicom(path)
+    ds = _read_dicom(path, stop_before_pixels=True)  # enough to dispatch, and all of an RTSTRUCT
     sop_class = str(getattr(ds, "SOPClassUID", ""))
     if sop_class == SEG_SOP_CLASS:
         return read_dicom_seg(path)
     if sop_class == RTSTRUCT_SOP_CLASS:
-        return read_rtstruct(path)
+        return _rtstruct_lesions(path, ds)
     raise UnsupportedInputError(
         f"ROI file {path}: SOP Class {sop_class or '(none)'} is not a Segmentation "
         f"({SEG_SOP_CLASS}) or RT Structure Set ({RTSTRUCT_SOP_CLASS}). Potential fix: pass an "
@@ -85,14 +85,14 @@ def load_lesions(path: str | Path) -> list[Lesion]:
     )
 
 
-def _read_dicom(path: Path) -> Any:
+def _read_dicom(path: Path, *, stop_before_pixels: bool = False) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except (InvalidDicomError, OSError) as exc:
         raise NotDicomError(
             f"ROI file {path} is not CSV, NIfTI or a readable DICOM file ({exc}). Potential "
@@ -352,6 +352,11 @@ def read_rtstruct(path: str | Path) -> list[Lesion]:
         raise UnsupportedInputError(f"ROI file {path} is not an RT Structure Set (SOP Class "
                                     f"{getattr(ds, 'SOPClassUID', '(none)')}). Potential fix: "
                                     "pass an RTSTRUCT file.")
+    return _rtstruct_lesions(path, ds)
+
+
+def _rtstruct_lesions(path: Path, ds: Any) -> list[Lesion]:
+    """Lesions of an RT Structure Set dataset already read from ``path``."""
     names: dict[int, tuple[str, str]] = {}
     for roi in getattr(ds, "StructureSetROISequence", []):
         names[int(roi.ROINumber)] = (str(getattr(roi, "ROIName", "") or roi.ROINumber),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +22,7 @@ from bonelesion.units import IntensityUnit
 
 __all__ = [
     "Stage",
+    "MaskSource",
     "mask_array_on",
     "require_unit",
     "warn_data_quality",
@@ -32,6 +34,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: A mask on one grid, or a function that puts the lesion on any grid (e.g. Lesion.mask_on).
+MaskSource = Volume | Callable[[Volume], Volume]
 
 
 class Stage(Protocol):
@@ -58,9 +63,11 @@ def require_unit(volume: Volume, unit: IntensityUnit, *, stage: str, what: str) 
 
 
 def mask_array_on(
-    volume: Volume, mask: Volume, *, stage: str, lesion_id: str
+    volume: Volume, mask: MaskSource, *, stage: str, lesion_id: str
 ) -> NDArray[np.bool_]:
     """Boolean mask array of ``mask``, checked to lie on ``volume``'s grid and to be non-empty.
+
+    A callable ``mask`` is first called with ``volume`` to put the lesion on its grid.
 
     Raises
     ------
@@ -69,6 +76,8 @@ def mask_array_on(
     EmptyMaskError
         When the mask holds no voxel.
     """
+    if callable(mask):
+        mask = mask(volume)
     if not mask.geometry_equal(volume):
         raise GeometryMismatchError(
             f"{stage}: mask of lesion {lesion_id!r} (shape {mask.shape}) is not on the grid of "

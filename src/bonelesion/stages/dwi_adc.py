@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from bonelesion.errors import GeometryMismatchError, InputError, MissingAttribut
 from bonelesion.model.results import AdcResult, Provenance
 from bonelesion.model.volume import Volume
 from bonelesion.stages.base import (
+    MaskSource,
     core_roi,
     mask_array_on,
     require_unit,
@@ -89,18 +90,24 @@ def select_b_values(
     )
 
 
+def _b_value(volume: Volume) -> float:
+    """Return the b-value of a DWI volume (s/mm²); raise `MissingAttributeError` if none."""
+    b = volume.series.b_value_s_per_mm2
+    if b is None:
+        raise MissingAttributeError(
+            f"{STAGE}: DWI series {series_label(volume)} has no b-value (0018,9087 or the "
+            "vendor tag). Potential fix: check the vendor b-value parsing for this series."
+        )
+    return b
+
+
 def _log_signal_per_b(
     dwi: Sequence[Volume],
 ) -> tuple[dict[float, NDArray[np.float32]], list[str]]:
     """Mean log-signal per b-value (trace = geometric mean of directional images)."""
     groups: dict[float, list[Volume]] = {}
     for volume in dwi:
-        b = volume.series.b_value_s_per_mm2
-        if b is None:
-            raise MissingAttributeError(
-                f"{STAGE}: DWI series {series_label(volume)} has no b-value (0018,9087 or the "
-                "vendor tag). Potential fix: check the vendor b-value parsing for this series."
-            )
+        b = _b_value(volume)
         key = next((k for k in groups if abs(k - b) <= B_VALUE_ATOL_S_PER_MM2), float(b))
         groups.setdefault(key, []).append(volume)
     notes = []
@@ -168,10 +175,7 @@ def fit_adc(dwi: Sequence[Volume], *, config: DwiAdcConfig) -> AdcMap:
                 f"{series_label(reference)}: shapes {volume.shape} vs {reference.shape}. "
                 "Potential fix: fit each acquisition separately."
             )
-    b_all = [v.series.b_value_s_per_mm2 for v in dwi]
-    if any(b is None for b in b_all):
-        _log_signal_per_b(dwi)  # raises MissingAttributeError naming the series
-    b_fit, note = select_b_values([b for b in b_all if b is not None], config)
+    b_fit, note = select_b_values([_b_value(v) for v in dwi], config)
     logs, notes = _log_signal_per_b(dwi)
     keys = [next(k for k in logs if abs(k - b) <= B_VALUE_ATOL_S_PER_MM2) for b in b_fit]
     b_arr = np.asarray(keys, dtype=np.float64)
@@ -205,7 +209,7 @@ def fit_adc(dwi: Sequence[Volume], *, config: DwiAdcConfig) -> AdcMap:
 
 def measure_adc(
     adc_map: AdcMap | Volume,
-    mask: Volume | Callable[[Volume], Volume],
+    mask: MaskSource,
     *,
     config: DwiAdcConfig,
     lesion_id: str = "",
@@ -236,8 +240,7 @@ def measure_adc(
         adc_map = AdcMap(volume=adc_map, source=ADC_SOURCE_SCANNER)
     volume = adc_map.volume
     require_unit(volume, IntensityUnit.MM2_PER_S, stage=STAGE, what="ADC map")
-    on_grid = mask(volume) if callable(mask) else mask
-    lesion = mask_array_on(volume, on_grid, stage=STAGE, lesion_id=lesion_id)
+    lesion = mask_array_on(volume, mask, stage=STAGE, lesion_id=lesion_id)
     warnings: list[str] = []
     core, _, _ = core_roi(lesion, volume, margin_voxels=config.erosion_margin_voxels,
                           margin_mm=config.erosion_margin_mm, stage=STAGE,
@@ -296,7 +299,7 @@ class DwiAdcStage:
 
     def run(
         self,
-        mask: Volume | Callable[[Volume], Volume],
+        mask: MaskSource,
         *,
         scanner_adc: Volume | None = None,
         dwi: Sequence[Volume] = (),

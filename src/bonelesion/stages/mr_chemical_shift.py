@@ -7,7 +7,6 @@ fat fraction FF = F / (W + F); echo times are checked against the field strength
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ from bonelesion.errors import InputError
 from bonelesion.model.results import ChemicalShiftResult, Provenance
 from bonelesion.model.volume import Volume
 from bonelesion.stages.base import (
+    MaskSource,
     core_roi,
     mask_array_on,
     require_unit,
@@ -37,9 +37,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STAGE = "mr_chemical_shift"
-
-#: A mask on one grid, or a function that puts the lesion on any grid (e.g. Lesion.mask_on).
-MaskSource = Volume | Callable[[Volume], Volume]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,8 +64,7 @@ def _mean_in(
 ) -> tuple[float, int]:
     """Mean signal of ``image`` in the core ROI of the lesion on its grid, and voxel count."""
     require_unit(image, IntensityUnit.ARBITRARY, stage=STAGE, what=what)
-    on_grid = mask(image) if callable(mask) else mask
-    array = mask_array_on(image, on_grid, stage=STAGE, lesion_id=lesion_id)
+    array = mask_array_on(image, mask, stage=STAGE, lesion_id=lesion_id)
     core, _, _ = core_roi(array, image, margin_voxels=config.erosion_margin_voxels,
                           margin_mm=config.erosion_margin_mm, stage=STAGE,
                           lesion_id=lesion_id, warnings=warnings)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from bonelesion.errors import InputError, PipelineError, StageError
 from bonelesion.model.results import (
     MISSING_ADC,
@@ -23,6 +25,7 @@ from bonelesion.model.results import (
 )
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.lesion import Lesion
+from bonelesion.roi.sources import annotations_of
 from bonelesion.stages.config import PipelineConfig
 from bonelesion.stages.ct_attenuation import measure_attenuation
 from bonelesion.stages.dwi_adc import ADC_SOURCE_SCANNER, AdcMap, fit_adc, measure_adc
@@ -101,6 +104,12 @@ def _usable(stacks: Iterable[StackLike], role: str) -> list[Volume]:
     return sorted(vols, key=lambda v: (v.series.series_number or 0, v.series.series_instance_uid))
 
 
+def _in_frame(volume: Volume, frame_of_reference_uid: str) -> bool:
+    """Return True unless both the volume's and the given frame are known and differ."""
+    return (not frame_of_reference_uid
+            or volume.series.frame_of_reference_uid in ("", frame_of_reference_uid))
+
+
 def dwi_sets(stacks: Iterable[StackLike]) -> list[DwiSet]:
     """Group DWI stacks into fit sets.
 
@@ -162,12 +171,8 @@ def select_dixon(
     a pair in one frame of reference; water and fat in the in-phase image's frame.
     """
     notes: list[str] = []
-    roles = {r: _usable(stacks, r) for r in
-             ("dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat")}
-    if frame_of_reference_uid:
-        roles = {r: [v for v in vs
-                     if v.series.frame_of_reference_uid in ("", frame_of_reference_uid)]
-                 for r, vs in roles.items()}
+    roles = {r: [v for v in _usable(stacks, r) if _in_frame(v, frame_of_reference_uid)]
+             for r in ("dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat")}
     ips, ops = roles["dixon_in_phase"], roles["dixon_opposed_phase"]
     if not ips and not ops and not roles["dixon_water"]:
         return None, notes
@@ -190,10 +195,10 @@ def select_dixon(
                      f"{pair[1].series.series_instance_uid if pair[1] else '-'}")
     first = pair[0] if pair[0] is not None else pair[1]
     ref_for = first.series.frame_of_reference_uid if first is not None else ""
-    water = next((v for v in roles["dixon_water"] if v.series.frame_of_reference_uid == ref_for),
-                 roles["dixon_water"][0] if roles["dixon_water"] else None)
-    fat = next((v for v in roles["dixon_fat"] if v.series.frame_of_reference_uid == ref_for),
-               roles["dixon_fat"][0] if roles["dixon_fat"] else None)
+    water, fat = (
+        next((v for v in vs if v.series.frame_of_reference_uid == ref_for), vs[0] if vs else None)
+        for vs in (roles["dixon_water"], roles["dixon_fat"])
+    )
     return DixonImages(in_phase=pair[0], opposed_phase=pair[1], water=water, fat=fat), notes
 
 
@@ -202,8 +207,7 @@ def _pick_ct(cts: list[Volume], lesion: Lesion) -> tuple[Volume, list[str]]:
              and v.series.series_instance_uid == lesion.series_instance_uid]
     if named:
         return named[0], []
-    cands = [v for v in cts if not lesion.frame_of_reference_uid
-             or v.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid)] or cts
+    cands = [v for v in cts if _in_frame(v, lesion.frame_of_reference_uid)] or cts
     # the finest grid resolves the lesion best
     chosen = min(cands, key=lambda v: (v.voxel_volume_mm3, -v.shape[0]))
     notes = []
@@ -236,9 +240,27 @@ class _StudyContext:
     fitted: dict[int, AdcMap | PipelineError] = field(default_factory=dict)
 
 
-def _same_frame(volume: Volume, lesion: Lesion) -> bool:
-    return (not lesion.frame_of_reference_uid
-            or volume.series.frame_of_reference_uid in ("", lesion.frame_of_reference_uid))
+def _mask_source(lesion: Lesion) -> Callable[[Volume], Volume]:
+    """``lesion.mask_on``, computed once per grid: Dixon images often share one grid.
+
+    A mask is reused only for a target of identical shape, spacing, origin, direction and
+    frame of reference, so the result equals a fresh ``lesion.mask_on(target)``.
+    """
+    done: list[tuple[Volume, Volume]] = []
+
+    def mask_on(target: Volume) -> Volume:
+        for grid, mask in done:
+            if (grid.shape == target.shape and grid.spacing_mm == target.spacing_mm
+                    and grid.origin_lps_mm == target.origin_lps_mm
+                    and np.array_equal(grid.direction_lps, target.direction_lps)
+                    and grid.series.frame_of_reference_uid
+                    == target.series.frame_of_reference_uid):
+                return mask
+        mask = lesion.mask_on(target)
+        done.append((target, mask))
+        return mask
+
+    return mask_on
 
 
 def _run(feature: str, fn: Callable[[], object], lesion: Lesion, study_uid: str,
@@ -260,6 +282,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
     notes: list[str] = []
     results: dict[str, object] = {}
     lid = lesion.lesion_id
+    mask_on = _mask_source(lesion)
     # ---- CT
     if not ctx.cts:
         missing[FEATURE_CT] = "study has no CT stack in HU (role ct)"
@@ -267,7 +290,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         ct, ct_notes = _pick_ct(ctx.cts, lesion)
         notes += ct_notes
         _run(FEATURE_CT, lambda: measure_attenuation(
-            ct, lesion.mask_on(ct), config=cfg.ct_attenuation, lesion_id=lid),
+            ct, mask_on(ct), config=cfg.ct_attenuation, lesion_id=lid),
             lesion, ctx.study_uid, results, missing)
     # ---- chemical shift
     dixon, dixon_notes = select_dixon(ctx.stacks, lesion.frame_of_reference_uid)
@@ -277,7 +300,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
                                            "(roles dixon_in_phase, dixon_opposed_phase)")
     else:
         _run(FEATURE_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
-            dixon, lesion.mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
+            dixon, mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
             lesion, ctx.study_uid, results, missing)
     cs = results.get(FEATURE_CHEMICAL_SHIFT)
     if cs is not None and getattr(cs, "fat_fraction", None) is None:
@@ -286,14 +309,14 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
             + ("this study has none" if dixon is None or (dixon.water is None and dixon.fat is None)
                else "see the chemical_shift warnings"))
     # ---- ADC
-    adcs = [v for v in ctx.scanner_adcs if _same_frame(v, lesion)]
-    sets = [s for s in ctx.sets if _same_frame(s.volumes[0], lesion)]
+    adcs = [v for v in ctx.scanner_adcs if _in_frame(v, lesion.frame_of_reference_uid)]
+    sets = [s for s in ctx.sets if _in_frame(s.volumes[0], lesion.frame_of_reference_uid)]
     if adcs and (cfg.dwi_adc.prefer_scanner_adc or not sets):
         if len(adcs) > 1:
             notes.append(f"{len(adcs)} scanner ADC maps; used series "
                          f"{adcs[0].series.series_instance_uid}")
         scanner = AdcMap(volume=adcs[0], source=ADC_SOURCE_SCANNER)
-        _run(FEATURE_ADC, lambda: measure_adc(scanner, lesion.mask_on, config=cfg.dwi_adc,
+        _run(FEATURE_ADC, lambda: measure_adc(scanner, mask_on, config=cfg.dwi_adc,
                                               lesion_id=lid),
              lesion, ctx.study_uid, results, missing)
     elif sets:
@@ -310,7 +333,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         if isinstance(fit, PipelineError):
             missing[FEATURE_ADC] = str(fit)
         else:
-            _run(FEATURE_ADC, lambda: measure_adc(fit, lesion.mask_on, config=cfg.dwi_adc,
+            _run(FEATURE_ADC, lambda: measure_adc(fit, mask_on, config=cfg.dwi_adc,
                                                   lesion_id=lid),
                  lesion, ctx.study_uid, results, missing)
     else:
@@ -324,7 +347,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         chemical_shift=results.get(FEATURE_CHEMICAL_SHIFT),  # type: ignore[arg-type]
         adc=results.get(FEATURE_ADC),  # type: ignore[arg-type]
         missing=missing,
-        annotations={"treated": lesion.treated, **dict(lesion.annotations)},
+        annotations=annotations_of(lesion),
         warnings=tuple(notes + result_warnings),
     )
 
