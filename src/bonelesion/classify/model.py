@@ -39,7 +39,7 @@ from bonelesion.classify.call import (
     label_from_posterior,
 )
 from bonelesion.classify.config import ClassifierConfig
-from bonelesion.classify.rules import UNIT_ADC, UNIT_HU, UNIT_RATIO, _spine
+from bonelesion.classify.rules import UNIT_ADC, UNIT_HU, UNIT_RATIO, _spine, sigmoid
 from bonelesion.errors import InputError
 from bonelesion.model.results import (
     MISSING_ADC,
@@ -266,7 +266,7 @@ class LogisticModel:
         coef = np.asarray(self.coefficients)
         contrib = x * coef
         log_odds = self.intercept + float(contrib.sum())
-        p = float(_sigmoid(np.array([log_odds]))[0])
+        p = sigmoid(log_odds)
         reasons: list[FeatureReason] = []
         for j, name in enumerate(self.features):
             c = float(contrib[j])

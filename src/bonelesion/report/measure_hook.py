@@ -30,7 +30,7 @@ from typing import Any
 
 from bonelesion.classify.call import LesionCall
 from bonelesion.classify.config import ClassifierConfig
-from bonelesion.classify.rules import classify_lesion
+from bonelesion.classify.rules import classify_lesions
 from bonelesion.errors import InputError
 from bonelesion.model.results import (
     AdcResult,
@@ -117,7 +117,7 @@ def classify_measurements(
     """Call every lesion with the trained ``model`` when given, else with the rules."""
     if model is not None:
         return [model.call(m, config=config) for m in measurements]
-    return [classify_lesion(m, config=config) for m in measurements]
+    return classify_lesions(measurements, config=config)
 
 
 def study_results_from_stacks(

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from bonelesion.classify.call import LesionCall
 from bonelesion.classify.config import ClassifierConfig
-from bonelesion.classify.rules import classify_lesion
+from bonelesion.classify.rules import classify_lesions
 from bonelesion.errors import InputError
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
@@ -110,7 +110,7 @@ def study_result(
     """Build a `StudyResult`, classifying the lesions with the rules when no calls are given."""
     lesions = tuple(lesions)
     if calls is None:
-        calls = [classify_lesion(m, config=config) for m in lesions]
+        calls = classify_lesions(lesions, config=config)
     uid = study_instance_uid
     if uid is None:
         uid = lesions[0].study_instance_uid if lesions else ""
