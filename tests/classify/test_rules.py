@@ -110,6 +110,10 @@ def test_ct_threshold_side_exactly_at_885_with_band_off() -> None:
     below = classify_lesion(lesion(ct=(884.9, 1000.0)), config=cfg)
     at = classify_lesion(lesion(ct=(885.1, 1100.0)), config=cfg)
     assert below.label is Label.MALIGNANT and at.label is Label.BENIGN
+    # Ulano 2016: metastasis when mean < 885 HU, so exactly 885 HU is on the enostosis side
+    exact = classify_lesion(lesion(ct=(885.0, 1100.0)), config=cfg)
+    assert exact.label is Label.BENIGN
+    assert reason(exact, "ct_attenuation_mean_hu").favours is Label.BENIGN
 
 
 def test_ct_max_disagreeing_with_mean_is_indeterminate() -> None:
@@ -120,6 +124,9 @@ def test_ct_max_disagreeing_with_mean_is_indeterminate() -> None:
     assert r.status is FeatureStatus.SECONDARY and r.weight == 0.0 and r.favours is Label.BENIGN
     agree = classify_lesion(lesion(ct=(700.0, 1059.0)))
     assert agree.label is Label.MALIGNANT
+    # max < 1060 HU favours malignant (Ulano 2016): exactly 1060 HU favours benign
+    assert reason(classify_lesion(lesion(ct=(700.0, 1060.0))),
+                  "ct_attenuation_max_hu").favours is Label.BENIGN
     off = classifier_config_from_mapping({"ct": {"max_conflict_is_indeterminate": False}})
     assert classify_lesion(lesion(ct=(700.0, 1061.0)), config=off).label is Label.MALIGNANT
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from classify_factory import lesion
 
-from bonelesion.classify import classify_lesion
 from bonelesion.errors import InputError
 from bonelesion.report.measure_hook import add_calls_and_reports, measurements_from_results_json
 from bonelesion.stages.config import load_config
@@ -39,9 +38,10 @@ def test_calls_added_without_changing_measure_columns(outputs) -> None:  # type:
     before = list(csv.DictReader((out / "lesions.csv").open(newline="")))
     files = add_calls_and_reports(out)
     after = list(csv.DictReader((out / "lesions.csv").open(newline="")))
-    for b, a, m in zip(before, after, ms, strict=True):
+    for b, a in zip(before, after, strict=True):
         assert {k: a[k] for k in b} == b
-        assert a["label"] == classify_lesion(m).label.value
+    # A: 650 HU < 885, SIR 1.0, ADC 0.8e-3; B: 1250 HU (enostosis side); C: nothing measured
+    assert [a["label"] for a in after] == ["malignant", "benign", "indeterminate"]
     assert after[0]["escc_grade"] == "2" and after[0]["escc_high_grade"] == "true"
     doc = json.loads((out / "results.json").read_text())
     assert [e["call"]["label"] for e in doc["lesions"]] == ["malignant", "benign",

@@ -39,6 +39,7 @@ from bonelesion.classify.call import (
     label_from_posterior,
 )
 from bonelesion.classify.config import ClassifierConfig
+from bonelesion.classify.rules import UNIT_ADC, UNIT_HU, UNIT_RATIO, _spine, sigmoid
 from bonelesion.errors import InputError
 from bonelesion.model.results import (
     MISSING_ADC,
@@ -85,22 +86,22 @@ def _get(obj: Any, attr: str) -> float | None:
 #: Input features of the trained model: name, unit, how to read it from a
 #: `LesionMeasurements`, and the lesions.csv column names accepted for it.
 FEATURES: tuple[_Feature, ...] = (
-    _Feature("ct_attenuation_mean_hu", "[hnsf'U]", lambda m: _get(m.ct, "attenuation_mean_hu"),
+    _Feature("ct_attenuation_mean_hu", UNIT_HU, lambda m: _get(m.ct, "attenuation_mean_hu"),
              ("ct_attenuation_mean_hu", "ct.attenuation_mean_hu", "attenuation_mean_hu"),
              (MISSING_CT,)),
-    _Feature("ct_attenuation_max_hu", "[hnsf'U]", lambda m: _get(m.ct, "attenuation_max_hu"),
+    _Feature("ct_attenuation_max_hu", UNIT_HU, lambda m: _get(m.ct, "attenuation_max_hu"),
              ("ct_attenuation_max_hu", "ct.attenuation_max_hu", "attenuation_max_hu"),
              (MISSING_CT,)),
-    _Feature("chemical_shift_ratio", "1",
+    _Feature("chemical_shift_ratio", UNIT_RATIO,
              lambda m: _get(m.chemical_shift, "chemical_shift_ratio"),
              ("chemical_shift_ratio", "chemical_shift.chemical_shift_ratio",
               "chemical_shift_chemical_shift_ratio", "mr_chemical_shift_ratio", "sir"),
              (MISSING_CHEMICAL_SHIFT,)),
-    _Feature("fat_fraction", "1", lambda m: _get(m.chemical_shift, "fat_fraction"),
+    _Feature("fat_fraction", UNIT_RATIO, lambda m: _get(m.chemical_shift, "fat_fraction"),
              ("fat_fraction", "chemical_shift.fat_fraction", "chemical_shift_fat_fraction",
               "mr_fat_fraction"),
              (MISSING_FAT_FRACTION, MISSING_CHEMICAL_SHIFT)),
-    _Feature("adc_mean_mm2_per_s", "mm2/s", lambda m: _get(m.adc, "adc_mean_mm2_per_s"),
+    _Feature("adc_mean_mm2_per_s", UNIT_ADC, lambda m: _get(m.adc, "adc_mean_mm2_per_s"),
              ("adc_mean_mm2_per_s", "adc.adc_mean_mm2_per_s", "adc_adc_mean_mm2_per_s"),
              (MISSING_ADC,)),
 )
@@ -257,8 +258,6 @@ class LogisticModel:
         A lesion with none of the model's features measured is INDETERMINATE; spine scores
         are computed as in the rule-based classifier.
         """
-        from bonelesion.classify.rules import _spine  # shared spine scoring
-
         config = config or ClassifierConfig()
         values = {n: _BY_NAME[n].getter(m) for n in self.features}
         raw = np.array([[np.nan if v is None or not math.isfinite(v) else v
@@ -267,7 +266,7 @@ class LogisticModel:
         coef = np.asarray(self.coefficients)
         contrib = x * coef
         log_odds = self.intercept + float(contrib.sum())
-        p = float(_sigmoid(np.array([log_odds]))[0])
+        p = sigmoid(log_odds)
         reasons: list[FeatureReason] = []
         for j, name in enumerate(self.features):
             c = float(contrib[j])

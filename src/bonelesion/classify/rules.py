@@ -24,6 +24,7 @@ from bonelesion.classify.call import (
     LesionCall,
     label_from_posterior,
 )
+from bonelesion.classify.call import _clean as _finite
 from bonelesion.classify.config import ClassifierConfig, likelihood_ratios
 from bonelesion.classify.spine import EsccGrade, SinsScore, grade_escc, score_sins
 from bonelesion.errors import InputError
@@ -80,13 +81,6 @@ def annotation_flag(annotations: Mapping[str, Any], key: str) -> bool | None:
         if text in _FALSE:
             return False
     return None
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def bone_lesion_category(

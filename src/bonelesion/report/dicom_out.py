@@ -48,7 +48,7 @@ from bonelesion.errors import (
 )
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
-from bonelesion.report.study import StudyResult, safe_name
+from bonelesion.report.study import StudyResult, mask_array_on, safe_name
 from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S
 
 __all__ = [
@@ -462,10 +462,7 @@ def _with_shared_geometry(ds: Dataset, where: str) -> Dataset:
 
 
 def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
-    if mask.geometry_equal(source):
-        arr = np.asarray(mask.array) != 0
-    else:
-        arr = np.asarray(mask.resample_like(source, order=0).array) != 0
+    arr = mask_array_on(mask, source)
     if not arr.any():
         raise InputError(
             f"DICOM SEG: mask of lesion {lesion_id} holds no voxel on series "

@@ -84,30 +84,24 @@ def _spine(call: Mapping[str, Any]) -> str:
     return "<br>".join(_e(o) for o in out)
 
 
-def render_html(
-    document: Mapping[str, Any],
-    *,
-    qc_images: Mapping[tuple[str, str], Sequence[tuple[str, str]]] | None = None,
-    dicom_files: Mapping[str, Sequence[str]] | None = None,
-) -> str:
+def render_html(document: Mapping[str, Any]) -> str:
     """Render the run report.
 
     Parameters
     ----------
     document : mapping
-        The results document (`build_results_document`).
-    qc_images : mapping, optional
-        (study UID, lesion id) → [(role, relative PNG path)].
-    dicom_files : mapping, optional
-        Study UID → relative paths of DICOM objects written.
+        The results document (`build_results_document`); its optional ``outputs`` entry
+        (``qc_images``: ``"<study>/<lesion>"`` → role → relative PNG path, ``dicom``:
+        study UID → relative paths) adds the QC images and DICOM links.
 
     Returns
     -------
     str
         A complete HTML5 page.
     """
-    qc_images = qc_images or {}
-    dicom_files = dicom_files or {}
+    outputs = document.get("outputs") or {}
+    qc_images: Mapping[str, Mapping[str, str]] = outputs.get("qc_images") or {}
+    dicom_files: Mapping[str, Sequence[str]] = outputs.get("dicom") or {}
     prov = document["provenance"]
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -147,12 +141,12 @@ def render_html(
                 f"<td>{call['probability_malignant']:.3f}</td>"
                 f"<td>{_measurement_cells(lesion)}</td><td>{_spine(call)}</td>"
                 f"<td>{_reasons(call)}</td></tr>")
-            images = qc_images.get((uid, lesion_id), ())
+            images = qc_images.get(f"{uid}/{lesion_id}") or {}
             if images:
                 imgs = "".join(
                     f'<a href="{_e(p)}"><img src="{_e(p)}" '
                     f'alt="{_e(f"QC lesion {lesion_id} {role}")}"></a>'
-                    for role, p in images)
+                    for role, p in images.items())
                 out.append(f'<tr><td colspan="6" class="qc">{imgs}</td></tr>')
         out.append("</table>")
     if document.get("warnings"):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import enum
 import hashlib
-import json
-import math
 import platform
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from bonelesion.classify.config import ClassifierConfig
 from bonelesion.config import config_to_dict
 from bonelesion.report.study import StudyResult
+from bonelesion.stages.output import DEPENDENCIES, dependency_versions, to_jsonable, write_json
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -32,31 +28,6 @@ __all__ = [
 #: Version of the results.json layout; bump on any incompatible change.
 SCHEMA_VERSION = "1.0"
 
-#: Distributions whose versions every report records.
-DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "nibabel",
-                "pillow", "pylibjpeg", "dask")
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON form of dataclasses, mappings, enums and numbers (NaN/inf → None)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return to_jsonable(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
-
 
 def sha256_file(path: str | Path) -> str:
     """SHA-256 hex digest of a file, read in 1 MiB blocks."""
@@ -65,17 +36,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def dependency_versions() -> dict[str, str]:
-    """Installed versions of bonelesion's dependencies ("not installed" when absent)."""
-    out: dict[str, str] = {}
-    for name in DEPENDENCIES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _inputs(study: StudyResult, hashes: dict[str, str]) -> dict[str, Any]:
@@ -192,7 +152,4 @@ def build_results_document(
 
 def write_results_json(path: str | Path, document: Mapping[str, Any]) -> Path:
     """Write a results document as UTF-8 JSON (no NaN); returns the path."""
-    path = Path(path)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                    encoding="utf-8")
-    return path
+    return write_json(path, document)

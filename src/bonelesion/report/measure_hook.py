@@ -30,8 +30,7 @@ from typing import Any
 
 from bonelesion.classify.call import LesionCall
 from bonelesion.classify.config import ClassifierConfig
-from bonelesion.classify.rules import classify_lesion
-from bonelesion.config import config_to_dict
+from bonelesion.classify.rules import classify_lesions
 from bonelesion.errors import InputError
 from bonelesion.model.results import (
     AdcResult,
@@ -41,7 +40,7 @@ from bonelesion.model.results import (
     Provenance,
 )
 from bonelesion.model.volume import Volume
-from bonelesion.report.json_report import build_results_document, to_jsonable
+from bonelesion.report.json_report import build_results_document, to_jsonable, write_results_json
 from bonelesion.report.study import ROLE_ORDER, StudyResult, study_result
 from bonelesion.report.table import CALL_COLUMNS
 from bonelesion.report.writer import ReportFiles, attach_outputs, write_reports
@@ -118,7 +117,7 @@ def classify_measurements(
     """Call every lesion with the trained ``model`` when given, else with the rules."""
     if model is not None:
         return [model.call(m, config=config) for m in measurements]
-    return [classify_lesion(m, config=config) for m in measurements]
+    return classify_lesions(measurements, config=config)
 
 
 def study_results_from_stacks(
@@ -392,8 +391,8 @@ def add_calls_and_reports(
         entry["call"] = to_jsonable(call.to_dict())
     mine = rendered.document
     doc["classifier"] = {
-        "method": "trained_logistic_model" if model is not None else "rules",
-        "thresholds": to_jsonable(config_to_dict(config)),
+        "method": mine["provenance"]["classifier"],
+        "thresholds": mine["provenance"]["thresholds"],
         "model": mine["provenance"]["model"],
     }
     doc["provenance"] = {k: v for k, v in mine["provenance"].items()
@@ -402,8 +401,7 @@ def add_calls_and_reports(
         {"study_instance_uid": s["study_instance_uid"], **s["inputs"]} for s in mine["studies"]]
     doc["outputs"] = mine.get("outputs", {})
     doc["warnings"] = list(doc.get("warnings", [])) + list(rendered.problems)
-    results_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                            encoding="utf-8")
+    write_results_json(results_path, doc)
     return ReportFiles(results_json=results_path, lesion_table=table if table.exists() else None,
                        html=rendered.html, qc_images=rendered.qc_images, dicom=rendered.dicom,
                        problems=rendered.problems, document=doc)

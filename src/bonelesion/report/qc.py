@@ -19,6 +19,7 @@ from bonelesion.classify.call import LesionCall
 from bonelesion.errors import EmptyMaskError
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
+from bonelesion.report.study import mask_array_on
 from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S, IntensityUnit
 
 __all__ = ["CT_WINDOW_HU", "ADC_WINDOW_MM2_PER_S", "window_limits", "central_slice_index",
@@ -115,10 +116,7 @@ def render_qc_image(
     FrameOfReferenceError
         If the mask is in another frame of reference.
     """
-    if mask.geometry_equal(volume):
-        m = np.asarray(mask.array) != 0
-    else:
-        m = np.asarray(mask.resample_like(volume, order=0).array) != 0
+    m = mask_array_on(mask, volume)
     s = central_slice_index(m)
     image = np.asarray(volume.array[s], dtype=np.float64)
     low, high = window_limits(volume, image)

@@ -10,14 +10,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
+
 from bonelesion.classify.call import LesionCall
 from bonelesion.classify.config import ClassifierConfig
-from bonelesion.classify.rules import classify_lesion
+from bonelesion.classify.rules import classify_lesions
 from bonelesion.errors import InputError
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
 
-__all__ = ["StudyResult", "study_result", "safe_name", "ROLE_ORDER"]
+__all__ = ["StudyResult", "study_result", "safe_name", "mask_array_on", "ROLE_ORDER"]
 
 #: Preferred order of series roles (QC images, choice of the SEG source series).
 ROLE_ORDER = ("ct", "dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat", "adc",
@@ -33,6 +36,17 @@ def safe_name(text: str) -> str:
     'lesion_3_a'
     """
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+def mask_array_on(mask: Volume, volume: Volume) -> NDArray[np.bool_]:
+    """Voxels of a lesion ``mask`` on ``volume``'s grid, as a boolean (S, R, C) array.
+
+    A mask on another grid is resampled onto ``volume`` (nearest neighbour, through LPS;
+    `Volume.resample_like` raises if the frames of reference differ).
+    """
+    if mask.geometry_equal(volume):
+        return np.asarray(mask.array) != 0
+    return np.asarray(mask.resample_like(volume, order=0).array) != 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +110,7 @@ def study_result(
     """Build a `StudyResult`, classifying the lesions with the rules when no calls are given."""
     lesions = tuple(lesions)
     if calls is None:
-        calls = [classify_lesion(m, config=config) for m in lesions]
+        calls = classify_lesions(lesions, config=config)
     uid = study_instance_uid
     if uid is None:
         uid = lesions[0].study_instance_uid if lesions else ""

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bonelesion.classify.call import LesionCall
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.report.study import StudyResult
 from bonelesion.stages.output import CSV_COLUMNS, EXTRA_CSV_COLUMNS, csv_cell, lesion_row
@@ -40,12 +39,8 @@ def lesion_table_rows(studies: Sequence[StudyResult]) -> list[dict[str, Any]]:
     rows = []
     for study in studies:
         for m, call in zip(study.lesions, study.calls, strict=True):
-            rows.append({**measurement_columns(m), **_call_columns(call)})
+            rows.append({**measurement_columns(m), **call.table_columns()})
     return rows
-
-
-def _call_columns(call: LesionCall) -> dict[str, Any]:
-    return call.table_columns()
 
 
 def write_lesion_table(path: str | Path, studies: Sequence[StudyResult]) -> Path:

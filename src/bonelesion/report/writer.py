@@ -141,7 +141,8 @@ def attach_outputs(
 ) -> Path | None:
     """Record the written QC images and DICOM files in ``document`` and render report.html.
 
-    Paths are stored relative to ``out``. Returns the HTML path (None when ``html`` is off).
+    Paths are stored relative to ``out``; the HTML is rendered from ``document`` alone.
+    Returns the HTML path (None when ``html`` is off).
     """
     document["outputs"] = {
         "qc_images": {f"{s}/{lid}": {role: str(p.relative_to(out)) for role, p in imgs}
@@ -151,9 +152,5 @@ def attach_outputs(
     if not html:
         return None
     html_path = out / "report.html"
-    html_path.write_text(render_html(
-        document,
-        qc_images={k: [(r, str(p.relative_to(out))) for r, p in v] for k, v in qc_paths.items()},
-        dicom_files={s: [str(p.relative_to(out)) for p in ps] for s, ps in dicom_paths.items()},
-    ), encoding="utf-8")
+    html_path.write_text(render_html(document), encoding="utf-8")
     return html_path

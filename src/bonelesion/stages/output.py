@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import enum
 import json
 import math
 import platform
@@ -22,7 +23,8 @@ from bonelesion.config import config_to_dict
 from bonelesion.model.results import LesionMeasurements
 
 __all__ = ["CSV_COLUMNS", "EXTRA_CSV_COLUMNS", "lesion_row", "write_lesions_csv",
-           "results_document", "write_results_json", "RESULTS_SCHEMA_VERSION", "csv_cell"]
+           "results_document", "write_results_json", "RESULTS_SCHEMA_VERSION", "csv_cell",
+           "DEPENDENCIES", "dependency_versions", "to_jsonable", "write_json"]
 
 RESULTS_SCHEMA_VERSION = "1.0"
 
@@ -44,7 +46,9 @@ EXTRA_CSV_COLUMNS = (
     "treated", "missing", "warnings",
 )
 
-_DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "nibabel", "SimpleITK")
+#: Distributions whose versions every report records.
+DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "nibabel",
+                "pillow", "pylibjpeg", "dask")
 
 
 def lesion_row(m: LesionMeasurements) -> dict[str, Any]:
@@ -119,28 +123,42 @@ def write_lesions_csv(measurements: Sequence[LesionMeasurements], path: str | Pa
     return path
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return _jsonable(value.item())
-    return value
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON form of dataclasses, mappings, enums and numbers (NaN/inf → None)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return to_jsonable(obj.item())
+    return str(obj)
 
 
-def _versions() -> dict[str, str]:
-    out = {"bonelesion": __version__, "python": platform.python_version()}
-    for name in _DEPENDENCIES:
+def dependency_versions() -> dict[str, str]:
+    """Installed versions of bonelesion's dependencies ("not installed" when absent)."""
+    out: dict[str, str] = {}
+    for name in DEPENDENCIES:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def write_json(path: str | Path, document: Mapping[str, Any]) -> Path:
+    """Write a document as indented UTF-8 JSON (NaN refused); returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                    encoding="utf-8")
+    return path
 
 
 def results_document(
@@ -156,19 +174,20 @@ def results_document(
     """
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
-        "versions": _versions(),
+        "versions": {"bonelesion": __version__, "python": platform.python_version(),
+                     **dependency_versions()},
         "config": config_to_dict(config),
-        "inputs": _jsonable(dict(inputs or {})),
+        "inputs": to_jsonable(dict(inputs or {})),
         "warnings": list(warnings),
         "lesions": [
             {
                 "study_instance_uid": m.study_instance_uid,
                 "lesion_id": m.lesion_id,
-                "ct": _jsonable(m.ct),
-                "chemical_shift": _jsonable(m.chemical_shift),
-                "adc": _jsonable(m.adc),
+                "ct": to_jsonable(m.ct),
+                "chemical_shift": to_jsonable(m.chemical_shift),
+                "adc": to_jsonable(m.adc),
                 "missing": dict(m.missing),
-                "annotations": _jsonable(m.annotations),
+                "annotations": to_jsonable(m.annotations),
                 "warnings": list(m.warnings),
             }
             for m in measurements
@@ -185,10 +204,8 @@ def write_results_json(
     warnings: Sequence[str] = (),
 ) -> Path:
     """Write ``results.json`` (see `results_document`)."""
-    path = Path(path)
-    doc = results_document(measurements, config, inputs=inputs, warnings=warnings)
-    path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    return write_json(path, results_document(measurements, config, inputs=inputs,
+                                             warnings=warnings))
 
 
 def write_nifti(volume: Any, path: str | Path) -> Path:
