@@ -52,6 +52,7 @@ from numpy.typing import NDArray
 from bonelesion.config import build_config, read_toml
 from bonelesion.errors import ConfigError, EmptyMaskError, InputError, SeriesSelectionError
 from bonelesion.model.volume import Volume
+from bonelesion.roi.lesion import Sphere, rasterise_sphere
 
 __all__ = [
     "QaCheck",
@@ -234,8 +235,8 @@ def sphere_mask(
 ) -> NDArray[np.bool_]:
     """Voxels of ``volume`` whose centres lie within ``radius_mm`` of ``centre_lps_mm``.
 
-    Works on any (oblique) grid: only the bounding box of the sphere in index space is
-    evaluated, so large volumes cost little.
+    Works on any (oblique) grid; this is `bonelesion.roi.lesion.rasterise_sphere`, which
+    evaluates only the sphere's bounding box in index space, so large volumes cost little.
 
     Examples
     --------
@@ -245,21 +246,9 @@ def sphere_mask(
     >>> int(sphere_mask(v, (2.0, 2.0, 2.0), 1.0).sum())  # centre + 6 face neighbours
     7
     """
-    centre = np.asarray(centre_lps_mm, dtype=float)
-    centre_idx = volume.lps_to_index(centre[None, :])[0]
-    half = np.asarray(radius_mm) / np.asarray(volume.spacing_mm) + 1.0
-    lo = np.maximum(np.floor(centre_idx - half).astype(int), 0)
-    hi = np.minimum(np.ceil(centre_idx + half).astype(int) + 1, np.asarray(volume.shape))
-    mask = np.zeros(volume.shape, dtype=bool)
-    if np.any(hi <= lo):
-        return mask
-    grids = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=False)), indexing="ij")
-    idx = np.stack([g.ravel() for g in grids], axis=1)
-    pts = volume.index_to_lps(idx)
-    inside = np.linalg.norm(pts - centre, axis=1) <= radius_mm + 1e-9
-    sel = idx[inside]
-    mask[sel[:, 0], sel[:, 1], sel[:, 2]] = True
-    return mask
+    l_mm, p_mm, s_mm = (float(x) for x in centre_lps_mm)
+    # + 1e-9 mm: voxel centres on the sphere's surface count as inside despite rounding
+    return rasterise_sphere(volume, Sphere((l_mm, p_mm, s_mm), float(radius_mm) + 1e-9))
 
 
 def _mask_from_file(path: str, target: Volume) -> NDArray[np.bool_]:
