@@ -306,8 +306,10 @@ def run_batch(
                 for ident in r.identifiers()
             }
             replacements = tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))
-        tables = rebuild_tables(store, out, inventory, definition, replacements=replacements)
         stored = store.studies(only={s.study_instance_uid for s in inventory.studies})
+        tables = rebuild_tables(
+            store, out, inventory, definition, replacements=replacements, stored=stored
+        )
     shutil.rmtree(work_root, ignore_errors=True)
     failures = tuple(
         {"study_instance_uid": s.study_instance_uid, **(s.failure or {})}
@@ -417,15 +419,19 @@ def rebuild_tables(
     definition: PipelineDefinition,
     *,
     replacements: Sequence[tuple[str, str]] = (),
+    stored: Sequence[StoredStudy] | None = None,
 ) -> tuple[Path, ...]:
     """Write the batch tables from the store (each through a temporary file and a rename).
 
     Only studies present in ``inventory`` appear; rows are sorted by (study, lesion), so two
     runs over the same export give byte-identical tables. ``replacements`` (raw identifier,
     pseudonym) are applied to the paths and reasons of unusable files (pseudonymised runs).
+    ``stored`` is ``store.studies(only=<the inventory's studies>)`` when the caller already
+    read it (it is read here otherwise).
     """
     uids = {s.study_instance_uid for s in inventory.studies}
-    stored: list[StoredStudy] = store.studies(only=uids)
+    if stored is None:
+        stored = store.studies(only=uids)
     lesion_rows = [r for s in stored for r in s.lesion_rows]
     failures = [
         {
