@@ -179,8 +179,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _run_handler(args: argparse.Namespace) -> int:
     from bonelesion.batch import Progress, run_export
 
-    executor = args.executor or ("local" if args.workers == 1 and not args.scheduler else
-                                 ("dask" if args.scheduler else "process"))
+    executor = args.executor or (
+        "dask" if args.scheduler else "local" if args.workers == 1 else "process"
+    )
     tty = None if args.progress == "auto" else args.progress == "bar"
     summary = run_export(
         args.pipeline, args.export_dir, args.out, rois=args.rois, workers=args.workers,
