@@ -145,6 +145,21 @@ def test_process_pool_equals_local(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_dying_worker_process_fails_only_its_study(tmp_path: Path) -> None:
+    inv = batchkit.make_export(tmp_path / "export", 4)
+    summary = _run(inv, tmp_path / "out", study_function=batchkit.dying_study,
+                   executor="process", workers=2)
+    dead = inv.studies[1].study_instance_uid
+    assert [f["study_instance_uid"] for f in summary.failures] == [dead]
+    assert "worker process died" in summary.failures[0]["message"]
+    assert summary.studies_ok == 3
+    truth = batchkit.expected_rows(inv)
+    rows = {r["study_instance_uid"]: r for r in _lesions(tmp_path / "out")}
+    assert {uid: r["sha256"] for uid, r in rows.items()} == {
+        uid: t["sha256"] for uid, t in truth.items() if uid != dead
+    }
+
+
 def test_dask_local_cluster_equals_local(tmp_path: Path) -> None:
     inv = batchkit.make_export(tmp_path / "export", 4, failing=(3,))
     _run(inv, tmp_path / "local")
