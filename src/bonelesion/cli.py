@@ -42,14 +42,23 @@ def _existing_path(value: str) -> Path:
     return path
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from exc
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be ≥ 1")
-    return n
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """Return an argparse ``type=`` function accepting integers ≥ ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from exc
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r} must be ≥ {minimum}")
+        return n
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -170,8 +179,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _run_handler(args: argparse.Namespace) -> int:
     from bonelesion.batch import Progress, run_export
 
-    executor = args.executor or ("local" if args.workers == 1 and not args.scheduler else
-                                 ("dask" if args.scheduler else "process"))
+    executor = args.executor or (
+        "dask" if args.scheduler else "local" if args.workers == 1 else "process"
+    )
     tty = None if args.progress == "auto" else args.progress == "bar"
     summary = run_export(
         args.pipeline, args.export_dir, args.out, rois=args.rois, workers=args.workers,
@@ -598,16 +608,6 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="lossless JPEG-LS / RLE / JPEG 2000 pixel data")
     p.add_argument("--noise-free", action="store_true", help="no Gaussian noise")
     p.set_defaults(handler=_run_phantom)
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from exc
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be ≥ 0")
-    return n
 
 
 def _run_phantom(args: argparse.Namespace) -> int:

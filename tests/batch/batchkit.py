@@ -104,3 +104,15 @@ def raising_study(task: StudyTask) -> StudyOutcome:
     if task.study_instance_uid.endswith(".2"):
         raise InputError(f"Study {task.study_instance_uid}: raised on purpose")
     return checksum_study(task)
+
+
+def dying_study(task: StudyTask) -> StudyOutcome:
+    """A per-study function whose worker process dies (as on a segfault) for the second study.
+
+    It dies after a second, when the other (millisecond) studies have finished, so only it
+    is caught in the pool breakdowns and failed as their likely cause.
+    """
+    if task.study_instance_uid.endswith(".2"):
+        time.sleep(1.0)
+        os._exit(70)
+    return checksum_study(task)

@@ -108,6 +108,23 @@ def test_rerun_does_only_what_changed_and_force_redoes_all(tmp_path: Path) -> No
         assert conn.execute("SELECT COUNT(*) FROM lesions").fetchone()[0] == 3
 
 
+def test_retry_failed_redoes_only_the_failed_study(tmp_path: Path) -> None:
+    inv = batchkit.make_export(tmp_path / "export", 3)
+    out = tmp_path / "out"
+    first = _run(inv, out, study_function=batchkit.raising_study)
+    failed_uid = inv.studies[1].study_instance_uid
+    assert [f["study_instance_uid"] for f in first.failures] == [failed_uid]
+    # unchanged inputs: a failure is current, so a plain rerun does nothing ...
+    assert _run(inv, out, study_function=batchkit.raising_study).studies_run == 0
+    # ... and --retry-failed reruns that study alone, which now succeeds
+    retried = _run(inv, out, retry_failed=True)
+    assert (retried.studies_run, retried.studies_skipped) == (1, 2)
+    assert retried.studies_failed == 0
+    truth = batchkit.expected_rows(inv)
+    rows = {r["study_instance_uid"]: r for r in _lesions(out)}
+    assert rows[failed_uid]["sha256"] == truth[failed_uid]["sha256"]
+
+
 def test_a_raising_study_function_is_isolated(tmp_path: Path) -> None:
     inv = batchkit.make_export(tmp_path / "export", 3)
     summary = _run(inv, tmp_path / "out", study_function=batchkit.raising_study)
@@ -128,6 +145,21 @@ def test_process_pool_equals_local(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_dying_worker_process_fails_only_its_study(tmp_path: Path) -> None:
+    inv = batchkit.make_export(tmp_path / "export", 4)
+    summary = _run(inv, tmp_path / "out", study_function=batchkit.dying_study,
+                   executor="process", workers=2)
+    dead = inv.studies[1].study_instance_uid
+    assert [f["study_instance_uid"] for f in summary.failures] == [dead]
+    assert "worker process died" in summary.failures[0]["message"]
+    assert summary.studies_ok == 3
+    truth = batchkit.expected_rows(inv)
+    rows = {r["study_instance_uid"]: r for r in _lesions(tmp_path / "out")}
+    assert {uid: r["sha256"] for uid, r in rows.items()} == {
+        uid: t["sha256"] for uid, t in truth.items() if uid != dead
+    }
+
+
 def test_dask_local_cluster_equals_local(tmp_path: Path) -> None:
     inv = batchkit.make_export(tmp_path / "export", 4, failing=(3,))
     _run(inv, tmp_path / "local")

@@ -122,9 +122,7 @@ def inventory_from_index(
                             series_instance_uid=series.series_instance_uid,
                             stack_key=stack.stack_key,
                             modality=head.modality or series.modality,
-                            role=sorted(roles)[0]
-                            if len(roles) == 1
-                            else ("other" if not roles else sorted(roles)[0]),
+                            role=min(roles) if roles else "other",
                             files=tuple(str(base / r.path) for r in recs),
                             sop_instance_uids=tuple(r.sop_instance_uid or "" for r in recs),
                             file_signatures=tuple(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 __all__ = ["Progress", "format_duration"]
@@ -55,7 +56,7 @@ class Progress:
         stream: TextIO | None = None,
         tty: bool | None = None,
         width: int = 30,
-        clock: object = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.total = total
         self.skipped = skipped
@@ -65,13 +66,13 @@ class Progress:
         self.tty = bool(self.stream.isatty()) if tty is None else tty
         self.width = width
         self._clock = time.monotonic if clock is None else clock
-        self._start = self._clock()  # type: ignore[operator]
+        self._start = self._clock()
 
     def eta_s(self) -> float | None:
         """Seconds left at the mean rate so far (None before the first study)."""
         if self.done == 0:
             return None
-        elapsed = self._clock() - self._start  # type: ignore[operator]
+        elapsed = self._clock() - self._start
         return elapsed / self.done * (self.total - self.done)
 
     def line(self) -> str:
@@ -101,7 +102,8 @@ class Progress:
             )
 
     def start(self) -> None:
-        """Show the initial state."""
+        """Start the clock of the ETA (indexing and planning before it do not count), show."""
+        self._start = self._clock()
         if self.tty:
             self._draw()
         else:

@@ -216,9 +216,10 @@ def run_batch(
         if options.force:
             store.forget()
         tasks: list[StudyTask] = []
-        keys: dict[str, tuple[str, str]] = {}
+        input_hashes: dict[str, str] = {}
         skipped = 0
-        refused: list[tuple[StudyRecord, StudyPlan, str, str, str]] = []
+        # (study UID, patient label, plan, input hash, error type, message)
+        refused: list[tuple[str, str, StudyPlan, str, str, str]] = []
         for record in sorted(inventory.studies, key=lambda r: r.study_instance_uid):
             uid = record.study_instance_uid
             plan = plan_study(uid, record.candidates, definition)
@@ -228,7 +229,8 @@ def run_batch(
             except OSError as exc:
                 refused.append(
                     (
-                        record,
+                        uid,
+                        label,
                         plan,
                         "",
                         "InputError",
@@ -243,9 +245,9 @@ def run_batch(
                 skipped += 1
                 continue
             if plan.refusal:
-                refused.append((record, plan, i_hash, "SeriesSelectionError", plan.refusal))
+                refused.append((uid, label, plan, i_hash, "SeriesSelectionError", plan.refusal))
                 continue
-            keys[uid] = (i_hash, label)
+            input_hashes[uid] = i_hash
             work = work_root / f"{safe_component(uid, fallback='study')}-{uuid.uuid4().hex[:8]}"
             tasks.append(
                 StudyTask(
@@ -263,20 +265,16 @@ def run_batch(
         bar = progress or Progress(run_total, skipped=skipped)
         bar.total, bar.skipped = run_total, skipped
         bar.start()
-        for record, plan, i_hash, error_type, message in refused:
-            uid = record.study_instance_uid
+        for uid, label, plan, i_hash, error_type, message in refused:
             logger.warning("study %s refused at plan: %s", uid, message)
-            _remove_stale(out, work_root, _patient_label(record, options.pseudonymiser), uid)
+            _remove_stale(out, work_root, label, uid)
             store.record(
                 study_instance_uid=uid,
                 input_hash=i_hash,
                 pipeline_hash=p_hash,
                 status="failed",
                 output_dir="",
-                record={
-                    "patient": _patient_label(record, options.pseudonymiser),
-                    "plan": plan.to_dict(),
-                },
+                record={"patient": label, "plan": plan.to_dict()},
                 lesion_rows=(),
                 duration_s=0.0,
                 failure={
@@ -295,7 +293,8 @@ def run_batch(
             scheduler=options.scheduler,
             on_error=failed_outcome,
         ):
-            _commit(store, out, work_root, task, outcome, keys[task.study_instance_uid][0], p_hash)
+            _commit(store, out, work_root, task, outcome, input_hashes[task.study_instance_uid],
+                    p_hash)
             detail = "" if outcome.failure is None else outcome.failure.stage
             bar.update(task.study_instance_uid, outcome.status, detail)
         bar.close()
@@ -307,8 +306,10 @@ def run_batch(
                 for ident in r.identifiers()
             }
             replacements = tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))
-        tables = rebuild_tables(store, out, inventory, definition, replacements=replacements)
         stored = store.studies(only={s.study_instance_uid for s in inventory.studies})
+        tables = rebuild_tables(
+            store, out, inventory, definition, replacements=replacements, stored=stored
+        )
     shutil.rmtree(work_root, ignore_errors=True)
     failures = tuple(
         {"study_instance_uid": s.study_instance_uid, **(s.failure or {})}
@@ -418,15 +419,19 @@ def rebuild_tables(
     definition: PipelineDefinition,
     *,
     replacements: Sequence[tuple[str, str]] = (),
+    stored: Sequence[StoredStudy] | None = None,
 ) -> tuple[Path, ...]:
     """Write the batch tables from the store (each through a temporary file and a rename).
 
     Only studies present in ``inventory`` appear; rows are sorted by (study, lesion), so two
     runs over the same export give byte-identical tables. ``replacements`` (raw identifier,
     pseudonym) are applied to the paths and reasons of unusable files (pseudonymised runs).
+    ``stored`` is ``store.studies(only=<the inventory's studies>)`` when the caller already
+    read it (it is read here otherwise).
     """
     uids = {s.study_instance_uid for s in inventory.studies}
-    stored: list[StoredStudy] = store.studies(only=uids)
+    if stored is None:
+        stored = store.studies(only=uids)
     lesion_rows = [r for s in stored for r in s.lesion_rows]
     failures = [
         {

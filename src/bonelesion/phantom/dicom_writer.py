@@ -243,7 +243,7 @@ def _mr_acquisition(ds: Dataset, ctx: WriteContext, spec: SeriesSpec, field_t: f
 def _geometry_classic(ds: Dataset, grid: Grid, k: int) -> None:
     d = grid.direction_lps
     sp = grid.spacing_mm
-    ipp = np.asarray(grid.origin_lps_mm) + d[:, 0] * sp[0] * k
+    ipp = grid.index_to_lps([k, 0, 0])[0]
     ds.ImagePositionPatient = [_ds(v) for v in ipp]
     ds.ImageOrientationPatient = [_ds(v) for v in (*d[:, 2], *d[:, 1])]
     ds.PixelSpacing = [_ds(sp[1]), _ds(sp[2])]
@@ -440,8 +440,7 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
                 CTDIPhantomTypeCodeSequence=DicomSequence([_item(
                     CodeValue="113691", CodingSchemeDesignator="DCM",
                     CodeMeaning="IEC Body Dosimetry Phantom")]))])
-            centre = np.asarray(grid.origin_lps_mm) + grid.direction_lps @ (
-                np.asarray(sp) * (np.asarray(stack.pixels.shape) - 1) / 2.0)
+            centre = grid.index_to_lps((np.asarray(stack.pixels.shape) - 1) / 2.0)[0]
             shared.CTPositionSequence = DicomSequence([_item(
                 TablePosition=float(-centre[2]),
                 DataCollectionCenterPatient=[float(v) for v in centre],
@@ -523,7 +522,7 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
         ])
         frames = []
         for k in range(n_slices):
-            ipp = np.asarray(grid.origin_lps_mm) + d[:, 0] * sp[0] * k
+            ipp = grid.index_to_lps([k, 0, 0])[0]
             frames.append(_item(
                 FrameContentSequence=DicomSequence([_item(
                     StackID="1", InStackPositionNumber=k + 1, DimensionIndexValues=[1, k + 1],

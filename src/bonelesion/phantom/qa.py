@@ -52,6 +52,7 @@ from numpy.typing import NDArray
 from bonelesion.config import build_config, read_toml
 from bonelesion.errors import ConfigError, EmptyMaskError, InputError, SeriesSelectionError
 from bonelesion.model.volume import Volume
+from bonelesion.roi.lesion import Sphere, rasterise_sphere
 
 __all__ = [
     "QaCheck",
@@ -234,8 +235,8 @@ def sphere_mask(
 ) -> NDArray[np.bool_]:
     """Voxels of ``volume`` whose centres lie within ``radius_mm`` of ``centre_lps_mm``.
 
-    Works on any (oblique) grid: only the bounding box of the sphere in index space is
-    evaluated, so large volumes cost little.
+    Works on any (oblique) grid; this is `bonelesion.roi.lesion.rasterise_sphere`, which
+    evaluates only the sphere's bounding box in index space, so large volumes cost little.
 
     Examples
     --------
@@ -245,21 +246,9 @@ def sphere_mask(
     >>> int(sphere_mask(v, (2.0, 2.0, 2.0), 1.0).sum())  # centre + 6 face neighbours
     7
     """
-    centre = np.asarray(centre_lps_mm, dtype=float)
-    centre_idx = volume.lps_to_index(centre[None, :])[0]
-    half = np.asarray(radius_mm) / np.asarray(volume.spacing_mm) + 1.0
-    lo = np.maximum(np.floor(centre_idx - half).astype(int), 0)
-    hi = np.minimum(np.ceil(centre_idx + half).astype(int) + 1, np.asarray(volume.shape))
-    mask = np.zeros(volume.shape, dtype=bool)
-    if np.any(hi <= lo):
-        return mask
-    grids = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=False)), indexing="ij")
-    idx = np.stack([g.ravel() for g in grids], axis=1)
-    pts = volume.index_to_lps(idx)
-    inside = np.linalg.norm(pts - centre, axis=1) <= radius_mm + 1e-9
-    sel = idx[inside]
-    mask[sel[:, 0], sel[:, 1], sel[:, 2]] = True
-    return mask
+    l_mm, p_mm, s_mm = (float(x) for x in centre_lps_mm)
+    # + 1e-9 mm: voxel centres on the sphere's surface count as inside despite rounding
+    return rasterise_sphere(volume, Sphere((l_mm, p_mm, s_mm), float(radius_mm) + 1e-9))
 
 
 def _mask_from_file(path: str, target: Volume) -> NDArray[np.bool_]:
@@ -328,7 +317,7 @@ def _stat(values: NDArray[Any], statistic: str) -> float:
     return float(np.median(values) if statistic == "median" else np.mean(values, dtype=np.float64))
 
 
-def _region_values(check: QaCheck, volume: Volume, scan_dir: str) -> tuple[NDArray[Any], int]:
+def _region_values(check: QaCheck, volume: Volume) -> tuple[NDArray[Any], int]:
     mask = _region(check, volume)
     n = int(mask.sum())
     if n < check.min_voxels:
@@ -340,22 +329,36 @@ def _region_values(check: QaCheck, volume: Volume, scan_dir: str) -> tuple[NDArr
     return np.asarray(volume.array)[mask].astype(np.float64), n
 
 
+def _measured(
+    check: QaCheck, stacks: list[Any], role: str, scan_dir: str
+) -> tuple[float, int, str]:
+    """Statistic of the region in the one stack of ``stacks``, voxel count and series UID."""
+    s = _one(stacks, role, check, scan_dir)
+    values, n = _region_values(check, s.volume)
+    return _stat(values, check.statistic), n, s.info.series_instance_uid
+
+
+def _pair_means(
+    check: QaCheck, first: list[Any], second: list[Any], labels: tuple[str, str], scan_dir: str
+) -> tuple[float, float, int, str]:
+    """Region statistic of two stacks (the second resampled onto the first's grid)."""
+    a = _one(first, labels[0], check, scan_dir)
+    b = _one(second, labels[1], check, scan_dir)
+    va, n = _region_values(check, a.volume)
+    vb, _ = _region_values(check, b.volume.resample_like(a.volume, order=1))
+    return _stat(va, check.statistic), _stat(vb, check.statistic), n, a.info.series_instance_uid
+
+
 def _measure(check: QaCheck, stacks: Sequence[Any], scan_dir: str) -> tuple[float, int, str]:
     if check.quantity == "ct_number_hu":
-        s = _one(_pick(stacks, ("ct",), check), "CT", check, scan_dir)
-        values, n = _region_values(check, s.volume, scan_dir)
-        return _stat(values, check.statistic), n, s.info.series_instance_uid
+        return _measured(check, _pick(stacks, ("ct",), check), "CT", scan_dir)
     if check.quantity == "signal":
-        s = _one(_pick(stacks, (check.role,), check), check.role, check, scan_dir)
-        values, n = _region_values(check, s.volume, scan_dir)
-        return _stat(values, check.statistic), n, s.info.series_instance_uid
+        return _measured(check, _pick(stacks, (check.role,), check), check.role, scan_dir)
     if check.quantity == "adc_mm2_per_s":
         scanner = _pick(stacks, ("adc",), check)
         dwi = _pick(stacks, ("dwi",), check)
         if scanner and check.adc_source in ("auto", "scanner"):
-            s = _one(scanner, "ADC", check, scan_dir)
-            values, n = _region_values(check, s.volume, scan_dir)
-            return _stat(values, check.statistic), n, s.info.series_instance_uid
+            return _measured(check, scanner, "ADC", scan_dir)
         if dwi and check.adc_source in ("auto", "fitted"):
             from bonelesion.stages.config import DwiAdcConfig
             from bonelesion.stages.dwi_adc import fit_adc
@@ -367,7 +370,7 @@ def _measure(check: QaCheck, stacks: Sequence[Any], scan_dir: str) -> tuple[floa
                     f"({', '.join(sorted(series))}). Potential fix: set series_description."
                 )
             fit = fit_adc([s.volume for s in dwi], config=DwiAdcConfig())
-            values, n = _region_values(check, fit.volume, scan_dir)
+            values, n = _region_values(check, fit.volume)
             return _stat(values, check.statistic), n, next(iter(series))
         raise SeriesSelectionError(
             f"QA check {check.name!r} in {scan_dir}: no "
@@ -379,25 +382,13 @@ def _measure(check: QaCheck, stacks: Sequence[Any], scan_dir: str) -> tuple[floa
     water = _pick(stacks, ("dixon_water",), check)
     fat = _pick(stacks, ("dixon_fat",), check)
     if water and fat:
-        w_s, f_s = (
-            _one(water, "Dixon water", check, scan_dir),
-            _one(fat, "Dixon fat", check, scan_dir),
-        )
-        w, n = _region_values(check, w_s.volume, scan_dir)
-        f, _ = _region_values(check, f_s.volume.resample_like(w_s.volume, order=1), scan_dir)
-        mw, mf = _stat(w, check.statistic), _stat(f, check.statistic)
-        return mf / (mw + mf), n, w_s.info.series_instance_uid
+        mw, mf, n, uid = _pair_means(check, water, fat, ("Dixon water", "Dixon fat"), scan_dir)
+        return mf / (mw + mf), n, uid
     ip = _pick(stacks, ("dixon_in_phase",), check)
     op = _pick(stacks, ("dixon_opposed_phase",), check)
     if ip and op:
-        ip_s, op_s = (
-            _one(ip, "in-phase", check, scan_dir),
-            _one(op, "opposed-phase", check, scan_dir),
-        )
-        i, n = _region_values(check, ip_s.volume, scan_dir)
-        o, _ = _region_values(check, op_s.volume.resample_like(ip_s.volume, order=1), scan_dir)
-        mi, mo = _stat(i, check.statistic), _stat(o, check.statistic)
-        return (mi - mo) / (2.0 * mi), n, ip_s.info.series_instance_uid
+        mi, mo, n, uid = _pair_means(check, ip, op, ("in-phase", "opposed-phase"), scan_dir)
+        return (mi - mo) / (2.0 * mi), n, uid
     raise SeriesSelectionError(
         f"QA check {check.name!r} in {scan_dir}: no Dixon water+fat or in/opposed-phase pair. "
         "Potential fix: check the scan holds the chemical-shift series."
