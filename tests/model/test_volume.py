@@ -13,6 +13,7 @@ from bonelesion.model import SeriesInfo, Volume
 from bonelesion.model.sitk_bridge import volume_from_sitk, volume_to_sitk
 
 ATOL_MM = 1e-4  # geometry round-trip through double precision (highdicom test_roundtrip)
+ATOL_INDEX = 1e-6  # continuous voxel index from SimpleITK's double-precision inverse
 
 
 def _all_axis_orientations() -> list[np.ndarray]:
@@ -52,6 +53,12 @@ def test_sitk_round_trip_every_orientation(direction: np.ndarray, rng: np.random
     np.testing.assert_allclose(
         image.TransformIndexToPhysicalPoint((c, r, s)), vol.index_to_lps([[s, r, c]])[0],
         atol=ATOL_MM,
+    )
+    # ... and its physical→continuous-index mapping with our lps_to_index (not only our inverse)
+    point = (3.1, -7.4, 12.9)
+    np.testing.assert_allclose(
+        vol.lps_to_index([point])[0], image.TransformPhysicalPointToContinuousIndex(point)[::-1],
+        atol=ATOL_INDEX,
     )
     back = volume_from_sitk(image)
     assert back.geometry_equal(vol, atol_mm=ATOL_MM)
