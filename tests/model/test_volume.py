@@ -136,3 +136,24 @@ def test_sitk_resample_agrees_with_ours(rng: np.random.Generator) -> None:
                                                   sitk.Transform(), sitk.sitkLinear, 0.0))
     inside = theirs != 0
     np.testing.assert_allclose(ours[inside], theirs[inside], atol=1e-6)
+
+
+def test_geometry_equal_against_known_offsets() -> None:
+    # STYLE §8: a geometry check that compares a thing with itself can never fail; compare
+    # against grids moved by a known amount instead. Corner of a 200 mm field of view:
+    # a 0.1° tilt moves it by 200·sin(0.1°) ≈ 0.35 mm, far above the tolerance.
+    base = Volume(array=np.zeros((2, 200, 200)), spacing_mm=(1, 1, 1), origin_lps_mm=(0, 0, 0),
+                  direction_lps=np.eye(3))
+    shifted = Volume(array=np.zeros((2, 200, 200)), spacing_mm=(1, 1, 1),
+                     origin_lps_mm=(0, 0, 10 * ATOL_MM), direction_lps=np.eye(3))
+    a = np.deg2rad(0.1)
+    tilted = Volume(array=np.zeros((2, 200, 200)), spacing_mm=(1, 1, 1), origin_lps_mm=(0, 0, 0),
+                    direction_lps=np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)],
+                                            [0, np.sin(a), np.cos(a)]]))
+    assert base.geometry_equal(base.with_array(np.ones((2, 200, 200))), atol_mm=ATOL_MM)
+    assert not base.geometry_equal(shifted, atol_mm=ATOL_MM)
+    assert base.geometry_equal(shifted, atol_mm=100 * ATOL_MM)
+    assert not base.geometry_equal(tilted, atol_mm=0.1)
+    narrower = Volume(array=np.zeros((2, 200, 199)), spacing_mm=(1, 1, 1),
+                      origin_lps_mm=(0, 0, 0), direction_lps=np.eye(3))
+    assert not base.geometry_equal(narrower)
