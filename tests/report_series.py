@@ -27,14 +27,15 @@ BACKGROUND_HU = 40.0
 RESCALE_INTERCEPT = -1024.0
 
 
-def ball(center: tuple[float, float, float], radius_vox: float) -> np.ndarray:
+def ball(center: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """Voxels whose centre lies within ``radius_mm`` of ``center`` (a voxel index)."""
     s, r, c = np.indices(SHAPE)
-    # physical distance in mm
     d2 = (((s - center[0]) * SPACING_MM[0]) ** 2 + ((r - center[1]) * SPACING_MM[1]) ** 2
           + ((c - center[2]) * SPACING_MM[2]) ** 2)
-    return d2 <= (radius_vox) ** 2
+    return d2 <= radius_mm**2
 
 
+#: lesion id → (centre voxel index, radius in mm, HU)
 LESIONS = {"L1": ((3.0, 14.0, 14.0), 4.0, 700.0), "L2": ((4.0, 26.0, 32.0), 4.5, 1200.0)}
 
 
@@ -52,8 +53,6 @@ def write_ct_series(folder: Path, seed: int = 7) -> Volume:
     arr = ct_array()
     study_uid, series_uid, for_uid = generate_uid(), generate_uid(), generate_uid()
     direction = np.column_stack([SLICE_DIR, ROW_DIR, COL_DIR])
-    files: list[str] = []
-    sops: list[str] = []
     order = rng.permutation(SHAPE[0])
     paths = {}
     for k, s in enumerate(order):

@@ -37,11 +37,16 @@ def test_no_upward_imports(path: Path) -> None:
     own = ".".join(rel.parts)
     own_rank = _rank_of(own)
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = list(rel.parts[:-1])
     bad = []
     for node in ast.walk(tree):
         names: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            # relative import: resolve it, so `from ..report import x` cannot slip through
+            base = package[:len(package) - node.level + 1]
+            names = [".".join(["bonelesion", *base, *([node.module] if node.module else [])])]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:

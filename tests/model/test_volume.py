@@ -13,6 +13,7 @@ from bonelesion.model import SeriesInfo, Volume
 from bonelesion.model.sitk_bridge import volume_from_sitk, volume_to_sitk
 
 ATOL_MM = 1e-4  # geometry round-trip through double precision (highdicom test_roundtrip)
+ATOL_INDEX = 1e-6  # continuous voxel index from SimpleITK's double-precision inverse
 
 
 def _all_axis_orientations() -> list[np.ndarray]:
@@ -52,6 +53,12 @@ def test_sitk_round_trip_every_orientation(direction: np.ndarray, rng: np.random
     np.testing.assert_allclose(
         image.TransformIndexToPhysicalPoint((c, r, s)), vol.index_to_lps([[s, r, c]])[0],
         atol=ATOL_MM,
+    )
+    # ... and its physical→continuous-index mapping with our lps_to_index (not only our inverse)
+    point = (3.1, -7.4, 12.9)
+    np.testing.assert_allclose(
+        vol.lps_to_index([point])[0], image.TransformPhysicalPointToContinuousIndex(point)[::-1],
+        atol=ATOL_INDEX,
     )
     back = volume_from_sitk(image)
     assert back.geometry_equal(vol, atol_mm=ATOL_MM)
@@ -129,3 +136,24 @@ def test_sitk_resample_agrees_with_ours(rng: np.random.Generator) -> None:
                                                   sitk.Transform(), sitk.sitkLinear, 0.0))
     inside = theirs != 0
     np.testing.assert_allclose(ours[inside], theirs[inside], atol=1e-6)
+
+
+def test_geometry_equal_against_known_offsets() -> None:
+    # STYLE §8: a geometry check that compares a thing with itself can never fail; compare
+    # against grids moved by a known amount instead. Corner of a 200 mm field of view:
+    # a 0.1° tilt moves it by 200·sin(0.1°) ≈ 0.35 mm, far above the tolerance.
+    base = Volume(array=np.zeros((2, 200, 200)), spacing_mm=(1, 1, 1), origin_lps_mm=(0, 0, 0),
+                  direction_lps=np.eye(3))
+    shifted = Volume(array=np.zeros((2, 200, 200)), spacing_mm=(1, 1, 1),
+                     origin_lps_mm=(0, 0, 10 * ATOL_MM), direction_lps=np.eye(3))
+    a = np.deg2rad(0.1)
+    tilted = Volume(array=np.zeros((2, 200, 200)), spacing_mm=(1, 1, 1), origin_lps_mm=(0, 0, 0),
+                    direction_lps=np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)],
+                                            [0, np.sin(a), np.cos(a)]]))
+    assert base.geometry_equal(base.with_array(np.ones((2, 200, 200))), atol_mm=ATOL_MM)
+    assert not base.geometry_equal(shifted, atol_mm=ATOL_MM)
+    assert base.geometry_equal(shifted, atol_mm=100 * ATOL_MM)
+    assert not base.geometry_equal(tilted, atol_mm=0.1)
+    narrower = Volume(array=np.zeros((2, 200, 199)), spacing_mm=(1, 1, 1),
+                      origin_lps_mm=(0, 0, 0), direction_lps=np.eye(3))
+    assert not base.geometry_equal(narrower)
