@@ -400,11 +400,9 @@ PHANTOM_VARIANTS = [  # (vendor, enhanced, compressed): every vendor, each flag 
 @pytest.mark.slow
 @pytest.mark.parametrize("vendor,enhanced,compressed", PHANTOM_VARIANTS)
 def test_phantom_variants_match_truth_and_simpleitk(tmp_path, vendor, enhanced, compressed) -> None:  # type: ignore[no-untyped-def]
-    phantom = pytest.importorskip("bonelesion.phantom")
-    if not hasattr(phantom, "write_study"):
-        pytest.skip("bonelesion.phantom.write_study not merged yet")
     import SimpleITK as sitk
 
+    import bonelesion.phantom as phantom
     from bonelesion.model.sitk_bridge import volume_from_sitk
 
     truth = phantom.write_study(tmp_path, vendor=vendor, seed=3, enhanced=enhanced,
@@ -441,7 +439,7 @@ def test_phantom_variants_match_truth_and_simpleitk(tmp_path, vendor, enhanced, 
 
 def test_philips_classic_b0_stack_is_dwi_with_b_0(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A Philips classic b0 whose only clue is (2001,1003) = 0 becomes role dwi, b 0."""
-    phantom = pytest.importorskip("bonelesion.phantom")
+    import bonelesion.phantom as phantom
     truth = phantom.write_study(tmp_path, vendor="philips", seed=1)
     dwi_truth = next(t for t in truth.series if t.role == "dwi")
     stacks = [s for s in load_series(tmp_path, decode=False)

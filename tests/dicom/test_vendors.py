@@ -305,6 +305,14 @@ def test_ge_private_b_value_with_and_without_offset() -> None:
     assert v.b_value_s_per_mm2(b0_offset) == 0.0
 
 
+def test_ge_offset_in_the_standard_b_value_element() -> None:
+    """Some GE software writes the 1e9 offset into (0018,9087) as well (dcm2niix #602)."""
+    headers = _headers("dwi_ge_signa_pioneer", "dicom", "01_Ax_DWI_TENSOR_R2")
+    dwi = copy.deepcopy(next(ds for ds in headers if "DiffusionBValue" in ds))
+    dwi.DiffusionBValue = 1_000_000_000 + 1000
+    assert v.b_value_s_per_mm2(dwi) == pytest.approx(1000.0, abs=ATOL_B_S_PER_MM2)
+
+
 def test_ge_acquisition_flags_overrule_a_non_zero_slop_value() -> None:
     """(0043,1039) exists on every GE MR image; with the DWI flags off it is no b-value."""
     headers = _headers("dwi_ge_signa_pioneer", "dicom", "01_Ax_DWI_TENSOR_R2")

@@ -92,7 +92,7 @@ def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def
     assert len(groups) == 2
     seg = pydicom.dcmread(written.seg_path)
     by_id = {g.tracking_identifier: g for g in groups}
-    for m, call in zip(study.lesions, study.calls, strict=False):
+    for m, call in zip(study.lesions, study.calls, strict=True):
         g = by_id[f"lesion {m.lesion_id}"]
         ref = g.referenced_segment
         assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID

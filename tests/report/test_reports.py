@@ -97,7 +97,7 @@ def test_lesion_table_has_call_columns(run) -> None:  # type: ignore[no-untyped-
     with files.lesion_table.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["lesion_id"] for r in rows] == ["L1", "L2", NASTY_ID]
-    for row, call in zip(rows, study.calls, strict=False):
+    for row, call in zip(rows, study.calls, strict=True):
         assert row["label"] == call.label.value
         assert float(row["probability_malignant"]) == pytest.approx(call.probability_malignant,
                                                                     abs=1e-6)

@@ -28,7 +28,6 @@ VARIANTS = [(v, nf) for v in ("siemens", "ge", "philips") for nf in (True, False
 @pytest.mark.parametrize(("vendor", "noise_free"), VARIANTS,
                          ids=[f"{v}-{'clean' if nf else 'noisy'}" for v, nf in VARIANTS])
 def test_measure_matches_phantom_truth(tmp_path: Path, vendor: str, noise_free: bool) -> None:
-    pytest.importorskip("bonelesion.dicom.series")
     from bonelesion.phantom import write_study
 
     study = tmp_path / "study"

@@ -34,7 +34,9 @@ FATTY_MARROW_SIR_MAX = 0.5
 
 
 def _series_module():
-    return pytest.importorskip("bonelesion.dicom.series")
+    import bonelesion.dicom.series as series
+
+    return series
 
 
 def _link_files(folders: list[Path], dest: Path) -> Path:
