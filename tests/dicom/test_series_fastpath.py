@@ -184,7 +184,10 @@ def test_fast_header_declines_what_it_does_not_handle(tmp_path) -> None:  # type
     no_preamble.write_bytes(data[132:])
     assert read_header(no_preamble) is None
     truncated = tmp_path / "trunc.dcm"
-    truncated.write_bytes(data[:400])
+    modality_at = data.index(b"\x08\x00\x60\x00CS")  # (0008,0060) Modality, explicit VR
+    # Cut one byte into its value (tag 4 + VR 2 + length 2 = 8 bytes of element header):
+    # the file ends inside an element whatever the lengths of the random UIDs before it.
+    truncated.write_bytes(data[: modality_at + 9])
     assert read_header(truncated) is None  # ends inside an element: pydicom reports it
     bad_vr = bytearray(data)
     at = data.index(b"\x08\x00\x60\x00CS")  # Modality
