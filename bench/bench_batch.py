@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bonelesion.batch import Progress, run_batch  # noqa: E402
-from bonelesion.batch.inventory import build_inventory  # noqa: E402
 from bonelesion.batch.runner import STORE_NAME, BatchOptions  # noqa: E402
 from bonelesion.batch.store import ResultsStore  # noqa: E402
 from bonelesion.phantom import write_study  # noqa: E402
 from bonelesion.pipeline.definition import load_pipeline  # noqa: E402
+from bonelesion.pipeline.inventory import build_inventory  # noqa: E402
 
 VENDORS = ("siemens", "ge", "philips")
 

@@ -1,4 +1,4 @@
-"""Benchmark: rule classifier per lesion, logistic training, and report writing on a phantom.
+"""Benchmark: rule classifier per lesion, logistic training, and measure with/without views.
 
 Plain script (not a test); prints wall-clock and CPU times. Run from the repository root:
 ``PYTHONPATH=src python bench/bench_classify_report.py``.
@@ -44,22 +44,19 @@ def main() -> None:
                                                       "chemical_shift_ratio"]))
     print(f"  CV AUC {model.cv['auc']:.3f}")
 
-    from bonelesion import load_series
+    from bonelesion.batch import measure_export
     from bonelesion.phantom import write_study
-    from bonelesion.report.measure_hook import add_calls_and_reports
-    from bonelesion.roi.sources import load_lesions
-    from bonelesion.stages.commands import measure_export
+    from bonelesion.report.outputs import OutputOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_study(root / "study", vendor="siemens", seed=1)
-        summary = measure_export(root / "study", root / "study" / "rois.csv", root / "out")
-        stacks = timed("load_series (re-read for SEG/SR/QC)", lambda: load_series(root / "study"))
-        lesions = load_lesions(root / "study" / "rois.csv")
-        timed(f"add_calls_and_reports, {len(summary.measurements)} lesions, 6 series "
-              "(QC PNG, SEG, SR, HTML)",
-              lambda: add_calls_and_reports(root / "out", measurements=summary.measurements,
-                                            stacks=stacks, lesions=lesions))
+        for label, options in (("measure, no views", OutputOptions(qc=False, dicom=False)),
+                               ("measure with QC PNG, SEG, SR, HTML", OutputOptions())):
+            out = root / label.replace(" ", "_").replace(",", "")
+            timed(f"{label}: 6 lesions, 7 series (index, load, measure, call, write)",
+                  lambda out=out, options=options: measure_export(
+                      root / "study", out, rois=root / "study" / "rois.csv", outputs=options))
 
 
 if __name__ == "__main__":

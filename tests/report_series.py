@@ -108,3 +108,49 @@ def lesion_masks(ct: Volume) -> dict[str, Volume]:
     """Boolean mask volumes of the two lesions on the CT grid."""
     return {lid: ct.with_array(ball(center, radius), intensity_unit=IntensityUnit.MASK)
             for lid, (center, radius, _) in LESIONS.items()}
+
+
+def write_study_views(folder: Path, study: object, *, command: list[str] | None = None,
+                      qc: bool = True, dicom: bool = True, html: bool = True
+                      ) -> tuple[dict, list]:
+    """Every view of one `StudyResult` through the one writer (document, then outputs)."""
+    from bonelesion.classify import ClassifierConfig
+    from bonelesion.config import config_to_dict
+    from bonelesion.report.document import study_document
+    from bonelesion.report.outputs import OutputOptions, write_study_outputs
+    from bonelesion.report.result import StudyResult
+
+    assert isinstance(study, StudyResult)
+    plan = {"study_instance_uid": study.study_instance_uid, "roles": [], "stages": [],
+            "skipped_stages": {}, "refusal": ""}
+    document = study_document(
+        study, patient="PHANTOM01", pipeline={"name": "test", "description": "", "hash": ""},
+        plan=plan, config={"stages": {}, "classifier": config_to_dict(ClassifierConfig())},
+        model=None, rois={"kind": "none", "path": None, "sha256": None}, command=command,
+        warnings=list(study.warnings))
+    return write_study_outputs(folder, study, document,
+                               options=OutputOptions(qc=qc, dicom=dicom, html=html))
+
+
+def study_documents(out: Path) -> dict[str, tuple[Path, dict]]:
+    """Per study of a measure/run output folder: (its folder, its results.json document).
+
+    Every document read (the batch one and each study's) is validated against the shipped
+    JSON Schema.
+    """
+    import json
+
+    from bonelesion.report.schema import validate_results
+
+    batch = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    validate_results(batch)
+    assert batch["document"] == "batch"
+    docs = {}
+    for entry in batch["studies"]:
+        if entry["status"] != "ok":
+            continue
+        folder = out / entry["output_dir"]
+        doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        validate_results(doc)
+        docs[entry["study_instance_uid"]] = (folder, doc)
+    return docs

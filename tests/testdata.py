@@ -34,3 +34,20 @@ def sample_path(name: str = "") -> Path:
         actual = hashlib.sha256((SAMPLE_DATA / rel).read_bytes()).hexdigest()
         assert actual == digest, f"sample_data/{rel} does not match SHA256SUMS"
     return SAMPLE_DATA / name
+
+
+def plan_and_load(folder: Path, tmp_path: Path, pipeline: str = "combined") -> tuple:
+    """Index ``folder`` (one study), plan it with a shipped pipeline, load what the plan chose.
+
+    The same path every command takes (inventory → series policy → loader). Returns
+    ``(plan, volumes)``.
+    """
+    from bonelesion.pipeline.definition import load_pipeline
+    from bonelesion.pipeline.inventory import build_inventory
+    from bonelesion.pipeline.loading import load_study_volumes
+    from bonelesion.pipeline.selection import plan_study
+
+    inventory = build_inventory(folder, tmp_path / "catalogue.sqlite")
+    (study,) = inventory.studies
+    plan = plan_study(study.study_instance_uid, study.candidates, load_pipeline(pipeline))
+    return plan, load_study_volumes(plan)

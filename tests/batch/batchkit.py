@@ -15,10 +15,10 @@ import os
 import time
 from pathlib import Path
 
-from bonelesion.batch.inventory import BadFile, Inventory, StudyRecord
 from bonelesion.errors import InputError
+from bonelesion.pipeline.inventory import BadFile, Inventory, InventoryStudy
+from bonelesion.pipeline.per_study import StudyFailure, StudyOutcome, StudyTask
 from bonelesion.pipeline.plan import StackCandidate
-from bonelesion.pipeline.study import StudyFailure, StudyOutcome, StudyTask
 
 
 def make_export(root: Path, n_studies: int, *, slices: int = 3, sleep_s: float = 0.0,
@@ -46,7 +46,7 @@ def make_export(root: Path, n_studies: int, *, slices: int = 3, sleep_s: float =
             sop_instance_uids=tuple(f"{series}.{k}" for k in range(slices)),
             slice_thickness_mm=1.0, series_number=1, series_description="bone",
         )
-        studies.append(StudyRecord(study_instance_uid=uid,
+        studies.append(InventoryStudy(study_instance_uid=uid,
                                    patient_id=(patient_ids or {}).get(i, f"PAT{i:03d}"),
                                    candidates=(cand,)))
     return Inventory(root=str(root), studies=tuple(studies),

@@ -117,7 +117,7 @@ def test_store_refuses_foreign_files(tmp_path: Path) -> None:
         pass
     with sqlite3.connect(other) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(InputError, match="schema version 99, expected 1"):
+    with pytest.raises(InputError, match="schema version 99, expected 2"):
         ResultsStore(other)
 
 

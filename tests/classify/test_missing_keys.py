@@ -14,16 +14,15 @@ from bonelesion.classify import FeatureStatus
 from bonelesion.classify.model import fit_logistic_model
 from bonelesion.classify.rules import classify_lesion
 from bonelesion.model import results
-from bonelesion.stages import study
 
 FF_REASON = "fat fraction needs Dixon water and fat images (test reason 7f3a)"
 
 
 def test_stage_keys_are_the_documented_keys() -> None:
-    assert study.FEATURE_CT == results.MISSING_CT == "ct"
-    assert study.FEATURE_CHEMICAL_SHIFT == results.MISSING_CHEMICAL_SHIFT == "chemical_shift"
-    assert study.FEATURE_FAT_FRACTION == results.MISSING_FAT_FRACTION == "fat_fraction"
-    assert study.FEATURE_ADC == results.MISSING_ADC == "adc"
+    assert results.MISSING_CT == "ct"
+    assert results.MISSING_CHEMICAL_SHIFT == "chemical_shift"
+    assert results.MISSING_FAT_FRACTION == "fat_fraction"
+    assert results.MISSING_ADC == "adc"
     for key in ("ct", "chemical_shift", "fat_fraction", "adc"):
         assert f'``"{key}"``' in (results.LesionMeasurements.__doc__ or "")
 
@@ -37,12 +36,12 @@ def test_trained_model_reports_the_stage_fat_fraction_reason(rng: np.random.Gene
     raw[rng.random(n) < 0.25, 1] = np.nan  # fat fraction missing for a quarter: indicator
     model = fit_logistic_model(raw, y, ["chemical_shift_ratio", "fat_fraction"], folds=3)
     assert "fat_fraction" in model.indicators
-    m = lesion(sir=0.95, missing={study.FEATURE_FAT_FRACTION: FF_REASON})
+    m = lesion(sir=0.95, missing={results.MISSING_FAT_FRACTION: FF_REASON})
     reason = next(r for r in model.call(m).reasons if r.feature == "fat_fraction")
     assert reason.status is FeatureStatus.IMPUTED
     assert FF_REASON in reason.note
     # no chemical shift at all: the fat fraction falls back to the chemical_shift reason
-    none = lesion(missing={study.FEATURE_CHEMICAL_SHIFT: "no Dixon stack (test)"})
+    none = lesion(missing={results.MISSING_CHEMICAL_SHIFT: "no Dixon stack (test)"})
     reason = next(r for r in model.call(none).reasons if r.feature == "fat_fraction")
     assert "no Dixon stack (test)" in reason.note
 

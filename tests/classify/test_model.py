@@ -251,11 +251,14 @@ def test_train_from_csv_records_files(tmp_path: Path, rng: np.random.Generator) 
 
 
 def test_reads_the_lesion_table_written_by_measure(tmp_path: Path) -> None:
-    from bonelesion.stages.output import write_lesions_csv
+    from report_series import write_study_views
+
+    from bonelesion.report.result import study_result
 
     ms = [lesion(ct=650.0, sir=0.95, fat_fraction=0.02, adc=0.8e-3, lesion_id="A"),
           lesion(ct=1200.0, lesion_id="B")]
-    path = write_lesions_csv(ms, tmp_path / "lesions.csv")
+    write_study_views(tmp_path, study_result(ms), qc=False, dicom=False, html=False)
+    path = tmp_path / "lesions.csv"
     keys, raw, names, has_study = read_lesion_features_csv(path)
     assert has_study and [k[1] for k in keys] == ["A", "B"]
     assert set(names) == {"ct_attenuation_mean_hu", "ct_attenuation_max_hu",

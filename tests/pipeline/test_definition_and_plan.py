@@ -13,7 +13,8 @@ from bonelesion.pipeline.definition import (
     pipeline_hash,
     shipped_pipelines,
 )
-from bonelesion.pipeline.plan import ChoiceStatus, StackCandidate, plan_study
+from bonelesion.pipeline.plan import ChoiceStatus, StackCandidate
+from bonelesion.pipeline.selection import plan_study
 
 STUDY = "1.2.3"
 
@@ -63,7 +64,7 @@ stack_roles = ["ct"]
         (GOOD + "description_pattern = '(['\n", r"description_pattern: not a valid regular expression"),
         (GOOD.replace("ct_attenuation", "ct_attenuatoin"), r"unknown stage 'ct_attenuatoin'"),
         (GOOD.replace('"ct_attenuation"', '"ct_attenuation", "dwi_adc"'), r"stage 'dwi_adc' needs role 'dwi or adc'"),
-        (GOOD.replace('"ct_attenuation"', '"mr_chemical_shift"'), r"needs role 'in_phase'"),
+        (GOOD.replace('"ct_attenuation"', '"mr_chemical_shift"'), r"needs role 'dixon_in_phase'"),
         (GOOD.replace('name = "t"', 'name = "../x"'), r"name: '../x' must be"),
         (GOOD.replace('stages = ["ct_attenuation"]', "stages = []"), r"stages: need at least one stage"),
         (GOOD.replace('modality = "CT"', "modality = 5"), r"roles.ct.modality: expected a string"),
@@ -98,7 +99,8 @@ def _ct(uid: str, *, thick: float | None, kernel: str = "", n: int = 10, number:
 
 def _dwi(uid: str, bvals: tuple[float, ...], number: int) -> list[StackCandidate]:
     return [StackCandidate(study_instance_uid=STUDY, series_instance_uid=uid, stack_key=f"b{b:g}",
-                           modality="MR", role="dwi", files=(f"/x/{uid}/{b}",), b_values_s_per_mm2=(b,),
+                           modality="MR", role="dwi", files=tuple(f"/x/{uid}/{b}/{i}" for i in range(5)),
+                           b_values_s_per_mm2=(b,),
                            series_number=number, slice_thickness_mm=5.0) for b in bvals]
 
 
@@ -137,9 +139,10 @@ def test_dwi_series_with_most_b_values_wins_and_missing_roles_are_recorded() -> 
     dwi = plan.choice("dwi")
     assert dwi.series_instance_uid == "4.2" and len(dwi.chosen) == 4
     assert "most_b_values: 4 b-values over 2 b-values" in dwi.reason
-    assert plan.choice("in_phase").status == ChoiceStatus.MISSING
+    assert plan.choice("dixon_in_phase").status == ChoiceStatus.MISSING
     assert plan.stages == ("dwi_adc",)
-    assert plan.skipped_stages["mr_chemical_shift"] == "no series for role in_phase, opposed_phase"
+    assert plan.skipped_stages["mr_chemical_shift"] == (
+        "no series for role dixon_in_phase, dixon_opposed_phase")
     assert not plan.refusal
 
 

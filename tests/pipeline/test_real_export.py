@@ -61,10 +61,14 @@ def test_real_xa30_export_plans_roles_and_measures_the_scanner_adc(tmp_path: Pat
     results = json.loads((out / "results.json").read_text())
     (study,) = results["studies"]
     roles = {r["role"]: r for r in study["plan"]["roles"]}
-    # series 11 is the scanner ADC map; of the DWI series (10 raw: b 0 + b 2500; 12 trace;
-    # 16 tensor b0) the one with the most b-values is series 10
+    # series 11 is the scanner ADC map; of the DWI fit sets (10 raw: b 0 + b 2500; 12 trace +
+    # 16 tensor b0 on one grid: b 0 + 2500 too) the latest series wins the tie of b-values
+    # and slice thickness; the scanner map is measured, so that DWI choice is recorded as
+    # unused (not loaded)
     assert roles["adc"]["status"] == "single"
-    assert roles["dwi"]["status"] == "preferred" and "most_b_values: 2 b-values" in roles["dwi"]["reason"]
+    assert roles["dwi"]["status"] == "unused"
+    assert "latest_series: SeriesNumber 12 over SeriesNumber 10" in roles["dwi"]["reason"]
+    assert "scanner ADC map" in roles["dwi"]["reason"]
     with open(out / "lesions.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["adc_source"] == "scanner"

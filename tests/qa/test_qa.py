@@ -1,4 +1,9 @@
-"""Phantom QA on analytic phantoms: regions, quantities, pass/fail, JUnit XML, spec validation."""
+"""Phantom QA on analytic phantoms: regions, quantities, pass/fail, JUnit XML, spec validation.
+
+The region maths (`measure_check`) run on analytic volumes by role; the series choice and
+loading are the one path every command takes (tests/pipeline/test_qa_cli.py runs `qa` on
+real DICOM phantoms).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,19 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bonelesion.errors import ConfigError
+from bonelesion.errors import ConfigError, InputError, SeriesSelectionError
 from bonelesion.model.volume import SeriesInfo, Volume
-from bonelesion.phantom.qa import format_table, load_qa_spec, run_qa, sphere_mask, write_junit
+from bonelesion.phantom.qa import (
+    QaReport,
+    QaResult,
+    QaSpec,
+    format_table,
+    load_qa_spec,
+    measure_check,
+    run_qa,
+    sphere_mask,
+    write_junit,
+)
 from bonelesion.units import IntensityUnit
 
 #: CT noise SD of the analytic phantom; a 10 mm sphere (~4000 voxels) has SE ≈ 0.2 HU.
@@ -79,6 +94,30 @@ def stacks() -> list[FakeStack]:
     ]
 
 
+def _report(spec: QaSpec, stacks: list[FakeStack]) -> QaReport:
+    """Every check of ``spec`` measured on the given volumes (what run_qa does after it has
+    chosen and loaded the series)."""
+    import math
+
+    by_role: dict[str, tuple[Volume, ...]] = {}
+    for s in stacks:
+        by_role[s.info.role] = (*by_role.get(s.info.role, ()), s.volume)
+    results = []
+    for check in spec.checks:
+        try:
+            measured, n, uid = measure_check(check, by_role)
+        except InputError as exc:
+            results.append(QaResult(check=check, passed=False, measured=None, message=str(exc)))
+            continue
+        ok = math.isfinite(measured) and abs(measured - check.expected) <= check.half_width
+        msg = "" if ok else (f"{check.name}: measured {measured:.6g}, expected "
+                             f"{check.expected:.6g} ± {check.half_width:.3g} (deviation "
+                             f"{measured - check.expected:+.3g}) in series {uid}")
+        results.append(QaResult(check=check, passed=ok, measured=measured, voxel_count=n,
+                                series_instance_uid=uid, message=msg))
+    return QaReport(spec=spec, scan_dir="analytic", results=tuple(results))
+
+
 def _spec(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "spec.toml"
     path.write_text('name = "analytic"\n' + body)
@@ -106,7 +145,7 @@ def test_ct_adc_and_fat_fraction_checks(tmp_path: Path, stacks: list[FakeStack])
         + _check("ice_water_adc", "adc_mm2_per_s", WATER_CENTRE, 10.0, 1.10e-3, "tolerance_pct = 5.0")
         + _check("ff_dixon", "fat_fraction", WATER_CENTRE, 10.0, 0.3, "tolerance = 0.05")
     )
-    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=stacks)
+    report = _report(load_qa_spec(_spec(tmp_path, body)), stacks)
     by = {r.check.name: r for r in report.results}
     assert by["water"].passed and abs(by["water"].measured) < ATOL_REGION_MEAN_HU
     assert by["bone"].passed and by["bone"].measured == pytest.approx(900.0, abs=ATOL_REGION_MEAN_HU)
@@ -123,7 +162,7 @@ def test_ct_adc_and_fat_fraction_checks(tmp_path: Path, stacks: list[FakeStack])
 def test_fat_fraction_from_in_and_opposed_phase(tmp_path: Path, stacks: list[FakeStack]) -> None:
     ip_op = [s for s in stacks if s.info.role in ("dixon_in_phase", "dixon_opposed_phase")]
     body = _check("ff", "fat_fraction", WATER_CENTRE, 10.0, 0.3, "tolerance = 0.01")
-    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=ip_op)
+    report = _report(load_qa_spec(_spec(tmp_path, body)), ip_op)
     assert report.passed
     assert report.results[0].measured == pytest.approx(0.3, abs=ATOL_FRACTION)
 
@@ -135,14 +174,33 @@ def test_unmeasurable_checks_fail_with_reason_and_others_run(tmp_path: Path, sta
         + _check("two_cts", "signal", WATER_CENTRE, 5.0, 1.0, "tolerance = 1", 'role = "dixon_water"')
         + _check("water", "ct_number_hu", WATER_CENTRE, 10.0, 0.0, "tolerance = 7.0")
     )
-    doubled = stacks + [_volume(np.zeros(SHAPE), "dixon_water", "9.9", desc="copy")]
-    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=doubled)
+    no_water = [s for s in stacks if s.info.role != "dixon_water"]
+    report = _report(load_qa_spec(_spec(tmp_path, body)), no_water)
     by = {r.check.name: r for r in report.results}
     assert "region holds 0 voxels" in by["outside"].message and "Potential fix" in by["outside"].message
-    assert "no ADC map or DWI stack" in by["no_dwi"].message
-    assert "expected one usable dixon_water stack, found 2" in by["two_cts"].message
+    assert "no ADC map or DWI series" in by["no_dwi"].message
+    assert "no dixon_water series" in by["two_cts"].message
     assert by["water"].passed
     assert [r.passed for r in report.results] == [False, False, False, True]
+
+
+def test_two_equal_series_for_a_check_are_an_error_naming_them(tmp_path: Path) -> None:
+    from bonelesion.phantom.qa import _choose
+    from bonelesion.pipeline.plan import StackCandidate
+
+    body = _check("w", "signal", WATER_CENTRE, 5.0, 1.0, "tolerance = 1", 'role = "dixon_water"')
+    (check,) = load_qa_spec(_spec(tmp_path, body)).checks
+    twins = [StackCandidate(study_instance_uid="1", series_instance_uid=f"1.{i}", stack_key="k",
+                            modality="MR", role="dixon_water", series_number=5,
+                            files=tuple(f"/x/{i}/{k}" for k in range(10))) for i in (1, 2)]
+    with pytest.raises(SeriesSelectionError, match=r"2 dixon_water series could serve it .*"
+                       r"Potential fix: set series_description"):
+        _choose(check, "dixon_water", twins, "scan")
+    named = load_qa_spec(_spec(tmp_path, body.replace('role = "dixon_water"',
+                                                      'role = "dixon_water"\nseries_description = "^copy$"')))
+    twins[1] = StackCandidate(**{**twins[1].__dict__, "series_description": "copy"})
+    choice = _choose(named.checks[0], "dixon_water", twins, "scan")
+    assert choice is not None and choice.series_instance_uid == "1.2"
 
 
 def test_mask_file_region(tmp_path: Path, stacks: list[FakeStack]) -> None:
@@ -157,7 +215,7 @@ def test_mask_file_region(tmp_path: Path, stacks: list[FakeStack]) -> None:
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "bone.nii.gz")
     body = ('[[checks]]\nname = "bone_mask"\nquantity = "ct_number_hu"\nmask = "bone.nii.gz"\n'
             "expected = 900.0\ntolerance = 7.0\n")
-    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=stacks)
+    report = _report(load_qa_spec(_spec(tmp_path, body)), stacks)
     assert report.passed, report.results[0].message
     assert report.results[0].voxel_count > 100
 
@@ -165,7 +223,7 @@ def test_mask_file_region(tmp_path: Path, stacks: list[FakeStack]) -> None:
 def test_junit_xml(tmp_path: Path, stacks: list[FakeStack]) -> None:
     body = (_check("water", "ct_number_hu", WATER_CENTRE, 10.0, 0.0, "tolerance = 7.0")
             + _check("bad", "ct_number_hu", WATER_CENTRE, 10.0, 100.0, "tolerance = 7.0"))
-    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=stacks)
+    report = _report(load_qa_spec(_spec(tmp_path, body)), stacks)
     root = ET.parse(write_junit(report, tmp_path / "out" / "qa.xml")).getroot()
     suite = root.find("testsuite")
     assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
@@ -204,15 +262,16 @@ def test_unreadable_or_4d_mask_fails_the_check_with_reason(tmp_path: Path, stack
         f'[[checks]]\nname = "{n}"\nquantity = "ct_number_hu"\nmask = "{f}"\nexpected = 0.0\ntolerance = 7.0\n'
         for n, f in (("garbage", "garbage.nii"), ("four_d", "four_d.nii"))
     )
-    report = run_qa(load_qa_spec(_spec(tmp_path, body)), "analytic", stacks=stacks)
+    report = _report(load_qa_spec(_spec(tmp_path, body)), stacks)
     by = {r.check.name: r for r in report.results}
     assert "cannot be read as NIfTI" in by["garbage"].message
     assert "expected a 3-D label image, found shape (4, 4, 4, 2)" in by["four_d"].message
 
 
 def test_scan_without_usable_stacks_is_an_input_error(tmp_path: Path) -> None:
-    from bonelesion.errors import InputError
-
     body = _check("water", "ct_number_hu", WATER_CENTRE, 10.0, 0.0, "tolerance = 7.0")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.txt").write_text("not DICOM")
     with pytest.raises(InputError, match="no usable DICOM stack found"):
-        run_qa(load_qa_spec(_spec(tmp_path, body)), "empty", stacks=[])
+        run_qa(load_qa_spec(_spec(tmp_path, body)), empty)

@@ -24,7 +24,6 @@ from bonelesion.errors import (
     UnsupportedInputError,
 )
 from bonelesion.model.volume import Volume
-from bonelesion.report import study_result
 from bonelesion.report.dicom_out import (
     CODES,
     PRIVATE_CONCEPTS,
@@ -33,6 +32,7 @@ from bonelesion.report.dicom_out import (
     write_segmentation,
     write_study_dicom,
 )
+from bonelesion.report.result import study_result
 
 # SR numeric values are rounded to 6 decimals before encoding (DS has 16 characters).
 ATOL_SR_VALUE = 1e-6

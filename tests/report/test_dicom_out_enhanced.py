@@ -27,6 +27,7 @@ import pydicom
 import pytest
 from classify_factory import lesion
 from pydicom.dataset import Dataset
+from report_series import write_study_views
 from testdata import shared_path
 
 import bonelesion
@@ -37,14 +38,13 @@ from bonelesion.errors import (
 )
 from bonelesion.model.volume import Volume
 from bonelesion.phantom.study import write_study
-from bonelesion.report import study_result
 from bonelesion.report.dicom_out import (
     read_source,
     write_measurement_report,
     write_segmentation,
     write_study_dicom,
 )
-from bonelesion.report.writer import write_reports
+from bonelesion.report.result import study_result
 from bonelesion.units import IntensityUnit
 
 #: Lesion radius on the XA30 ADC map: 3 voxels of 3 mm, well inside the 72 x 72 x 39 head.
@@ -436,14 +436,15 @@ def test_report_writer_keeps_the_other_outputs(siemens_adc: Any, tmp_path: Path)
         _frame(ds, 2).PixelMeasuresSequence[0].PixelSpacing = [9.0, 9.0]
 
     bad = _broken(volume, tmp_path, spacing)
-    files = write_reports(tmp_path / "report", [_study(bad, masks, "adc")], qc=False)
-    assert files.results_json is not None and files.results_json.exists()
-    assert (tmp_path / "report" / "lesions.csv").exists()
-    assert (tmp_path / "report" / "report.html").exists()
-    assert not list((tmp_path / "report").rglob("*.dcm"))
+    out = tmp_path / "report"
+    write_study_views(out, _study(bad, masks, "adc"), qc=False)
+    assert (out / "results.json").exists()
+    assert (out / "lesions.csv").exists()
+    assert (out / "report.html").exists()
+    assert not list(out.rglob("*.dcm"))
     import json
 
-    document = json.loads(files.results_json.read_text())
+    document = json.loads((out / "results.json").read_text())
     text = " ".join(str(w) for w in document["warnings"])
     assert f"series {bad.series.series_instance_uid}" in text
     assert "PixelSpacing of frame 2" in text

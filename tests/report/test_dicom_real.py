@@ -21,8 +21,8 @@ from testdata import shared_path
 
 import bonelesion
 from bonelesion.errors import DataQualityWarning
-from bonelesion.report import study_result
 from bonelesion.report.dicom_out import write_study_dicom
+from bonelesion.report.result import study_result
 from bonelesion.units import IntensityUnit
 
 BONE_FLOOR_HU = 1000.0  # MANIFEST: bone blocks reach +1300 to +1430 HU, tissue far below

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_series import write_study_views
 
 from bonelesion.model.results import (
     AdcResult,
@@ -21,7 +22,8 @@ from bonelesion.model.results import (
     CtAttenuationResult,
     LesionMeasurements,
 )
-from bonelesion.stages.output import CSV_COLUMNS, EXTRA_CSV_COLUMNS, write_lesions_csv
+from bonelesion.report.result import study_result
+from bonelesion.report.table import COLUMN_NAMES
 
 #: column → (result part, field name)
 COLUMN_FIELDS = {
@@ -86,10 +88,10 @@ def test_each_column_holds_its_named_field(tmp_path: Path) -> None:
         chemical_shift=_distinct(ChemicalShiftResult, counter),
         adc=_distinct(AdcResult, counter),
     )
-    path = write_lesions_csv([m], tmp_path / "lesions.csv")
-    with path.open(newline="", encoding="utf-8") as fh:
+    write_study_views(tmp_path, study_result([m]), qc=False, dicom=False, html=False)
+    with (tmp_path / "lesions.csv").open(newline="", encoding="utf-8") as fh:
         (row,) = list(csv.DictReader(fh))
-    measured = {c for c in CSV_COLUMNS + EXTRA_CSV_COLUMNS
+    measured = {c for c in COLUMN_NAMES
                 if c.startswith(("ct_", "mr_", "adc_")) and c != "adc_b_values_s_per_mm2"}
     assert measured == set(COLUMN_FIELDS)
     for column, (part, name) in COLUMN_FIELDS.items():

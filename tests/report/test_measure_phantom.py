@@ -14,6 +14,7 @@ from pathlib import Path
 
 import highdicom as hd
 import pytest
+from report_series import study_documents
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, main
 from bonelesion.phantom import load_truth, write_study
@@ -37,8 +38,8 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     assert main(["-q", "measure", str(study), "--rois", str(study / "rois.csv"),
                  "--out", str(out)]) == EXIT_OK
     truth = load_truth(study / "truth.json")
-    doc = json.loads((out / "results.json").read_text())
-    return study, out, truth, doc
+    ((folder, doc),) = study_documents(out).values()
+    return study, folder, truth, doc
 
 
 def _calls(doc):  # type: ignore[no-untyped-def]
@@ -71,19 +72,18 @@ def test_every_call_matches_truth(measured) -> None:  # type: ignore[no-untyped-
         t.lesion_id: t.expected_nature for t in truth.lesions}
 
 
-def test_results_json_and_table_keep_measure_format(measured) -> None:  # type: ignore[no-untyped-def]
-    from bonelesion.stages.output import CSV_COLUMNS
+def test_results_json_and_table_format(measured) -> None:  # type: ignore[no-untyped-def]
+    from bonelesion.report.table import COLUMN_NAMES
 
     _, out, _, doc = measured
-    assert doc["schema_version"] == "1.0" and "config" in doc
+    assert doc["schema_version"] == "2.0" and doc["document"] == "study"
     assert doc["classifier"]["method"] == "rules"
-    assert doc["classifier"]["thresholds"]["ct"]["mean_threshold_hu"] == 885.0
-    files = [f for s in doc["provenance"]["inputs"] for series in s["series"]
-             for f in series["files"]]
+    assert doc["config"]["classifier"]["ct"]["mean_threshold_hu"] == 885.0
+    files = [f for series in doc["series"] for f in series["files"]]
     assert files and all(len(f["sha256"]) == 64 and f["sop_instance_uid"] for f in files)
     with (out / "lesions.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert tuple(rows[0])[: len(CSV_COLUMNS)] == CSV_COLUMNS
+    assert tuple(rows[0]) == COLUMN_NAMES
     calls = _calls(doc)
     for row in rows:
         call = calls[row["lesion_id"]]
@@ -101,8 +101,7 @@ def _dciodvfy_errors(path: Path) -> set[str]:
 
 def test_seg_and_sr_of_the_phantom(measured) -> None:  # type: ignore[no-untyped-def]
     study, out, truth, doc = measured
-    (paths,) = doc["outputs"]["dicom"].values()
-    seg_path, sr_path = (out / p for p in paths)
+    seg_path, sr_path = (out / p for p in doc["outputs"]["dicom"])
     seg = hd.seg.segread(seg_path)
     assert len(seg.get_segment_numbers()) == len(truth.lesions)
     sr = hd.sr.srread(sr_path)
@@ -135,9 +134,10 @@ def test_html_and_qc_of_the_phantom(measured) -> None:  # type: ignore[no-untype
     text = (out / "report.html").read_text(encoding="utf-8")
     parser = _Imgs()
     parser.feed(text)
+    uid = doc["study"]["study_instance_uid"]
     for t in truth.lesions:
-        assert f"lesion-{doc['lesions'][0]['study_instance_uid']}-{t.lesion_id}" in text
-        qc = doc["outputs"]["qc_images"][f"{doc['lesions'][0]['study_instance_uid']}/{t.lesion_id}"]
+        assert f"lesion-{uid}-{t.lesion_id}" in text
+        qc = doc["outputs"]["qc_images"][t.lesion_id]
         assert {"ct", "dixon_in_phase", "dixon_opposed_phase", "adc"} <= set(qc)
         for rel in qc.values():
             assert rel in parser.src and (out / rel).is_file()
@@ -157,23 +157,23 @@ def test_trained_model_replaces_rules(measured, tmp_path: Path) -> None:  # type
     import numpy as np
 
     from bonelesion.classify.model import fit_logistic_model
-    from bonelesion.report.measure_hook import add_calls_and_reports
 
-    _, out, _, _ = measured
-    copy = tmp_path / "out"
-    shutil.copytree(out, copy)
+    study, _, _, _ = measured
     rng = np.random.default_rng(5)
     y = np.tile([0.0, 1.0], 40)
     # Ulano 2016 group means ± SD (metastasis 654 ± 176, enostosis 1190 ± 239 HU)
     ct = np.where(y == 1, rng.normal(654, 176, 80), rng.normal(1190, 239, 80))
     model = fit_logistic_model(ct[:, None], y, ["ct_attenuation_mean_hu"])
-    files = add_calls_and_reports(copy, model=model)
-    doc = json.loads(files.results_json.read_text())
+    model_path = model.to_json(tmp_path / "model.json")
+    out = tmp_path / "out"
+    assert main(["-q", "measure", str(study), "--rois", str(study / "rois.csv"), "--out",
+                 str(out), "--model", str(model_path), "--no-dicom", "--no-qc"]) == EXIT_OK
+    ((copy, doc),) = study_documents(out).values()
     assert doc["classifier"]["method"] == "trained_logistic_model"
     assert doc["classifier"]["model"]["features"] == ["ct_attenuation_mean_hu"]
     for entry in doc["lesions"]:
         assert entry["call"]["method"] == "trained_logistic_model"
-        hu = entry["ct"]["attenuation_mean_hu"]
+        hu = entry["measurements"]["ct"]["attenuation_mean_hu"]
         # the fitted model is monotone in HU: the enostoses (≥ 1250 HU) come out benign
         if hu >= 1250:
             assert entry["call"]["label"] == "benign"

@@ -1,4 +1,4 @@
-"""`bonelesion measure` reads the export once: SEG/SR/QC come from the stacks measure loaded.
+"""`bonelesion measure` reads each series once: SEG/SR/QC come from the stacks measure loaded.
 
 Truth: call counts of the reader entry points and of pydicom's full-file reads, and the files
 the run must produce (QC images, DICOM SEG + SR per study, provenance with file hashes).
@@ -6,7 +6,6 @@ the run must produce (QC images, DICOM SEG + SR per study, provenance with file 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from report_series import study_documents
 from testdata import sample_path
 
 import bonelesion
@@ -38,9 +38,11 @@ def test_measure_reads_each_dicom_once(tmp_path: Path, monkeypatch: pytest.Monke
     real_dcmread = pydicom.dcmread
     real_fromfile = np.fromfile
 
-    def load_series(*args: Any, **kwargs: Any) -> Any:
-        calls["load_series"] += 1
-        return real_load_series(*args, **kwargs)
+    series_files: list[set[str]] = []
+
+    def load_series(source: Any, *args: Any, **kwargs: Any) -> Any:
+        series_files.append({str(f) for f in source})
+        return real_load_series(source, *args, **kwargs)
 
     def load_lesions(*args: Any, **kwargs: Any) -> Any:
         calls["load_lesions"] += 1
@@ -66,7 +68,9 @@ def test_measure_reads_each_dicom_once(tmp_path: Path, monkeypatch: pytest.Monke
                  "--out", str(out)]) == EXIT_OK
     err = capsys.readouterr().err
 
-    assert calls == {"load_series": 1, "load_lesions": 1}
+    assert calls == {"load_lesions": 1}
+    # one reader call per chosen series, no file in two calls
+    assert series_files and sum(map(len, series_files)) == len(set().union(*series_files))
     sources = {str(p) for p in export.rglob("*") if p.is_file()}
     twice = {p: n for p, n in full_reads.items() if p in sources and n > 1}
     assert not twice, f"pixel data read more than once: {sorted(twice.items())[:3]}"
@@ -74,30 +78,15 @@ def test_measure_reads_each_dicom_once(tmp_path: Path, monkeypatch: pytest.Monke
     assert not [line for line in err.splitlines()
                 if " INFO " in line and " bonelesion" not in line], err[:2000]
 
-    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    ((folder, doc),) = study_documents(out).values()
     n_lesions = len(doc["lesions"])
     assert n_lesions == 6 and all("call" in e for e in doc["lesions"])
-    (study_uid, dicom_files), = doc["outputs"]["dicom"].items()
-    assert len(dicom_files) == 2 and all((out / f).is_file() for f in dicom_files)
+    dicom_files = doc["outputs"]["dicom"]
+    assert len(dicom_files) == 2 and all((folder / f).is_file() for f in dicom_files)
     assert len(doc["outputs"]["qc_images"]) == n_lesions
     for images in doc["outputs"]["qc_images"].values():
         assert {"ct", "dixon_in_phase", "adc"} <= set(images)
-        assert all((out / rel).is_file() for rel in images.values())
-    (inputs,) = doc["provenance"]["inputs"]
-    assert inputs["study_instance_uid"] == study_uid
-    hashed = {f["path"] for s in inputs["series"] for f in s["files"] if len(f["sha256"]) == 64}
+        assert all((folder / rel).is_file() for rel in images.values())
+    hashed = {f["path"] for s in doc["series"] for f in s["files"] if len(f["sha256"]) == 64}
     assert hashed and hashed <= sources
-    assert (out / "report.html").is_file()
-
-
-def test_render_study_views_refuses_two_studies(tmp_path: Path) -> None:
-    from classify_factory import lesion
-
-    from bonelesion.errors import InputError
-    from bonelesion.report.measure_hook import render_study_views
-
-    two = [lesion(ct=600.0, study="1.2.3"), lesion(ct=600.0, study="1.2.4", lesion_id="L2")]
-    with pytest.raises(InputError, match=r"measurements of 2 studies .*expected one study"):
-        render_study_views(tmp_path, two, [], [])
-    none = render_study_views(tmp_path, [], [], [])
-    assert none.calls == () and none.study_instance_uid == ""
+    assert (folder / "report.html").is_file()

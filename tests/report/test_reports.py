@@ -1,4 +1,4 @@
-"""write_reports: results.json provenance, lesions.csv call columns, QC PNGs, report.html."""
+"""The views of one study: results.json provenance, lesions.csv call columns, QC PNGs, report.html."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import pydicom
 import pytest
 from classify_factory import lesion
 from PIL import Image
-from report_series import LESIONS, lesion_masks, write_ct_series
+from report_series import LESIONS, lesion_masks, write_ct_series, write_study_views
 
 from bonelesion.classify import Label
 from bonelesion.errors import EmptyMaskError
 from bonelesion.model.volume import SeriesInfo, Volume
-from bonelesion.report import SCHEMA_VERSION, study_result, write_reports
 from bonelesion.report.qc import central_slice_index, render_qc_image
+from bonelesion.report.result import study_result
+from bonelesion.report.schema import SCHEMA_VERSION
 from bonelesion.units import IntensityUnit
 
 NASTY_ID = '<script>alert("x")</script>&L3'
@@ -53,33 +54,29 @@ def run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     volumes = {"ct": ct,
                "dixon_in_phase": mr_volume(ct, "dixon_in_phase", IntensityUnit.ARBITRARY, 500.0),
                "adc": mr_volume(ct, "adc", IntensityUnit.MM2_PER_S, 1.0e-3)}
-    roi = root / "roi.csv"
-    roi.write_text("lesion_id,treated\nL1,false\n")
-    study = study_result(lesions, volumes=volumes, masks=masks, input_files=[str(roi)],
-                         warnings=["one DWI slice dropped"])
-    files = write_reports(root / "out", [study], command=["bonelesion", "measure", "x"])
-    return root, study, files
+    study = study_result(lesions, volumes=volumes, masks=masks, warnings=["one DWI slice dropped"])
+    out = root / "out"
+    document, _ = write_study_views(out, study, command=["bonelesion", "measure", "x"])
+    return root, study, out
 
 
 def test_results_json_schema_and_provenance(run) -> None:  # type: ignore[no-untyped-def]
-    root, study, files = run
-    doc = json.loads(files.results_json.read_text())
-    assert doc["schema_version"] == SCHEMA_VERSION
+    root, study, out = run
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["schema_version"] == SCHEMA_VERSION == "2.0" and doc["document"] == "study"
     prov = doc["provenance"]
     assert prov["package"]["name"] == "bonelesion"
     assert prov["dependencies"]["pydicom"] == pydicom.__version__
-    assert prov["thresholds"]["ct"]["mean_threshold_hu"] == 885.0
-    assert prov["thresholds"]["adc"]["cutoff_mm2_per_s"] == pytest.approx(1.14e-3)
-    assert prov["command"] == ["bonelesion", "measure", "x"]
-    (s,) = doc["studies"]
-    ct_series = next(x for x in s["inputs"]["series"] if x["role"] == "ct")
+    assert doc["config"]["classifier"]["ct"]["mean_threshold_hu"] == 885.0
+    assert doc["config"]["classifier"]["adc"]["cutoff_mm2_per_s"] == pytest.approx(1.14e-3)
+    assert doc["run"]["command"] == ["bonelesion", "measure", "x"]
+    s = doc
+    ct_series = next(x for x in s["series"] if x["role"] == "ct")
     assert len(ct_series["files"]) == 8
     for entry in ct_series["files"]:
         data = Path(entry["path"]).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["sop_instance_uid"] == pydicom.dcmread(entry["path"]).SOPInstanceUID
-    (other,) = s["inputs"]["other_files"]
-    assert other["sha256"] == hashlib.sha256(Path(other["path"]).read_bytes()).hexdigest()
     ids = [x["lesion_id"] for x in s["lesions"]]
     assert ids == ["L1", "L2", NASTY_ID]
     l1 = s["lesions"][0]
@@ -89,12 +86,12 @@ def test_results_json_schema_and_provenance(run) -> None:  # type: ignore[no-unt
     assert [x["call"]["label"] for x in s["lesions"]] == ["malignant", "benign",
                                                          "indeterminate"]
     assert any("one DWI slice dropped" in w for w in doc["warnings"])
-    assert doc["outputs"]["dicom"][study.study_instance_uid]
+    assert [Path(p).name.split("_")[0] for p in doc["outputs"]["dicom"]] == ["seg", "sr"]
 
 
 def test_lesion_table_has_call_columns(run) -> None:  # type: ignore[no-untyped-def]
-    _, study, files = run
-    with files.lesion_table.open(newline="") as fh:
+    _, study, out = run
+    with (out / "lesions.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["lesion_id"] for r in rows] == ["L1", "L2", NASTY_ID]
     for row, call in zip(rows, study.calls, strict=True):
@@ -141,21 +138,21 @@ class _Collector(HTMLParser):
 
 
 def test_html_lists_every_lesion_label_and_qc_image(run) -> None:  # type: ignore[no-untyped-def]
-    root, study, files = run
+    root, study, out = run
+    html = (out / "report.html").read_text(encoding="utf-8")
     parser = _Collector()
-    parser.feed(files.html.read_text(encoding="utf-8"))
+    parser.feed(html)
     assert parser.scripts == 0  # the nasty lesion id was escaped, not executed
     found = {r["lesion-id"]: r["label"] for r in parser.rows}
     assert found == {c.lesion_id: c.label.value for c in study.calls}
-    out = files.html.parent
+    doc = json.loads((out / "results.json").read_text())
     for call in study.calls:
-        images = files.qc_images[(study.study_instance_uid, call.lesion_id)]
-        assert {role for role, _ in images} == {"ct", "dixon_in_phase", "adc"}
-        for _, path in images:
-            rel = str(path.relative_to(out))
+        images = doc["outputs"]["qc_images"][call.lesion_id]
+        assert set(images) == {"ct", "dixon_in_phase", "adc"}
+        for rel in images.values():
             assert rel in parser.images
             assert (out / rel).is_file()
-    assert "no DWI &lt;b&gt;series&lt;/b&gt;" in files.html.read_text(encoding="utf-8")
+    assert "no DWI &lt;b&gt;series&lt;/b&gt;" in html
 
 
 def test_qc_png_outline_on_central_slice(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -179,12 +176,11 @@ def test_qc_png_outline_on_central_slice(run, tmp_path: Path) -> None:  # type: 
 
 def test_reports_without_images_record_why(tmp_path: Path) -> None:
     study = study_result([lesion(sir=1.0)])
-    files = write_reports(tmp_path, [study])
-    assert files.dicom == {} and files.qc_images == {}
-    assert any("no DICOM SEG/SR" in p for p in files.problems)
-    doc = json.loads(files.results_json.read_text())
+    doc, rows = write_study_views(tmp_path, study)
+    assert doc["outputs"]["dicom"] == [] and doc["outputs"]["qc_images"] == {}
     assert any("no DICOM SEG/SR" in w for w in doc["warnings"])
-    assert files.html is not None and "L1" in files.html.read_text()
+    assert json.loads((tmp_path / "results.json").read_text()) == doc
+    assert "L1" in (tmp_path / "report.html").read_text() and rows[0]["lesion_id"] == "L1"
 
 
 def test_qc_png_crops_to_the_lesion(tmp_path: Path) -> None:

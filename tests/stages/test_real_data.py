@@ -11,14 +11,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from testdata import shared_path
+from testdata import plan_and_load, shared_path
 
 from bonelesion.cli import EXIT_OK, main
 from bonelesion.roi.lesion import Lesion, Sphere
 from bonelesion.stages.config import ChemicalShiftConfig, DwiAdcConfig
 from bonelesion.stages.dwi_adc import fit_adc
-from bonelesion.stages.mr_chemical_shift import measure_chemical_shift
-from bonelesion.stages.study import dwi_sets, select_dixon
+from bonelesion.stages.mr_chemical_shift import DixonImages, measure_chemical_shift
 from bonelesion.units import IntensityUnit
 
 pytestmark = pytest.mark.shared_data
@@ -61,7 +60,7 @@ def test_fitted_adc_matches_siemens_xa30_scanner_map(tmp_path: Path) -> None:
     export = _link_files([base / "16_DWI_dir80_PA", base / "12_DWI_dir80_PA"], tmp_path / "export")
     out = tmp_path / "adc"
     assert main(["-q", "adc", str(export), str(out)]) == EXIT_OK
-    (nifti,) = out.glob("*.nii.gz")
+    (nifti,) = out.rglob("*.nii.gz")
     fitted = np.asarray(nib.load(nifti).get_fdata()).transpose(2, 1, 0)  # back to [s, r, c]
 
     stacks = series.load_series(base / "11_DWI_dir80_PA") + series.load_series(
@@ -81,31 +80,35 @@ def test_fitted_adc_matches_siemens_xa30_scanner_map(tmp_path: Path) -> None:
     assert np.median(rel) < MAX_MEDIAN_REL_ERROR_VS_SCANNER
 
 
-def test_multi_b_selection_on_philips_headers() -> None:
+def test_multi_b_selection_on_philips_headers(tmp_path: Path) -> None:
     # philips/dti/002 keeps real Philips headers (b in private tag 2001,1003) but its pixel
     # data were replaced by uniform noise (0–254) when dicom2nifti anonymised it, so only the
     # b-value handling can be checked here; plausibility is checked on the XA30 brain below.
-    series = _series_module()
     folder = shared_path("multivendor_cases_dicom2nifti", "dicom", "philips", "dti", "002")
-    (dwi,) = dwi_sets(series.load_series(folder))
-    assert dwi.b_values_s_per_mm2 == pytest.approx((0.0, 40.0, 273.0, 800.0), abs=1.0)
-    fit = fit_adc(dwi.volumes, config=DwiAdcConfig())
+    _, volumes = plan_and_load(folder, tmp_path, "mr_multiparametric")
+    dwi = volumes.by_role["dwi"]
+    b_values = sorted({v.series.b_value_s_per_mm2 for v in dwi})
+    assert b_values == pytest.approx((0.0, 40.0, 273.0, 800.0), abs=1.0)
+    fit = fit_adc(dwi, config=DwiAdcConfig())
     assert fit.b_values_s_per_mm2 == pytest.approx((273.0, 800.0), abs=1.0)  # b ≥ 50 only
-    assert fit.volume.shape == dwi.volumes[0].shape
+    assert fit.volume.shape == dwi[0].shape
 
 
 @pytest.mark.slow
-def test_trace_of_20_directions_matches_scanner_and_is_plausible_brain_adc() -> None:
+def test_trace_of_20_directions_matches_scanner_and_is_plausible_brain_adc(tmp_path: Path
+                                                                          ) -> None:
     # Raw XA30 series 10: b = 0 plus 20 directions at b = 2500, combined to the trace
     # (geometric mean) and fitted; compared with the scanner's own ADC map (series 11).
     series = _series_module()
     base = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom")
-    (dwi,) = dwi_sets(series.load_series(base / "10_DWI_dir80_PA"))
-    assert len(dwi.volumes) == 21 and dwi.b_values_s_per_mm2 == (0.0, 2500.0)
-    fit = fit_adc(dwi.volumes, config=DwiAdcConfig())
+    _, volumes = plan_and_load(base / "10_DWI_dir80_PA", tmp_path, "mr_multiparametric")
+    dwi = volumes.by_role["dwi"]
+    assert len(dwi) == 21
+    assert sorted({v.series.b_value_s_per_mm2 for v in dwi}) == [0.0, 2500.0]
+    fit = fit_adc(dwi, config=DwiAdcConfig())
     assert any("geometric mean of 20 directions" in n for n in fit.notes)
     scanner = series.load_series(base / "11_DWI_dir80_PA")[0].volume
-    b0 = next(v for v in dwi.volumes if v.series.b_value_s_per_mm2 == 0.0)
+    b0 = next(v for v in dwi if v.series.b_value_s_per_mm2 == 0.0)
     assert scanner.geometry_equal(b0)
     scanner_adc = np.asarray(scanner.array, dtype=np.float64)
     head = _otsu_mask(b0.array) & (scanner_adc > 0)
@@ -118,12 +121,12 @@ def test_trace_of_20_directions_matches_scanner_and_is_plausible_brain_adc() -> 
     assert low < float(np.median(values[ok])) < high
 
 
-def test_chaos_dixon_vertebral_marrow_shows_fatty_signal_drop() -> None:
-    series = _series_module()
+def test_chaos_dixon_vertebral_marrow_shows_fatty_signal_drop(tmp_path: Path) -> None:
     folder = shared_path("dixon_philips15T_chaos_set1", "dicom")
-    stacks = series.load_series(folder)
-    images, _ = select_dixon(stacks)
-    assert images is not None and images.in_phase is not None and images.opposed_phase is not None
+    _, volumes = plan_and_load(folder, tmp_path, "mr_multiparametric")
+    images = DixonImages(in_phase=volumes.one("dixon_in_phase"),
+                         opposed_phase=volumes.one("dixon_opposed_phase"))
+    assert images.in_phase is not None and images.opposed_phase is not None
     # Vertebral body (lumbar, slice at S = 54.3 mm): found on the in-phase image at row 136,
     # column 119 of the 256×256 slice; the sphere (r 6 mm) lies inside the body.
     lesion = Lesion(lesion_id="vertebral_body", sphere=Sphere((-7.5, 18.9, 54.3), 6.0))
@@ -137,7 +140,8 @@ def test_chaos_dixon_vertebral_marrow_shows_fatty_signal_drop() -> None:
 def test_measure_command_on_chaos_dixon(tmp_path: Path) -> None:
     _series_module()
     import csv
-    import json
+
+    from report_series import study_documents
 
     folder = shared_path("dixon_philips15T_chaos_set1", "dicom")
     rois = tmp_path / "rois.csv"
@@ -149,6 +153,7 @@ def test_measure_command_on_chaos_dixon(tmp_path: Path) -> None:
         (row,) = list(csv.DictReader(fh))
     assert float(row["mr_chemical_shift_ratio"]) < FATTY_MARROW_SIR_MAX
     assert row["ct_attenuation_mean_hu"] == "" and row["adc_mean_mm2_per_s"] == ""
-    (entry,) = json.loads((out / "results.json").read_text())["lesions"]
+    ((_, doc),) = study_documents(out).values()
+    (entry,) = doc["lesions"]
     assert set(entry["missing"]) == {"ct", "adc", "fat_fraction"}
     assert entry["annotations"]["sins_lesion"] == 0

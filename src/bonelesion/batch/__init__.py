@@ -4,6 +4,8 @@ Public API
 ----------
 run_export(pipeline, export_dir, out_dir, ...) -> BatchSummary
     Index an export, plan and run every study not yet current, rebuild the tables.
+measure_export(export_dir, out_dir, ...) -> BatchSummary
+    The same in this process with the ``combined`` pipeline, refusing to overwrite.
 run_batch(definition, inventory, options, ...) -> BatchSummary
     The same over an already built `Inventory`.
 ResultsStore
@@ -12,8 +14,7 @@ ResultsStore
 
 from __future__ import annotations
 
-from bonelesion.batch.api import run_export
-from bonelesion.batch.inventory import BadFile, Inventory, StudyRecord, build_inventory
+from bonelesion.batch.api import measure_export, run_export
 from bonelesion.batch.names import Pseudonymiser, safe_component
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.runner import BatchOptions, BatchSummary, run_batch
@@ -21,13 +22,10 @@ from bonelesion.batch.store import ResultsStore
 
 __all__ = [
     "run_export",
+    "measure_export",
     "run_batch",
     "BatchOptions",
     "BatchSummary",
-    "Inventory",
-    "StudyRecord",
-    "BadFile",
-    "build_inventory",
     "ResultsStore",
     "Pseudonymiser",
     "safe_component",

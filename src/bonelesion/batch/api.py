@@ -1,21 +1,28 @@
-"""`run_export`: the library side of ``bonelesion run`` (the CLI only parses arguments)."""
+"""`run_export` and `measure_export`: the library side of ``bonelesion run`` and ``measure``.
+
+Both are the same path (index → plan → run each study → tables); ``measure`` is ``run`` of
+the ``combined`` pipeline (unless told otherwise) in this process, refusing to overwrite an
+earlier result unless forced.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bonelesion.batch.executors import check_executor
-from bonelesion.batch.inventory import build_inventory
 from bonelesion.batch.names import Pseudonymiser
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.runner import BatchOptions, BatchSummary, run_batch
 from bonelesion.errors import InputError
-from bonelesion.pipeline.definition import load_pipeline
-from bonelesion.pipeline.study import StudyOutcome, StudyTask, run_study
+from bonelesion.pipeline.definition import load_pipeline, with_overrides
+from bonelesion.pipeline.inventory import build_inventory
+from bonelesion.pipeline.per_study import StudyOutcome, StudyTask, run_study
+from bonelesion.report.outputs import OutputOptions
 
-__all__ = ["run_export", "CATALOGUE_NAME"]
+__all__ = ["run_export", "measure_export", "CATALOGUE_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,11 @@ def run_export(
     catalogue: str | Path | None = None,
     progress: Progress | None = None,
     study_function: Callable[[StudyTask], StudyOutcome] = run_study,
+    config: str | Path | None = None,
+    classifier_config: str | Path | None = None,
+    model: str | Path | None = None,
+    outputs: OutputOptions | None = None,
+    command: tuple[str, ...] = (),
 ) -> BatchSummary:
     """Index ``export_dir``, plan every study for ``pipeline``, run what is not current.
 
@@ -62,6 +74,16 @@ def run_export(
     catalogue : path, optional
         Where the index catalogue lives (default ``OUT_DIR/catalogue.sqlite``). It holds the
         export's file paths: keep it outside a pseudonymised output folder you share.
+    config, classifier_config : path, optional
+        Measurement configuration (``[stages.*]``) and classifier thresholds laid over the
+        pipeline's own (`with_overrides`).
+    model : path, optional
+        A trained model (``bonelesion train``) used instead of the rules.
+    outputs : OutputOptions, optional
+        Which per-study views to render (QC images, DICOM SEG/SR, report.html; all by
+        default).
+    command : tuple of str
+        The command line, recorded in every results document.
 
     Raises
     ------
@@ -70,7 +92,12 @@ def run_export(
     InputError
         Missing export folder or unreadable ROI file.
     """
-    definition = load_pipeline(pipeline)
+    definition = with_overrides(load_pipeline(pipeline), config_path=config,
+                                classifier_config_path=classifier_config)
+    if model is not None:
+        from bonelesion.classify.model import load_model
+
+        load_model(model)  # a bad model fails before any study is read
     check_executor(executor, scheduler)
     pseudonymiser = Pseudonymiser.from_environment(pseudonym_key_file) if pseudonymise else None
     out = Path(out_dir)
@@ -108,5 +135,51 @@ def run_export(
         force=force,
         retry_failed=retry_failed,
         pseudonymiser=pseudonymiser,
+        outputs=outputs or OutputOptions(),
+        model_path=Path(model) if model is not None else None,
+        command=tuple(command),
     )
     return run_batch(definition, inventory, options, study_function=study_function, progress=bar)
+
+
+#: Files whose presence means an output folder already holds a result.
+_RESULT_FILES = ("results.json", "lesions.csv")
+
+
+def measure_export(
+    export_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    rois: str | Path | None = None,
+    pipeline: str | Path = "combined",
+    force: bool = False,
+    **options: Any,
+) -> BatchSummary:
+    """``bonelesion measure``: `run_export` of one pipeline, in this process, no resume.
+
+    Parameters
+    ----------
+    export_dir, out_dir : path
+        The DICOM export and the output folder (the same layout as ``run``).
+    rois : path, optional
+        ROI source.
+    pipeline : str or Path
+        Pipeline name or TOML (default ``combined``: every stage the studies allow).
+    force : bool
+        Replace an earlier result in ``out_dir``; without it an existing result is refused.
+    **options
+        Passed to `run_export` (``config``, ``classifier_config``, ``model``, ``outputs``,
+        ``pseudonymise``, ``command`` …).
+
+    Raises
+    ------
+    InputError
+        ``out_dir`` already holds results (without ``force``), or any `run_export` error.
+    """
+    out = Path(out_dir)
+    existing = [name for name in _RESULT_FILES if (out / name).exists()]
+    if existing and not force:
+        raise InputError(f"Output folder {out} already holds {', '.join(existing)}; refusing to "
+                         "overwrite. Potential fix: pass --force or choose another --out.")
+    return run_export(pipeline, export_dir, out, rois=rois, workers=1, executor="local",
+                      force=force, **options)

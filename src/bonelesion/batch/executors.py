@@ -107,11 +107,11 @@ def _run_local(
 
 #: Modules every study needs: imported once in the parent, inherited by forked workers.
 _PRELOAD = (
-    "bonelesion.pipeline.study",
-    "bonelesion.pipeline.measure",
+    "bonelesion.pipeline.per_study",
+    "bonelesion.pipeline.loading",
+    "bonelesion.pipeline.measurement",
     "bonelesion.dicom.series",
-    "bonelesion.stages.study",
-    "bonelesion.report",
+    "bonelesion.report.outputs",
     "bonelesion.roi.sources",
 )
 

@@ -11,8 +11,8 @@ Flow of `run_batch`::
            work dir ─rename─▶ OUT/studies/<patient>/<study>/ ◀───────┤
                                  results store (one transaction) ◀───┘
                                            │
-               OUT/lesions.csv, results.json, failures.csv, bad_files.csv, summary.txt
-               (rebuilt from the store, written to a temporary file and renamed)
+               OUT/lesions.csv, results.json, failures.csv, bad_files.csv, summary.txt,
+               index.html (rebuilt from the store, each written to a temporary file and renamed)
 
 Resume after ``kill -9``: a study is either committed in the store (with its output folder
 already in place) or it is not and runs again; the tables are always rebuilt from the store,
@@ -36,14 +36,16 @@ from typing import Any
 
 from bonelesion import __version__
 from bonelesion.batch.executors import execute
-from bonelesion.batch.inventory import NOT_INPUT_STATUSES, BadFile, Inventory, StudyRecord
 from bonelesion.batch.names import Pseudonymiser, safe_component
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.store import ResultsStore, StoredStudy, input_hash
 from bonelesion.errors import InputError
 from bonelesion.pipeline.definition import PipelineDefinition, pipeline_hash
-from bonelesion.pipeline.plan import StudyPlan, plan_study
-from bonelesion.pipeline.study import StudyOutcome, StudyTask, failed_outcome, run_study
+from bonelesion.pipeline.inventory import NOT_INPUT_STATUSES, BadFile, Inventory, InventoryStudy
+from bonelesion.pipeline.per_study import StudyOutcome, StudyTask, failed_outcome, run_study
+from bonelesion.pipeline.plan import StudyPlan
+from bonelesion.pipeline.selection import plan_study
+from bonelesion.report.outputs import OutputOptions
 
 __all__ = [
     "BatchOptions",
@@ -52,7 +54,6 @@ __all__ = [
     "rebuild_tables",
     "TABLE_FILES",
     "STORE_NAME",
-    "LEADING_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,8 @@ logger = logging.getLogger(__name__)
 STORE_NAME = "results.sqlite"
 STUDIES_DIR = "studies"
 WORK_DIR = ".work"
-TABLE_FILES = ("lesions.csv", "results.json", "failures.csv", "bad_files.csv", "summary.txt")
-#: First columns of lesions.csv; the rest follow in sorted order.
-LEADING_COLUMNS = ("patient", "study_instance_uid", "lesion_id")
-RESULTS_SCHEMA_VERSION = 1
+TABLE_FILES = ("lesions.csv", "results.json", "failures.csv", "bad_files.csv", "summary.txt",
+               "index.html")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +77,9 @@ class BatchOptions:
     force: bool = False
     retry_failed: bool = False
     pseudonymiser: Pseudonymiser | None = None
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    model_path: Path | None = None
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,14 +112,14 @@ def _file_signature(path: str, sop_uid: str) -> str:
     return f"{sop_uid}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _rois_digest(path: Path | None) -> str:
+def _file_digest(path: Path | None, what: str, option: str) -> str:
     if path is None:
-        return "rois:none"
+        return f"{what}:none"
     try:
-        return "rois:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return f"{what}:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:
         raise InputError(
-            f"ROI file {path} cannot be read ({exc.strerror}). Potential fix: check --rois."
+            f"{what} file {path} cannot be read ({exc.strerror}). Potential fix: check {option}."
         ) from exc
 
 
@@ -140,7 +142,7 @@ def study_input_hash(plan: StudyPlan, rois_digest: str) -> str:
     return input_hash(sigs, extra=(rois_digest, plan_blob))
 
 
-def _patient_label(record: StudyRecord, pseudonymiser: Pseudonymiser | None) -> str:
+def _patient_label(record: InventoryStudy, pseudonymiser: Pseudonymiser | None) -> str:
     if pseudonymiser is not None:
         return pseudonymiser(record.patient_id) or "PSN-unknown"
     return record.patient_id or "unknown"
@@ -207,14 +209,15 @@ def run_batch(
         shutil.rmtree(work_root, ignore_errors=True)
     work_root.mkdir()
     p_hash = pipeline_hash(
-        definition, version=__version__, extra={"pseudonymised": options.pseudonymiser is not None}
+        definition, version=__version__,
+        extra={"pseudonymised": options.pseudonymiser is not None,
+               "model": _file_digest(options.model_path, "model", "--model"),
+               "outputs": [options.outputs.qc, options.outputs.dicom, options.outputs.html]},
     )
-    rois_digest = _rois_digest(options.rois_path)
-    pipeline_dict = definition.to_dict()
+    rois_digest = _file_digest(options.rois_path, "ROI", "--rois")
+    pipeline_dict = {**definition.to_dict(), "hash": p_hash}
 
-    with ResultsStore(out / STORE_NAME) as store:
-        if options.force:
-            store.forget()
+    with ResultsStore(out / STORE_NAME, reset=options.force) as store:
         tasks: list[StudyTask] = []
         input_hashes: dict[str, str] = {}
         skipped = 0
@@ -257,8 +260,11 @@ def run_batch(
                     pipeline=pipeline_dict,
                     rois_path=str(options.rois_path) if options.rois_path else None,
                     work_dir=str(work),
+                    outputs=options.outputs,
+                    model_path=str(options.model_path) if options.model_path else None,
                     pseudonymise=options.pseudonymiser is not None,
                     identifiers=record.identifiers() if options.pseudonymiser else (),
+                    command=options.command,
                 )
             )
         run_total = len(tasks) + len(refused)
@@ -308,7 +314,8 @@ def run_batch(
             replacements = tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))
         stored = store.studies(only={s.study_instance_uid for s in inventory.studies})
         tables = rebuild_tables(
-            store, out, inventory, definition, replacements=replacements, stored=stored
+            store, out, inventory, pipeline_dict, replacements=replacements, stored=stored,
+            command=options.command,
         )
     shutil.rmtree(work_root, ignore_errors=True)
     failures = tuple(
@@ -382,6 +389,7 @@ def _commit(
             "plan": task.plan.to_dict(),
             "warnings": list(outcome.warnings),
             "files": list(outcome.files),
+            "document": outcome.document,
             **dict(outcome.record),
         },
         lesion_rows=rows,
@@ -390,49 +398,43 @@ def _commit(
     )
 
 
-def _csv_text(rows: Sequence[Mapping[str, Any]], leading: Sequence[str]) -> str:
-    columns = list(leading)
-    extra = sorted({k for r in rows for k in r} - set(columns))
-    columns += extra
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="raise")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n",
+                            extrasaction="raise")
     writer.writeheader()
     for r in rows:
-        writer.writerow({c: _cell(r.get(c)) for c in columns})
+        writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
     return buf.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, sort_keys=True)
-    return value
 
 
 def rebuild_tables(
     store: ResultsStore,
     out: Path,
     inventory: Inventory,
-    definition: PipelineDefinition,
+    pipeline: Mapping[str, Any],
     *,
     replacements: Sequence[tuple[str, str]] = (),
     stored: Sequence[StoredStudy] | None = None,
+    command: Sequence[str] | None = None,
 ) -> tuple[Path, ...]:
     """Write the batch tables from the store (each through a temporary file and a rename).
 
-    Only studies present in ``inventory`` appear; rows are sorted by (study, lesion), so two
-    runs over the same export give byte-identical tables. ``replacements`` (raw identifier,
-    pseudonym) are applied to the paths and reasons of unusable files (pseudonymised runs).
-    ``stored`` is ``store.studies(only=<the inventory's studies>)`` when the caller already
-    read it (it is read here otherwise).
+    Only studies present in ``inventory`` appear; studies are in UID order and lesions in
+    their ROI-source order, so two runs over the same export give identical tables.
+    ``replacements`` (raw identifier, pseudonym) are applied to the paths and reasons of
+    unusable files (pseudonymised runs). ``stored`` is ``store.studies(only=<the
+    inventory's studies>)`` when the caller already read it (it is read here otherwise).
+    ``pipeline`` is `PipelineDefinition.to_dict()` with its ``hash``.
     """
+    from bonelesion.report.document import batch_document
+    from bonelesion.report.html_report import render_index_html
+    from bonelesion.report.schema import validate_results
+    from bonelesion.report.table import lesions_csv_text
+
     uids = {s.study_instance_uid for s in inventory.studies}
     if stored is None:
         stored = store.studies(only=uids)
-    lesion_rows = [r for s in stored for r in s.lesion_rows]
     failures = [
         {
             "patient": s.record.get("patient", ""),
@@ -453,50 +455,44 @@ def rebuild_tables(
         for b in sorted(inventory.bad_files, key=lambda b: b.path)
     ]
     not_run = sorted(uids - {s.study_instance_uid for s in stored})
-    results = {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "bonelesion_version": __version__,
-        "pipeline": definition.to_dict(),
-        "studies": [
+    document = batch_document(
+        pipeline=pipeline,
+        studies=[
             {
                 "study_instance_uid": s.study_instance_uid,
                 "patient": s.record.get("patient", ""),
                 "status": s.status,
                 "output_dir": s.output_dir,
-                "plan": s.record.get("plan", {}),
-                "warnings": s.record.get("warnings", []),
                 "failure": s.failure,
-                "lesions": list(s.lesion_rows),
+                "warnings": s.record.get("warnings", []),
+                "plan": s.record.get("plan"),
+                "document": s.record.get("document"),
             }
             for s in stored
         ],
-        "bad_files": bad,
-        "not_run": not_run,
-    }
+        bad_files=bad,
+        not_run=not_run,
+        command=command,
+    )
+    validate_results(document)
     paths = {name: out / name for name in TABLE_FILES}
-    _write_text_atomic(paths["lesions.csv"], _csv_text(lesion_rows, LEADING_COLUMNS))
+    _write_text_atomic(paths["lesions.csv"],
+                       lesions_csv_text(r for s in stored for r in s.lesion_rows))
     _write_text_atomic(
-        paths["results.json"], json.dumps(results, indent=2, sort_keys=True, default=str) + "\n"
+        paths["results.json"],
+        json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
     )
     _write_text_atomic(
         paths["failures.csv"],
-        _csv_text(
-            failures,
-            (
-                "patient",
-                "study_instance_uid",
-                "stage",
-                "series_instance_uid",
-                "error_type",
-                "message",
-            ),
-        ),
+        _csv_text(failures, ("patient", "study_instance_uid", "stage", "series_instance_uid",
+                             "error_type", "message")),
     )
     _write_text_atomic(
         paths["bad_files.csv"],
         _csv_text(bad, ("path", "status", "reason", "study_instance_uid", "series_instance_uid")),
     )
     _write_text_atomic(paths["summary.txt"], _summary_text(stored, failures, bad, not_run))
+    _write_text_atomic(paths["index.html"], render_index_html(document))
     return tuple(paths.values())
 
 

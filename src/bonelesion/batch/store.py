@@ -35,7 +35,7 @@ __all__ = ["ResultsStore", "StoredStudy", "input_hash", "SCHEMA_VERSION"]
 
 _FAILURE_FIELDS = ("stage", "series_instance_uid", "error_type", "message")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS studies (
 CREATE TABLE IF NOT EXISTS lesions (
     study_instance_uid TEXT NOT NULL REFERENCES studies(study_instance_uid) ON DELETE CASCADE,
     lesion_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
     row_json TEXT NOT NULL,
     PRIMARY KEY (study_instance_uid, lesion_id)
 );
@@ -103,16 +104,22 @@ class ResultsStore:
     ----------
     path : path-like
         The database file (created when absent).
+    reset : bool
+        Start empty: a store of another schema version is replaced (``--force``).
 
     Raises
     ------
     InputError
-        If the file exists but is not a bonelesion results store of a known schema.
+        If the file exists but is not a bonelesion results store of this schema version
+        (and ``reset`` is false).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, reset: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if reset:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -127,7 +134,7 @@ class ResultsStore:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise InputError(
                     f"Results store {self.path}: schema version {row[0]}, "
-                    f"expected {SCHEMA_VERSION}. "
+                    f"expected {SCHEMA_VERSION} (written by another bonelesion version). "
                     "Potential fix: use a new --out folder, or rerun with --force."
                 )
         except sqlite3.DatabaseError as exc:
@@ -201,14 +208,15 @@ class ResultsStore:
                 ),
             )
             conn.executemany(
-                "INSERT INTO lesions VALUES (?, ?, ?)",
+                "INSERT INTO lesions VALUES (?, ?, ?, ?)",
                 [
                     (
                         study_instance_uid,
                         str(r["lesion_id"]),
+                        position,
                         json.dumps(r, sort_keys=True, default=str),
                     )
-                    for r in lesion_rows
+                    for position, r in enumerate(lesion_rows)
                 ],
             )
             if failure is not None:
@@ -249,7 +257,7 @@ class ResultsStore:
             lesions = tuple(
                 json.loads(r[0])
                 for r in self._conn.execute(
-                    "SELECT row_json FROM lesions WHERE study_instance_uid = ? ORDER BY lesion_id",
+                    "SELECT row_json FROM lesions WHERE study_instance_uid = ? ORDER BY position",
                     (uid,),
                 )
             )

@@ -16,8 +16,9 @@ errors)::
     tolerance = 7.0                  # absolute, in the quantity's unit
     # tolerance_pct = 5.0            # or relative to `expected`
 
-`run_qa(spec, scan_dir)` loads the scan's stacks, measures each region and returns a
-`QaReport`; `write_junit` writes it as JUnit XML (one test case per check) for CI.
+`run_qa(spec, scan_dir)` plans and loads the scan's series as every command does (index,
+series policy, loader), measures each region (`measure_check`) and returns a `QaReport`;
+`write_junit` writes it as JUnit XML (one test case per check) for CI.
 
 Quantities
 ----------
@@ -41,7 +42,7 @@ import re
 import time
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ from numpy.typing import NDArray
 from bonelesion.config import build_config, read_toml
 from bonelesion.errors import ConfigError, EmptyMaskError, InputError, SeriesSelectionError
 from bonelesion.model.volume import Volume
+from bonelesion.pipeline.definition import RoleSpec
+from bonelesion.pipeline.plan import ChoiceStatus, RoleChoice, StackCandidate, StudyPlan
+from bonelesion.pipeline.selection import choose_role
 from bonelesion.roi.lesion import Sphere, rasterise_sphere
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "write_junit",
     "format_table",
     "sphere_mask",
+    "measure_check",
     "spec_from_truth",
     "QUANTITIES",
 ]
@@ -279,30 +284,6 @@ def _mask_from_file(path: str, target: Volume) -> NDArray[np.bool_]:
 # ----------------------------------------------------------------------------- measuring
 
 
-def _pick(stacks: Sequence[Any], roles: Sequence[str], check: QaCheck) -> list[Any]:
-    pattern = re.compile(check.series_description) if check.series_description else None
-    return [
-        s
-        for s in stacks
-        if s.volume is not None
-        and s.info.role in roles
-        and (pattern is None or pattern.search(s.info.series_description or ""))
-    ]
-
-
-def _one(stacks: list[Any], role: str, check: QaCheck, scan_dir: str) -> Any:
-    if len(stacks) == 1:
-        return stacks[0]
-    found = ", ".join(
-        f"{s.info.series_instance_uid} ({s.info.series_description!r})" for s in stacks
-    )
-    raise SeriesSelectionError(
-        f"QA check {check.name!r} in {scan_dir}: expected one usable {role} stack, found "
-        f"{len(stacks)}{': ' + found if found else ''}. Potential fix: set series_description "
-        "in the check to a pattern naming one series."
-    )
-
-
 def _region(check: QaCheck, volume: Volume) -> NDArray[np.bool_]:
     if check.mask:
         return _mask_from_file(check.mask, volume)
@@ -329,136 +310,170 @@ def _region_values(check: QaCheck, volume: Volume) -> tuple[NDArray[Any], int]:
     return np.asarray(volume.array)[mask].astype(np.float64), n
 
 
-def _measured(
-    check: QaCheck, stacks: list[Any], role: str, scan_dir: str
-) -> tuple[float, int, str]:
-    """Statistic of the region in the one stack of ``stacks``, voxel count and series UID."""
-    s = _one(stacks, role, check, scan_dir)
-    values, n = _region_values(check, s.volume)
-    return _stat(values, check.statistic), n, s.info.series_instance_uid
+#: Preferences of the series policy when several series could serve a check (a tie is an
+#: error: name the series with ``series_description``).
+QA_PREFER = ("original", "thinnest_slice", "most_slices")
 
 
-def _pair_means(
-    check: QaCheck, first: list[Any], second: list[Any], labels: tuple[str, str], scan_dir: str
-) -> tuple[float, float, int, str]:
-    """Region statistic of two stacks (the second resampled onto the first's grid)."""
-    a = _one(first, labels[0], check, scan_dir)
-    b = _one(second, labels[1], check, scan_dir)
-    va, n = _region_values(check, a.volume)
-    vb, _ = _region_values(check, b.volume.resample_like(a.volume, order=1))
-    return _stat(va, check.statistic), _stat(vb, check.statistic), n, a.info.series_instance_uid
+def _spec_for(check: QaCheck, role: str) -> RoleSpec:
+    return RoleSpec(modality="CT" if role == "ct" else "MR", stack_roles=(role,),
+                    unit="series" if role == "dwi" else "stack",
+                    description_pattern=check.series_description, prefer=QA_PREFER)
 
 
-def _measure(check: QaCheck, stacks: Sequence[Any], scan_dir: str) -> tuple[float, int, str]:
-    if check.quantity == "ct_number_hu":
-        return _measured(check, _pick(stacks, ("ct",), check), "CT", scan_dir)
-    if check.quantity == "signal":
-        return _measured(check, _pick(stacks, (check.role,), check), check.role, scan_dir)
+def _choose(check: QaCheck, role: str, candidates: Sequence[StackCandidate],
+            scan_dir: str) -> RoleChoice | None:
+    """Return the series policy's choice for a check's role (None when the scan has none)."""
+    choice = choose_role(role, _spec_for(check, role), candidates)
+    if choice.status == ChoiceStatus.MISSING:
+        return None
+    if choice.status == ChoiceStatus.TIE:
+        raise SeriesSelectionError(
+            f"QA check {check.name!r} in {scan_dir}: {len(choice.candidates)} {role} series "
+            f"could serve it ({'; '.join(choice.candidates)}). Potential fix: set "
+            "series_description in the check to a pattern naming one series."
+        )
+    return choice
+
+
+def _volumes_for(check: QaCheck, candidates: Sequence[StackCandidate], scan_dir: str,
+                 study_uid: str) -> dict[str, tuple[Volume, ...]]:
+    """Choose (series policy) and load the series a check reads, by role."""
+    from bonelesion.pipeline.loading import load_study_volumes
+
+    roles = (check.role,) if check.quantity == "signal" else QUANTITIES[check.quantity][0]
+    choices = [c for c in (_choose(check, r, candidates, scan_dir) for r in roles)
+               if c is not None]
     if check.quantity == "adc_mm2_per_s":
-        scanner = _pick(stacks, ("adc",), check)
-        dwi = _pick(stacks, ("dwi",), check)
-        if scanner and check.adc_source in ("auto", "scanner"):
-            return _measured(check, scanner, "ADC", scan_dir)
+        by = {c.role: c for c in choices}
+        if check.adc_source == "scanner" or (check.adc_source == "auto" and "adc" in by):
+            choices = [by["adc"]] if "adc" in by else []
+        else:
+            choices = [by["dwi"]] if "dwi" in by else []
+    plan = StudyPlan(study_instance_uid=study_uid, choices=tuple(choices), stages=(),
+                     skipped_stages={})
+    return dict(load_study_volumes(plan).by_role)
+
+
+def measure_check(check: QaCheck, volumes: Mapping[str, Sequence[Volume]]
+                  ) -> tuple[float, int, str]:
+    """Measure one check on the chosen volumes (role → volumes); pure apart from the fit.
+
+    Returns the region statistic, its voxel count and the series UID measured.
+
+    Raises
+    ------
+    SeriesSelectionError
+        The volumes the check's quantity needs are absent.
+    EmptyMaskError
+        The region holds fewer than ``min_voxels`` voxels.
+    """
+    def one(role: str) -> Volume | None:
+        vols = volumes.get(role) or ()
+        return vols[0] if vols else None
+
+    def stat(volume: Volume) -> tuple[float, int, str]:
+        values, n = _region_values(check, volume)
+        return _stat(values, check.statistic), n, volume.series.series_instance_uid
+
+    def pair(a: Volume, b: Volume) -> tuple[float, float, int, str]:
+        va, n = _region_values(check, a)
+        vb, _ = _region_values(check, b.resample_like(a, order=1))
+        return _stat(va, check.statistic), _stat(vb, check.statistic), n, \
+            a.series.series_instance_uid
+
+    if check.quantity in ("ct_number_hu", "signal"):
+        role = "ct" if check.quantity == "ct_number_hu" else check.role
+        volume = one(role)
+        if volume is None:
+            raise SeriesSelectionError(f"QA check {check.name!r}: no {role} series. Potential "
+                                       "fix: check the scan, or the check's series_description.")
+        return stat(volume)
+    if check.quantity == "adc_mm2_per_s":
+        scanner, dwi = one("adc"), tuple(volumes.get("dwi") or ())
+        if scanner is not None and check.adc_source in ("auto", "scanner"):
+            return stat(scanner)
         if dwi and check.adc_source in ("auto", "fitted"):
             from bonelesion.stages.config import DwiAdcConfig
             from bonelesion.stages.dwi_adc import fit_adc
 
-            series = {s.info.series_instance_uid for s in dwi}
-            if len(series) > 1:
-                raise SeriesSelectionError(
-                    f"QA check {check.name!r} in {scan_dir}: DWI stacks of {len(series)} series "
-                    f"({', '.join(sorted(series))}). Potential fix: set series_description."
-                )
-            fit = fit_adc([s.volume for s in dwi], config=DwiAdcConfig())
+            fit = fit_adc(dwi, config=DwiAdcConfig())
             values, n = _region_values(check, fit.volume)
-            return _stat(values, check.statistic), n, next(iter(series))
+            return _stat(values, check.statistic), n, dwi[0].series.series_instance_uid
         raise SeriesSelectionError(
-            f"QA check {check.name!r} in {scan_dir}: no "
-            f"{'scanner ADC map' if check.adc_source == 'scanner' else 'ADC map or DWI stack'} "
+            f"QA check {check.name!r}: no "
+            f"{'scanner ADC map' if check.adc_source == 'scanner' else 'ADC map or DWI series'} "
             f"(adc_source={check.adc_source!r}). Potential fix: check the scan holds diffusion "
             "series."
         )
-    # fat fraction
-    water = _pick(stacks, ("dixon_water",), check)
-    fat = _pick(stacks, ("dixon_fat",), check)
-    if water and fat:
-        mw, mf, n, uid = _pair_means(check, water, fat, ("Dixon water", "Dixon fat"), scan_dir)
+    water, fat = one("dixon_water"), one("dixon_fat")
+    if water is not None and fat is not None:
+        mw, mf, n, uid = pair(water, fat)
         return mf / (mw + mf), n, uid
-    ip = _pick(stacks, ("dixon_in_phase",), check)
-    op = _pick(stacks, ("dixon_opposed_phase",), check)
-    if ip and op:
-        mi, mo, n, uid = _pair_means(check, ip, op, ("in-phase", "opposed-phase"), scan_dir)
+    ip, op = one("dixon_in_phase"), one("dixon_opposed_phase")
+    if ip is not None and op is not None:
+        mi, mo, n, uid = pair(ip, op)
         return (mi - mo) / (2.0 * mi), n, uid
     raise SeriesSelectionError(
-        f"QA check {check.name!r} in {scan_dir}: no Dixon water+fat or in/opposed-phase pair. "
+        f"QA check {check.name!r}: no Dixon water+fat or in/opposed-phase pair. "
         "Potential fix: check the scan holds the chemical-shift series."
     )
 
 
-def run_qa(spec: QaSpec, scan_dir: str | Path, *, stacks: Sequence[Any] | None = None) -> QaReport:
-    """Measure every check of ``spec`` on the scan in ``scan_dir``.
+def run_qa(spec: QaSpec, scan_dir: str | Path) -> QaReport:
+    """Measure every check of ``spec`` on the phantom scan in ``scan_dir``.
 
-    A check that cannot be measured (no such series, region outside the field of view)
-    fails with the reason; the others still run.
+    The scan goes the way every study goes: the export is indexed
+    (`bonelesion.pipeline.inventory`), each check's series are chosen by the series policy
+    (`bonelesion.pipeline.selection`) and loaded (`bonelesion.pipeline.loading`). A check
+    that cannot be measured (no such series, region outside the field of view) fails with
+    the reason; the others still run.
 
     Raises
     ------
     InputError
-        If ``scan_dir`` holds no loadable stack.
+        If ``scan_dir`` holds no readable image series, or more than one study.
     """
-    scan = str(scan_dir)
-    if stacks is None:
-        from bonelesion.dicom.series import load_series
+    import tempfile
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            stacks = load_series(scan_dir)
-        for w in caught:
-            logger.warning("%s", w.message)
-    if not any(s.volume is not None for s in stacks):
+    from bonelesion.pipeline.inventory import build_inventory
+
+    scan = str(scan_dir)
+    with tempfile.TemporaryDirectory(prefix="bonelesion-qa-") as tmp:
+        inventory = build_inventory(scan_dir, Path(tmp) / "catalogue.sqlite")
+    studies = [s for s in inventory.studies if s.candidates]
+    if not studies:
         raise InputError(
             f"QA scan {scan}: no usable DICOM stack found. Potential fix: point "
             "SCAN_DIR at the folder holding the phantom series."
         )
+    if len(studies) > 1:
+        raise InputError(
+            f"QA scan {scan}: holds {len(studies)} studies "
+            f"({', '.join(s.study_instance_uid for s in studies)}); a QA spec measures one scan. "
+            "Potential fix: point SCAN_DIR at one study's folder."
+        )
+    study = studies[0]
     results = []
     for check in spec.checks:
         start = time.perf_counter()
         try:
             with warnings.catch_warnings(record=True):
                 warnings.simplefilter("always")
-                measured, n, uid = _measure(check, stacks, scan)
+                volumes = _volumes_for(check, study.candidates, scan, study.study_instance_uid)
+                measured, n, uid = measure_check(check, volumes)
         except InputError as exc:
-            results.append(
-                QaResult(
-                    check=check,
-                    passed=False,
-                    measured=None,
-                    message=str(exc),
-                    duration_s=time.perf_counter() - start,
-                )
-            )
+            results.append(QaResult(check=check, passed=False, measured=None, message=str(exc),
+                                    duration_s=time.perf_counter() - start))
             continue
         ok = math.isfinite(measured) and abs(measured - check.expected) <= check.half_width
-        msg = (
-            ""
-            if ok
-            else (
-                f"{check.name}: measured {measured:.6g}, expected {check.expected:.6g} ± "
-                f"{check.half_width:.3g} (deviation {measured - check.expected:+.3g}) "
-                f"in series {uid}"
-            )
-        )
-        results.append(
-            QaResult(
-                check=check,
-                passed=ok,
-                measured=measured,
-                voxel_count=n,
-                series_instance_uid=uid,
-                message=msg,
-                duration_s=time.perf_counter() - start,
-            )
-        )
+        msg = "" if ok else (
+            f"{check.name}: measured {measured:.6g}, expected {check.expected:.6g} ± "
+            f"{check.half_width:.3g} (deviation {measured - check.expected:+.3g}) "
+            f"in series {uid}")
+        results.append(QaResult(check=check, passed=ok, measured=measured, voxel_count=n,
+                                series_instance_uid=uid, message=msg,
+                                duration_s=time.perf_counter() - start))
     return QaReport(spec=spec, scan_dir=scan, results=tuple(results))
 
 

@@ -46,17 +46,20 @@ __all__ = [
     "shipped_pipelines",
     "pipeline_hash",
     "pipelines_dir",
+    "with_overrides",
 ]
 
 #: Stage name → (roles all required, roles of which at least one is required).
 STAGE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ct_attenuation": (("ct",), ()),
-    "mr_chemical_shift": (("in_phase", "opposed_phase"), ()),
+    "mr_chemical_shift": (("dixon_in_phase", "dixon_opposed_phase"), ()),
     "dwi_adc": ((), ("dwi", "adc")),
 }
 
 #: Stage name → roles it uses when present (Dixon water/fat images give the fat fraction).
-STAGE_OPTIONAL_ROLES: Mapping[str, tuple[str, ...]] = {"mr_chemical_shift": ("water", "fat")}
+STAGE_OPTIONAL_ROLES: Mapping[str, tuple[str, ...]] = {
+    "mr_chemical_shift": ("dixon_water", "dixon_fat"),
+}
 
 #: Preference keys, applied in the order given, to choose among several candidates.
 PREFERENCES: Mapping[str, str] = {
@@ -80,6 +83,7 @@ KNOWN_STACK_ROLES = (
     "dixon_opposed_phase",
     "dixon_water",
     "dixon_fat",
+    "localizer",
     "other",
 )
 
@@ -157,8 +161,9 @@ class PipelineDefinition:
     stages : tuple of str
         Keys of `STAGE_ROLES`, in run order.
     roles : mapping of str to RoleSpec
-        Role name (``ct``, ``in_phase``, ``opposed_phase``, ``water``, ``fat``, ``dwi``,
-        ``adc``) → how to choose it.
+        Role name → how to choose it. Role names are the series roles the stages read
+        (``ct``, ``dixon_in_phase``, ``dixon_opposed_phase``, ``dixon_water``, ``dixon_fat``,
+        ``dwi``, ``adc``; `STAGE_ROLES`).
     description : str
         One line for humans.
     config : mapping
@@ -277,3 +282,47 @@ def pipeline_hash(
     payload = {"pipeline": definition.to_dict(), "version": version, "extra": dict(extra or {})}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def with_overrides(
+    definition: PipelineDefinition,
+    *,
+    config_path: str | Path | None = None,
+    classifier_config_path: str | Path | None = None,
+) -> PipelineDefinition:
+    """Return the pipeline with measurement and classifier configuration files laid over it.
+
+    ``config_path`` is a TOML of ``[stages.*]`` (and optionally ``[classifier.*]``) tables;
+    ``classifier_config_path`` a classifier TOML (configs/classifier.toml layout, or the same
+    under a ``[classifier]`` table). Both are validated here, so a bad file fails before any
+    study is read.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable TOML, an unknown key or a value out of range, naming the file and key.
+    """
+    import dataclasses
+
+    from bonelesion.classify.config import classifier_config_from_mapping
+    from bonelesion.stages.config import PipelineConfig
+
+    config = dict(definition.config)
+    if config_path is not None:
+        config = _deep_merge(config, read_toml(config_path))
+    if classifier_config_path is not None:
+        table = read_toml(classifier_config_path)
+        if set(table) == {"classifier"}:
+            table = table["classifier"]
+        config = _deep_merge(config, {"classifier": table})
+    where = f"{definition.source or definition.name}"
+    if config_path is not None:
+        where += f" + {config_path}"
+    if classifier_config_path is not None:
+        where += f" + {classifier_config_path}"
+    try:
+        resolved = build_config(PipelineConfig, config, prefix="config")
+        classifier_config_from_mapping(dict(resolved.classifier))
+    except ConfigError as exc:
+        raise ConfigError(f"Configuration of pipeline {where}: {exc}") from exc
+    return dataclasses.replace(definition, config=config)

@@ -1,24 +1,22 @@
-"""Reports of a run: canonical results.json plus lesions.csv, DICOM SEG/SR, QC images, HTML.
+"""Reports of a run: one results document (schema "2.0") and the views rendered from it.
 
 Public API
 ----------
-write_reports(out_dir, studies, *, config, ...) -> ReportFiles
-    Every view of a run from the same `StudyResult` objects.
-study_result(lesions, *, calls=None, config=None, volumes=None, masks=None) -> StudyResult
-    Bundle one study's measurements, calls, source volumes and lesion masks.
+study_document(result, ...) -> dict, batch_document(...) -> dict
+    The results documents (`bonelesion.report.document`), validated against the shipped
+    JSON Schema (`bonelesion.report.schema`).
+write_study_outputs(folder, result, document, *, options) -> (document, rows)
+    Every view of one study: QC images, DICOM SEG/SR, report.html, results.json,
+    lesions.csv (`bonelesion.report.outputs`).
+LESION_COLUMNS
+    The one documented lesions.csv column order (`bonelesion.report.table`).
+
+The package imports nothing heavy at import time: the renderers (QC images, DICOM out,
+HTML) are imported only when their views are written.
 """
 
 from __future__ import annotations
 
-from bonelesion.report.json_report import SCHEMA_VERSION, build_results_document
-from bonelesion.report.study import StudyResult, study_result
-from bonelesion.report.writer import ReportFiles, write_reports
+from bonelesion.report.schema import SCHEMA_VERSION
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "StudyResult",
-    "study_result",
-    "ReportFiles",
-    "write_reports",
-    "build_results_document",
-]
+__all__ = ["SCHEMA_VERSION"]

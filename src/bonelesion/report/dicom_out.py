@@ -48,7 +48,7 @@ from bonelesion.errors import (
 )
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
-from bonelesion.report.study import StudyResult, mask_array_on, safe_name
+from bonelesion.report.result import StudyResult, mask_array_on, safe_name
 from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""One self-contained report.html per run, rendered from the results document.
+"""report.html of a study and index.html of a run, rendered from the results documents.
 
 Inline CSS, QC images as relative links (``qc/…png``), every text HTML-escaped.
 """
@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["render_html"]
+__all__ = ["render_study_html", "render_index_html"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -84,15 +84,21 @@ def _spine(call: Mapping[str, Any]) -> str:
     return "<br>".join(_e(o) for o in out)
 
 
-def render_html(document: Mapping[str, Any]) -> str:
-    """Render the run report.
+def _page(title: str, body: list[str]) -> str:
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title>", f"<style>{_CSS}</style></head><body>", *body,
+        "</body></html>"])
+
+
+def render_study_html(document: Mapping[str, Any]) -> str:
+    """Render the report of one study from its results document.
 
     Parameters
     ----------
     document : mapping
-        The results document (`build_results_document`); its optional ``outputs`` entry
-        (``qc_images``: ``"<study>/<lesion>"`` → role → relative PNG path, ``dicom``:
-        study UID → relative paths) adds the QC images and DICOM links.
+        A study document (`bonelesion.report.document.study_document`) with its
+        ``outputs`` (QC images and DICOM files, relative to the study folder).
 
     Returns
     -------
@@ -101,62 +107,87 @@ def render_html(document: Mapping[str, Any]) -> str:
     """
     outputs = document.get("outputs") or {}
     qc_images: Mapping[str, Mapping[str, str]] = outputs.get("qc_images") or {}
-    dicom_files: Mapping[str, Sequence[str]] = outputs.get("dicom") or {}
+    dicom_files: Sequence[str] = outputs.get("dicom") or ()
     prov = document["provenance"]
+    study = document["study"]
+    uid = study["study_instance_uid"]
     out = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        "<title>bonelesion report</title>", f"<style>{_CSS}</style></head><body>",
-        "<h1>bonelesion report</h1>",
-        f"<p class=small>bonelesion {_e(prov['package']['version'])}, schema "
-        f"{_e(document['schema_version'])}, generated {_e(document['generated_utc'])}, "
-        f"classifier: {_e(prov['classifier'])}. Calls are decision support, not a diagnosis."
-        "</p>",
+        f"<h1>bonelesion report: study {_e(uid)}</h1>",
+        f"<p class=small>patient {_e(study['patient'])}; pipeline "
+        f"{_e(document['pipeline']['name'])}; bonelesion {_e(prov['package']['version'])}, "
+        f"schema {_e(document['schema_version'])}, written {_e(document['run']['generated_utc'])}"
+        f"; classifier: {_e(document['classifier']['method'])}. Calls are decision support, "
+        "not a diagnosis.</p>",
     ]
-    studies = document["studies"]
-    out.append(f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}, "
-               f"{sum(len(s['lesions']) for s in studies)} lesion(s).</p>")
-    for study in studies:
-        uid = study["study_instance_uid"]
-        out.append(f'<h2 id="study-{_e(uid)}">Study {_e(uid)}</h2>')
-        series = study["inputs"]["series"]
-        if series:
-            out.append("<p class=small>Series: " + "; ".join(
-                _e(f"{s['role']}: {s['series_instance_uid']} ({len(s['files'])} files)")
-                for s in series) + "</p>")
-        if dicom_files.get(uid):
-            out.append("<p class=small>DICOM: " + ", ".join(
-                f'<a href="{_e(p)}">{_e(p)}</a>' for p in dicom_files[uid]) + "</p>")
-        for w in study["warnings"]:
-            out.append(f"<p class=small>warning: {_e(w)}</p>")
-        out.append("<table><tr><th>lesion</th><th>call</th><th>P(malignant)</th>"
-                   "<th>measurements</th><th>spine</th><th>reasons</th></tr>")
-        for lesion in study["lesions"]:
-            call = lesion["call"]
-            label = call["label"]
-            lesion_id = lesion["lesion_id"]
-            out.append(
-                f'<tr class="lesion" id="{_e(f"lesion-{uid}-{lesion_id}")}">'
-                f'<td class="lesion-id">{_e(lesion["lesion_id"])}</td>'
-                f'<td class="label {_e(label)}">{_e(label)}</td>'
-                f"<td>{call['probability_malignant']:.3f}</td>"
-                f"<td>{_measurement_cells(lesion)}</td><td>{_spine(call)}</td>"
-                f"<td>{_reasons(call)}</td></tr>")
-            images = qc_images.get(f"{uid}/{lesion_id}") or {}
-            if images:
-                imgs = "".join(
-                    f'<a href="{_e(p)}"><img src="{_e(p)}" '
-                    f'alt="{_e(f"QC lesion {lesion_id} {role}")}"></a>'
-                    for role, p in images.items())
-                out.append(f'<tr><td colspan="6" class="qc">{imgs}</td></tr>')
-        out.append("</table>")
+    for s in document["series"]:
+        out.append("<p class=small>" + _e(
+            f"{s['role']}: series {s['series_number']} {s['series_description']!r} "
+            f"({s['series_instance_uid']}, {len(s['files'])} files)") + "</p>")
+    if dicom_files:
+        out.append("<p class=small>DICOM: " + ", ".join(
+            f'<a href="{_e(p)}">{_e(p)}</a>' for p in dicom_files) + "</p>")
+    out.append("<table><tr><th>lesion</th><th>call</th><th>P(malignant)</th>"
+               "<th>measurements</th><th>spine</th><th>reasons</th></tr>")
+    for lesion in document["lesions"]:
+        call = lesion["call"]
+        label = call["label"]
+        lesion_id = lesion["lesion_id"]
+        out.append(
+            f'<tr class="lesion" id="{_e(f"lesion-{uid}-{lesion_id}")}">'
+            f'<td class="lesion-id">{_e(lesion_id)}</td>'
+            f'<td class="label {_e(label)}">{_e(label)}</td>'
+            f"<td>{call['probability_malignant']:.3f}</td>"
+            f"<td>{_measurement_cells(lesion)}</td><td>{_spine(call)}</td>"
+            f"<td>{_reasons(call)}</td></tr>")
+        images = qc_images.get(lesion_id) or {}
+        if images:
+            imgs = "".join(
+                f'<a href="{_e(p)}"><img src="{_e(p)}" '
+                f'alt="{_e(f"QC lesion {lesion_id} {role}")}"></a>'
+                for role, p in images.items())
+            out.append(f'<tr><td colspan="6" class="qc">{imgs}</td></tr>')
+    out.append("</table>")
     if document.get("warnings"):
         out.append("<h2>Warnings</h2><ul>")
         out.extend(f"<li>{_e(w)}</li>" for w in document["warnings"])
         out.append("</ul>")
     out.append("<h2>Thresholds</h2><table>")
-    for section, values in (prov.get("thresholds") or {}).items():
+    for section, values in (document["config"].get("classifier") or {}).items():
         if isinstance(values, Mapping):
             for key, value in values.items():
                 out.append(f"<tr><td>{_e(section)}.{_e(key)}</td><td>{_e(value)}</td></tr>")
-    out.append("</table></body></html>")
-    return "\n".join(out)
+    out.append("</table>")
+    return _page(f"bonelesion report {uid}", out)
+
+
+#: Order of concern of a call, most concerning first.
+_CONCERN = {"malignant": 0, "indeterminate": 1, "benign": 2}
+
+
+def render_index_html(document: Mapping[str, Any]) -> str:
+    """Render the batch index: every study, its most concerning call, a link to its report.
+
+    Parameters
+    ----------
+    document : mapping
+        A batch document (`bonelesion.report.document.batch_document`).
+    """
+    out = ["<h1>bonelesion run</h1>",
+           f"<p class=small>pipeline {_e(document['pipeline']['name'])}; "
+           f"{len(document['studies'])} studies; written {_e(document['run']['generated_utc'])}."
+           "</p>",
+           "<table><tr><th>patient</th><th>study</th><th>status</th><th>lesions</th>"
+           "<th>most concerning call</th></tr>"]
+    for s in document["studies"]:
+        result = s.get("result") or {}
+        labels = [le["call"]["label"] for le in result.get("lesions", ())]
+        worst = min(labels, key=lambda lab: _CONCERN.get(lab, 3)) if labels else ""
+        link = (f'<a href="{_e(s["output_dir"])}/report.html">{_e(s["study_instance_uid"])}</a>'
+                if s["status"] == "ok" and (result.get("outputs") or {}).get("report_html")
+                else _e(s["study_instance_uid"]))
+        status = s["status"] if s["failure"] is None else (
+            f"failed at {s['failure']['stage']}: {s['failure']['message']}")
+        out.append(f"<tr><td>{_e(s['patient'])}</td><td>{link}</td><td>{_e(status)}</td>"
+                   f"<td>{len(labels)}</td><td class=\"{_e(worst)}\">{_e(worst)}</td></tr>")
+    out.append("</table>")
+    return _page("bonelesion run", out)

@@ -19,7 +19,7 @@ from bonelesion.classify.call import LesionCall
 from bonelesion.errors import EmptyMaskError
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
-from bonelesion.report.study import mask_array_on
+from bonelesion.report.result import mask_array_on
 from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S, IntensityUnit
 
 __all__ = ["CT_WINDOW_HU", "ADC_WINDOW_MM2_PER_S", "window_limits", "central_slice_index",

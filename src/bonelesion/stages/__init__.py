@@ -20,8 +20,6 @@ from bonelesion.stages.mr_chemical_shift import (
     DixonImages,
     measure_chemical_shift,
 )
-from bonelesion.stages.output import results_document, write_lesions_csv, write_results_json
-from bonelesion.stages.study import dwi_sets, group_by_study, measure_study
 
 __all__ = [
     "STAGES",
@@ -40,12 +38,6 @@ __all__ = [
     "StagesConfig",
     "PipelineConfig",
     "load_config",
-    "measure_study",
-    "group_by_study",
-    "dwi_sets",
-    "write_lesions_csv",
-    "write_results_json",
-    "results_document",
 ]
 
 #: name → (stage class, config class); the name is also the ``[stages.<name>]`` TOML table.

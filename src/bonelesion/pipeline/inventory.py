@@ -1,18 +1,100 @@
-"""Adapter: the index's SQLite catalogue → `Inventory` (plain records for the planner)."""
+"""Discovery: what an export holds, as plain records — studies with candidate stacks, bad files.
+
+`build_inventory` indexes the export with `bonelesion.dicom.index` (the SQLite catalogue;
+one walk of the export for every command) and turns the catalogue into an `Inventory`: plain,
+picklable records the planner (`bonelesion.pipeline.selection`) and the batch runner use.
+Nothing here reads pixel data.
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bonelesion.batch.inventory import BadFile, Inventory, StudyRecord
 from bonelesion.errors import InputError
 from bonelesion.pipeline.plan import StackCandidate
 
+__all__ = ["InventoryStudy", "BadFile", "Inventory", "build_inventory", "NOT_INPUT_STATUSES"]
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InventoryStudy:
+    """One study of the export.
+
+    ``patient_id`` and ``patient_name`` are kept for output naming and pseudonymisation
+    only; they are never logged.
+    ``problems`` are study-level notes from the index (e.g. refused stacks), as
+    ``(series_instance_uid, reason)`` pairs.
+    """
+
+    study_instance_uid: str
+    patient_id: str
+    candidates: tuple[StackCandidate, ...]
+    problems: tuple[tuple[str, str], ...] = ()
+    patient_name: str = ""
+
+    def identifiers(self) -> tuple[str, ...]:
+        """Patient identifier strings to scrub from pseudonymised text outputs.
+
+        PatientID and PatientName, the name also with its ``^`` separators as spaces and
+        underscores (as they appear in folder names); values shorter than 3 characters are
+        left out (they would match inside unrelated text). Longest first.
+        """
+        name = self.patient_name
+        values = {
+            self.patient_id,
+            name,
+            name.replace("^", " ").strip(),
+            name.replace("^", "_").strip("_"),
+        }
+        return tuple(sorted((v for v in values if len(v) >= 3), key=lambda v: (-len(v), v)))
+
+
+#: Index statuses of files that are simply not DICOM (README, thumbnails, checksums):
+#: listed in bad_files.csv, but not a failure of the run by themselves.
+NOT_INPUT_STATUSES = frozenset({"not_dicom"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BadFile:
+    """A file the index could not use, with the reason.
+
+    ``status`` is the index's file status (``not_dicom``, ``truncated``,
+    ``missing_attribute``, ``error`` …).
+    """
+
+    path: str
+    reason: str
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    status: str = ""
+
+    @property
+    def is_failure(self) -> bool:
+        """True for a damaged or unusable DICOM file; False for a file that is not DICOM."""
+        return self.status not in NOT_INPUT_STATUSES
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inventory:
+    """Studies and bad files of one export."""
+
+    root: str
+    studies: tuple[InventoryStudy, ...]
+    bad_files: tuple[BadFile, ...] = ()
+
+    def study(self, study_instance_uid: str) -> InventoryStudy:
+        """Return the record of one study."""
+        for s in self.studies:
+            if s.study_instance_uid == study_instance_uid:
+                return s
+        raise KeyError(study_instance_uid)
 
 
 def _patient_identity(path: Path) -> tuple[str, str]:
@@ -65,19 +147,21 @@ def _split_image_type(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip().upper() for v in value.replace("/", "\\").split("\\"))
 
 
-def inventory_from_index(
+def build_inventory(
     export_dir: str | Path,
     catalogue_path: str | Path,
     *,
     workers: int | None = None,
     progress: Callable[..., Any] | None = None,
 ) -> Inventory:
-    """Index the export (incrementally) and build the `Inventory` from the catalogue.
+    """Index ``export_dir`` into the catalogue at ``catalogue_path`` and read it back.
+
+    The index is incremental: a rerun reads only new or changed files.
 
     Raises
     ------
     InputError
-        If ``export_dir`` is not a folder.
+        If the export folder does not exist or is not a folder.
     """
     from bonelesion.dicom.index import Catalogue, index_export
 
@@ -95,7 +179,7 @@ def inventory_from_index(
         summary.files_unchanged,
         summary.duration_s,
     )
-    studies: list[StudyRecord] = []
+    studies: list[InventoryStudy] = []
     with Catalogue(catalogue_path) as cat:
         base = Path(cat.root)
         for study in cat.studies():
@@ -135,13 +219,20 @@ def inventory_from_index(
                             b_values_s_per_mm2=tuple(float(b) for b in bvals),
                             image_type=_split_image_type(head.image_type),
                             echo_time_ms=head.echo_time_ms,
+                            n_frames=stack.n_frames,
+                            sop_class_uid=head.sop_class_uid or "",
+                            frame_of_reference_uid=head.frame_of_reference_uid or "",
+                            image_orientation_lps=head.image_orientation_lps,
+                            rows=head.rows,
+                            columns=head.columns,
+                            pixel_spacing_mm=head.pixel_spacing_mm,
                         )
                     )
             patient_id, patient_name = (
                 _patient_identity(first_file) if first_file is not None else ("", "")
             )
             studies.append(
-                StudyRecord(
+                InventoryStudy(
                     study_instance_uid=study.study_instance_uid,
                     patient_id=patient_id,
                     patient_name=patient_name,

@@ -66,8 +66,8 @@ class StudyResult:
         Lesion id → boolean mask Volume (any grid in the study's frame of reference).
     warnings : sequence of str
         Study-level data-quality warnings.
-    input_files : sequence of str
-        Further inputs to hash into provenance (ROI files, annotation CSVs …).
+    lesion_sources : mapping of str to str
+        Lesion id → where the lesion came from (ROI file and row, SEG segment, detection).
     """
 
     study_instance_uid: str
@@ -76,13 +76,12 @@ class StudyResult:
     volumes: Mapping[str, Volume] = field(default_factory=dict)
     masks: Mapping[str, Volume] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    input_files: tuple[str, ...] = ()
+    lesion_sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lesions", tuple(self.lesions))
         object.__setattr__(self, "calls", tuple(self.calls))
         object.__setattr__(self, "warnings", tuple(self.warnings))
-        object.__setattr__(self, "input_files", tuple(self.input_files))
         if [c.lesion_id for c in self.calls] != [m.lesion_id for m in self.lesions]:
             raise InputError(
                 f"StudyResult {self.study_instance_uid}: calls and lesions differ in order or "
@@ -105,7 +104,7 @@ def study_result(
     volumes: Mapping[str, Volume] | None = None,
     masks: Mapping[str, Volume] | None = None,
     warnings: Sequence[str] = (),
-    input_files: Sequence[str] = (),
+    lesion_sources: Mapping[str, str] | None = None,
 ) -> StudyResult:
     """Build a `StudyResult`, classifying the lesions with the rules when no calls are given."""
     lesions = tuple(lesions)
@@ -116,5 +115,6 @@ def study_result(
         uid = lesions[0].study_instance_uid if lesions else ""
     return StudyResult(
         study_instance_uid=uid, lesions=lesions, calls=tuple(calls), volumes=dict(volumes or {}),
-        masks=dict(masks or {}), warnings=tuple(warnings), input_files=tuple(input_files),
+        masks=dict(masks or {}), warnings=tuple(warnings),
+        lesion_sources=dict(lesion_sources or {}),
     )

@@ -1,0 +1,316 @@
+"""Run one study: the per-study function every command and executor calls.
+
+`run_study(task) -> StudyOutcome` goes load → lesions → measure → classify → report for one
+study whose plan is already made (`bonelesion.pipeline.selection`). It takes and returns
+plain, picklable data (paths, UIDs, dicts), so the same function runs in this process, in a
+process pool or on a Dask worker. It never raises for a problem of the study: a failure
+becomes ``StudyOutcome(status="failed")`` naming the stage, the series and the message
+(isolation). It writes its outputs under ``task.work_dir`` only; the caller moves that
+folder into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bonelesion.errors import InputError, PipelineError
+from bonelesion.pipeline.plan import StudyPlan
+from bonelesion.report.outputs import OutputOptions
+
+__all__ = ["StudyTask", "StudyOutcome", "StudyFailure", "run_study", "failed_outcome"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyTask:
+    """Everything a worker needs to run one study (plain data only).
+
+    Parameters
+    ----------
+    study_instance_uid : str
+        The study.
+    patient_label : str
+        What outputs call the patient: the PatientID, or its keyed pseudonym with
+        ``--pseudonymise``. Never logged.
+    plan : StudyPlan
+        The chosen stack(s) per role, with file paths.
+    pipeline : mapping
+        `PipelineDefinition.to_dict()` (stages, roles, resolved configuration) plus its
+        ``hash``.
+    rois_path : str or None
+        ROI source (annotations CSV, SEG, RTSTRUCT, NIfTI); None for automatic detection.
+    work_dir : str
+        Empty folder the study writes its outputs into.
+    outputs : OutputOptions
+        Which views to render (QC images, DICOM SEG/SR, report.html).
+    model_path : str or None
+        A trained model (`bonelesion train`) to call the lesions with instead of the rules.
+    pseudonymise : bool
+        Replace patient identifiers in every output by ``patient_label``.
+    identifiers : tuple of str
+        With ``pseudonymise``: the raw identifier strings (PatientID, PatientName) replaced
+        by ``patient_label`` in every text output (e.g. inside file paths).
+    command : tuple of str
+        The command line, recorded in the study document.
+    """
+
+    study_instance_uid: str
+    patient_label: str
+    plan: StudyPlan
+    pipeline: Mapping[str, Any]
+    rois_path: str | None
+    work_dir: str
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    model_path: str | None = None
+    pseudonymise: bool = False
+    identifiers: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyFailure:
+    """Where and why a study failed."""
+
+    stage: str
+    series_instance_uid: str
+    error_type: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Plain form."""
+        return {
+            "stage": self.stage,
+            "series_instance_uid": self.series_instance_uid,
+            "error_type": self.error_type,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyOutcome:
+    """What one study produced: its document and lesion rows, or the failure."""
+
+    study_instance_uid: str
+    status: str
+    lesion_rows: tuple[Mapping[str, Any], ...] = ()
+    document: Mapping[str, Any] | None = None
+    failure: StudyFailure | None = None
+    warnings: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+def failed_outcome(
+    task: StudyTask,
+    error: BaseException | str,
+    *,
+    stage: str = "worker",
+    series_instance_uid: str = "",
+) -> StudyOutcome:
+    """Build a failed `StudyOutcome` for an error caught outside `run_study` (lost worker …)."""
+    if isinstance(error, BaseException):
+        error_type, message = type(error).__name__, str(error)
+    else:
+        error_type, message = "WorkerError", error
+    return StudyOutcome(
+        study_instance_uid=task.study_instance_uid,
+        status="failed",
+        failure=StudyFailure(
+            stage=stage,
+            series_instance_uid=series_instance_uid,
+            error_type=error_type,
+            message=f"Study {task.study_instance_uid}: {message}",
+        ),
+    )
+
+
+class _StageFailed(Exception):
+    def __init__(self, stage: str, series_uid: str, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.stage = stage
+        self.series_uid = series_uid
+        self.exc = exc
+
+
+@contextmanager
+def _stage(name: str, series_uid: str = "") -> Iterator[None]:
+    """Attribute any exception raised inside to stage ``name`` and series ``series_uid``."""
+    try:
+        yield
+    except _StageFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolation: recorded with stage and series
+        raise _StageFailed(name, series_uid, exc) from exc
+
+
+def run_study(task: StudyTask) -> StudyOutcome:
+    """Load, measure, classify and report one study; never raises for a study problem.
+
+    Parameters
+    ----------
+    task : StudyTask
+        The study, its plan and where to write.
+
+    Returns
+    -------
+    StudyOutcome
+        ``status="ok"`` with the study document and one row per lesion, or
+        ``status="failed"`` with the stage (``roi``, ``load``, ``measure``, ``classify``,
+        ``report``), the series UID and the message of the first failure.
+    """
+    start = time.perf_counter()
+    work = Path(task.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    caught: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            document, rows = _run(task, work)
+        caught = sorted({f"{w.category.__name__}: {w.message}" for w in record})
+        for w in caught:
+            logger.warning("study %s: %s", task.study_instance_uid, w)
+    except _StageFailed as failed:
+        exc = failed.exc
+        message = str(exc)
+        if not isinstance(exc, PipelineError):
+            logger.error("study %s: unexpected error in stage %s:\n%s", task.study_instance_uid,
+                         failed.stage, "".join(traceback.format_exception(exc)))
+            message = (
+                f"Study {task.study_instance_uid}, stage {failed.stage}: unexpected "
+                f"{type(exc).__name__}: {exc}. Potential fix: this is a bug; rerun with -v "
+                "and report the traceback."
+            )
+        return StudyOutcome(
+            study_instance_uid=task.study_instance_uid,
+            status="failed",
+            failure=StudyFailure(stage=failed.stage, series_instance_uid=failed.series_uid,
+                                 error_type=type(exc).__name__, message=message),
+            warnings=tuple(caught),
+            duration_s=time.perf_counter() - start,
+        )
+    files = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
+    return StudyOutcome(
+        study_instance_uid=task.study_instance_uid,
+        status="ok",
+        lesion_rows=tuple(rows),
+        document=document,
+        warnings=tuple(caught),
+        files=tuple(files),
+        duration_s=time.perf_counter() - start,
+    )
+
+
+def _lesions(task: StudyTask) -> list[Any]:
+    """Read the study's lesions from the ROI source (stage ``roi``)."""
+    from bonelesion.roi.sources import load_lesions
+
+    if not task.rois_path:
+        raise InputError(
+            f"Study {task.study_instance_uid}: no ROI source given. Potential fix: pass "
+            "--rois FILE (annotations CSV, DICOM SEG, RTSTRUCT or NIfTI labels)."
+        )
+    return [le for le in load_lesions(task.rois_path)
+            if le.applies_to_study(task.study_instance_uid)]
+
+
+def _rois_record(task: StudyTask) -> dict[str, Any]:
+    from bonelesion.report.document import sha256_file
+
+    if not task.rois_path:
+        return {"kind": "detection", "path": None, "sha256": None}
+    return {"kind": "file", "path": task.rois_path, "sha256": sha256_file(task.rois_path)}
+
+
+def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[str]
+           ) -> dict[str, Any]:
+    """Each lesion's mask on the study's first volume in report role order (QC, SEG)."""
+    from bonelesion.report.result import ROLE_ORDER
+
+    primary = next((volumes[r] for r in ROLE_ORDER if r in volumes), None)
+    masks: dict[str, Any] = {}
+    if primary is None:
+        return masks
+    for lesion in lesions:
+        try:
+            masks[lesion.lesion_id] = lesion.mask_on(primary)
+        except InputError as exc:
+            warnings_out.append(f"lesion {lesion.lesion_id}: no mask for QC/SEG: {exc}")
+    return masks
+
+
+def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from bonelesion.classify import call_lesions
+    from bonelesion.classify.config import classifier_config_from_mapping
+    from bonelesion.config import build_config, config_to_dict
+    from bonelesion.pipeline.loading import load_study_volumes
+    from bonelesion.pipeline.measurement import measure_study
+    from bonelesion.report.document import study_document
+    from bonelesion.report.outputs import write_study_outputs
+    from bonelesion.report.result import study_result
+    from bonelesion.stages.config import PipelineConfig
+
+    plan = task.plan
+    uid = task.study_instance_uid
+    with _stage("config"):
+        cfg = build_config(PipelineConfig, dict(task.pipeline.get("config") or {}),
+                           prefix="config")
+        classifier_cfg = classifier_config_from_mapping(dict(cfg.classifier))
+        model = None
+        if task.model_path:
+            from bonelesion.classify.model import load_model
+
+            model = load_model(task.model_path)
+    with _stage("roi"):
+        lesions = _lesions(task)
+    volumes = load_study_volumes(plan, stage=_stage)
+    first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
+    with _stage("measure", first_series):
+        measurements = measure_study(volumes, lesions, cfg)
+    with _stage("classify"):
+        calls = call_lesions(measurements, config=classifier_cfg, model=model)
+    with _stage("report"):
+        study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
+        if not lesions:
+            study_warnings.append("no lesion of the ROI source applies to this study")
+        shown = {role: vols[0] for role, vols in volumes.by_role.items()
+                 if role != "dwi" and vols}
+        masks = _masks(shown, lesions, study_warnings)
+        result = study_result(
+            measurements, calls=calls, study_instance_uid=uid, volumes=shown, masks=masks,
+            lesion_sources={le.lesion_id: le.source for le in lesions},
+        )
+        document = study_document(
+            result,
+            patient=task.patient_label,
+            pipeline={"name": task.pipeline.get("name", ""),
+                      "description": task.pipeline.get("description", ""),
+                      "hash": task.pipeline.get("hash", "")},
+            plan=plan.to_dict(),
+            config={"stages": config_to_dict(cfg.stages),
+                    "classifier": config_to_dict(classifier_cfg)},
+            model=model.to_dict() if model is not None else None,
+            rois=_rois_record(task),
+            command=task.command or None,
+            warnings=study_warnings,
+        )
+        if task.pseudonymise:
+            from bonelesion.pipeline.privacy import scrub
+
+            document = scrub(document, [(i, task.patient_label) for i in task.identifiers])
+        document, rows = write_study_outputs(work, result, document, options=task.outputs)
+        if task.pseudonymise:
+            from bonelesion.pipeline.privacy import pseudonymise_dicom
+
+            for dcm in sorted(work.rglob("*.dcm")):
+                pseudonymise_dicom(dcm, task.patient_label)
+    return document, rows

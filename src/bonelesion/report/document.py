@@ -1,0 +1,288 @@
+"""The one results document (schema "2.0"): per study, and per batch run.
+
+Every results.json is one of two documents, both validated against the shipped JSON Schema
+(`bonelesion.report.schema`):
+
+``document = "study"``
+    One study: the study and patient label, the pipeline, the plan (which series plays which
+    role, and why), the series used with their files and SHA-256, the ROI source, every
+    lesion (measurements, missing features with reasons, annotations, the call with its
+    reasons), the resolved configuration, the classifier, outputs, warnings, provenance.
+``document = "batch"``
+    A run over an export: the pipeline, and per study its status, failure, warnings, plan and
+    its study document's content (``result``) with native JSON types; files not used; studies
+    not run.
+
+``provenance`` (package and dependency versions, Python, platform) and ``run`` (command
+line, time written) are the only parts that differ between two runs over the same inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import hashlib
+import json
+import math
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from bonelesion.report.result import StudyResult
+from bonelesion.report.schema import SCHEMA_VERSION, validate_results
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DEPENDENCIES",
+    "to_jsonable",
+    "sha256_file",
+    "dependency_versions",
+    "provenance",
+    "run_record",
+    "study_document",
+    "batch_document",
+    "write_json",
+    "STUDY_CONTENT_KEYS",
+]
+
+#: Distributions whose versions every document records.
+DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "nibabel",
+                "pillow", "pylibjpeg", "dask")
+
+#: Keys of a study document that a batch document repeats under each study's ``result``.
+STUDY_CONTENT_KEYS = ("study", "pipeline", "plan", "series", "rois", "lesions", "config",
+                      "classifier", "outputs", "warnings")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON form of dataclasses, mappings, enums and numbers (NaN/inf → None)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return to_jsonable(obj.item())
+    return str(obj)
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dependency_versions() -> dict[str, str]:
+    """Installed versions of bonelesion's dependencies ("not installed" when absent)."""
+    out: dict[str, str] = {}
+    for name in DEPENDENCIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance() -> dict[str, Any]:
+    """Package and dependency versions, Python and platform."""
+    from bonelesion import __version__
+
+    return {
+        "package": {"name": "bonelesion", "version": __version__},
+        "dependencies": dependency_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def run_record(command: Sequence[str] | None) -> dict[str, Any]:
+    """Return the command line and the time a document is written (UTC)."""
+    return {
+        "command": [str(c) for c in command] if command is not None else None,
+        "generated_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _series(result: StudyResult, hashes: dict[str, str]) -> list[dict[str, Any]]:
+    def file_entry(path: str, sop_uid: str | None) -> dict[str, Any]:
+        if path not in hashes:
+            try:
+                hashes[path] = sha256_file(path)
+            except OSError as exc:
+                hashes[path] = f"unreadable: {exc.strerror or exc}"
+        entry: dict[str, Any] = {"path": path, "sha256": hashes[path]}
+        if sop_uid is not None:
+            entry["sop_instance_uid"] = sop_uid
+        return entry
+
+    out = []
+    for role, vol in result.ordered_volumes():
+        info = vol.series
+        files = list(info.source_files)
+        sops: list[str | None] = list(info.sop_instance_uids)
+        if len(sops) != len(files):
+            sops = [None] * len(files)
+        out.append({
+            "role": role,
+            "series_instance_uid": info.series_instance_uid,
+            "series_number": info.series_number,
+            "series_description": info.series_description,
+            "modality": info.modality,
+            "manufacturer": info.manufacturer,
+            "frame_of_reference_uid": info.frame_of_reference_uid,
+            "files": [file_entry(f, s) for f, s in zip(files, sops, strict=True)],
+            "notes": list(info.notes),
+        })
+    return out
+
+
+def _lesions(result: StudyResult) -> list[dict[str, Any]]:
+    out = []
+    for m, call in zip(result.lesions, result.calls, strict=True):
+        warnings = list(m.warnings)
+        for part in (m.ct, m.chemical_shift, m.adc):
+            if part is not None:
+                warnings.extend(w for w in part.warnings if w not in warnings)
+        out.append({
+            "lesion_id": m.lesion_id,
+            "source": result.lesion_sources.get(m.lesion_id, ""),
+            "measurements": {
+                "ct": to_jsonable(m.ct),
+                "chemical_shift": to_jsonable(m.chemical_shift),
+                "adc": to_jsonable(m.adc),
+            },
+            "missing": {str(k): str(v) for k, v in m.missing.items()},
+            "annotations": to_jsonable(m.annotations),
+            "call": to_jsonable(call.to_dict()),
+            "warnings": warnings,
+        })
+    return out
+
+
+def study_document(
+    result: StudyResult,
+    *,
+    patient: str,
+    pipeline: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    config: Mapping[str, Any],
+    model: Mapping[str, Any] | None,
+    rois: Mapping[str, Any],
+    command: Sequence[str] | None = None,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Build the study document of one study (its ``outputs`` are filled when written).
+
+    Parameters
+    ----------
+    result : StudyResult
+        Measurements, calls and source volumes of the study.
+    patient : str
+        What outputs call the patient (PatientID, or its pseudonym).
+    pipeline : mapping
+        ``name``, ``description`` and ``hash`` of the pipeline.
+    plan : mapping
+        `StudyPlan.to_dict()`.
+    config : mapping
+        The resolved configuration: ``stages`` and ``classifier`` tables.
+    model : mapping or None
+        The trained model used instead of the rules (`LogisticModel.to_dict()`).
+    rois : mapping
+        ``kind`` (file, detection, none), ``path`` and ``sha256`` of the ROI source.
+    command : sequence of str, optional
+        The command line.
+    warnings : sequence of str
+        Study-level warnings (lesion warnings sit with each lesion).
+    """
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "document": "study",
+        "study": {"study_instance_uid": result.study_instance_uid, "patient": patient},
+        "pipeline": {k: str(pipeline.get(k, "")) for k in ("name", "description", "hash")},
+        "plan": to_jsonable(plan),
+        "series": _series(result, {}),
+        "rois": dict(rois),
+        "lesions": _lesions(result),
+        "config": {"stages": to_jsonable(config.get("stages") or {}),
+                   "classifier": to_jsonable(config.get("classifier") or {})},
+        "classifier": {"method": "trained_logistic_model" if model is not None else "rules",
+                       "model": to_jsonable(model) if model is not None else None},
+        "outputs": {"results_json": "results.json", "lesions_csv": "lesions.csv",
+                    "report_html": None, "qc_images": {}, "dicom": []},
+        "warnings": [str(w) for w in warnings],
+        "provenance": provenance(),
+        "run": run_record(command),
+    }
+
+
+def batch_document(
+    *,
+    pipeline: Mapping[str, Any],
+    studies: Sequence[Mapping[str, Any]],
+    bad_files: Sequence[Mapping[str, str]],
+    not_run: Sequence[str],
+    warnings: Sequence[str] = (),
+    command: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Build the batch document of a run.
+
+    ``studies`` entries hold ``study_instance_uid``, ``patient``, ``status``,
+    ``output_dir``, ``failure``, ``warnings``, ``plan`` and ``document`` (the stored study
+    document, or None); the document's content (`STUDY_CONTENT_KEYS`) becomes ``result``.
+    """
+    entries = []
+    for s in studies:
+        doc = s.get("document")
+        entries.append({
+            "study_instance_uid": s["study_instance_uid"],
+            "patient": s.get("patient", ""),
+            "status": s["status"],
+            "output_dir": s.get("output_dir", ""),
+            "failure": s.get("failure"),
+            "warnings": list(s.get("warnings") or ()),
+            "plan": s.get("plan"),
+            "result": {k: doc[k] for k in STUDY_CONTENT_KEYS} if doc else None,
+        })
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "document": "batch",
+        "pipeline": {k: str(pipeline.get(k, "")) for k in ("name", "description", "hash")},
+        "studies": entries,
+        "bad_files": [dict(b) for b in bad_files],
+        "not_run": list(not_run),
+        "warnings": [str(w) for w in warnings],
+        "provenance": provenance(),
+        "run": run_record(command),
+    }
+
+
+def write_json(path: str | Path, document: Mapping[str, Any], *, validate: bool = True) -> Path:
+    """Write a document as indented UTF-8 JSON (NaN refused); returns the path.
+
+    Results documents (those with a ``schema_version``) are validated first.
+
+    Raises
+    ------
+    SchemaError
+        If a results document does not match the shipped schema.
+    """
+    if validate and "schema_version" in document:
+        validate_results(document)
+    path = Path(path)
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                    encoding="utf-8")
+    return path

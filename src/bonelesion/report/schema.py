@@ -1,0 +1,269 @@
+"""The JSON Schema of every results.json (schema "2.0"), and validation against it.
+
+The schema ships as package data (``bonelesion/report/results.schema.json``); `build_schema`
+is how that file is made. Its measurement sections follow the stage result records
+(`bonelesion.model.results`) field by field, so adding a field to a record fails validation
+until the file is regenerated on purpose::
+
+    python -m bonelesion.report.schema > src/bonelesion/report/results.schema.json
+
+Every object has ``additionalProperties: false`` except free-form ones (per-lesion
+annotations, the resolved configuration, model and plan details kept verbatim).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+from bonelesion.errors import PipelineError
+
+__all__ = ["SCHEMA_VERSION", "build_schema", "load_schema", "validate_results", "SchemaError"]
+
+#: Version of the results.json layout (all results documents); bump on incompatible change.
+SCHEMA_VERSION = "2.0"
+
+SCHEMA_RESOURCE = "results.schema.json"
+
+
+class SchemaError(PipelineError):
+    """A results document does not match the shipped schema (a bug of ours)."""
+
+
+_STRING = {"type": "string"}
+_STRINGS = {"type": "array", "items": _STRING}
+_NUMBER = {"type": "number"}
+_INTEGER = {"type": "integer"}
+_ANY_OBJECT = {"type": "object"}
+
+
+def _nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [dict(schema), {"type": "null"}]}
+
+
+def _obj(properties: Mapping[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": [k for k in properties if k not in optional],
+        "additionalProperties": False,
+    }
+
+
+def _of_type(tp: Any) -> dict[str, Any]:
+    """JSON Schema of a dataclass field type (as `to_jsonable` writes it)."""
+    from bonelesion.model.results import Provenance
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        base = _of_type(inner[0]) if len(inner) == 1 else {}
+        return _nullable(base) if type(None) in args else base
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return dict(_INTEGER)
+    if tp is float:
+        return _nullable(_NUMBER)  # NaN and infinities are written as null
+    if tp is str:
+        return dict(_STRING)
+    if origin is tuple:
+        return {"type": "array", "items": _of_type(args[0])}
+    if tp is Provenance:
+        return {"$ref": "#/$defs/stage_provenance"}
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        return dict(_ANY_OBJECT)
+    raise TypeError(f"no JSON Schema for field type {tp!r}")
+
+
+def _record(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return _obj({f.name: _of_type(hints[f.name]) for f in dataclasses.fields(cls)})
+
+
+def _defs() -> dict[str, Any]:
+    from bonelesion.model.results import AdcResult, ChemicalShiftResult, CtAttenuationResult
+
+    file_entry = _obj({"path": _STRING, "sha256": _STRING, "sop_instance_uid": _STRING},
+                      optional=("sop_instance_uid",))
+    feature = _obj({
+        "feature": _STRING, "status": _STRING, "value": _nullable(_NUMBER), "unit": _STRING,
+        "threshold": _nullable(_NUMBER), "direction": _STRING,
+        "favours": _nullable(_STRING), "weight": _NUMBER,
+        "likelihood_ratio": _nullable(_NUMBER), "log_odds": _NUMBER, "citation": _STRING,
+        "note": _STRING, "unreliable": {"type": "boolean"},
+    })
+    sins = _obj({
+        "items": _ANY_OBJECT, "points": _ANY_OBJECT, "missing_items": _STRINGS,
+        "total_min_points": _INTEGER, "total_max_points": _INTEGER, "band": _STRING,
+        "flags": _STRINGS,
+    })
+    escc = _obj({"grade": _STRING, "high_grade": {"type": "boolean"},
+                 "borderline": {"type": "boolean"}})
+    call = _obj({
+        "study_instance_uid": _STRING, "lesion_id": _STRING,
+        "label": {"enum": ["malignant", "benign", "indeterminate"]},
+        "probability_malignant": {"type": "number", "minimum": 0, "maximum": 1},
+        "method": _STRING, "decision": _STRINGS,
+        "features": {"type": "array", "items": {"$ref": "#/$defs/feature"}},
+        "sins": _nullable({"$ref": "#/$defs/sins"}),
+        "escc": _nullable({"$ref": "#/$defs/escc"}),
+        "spine_problems": _STRINGS, "extra": _ANY_OBJECT,
+    }, optional=("extra",))
+    lesion = _obj({
+        "lesion_id": _STRING,
+        "source": _STRING,
+        "measurements": _obj({
+            "ct": _nullable({"$ref": "#/$defs/ct"}),
+            "chemical_shift": _nullable({"$ref": "#/$defs/chemical_shift"}),
+            "adc": _nullable({"$ref": "#/$defs/adc"}),
+        }),
+        "missing": {"type": "object", "additionalProperties": _STRING},
+        "annotations": _ANY_OBJECT,
+        "call": {"$ref": "#/$defs/call"},
+        "warnings": _STRINGS,
+    })
+    series = _obj({
+        "role": _STRING, "series_instance_uid": _STRING, "series_number": _nullable(_INTEGER),
+        "series_description": _STRING, "modality": _STRING, "manufacturer": _STRING,
+        "frame_of_reference_uid": _STRING,
+        "files": {"type": "array", "items": file_entry}, "notes": _STRINGS,
+    })
+    plan_role = _obj({
+        "role": _STRING, "status": _STRING, "series_instance_uids": _STRINGS,
+        "stack_keys": _STRINGS, "candidates": _STRINGS,
+        "excluded": {"type": "array", "items": _obj({"candidate": _STRING, "reason": _STRING})},
+        "reason": _STRING,
+    })
+    plan = _obj({
+        "study_instance_uid": _STRING,
+        "roles": {"type": "array", "items": plan_role},
+        "stages": _STRINGS,
+        "skipped_stages": {"type": "object", "additionalProperties": _STRING},
+        "refusal": _STRING,
+    })
+    provenance = _obj({
+        "package": _obj({"name": _STRING, "version": _STRING}),
+        "dependencies": {"type": "object", "additionalProperties": _STRING},
+        "python": _STRING, "platform": _STRING,
+    })
+    run = _obj({"command": _nullable(_STRINGS), "generated_utc": _STRING})
+    pipeline = _obj({"name": _STRING, "description": _STRING, "hash": _STRING})
+    failure = _obj({"stage": _STRING, "series_instance_uid": _STRING, "error_type": _STRING,
+                    "message": _STRING})
+    study_content = {
+        "study": _obj({"study_instance_uid": _STRING, "patient": _STRING}),
+        "pipeline": {"$ref": "#/$defs/pipeline"},
+        "plan": {"$ref": "#/$defs/plan"},
+        "series": {"type": "array", "items": {"$ref": "#/$defs/series"}},
+        "rois": _obj({"kind": {"enum": ["file", "detection", "none"]},
+                      "path": _nullable(_STRING), "sha256": _nullable(_STRING)}),
+        "lesions": {"type": "array", "items": {"$ref": "#/$defs/lesion"}},
+        "config": _obj({"stages": _ANY_OBJECT, "classifier": _ANY_OBJECT}),
+        "classifier": _obj({"method": {"enum": ["rules", "trained_logistic_model"]},
+                            "model": _nullable(_ANY_OBJECT)}),
+        "outputs": _obj({
+            "results_json": _STRING, "lesions_csv": _STRING,
+            "report_html": _nullable(_STRING),
+            "qc_images": {"type": "object",
+                          "additionalProperties": {"type": "object",
+                                                   "additionalProperties": _STRING}},
+            "dicom": _STRINGS,
+        }),
+        "warnings": _STRINGS,
+    }
+    study_document = _obj({
+        "schema_version": {"const": SCHEMA_VERSION},
+        "document": {"const": "study"},
+        **study_content,
+        "provenance": {"$ref": "#/$defs/provenance"},
+        "run": {"$ref": "#/$defs/run"},
+    })
+    batch_study = _obj({
+        "study_instance_uid": _STRING, "patient": _STRING,
+        "status": {"enum": ["ok", "failed"]}, "output_dir": _STRING,
+        "failure": _nullable({"$ref": "#/$defs/failure"}),
+        "warnings": _STRINGS,
+        "plan": _nullable({"$ref": "#/$defs/plan"}),
+        "result": _nullable(_obj(study_content)),
+    })
+    bad_file = _obj({"path": _STRING, "status": _STRING, "reason": _STRING,
+                     "study_instance_uid": _STRING, "series_instance_uid": _STRING})
+    batch_document = _obj({
+        "schema_version": {"const": SCHEMA_VERSION},
+        "document": {"const": "batch"},
+        "pipeline": {"$ref": "#/$defs/pipeline"},
+        "studies": {"type": "array", "items": batch_study},
+        "bad_files": {"type": "array", "items": bad_file},
+        "not_run": _STRINGS,
+        "warnings": _STRINGS,
+        "provenance": {"$ref": "#/$defs/provenance"},
+        "run": {"$ref": "#/$defs/run"},
+    })
+    return {
+        "stage_provenance": _obj({"stage": _STRING, "series_instance_uids": _STRINGS,
+                                  "parameters": _ANY_OBJECT}),
+        "provenance": provenance,
+        "ct": _record(CtAttenuationResult),
+        "chemical_shift": _record(ChemicalShiftResult),
+        "adc": _record(AdcResult),
+        "feature": feature, "sins": sins, "escc": escc, "call": call, "lesion": lesion,
+        "series": series, "plan": plan, "pipeline": pipeline, "run": run, "failure": failure,
+        "study_document": study_document, "batch_document": batch_document,
+    }
+
+
+def build_schema() -> dict[str, Any]:
+    """Return the results.json JSON Schema (draft 2020-12) as a mapping."""
+    defs = _defs()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://bonelesion.invalid/schema/results-2.0.json",
+        "title": "bonelesion results.json, schema 2.0",
+        "description": "One document per study (document = study) or per batch run "
+                       "(document = batch, aggregating the study documents).",
+        "oneOf": [{"$ref": "#/$defs/study_document"}, {"$ref": "#/$defs/batch_document"}],
+        "$defs": defs,
+    }
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """Return the shipped schema (package data)."""
+    text = resources.files("bonelesion.report").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validate_results(document: Mapping[str, Any]) -> None:
+    """Check a results document against the shipped schema.
+
+    Raises
+    ------
+    SchemaError
+        Naming the first offending path and what was wrong (a bug: please report it).
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        where = "/".join(str(p) for p in best.absolute_path) or "(top level)"
+        raise SchemaError(
+            f"results document ({document.get('document', '?')}) does not match schema "
+            f"{SCHEMA_VERSION} at {where}: {best.message}. Potential fix: this is a bug; "
+            "please report it with the document."
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the shipped file on purpose
+    json.dump(build_schema(), sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
