@@ -341,3 +341,111 @@ def test_a_bug_in_the_dicom_views_keeps_the_measurements(
                for w in study["result"]["warnings"])
     folder = out / study["output_dir"]
     assert (folder / "results.json").is_file() and not (folder / "dicom").exists()
+
+
+def _children(pid: int) -> set[int]:
+    """PIDs of the live processes whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_stopping_a_pool_run_leaves_no_worker_and_the_rerun_resumes(
+    phantom_export: PhantomExport, reference_run: tuple[int, Path], tmp_path: Path, sig: int
+) -> None:
+    _, ref = reference_run
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bonelesion", "-q", "run", "combined", str(phantom_export.export),
+           "--out", str(out), "--rois", str(phantom_export.rois), "--workers", "2",
+           "--progress", "lines"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    db = out / "results.sqlite"
+    deadline = time.monotonic() + TIMEOUT_S
+    workers: set[int] = set()
+    finished = 0
+    while finished < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        workers |= _children(proc.pid)
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                    finished = conn.execute("SELECT COUNT(*) FROM studies").fetchone()[0]
+            except sqlite3.OperationalError:
+                finished = 0
+    assert proc.poll() is None and workers, "the run must be stopped while its pool works"
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+        assert "stopped by SIGTERM" in err and "studies stored in this run" in err
+        assert (out / "lesions.csv").exists()  # tables rebuilt from what was stored
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "worker processes outlived the run"
+    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "already done" in rerun.stderr
+    for name in TABLES:
+        assert _table(out, name) == _table(ref, name), name
+
+
+def test_roi_rows_checked_against_the_export(phantom_export: PhantomExport, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    uid = next(iter(phantom_export.folders))
+    export = tmp_path / "export"
+    shutil.copytree(phantom_export.folders[uid], export / "s")
+    with open(phantom_export.rois, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    header = list(rows[0])
+    mine = [r for r in rows if r["study_instance_uid"] == uid]
+    others = [r for r in rows if r["study_instance_uid"] != uid]
+    out = tmp_path / "out"
+    # rows of studies that are not in the export: warned about, never a failure
+    assert main(["-q", "measure", str(export), "--rois", str(phantom_export.rois), "--out",
+                 str(out), "--no-dicom", "--no-qc"]) == 0
+    warned = _rows(out, "warnings.csv")
+    assert sorted(w["lesion_id"] for w in warned) == sorted(r["lesion_id"] for r in others)
+    assert {w["kind"] for w in warned} == {"roi_study_not_in_export"}
+    assert "which is not in the export" in (out / "summary.txt").read_text()
+    assert "which is not in the export" in capsys.readouterr().err
+    assert len(_rows(out)) == len(mine)
+    # rows without a study UID: fine for one study, refused for several (naming the rows)
+    unnamed = tmp_path / "unnamed.csv"
+    with open(unnamed, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header)
+        w.writeheader()
+        w.writerows({**r, "study_instance_uid": ""} for r in mine)
+    assert main(["-q", "measure", str(export), "--rois", str(unnamed), "--out",
+                 str(tmp_path / "one"), "--no-dicom", "--no-qc"]) == 0
+    assert len(_rows(tmp_path / "one")) == len(mine) and not _rows(tmp_path / "one",
+                                                                  "warnings.csv")
+    assert main(["-q", "measure", str(phantom_export.export), "--rois", str(unnamed), "--out",
+                 str(tmp_path / "many")]) == 3
+    err = capsys.readouterr().err
+    assert f"{len(mine)} row(s) without study_instance_uid" in err
+    assert f"'{mine[0]['lesion_id']}' (unnamed.csv:2)" in err
+    # a missing ROI file is an input error (exit 3), not a usage error
+    assert main(["-q", "measure", str(export), "--rois", str(tmp_path / "none.csv"), "--out",
+                 str(tmp_path / "x")]) == 3
+    assert "none.csv does not exist" in capsys.readouterr().err

@@ -50,6 +50,7 @@ def run_export(
     model: str | Path | None = None,
     outputs: OutputOptions | None = None,
     command: tuple[str, ...] = (),
+    rois_cover_other_studies: bool = False,
 ) -> BatchSummary:
     """Index ``export_dir``, plan every study for ``pipeline``, run what is not current.
 
@@ -84,13 +85,19 @@ def run_export(
         default).
     command : tuple of str
         The command line, recorded in every results document.
+    rois_cover_other_studies : bool
+        The ROI file may name studies that are not in this export (``watch``: other passes);
+        otherwise each such row is a warning (``warnings.csv``; the exit code is unchanged).
 
     Raises
     ------
     ConfigError
         Invalid pipeline, executor, or pseudonymisation without a key.
     InputError
-        Missing export folder or unreadable ROI file.
+        Missing export folder; a missing or invalid ROI file; ROI rows without a
+        study_instance_uid when the export holds more than one study.
+    RunInterrupted
+        SIGINT or SIGTERM: what finished is stored; rerun to resume.
     """
     definition = with_overrides(load_pipeline(pipeline), config_path=config,
                                 classifier_config_path=classifier_config)
@@ -104,6 +111,11 @@ def run_export(
     export = Path(export_dir)
     if rois is not None and not Path(rois).is_file():
         raise InputError(f"ROI file {rois} does not exist. Potential fix: check --rois.")
+    lesions = None
+    if rois is not None:
+        from bonelesion.roi.sources import load_lesions
+
+        lesions = load_lesions(rois)  # a bad ROI file fails before any study is read
     try:
         out.resolve().relative_to(export.resolve())
         inside = True
@@ -126,6 +138,8 @@ def run_export(
         progress=bar.indexing,
     )
     logger.info("%d studies, %d bad files", len(inventory.studies), len(inventory.bad_files))
+    run_warnings = (roi_warnings(lesions, inventory, Path(rois), rois_cover_other_studies)
+                    if lesions is not None and rois is not None else ())
     options = BatchOptions(
         out_dir=out,
         rois_path=Path(rois) if rois else None,
@@ -138,8 +152,43 @@ def run_export(
         outputs=outputs or OutputOptions(),
         model_path=Path(model) if model is not None else None,
         command=tuple(command),
+        warnings=tuple(run_warnings),
+        lesions=tuple(lesions) if lesions is not None else None,
     )
     return run_batch(definition, inventory, options, study_function=study_function, progress=bar)
+
+
+def roi_warnings(lesions: list[Any], inventory: Any, rois: Path, other_studies_ok: bool
+                 ) -> list[dict[str, str]]:
+    """Check an ROI file's rows against the studies of the export.
+
+    A row without ``study_instance_uid`` applies to every study; it is accepted only when
+    the export holds one study. A row naming a study that is not in the export becomes a
+    warning (unless ``other_studies_ok``): listed, never silently dropped, never a failure.
+
+    Raises
+    ------
+    InputError
+        Rows without a study UID in an export of several studies, naming the rows.
+    """
+    studies = {s.study_instance_uid for s in inventory.studies}
+    unnamed = [le for le in lesions if not le.study_instance_uid]
+    if unnamed and len(studies) > 1:
+        listed = ", ".join(f"{le.lesion_id!r} ({le.source})" for le in unnamed[:10])
+        more = f" and {len(unnamed) - 10} more" if len(unnamed) > 10 else ""
+        raise InputError(
+            f"ROI file {rois}: {len(unnamed)} row(s) without study_instance_uid ({listed}{more}) "
+            f"in an export of {len(studies)} studies: which study they belong to is unknown. "
+            "Potential fix: fill the study_instance_uid column (bonelesion series lists each "
+            "study's UID), or measure one study's export at a time."
+        )
+    if other_studies_ok:
+        return []
+    return [{"kind": "roi_study_not_in_export", "study_instance_uid": le.study_instance_uid,
+             "lesion_id": le.lesion_id,
+             "message": f"ROI row {le.lesion_id!r} ({le.source}) names study "
+                        f"{le.study_instance_uid}, which is not in the export; not measured"}
+            for le in lesions if le.study_instance_uid and le.study_instance_uid not in studies]
 
 
 #: Files whose presence means an output folder already holds a result.

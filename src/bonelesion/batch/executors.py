@@ -9,9 +9,12 @@ failed outcome for that study via ``on_error``; the other studies go on.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import multiprocessing
+import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +24,7 @@ from typing import Any, TypeVar
 
 from bonelesion.errors import ConfigError
 
-__all__ = ["EXECUTORS", "execute", "check_executor"]
+__all__ = ["EXECUTORS", "execute", "check_executor", "RunInterrupted", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,78 @@ R = TypeVar("R")
 EXECUTORS = ("local", "process", "dask")
 #: How many pool breakdowns a task may be caught in before it is failed as the likely cause.
 _MAX_BREAKS_PER_TASK = 2
+#: Seconds a terminated worker process is given to exit before it is killed.
+_WORKER_EXIT_TIMEOUT_S = 5.0
+#: Linux prctl option: the signal a process receives when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM (not an error of any study).
+
+    ``signum`` is the signal; ``stored`` and ``remaining`` count the studies stored in this
+    run and those left for the rerun (filled in by the batch runner).
+    """
+
+    def __init__(self, signum: int, *, stored: int = 0, remaining: int = 0) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.stored = stored
+        self.remaining = remaining
+
+
+class stop_on_signals:  # noqa: N801 - used as a context manager, named for what it does
+    """Turn SIGINT and SIGTERM into `RunInterrupted` in this (main) thread while active.
+
+    Outside the main thread (where Python cannot install handlers) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> stop_on_signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._old[signum] = signal.signal(signum, self._raise)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+
+    @staticmethod
+    def _raise(signum: int, _frame: object) -> None:
+        raise RunInterrupted(signum)
+
+
+def _worker_init() -> None:
+    """Pool worker set-up: the parent alone handles Ctrl-C; a worker dies with its parent.
+
+    SIGINT is ignored (the parent stops the pool), and on Linux the worker asks the kernel
+    for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so a ``kill -9`` of the
+    run leaves no orphan computing on.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # no prctl: orphans are then possible after kill -9
+            logger.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes now (they hold no state worth keeping)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(_WORKER_EXIT_TIMEOUT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(_WORKER_EXIT_TIMEOUT_S)
 
 
 def execute(
@@ -140,7 +215,8 @@ def _run_process(
     breaks = [0] * len(tasks)
     ctx = _pool_context()
     while pending:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                   initializer=_worker_init)
         futures: dict[Future[R], int] = {}
         queue = list(pending)
         pending = []
@@ -177,6 +253,11 @@ def _run_process(
                 if broken:
                     pending.extend(queue)
                     queue = []
+        except BaseException:
+            # interrupted (signal) or the consumer stopped: stop the workers, do not wait
+            _terminate(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if broken:

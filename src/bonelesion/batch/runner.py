@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bonelesion import __version__
-from bonelesion.batch.executors import execute
+from bonelesion.batch.executors import RunInterrupted, execute, stop_on_signals
 from bonelesion.batch.names import Pseudonymiser, safe_component
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.store import ResultsStore, StoredStudy, input_hash
@@ -61,8 +62,10 @@ logger = logging.getLogger(__name__)
 STORE_NAME = "results.sqlite"
 STUDIES_DIR = "studies"
 WORK_DIR = ".work"
-TABLE_FILES = ("lesions.csv", "results.json", "failures.csv", "bad_files.csv", "summary.txt",
-               "index.html")
+TABLE_FILES = ("lesions.csv", "results.json", "failures.csv", "bad_files.csv", "warnings.csv",
+               "summary.txt", "index.html")
+#: Columns of warnings.csv (run-level warnings: they never change the exit code).
+WARNING_COLUMNS = ("kind", "study_instance_uid", "lesion_id", "message")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +83,8 @@ class BatchOptions:
     outputs: OutputOptions = field(default_factory=OutputOptions)
     model_path: Path | None = None
     command: tuple[str, ...] = ()
+    warnings: tuple[Mapping[str, str], ...] = ()
+    lesions: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +101,7 @@ class BatchSummary:
     bad_files: tuple[BadFile, ...]
     out_dir: Path
     tables: tuple[Path, ...] = field(default_factory=tuple)
+    warnings: tuple[Mapping[str, str], ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -201,6 +207,12 @@ def run_batch(
     -------
     BatchSummary
         Counts, failures and bad files; its ``exit_code`` is 4 when anything failed.
+
+    Raises
+    ------
+    RunInterrupted
+        On SIGINT or SIGTERM: the worker processes are stopped, every study finished so far
+        is stored and the tables are rebuilt from the store; a rerun resumes.
     """
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,6 +272,8 @@ def run_batch(
                     pipeline=pipeline_dict,
                     rois_path=str(options.rois_path) if options.rois_path else None,
                     work_dir=str(work),
+                    lesions=None if options.lesions is None else tuple(
+                        le for le in options.lesions if le.applies_to_study(uid)),
                     outputs=options.outputs,
                     model_path=str(options.model_path) if options.model_path else None,
                     pseudonymise=options.pseudonymiser is not None,
@@ -291,18 +305,29 @@ def run_batch(
                 },
             )
             bar.update(uid, "failed", "plan")
-        for task, outcome in execute(
-            study_function,
-            tasks,
-            executor=options.executor,
-            workers=options.workers,
-            scheduler=options.scheduler,
-            on_error=failed_outcome,
-        ):
-            _commit(store, out, work_root, task, outcome, input_hashes[task.study_instance_uid],
-                    p_hash)
-            detail = "" if outcome.failure is None else outcome.failure.stage
-            bar.update(task.study_instance_uid, outcome.status, detail)
+        interrupted: RunInterrupted | None = None
+        stored_now = 0
+        try:
+            with stop_on_signals():
+                for task, outcome in execute(
+                    study_function,
+                    tasks,
+                    executor=options.executor,
+                    workers=options.workers,
+                    scheduler=options.scheduler,
+                    on_error=failed_outcome,
+                ):
+                    _commit(store, out, work_root, task, outcome,
+                            input_hashes[task.study_instance_uid], p_hash)
+                    stored_now += 1
+                    detail = "" if outcome.failure is None else outcome.failure.stage
+                    bar.update(task.study_instance_uid, outcome.status, detail)
+        except KeyboardInterrupt as exc:  # SIGINT / SIGTERM: stored studies stay stored
+            signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
+            interrupted = RunInterrupted(signum, stored=stored_now,
+                                         remaining=len(tasks) - stored_now)
+            logger.warning("run %s: %d studies stored in this run, %d left for the rerun",
+                           interrupted, stored_now, len(tasks) - stored_now)
         bar.close()
         replacements: tuple[tuple[str, str], ...] = ()
         if options.pseudonymiser is not None:
@@ -315,9 +340,11 @@ def run_batch(
         stored = store.studies(only={s.study_instance_uid for s in inventory.studies})
         tables = rebuild_tables(
             store, out, inventory, pipeline_dict, replacements=replacements, stored=stored,
-            command=options.command,
+            command=options.command, warnings=options.warnings,
         )
     shutil.rmtree(work_root, ignore_errors=True)
+    if interrupted is not None:
+        raise interrupted
     failures = tuple(
         {"study_instance_uid": s.study_instance_uid, **(s.failure or {})}
         for s in stored
@@ -334,6 +361,7 @@ def run_batch(
         bad_files=inventory.bad_files,
         out_dir=out,
         tables=tables,
+        warnings=options.warnings,
     )
 
 
@@ -417,6 +445,7 @@ def rebuild_tables(
     replacements: Sequence[tuple[str, str]] = (),
     stored: Sequence[StoredStudy] | None = None,
     command: Sequence[str] | None = None,
+    warnings: Sequence[Mapping[str, str]] = (),
 ) -> tuple[Path, ...]:
     """Write the batch tables from the store (each through a temporary file and a rename).
 
@@ -425,7 +454,8 @@ def rebuild_tables(
     ``replacements`` (raw identifier, pseudonym) are applied to the paths and reasons of
     unusable files (pseudonymised runs). ``stored`` is ``store.studies(only=<the
     inventory's studies>)`` when the caller already read it (it is read here otherwise).
-    ``pipeline`` is `PipelineDefinition.to_dict()` with its ``hash``.
+    ``pipeline`` is `PipelineDefinition.to_dict()` with its ``hash``; ``warnings`` are the
+    run's own (`WARNING_COLUMNS`), written to warnings.csv, the summary and results.json.
     """
     from bonelesion.report.document import batch_document
     from bonelesion.report.html_report import render_index_html
@@ -472,6 +502,7 @@ def rebuild_tables(
         ],
         bad_files=bad,
         not_run=not_run,
+        warnings=[w["message"] for w in warnings],
         command=command,
     )
     validate_results(document)
@@ -491,7 +522,9 @@ def rebuild_tables(
         paths["bad_files.csv"],
         _csv_text(bad, ("path", "status", "reason", "study_instance_uid", "series_instance_uid")),
     )
-    _write_text_atomic(paths["summary.txt"], _summary_text(stored, failures, bad, not_run))
+    _write_text_atomic(paths["warnings.csv"], _csv_text(warnings, WARNING_COLUMNS))
+    _write_text_atomic(paths["summary.txt"],
+                       _summary_text(stored, failures, bad, not_run, warnings))
     _write_text_atomic(paths["index.html"], render_index_html(document))
     return tuple(paths.values())
 
@@ -514,6 +547,7 @@ def _summary_text(
     failures: Sequence[Mapping[str, str]],
     bad: Sequence[Mapping[str, str]],
     not_run: Sequence[str],
+    warnings: Sequence[Mapping[str, str]] = (),
 ) -> str:
     ok = sum(s.status == "ok" for s in stored)
     damaged = [b for b in bad if b.get("status") not in NOT_INPUT_STATUSES]
@@ -536,4 +570,8 @@ def _summary_text(
         lines.append("")
         lines.append("files not used (path | reason):")
         lines += [f"  {b['path']} | {b['reason']}" for b in bad]
+    if warnings:
+        lines.append("")
+        lines.append(f"warnings ({len(warnings)}, see warnings.csv):")
+        lines += [f"  {w['message']}" for w in warnings]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ Exit codes
 2  configuration error (bad TOML, unknown key, out-of-range value)
 3  input error (unreadable or refused DICOM, bad ROI file …)
 4  completed with failures (a batch finished, but some studies or files failed)
+130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM: what finished is stored; rerun to resume
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         _report(exc, args)
         return EXIT_ERROR
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM during a run
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        stored = getattr(exc, "stored", None)
+        done = ("" if stored is None else
+                f": {stored} studies stored in this run, {exc.remaining} not run; run the "  # type: ignore[attr-defined]
+                "same command again to resume")
+        print(f"bonelesion: stopped by {signal.Signals(signum).name}{done}", file=sys.stderr)
+        return 128 + signum
 
 
 def _report(exc: Exception, args: argparse.Namespace) -> None:

@@ -16,17 +16,20 @@ from bonelesion.cli._common import (
 )
 
 ROI_HELP = (
-    "ROI source: an annotations CSV (one sphere per row: lesion_id, center_l_mm, center_p_mm, "
-    "center_s_mm, radius_mm; optional study_instance_uid, series_instance_uid, "
-    "frame_of_reference_uid, treated, SINS and ESCC items), a NIfTI label map, a DICOM SEG or "
-    "an RTSTRUCT"
+    "ROI source: an annotations CSV, a NIfTI label map, a DICOM SEG or an RTSTRUCT. The CSV has "
+    "one sphere per row: lesion_id, center_l_mm, center_p_mm, center_s_mm (LPS, mm), "
+    "radius_mm (> 0); optional study_instance_uid (required when the export holds several "
+    "studies), series_instance_uid, treated (true/false, empty = unknown), SINS items "
+    "(sins_location, sins_pain, sins_lesion, sins_alignment, sins_collapse, "
+    "sins_posterolateral: points of Fisher 2010) and escc_grade (0, 1a, 1b, 1c, 2, 3); other "
+    "columns are kept as annotations. See the README, 'ROI files'."
 )
 
 
 def _add_measuring_options(p: argparse.ArgumentParser) -> None:
     """Options ``measure`` and ``run`` share (they run the same per-study path)."""
     p.add_argument("--out", required=True, type=Path, metavar="OUT_DIR", help="output folder")
-    p.add_argument("--rois", type=existing_path, metavar="FILE", help=ROI_HELP)
+    p.add_argument("--rois", type=Path, metavar="FILE", help=ROI_HELP)
     p.add_argument("--config", type=existing_path, metavar="FILE",
                    help="measurement configuration TOML laid over the pipeline's "
                    "([stages.*] tables; see configs/default.toml)")
@@ -75,6 +78,8 @@ def _print_summary(summary: Any) -> int:
         print(f"FAILED study {f['study_instance_uid']} at {f.get('stage', '')} "
               f"(series {f.get('series_instance_uid', '') or '-'}): {f.get('message', '')}",
               file=sys.stderr)
+    for w in summary.warnings:
+        print(f"warning: {w['message']}", file=sys.stderr)
     damaged = sum(b.is_failure for b in summary.bad_files)
     if summary.bad_files:  # paths may hold patient names: listed in the output file only
         print(f"{len(summary.bad_files)} files not used ({damaged} damaged or unusable DICOM): "

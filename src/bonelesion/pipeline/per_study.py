@@ -48,6 +48,9 @@ class StudyTask:
         ``hash``.
     rois_path : str or None
         ROI source (annotations CSV, SEG, RTSTRUCT, NIfTI); None for automatic detection.
+    lesions : tuple of Lesion or None
+        This study's lesions, already read from ``rois_path`` (the batch reads an ROI file
+        once); None to read them from ``rois_path`` here.
     work_dir : str
         Empty folder the study writes its outputs into.
     outputs : OutputOptions
@@ -69,6 +72,7 @@ class StudyTask:
     pipeline: Mapping[str, Any]
     rois_path: str | None
     work_dir: str
+    lesions: tuple[Any, ...] | None = None
     outputs: OutputOptions = field(default_factory=OutputOptions)
     model_path: str | None = None
     pseudonymise: bool = False
@@ -214,6 +218,8 @@ def _lesions(task: StudyTask) -> list[Any]:
     """Read the study's lesions from the ROI source (stage ``roi``)."""
     from bonelesion.roi.sources import load_lesions
 
+    if task.lesions is not None:
+        return list(task.lesions)
     if not task.rois_path:
         raise InputError(
             f"Study {task.study_instance_uid}: no ROI source given. Potential fix: pass "
