@@ -24,14 +24,10 @@ from bonelesion.errors import (
     UnsupportedInputError,
 )
 from bonelesion.model.volume import Volume
-from bonelesion.report.dicom_out import (
-    CODES,
-    PRIVATE_CONCEPTS,
-    PRIVATE_SCHEME,
-    read_source_datasets,
-    write_segmentation,
-    write_study_dicom,
-)
+from bonelesion.report.dicom_out import write_study_dicom
+from bonelesion.report.dicom_seg import write_segmentation
+from bonelesion.report.dicom_sources import read_source_datasets
+from bonelesion.report.dicom_sr import CODES, PRIVATE_CONCEPTS, PRIVATE_SCHEME
 from bonelesion.report.result import study_result
 
 # SR numeric values are rounded to 6 decimals before encoding (DS has 16 characters).
@@ -280,7 +276,7 @@ def test_multiframe_frames_must_cover_every_slice(ct_study, tmp_path: Path) -> N
 
 
 def test_segment_without_source_reference_refused(ct_study) -> None:  # type: ignore[no-untyped-def]
-    from bonelesion.report.dicom_out import _referenced_segment
+    from bonelesion.report.dicom_sr import _referenced_segment
 
     _, _, written = ct_study
     seg = pydicom.dcmread(written.seg_path)

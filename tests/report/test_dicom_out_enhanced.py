@@ -38,12 +38,10 @@ from bonelesion.errors import (
 )
 from bonelesion.model.volume import Volume
 from bonelesion.phantom.study import write_study
-from bonelesion.report.dicom_out import (
-    read_source,
-    write_measurement_report,
-    write_segmentation,
-    write_study_dicom,
-)
+from bonelesion.report.dicom_out import write_study_dicom
+from bonelesion.report.dicom_seg import write_segmentation
+from bonelesion.report.dicom_sources import read_source
+from bonelesion.report.dicom_sr import write_measurement_report
 from bonelesion.report.result import study_result
 from bonelesion.units import IntensityUnit
 

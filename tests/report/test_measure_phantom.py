@@ -18,7 +18,7 @@ from report_series import study_documents
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, main
 from bonelesion.phantom import load_truth, write_study
-from bonelesion.report.dicom_out import CODES
+from bonelesion.report.dicom_sr import CODES
 
 pytestmark = pytest.mark.slow  # writes and measures a full phantom study per variant (~8 s)
 
