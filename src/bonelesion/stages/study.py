@@ -26,9 +26,10 @@ from bonelesion.model.results import (
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.lesion import Lesion
 from bonelesion.roi.sources import annotations_of
+from bonelesion.stages.base import MaskSource, reference_shell
 from bonelesion.stages.config import PipelineConfig
 from bonelesion.stages.ct_attenuation import measure_attenuation
-from bonelesion.stages.dwi_adc import ADC_SOURCE_SCANNER, AdcMap, fit_adc, measure_adc
+from bonelesion.stages.dwi_adc import AdcMap, fit_adc, measure_adc, scanner_adc_map
 from bonelesion.stages.mr_chemical_shift import DixonImages, measure_chemical_shift
 from bonelesion.units import IntensityUnit
 
@@ -237,7 +238,15 @@ class _StudyContext:
     cts: list[Volume]
     scanner_adcs: list[Volume]
     sets: list[DwiSet]
+    lesions: Sequence[Lesion] = ()
     fitted: dict[int, AdcMap | PipelineError] = field(default_factory=dict)
+    masks: dict[int, Callable[[Volume], Volume]] = field(default_factory=dict)
+
+    def mask_source(self, lesion: Lesion) -> Callable[[Volume], Volume]:
+        """Return the lesion's cached ``mask_on`` (one rasterisation per grid per study)."""
+        if id(lesion) not in self.masks:
+            self.masks[id(lesion)] = _mask_source(lesion)
+        return self.masks[id(lesion)]
 
 
 def _mask_source(lesion: Lesion) -> Callable[[Volume], Volume]:
@@ -263,6 +272,33 @@ def _mask_source(lesion: Lesion) -> Callable[[Volume], Volume]:
     return mask_on
 
 
+def _reference_source(ctx: _StudyContext, lesion: Lesion, *, gap_mm: float,
+                      width_mm: float) -> MaskSource:
+    """Return the reference marrow ROI of a lesion: a shell around it, other lesions excluded.
+
+    Each lesion is measured on its own (ROIs may overlap); the shell leaves out every other
+    lesion of the study that can be put on the grid. Masks come from the study's per-lesion
+    caches, so each lesion is rasterised once per grid.
+    """
+    mask_on = ctx.mask_source(lesion)
+
+    def reference_on(target: Volume) -> Volume:
+        lesion_mask = np.asarray(mask_on(target).array) != 0
+        exclude = np.zeros(target.shape, dtype=bool)
+        for other in ctx.lesions:
+            if other is lesion or other.lesion_id == lesion.lesion_id:
+                continue
+            try:
+                exclude |= np.asarray(ctx.mask_source(other)(target).array) != 0
+            except PipelineError:
+                continue  # not on this grid (other frame, outside the field of view)
+        shell = reference_shell(lesion_mask, target.spacing_mm, gap_mm=gap_mm,
+                                width_mm=width_mm, exclude=exclude)
+        return target.with_array(shell, intensity_unit=IntensityUnit.MASK)
+
+    return reference_on
+
+
 def _run(feature: str, fn: Callable[[], object], lesion: Lesion, study_uid: str,
          results: dict[str, object], missing: dict[str, str]) -> None:
     """Run one stage; a pipeline error becomes the reason the feature is missing."""
@@ -282,7 +318,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
     notes: list[str] = []
     results: dict[str, object] = {}
     lid = lesion.lesion_id
-    mask_on = _mask_source(lesion)
+    mask_on = ctx.mask_source(lesion)
     # ---- CT
     if not ctx.cts:
         missing[FEATURE_CT] = "study has no CT stack in HU (role ct)"
@@ -299,8 +335,11 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
         missing[FEATURE_CHEMICAL_SHIFT] = ("study has no in/opposed-phase (Dixon) stack "
                                            "(roles dixon_in_phase, dixon_opposed_phase)")
     else:
+        cs_cfg = cfg.mr_chemical_shift
+        cs_reference = _reference_source(ctx, lesion, gap_mm=cs_cfg.reference_shell_gap_mm,
+                                         width_mm=cs_cfg.reference_shell_width_mm)
         _run(FEATURE_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
-            dixon, mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
+            dixon, mask_on, config=cs_cfg, reference_mask=cs_reference, lesion_id=lid),
             lesion, ctx.study_uid, results, missing)
     cs = results.get(FEATURE_CHEMICAL_SHIFT)
     if cs is not None and getattr(cs, "fat_fraction", None) is None:
@@ -311,13 +350,16 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
     # ---- ADC
     adcs = [v for v in ctx.scanner_adcs if _in_frame(v, lesion.frame_of_reference_uid)]
     sets = [s for s in ctx.sets if _in_frame(s.volumes[0], lesion.frame_of_reference_uid)]
+    adc_reference = _reference_source(ctx, lesion, gap_mm=cfg.dwi_adc.reference_shell_gap_mm,
+                                      width_mm=cfg.dwi_adc.reference_shell_width_mm)
     if adcs and (cfg.dwi_adc.prefer_scanner_adc or not sets):
         if len(adcs) > 1:
             notes.append(f"{len(adcs)} scanner ADC maps; used series "
                          f"{adcs[0].series.series_instance_uid}")
-        scanner = AdcMap(volume=adcs[0], source=ADC_SOURCE_SCANNER)
+        # the DWI set of the map's frame gives its b-values and the lesion's low-b signal
+        scanner = scanner_adc_map(adcs[0], sets[0].volumes if sets else ())
         _run(FEATURE_ADC, lambda: measure_adc(scanner, mask_on, config=cfg.dwi_adc,
-                                              lesion_id=lid),
+                                              reference_mask=adc_reference, lesion_id=lid),
              lesion, ctx.study_uid, results, missing)
     elif sets:
         chosen = sets[0]
@@ -334,7 +376,7 @@ def _measure_lesion(ctx: _StudyContext, lesion: Lesion) -> LesionMeasurements:
             missing[FEATURE_ADC] = str(fit)
         else:
             _run(FEATURE_ADC, lambda: measure_adc(fit, mask_on, config=cfg.dwi_adc,
-                                                  lesion_id=lid),
+                                                  reference_mask=adc_reference, lesion_id=lid),
                  lesion, ctx.study_uid, results, missing)
     else:
         missing[FEATURE_ADC] = ("study has no scanner ADC map (role adc) and no DWI stack "
@@ -398,6 +440,7 @@ def measure_study(
         scanner_adcs=[v for v in _usable(stacks, "adc")
                       if v.intensity_unit == IntensityUnit.MM2_PER_S],
         sets=sorted(dwi_sets(stacks), key=_dwi_preference),
+        lesions=[le for le in lesions if le.applies_to_study(next(iter(studies), ""))],
     )
     out = []
     for lesion in lesions:
