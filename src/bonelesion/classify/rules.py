@@ -290,9 +290,9 @@ def _mr_signal(m: LesionMeasurements, config: ClassifierConfig) -> _Signal:
             parts.append(f"DWI {at} SNR {snr:.1f}")
     states = [s for s in (dixon_dark, dixon_water_dark, dwi_dark) if s is not None]
     void = bool(states) and all(states)
-    if annotation_flag(m.annotations, "mr_signal_void") is True:
+    if annotation_flag(m.annotations, "signal_void") is True:
         void = True
-        parts.append("annotated mr_signal_void")
+        parts.append("annotated signal_void")
     return _Signal(void=void, dixon_dark=dixon_dark, dixon_water_dark=dixon_water_dark,
                    dwi_dark=dwi_dark, ip_snr_low=ip_snr_low, low_b_snr_low=low_b_snr_low,
                    described=", ".join(parts))
@@ -632,7 +632,7 @@ def _csi_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal, f
 
 def _adc_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal
                 ) -> tuple[FeatureReason, str]:
-    """Return the ADC reason and, for a very low ADC, the red-marrow differential statement."""
+    """Return the ADC reason and a statement: the protocol range, or the red-marrow differential."""
     cfg = config.adc
     name = "adc_mean_mm2_per_s"
     if not cfg.enabled:
@@ -717,7 +717,11 @@ def _adc_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal
     reason = _graded(name, raw_lr=lr, model=model, sensitivity=cfg.sensitivity,
                      specificity=cfg.specificity, weight=weight, note="; ".join(notes),
                      near_lr=config.fusion.near_threshold_likelihood_ratio, **kw)
-    return dataclasses.replace(reason, unreliable=weight < 1.0), ""
+    cutoff = protocol.cutoff_mm2_per_s
+    side = "malignant" if adc <= cutoff else "benign"
+    statement = (f"ADC {adc:.3g} {'≤' if adc <= cutoff else '>'} {cutoff:.3g} {UNIT_ADC}: "
+                 f"{side} range for protocol {protocol.name} (b {bvals} s/mm²)")
+    return dataclasses.replace(reason, unreliable=weight < 1.0), statement
 
 
 def _spine(m: LesionMeasurements, config: ClassifierConfig
@@ -791,7 +795,7 @@ def classify_lesion(
     m : LesionMeasurements
         The lesion's measurements (with their reliability fields) and annotations
         (``treated`` true/false/unknown, ``sclerotic``, ``medullary``, ``endplate_adjacent``,
-        ``fat_dominant``, ``t1_bright``, ``mr_signal_void``, ``sins_*``, ``escc_grade``).
+        ``fat_dominant``, ``t1_bright``, ``signal_void``, ``sins_*``, ``escc_grade``).
     config : ClassifierConfig, optional
         Distributions, gates, bounds and the prior; defaults to the cited defaults.
 
@@ -824,7 +828,7 @@ def classify_lesion(
     treatment = treatment_status(m, config)
     sig = _mr_signal(m, config)
     fat = _fat_evidence(m, config, sig)
-    adc_reason, red_marrow = _adc_reason(m, config, sig)
+    adc_reason, adc_statement = _adc_reason(m, config, sig)
     reasons = [*_ct_reasons(m, config, treatment, fat), _fat_reason(config, fat, treatment[0]),
                _csi_reason(m, config, sig, fat), adc_reason]
     # correlation discount: the second marrow-fat-related MR feature counts half
@@ -855,8 +859,8 @@ def classify_lesion(
         else:
             then = "CT attenuation not applicable here either (see the CT reasons)"
         statements.append(f"MR not evaluable: signal void; {then}")
-    if red_marrow:
-        statements.append(red_marrow)
+    if adc_statement:
+        statements.append(adc_statement)
     if treatment[0] == TREATED:
         reasons = [_as_response(r) for r in reasons]
         p = prior
@@ -870,13 +874,11 @@ def classify_lesion(
         decision.append(f"prior probability {prior:g} ({fusion.prior_source}); posterior "
                         f"{p:.3f} (log-odds {log_odds:+.3f})")
         label = _decide(reasons, p, config, decision)
-    counted = [r for r in reasons if r.counted]
-    if label is not Label.INDETERMINATE or not statements:
-        lead = ", ".join(f"{r.feature} {r.value:.4g} (LR {math.exp(r.log_odds):.3g})"
-                         for r in counted if r.value is not None)
-        summary = f"{label.value} (posterior {p:.2f})" + (f": {lead}" if lead else "")
-        if treatment[0] != TREATED:
-            statements.insert(0, summary)
+    if treatment[0] != TREATED:
+        summary = _summary(label, p, reasons, decision[-1])
+        # a definitive call leads with its evidence; an indeterminate one with what to do
+        statements = ([summary, *statements] if label is not Label.INDETERMINATE
+                      else [*statements, summary])
     sins, escc, problems = _spine(m, config)
     return LesionCall(
         study_instance_uid=m.study_instance_uid, lesion_id=m.lesion_id, label=label,
@@ -884,6 +886,27 @@ def classify_lesion(
         decision=tuple(decision), sins=sins, escc=escc, spine_problems=problems,
         statement="; ".join(statements), prior=prior, prior_source=fusion.prior_source,
     )
+
+
+def _first_clause(text: str, limit: int = 160) -> str:
+    cut = text.split(". ")[0].split("; ")[0]
+    return cut if len(cut) <= limit else cut[: limit - 1] + "…"
+
+
+def _summary(label: Label, p: float, reasons: Sequence[FeatureReason], why: str) -> str:
+    """One-line reading of an untreated lesion's call: the evidence, or why there is none."""
+    counted = [r for r in reasons if r.counted]
+    lead = ", ".join(f"{r.feature} {r.value:.4g} (LR {math.exp(r.log_odds):.3g})"
+                     for r in counted if r.value is not None)
+    head = f"{label.value} (posterior {p:.2f})"
+    if label is not Label.INDETERMINATE:
+        return f"{head}: {lead}" if lead else head
+    why = why.removeprefix("indeterminate: ")
+    if counted:
+        return f"{head}: {_first_clause(why)}; evidence: {lead}"
+    aside = "; ".join(f"{r.feature}: {_first_clause(r.note)}" for r in reasons
+                      if r.status in (FeatureStatus.OUT_OF_SCOPE, FeatureStatus.UNRELIABLE))
+    return f"{head}: no applicable evidence" + (f" ({aside})" if aside else "")
 
 
 def _decide(reasons: Sequence[FeatureReason], p: float, config: ClassifierConfig,

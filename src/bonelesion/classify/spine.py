@@ -116,7 +116,7 @@ def location_category_from_level(level: str) -> str:
 
 
 def _from_points(item: str, points: int) -> str:
-    """The category of an item worth ``points`` (points are unique within an item)."""
+    """Return the category of an item worth ``points`` (unique within an item)."""
     for category, value in SINS_POINTS[item].items():
         if value == points:
             return category
@@ -129,7 +129,7 @@ def _from_points(item: str, points: int) -> str:
 
 
 def _canonical(item: str, value: Any) -> str:
-    """Canonical category of an annotated item: a category name, an alias or its points."""
+    """Return the canonical category of an item given as a name, an alias or its points."""
     if isinstance(value, bool):
         raise InputError(
             f"SINS item {item}: expected a category name or its points, found {value!r} "

@@ -39,7 +39,7 @@ MISSING_ADC = "adc"
 ANNOTATION_KEYS = (
     "treated", "sclerotic", "medullary", "endplate_adjacent", "fat_dominant", "t1_bright",
     "sins_location", "sins_pain", "sins_lesion", "sins_alignment", "sins_collapse",
-    "sins_posterolateral", "escc_grade", "mr_signal_void",
+    "sins_posterolateral", "escc_grade", "signal_void",
 )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from bonelesion import __version__
 from bonelesion.config import config_to_dict
-from bonelesion.model.results import LesionMeasurements
+from bonelesion.model.results import ANNOTATION_KEYS, LesionMeasurements
 
 __all__ = ["CSV_COLUMNS", "EXTRA_CSV_COLUMNS", "lesion_row", "write_lesions_csv",
            "results_document", "write_results_json", "RESULTS_SCHEMA_VERSION", "csv_cell",
@@ -43,7 +43,18 @@ EXTRA_CSV_COLUMNS = (
     "mr_signal_in_phase_mean", "mr_signal_opposed_phase_mean",
     "mr_normalised_chemical_shift_ratio", "mr_echo_time_in_phase_ms",
     "mr_echo_time_opposed_phase_ms", "mr_magnetic_field_strength_t",
-    "treated", "missing", "warnings",
+    # reliability of each measurement (issue 18): the classifier sets aside what fails them
+    "ct_erosion_fell_back", "ct_attenuation_central_slice_max_hu", "ct_central_slice_voxels",
+    "mr_signal_water_mean", "mr_signal_fat_mean", "mr_snr_in_phase", "mr_snr_opposed_phase",
+    "mr_snr_water", "mr_snr_fat", "mr_reference_voxels", "mr_reference_signal_in_phase",
+    "mr_reference_signal_water", "mr_in_phase_relative_to_reference",
+    "mr_water_relative_to_reference", "adc_map_degenerate", "adc_low_b_value_s_per_mm2",
+    "adc_signal_low_b_mean", "adc_snr_low_b", "adc_reference_voxels",
+    "adc_reference_signal_low_b", "adc_low_b_relative_to_reference",
+    "treated",
+    # the other annotations the classifier reads, so a table can be re-called on its own
+    *(k for k in ANNOTATION_KEYS if k != "treated"),
+    "missing", "warnings",
 )
 
 #: Distributions whose versions every report records.
@@ -92,7 +103,28 @@ def lesion_row(m: LesionMeasurements) -> dict[str, Any]:
         "mr_echo_time_in_phase_ms": cs.echo_time_in_phase_ms if cs else None,
         "mr_echo_time_opposed_phase_ms": cs.echo_time_opposed_phase_ms if cs else None,
         "mr_magnetic_field_strength_t": cs.magnetic_field_strength_t if cs else None,
-        "treated": m.annotations.get("treated"),
+        "ct_erosion_fell_back": ct.erosion_fell_back if ct else None,
+        "ct_attenuation_central_slice_max_hu": ct.attenuation_central_slice_max_hu if ct else None,
+        "ct_central_slice_voxels": ct.central_slice_voxel_count if ct else None,
+        "mr_signal_water_mean": cs.signal_water_mean if cs else None,
+        "mr_signal_fat_mean": cs.signal_fat_mean if cs else None,
+        "mr_snr_in_phase": cs.snr_in_phase if cs else None,
+        "mr_snr_opposed_phase": cs.snr_opposed_phase if cs else None,
+        "mr_snr_water": cs.snr_water if cs else None,
+        "mr_snr_fat": cs.snr_fat if cs else None,
+        "mr_reference_voxels": cs.reference_voxel_count if cs else None,
+        "mr_reference_signal_in_phase": cs.reference_signal_in_phase if cs else None,
+        "mr_reference_signal_water": cs.reference_signal_water if cs else None,
+        "mr_in_phase_relative_to_reference": cs.in_phase_relative_to_reference if cs else None,
+        "mr_water_relative_to_reference": cs.water_relative_to_reference if cs else None,
+        "adc_map_degenerate": adc.map_degenerate if adc else None,
+        "adc_low_b_value_s_per_mm2": adc.low_b_value_s_per_mm2 if adc else None,
+        "adc_signal_low_b_mean": adc.signal_low_b_mean if adc else None,
+        "adc_snr_low_b": adc.snr_low_b if adc else None,
+        "adc_reference_voxels": adc.reference_voxel_count if adc else None,
+        "adc_reference_signal_low_b": adc.reference_signal_low_b if adc else None,
+        "adc_low_b_relative_to_reference": adc.low_b_relative_to_reference if adc else None,
+        **{k: m.annotations.get(k) for k in ANNOTATION_KEYS},
         "missing": "; ".join(f"{k}: {v}" for k, v in sorted(m.missing.items())) or None,
         "warnings": len(m.warnings) or None,
     }
