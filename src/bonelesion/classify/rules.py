@@ -320,7 +320,9 @@ def _fat_evidence(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal)
     value: float | None = None
     unit = ""
     measured = False
-    ff = _finite(cs.fat_fraction) if cs is not None else None
+    # a lesion dark on every MR image holds no fat signal: its Dixon fat fraction is that of
+    # partial-volume marrow or noise, not of the lesion
+    ff = _finite(cs.fat_fraction) if cs is not None and not sig.void else None
     if ff is not None:
         measured = True
         if ff > config.chemical_shift.fat_dominant_fraction:
@@ -481,7 +483,9 @@ def _ct_reasons(m: LesionMeasurements, config: ClassifierConfig, treatment: tupl
                   f"{cfg.enostosis_mean_sd_hu:g} {UNIT_HU})")
     # ---- reliability: partial volume
     core = ct.core_voxel_count
-    partial = ct.erosion_fell_back or core < cfg.min_core_voxels
+    partial = ct.erosion_fell_back or (core is not None and core < cfg.min_core_voxels)
+    if core is None:
+        scope_note += "; core voxel count unknown (partial volume not checked)"
     out: list[FeatureReason] = []
     if partial:
         why = ("erosion left no core, the whole mask (edge voxels) was measured"
@@ -580,7 +584,7 @@ def _csi_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal, f
         return _not_used(name, FeatureStatus.UNRELIABLE,
                          f"in-phase SNR {cs.snr_in_phase:.1f} < {config.mr_signal.min_snr:g}: "
                          "the SIR is a ratio of noise", unreliable=True, **kw)
-    if cs.voxel_count < min_voxels:
+    if cs.voxel_count is not None and cs.voxel_count < min_voxels:
         return _not_used(name, FeatureStatus.UNRELIABLE,
                          f"{cs.voxel_count} voxels < {min_voxels}", unreliable=True, **kw)
     if fat.present:
@@ -673,7 +677,7 @@ def _adc_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal
         return _not_used(name, FeatureStatus.UNRELIABLE,
                          f"low-b SNR {a.snr_low_b:.1f} < {config.mr_signal.min_snr:g}: the ADC "
                          "is fitted to noise (Defaults 15)", unreliable=True, **kw), ""
-    if a.voxel_count < config.mr_signal.min_voxels:
+    if a.voxel_count is not None and a.voxel_count < config.mr_signal.min_voxels:
         return _not_used(name, FeatureStatus.UNRELIABLE,
                          f"{a.voxel_count} voxels < {config.mr_signal.min_voxels}",
                          unreliable=True, **kw), ""
@@ -717,10 +721,11 @@ def _adc_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal
     reason = _graded(name, raw_lr=lr, model=model, sensitivity=cfg.sensitivity,
                      specificity=cfg.specificity, weight=weight, note="; ".join(notes),
                      near_lr=config.fusion.near_threshold_likelihood_ratio, **kw)
-    cutoff = protocol.cutoff_mm2_per_s
-    side = "malignant" if adc <= cutoff else "benign"
-    statement = (f"ADC {adc:.3g} {'≤' if adc <= cutoff else '>'} {cutoff:.3g} {UNIT_ADC}: "
-                 f"{side} range for protocol {protocol.name} (b {bvals} s/mm²)")
+    lr_used = reason.likelihood_ratio or 1.0
+    side = ("malignant range" if lr_used > 1.0 else "benign range" if lr_used < 1.0
+            else "neutral")
+    statement = (f"ADC {adc:.3g} {UNIT_ADC}: {side} for protocol {protocol.name} (b {bvals} "
+                 f"s/mm²; LR {lr_used:.2g}; published cutoff {protocol.cutoff_mm2_per_s:.3g})")
     return dataclasses.replace(reason, unreliable=weight < 1.0), statement
 
 

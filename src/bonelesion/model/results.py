@@ -56,7 +56,8 @@ class Provenance:
 class CtAttenuationResult:
     """CT attenuation statistics of one lesion, measured on its eroded core ROI.
 
-    Reliability: ``core_voxel_count`` voxels were measured; ``erosion_fell_back`` is True when
+    Reliability: ``core_voxel_count`` voxels were measured (None only when read back from a
+    table that lacks it); ``erosion_fell_back`` is True when
     eroding the mask left no voxel and the whole mask (edge voxels, partial volume included)
     was used instead, so the statistics understate a dense lesion's attenuation.
     ``attenuation_central_slice_max_hu`` is the maximum of the core ROI on its largest
@@ -68,7 +69,7 @@ class CtAttenuationResult:
     series_instance_uid: str
     lesion_voxel_count: int
     lesion_volume_ml: float
-    core_voxel_count: int
+    core_voxel_count: int | None
     attenuation_mean_hu: float
     attenuation_median_hu: float
     attenuation_max_hu: float
@@ -96,7 +97,7 @@ class ChemicalShiftResult:
     lesion_id: str
     in_phase_series_uid: str
     opposed_phase_series_uid: str
-    voxel_count: int
+    voxel_count: int | None
     signal_in_phase_mean: float
     signal_opposed_phase_mean: float
     chemical_shift_ratio: float
@@ -133,7 +134,7 @@ class AdcResult:
     lesion_id: str
     series_instance_uid: str
     adc_source: str
-    voxel_count: int
+    voxel_count: int | None
     adc_mean_mm2_per_s: float
     adc_median_mm2_per_s: float
     adc_p10_mm2_per_s: float
