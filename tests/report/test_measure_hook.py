@@ -19,7 +19,8 @@ from bonelesion.stages.output import write_lesions_csv, write_results_json
 def outputs(tmp_path: Path):  # type: ignore[no-untyped-def]
     ms = [lesion(ct=(650.0, 800.0), sir=1.0, adc=0.8e-3, lesion_id="A",
                  annotations={"treated": False, "escc_grade": "2"}),
-          lesion(ct=1250.0, lesion_id="B", missing={"adc": "no DWI"}),
+          lesion(ct=1250.0, lesion_id="B", missing={"adc": "no DWI"},
+                 annotations={"treated": False}),
           lesion(lesion_id="C", missing={"ct": "no CT", "adc": "no DWI",
                                          "chemical_shift": "no Dixon"})]
     write_lesions_csv(ms, tmp_path / "lesions.csv")

@@ -48,6 +48,7 @@ from bonelesion.model.results import (
     MISSING_ADC,
     MISSING_CHEMICAL_SHIFT,
     MISSING_CT,
+    MISSING_FAT_FRACTION,
     LesionMeasurements,
     missing_reason,
 )
@@ -606,9 +607,11 @@ def _csi_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal, f
         why = (f"in-phase signal {ip_rel:.2f} × reference marrow is not below "
                f"{cfg.fat_excluded_max_relative:g}" if ip_rel is not None
                else "no reference marrow to judge the in-phase signal against")
+        ff_why = missing_reason(m, MISSING_FAT_FRACTION, default="not measured")
         return _not_used(
             name, FeatureStatus.OUT_OF_SCOPE,
-            f"fat dominance not excluded: no Dixon fat fraction, and {why}; a fat-dominant "
+            f"fat dominance not excluded: fat fraction unknown: {ff_why}; and {why}; a "
+            "fat-dominant "
             "lesion's SIR folds (SIR = 2·FF − 1) and mimics marrow replacement (Defaults 8). "
             "Potential fix: acquire Dixon water/fat images", **kw)
     weight = 1.0
@@ -666,14 +669,14 @@ def _adc_reason(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal
     if sig.void:
         return _not_used(name, FeatureStatus.UNRELIABLE, _void_note(sig, config),
                          unreliable=True, **kw), ""
-    if sig.dwi_dark:
+    if sig.dwi_dark and _finite(a.low_b_relative_to_reference) is not None:
         return _not_used(
             name, FeatureStatus.UNRELIABLE,
             f"T2 black-out: the lesion is no brighter than fat-suppressed marrow at low b "
             f"({sig.described}; dark ≤ {config.mr_signal.dark_water_max_relative:g} × marrow): "
             "too little water signal for a reliable ADC (Defaults 15)", unreliable=True,
             **kw), ""
-    if sig.low_b_snr_low:
+    if sig.low_b_snr_low or sig.dwi_dark:
         return _not_used(name, FeatureStatus.UNRELIABLE,
                          f"low-b SNR {a.snr_low_b:.1f} < {config.mr_signal.min_snr:g}: the ADC "
                          "is fitted to noise (Defaults 15)", unreliable=True, **kw), ""
