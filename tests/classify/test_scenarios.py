@@ -215,6 +215,11 @@ def test_sclerotic_lesions_dark_on_every_mr_image(tmp_path: Path, noise_free: bo
         if dark:
             assert {a["feature"] for a in reasons["set_aside"]} == {
                 "chemical_shift_ratio", "adc_mean_mm2_per_s"}
+    # the reference is the marrow of the same vertebra (phantom: full-scale in-phase signal)
+    marrow = next(t for t in truth.tissues if t.name == "marrow")
+    ref = float(rows["met_bright"]["mr_reference_signal_in_phase"])
+    assert ref == pytest.approx(marrow.mr_signal_scale * truth.acquisition.dixon_full_scale,
+                                rel=0.01)
     # the noise: estimated from the background where there is one, not invented where not
     snr = rows["met_bright"]["mr_snr_in_phase"]
     assert (snr == "") is noise_free
