@@ -53,13 +53,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_study(root / "study", vendor="siemens", seed=1)
-        summary = measure_export(root / "study", root / "study" / "rois.csv", root / "out")
+        summary = timed("measure_export, 6 lesions (CT + Dixon + DWI, reference marrow, SNR)",
+                        lambda: measure_export(root / "study", root / "study" / "rois.csv",
+                                               root / "out"))
         stacks = timed("load_series (re-read for SEG/SR/QC)", lambda: load_series(root / "study"))
         lesions = load_lesions(root / "study" / "rois.csv")
         timed(f"add_calls_and_reports, {len(summary.measurements)} lesions, 6 series "
               "(QC PNG, SEG, SR, HTML)",
               lambda: add_calls_and_reports(root / "out", measurements=summary.measurements,
                                             stacks=stacks, lesions=lesions))
+        # bonelesion classify: re-call a cohort table of n rows (the phantom's rows repeated)
+        from bonelesion.report.recall import recall_table
+
+        rows = (root / "out" / "lesions.csv").read_text(encoding="utf-8").splitlines()
+        n_rows = 5000
+        body = [rows[1 + i % (len(rows) - 1)] for i in range(n_rows)]
+        (root / "cohort.csv").write_text("\n".join([rows[0], *body]) + "\n", encoding="utf-8")
+        timed(f"recall_table (bonelesion classify), {n_rows} rows",
+              lambda: recall_table(root / "cohort.csv", root / "recall", force=True))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+import weakref
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -325,11 +326,28 @@ def largest_cross_section(core: NDArray[np.bool_]) -> int:
     return int(best[np.argmin(np.abs(best - centroid))])
 
 
+#: Noise SD per image array (its id, held by a weak reference): every lesion of a study is
+#: measured on the same read-only images, whose background needs estimating only once.
+_NOISE_SD: dict[tuple[int, float, int], tuple[weakref.ref[Any], float | None]] = {}
+
+
 def signal_to_noise(image: Volume, signal: float, *, background_fraction: float,
                     min_voxels: int) -> float | None:
     """``signal`` / background noise SD of ``image``; None when the noise is not estimable."""
-    sd = background_noise_sd(np.asarray(image.array), background_fraction=background_fraction,
-                             min_voxels=min_voxels)
+    array = image.array
+    key = (id(array), float(background_fraction), int(min_voxels))
+    hit = _NOISE_SD.get(key)
+    if hit is not None and hit[0]() is array:
+        sd = hit[1]
+    else:
+        sd = background_noise_sd(np.asarray(array), background_fraction=background_fraction,
+                                 min_voxels=min_voxels)
+        try:
+            ref = weakref.ref(array, lambda _, k=key: _NOISE_SD.pop(k, None))  # type: ignore[misc]
+        except TypeError:  # not weak-referenceable: do not cache
+            pass
+        else:
+            _NOISE_SD[key] = (ref, sd)
     return None if sd is None else signal / sd
 
 
