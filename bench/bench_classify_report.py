@@ -57,6 +57,16 @@ def main() -> None:
             timed(f"{label}: 6 lesions, 7 series (index, load, measure, call, write)",
                   lambda out=out, options=options: measure_export(
                       root / "study", out, rois=root / "study" / "rois.csv", outputs=options))
+        # bonelesion classify: re-call a cohort table of n rows (the phantom's rows repeated)
+        from bonelesion.report.recall import recall_table
+
+        table = root / "measure_no_views" / "lesions.csv"
+        rows = table.read_text(encoding="utf-8").splitlines()
+        n_rows = 5000
+        body = [rows[1 + i % (len(rows) - 1)] for i in range(n_rows)]
+        (root / "cohort.csv").write_text("\n".join([rows[0], *body]) + "\n", encoding="utf-8")
+        timed(f"recall_table (bonelesion classify), {n_rows} rows",
+              lambda: recall_table(root / "cohort.csv", root / "recall", force=True))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from bonelesion.model.results import (
@@ -51,16 +52,24 @@ def lesion(*, ct: float | tuple[float, float] | None = None, sir: float | None =
            fat_fraction: float | None = None, adc: float | None = None,
            annotations: dict[str, Any] | None = None, lesion_id: str = "L1",
            study: str = "1.2.3", missing: dict[str, str] | None = None,
-           csi_warnings: tuple[str, ...] = ()) -> LesionMeasurements:
-    """One lesion; ``ct`` is a mean HU or (mean, max)."""
+           csi_warnings: tuple[str, ...] = (), ct_kw: dict[str, Any] | None = None,
+           cs_kw: dict[str, Any] | None = None,
+           adc_kw: dict[str, Any] | None = None) -> LesionMeasurements:
+    """One lesion; ``ct`` is a mean HU or (mean, max); ``*_kw`` override result fields."""
     ct_r = None
     if ct is not None:
         mean, mx = (ct, None) if isinstance(ct, (int, float)) else ct
-        ct_r = ct_result(float(mean), mx, lesion_id=lesion_id)
+        ct_r = dataclasses.replace(ct_result(float(mean), mx, lesion_id=lesion_id),
+                                   **(ct_kw or {}))
+    cs_r = None
+    if sir is not None:
+        cs_r = dataclasses.replace(
+            csi_result(sir, fat_fraction=fat_fraction, lesion_id=lesion_id,
+                       warnings=csi_warnings), **(cs_kw or {}))
+    adc_r = None
+    if adc is not None:
+        adc_r = dataclasses.replace(adc_result(adc, lesion_id=lesion_id), **(adc_kw or {}))
     return LesionMeasurements(
-        study_instance_uid=study, lesion_id=lesion_id, ct=ct_r,
-        chemical_shift=(csi_result(sir, fat_fraction=fat_fraction, lesion_id=lesion_id,
-                                   warnings=csi_warnings) if sir is not None else None),
-        adc=adc_result(adc, lesion_id=lesion_id) if adc is not None else None,
+        study_instance_uid=study, lesion_id=lesion_id, ct=ct_r, chemical_shift=cs_r, adc=adc_r,
         missing=missing or {}, annotations=annotations or {},
     )

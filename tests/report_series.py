@@ -154,3 +154,21 @@ def study_documents(out: Path) -> dict[str, tuple[Path, dict]]:
         validate_results(doc)
         docs[entry["study_instance_uid"]] = (folder, doc)
     return docs
+
+
+def measurement_table(measurements: list, path: Path) -> Path:
+    """Write the lesions.csv of these measurements (called by the rules) through the real
+    document → table path; one document per study, rows in the given order per study."""
+    from bonelesion.report.result import study_result
+    from bonelesion.report.table import lesion_rows, write_lesions_csv
+
+    by_study: dict[str, list] = {}
+    for m in measurements:
+        by_study.setdefault(m.study_instance_uid, []).append(m)
+    rows: list = []
+    for ms in by_study.values():
+        folder = path.parent / f".views_{len(rows)}"
+        document, _ = write_study_views(folder, study_result(ms), qc=False, dicom=False,
+                                        html=False)
+        rows.extend(lesion_rows(document))
+    return write_lesions_csv(path, rows)

@@ -110,7 +110,7 @@ def test_json_round_trip_and_call(tmp_path: Path, rng: np.random.Generator) -> N
         again.coefficients[again.columns.index("adc_mean_mm2_per_s_missing")], rel=1e-9)
     none = again.call(lesion())
     assert none.label is Label.INDETERMINATE
-    assert json.loads(none.reasons_json())["method"] == "trained_logistic_model"
+    assert none.reasons_dict()["method"] == "trained_logistic_model"
 
 
 @pytest.mark.parametrize(

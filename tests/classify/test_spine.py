@@ -85,8 +85,8 @@ def test_no_annotation_gives_none() -> None:
     assert score_sins({}) is None and grade_escc(None) is None
 
 
-@pytest.mark.parametrize(("item", "value"), [("sins_pain", "severe"), ("sins_lesion", 2),
-                                             ("sins_collapse", True)])
+@pytest.mark.parametrize(("item", "value"), [("sins_pain", "severe"), ("sins_lesion", 3),
+                                             ("sins_alignment", "1"), ("sins_collapse", True)])
 def test_invalid_category(item: str, value: object) -> None:
     with pytest.raises(InputError, match=rf"SINS item {item}: .*Potential fix"):
         score_sins({item: value})
@@ -125,7 +125,30 @@ def test_escc_invalid(value: object) -> None:
 
 
 def test_bad_spine_annotation_is_recorded_not_raised() -> None:
-    call = classify_lesion(lesion(ct=700.0, annotations={"escc_grade": "4", "sins_pain": "x"}))
+    call = classify_lesion(lesion(ct=700.0, annotations={"escc_grade": "4", "sins_pain": "x",
+                                                         "treated": False}))
     assert len(call.spine_problems) == 2
     assert call.label.value == "malignant"
     assert call.to_dict()["spine_problems"]
+
+
+def test_points_and_categories_give_the_same_score() -> None:
+    # issue 18: SINS given as points (3, 3, 2, 0, 2, 1) in the annotations CSV → 11
+    points = dict(zip(TABLE, (3, 3, 2, 0, 2, 1), strict=True))
+    as_text = {k: str(v) for k, v in points.items()}
+    by_name = {"sins_location": "junctional", "sins_pain": "mechanical", "sins_lesion": "lytic",
+               "sins_alignment": "normal", "sins_collapse": "under_50_pct",
+               "sins_posterolateral": "unilateral"}
+    scores = [score_sins(a) for a in (points, as_text, by_name)]
+    assert all(s is not None and s.total_min_points == 11 and s.complete for s in scores)
+    assert {s.band.value for s in scores if s is not None} == {"potentially_unstable"}
+    assert scores[0].items == scores[2].items  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("text", "points"), [
+    ("no", 1), ("No (occasional pain but not mechanical)", 1), ("yes", 3),
+    ("Pain-free lesion", 0), ("pain_free", 0), ("mechanical", 3)])
+def test_pain_wording_of_fisher_table_3(text: str, points: int) -> None:
+    # Fisher 2010 table 3: "No (occasional pain but not mechanical)" scores 1, not 0
+    s = score_sins({"sins_pain": text})
+    assert s is not None and s.points == {"sins_pain": points}

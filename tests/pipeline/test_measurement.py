@@ -15,7 +15,7 @@ from bonelesion.model.volume import Volume
 from bonelesion.pipeline.loading import StudyVolumes
 from bonelesion.pipeline.measurement import measure_study
 from bonelesion.roi.lesion import Lesion, Sphere
-from bonelesion.stages.config import PipelineConfig
+from bonelesion.stages.config import DwiAdcConfig, PipelineConfig, StagesConfig
 from bonelesion.units import IntensityUnit
 
 ATOL_HU = 1e-3  # noise-free float32
@@ -93,7 +93,7 @@ def test_errors_become_reasons_not_failures() -> None:
     assert "frame of reference 1.2.3.4" in m_for.missing["ct"]
 
 
-def test_scanner_adc_measured_when_the_plan_loads_no_dwi() -> None:
+def test_scanner_adc_preferred_unless_configured_otherwise() -> None:
     roles, lesion = _study()
     grid = roles["dwi"][0]
     scanner = grid.with_array(
@@ -101,13 +101,15 @@ def test_scanner_adc_measured_when_the_plan_loads_no_dwi() -> None:
         intensity_unit=IntensityUnit.MM2_PER_S,
         series=grid.series.replace(role="adc", series_instance_uid="9.9"),
     )
-    (m,) = measure_study(_volumes({**roles, "adc": (scanner,)}, "ct", "adc"), [lesion],
-                         PipelineConfig())
+    (m,) = measure_study(_volumes({**roles, "adc": (scanner,)}), [lesion], PipelineConfig())
     assert m.adc is not None and m.adc.adc_source == "scanner"
     assert m.adc.adc_mean_mm2_per_s == pytest.approx(1.3e-3, rel=1e-6)
-    # with DWI loaded (prefer_scanner_adc = false), the fit is measured
-    (m,) = measure_study(_volumes({**roles, "adc": (scanner,)}), [lesion], PipelineConfig())
+    # its b-values come from the study's DWI series
+    assert m.adc.b_values_s_per_mm2 == (0.0, 1000.0)
+    fit_it = PipelineConfig(stages=StagesConfig(dwi_adc=DwiAdcConfig(prefer_scanner_adc=False)))
+    (m,) = measure_study(_volumes({**roles, "adc": (scanner,)}), [lesion], fit_it)
     assert m.adc is not None and m.adc.adc_source == "fitted"
+    assert m.adc.adc_mean_mm2_per_s == pytest.approx(0.9e-3, rel=RTOL_ADC)
 
 
 def test_unexpected_errors_are_wrapped_with_context() -> None:

@@ -63,12 +63,10 @@ def test_real_xa30_export_plans_roles_and_measures_the_scanner_adc(tmp_path: Pat
     roles = {r["role"]: r for r in study["plan"]["roles"]}
     # series 11 is the scanner ADC map; of the DWI fit sets (10 raw: b 0 + b 2500; 12 trace +
     # 16 tensor b0 on one grid: b 0 + 2500 too) the latest series wins the tie of b-values
-    # and slice thickness; the scanner map is measured, so that DWI choice is recorded as
-    # unused (not loaded)
+    # and slice thickness (it gives the map's b-values and low-b signal)
     assert roles["adc"]["status"] == "single"
-    assert roles["dwi"]["status"] == "unused"
+    assert roles["dwi"]["status"] == "preferred"
     assert "latest_series: SeriesNumber 12 over SeriesNumber 10" in roles["dwi"]["reason"]
-    assert "scanner ADC map" in roles["dwi"]["reason"]
     with open(out / "lesions.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["adc_source"] == "scanner"

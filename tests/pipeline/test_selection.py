@@ -81,12 +81,12 @@ def test_single_b_series_on_one_grid_form_one_fit_set() -> None:
     assert "most_b_values: 2 b-values over 1 b-values" in dwi.reason
 
 
-def test_scanner_adc_map_makes_the_dwi_series_unused() -> None:
+def test_dwi_is_planned_beside_a_scanner_adc_map() -> None:
+    # the DWI series gives the map's b-values and the lesion's low-b signal (ADC reliability)
     dwi = [_cand("10.1", role="dwi", modality="MR", b=(b,), key=f"b{b}", **GRID)
            for b in (0.0, 800.0)]
     adc = _cand("10.2", role="adc", modality="MR", **GRID)
     plan = plan_study(STUDY, [*dwi, adc], load_pipeline("mr_multiparametric"))
-    assert plan.choice("dwi").status == ChoiceStatus.UNUSED
-    assert "scanner ADC map" in plan.choice("dwi").reason
-    assert {c.series_instance_uid for c in plan.inputs} == {"10.2"}
+    assert plan.choice("dwi").status == ChoiceStatus.SINGLE
+    assert {c.series_instance_uid for c in plan.inputs} == {"10.1", "10.2"}
     assert plan.stages == ("dwi_adc",)

@@ -59,6 +59,28 @@ COLUMN_FIELDS = {
     "adc_p10_mm2_per_s": ("adc", "adc_p10_mm2_per_s"),
     "adc_p90_mm2_per_s": ("adc", "adc_p90_mm2_per_s"),
     "adc_sd_mm2_per_s": ("adc", "adc_sd_mm2_per_s"),
+    # reliability columns (issue 18)
+    "ct_erosion_fell_back": ("ct", "erosion_fell_back"),
+    "ct_attenuation_central_slice_max_hu": ("ct", "attenuation_central_slice_max_hu"),
+    "ct_central_slice_voxels": ("ct", "central_slice_voxel_count"),
+    "mr_signal_water_mean": ("chemical_shift", "signal_water_mean"),
+    "mr_signal_fat_mean": ("chemical_shift", "signal_fat_mean"),
+    "mr_snr_in_phase": ("chemical_shift", "snr_in_phase"),
+    "mr_snr_opposed_phase": ("chemical_shift", "snr_opposed_phase"),
+    "mr_snr_water": ("chemical_shift", "snr_water"),
+    "mr_snr_fat": ("chemical_shift", "snr_fat"),
+    "mr_reference_voxels": ("chemical_shift", "reference_voxel_count"),
+    "mr_reference_signal_in_phase": ("chemical_shift", "reference_signal_in_phase"),
+    "mr_reference_signal_water": ("chemical_shift", "reference_signal_water"),
+    "mr_in_phase_relative_to_reference": ("chemical_shift", "in_phase_relative_to_reference"),
+    "mr_water_relative_to_reference": ("chemical_shift", "water_relative_to_reference"),
+    "adc_map_degenerate": ("adc", "map_degenerate"),
+    "adc_low_b_value_s_per_mm2": ("adc", "low_b_value_s_per_mm2"),
+    "adc_signal_low_b_mean": ("adc", "signal_low_b_mean"),
+    "adc_snr_low_b": ("adc", "snr_low_b"),
+    "adc_reference_voxels": ("adc", "reference_voxel_count"),
+    "adc_reference_signal_low_b": ("adc", "reference_signal_low_b"),
+    "adc_low_b_relative_to_reference": ("adc", "low_b_relative_to_reference"),
 }
 #: Floats are written with repr() and read back exactly; the values differ by ≥ 1.
 RTOL_FLOAT = 1e-12
@@ -71,6 +93,10 @@ def _distinct(cls: type[Any], counter: itertools.count[int]) -> Any:
             continue
         if f.name == "b_values_s_per_mm2":
             values[f.name] = (0.0, 800.0)
+        elif "bool" in str(f.type):
+            values[f.name] = next(counter) % 2 == 0
+        elif "tuple" in str(f.type) or "Mapping" in str(f.type):
+            continue  # defaults (source images of a scanner map …) are not table columns
         elif "int" in str(f.type):
             values[f.name] = next(counter)
         elif "float" in str(f.type):
@@ -99,5 +125,5 @@ def test_each_column_holds_its_named_field(tmp_path: Path) -> None:
         if isinstance(expected, float):
             assert float(row[column]) == pytest.approx(expected, rel=RTOL_FLOAT), column
         else:
-            assert row[column] == str(expected), column
+            assert row[column] == (str(expected).lower() if isinstance(expected, bool) else str(expected)), column
     assert row["adc_b_values_s_per_mm2"] == "0;800"

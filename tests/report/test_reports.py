@@ -45,9 +45,10 @@ def run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     masks = lesion_masks(ct)
     masks[NASTY_ID] = masks["L1"]
     lesions = [
-        lesion(ct=(700.0, 820.0), sir=1.0, adc=0.8e-3, lesion_id="L1", study=uid),
+        lesion(ct=(700.0, 820.0), sir=1.0, fat_fraction=0.05, adc=0.8e-3, lesion_id="L1",
+               study=uid, annotations={"treated": False}),
         lesion(ct=(1200.0, 1310.0), lesion_id="L2", study=uid,
-               annotations={"escc_grade": "1c", "sins_location": "T12"}),
+               annotations={"escc_grade": "1c", "sins_location": "T12", "treated": False}),
         lesion(ct=(880.0, 990.0), lesion_id=NASTY_ID, study=uid,
                missing={"adc": "no DWI <b>series</b>"}),
     ]
@@ -68,7 +69,8 @@ def test_results_json_schema_and_provenance(run) -> None:  # type: ignore[no-unt
     assert prov["package"]["name"] == "bonelesion"
     assert prov["dependencies"]["pydicom"] == pydicom.__version__
     assert doc["config"]["classifier"]["ct"]["mean_threshold_hu"] == 885.0
-    assert doc["config"]["classifier"]["adc"]["cutoff_mm2_per_s"] == pytest.approx(1.14e-3)
+    epi = doc["config"]["classifier"]["adc"]["protocols"][0]
+    assert epi["cutoff_mm2_per_s"] == pytest.approx(1.14e-3)
     assert doc["run"]["command"] == ["bonelesion", "measure", "x"]
     s = doc
     ct_series = next(x for x in s["series"] if x["role"] == "ct")

@@ -67,13 +67,21 @@ def test_csv_bad_rows_have_line_numbers(tmp_path: Path, rows: str, match: str) -
     [
         ("treated", "maybe", r"column 'treated': expected true or false, found 'maybe'"),
         ("sins_pain", "2", r"column 'sins_pain': expected one of \[0, 1, 3\]"),
-        ("sins_alignment", "x", r"column 'sins_alignment'"),
+        ("sins_alignment", "-2", r"column 'sins_alignment'"),
         ("escc_grade", "4", r"column 'escc_grade': expected one of 0, 1a, 1b, 1c, 2, 3"),
     ],
 )
 def test_csv_bad_annotation_values(tmp_path: Path, extra: str, value: str, match: str) -> None:
     with pytest.raises(InputError, match=match):
         read_annotations_csv(_write(tmp_path, f"{HEADER},{extra}\nL1,1,2,3,4,{value}\n"))
+
+
+def test_csv_sins_category_names_pass_through(tmp_path: Path) -> None:
+    # issue 18: SINS items as category names or points; names are checked by the scorer
+    (lesion,) = read_annotations_csv(_write(
+        tmp_path, f"{HEADER},sins_location,sins_pain\nL1,1,2,3,4,junctional,No (occasional)\n"))
+    assert lesion.annotations["sins_location"] == "junctional"
+    assert lesion.annotations["sins_pain"] == "No (occasional)"
 
 
 def test_csv_missing_columns_and_empty(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ model (`bonelesion.classify.model`), so the reports render both the same way.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,11 +32,15 @@ class FeatureStatus(str, Enum):
     SECONDARY = "secondary"
     """Reported and checked for agreement; counts with its (often zero) configured weight."""
     NEAR_THRESHOLD = "near_threshold"
-    """Within the configured band around the threshold: not counted, call indeterminate."""
+    """Counted, but its value-specific likelihood ratio is near 1 (weak evidence)."""
     OUT_OF_SCOPE = "out_of_scope"
     """A scope gate excluded it (treated, not sclerotic, fat dominant …)."""
+    UNRELIABLE = "unreliable"
+    """Set aside: the measurement is not reliable here (signal void, partial volume …)."""
     MISSING = "missing"
     """Not measured for this lesion."""
+    ABSENT = "absent"
+    """A sign that was looked for and not found (e.g. no macroscopic fat): not counted."""
     DISABLED = "disabled"
     """Switched off in the configuration."""
     IMPUTED = "imputed"
@@ -145,7 +148,10 @@ class LesionCall:
     """The explained call for one lesion, with spine scores beside it.
 
     ``probability_malignant`` is always a number in (0, 1): the prior when nothing applies.
-    ``decision`` lists why the label is what it is (bounds, conflicts, near-threshold …).
+    ``decision`` lists why the label is what it is (bounds, conflicts, sufficiency …);
+    ``statement`` is the one-line reading a radiologist would give (e.g. "MR not evaluable:
+    signal void; recommend CT", or the response statement of a treated lesion); ``prior`` is
+    the prior probability of malignancy used and ``prior_source`` where it came from.
     """
 
     study_instance_uid: str
@@ -158,32 +164,34 @@ class LesionCall:
     sins: SinsScore | None = None
     escc: EsccGrade | None = None
     spine_problems: tuple[str, ...] = ()
+    statement: str = ""
+    prior: float | None = None
+    prior_source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def set_aside(self) -> tuple[FeatureReason, ...]:
+        """Features measured but not counted: unreliable or out of scope (with why)."""
+        return tuple(r for r in self.reasons
+                     if r.status in (FeatureStatus.UNRELIABLE, FeatureStatus.OUT_OF_SCOPE))
+
     def reasons_dict(self) -> dict[str, Any]:
-        """Reasons, decision notes and method as one JSON-able mapping."""
-        return {
-            "method": self.method,
-            "decision": list(self.decision),
-            "features": [r.to_dict() for r in self.reasons],
-        }
+        """Reasons, decision notes and method as one JSON-able mapping.
 
-    def reasons_json(self) -> str:
-        """`reasons_dict` as a compact JSON string (the ``reasons`` column of lesions.csv)."""
-        return json.dumps(self.reasons_dict(), ensure_ascii=False, separators=(",", ":"))
-
-    def table_columns(self) -> dict[str, Any]:
-        """Return the columns this call adds to a lesion table row."""
-        return {
-            "label": self.label.value,
-            "probability_malignant": round(self.probability_malignant, 6),
-            "reasons": self.reasons_json(),
-            "sins_total_min_points": self.sins.total_min_points if self.sins else "",
-            "sins_total_max_points": self.sins.total_max_points if self.sins else "",
-            "sins_band": self.sins.band.value if self.sins else "",
-            "escc_grade": self.escc.grade if self.escc else "",
-            "escc_high_grade": (str(self.escc.high_grade).lower() if self.escc else ""),
-        }
+        ``set_aside`` lists every feature that was set aside (unreliable or out of scope) and
+        why, so the table's ``reasons`` column (`bonelesion.report.table`) says it without
+        reading every feature entry.
+        """
+        out: dict[str, Any] = {"method": self.method}
+        if self.statement:
+            out["statement"] = self.statement
+        if self.prior is not None:
+            out["prior"] = {"probability_malignant": self.prior, "source": self.prior_source}
+        out["decision"] = list(self.decision)
+        out["set_aside"] = [{"feature": r.feature, "status": r.status.value, "why": r.note}
+                            for r in self.set_aside]
+        out["features"] = [r.to_dict() for r in self.reasons]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form."""

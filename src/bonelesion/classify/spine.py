@@ -46,8 +46,12 @@ SINS_POINTS: Mapping[str, Mapping[str, int]] = {
 _ALIASES: Mapping[str, Mapping[str, str]] = {
     "sins_location": {"semi-rigid": "semi_rigid", "semirigid": "semi_rigid",
                       "mobile_spine": "mobile"},
-    "sins_pain": {"pain_free": "none", "pain-free": "none", "no": "none",
-                  "non_mechanical": "occasional"},
+    # Fisher 2010 table 3 words the pain item "Yes" (mechanical, 3), "No (occasional pain but
+    # not mechanical)" (1) and "Pain-free lesion" (0): "no" is the 1-point category
+    "sins_pain": {"pain_free": "none", "pain-free": "none", "pain_free_lesion": "none",
+                  "no": "occasional", "yes": "mechanical", "non_mechanical": "occasional",
+                  "no_occasional_pain_but_not_mechanical": "occasional",
+                  "occasional_pain_but_not_mechanical": "occasional"},
     "sins_lesion": {"mixed_lytic_blastic": "mixed", "sclerotic": "blastic", "osteolytic": "lytic"},
     "sins_alignment": {"translation": "subluxation", "kyphosis": "deformity",
                        "scoliosis": "deformity", "de_novo_deformity": "deformity"},
@@ -111,14 +115,38 @@ def location_category_from_level(level: str) -> str:
     )
 
 
+def _from_points(item: str, points: int) -> str:
+    """Return the category of an item worth ``points`` (unique within an item)."""
+    for category, value in SINS_POINTS[item].items():
+        if value == points:
+            return category
+    allowed = sorted(set(SINS_POINTS[item].values()))
+    raise InputError(
+        f"SINS item {item}: {points} points is not a score of this item (allowed points: "
+        f"{allowed}; categories: {', '.join(SINS_POINTS[item])}). Potential fix: correct the "
+        "annotation."
+    )
+
+
 def _canonical(item: str, value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str):
+    """Return the canonical category of an item given as a name, an alias or its points."""
+    if isinstance(value, bool):
         raise InputError(
-            f"SINS item {item}: expected a category name, found {value!r} "
-            f"(allowed: {', '.join(SINS_POINTS[item])}). Potential fix: annotate the category, "
-            "not its points."
+            f"SINS item {item}: expected a category name or its points, found {value!r} "
+            f"(allowed: {', '.join(SINS_POINTS[item])}). Potential fix: correct the annotation."
         )
-    key = re.sub(r"[\s/]+", "_", value.strip().lower())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return _from_points(item, value)
+    if not isinstance(value, str):
+        raise InputError(
+            f"SINS item {item}: expected a category name or its points, found {value!r} "
+            f"(allowed: {', '.join(SINS_POINTS[item])}). Potential fix: correct the annotation."
+        )
+    if value.strip().isdigit():
+        return _from_points(item, int(value.strip()))
+    key = re.sub(r"[\s/()\-]+", "_", value.strip().lower()).strip("_")
     key = _ALIASES[item].get(key, key)
     if key in SINS_POINTS[item]:
         return key
@@ -175,7 +203,8 @@ def score_sins(
     ----------
     annotations : mapping
         Per-lesion annotations; keys ``sins_location`` … ``sins_posterolateral`` hold category
-        names (``sins_location`` also accepts a level such as ``"T12"``).
+        names or their points (Fisher 2010; points are unique within an item), as integers or
+        digit strings; ``sins_location`` also accepts a level such as ``"T12"``.
     bone_lesion_from_ct : {"lytic", "mixed", "blastic"} or None
         Category to use when ``sins_lesion`` is not annotated; the result is then flagged as
         derived and of low agreement.
@@ -187,7 +216,7 @@ def score_sins(
     Raises
     ------
     InputError
-        If an annotated category is not in the Fisher 2010 table.
+        If an annotated category or points value is not in the Fisher 2010 table.
 
     Examples
     --------
@@ -196,6 +225,9 @@ def score_sins(
     ...                 "sins_posterolateral": "unilateral"})
     >>> s.total_min_points, s.band.value
     (11, 'potentially_unstable')
+    >>> points = dict(zip(SINS_POINTS, (3, 3, 2, 0, 2, 1)))  # the same lesion, as points
+    >>> score_sins(points).total_min_points
+    11
     """
     given = {k: annotations[k] for k in SINS_POINTS if annotations.get(k) not in (None, "")}
     if not given:

@@ -1,13 +1,15 @@
-"""Classifier commands: ``train``."""
+"""Classifier commands: ``classify`` (re-call a measurement table) and ``train``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from bonelesion.cli._common import (
     EXIT_OK,
+    EXIT_PARTIAL,
     SubParsers,
     existing_path,
     positive_int,
@@ -69,8 +71,68 @@ def _run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _probability(value: str) -> float:
+    try:
+        p = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from exc
+    if not 0.0 < p < 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} must lie strictly between 0 and 1")
+    return p
+
+
+def _add_classify(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="re-call a measured lesions.csv (no images) with other thresholds, prior or model",
+        description=(
+            "Read TABLE (a lesions.csv written by `measure` or `run`, same column names), call "
+            "every row again without reading images, and write OUT_DIR/lesions.csv with the "
+            "call columns (label, probability_malignant, reasons, SINS, ESCC) replaced, plus "
+            "OUT_DIR/classify.json (input SHA-256, resolved thresholds, prior, problems). Rows "
+            "missing features are called on what they have. Exit codes: 0 all rows read; "
+            f"{EXIT_PARTIAL} some cells could not be read (reported per row on stderr, treated "
+            "as missing; every row is still written); 2 bad configuration; 3 unreadable table "
+            "or existing output."
+        ),
+    )
+    p.add_argument("table", type=existing_path, metavar="TABLE")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
+    p.add_argument("--config", type=existing_path, metavar="FILE",
+                   help="classifier TOML (default: configs/classifier.toml values)")
+    p.add_argument("--model", type=existing_path, metavar="MODEL.json",
+                   help="trained model (bonelesion train) instead of the literature rules")
+    p.add_argument("--prior", type=_probability, metavar="P",
+                   help="prior probability of malignancy of the population, 0 < P < 1 "
+                        "(default: the configuration's, 0.5)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT_DIR/lesions.csv")
+    p.set_defaults(handler=_run_classify)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    from bonelesion.classify.config import load_classifier_config
+    from bonelesion.report.recall import check_prior_with_model, recall_table
+
+    config = load_classifier_config(args.config)
+    model = None
+    if args.model is not None:
+        from bonelesion.classify.model import load_model
+
+        model = load_model(args.model)
+    check_prior_with_model(args.prior, model)
+    if args.prior is not None:
+        config = config.with_prior(args.prior, source=f"--prior {args.prior:g} (command line)")
+    result = recall_table(args.table, args.out, config=config, model=model, force=args.force)
+    counts = result.label_counts
+    print(f"{len(result.calls)} lesion(s): {counts.get('malignant', 0)} malignant, "
+          f"{counts.get('benign', 0)} benign, {counts.get('indeterminate', 0)} indeterminate → "
+          f"{result.lesions_csv}")
+    for problem in result.problems:
+        print(f"bonelesion classify: {args.table}: {problem}", file=sys.stderr)
+    return EXIT_PARTIAL if result.problems else EXIT_OK
 
 
 def register(sub: SubParsers) -> None:
     """Add this group's commands to ``sub``."""
+    _add_classify(sub)
     _add_train(sub)

@@ -22,6 +22,7 @@ __all__ = [
     "MISSING_FAT_FRACTION",
     "MISSING_ADC",
     "missing_reason",
+    "ANNOTATION_KEYS",
 ]
 
 #: Keys of `LesionMeasurements.missing` (see its docstring).
@@ -29,6 +30,17 @@ MISSING_CT = "ct"
 MISSING_CHEMICAL_SHIFT = "chemical_shift"
 MISSING_FAT_FRACTION = "fat_fraction"
 MISSING_ADC = "adc"
+
+#: Structured per-lesion annotations the classifier reads (`LesionMeasurements.annotations`),
+#: carried as columns of lesions.csv so a table can be re-called without the ROI file:
+#: treatment status (tri-state), the scope of the CT rule (sclerotic, medullary, next to an
+#: endplate), fat dominance and MR signal void read by a radiologist, and the SINS items and
+#: ESCC grade.
+ANNOTATION_KEYS = (
+    "treated", "sclerotic", "medullary", "endplate_adjacent", "fat_dominant", "t1_bright",
+    "sins_location", "sins_pain", "sins_lesion", "sins_alignment", "sins_collapse",
+    "sins_posterolateral", "escc_grade", "signal_void",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,13 +54,22 @@ class Provenance:
 
 @dataclass(frozen=True, kw_only=True)
 class CtAttenuationResult:
-    """CT attenuation statistics of one lesion, measured on its eroded core ROI."""
+    """CT attenuation statistics of one lesion, measured on its eroded core ROI.
+
+    Reliability: ``core_voxel_count`` voxels were measured (None only when read back from a
+    table that lacks it); ``erosion_fell_back`` is True when
+    eroding the mask left no voxel and the whole mask (edge voxels, partial volume included)
+    was used instead, so the statistics understate a dense lesion's attenuation.
+    ``attenuation_central_slice_max_hu`` is the maximum of the core ROI on its largest
+    cross-section (``central_slice_voxel_count`` voxels): a 2-D ROI maximum comparable with a
+    reader's ROI maximum (Ulano 2016), unlike the 3-D maximum, which grows with lesion size.
+    """
 
     lesion_id: str
     series_instance_uid: str
     lesion_voxel_count: int
     lesion_volume_ml: float
-    core_voxel_count: int
+    core_voxel_count: int | None
     attenuation_mean_hu: float
     attenuation_median_hu: float
     attenuation_max_hu: float
@@ -57,6 +78,9 @@ class CtAttenuationResult:
     attenuation_p05_hu: float
     attenuation_p95_hu: float
     erosion_margin_mm: float
+    erosion_fell_back: bool = False
+    attenuation_central_slice_max_hu: float | None = None
+    central_slice_voxel_count: int | None = None
     warnings: tuple[str, ...] = ()
     provenance: Provenance | None = None
 
@@ -73,7 +97,7 @@ class ChemicalShiftResult:
     lesion_id: str
     in_phase_series_uid: str
     opposed_phase_series_uid: str
-    voxel_count: int
+    voxel_count: int | None
     signal_in_phase_mean: float
     signal_opposed_phase_mean: float
     chemical_shift_ratio: float
@@ -83,6 +107,18 @@ class ChemicalShiftResult:
     echo_time_in_phase_ms: float | None = None
     echo_time_opposed_phase_ms: float | None = None
     magnetic_field_strength_t: float | None = None
+    signal_water_mean: float | None = None
+    signal_fat_mean: float | None = None
+    snr_in_phase: float | None = None
+    snr_opposed_phase: float | None = None
+    snr_water: float | None = None
+    snr_fat: float | None = None
+    reference_voxel_count: int | None = None
+    reference_signal_in_phase: float | None = None
+    reference_signal_opposed_phase: float | None = None
+    reference_signal_water: float | None = None
+    in_phase_relative_to_reference: float | None = None
+    water_relative_to_reference: float | None = None
     warnings: tuple[str, ...] = ()
     provenance: Provenance | None = None
 
@@ -98,13 +134,20 @@ class AdcResult:
     lesion_id: str
     series_instance_uid: str
     adc_source: str
-    voxel_count: int
+    voxel_count: int | None
     adc_mean_mm2_per_s: float
     adc_median_mm2_per_s: float
     adc_p10_mm2_per_s: float
     adc_p90_mm2_per_s: float
     adc_sd_mm2_per_s: float
     b_values_s_per_mm2: tuple[float, ...] = ()
+    map_degenerate: bool = False
+    low_b_value_s_per_mm2: float | None = None
+    signal_low_b_mean: float | None = None
+    snr_low_b: float | None = None
+    reference_voxel_count: int | None = None
+    reference_signal_low_b: float | None = None
+    low_b_relative_to_reference: float | None = None
     warnings: tuple[str, ...] = ()
     provenance: Provenance | None = None
 

@@ -3,7 +3,7 @@
 Public API
 ----------
 write_study(out_dir, *, vendor="siemens", seed=0, enhanced=False, compressed=False,
-            noise_free=False, lesions=None) -> StudyTruth
+            noise_free=False, lesions=None, min_lesion_radius_mm=None) -> StudyTruth
     A lumbar-spine-like study: CT, Dixon (in/opposed phase, water, fat), DWI (b 0/50/400/800)
     and a scanner-style ADC map in one frame of reference, plus truth.json and rois.csv.
 write_ct_series(out_dir, *, shape=(300, 512, 512), vendor="siemens", seed=0, ...) -> Path
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from bonelesion.phantom.anatomy import (
     DEFAULT_LESIONS,
+    SIGNAL_VOID_LESIONS,
+    SMALL_BONE_ISLAND,
     TISSUES,
     VERTEBRAE,
     ExpectedNature,
@@ -53,6 +55,8 @@ __all__ = [
     "TissueSpec",
     "ExpectedNature",
     "DEFAULT_LESIONS",
+    "SIGNAL_VOID_LESIONS",
+    "SMALL_BONE_ISLAND",
     "TISSUES",
     "VERTEBRAE",
     "SUPPORTED_VENDORS",

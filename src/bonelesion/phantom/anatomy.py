@@ -42,6 +42,8 @@ __all__ = [
     "TISSUES",
     "VERTEBRAE",
     "DEFAULT_LESIONS",
+    "SIGNAL_VOID_LESIONS",
+    "SMALL_BONE_ISLAND",
     "MIN_LESION_RADIUS_MM",
     "MIN_LESION_RADIUS_VOXELS",
     "check_lesions",
@@ -116,7 +118,7 @@ class LesionSpec:
     expected_nature : ExpectedNature
         What a correct pipeline should call the lesion.
     kind : str
-        ``metastasis``, ``enostosis`` or ``near_threshold``.
+        ``metastasis``, ``enostosis``, ``near_threshold`` or ``blastic_metastasis``.
     vertebra : str
         Name of the vertebral body that holds the lesion.
     treated : bool
@@ -260,6 +262,34 @@ DEFAULT_LESIONS: tuple[LesionSpec, ...] = (
 )
 
 
+#: Sclerotic lesions dark on every MR image (signal scale 0.05, as cortical bone): a bone island
+#: and a blastic metastasis (Montoya-Bordón et al. 2023, table 2: both hypointense on T1,
+#: T2/STIR and in/opposed phase; CLINICAL_REFERENCE §C2 "T2 black-out"). Their SIR and ADC
+#: are ratios of small signals; only CT tells them apart (Ulano 2016: 1250 vs 650 HU). A
+#: non-sclerotic metastasis in L3 keeps the MR evidence of a lesion that is not dark.
+SIGNAL_VOID_LESIONS: tuple[LesionSpec, ...] = (
+    LesionSpec(lesion_id="island_void", vertebra="L1", center_lps_mm=(-11.0, 0.0, 36.0),
+               radius_mm=8.0, attenuation_hu=1250.0, fat_fraction=0.20, adc_mm2_per_s=0.60e-3,
+               mr_signal_scale=0.05, expected_nature=ExpectedNature.BENIGN, kind="enostosis"),
+    LesionSpec(lesion_id="blastic_void", vertebra="L2", center_lps_mm=(11.0, 0.0, 0.0),
+               radius_mm=9.0, attenuation_hu=650.0, fat_fraction=0.10, adc_mm2_per_s=0.70e-3,
+               mr_signal_scale=0.05, expected_nature=ExpectedNature.MALIGNANT,
+               kind="blastic_metastasis"),
+    LesionSpec(lesion_id="met_bright", vertebra="L3", center_lps_mm=(-11.0, 0.0, -36.0),
+               radius_mm=10.0, attenuation_hu=60.0, fat_fraction=0.03, adc_mm2_per_s=0.80e-3,
+               mr_signal_scale=0.95, expected_nature=ExpectedNature.MALIGNANT, kind="metastasis"),
+)
+
+#: A 3 mm bone island (radius 1.5 mm), centred on a voxel of the phantom's CT grid: the ~1-voxel
+#: erosion leaves no core, so the whole mask (centre voxel and its four in-plane neighbours,
+#: half lesion, half marrow) is measured and partial volume pulls the mean to ~840 HU. Needs
+#: ``write_study(..., min_lesion_radius_mm=1.5)``.
+SMALL_BONE_ISLAND = LesionSpec(
+    lesion_id="island_3mm", vertebra="L1", center_lps_mm=(11.25, -0.25, 36.25), radius_mm=1.5,
+    attenuation_hu=1250.0, fat_fraction=0.20, adc_mm2_per_s=0.60e-3, mr_signal_scale=0.05,
+    expected_nature=ExpectedNature.BENIGN, kind="enostosis")
+
+
 def chemical_shift_ratio(fat_fraction: float) -> float:
     """Opposed-phase / in-phase ratio of the two-point model, ``|1 − 2·FF|``."""
     return abs(1.0 - 2.0 * fat_fraction)
@@ -392,8 +422,13 @@ def tissue_fractions(
     return fractions, present.astype(np.int64)
 
 
-def check_lesions(lesions: Sequence[LesionSpec], *, coarsest_spacing_mm: float) -> None:
+def check_lesions(lesions: Sequence[LesionSpec], *, coarsest_spacing_mm: float,
+                  min_radius_mm: float | None = None) -> None:
     """Refuse lesions the phantom cannot render with an exact core.
+
+    ``min_radius_mm`` lowers the smallest accepted radius (default: ≥ `MIN_LESION_RADIUS_MM`
+    and ≥ `MIN_LESION_RADIUS_VOXELS` of the coarsest spacing, so an eroded core exists) for
+    lesions meant to be partial-volume dominated.
 
     Raises
     ------
@@ -401,7 +436,9 @@ def check_lesions(lesions: Sequence[LesionSpec], *, coarsest_spacing_mm: float) 
         If a lesion id repeats, a radius is too small, a value is out of range, a lesion is
         not wholly inside the marrow of one vertebral body, or two lesions overlap.
     """
-    min_radius_mm = max(MIN_LESION_RADIUS_MM, MIN_LESION_RADIUS_VOXELS * coarsest_spacing_mm)
+    if min_radius_mm is None:
+        min_radius_mm = max(MIN_LESION_RADIUS_MM,
+                            MIN_LESION_RADIUS_VOXELS * coarsest_spacing_mm)
     seen: set[str] = set()
     for les in lesions:
         where = f"Phantom lesion {les.lesion_id!r}"

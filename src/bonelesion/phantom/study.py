@@ -303,6 +303,7 @@ def write_study(
     noise_free: bool = False,
     lesions: Sequence[LesionSpec] | None = None,
     field_strength_t: float | None = None,
+    min_lesion_radius_mm: float | None = None,
 ) -> StudyTruth:
     """Write one complete phantom study as DICOM, with ``truth.json`` and ``rois.csv``.
 
@@ -325,6 +326,9 @@ def write_study(
         Lesions to place; default `DEFAULT_LESIONS`.
     field_strength_t : float, optional
         MR field strength; default 1.5 T (Siemens, Philips) or 3 T (GE).
+    min_lesion_radius_mm : float, optional
+        Accept lesions down to this radius (default: those with an exact eroded core only;
+        see `check_lesions`), e.g. a 3 mm bone island dominated by partial volume.
 
     Returns
     -------
@@ -341,7 +345,7 @@ def write_study(
     lesion_list = tuple(DEFAULT_LESIONS if lesions is None else lesions)
     grids = {"ct": ct_grid(), "dixon": dixon_grid(), "dwi": dwi_grid()}
     coarsest = max(max(g.spacing_mm) for g in grids.values())
-    check_lesions(lesion_list, coarsest_spacing_mm=coarsest)
+    check_lesions(lesion_list, coarsest_spacing_mm=coarsest, min_radius_mm=min_lesion_radius_mm)
     style = VENDOR_STYLES[vendor]
     field_t = float(style.field_strength_t if field_strength_t is None else field_strength_t)
     if not 0.2 <= field_t <= 11.7:

@@ -1,8 +1,7 @@
 """Load the stacks a study plan chose: the volumes the stages read, by role.
 
 Each chosen series is read once (a Dixon or DWI series holds several chosen stacks) and only
-its planned files are read. Roles the plan marks unused (a DWI series when the scanner's ADC
-map is measured instead) are not loaded.
+its planned files are read.
 """
 
 from __future__ import annotations

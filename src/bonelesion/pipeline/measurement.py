@@ -26,9 +26,10 @@ from bonelesion.model.volume import Volume
 from bonelesion.pipeline.loading import StudyVolumes
 from bonelesion.roi.lesion import Lesion
 from bonelesion.roi.sources import annotations_of
+from bonelesion.stages.base import MaskSource, reference_shell
 from bonelesion.stages.config import PipelineConfig
 from bonelesion.stages.ct_attenuation import measure_attenuation
-from bonelesion.stages.dwi_adc import ADC_SOURCE_SCANNER, AdcMap, fit_adc, measure_adc
+from bonelesion.stages.dwi_adc import AdcMap, fit_adc, measure_adc, scanner_adc_map
 from bonelesion.stages.mr_chemical_shift import DixonImages, measure_chemical_shift
 from bonelesion.units import IntensityUnit
 
@@ -85,11 +86,13 @@ def _resolve_frame(lesion: Lesion, volumes: StudyVolumes) -> Lesion:
 
 
 class _Study:
-    """The volumes of one study and what its lesions share (the ADC fit, computed once)."""
+    """The volumes of one study and what its lesions share (ADC fit, masks per grid)."""
 
-    def __init__(self, volumes: StudyVolumes, config: PipelineConfig) -> None:
+    def __init__(self, volumes: StudyVolumes, lesions: Sequence[Lesion],
+                 config: PipelineConfig) -> None:
         self.uid = volumes.study_instance_uid
         self.config = config
+        self.lesions = tuple(lesions)
         self.ct = volumes.one("ct")
         ip, op = volumes.one("dixon_in_phase"), volumes.one("dixon_opposed_phase")
         water, fat = volumes.one("dixon_water"), volumes.one("dixon_fat")
@@ -98,18 +101,55 @@ class _Study:
         self.scanner_adc = volumes.one("adc")
         self.dwi = volumes.by_role.get("dwi") or ()
         self._fit: AdcMap | PipelineError | None = None
+        self._masks: dict[int, Callable[[Volume], Volume]] = {}
+
+    def mask_source(self, lesion: Lesion) -> Callable[[Volume], Volume]:
+        """Return the lesion's ``mask_on``, cached (one rasterisation per grid per study)."""
+        if id(lesion) not in self._masks:
+            self._masks[id(lesion)] = _mask_source(lesion)
+        return self._masks[id(lesion)]
+
+    def reference_source(self, lesion: Lesion, *, gap_mm: float, width_mm: float) -> MaskSource:
+        """Return the lesion's reference marrow ROI: a shell around it, other lesions out.
+
+        Each lesion is measured on its own (ROIs may overlap); the shell leaves out every
+        other lesion of the study that can be put on the grid.
+        """
+        mask_on = self.mask_source(lesion)
+
+        def reference_on(target: Volume) -> Volume:
+            lesion_mask = np.asarray(mask_on(target).array) != 0
+            exclude = np.zeros(target.shape, dtype=bool)
+            for other in self.lesions:
+                if other is lesion or other.lesion_id == lesion.lesion_id:
+                    continue
+                try:
+                    exclude |= np.asarray(self.mask_source(other)(target).array) != 0
+                except PipelineError:
+                    continue  # not on this grid (other frame, outside the field of view)
+            shell = reference_shell(lesion_mask, target.spacing_mm, gap_mm=gap_mm,
+                                    width_mm=width_mm, exclude=exclude)
+            return target.with_array(shell, intensity_unit=IntensityUnit.MASK)
+
+        return reference_on
 
     def adc_map(self) -> AdcMap | PipelineError | None:
-        """Return the ADC map the lesions are measured on: the scanner map, else our fit."""
-        if self.dwi:  # the plan loads DWI only when its fit is wanted
+        """Return the ADC map the lesions are measured on, or why there is none.
+
+        The scanner's map when the plan chose one and the configuration prefers it
+        (``stages.dwi_adc.prefer_scanner_adc``), with the study's DWI volumes for its
+        b-values and low-b signal; else our fit of the DWI volumes.
+        """
+        cfg = self.config.stages.dwi_adc
+        if self.scanner_adc is not None and (cfg.prefer_scanner_adc or not self.dwi):
+            return scanner_adc_map(self.scanner_adc, self.dwi)
+        if self.dwi:
             if self._fit is None:
                 try:
-                    self._fit = fit_adc(self.dwi, config=self.config.stages.dwi_adc)
+                    self._fit = fit_adc(self.dwi, config=cfg)
                 except PipelineError as exc:
                     self._fit = exc
             return self._fit
-        if self.scanner_adc is not None:
-            return AdcMap(volume=self.scanner_adc, source=ADC_SOURCE_SCANNER)
         return None
 
 
@@ -118,7 +158,7 @@ def _measure_lesion(study: _Study, lesion: Lesion) -> LesionMeasurements:
     missing: dict[str, str] = {}
     results: dict[str, object] = {}
     lid = lesion.lesion_id
-    mask_on = _mask_source(lesion)
+    mask_on = study.mask_source(lesion)
     ct = study.ct
     if ct is None:
         missing[MISSING_CT] = "study has no CT image volume (role ct)"
@@ -134,8 +174,11 @@ def _measure_lesion(study: _Study, lesion: Lesion) -> LesionMeasurements:
         missing[MISSING_CHEMICAL_SHIFT] = ("study has no in/opposed-phase (Dixon) images "
                                            "(roles dixon_in_phase, dixon_opposed_phase)")
     else:
+        cs_cfg = cfg.mr_chemical_shift
+        cs_reference = study.reference_source(lesion, gap_mm=cs_cfg.reference_shell_gap_mm,
+                                              width_mm=cs_cfg.reference_shell_width_mm)
         _run(MISSING_CHEMICAL_SHIFT, lambda: measure_chemical_shift(
-            dixon, mask_on, config=cfg.mr_chemical_shift, lesion_id=lid),
+            dixon, mask_on, config=cs_cfg, reference_mask=cs_reference, lesion_id=lid),
             lesion, study.uid, results, missing)
     cs = results.get(MISSING_CHEMICAL_SHIFT)
     if cs is not None and getattr(cs, "fat_fraction", None) is None:
@@ -150,9 +193,12 @@ def _measure_lesion(study: _Study, lesion: Lesion) -> LesionMeasurements:
     elif isinstance(adc_map, PipelineError):
         missing[MISSING_ADC] = str(adc_map)
     else:
-        fitted = adc_map
-        _run(MISSING_ADC, lambda: measure_adc(fitted, mask_on, config=cfg.dwi_adc,
-                                              lesion_id=lid),
+        measured = adc_map
+        adc_reference = study.reference_source(lesion,
+                                               gap_mm=cfg.dwi_adc.reference_shell_gap_mm,
+                                               width_mm=cfg.dwi_adc.reference_shell_width_mm)
+        _run(MISSING_ADC, lambda: measure_adc(measured, mask_on, config=cfg.dwi_adc,
+                                              reference_mask=adc_reference, lesion_id=lid),
              lesion, study.uid, results, missing)
     result_warnings = [w for r in results.values() for w in getattr(r, "warnings", ())]
     return LesionMeasurements(
@@ -194,10 +240,10 @@ def measure_study(
 
     Notes
     -----
-    ADC: a fit of the plan's DWI volumes when the plan loaded them, else the plan's scanner
-    ADC map (the plan loads DWI only when no scanner map is preferred).
+    ADC: the plan's scanner ADC map when ``stages.dwi_adc.prefer_scanner_adc`` (its
+    reliability read from the study's DWI volumes), else a fit of the DWI volumes.
     """
-    study = _Study(volumes, config)
+    study = _Study(volumes, lesions, config)
     out = []
     for lesion in lesions:
         start = time.perf_counter()

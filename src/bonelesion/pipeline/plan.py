@@ -21,7 +21,6 @@ class ChoiceStatus:
     PREFERRED = "preferred"  # several; a preference decided
     TIE = "tie"  # several equal under every preference; lowest (SeriesNumber, UID) taken
     MISSING = "missing"  # no candidate
-    UNUSED = "unused"  # a candidate exists, but another role gives the stage what it needs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +90,8 @@ class RoleChoice:
 
     @property
     def used(self) -> bool:
-        """True when the stages read the chosen stacks (chosen and not `ChoiceStatus.UNUSED`)."""
-        return bool(self.chosen) and self.status != ChoiceStatus.UNUSED
+        """True when a stack was chosen (the stages read it)."""
+        return bool(self.chosen)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record (UIDs only)."""

@@ -19,8 +19,9 @@ The policy, in order:
    its trace series) form one candidate together, so they can be fitted.
 4. **Preferences** (`PREFERENCES`), applied in the pipeline's order; equal candidates are a
    recorded tie, broken by the lowest (SeriesNumber, SeriesInstanceUID).
-5. **ADC source**: with a scanner ADC map chosen and ``stages.dwi_adc.prefer_scanner_adc``
-   (the default), the chosen DWI series is recorded as unused and not loaded.
+The DWI series is loaded beside a scanner ADC map: it gives the map's b-values and the
+lesion's low-b signal (the reliability of the ADC); which map is measured is the measuring
+configuration's choice (``stages.dwi_adc.prefer_scanner_adc``).
 """
 
 from __future__ import annotations
@@ -255,15 +256,6 @@ def choose_role(role: str, spec: RoleSpec, candidates: Sequence[StackCandidate])
     )
 
 
-def _prefers_scanner_adc(definition: PipelineDefinition) -> bool:
-    from bonelesion.stages.config import DwiAdcConfig
-
-    stages = (definition.config or {}).get("stages") or {}
-    value = (stages.get("dwi_adc") or {}).get("prefer_scanner_adc",
-                                                 DwiAdcConfig.prefer_scanner_adc)
-    return bool(value)
-
-
 def plan_study(
     study_instance_uid: str,
     candidates: Sequence[StackCandidate],
@@ -288,17 +280,6 @@ def plan_study(
     """
     choices = [choose_role(role, spec, candidates) for role, spec in definition.roles.items()]
     by_role = {c.role: c for c in choices}
-    adc, dwi = by_role.get("adc"), by_role.get("dwi")
-    if adc is not None and dwi is not None and adc.chosen and dwi.chosen \
-            and _prefers_scanner_adc(definition):
-        import dataclasses
-
-        unused = dataclasses.replace(
-            dwi, status=ChoiceStatus.UNUSED,
-            reason=f"{dwi.reason}; not loaded: the scanner ADC map ({adc.chosen[0].label}) is "
-            "measured instead (stages.dwi_adc.prefer_scanner_adc = true)")
-        choices[choices.index(dwi)] = unused
-        by_role["dwi"] = unused
     refusal = ""
     missing_required = [c.role for c in choices
                         if c.status == ChoiceStatus.MISSING and definition.roles[c.role].required]

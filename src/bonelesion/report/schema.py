@@ -111,12 +111,18 @@ def _defs() -> dict[str, Any]:
         "study_instance_uid": _STRING, "lesion_id": _STRING,
         "label": {"enum": ["malignant", "benign", "indeterminate"]},
         "probability_malignant": {"type": "number", "minimum": 0, "maximum": 1},
-        "method": _STRING, "decision": _STRINGS,
+        "method": _STRING,
+        "statement": _STRING,
+        "prior": _obj({"probability_malignant": {"type": "number", "minimum": 0, "maximum": 1},
+                       "source": _STRING}),
+        "decision": _STRINGS,
+        "set_aside": {"type": "array",
+                      "items": _obj({"feature": _STRING, "status": _STRING, "why": _STRING})},
         "features": {"type": "array", "items": {"$ref": "#/$defs/feature"}},
         "sins": _nullable({"$ref": "#/$defs/sins"}),
         "escc": _nullable({"$ref": "#/$defs/escc"}),
         "spine_problems": _STRINGS, "extra": _ANY_OBJECT,
-    }, optional=("extra",))
+    }, optional=("extra", "statement", "prior"))
     lesion = _obj({
         "lesion_id": _STRING,
         "source": _STRING,

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Column", "LESION_COLUMNS", "COLUMN_NAMES", "lesion_rows", "csv_cell",
-           "lesions_csv_text", "write_lesions_csv"]
+from bonelesion.model.results import ANNOTATION_KEYS
+
+__all__ = ["Column", "LESION_COLUMNS", "COLUMN_NAMES", "MEASUREMENT_FIELDS", "CALL_COLUMNS",
+           "call_cells", "lesion_rows", "csv_cell", "lesions_csv_text", "write_lesions_csv"]
 
 Entry = Mapping[str, Any]
 
@@ -35,6 +37,68 @@ class Column:
     get: Callable[[Entry, Entry], Any]
 
 
+#: Measurement columns → (result part, field of its record), in table order: the columns
+#: named in schema 1.0 first, then further statistics, then the reliability of each
+#: measurement (issue "calls a radiologist can rely on": what the classifier sets aside).
+#: `bonelesion.report.recall` reads a table back through the same mapping.
+MEASUREMENT_FIELDS: Mapping[str, tuple[str, str]] = {
+    "ct_series_uid": ("ct", "series_instance_uid"),
+    "ct_voxels": ("ct", "lesion_voxel_count"),
+    "ct_volume_ml": ("ct", "lesion_volume_ml"),
+    "ct_attenuation_mean_hu": ("ct", "attenuation_mean_hu"),
+    "ct_attenuation_median_hu": ("ct", "attenuation_median_hu"),
+    "ct_attenuation_max_hu": ("ct", "attenuation_max_hu"),
+    "ct_attenuation_sd_hu": ("ct", "attenuation_sd_hu"),
+    "ct_attenuation_p95_hu": ("ct", "attenuation_p95_hu"),
+    "mr_chemical_shift_ratio": ("chemical_shift", "chemical_shift_ratio"),
+    "mr_signal_drop_pct": ("chemical_shift", "signal_drop_pct"),
+    "mr_fat_fraction": ("chemical_shift", "fat_fraction"),
+    "adc_mean_mm2_per_s": ("adc", "adc_mean_mm2_per_s"),
+    "adc_median_mm2_per_s": ("adc", "adc_median_mm2_per_s"),
+    "adc_p10_mm2_per_s": ("adc", "adc_p10_mm2_per_s"),
+    "adc_source": ("adc", "adc_source"),
+    "ct_core_voxels": ("ct", "core_voxel_count"),
+    "ct_attenuation_min_hu": ("ct", "attenuation_min_hu"),
+    "ct_attenuation_p05_hu": ("ct", "attenuation_p05_hu"),
+    "mr_in_phase_series_uid": ("chemical_shift", "in_phase_series_uid"),
+    "mr_opposed_phase_series_uid": ("chemical_shift", "opposed_phase_series_uid"),
+    "mr_voxels": ("chemical_shift", "voxel_count"),
+    "adc_series_uid": ("adc", "series_instance_uid"),
+    "adc_voxels": ("adc", "voxel_count"),
+    "adc_p90_mm2_per_s": ("adc", "adc_p90_mm2_per_s"),
+    "adc_sd_mm2_per_s": ("adc", "adc_sd_mm2_per_s"),
+    "adc_b_values_s_per_mm2": ("adc", "b_values_s_per_mm2"),
+    "ct_erosion_margin_mm": ("ct", "erosion_margin_mm"),
+    "mr_signal_in_phase_mean": ("chemical_shift", "signal_in_phase_mean"),
+    "mr_signal_opposed_phase_mean": ("chemical_shift", "signal_opposed_phase_mean"),
+    "mr_normalised_chemical_shift_ratio": ("chemical_shift", "normalised_chemical_shift_ratio"),
+    "mr_echo_time_in_phase_ms": ("chemical_shift", "echo_time_in_phase_ms"),
+    "mr_echo_time_opposed_phase_ms": ("chemical_shift", "echo_time_opposed_phase_ms"),
+    "mr_magnetic_field_strength_t": ("chemical_shift", "magnetic_field_strength_t"),
+    "ct_erosion_fell_back": ("ct", "erosion_fell_back"),
+    "ct_attenuation_central_slice_max_hu": ("ct", "attenuation_central_slice_max_hu"),
+    "ct_central_slice_voxels": ("ct", "central_slice_voxel_count"),
+    "mr_signal_water_mean": ("chemical_shift", "signal_water_mean"),
+    "mr_signal_fat_mean": ("chemical_shift", "signal_fat_mean"),
+    "mr_snr_in_phase": ("chemical_shift", "snr_in_phase"),
+    "mr_snr_opposed_phase": ("chemical_shift", "snr_opposed_phase"),
+    "mr_snr_water": ("chemical_shift", "snr_water"),
+    "mr_snr_fat": ("chemical_shift", "snr_fat"),
+    "mr_reference_voxels": ("chemical_shift", "reference_voxel_count"),
+    "mr_reference_signal_in_phase": ("chemical_shift", "reference_signal_in_phase"),
+    "mr_reference_signal_water": ("chemical_shift", "reference_signal_water"),
+    "mr_in_phase_relative_to_reference": ("chemical_shift", "in_phase_relative_to_reference"),
+    "mr_water_relative_to_reference": ("chemical_shift", "water_relative_to_reference"),
+    "adc_map_degenerate": ("adc", "map_degenerate"),
+    "adc_low_b_value_s_per_mm2": ("adc", "low_b_value_s_per_mm2"),
+    "adc_signal_low_b_mean": ("adc", "signal_low_b_mean"),
+    "adc_snr_low_b": ("adc", "snr_low_b"),
+    "adc_reference_voxels": ("adc", "reference_voxel_count"),
+    "adc_reference_signal_low_b": ("adc", "reference_signal_low_b"),
+    "adc_low_b_relative_to_reference": ("adc", "low_b_relative_to_reference"),
+}
+
+
 def _m(part: str, key: str) -> Callable[[Entry, Entry], Any]:
     def get(_doc: Entry, lesion: Entry) -> Any:
         values = lesion["measurements"].get(part)
@@ -42,33 +106,36 @@ def _m(part: str, key: str) -> Callable[[Entry, Entry], Any]:
     return get
 
 
+def _annotation(key: str) -> Callable[[Entry, Entry], Any]:
+    return lambda _doc, lesion: (lesion.get("annotations") or {}).get(key)
+
+
+def call_cells(call: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the call columns of one lesion (native values) from its call record."""
+    sins, escc = call.get("sins"), call.get("escc")
+    p = call.get("probability_malignant")
+    return {
+        "label": call.get("label"),
+        "probability_malignant": None if p is None else round(float(p), 6),
+        "reasons": {k: call.get(k) for k in _REASON_KEYS if k in call},
+        "sins_total_min_points": None if sins is None else sins.get("total_min_points"),
+        "sins_total_max_points": None if sins is None else sins.get("total_max_points"),
+        "sins_band": None if sins is None else sins.get("band"),
+        "escc_grade": None if escc is None else escc.get("grade"),
+        "escc_high_grade": None if escc is None else escc.get("high_grade"),
+    }
+
+
+#: Keys of a call record kept in the ``reasons`` column (the explanation of the call).
+_REASON_KEYS = ("method", "statement", "prior", "decision", "set_aside", "features")
+
+#: Columns the call adds, in order (`call_cells`).
+CALL_COLUMNS = ("label", "probability_malignant", "reasons", "sins_total_min_points",
+                "sins_total_max_points", "sins_band", "escc_grade", "escc_high_grade")
+
+
 def _call(key: str) -> Callable[[Entry, Entry], Any]:
-    return lambda _doc, lesion: lesion["call"].get(key)
-
-
-def _sins(key: str) -> Callable[[Entry, Entry], Any]:
-    def get(_doc: Entry, lesion: Entry) -> Any:
-        sins = lesion["call"].get("sins")
-        return None if sins is None else sins.get(key)
-    return get
-
-
-def _escc(key: str) -> Callable[[Entry, Entry], Any]:
-    def get(_doc: Entry, lesion: Entry) -> Any:
-        escc = lesion["call"].get("escc")
-        return None if escc is None else escc.get(key)
-    return get
-
-
-def _probability(_doc: Entry, lesion: Entry) -> Any:
-    p = lesion["call"].get("probability_malignant")
-    return None if p is None else round(float(p), 6)
-
-
-def _reasons(_doc: Entry, lesion: Entry) -> Any:
-    call = lesion["call"]
-    return {"method": call.get("method"), "decision": call.get("decision"),
-            "features": call.get("features")}
+    return lambda _doc, lesion: call_cells(lesion["call"])[key]
 
 
 def _missing(_doc: Entry, lesion: Entry) -> Any:
@@ -84,76 +151,14 @@ LESION_COLUMNS: tuple[Column, ...] = (
            lambda doc, _: doc["study"]["study_instance_uid"]),
     Column("lesion_id", "lesion identifier from the ROI source",
            lambda _doc, lesion: lesion["lesion_id"]),
-    Column("ct_series_uid", "CT series measured", _m("ct", "series_instance_uid")),
-    Column("ct_voxels", "lesion voxels on the CT grid", _m("ct", "lesion_voxel_count")),
-    Column("ct_volume_ml", "lesion volume on the CT grid, ml", _m("ct", "lesion_volume_ml")),
-    Column("ct_attenuation_mean_hu", "mean CT number of the eroded core, HU",
-           _m("ct", "attenuation_mean_hu")),
-    Column("ct_attenuation_median_hu", "median CT number of the core, HU",
-           _m("ct", "attenuation_median_hu")),
-    Column("ct_attenuation_max_hu", "maximum CT number of the core, HU",
-           _m("ct", "attenuation_max_hu")),
-    Column("ct_attenuation_sd_hu", "standard deviation of the core, HU",
-           _m("ct", "attenuation_sd_hu")),
-    Column("ct_attenuation_p95_hu", "95th percentile of the core, HU",
-           _m("ct", "attenuation_p95_hu")),
-    Column("mr_chemical_shift_ratio", "SIR = SI(opposed phase) / SI(in phase)",
-           _m("chemical_shift", "chemical_shift_ratio")),
-    Column("mr_signal_drop_pct", "(1 − SIR) × 100, %", _m("chemical_shift", "signal_drop_pct")),
-    Column("mr_fat_fraction", "signal fat fraction F / (W + F) from Dixon water and fat",
-           _m("chemical_shift", "fat_fraction")),
-    Column("adc_mean_mm2_per_s", "mean ADC of the core, mm²/s", _m("adc", "adc_mean_mm2_per_s")),
-    Column("adc_median_mm2_per_s", "median ADC, mm²/s", _m("adc", "adc_median_mm2_per_s")),
-    Column("adc_p10_mm2_per_s", "10th percentile ADC, mm²/s", _m("adc", "adc_p10_mm2_per_s")),
-    Column("adc_source", "scanner (the scanner's ADC map) or fitted (our fit)",
-           _m("adc", "adc_source")),
-    Column("ct_core_voxels", "voxels of the eroded core", _m("ct", "core_voxel_count")),
-    Column("ct_attenuation_min_hu", "minimum CT number of the core, HU",
-           _m("ct", "attenuation_min_hu")),
-    Column("ct_attenuation_p05_hu", "5th percentile of the core, HU",
-           _m("ct", "attenuation_p05_hu")),
-    Column("mr_in_phase_series_uid", "in-phase series measured",
-           _m("chemical_shift", "in_phase_series_uid")),
-    Column("mr_opposed_phase_series_uid", "opposed-phase series measured",
-           _m("chemical_shift", "opposed_phase_series_uid")),
-    Column("mr_voxels", "core voxels on the in-phase grid", _m("chemical_shift", "voxel_count")),
-    Column("adc_series_uid", "ADC (or DWI) series measured", _m("adc", "series_instance_uid")),
-    Column("adc_voxels", "core voxels on the ADC grid", _m("adc", "voxel_count")),
-    Column("adc_p90_mm2_per_s", "90th percentile ADC, mm²/s", _m("adc", "adc_p90_mm2_per_s")),
-    Column("adc_sd_mm2_per_s", "standard deviation of the ADC, mm²/s",
-           _m("adc", "adc_sd_mm2_per_s")),
-    Column("adc_b_values_s_per_mm2", "b-values fitted (s/mm²), ';'-separated",
-           _m("adc", "b_values_s_per_mm2")),
-    Column("ct_erosion_margin_mm", "erosion margin of the CT core, mm",
-           _m("ct", "erosion_margin_mm")),
-    Column("mr_signal_in_phase_mean", "mean in-phase signal of the core",
-           _m("chemical_shift", "signal_in_phase_mean")),
-    Column("mr_signal_opposed_phase_mean", "mean opposed-phase signal of the core",
-           _m("chemical_shift", "signal_opposed_phase_mean")),
-    Column("mr_normalised_chemical_shift_ratio", "SIR of the lesion / SIR of reference marrow",
-           _m("chemical_shift", "normalised_chemical_shift_ratio")),
-    Column("mr_echo_time_in_phase_ms", "in-phase echo time, ms",
-           _m("chemical_shift", "echo_time_in_phase_ms")),
-    Column("mr_echo_time_opposed_phase_ms", "opposed-phase echo time, ms",
-           _m("chemical_shift", "echo_time_opposed_phase_ms")),
-    Column("mr_magnetic_field_strength_t", "field strength, T",
-           _m("chemical_shift", "magnetic_field_strength_t")),
-    Column("treated", "treatment status from the annotations (true, false or empty)",
-           lambda _doc, lesion: (lesion.get("annotations") or {}).get("treated")),
+    *(Column(name, f"{part}.{field}", _m(part, field))
+      for name, (part, field) in MEASUREMENT_FIELDS.items()),
+    *(Column(key, f"annotation {key} (from the ROI source)", _annotation(key))
+      for key in ANNOTATION_KEYS if key not in CALL_COLUMNS),
     Column("missing", "features the study could not give, with the reasons", _missing),
     Column("warnings", "number of data-quality warnings (results.json lists them)",
            lambda _doc, lesion: len(lesion.get("warnings") or ()) or None),
-    Column("label", "the call: malignant, benign or indeterminate", _call("label")),
-    Column("probability_malignant", "posterior probability of malignancy", _probability),
-    Column("reasons", "JSON: method, decision notes, and per feature its value, threshold, "
-           "status (applied or set aside, and why), likelihood ratio and citation", _reasons),
-    Column("sins_total_min_points", "SINS total, lowest over unknown items",
-           _sins("total_min_points")),
-    Column("sins_total_max_points", "SINS total, highest over unknown items",
-           _sins("total_max_points")),
-    Column("sins_band", "SINS band: stable, potentially unstable, unstable", _sins("band")),
-    Column("escc_grade", "Bilsky ESCC grade", _escc("grade")),
-    Column("escc_high_grade", "ESCC grade 2 or 3", _escc("high_grade")),
+    *(Column(name, f"call: {name}", _call(name)) for name in CALL_COLUMNS),
 )
 
 #: Column names in order.

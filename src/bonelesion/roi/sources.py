@@ -113,8 +113,9 @@ def read_annotations_csv(path: str | Path) -> list[Lesion]:
 
     Columns: ``lesion_id, center_l_mm, center_p_mm, center_s_mm, radius_mm`` (required; LPS
     mm); optional ``study_instance_uid``, ``series_instance_uid``, ``treated``
-    (true/false/yes/no/1/0, empty = unknown); SINS items (``sins_location`` …, integer points
-    of Fisher 2010), ``escc_grade`` (0, 1a, 1b, 1c, 2, 3); any other column is kept as a
+    (true/false/yes/no/1/0, empty = unknown); SINS items (``sins_location`` …: integer points
+    of Fisher 2010, checked here, or category names such as ``junctional``, checked by the
+    SINS scorer), ``escc_grade`` (0, 1a, 1b, 1c, 2, 3); any other column is kept as a
     string annotation.
 
     Raises
@@ -184,9 +185,13 @@ def read_annotations_csv(path: str | Path) -> list[Lesion]:
                     annotations[col] = None
                     continue
                 allowed = SINS_POINTS[col]
+                if not raw.lstrip("+-").isdigit():
+                    annotations[col] = raw  # a category name: checked by the SINS scorer
+                    continue
                 if not (raw.isdigit() and int(raw) in allowed):
                     row_errors.append(_csv_error(
-                        path, line, col, f"one of {sorted(allowed)} (SINS points) or empty", raw))
+                        path, line, col, f"one of {sorted(allowed)} (SINS points), a category "
+                        "name or empty", raw))
                     continue
                 annotations[col] = int(raw)
             elif col == "escc_grade":

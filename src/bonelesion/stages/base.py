@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+import weakref
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +18,7 @@ from bonelesion.errors import (
     EmptyMaskError,
     GeometryMismatchError,
     InputError,
+    PipelineError,
 )
 from bonelesion.model.volume import Volume
 from bonelesion.units import IntensityUnit
@@ -30,8 +33,18 @@ __all__ = [
     "ellipsoid_footprint",
     "erode_mask",
     "core_roi",
+    "CoreRoi",
     "check_erosion_margin",
+    "background_noise_sd",
+    "reference_shell",
+    "largest_cross_section",
+    "signal_to_noise",
+    "reference_median",
+    "RAYLEIGH_MEDIAN_PER_SIGMA",
 ]
+
+#: Median of a Rayleigh distribution in units of its σ: √(2 ln 2).
+RAYLEIGH_MEDIAN_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +168,15 @@ def erode_mask(
     return np.asarray(core, dtype=bool), radii  # type: ignore[return-value]
 
 
+class CoreRoi(NamedTuple):
+    """A core ROI and how it was made (see `core_roi`)."""
+
+    core: NDArray[np.bool_]
+    radii_voxels: tuple[float, float, float]
+    margin_mm: float
+    fell_back: bool
+
+
 def core_roi(
     lesion: NDArray[np.bool_],
     volume: Volume,
@@ -164,12 +186,12 @@ def core_roi(
     stage: str,
     lesion_id: str,
     warnings: list[str],
-) -> tuple[NDArray[np.bool_], tuple[float, float, float], float]:
+) -> CoreRoi:
     """Core ROI of a lesion mask: eroded by the margin, or the whole mask if that empties it.
 
-    Returns (core, radii_voxels, applied_margin_mm); the applied margin is 0 after a
-    fall-back (with a `DataQualityWarning` appended to ``warnings``), else ``margin_mm`` or
-    ``margin_voxels`` × the smallest spacing.
+    Returns (core, radii_voxels, applied_margin_mm, fell_back); after a fall-back the applied
+    margin is 0, ``fell_back`` is True and a `DataQualityWarning` is appended to ``warnings``;
+    otherwise the margin is ``margin_mm`` or ``margin_voxels`` × the smallest spacing.
     """
     core, radii = erode_mask(lesion, volume.spacing_mm, margin_voxels=margin_voxels,
                              margin_mm=margin_mm)
@@ -182,5 +204,166 @@ def core_roi(
             "voxel; the un-eroded mask was used, so edge voxels (partial volume) are included.",
             warnings,
         )
-        return lesion, radii, 0.0
-    return core, radii, applied
+        return CoreRoi(lesion, radii, 0.0, True)
+    return CoreRoi(core, radii, applied, False)
+
+
+# ---------------------------------------------------------------------------- reliability
+def background_noise_sd(
+    image: NDArray[np.floating] | NDArray[np.integer],
+    *,
+    background_fraction: float,
+    min_voxels: int,
+) -> float | None:
+    """Noise SD of a magnitude image estimated from its background (air), or None.
+
+    Parameters
+    ----------
+    image : ndarray
+        Magnitude image (any shape).
+    background_fraction : float
+        Background = voxels at or below this fraction of the image's 99th percentile.
+    min_voxels : int
+        Fewer background voxels than this: not estimable.
+
+    Returns
+    -------
+    float or None
+        σ of the underlying Gaussian noise; None when the background is too small, or holds
+        no noise (noise-free or zero-filled images: median 0).
+
+    Notes
+    -----
+    Magnitude noise in air is Rayleigh distributed with median σ·√(2 ln 2); the median is
+    robust to a minority of dark tissue voxels (cortex, a signal-void lesion) in the
+    background set (NEMA MS 1 background-ROI method, with the Rayleigh correction).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> air = np.abs(rng.normal(0, 10, 20000) + 1j * rng.normal(0, 10, 20000))
+    >>> round(background_noise_sd(np.concatenate([air, np.full(2000, 1000.0)]),
+    ...                           background_fraction=0.05, min_voxels=100), 0)
+    10.0
+    """
+    values = np.asarray(image, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    p99 = float(np.percentile(values, 99.0))
+    if not p99 > 0:
+        return None
+    background = values[values <= background_fraction * p99]
+    if background.size < min_voxels:
+        return None
+    median = float(np.median(background))
+    if not median > 0:
+        return None
+    return median / RAYLEIGH_MEDIAN_PER_SIGMA
+
+
+def reference_shell(
+    lesion: NDArray[np.bool_],
+    spacing_mm: tuple[float, float, float],
+    *,
+    gap_mm: float,
+    width_mm: float,
+    exclude: NDArray[np.bool_] | None = None,
+) -> NDArray[np.bool_]:
+    """Shell of tissue around a lesion: voxels ``gap_mm`` < d ≤ ``gap_mm + width_mm`` away.
+
+    Parameters
+    ----------
+    lesion : (S, R, C) ndarray of bool
+    spacing_mm : (3,) tuple of float
+    gap_mm, width_mm : float
+        The gap keeps the lesion edge (partial volume) out; the width sets the shell size.
+    exclude : (S, R, C) ndarray of bool, optional
+        Voxels never part of the shell (other lesions).
+
+    Returns
+    -------
+    (S, R, C) ndarray of bool
+        Empty when the lesion is empty or the shell lies outside the array.
+
+    Notes
+    -----
+    d is the Euclidean distance in mm (spacing-aware) to the nearest lesion voxel, computed
+    on the lesion's bounding box grown by the shell's reach, so the cost scales with the
+    lesion, not the image.
+    """
+    from scipy import ndimage
+
+    out = np.zeros(lesion.shape, dtype=bool)
+    if not lesion.any():
+        return out
+    reach = gap_mm + width_mm
+    pad = [int(math.ceil(reach / s)) + 1 for s in spacing_mm]
+    idx = np.nonzero(lesion)
+    lo = [max(0, int(i.min()) - p) for i, p in zip(idx, pad, strict=True)]
+    hi = [min(n, int(i.max()) + p + 1) for i, p, n in zip(idx, pad, lesion.shape, strict=True)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    distance = ndimage.distance_transform_edt(~lesion[box], sampling=spacing_mm)
+    shell = (distance > gap_mm) & (distance <= reach)
+    if exclude is not None:
+        shell &= ~exclude[box]
+    out[box] = shell
+    return out
+
+
+def largest_cross_section(core: NDArray[np.bool_]) -> int:
+    """Index (axis 0) of the slice holding most core voxels; ties: nearest the centroid.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 3, 3), bool); m[1, 1, 1] = m[2] = m[3] = True
+    >>> largest_cross_section(m)
+    2
+    """
+    counts = core.reshape(core.shape[0], -1).sum(axis=1)
+    best = np.flatnonzero(counts == counts.max())
+    centroid = float(np.average(np.arange(core.shape[0]), weights=counts))
+    return int(best[np.argmin(np.abs(best - centroid))])
+
+
+#: Noise SD per image array (its id, held by a weak reference): every lesion of a study is
+#: measured on the same read-only images, whose background needs estimating only once.
+_NOISE_SD: dict[tuple[int, float, int], tuple[weakref.ref[Any], float | None]] = {}
+
+
+def signal_to_noise(image: Volume, signal: float, *, background_fraction: float,
+                    min_voxels: int) -> float | None:
+    """``signal`` / background noise SD of ``image``; None when the noise is not estimable."""
+    array = image.array
+    key = (id(array), float(background_fraction), int(min_voxels))
+    hit = _NOISE_SD.get(key)
+    if hit is not None and hit[0]() is array:
+        sd = hit[1]
+    else:
+        sd = background_noise_sd(np.asarray(array), background_fraction=background_fraction,
+                                 min_voxels=min_voxels)
+        try:
+            ref = weakref.ref(array, lambda _, k=key: _NOISE_SD.pop(k, None))  # type: ignore[misc]
+        except TypeError:  # not weak-referenceable: do not cache
+            pass
+        else:
+            _NOISE_SD[key] = (ref, sd)
+    return None if sd is None else signal / sd
+
+
+def reference_median(image: Volume, reference: MaskSource, *, stage: str, lesion_id: str
+                     ) -> tuple[float, int] | None:
+    """Median signal of ``image`` in the reference ROI (no erosion) and its voxel count.
+
+    None when the reference ROI holds no voxel on this grid (a `PipelineError` from the mask
+    is returned as None as well: the reference is optional).
+    """
+    try:
+        array = mask_array_on(image, reference, stage=stage, lesion_id=f"{lesion_id}:reference")
+    except PipelineError:
+        return None
+    values = np.asarray(image.array, dtype=np.float64)[array]
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return float(np.median(values)), int(values.size)

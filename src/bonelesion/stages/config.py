@@ -30,6 +30,21 @@ __all__ = [
 ]
 
 
+def _check_reliability(prefix: str, gap_mm: float, width_mm: float, fraction: float,
+                       min_voxels: int) -> None:
+    """Range-check the reference-shell and background-noise settings of a stage config."""
+    if not gap_mm >= 0:
+        raise ConfigError(f"{prefix}.reference_shell_gap_mm: must be ≥ 0, found {gap_mm}.")
+    if not width_mm > 0:
+        raise ConfigError(f"{prefix}.reference_shell_width_mm: must be > 0, found {width_mm}.")
+    if not 0 < fraction < 1:
+        raise ConfigError(
+            f"{prefix}.noise_background_fraction: must be in (0, 1), found {fraction}.")
+    if min_voxels < 1:
+        raise ConfigError(
+            f"{prefix}.noise_min_background_voxels: must be ≥ 1, found {min_voxels}.")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CtAttenuationConfig:
     """Settings of the CT attenuation stage.
@@ -87,6 +102,13 @@ class ChemicalShiftConfig:
     erosion_margin_voxels, erosion_margin_mm
         Core ROI on each image grid, as in `CtAttenuationConfig` (partial volume at the
         lesion edge excluded; default 1 voxel).
+    reference_shell_gap_mm, reference_shell_width_mm
+        Reference marrow ROI: the shell of voxels more than ``gap`` and at most
+        ``gap + width`` mm from the lesion, other lesions excluded; its median signal is the
+        reference (default 2 and 5 mm).
+    noise_background_fraction, noise_min_background_voxels
+        Background (air) of an image = voxels ≤ this fraction of its 99th percentile; the
+        noise SD (for SNR) is estimated when at least this many exist (default 0.05, 500).
     """
 
     echo_time_windows: tuple[EchoTimeWindow, ...] = (
@@ -98,10 +120,17 @@ class ChemicalShiftConfig:
     field_strength_tolerance_t: float = 0.25
     erosion_margin_voxels: int = 1
     erosion_margin_mm: float | None = None
+    reference_shell_gap_mm: float = 2.0
+    reference_shell_width_mm: float = 5.0
+    noise_background_fraction: float = 0.05
+    noise_min_background_voxels: int = 500
 
     def __post_init__(self) -> None:
         check_erosion_margin("stages.mr_chemical_shift", self.erosion_margin_voxels,
                              self.erosion_margin_mm)
+        _check_reliability("stages.mr_chemical_shift", self.reference_shell_gap_mm,
+                           self.reference_shell_width_mm, self.noise_background_fraction,
+                           self.noise_min_background_voxels)
         if not self.field_strength_tolerance_t > 0:
             raise ConfigError(
                 "stages.mr_chemical_shift.field_strength_tolerance_t: must be > 0, found "
@@ -125,6 +154,14 @@ class DwiAdcConfig:
         Use the scanner's ADC map when the study has one (default true).
     erosion_margin_voxels, erosion_margin_mm
         Core ROI on the ADC grid, as in `CtAttenuationConfig` (default 1 voxel).
+    reference_shell_gap_mm, reference_shell_width_mm, noise_background_fraction,
+    noise_min_background_voxels
+        Reference marrow shell and background noise on the lowest-b DWI image, as in
+        `ChemicalShiftConfig`.
+    degenerate_max_abs_mm2_per_s : float
+        An ADC map whose finite values all lie within this of 0 is degenerate (~0 everywhere,
+        e.g. from identical source volumes): warned and flagged (default 1e-5 mm²/s, 1 % of a
+        typical tissue ADC). A fit of identical source volumes is flagged whatever its values.
     """
 
     b_min_s_per_mm2: float = 50.0
@@ -132,9 +169,21 @@ class DwiAdcConfig:
     prefer_scanner_adc: bool = True
     erosion_margin_voxels: int = 1
     erosion_margin_mm: float | None = None
+    reference_shell_gap_mm: float = 2.0
+    reference_shell_width_mm: float = 5.0
+    noise_background_fraction: float = 0.05
+    noise_min_background_voxels: int = 500
+    degenerate_max_abs_mm2_per_s: float = 1.0e-5
 
     def __post_init__(self) -> None:
         check_erosion_margin("stages.dwi_adc", self.erosion_margin_voxels, self.erosion_margin_mm)
+        _check_reliability("stages.dwi_adc", self.reference_shell_gap_mm,
+                           self.reference_shell_width_mm, self.noise_background_fraction,
+                           self.noise_min_background_voxels)
+        if not self.degenerate_max_abs_mm2_per_s >= 0:
+            raise ConfigError(
+                "stages.dwi_adc.degenerate_max_abs_mm2_per_s: must be ≥ 0, found "
+                f"{self.degenerate_max_abs_mm2_per_s}.")
         if not self.b_min_s_per_mm2 >= 0:
             raise ConfigError(
                 f"stages.dwi_adc.b_min_s_per_mm2: must be ≥ 0, found {self.b_min_s_per_mm2}."

@@ -16,7 +16,13 @@ from numpy.typing import NDArray
 from bonelesion.config import config_to_dict
 from bonelesion.model.results import CtAttenuationResult, Provenance
 from bonelesion.model.volume import Volume
-from bonelesion.stages.base import core_roi, ellipsoid_footprint, mask_array_on, require_unit
+from bonelesion.stages.base import (
+    core_roi,
+    ellipsoid_footprint,
+    largest_cross_section,
+    mask_array_on,
+    require_unit,
+)
 from bonelesion.stages.base import erode_mask as _erode
 from bonelesion.stages.config import CtAttenuationConfig
 from bonelesion.units import IntensityUnit
@@ -57,7 +63,8 @@ def measure_attenuation(
     -------
     CtAttenuationResult
         mean, median, max, min, SD (ddof = 1), 5th and 95th percentiles of the core ROI; voxel
-        counts of the lesion and core; lesion volume in ml.
+        counts of the lesion and core; lesion volume in ml; whether the erosion fell back to
+        the whole mask; the maximum of the core ROI on its largest cross-section (slice).
 
     Raises
     ------
@@ -71,17 +78,23 @@ def measure_attenuation(
     Notes
     -----
     If erosion empties the ROI (a lesion thinner than twice the margin), the un-eroded mask
-    is used and a `DataQualityWarning` says so. Percentiles use linear interpolation
+    is used, ``erosion_fell_back`` is set and a `DataQualityWarning` says so. The central-slice
+    maximum is taken on the slice (array axis 0, the acquisition plane) holding most core
+    voxels: a 2-D ROI maximum as a reader measures it; the 3-D maximum is an extreme value
+    of more voxels and grows with lesion size. Percentiles use linear interpolation
     (numpy's default); SD of a single-voxel ROI is NaN.
     """
     require_unit(volume, IntensityUnit.HU, stage=STAGE, what="CT volume")
     lesion = mask_array_on(volume, mask, stage=STAGE, lesion_id=lesion_id)
     start = time.perf_counter()
     warnings: list[str] = []
-    core, radii, margin_mm = core_roi(
+    core, radii, margin_mm, fell_back = core_roi(
         lesion, volume, margin_voxels=config.erosion_margin_voxels,
         margin_mm=config.erosion_margin_mm, stage=STAGE, lesion_id=lesion_id, warnings=warnings)
-    values = np.asarray(volume.array, dtype=np.float64)[core]
+    array = np.asarray(volume.array, dtype=np.float64)
+    values = array[core]
+    k = largest_cross_section(core)
+    central = array[k][core[k]]
     p05, median, p95 = np.percentile(values, [5.0, 50.0, 95.0])
     sd = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
     lesion_voxels = int(lesion.sum())
@@ -99,6 +112,9 @@ def measure_attenuation(
         attenuation_p05_hu=float(p05),
         attenuation_p95_hu=float(p95),
         erosion_margin_mm=margin_mm,
+        erosion_fell_back=fell_back,
+        attenuation_central_slice_max_hu=float(central.max()),
+        central_slice_voxel_count=int(central.size),
         warnings=tuple(warnings),
         provenance=Provenance(
             stage=STAGE,

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,8 +24,10 @@ from bonelesion.stages.base import (
     MaskSource,
     core_roi,
     mask_array_on,
+    reference_median,
     require_unit,
     series_label,
+    signal_to_noise,
     warn_data_quality,
 )
 from bonelesion.stages.config import DwiAdcConfig
@@ -35,7 +38,10 @@ __all__ = [
     "DwiAdcStage",
     "fit_adc",
     "measure_adc",
+    "scanner_adc_map",
     "select_b_values",
+    "adc_map_degenerate",
+    "lowest_b_image",
     "ADC_SOURCE_SCANNER",
     "ADC_SOURCE_FITTED",
 ]
@@ -58,6 +64,44 @@ class AdcMap:
     b_values_s_per_mm2: tuple[float, ...] = ()
     notes: tuple[str, ...] = ()
     masked_voxel_count: int = 0
+    degenerate: bool | None = None
+    """~0 everywhere or fitted from identical volumes; None = not yet checked."""
+    source_images: tuple[Volume, ...] = ()
+    """DWI images the map was made from (or that belong to a scanner map), for signal checks."""
+
+
+def adc_map_degenerate(volume: Volume, *, tolerance_mm2_per_s: float) -> bool:
+    """Tell whether an ADC map is ~0 everywhere (every finite value within tolerance of 0).
+
+    Identical b-value source volumes give ADC 0 in every voxel, and so does a scanner map
+    exported from them. A constant non-zero map cannot be told from a uniform phantom by its
+    values; `fit_adc` flags identical source volumes directly.
+
+    Examples
+    --------
+    >>> from bonelesion.model.volume import Volume
+    >>> from bonelesion.units import IntensityUnit
+    >>> flat = Volume(array=np.zeros((2, 3, 3)), spacing_mm=(1.0, 1.0, 1.0),
+    ...               origin_lps_mm=(0.0, 0.0, 0.0), direction_lps=np.eye(3),
+    ...               intensity_unit=IntensityUnit.MM2_PER_S)
+    >>> adc_map_degenerate(flat, tolerance_mm2_per_s=1e-5)
+    True
+    """
+    values = np.asarray(volume.array, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return values.size == 0 or float(np.abs(values).max()) <= tolerance_mm2_per_s
+
+
+def lowest_b_image(dwi: Sequence[Volume]) -> Volume | None:
+    """Return the DWI image at the lowest b-value (trace or b0 before directional images)."""
+    with_b = [v for v in dwi if v.series.b_value_s_per_mm2 is not None]
+    if not with_b:
+        return None
+    low = min(float(v.series.b_value_s_per_mm2) for v in with_b)  # type: ignore[arg-type]
+    at_low = [v for v in with_b
+              if abs(float(v.series.b_value_s_per_mm2) - low) <= B_VALUE_ATOL_S_PER_MM2]  # type: ignore[arg-type]
+    trace = [v for v in at_low if v.series.diffusion_direction is None]
+    return (trace or at_low)[0]
 
 
 def select_b_values(
@@ -203,8 +247,27 @@ def fit_adc(dwi: Sequence[Volume], *, config: DwiAdcConfig) -> AdcMap:
     volume = reference.with_array(adc, intensity_unit=IntensityUnit.MM2_PER_S, series=series)
     logger.info("%s: fitted ADC on series %s (b %s) in %.3f s; %d voxels masked",
                 STAGE, series_label(reference), b_fit, time.perf_counter() - start, masked)
+    identical = all(np.array_equal(logs[keys[0]], logs[k], equal_nan=True) for k in keys[1:])
+    degenerate = identical or adc_map_degenerate(
+        volume, tolerance_mm2_per_s=config.degenerate_max_abs_mm2_per_s)
     return AdcMap(volume=volume, source=ADC_SOURCE_FITTED, b_values_s_per_mm2=tuple(keys),
-                  notes=(note, *notes), masked_voxel_count=masked)
+                  notes=(note, *notes), masked_voxel_count=masked, degenerate=degenerate,
+                  source_images=tuple(dwi))
+
+
+def scanner_adc_map(volume: Volume, dwi: Sequence[Volume] = ()) -> AdcMap:
+    """Wrap a scanner ADC map with the DWI images of its acquisition (b-values, low-b signal).
+
+    Only DWI images in the map's frame of reference are taken (a different frame cannot be
+    the same acquisition).
+    """
+    same = tuple(v for v in dwi if v.series.frame_of_reference_uid
+                 in ("", volume.series.frame_of_reference_uid))
+    b_values = tuple(sorted({float(v.series.b_value_s_per_mm2) for v in same
+                             if v.series.b_value_s_per_mm2 is not None}))
+    notes = (f"b-values {list(b_values)} s/mm² from the DWI series of the study",) if same else ()
+    return AdcMap(volume=volume, source=ADC_SOURCE_SCANNER, b_values_s_per_mm2=b_values,
+                  notes=notes, source_images=same)
 
 
 def measure_adc(
@@ -213,8 +276,9 @@ def measure_adc(
     *,
     config: DwiAdcConfig,
     lesion_id: str = "",
+    reference_mask: MaskSource | None = None,
 ) -> AdcResult:
-    """ADC statistics of a lesion (mean, median, p10, p90, SD) in mm²/s.
+    """ADC statistics of a lesion (mean, median, p10, p90, SD) in mm²/s, with reliability.
 
     Parameters
     ----------
@@ -223,6 +287,10 @@ def measure_adc(
     mask : Volume or callable
         The lesion on the map's grid, or a function putting it on any grid.
     config : DwiAdcConfig
+    lesion_id : str
+    reference_mask : Volume or callable, optional
+        Reference marrow ROI (e.g. a shell around the lesion): with the map's source DWI
+        images, the lesion's lowest-b signal is reported relative to its median there.
 
     Raises
     ------
@@ -235,6 +303,10 @@ def measure_adc(
     -----
     Statistics are taken in the core ROI (mask eroded by the configured margin, as for CT);
     NaN voxels (noise floor) are excluded and counted in a warning; SD uses ddof = 1.
+    A map that is ~0 or constant everywhere (`adc_map_degenerate`) is measured, flagged
+    (``map_degenerate``) and warned about. The lowest-b image of ``adc_map.source_images``
+    gives the lesion's low-b signal, its SNR against the background noise and its ratio to
+    the reference marrow median (T2 black-out of sclerotic lesions; CLINICAL_REFERENCE §C2).
     """
     if isinstance(adc_map, Volume):
         adc_map = AdcMap(volume=adc_map, source=ADC_SOURCE_SCANNER)
@@ -242,10 +314,21 @@ def measure_adc(
     require_unit(volume, IntensityUnit.MM2_PER_S, stage=STAGE, what="ADC map")
     lesion = mask_array_on(volume, mask, stage=STAGE, lesion_id=lesion_id)
     warnings: list[str] = []
-    core, _, _ = core_roi(lesion, volume, margin_voxels=config.erosion_margin_voxels,
-                          margin_mm=config.erosion_margin_mm, stage=STAGE,
-                          lesion_id=lesion_id, warnings=warnings)
+    core = core_roi(lesion, volume, margin_voxels=config.erosion_margin_voxels,
+                    margin_mm=config.erosion_margin_mm, stage=STAGE,
+                    lesion_id=lesion_id, warnings=warnings).core
     values = np.asarray(volume.array, dtype=np.float64)[core]
+    degenerate = adc_map.degenerate
+    if degenerate is None:
+        degenerate = adc_map_degenerate(
+            volume, tolerance_mm2_per_s=config.degenerate_max_abs_mm2_per_s)
+    if degenerate:
+        warn_data_quality(
+            f"{STAGE}: lesion {lesion_id!r}: the {adc_map.source} ADC map of series "
+            f"{series_label(volume)} is ~0 everywhere (all values within "
+            f"{config.degenerate_max_abs_mm2_per_s:g} mm²/s of 0) or was fitted from identical "
+            "source volumes; its ADC is not usable. Potential fix: check that the DWI series "
+            "holds distinct b-value images.", warnings)
     finite = np.isfinite(values)
     if not finite.any():
         raise InputError(
@@ -262,6 +345,8 @@ def measure_adc(
         )
     values = values[finite]
     p10, median, p90 = np.percentile(values, [10.0, 50.0, 90.0])
+    low_b = _low_b_signal(adc_map, mask, reference_mask, config=config, lesion_id=lesion_id,
+                          warnings=warnings)
     return AdcResult(
         lesion_id=lesion_id,
         series_instance_uid=volume.series.series_instance_uid,
@@ -273,6 +358,8 @@ def measure_adc(
         adc_p90_mm2_per_s=float(p90),
         adc_sd_mm2_per_s=float(np.std(values, ddof=1)) if values.size > 1 else float("nan"),
         b_values_s_per_mm2=adc_map.b_values_s_per_mm2,
+        map_degenerate=bool(degenerate),
+        **low_b,
         warnings=tuple(warnings),
         provenance=Provenance(
             stage=STAGE,
@@ -280,6 +367,38 @@ def measure_adc(
             parameters={**config_to_dict(config), "notes": list(adc_map.notes)},
         ),
     )
+
+
+def _low_b_signal(adc_map: AdcMap, mask: MaskSource, reference: MaskSource | None, *,
+                  config: DwiAdcConfig, lesion_id: str, warnings: list[str]) -> dict[str, Any]:
+    """AdcResult fields of the lesion's signal on the lowest-b source image (empty if none)."""
+    image = lowest_b_image(adc_map.source_images)
+    if image is None:
+        return {}
+    lesion = mask_array_on(image, mask, stage=STAGE, lesion_id=lesion_id)
+    core = core_roi(lesion, image, margin_voxels=config.erosion_margin_voxels,
+                    margin_mm=config.erosion_margin_mm, stage=STAGE, lesion_id=lesion_id,
+                    warnings=[]).core  # a fall-back is warned about on the map already
+    signal = float(np.asarray(image.array, dtype=np.float64)[core].mean())
+    out: dict[str, Any] = {
+        "low_b_value_s_per_mm2": image.series.b_value_s_per_mm2,
+        "signal_low_b_mean": signal,
+        "snr_low_b": signal_to_noise(image, signal,
+                                     background_fraction=config.noise_background_fraction,
+                                     min_voxels=config.noise_min_background_voxels),
+    }
+    if reference is not None:
+        ref = reference_median(image, reference, stage=STAGE, lesion_id=lesion_id)
+        if ref is None:
+            warn_data_quality(
+                f"{STAGE}: lesion {lesion_id!r}: the reference marrow ROI holds no voxel on "
+                f"DWI series {series_label(image)}; the low-b signal could not be judged "
+                "against marrow.", warnings)
+        else:
+            out["reference_signal_low_b"], out["reference_voxel_count"] = ref
+            if ref[0] > 0:
+                out["low_b_relative_to_reference"] = signal / ref[0]
+    return out
 
 
 class DwiAdcStage:
@@ -294,7 +413,7 @@ class DwiAdcStage:
                 dwi: Sequence[Volume] = ()) -> AdcMap:
         """Return the ADC map to measure on: the scanner's (if preferred and present) or a fit."""
         if scanner_adc is not None and (self.config.prefer_scanner_adc or not dwi):
-            return AdcMap(volume=scanner_adc, source=ADC_SOURCE_SCANNER)
+            return scanner_adc_map(scanner_adc, dwi)
         return fit_adc(dwi, config=self.config)
 
     def run(
@@ -304,7 +423,9 @@ class DwiAdcStage:
         scanner_adc: Volume | None = None,
         dwi: Sequence[Volume] = (),
         lesion_id: str = "",
+        reference_mask: MaskSource | None = None,
     ) -> AdcResult:
         """Measure one lesion; see `fit_adc` and `measure_adc`."""
         return measure_adc(self.adc_map(scanner_adc=scanner_adc, dwi=dwi), mask,
-                           config=self.config, lesion_id=lesion_id)
+                           config=self.config, lesion_id=lesion_id,
+                           reference_mask=reference_mask)

@@ -19,8 +19,10 @@ from bonelesion.stages.base import (
     MaskSource,
     core_roi,
     mask_array_on,
+    reference_median,
     require_unit,
     series_label,
+    signal_to_noise,
     warn_data_quality,
 )
 from bonelesion.stages.config import ChemicalShiftConfig
@@ -65,9 +67,9 @@ def _mean_in(
     """Mean signal of ``image`` in the core ROI of the lesion on its grid, and voxel count."""
     require_unit(image, IntensityUnit.ARBITRARY, stage=STAGE, what=what)
     array = mask_array_on(image, mask, stage=STAGE, lesion_id=lesion_id)
-    core, _, _ = core_roi(array, image, margin_voxels=config.erosion_margin_voxels,
-                          margin_mm=config.erosion_margin_mm, stage=STAGE,
-                          lesion_id=lesion_id, warnings=warnings)
+    core = core_roi(array, image, margin_voxels=config.erosion_margin_voxels,
+                    margin_mm=config.erosion_margin_mm, stage=STAGE,
+                    lesion_id=lesion_id, warnings=warnings).core
     values = np.asarray(image.array, dtype=np.float64)[core]
     return float(values.mean()), int(values.size)
 
@@ -130,8 +132,10 @@ def measure_chemical_shift(
         lesion rasterised on each image's grid).
     config : ChemicalShiftConfig
     reference_mask : Volume or callable, optional
-        Reference (normal) marrow ROI: when given, the normalised ratio
-        SIR_lesion / SIR_reference is reported (Disler et al., AJR 1997).
+        Reference (normal) marrow ROI, e.g. a shell around the lesion
+        (`bonelesion.stages.base.reference_shell`): its median in-phase and opposed-phase
+        signal, the lesion's in-phase signal relative to it, and the normalised ratio
+        SIR_lesion / SIR_reference (Disler et al., AJR 1997) are reported.
     lesion_id : str
 
     Returns
@@ -148,7 +152,10 @@ def measure_chemical_shift(
 
     Notes
     -----
-    SIR = mean(OP) / mean(IP) over the lesion, drop % = (1 − SIR) × 100.
+    SIR = mean(OP) / mean(IP) over the lesion, drop % = (1 − SIR) × 100. The SNR of each image
+    is the lesion mean over the background noise SD of that image (`background_noise_sd`,
+    None when not estimable); the reference signal is a median (robust to the cortex or
+    disc voxels a shell may catch).
     The fat fraction is the ratio of means, mean(F) / (mean(W) + mean(F)), not the mean of
     voxel-wise ratios: voxel ratios are unstable where W + F is near the noise floor, and the
     ratio of means is what a radiologist's ROI on the W and F images gives. An echo time not
@@ -181,11 +188,12 @@ def measure_chemical_shift(
     fat_fraction = None
     uids = [images.in_phase.series.series_instance_uid,
             images.opposed_phase.series.series_instance_uid]
+    w_mean = f_mean = None
     if images.water is not None and images.fat is not None:
         w_mean, _ = _mean_in(images.water, mask, lesion_id=lesion_id, what="water image",
-                          config=config, warnings=warnings)
+                             config=config, warnings=warnings)
         f_mean, _ = _mean_in(images.fat, mask, lesion_id=lesion_id, what="fat image",
-                          config=config, warnings=warnings)
+                             config=config, warnings=warnings)
         if w_mean + f_mean > 0:
             fat_fraction = f_mean / (w_mean + f_mean)
         else:
@@ -198,20 +206,42 @@ def measure_chemical_shift(
             f"{STAGE}: lesion {lesion_id!r}: only the "
             f"{'water' if images.water is not None else 'fat'} image is present; the fat "
             "fraction needs both.", warnings)
-    normalised = None
+
+    def snr(image: Volume | None, signal: float | None) -> float | None:
+        if image is None or signal is None:
+            return None
+        return signal_to_noise(image, signal, background_fraction=config.noise_background_fraction,
+                               min_voxels=config.noise_min_background_voxels)
+
+    normalised = ref_ip = ref_op = ref_w = relative = w_relative = None
+    ref_voxels = None
     if reference_mask is not None:
-        ref_ip, _ = _mean_in(images.in_phase, reference_mask, lesion_id=f"{lesion_id}:reference",
-                             what="in-phase image",
-                          config=config, warnings=warnings)
-        ref_op, _ = _mean_in(images.opposed_phase, reference_mask,
-                             lesion_id=f"{lesion_id}:reference", what="opposed-phase image",
-                          config=config, warnings=warnings)
-        if ref_ip > 0 and ref_op > 0:
-            normalised = sir / (ref_op / ref_ip)
-        else:
+        ref_ip_m = reference_median(images.in_phase, reference_mask, stage=STAGE,
+                                    lesion_id=lesion_id)
+        ref_op_m = reference_median(images.opposed_phase, reference_mask, stage=STAGE,
+                                    lesion_id=lesion_id)
+        if ref_ip_m is None or ref_op_m is None:
             warn_data_quality(
-                f"{STAGE}: lesion {lesion_id!r}: reference ROI signal is not positive "
-                f"(IP {ref_ip:g}, OP {ref_op:g}); normalised ratio not computed.", warnings)
+                f"{STAGE}: lesion {lesion_id!r}: the reference marrow ROI holds no voxel on the "
+                f"in-phase / opposed-phase grid (series {series_label(images.in_phase)}); the "
+                "lesion signal could not be judged against marrow.", warnings)
+        else:
+            (ref_ip, ref_voxels), (ref_op, _) = ref_ip_m, ref_op_m
+            if ref_ip > 0:
+                relative = ip_mean / ref_ip
+            ref_w_m = (reference_median(images.water, reference_mask, stage=STAGE,
+                                        lesion_id=lesion_id)
+                       if images.water is not None and w_mean is not None else None)
+            if ref_w_m is not None and w_mean is not None:
+                ref_w = ref_w_m[0]
+                if ref_w > 0:
+                    w_relative = w_mean / ref_w
+            if ref_ip > 0 and ref_op > 0:
+                normalised = sir / (ref_op / ref_ip)
+            else:
+                warn_data_quality(
+                    f"{STAGE}: lesion {lesion_id!r}: reference ROI signal is not positive "
+                    f"(IP {ref_ip:g}, OP {ref_op:g}); normalised ratio not computed.", warnings)
     return ChemicalShiftResult(
         lesion_id=lesion_id,
         in_phase_series_uid=images.in_phase.series.series_instance_uid,
@@ -226,6 +256,18 @@ def measure_chemical_shift(
         echo_time_in_phase_ms=images.in_phase.series.echo_time_ms,
         echo_time_opposed_phase_ms=images.opposed_phase.series.echo_time_ms,
         magnetic_field_strength_t=images.in_phase.series.magnetic_field_strength_t,
+        signal_water_mean=w_mean,
+        signal_fat_mean=f_mean,
+        snr_in_phase=snr(images.in_phase, ip_mean),
+        snr_opposed_phase=snr(images.opposed_phase, op_mean),
+        snr_water=snr(images.water, w_mean),
+        snr_fat=snr(images.fat, f_mean),
+        reference_voxel_count=ref_voxels,
+        reference_signal_in_phase=ref_ip,
+        reference_signal_opposed_phase=ref_op,
+        reference_signal_water=ref_w,
+        in_phase_relative_to_reference=relative,
+        water_relative_to_reference=w_relative,
         warnings=tuple(warnings),
         provenance=Provenance(stage=STAGE, series_instance_uids=tuple(uids),
                               parameters=config_to_dict(config)),
