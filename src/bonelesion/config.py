@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from bonelesion.errors import ConfigError
 
-__all__ = ["build_config", "read_toml", "config_to_dict"]
+__all__ = ["build_config", "read_toml", "config_to_dict", "configs_dir", "shipped_config"]
 
 T = TypeVar("T")
 
@@ -140,3 +140,39 @@ def config_to_dict(config: Any) -> Any:
     if isinstance(config, enum.Enum):
         return config.value
     return config
+
+
+def configs_dir() -> Path:
+    """Folder of the shipped configuration files (package data; ``configs/`` in the source).
+
+    ``default.toml`` (measuring stages), ``classifier.toml`` (thresholds with citations) and
+    ``qa/*.toml`` (phantom QA specs, regression tolerances), each number with its source.
+    """
+    return Path(__file__).resolve().parent / "configs"
+
+
+def shipped_config(name_or_path: str | Path, *, folder: str = "") -> Path:
+    """Resolve a configuration file given as a path or as the name of a shipped one.
+
+    ``shipped_config("digital_phantom", folder="qa")`` is the installed
+    ``configs/qa/digital_phantom.toml``, so QA recipes work from a wheel as from a checkout.
+    An existing path wins over a shipped name.
+
+    Raises
+    ------
+    ConfigError
+        Neither an existing file nor a shipped name; the message lists the shipped names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    base = configs_dir() / folder
+    candidate = base / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+    if str(path) == path.name and candidate.is_file():
+        return candidate
+    shipped = ", ".join(sorted(p.stem for p in base.glob("*.toml"))) or "none"
+    raise ConfigError(
+        f"Config file {name_or_path}: neither an existing file nor a shipped configuration "
+        f"(shipped in {folder or 'configs'}: {shipped}). Potential fix: give a path to a .toml "
+        "file or one of the shipped names."
+    )

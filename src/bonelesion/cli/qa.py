@@ -16,16 +16,18 @@ def _add_qa(sub: SubParsers) -> None:
         "scan in SCAN_DIR; print a pass/fail table; optionally write JUnit XML. Exit 0 when every "
         "check passes, 1 when any fails.",
     )
-    p.add_argument("spec", type=existing_path, help="QA spec TOML (e.g. configs/qa/*.toml)")
+    p.add_argument("spec", help="QA spec: a TOML path, or the name of a shipped spec "
+                   "(digital_phantom, ct_water_acr, ice_water_adc)")
     p.add_argument("scan_dir", type=existing_path, help="folder holding the phantom scan")
     p.add_argument("--junit", type=Path, help="write JUnit XML here")
     p.set_defaults(handler=_qa_handler)
 
 
 def _qa_handler(args: argparse.Namespace) -> int:
+    from bonelesion.config import shipped_config
     from bonelesion.phantom.qa import format_table, load_qa_spec, run_qa, write_junit
 
-    report = run_qa(load_qa_spec(args.spec), args.scan_dir)
+    report = run_qa(load_qa_spec(shipped_config(args.spec, folder="qa")), args.scan_dir)
     print(format_table(report), end="")
     if args.junit:
         write_junit(report, args.junit)
@@ -42,17 +44,20 @@ def _add_regress(sub: SubParsers) -> None:
     )
     p.add_argument("baseline_dir", type=existing_path, help="baseline run folder (or lesions.csv)")
     p.add_argument("results_dir", type=existing_path, help="new run folder (or lesions.csv)")
-    p.add_argument("--tolerances", type=existing_path, help="tolerances TOML")
+    p.add_argument("--tolerances", help="tolerances: a TOML path, or the name of a shipped one "
+                   "(regress_tolerances)")
     p.set_defaults(handler=_regress_handler)
 
 
 def _regress_handler(args: argparse.Namespace) -> int:
+    from bonelesion.config import shipped_config
     from bonelesion.phantom.regress import compare_runs, load_tolerances
 
-    report = compare_runs(args.baseline_dir, args.results_dir, load_tolerances(args.tolerances))
+    tolerances = (shipped_config(args.tolerances, folder="qa") if args.tolerances is not None
+                  else None)
+    report = compare_runs(args.baseline_dir, args.results_dir, load_tolerances(tolerances))
     print(report.format(), end="")
     return EXIT_OK if report.passed else EXIT_ERROR
-
 
 
 def register(sub: SubParsers) -> None:
