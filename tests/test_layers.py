@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bonelesion"
 LAYER_RANK = {
     "errors": 0, "units": 0, "config": 0, "model": 1, "dicom": 2, "phantom": 2,
     "roi": 3, "stages": 4, "classify": 5, "report": 6, "pipeline": 7, "batch": 8,
-    "cli": 9, "__main__": 9, "__init__": 9,
+    "pacs": 9, "cli": 10, "__main__": 10, "__init__": 10,
 }
 # Phantom QA measures scans with the stages, so it sits above them (it is a command-level tool).
 MODULE_RANK_OVERRIDES = {"phantom.qa": 7, "phantom.regress": 7}
@@ -24,7 +24,7 @@ def _rank_of(module: str) -> int:
     two = ".".join(parts[:2])
     if two in MODULE_RANK_OVERRIDES:
         return MODULE_RANK_OVERRIDES[two]
-    return LAYER_RANK.get(parts[0], 9)
+    return LAYER_RANK.get(parts[0], 10)
 
 
 def _modules() -> list[Path]:
