@@ -127,7 +127,7 @@ def call_with_retries(
                                what, last, attempt, policy.attempts, wait_s)
                 sleep(wait_s)
     raise PacsUnavailableError(
-        f"{what}: the PACS {peer} did not answer after {policy.attempts} tries (last: {last}). "
+        f"{what}: no answer from the PACS {peer} after {policy.attempts} tries (last: {last}). "
         "Potential fix: check that the PACS is running and reachable from this host (address, "
         "port, firewall) and rerun; work already done is kept and the next pass resumes."
     )

@@ -17,9 +17,9 @@ cost ~40 ms per instance. (The peer's side matters too: DCMTK-based servers such
 Orthanc read ``TCP_NODELAY=1`` from their environment.)
 
 Every association and every DIMSE message has a time-out; an association that cannot be
-opened, or a message that times out, is tried again (`call_with_retries`). A peer that
-rejects the association or aborts it in answer to a request has refused it: that is
-reported at once, not retried.
+opened, a message that times out, or an association the peer drops is tried again
+(`call_with_retries`). A peer that rejects the association has refused it: that is reported
+at once. A C-MOVE dropped or failed before anything arrived counts as refused (C-GET next).
 
 References
 ----------
@@ -176,18 +176,16 @@ class DimsePacs:
     def _call(self, what: str, operation: Callable[[], T]) -> T:
         return call_with_retries(operation, what=what, peer=self.display, policy=self.policy)
 
-    def _no_answer(self, what: str, assoc: Association, started: float) -> Exception:
-        """Return the error for a request that got no final response."""
-        if time.monotonic() - started >= 0.9 * self.policy.timeout_s:
+    def _no_answer(self, started: float) -> TransientError:
+        """Return the error for a request that got no final response (retried)."""
+        if self._timed_out(started):
             return TransientError(f"no answer in {self.policy.timeout_s:g} s")
-        if assoc.is_aborted:
-            return PacsError(
-                f"{what}: {self.display} aborted the association in answer to our request "
-                f"(it may not allow it from AE title {self.peer.calling_ae_title!r}, or it is "
-                "shutting down). Potential fix: allow this request for our AE title in the "
-                "PACS (see its log)."
-            )
-        return TransientError("the connection was lost")
+        return TransientError(
+            "the PACS dropped the association in answer to our request (it may not allow it "
+            f"from AE title {self.peer.calling_ae_title!r}: see its log; or it stopped)")
+
+    def _timed_out(self, started: float) -> bool:
+        return time.monotonic() - started >= 0.9 * self.policy.timeout_s
 
     # ---- C-FIND ----
 
@@ -196,7 +194,7 @@ class DimsePacs:
         found: list[Dataset] = []
         for status, identifier in assoc.send_c_find(query, _FIND):
             if not status:
-                raise self._no_answer(what, assoc, started)
+                raise self._no_answer(started)
             category = code_to_category(int(status.Status))
             if category == "Pending":
                 if identifier is not None:
@@ -360,14 +358,16 @@ class DimsePacs:
         with self._association(what + " (C-MOVE)", [build_context(_MOVE)]) as assoc:
             started = time.monotonic()
             final = None
+            pending = 0
             for status, _ in assoc.send_c_move(self._series_query(study_instance_uid, series_uid),
                                                self.peer.calling_ae_title, _MOVE):
                 if not status:
-                    err = self._no_answer(what, assoc, started)
-                    if isinstance(err, PacsError):
-                        return "the PACS aborted the association in answer to the C-MOVE"
-                    raise err
-                if code_to_category(int(status.Status)) != "Pending":
+                    if final is None and not pending and not self._timed_out(started):
+                        return "it dropped the association in answer to the C-MOVE request"
+                    raise self._no_answer(started)
+                if code_to_category(int(status.Status)) == "Pending":
+                    pending += 1
+                else:
                     final = status
         if final is None:
             raise TransientError("C-MOVE ended without a final status")
@@ -402,20 +402,23 @@ class DimsePacs:
                 )
             started = time.monotonic()
             final = None
+            received = False
             for status, _ in assoc.send_c_get(self._series_query(study_instance_uid, series_uid),
                                               _GET):
                 if not status:
-                    err = self._no_answer(what + " (C-GET)", assoc, started)
-                    if isinstance(err, PacsError):
-                        raise RetrievalError(
-                            f"{what}: {self.display} refused C-GET (aborted the association)"
-                            + (f" and C-MOVE ({self._move_refused})" if self._move_refused
-                               else "") + f". Potential fix: allow C-MOVE to our AE title "
-                            f"{self.peer.calling_ae_title!r} (this host, --port), or C-GET, for "
-                            "our AE title in the PACS."
-                        ) from None
-                    raise err
-                if code_to_category(int(status.Status)) != "Pending":
+                    if self._timed_out(started) or received:
+                        raise self._no_answer(started)
+                    raise RetrievalError(
+                        f"{what}: {self.display} refused C-GET (dropped the association in "
+                        "answer to the request)"
+                        + (f"; C-MOVE was refused too ({self._move_refused})"
+                           if self._move_refused else "")
+                        + ". Potential fix: in the PACS, register our AE title "
+                        f"{self.peer.calling_ae_title!r} with this host and --port as a C-MOVE "
+                        "destination, or allow it C-GET.")
+                if code_to_category(int(status.Status)) == "Pending":
+                    received = True
+                else:
                     final = status
         if final is None:
             raise TransientError("C-GET ended without a final status")
@@ -446,8 +449,7 @@ class DimsePacs:
                     started = time.monotonic()
                     status = assoc.send_c_store(path)
                     if not status:
-                        err = self._no_answer(what, assoc, started)
-                        raise err if isinstance(err, TransientError) else PushError(str(err))
+                        raise self._no_answer(started)
                     code = int(status.Status)
                     if code_to_category(code) not in ("Success", "Warning"):
                         raise PushError(
