@@ -186,6 +186,13 @@ class OrthancServer:
                 self.process.wait(timeout=10)
         self.process = None
 
+    def kill(self) -> None:
+        """Kill Orthanc at once (SIGKILL), as a crash or a power cut would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
     def log_tail(self, lines: int = 30) -> str:
         """The end of Orthanc's log."""
         try:

@@ -142,7 +142,8 @@ def _watch_handler(args: argparse.Namespace) -> int:
         print(f"pass: {s.listed} studies listed, {len(s.retrieved)} retrieved "
               f"({s.instances_retrieved} instances), {len(s.measured)} measured, "
               f"{len(s.pushed)} pushed ({s.instances_pushed} instances), {s.unchanged} "
-              f"unchanged, {s.settling} settling, {len(s.problems)} failed "
+              f"unchanged, {s.settling} settling, "
+              f"{len({p.study_instance_uid for p in s.problems})} failed "
               f"({s.duration_s:.1f} s)" + ("; stopped" if s.stopped else ""), flush=True)
         _print_problems(s.problems, s.unavailable)
 

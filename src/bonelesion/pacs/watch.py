@@ -396,6 +396,7 @@ class _Pass:
         catalogues.mkdir(parents=True, exist_ok=True)
         catalogue = catalogues / f"{safe_component(uid, fallback='study')}.sqlite"
         self.state.set_tables_current(False)
+        logger.info("study %s: measuring", uid)
         with ResultsStore(self.out / _STORE_NAME) as store:  # measure again: inputs changed
             store.forget([uid])
         try:
