@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -228,10 +229,12 @@ def test_second_dicomweb_pass_retrieves_measures_and_pushes_nothing(web_runs) ->
 def test_credentials_never_logged_and_required(web_runs, orthanc: OrthancServer, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                monkeypatch: pytest.MonkeyPatch, phantoms) -> None:
     _, first, second, _, _ = web_runs
+    patient = pydicom.dcmread(phantoms.studies[0].dicom_files()[0], stop_before_pixels=True)
     for run in (first, second):
-        assert PASSWORD not in run.log
-        # no patient identifiers either (the phantoms' PatientName and PatientID)
-        assert "PHANTOM^SPINE" not in run.log
+        assert PASSWORD not in run.log + run.out + run.err
+        # no patient identifiers either
+        for ident in (str(patient.PatientID), str(patient.PatientName)):
+            assert ident not in run.log and ident not in run.err
     monkeypatch.delenv("BONELESION_DICOMWEB_USER")
     monkeypatch.delenv("BONELESION_DICOMWEB_PASSWORD")
     run = run_cli(["watch", orthanc.dicomweb_url, "combined", "--out", str(tmp_path / "o"),
@@ -337,3 +340,21 @@ def test_push_over_c_store_sends_once(dimse_runs, orthanc: OrthancServer, tmp_pa
                     tmp_path / "push2.log")
     assert again.code == 0 and "0 sent (0 studies), 4 sent before" in again.out
     assert orthanc.count_instances() == before + 4
+
+
+def test_pull_over_dicomweb_with_a_credentials_file(orthanc: OrthancServer, phantoms,  # type: ignore[no-untyped-def]
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BONELESION_DICOMWEB_USER", raising=False)
+    monkeypatch.delenv("BONELESION_DICOMWEB_PASSWORD", raising=False)
+    cred = tmp_path / "cred.json"
+    cred.write_text(json.dumps({"user": USER, "password": PASSWORD}))
+    cred.chmod(0o600)
+    study = phantoms.studies[0]
+    dest = tmp_path / "pulled"
+    run = run_cli(["pull", orthanc.dicomweb_url, str(dest), "--study", study.uid,
+                   "--credentials", str(cred)], tmp_path / "pull.log")
+    assert run.code == 0, run.log[-3000:]
+    in_orthanc = {i["MainDicomTags"]["SOPInstanceUID"] for i in orthanc.study_instances(study.uid)}
+    assert Inbox(dest, tmp_path / "x").instances(study.uid) == in_orthanc
+    assert PASSWORD not in run.log
