@@ -96,6 +96,10 @@ class DicomWebPacs:
             timeout=(policy.connect_timeout_s, policy.timeout_s),
         )
         self._client.set_http_retry_params(retry=False)
+        if (peer.credentials is not None and peer.url.startswith("http://")
+                and not peer.is_loopback):
+            logger.warning("%s: credentials go over plain HTTP to another host; Potential fix: "
+                           "use https://", peer.display)
 
     @property
     def display(self) -> str:
@@ -112,13 +116,17 @@ class DicomWebPacs:
         def attempt() -> T:
             try:
                 return operation()
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
                 raise TransientError(_short(exc)) from exc
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
                 if status in _TRANSIENT_HTTP:
                     raise TransientError(f"HTTP {status}") from exc
                 raise self._final_http_error(what, status) from exc
+            except requests.RequestException as exc:
+                raise PacsError(f"{what}: {self.display}: {_short(exc)}. Potential fix: check "
+                                "the base URL and the PACS's log.") from exc
 
         return call_with_retries(attempt, what=what, peer=self.display, policy=self.policy)
 
@@ -183,9 +191,16 @@ class DicomWebPacs:
         """WADO-RS: retrieve each series, as stored, into ``staging``."""
         for series_uid in series:
             def fetch(series_uid: str = series_uid) -> None:
-                for ds in self._client.iter_series(study_instance_uid, series_uid,
-                                                   media_types=_AS_STORED):
-                    staging.add_dataset(ds)
+                try:
+                    for ds in self._client.iter_series(study_instance_uid, series_uid,
+                                                       media_types=_AS_STORED):
+                        staging.add_dataset(ds)
+                except ValueError as exc:  # a multipart body or a data set that cannot be read
+                    raise RetrievalError(
+                        f"Study {study_instance_uid}, series {series_uid}: the WADO-RS answer of "
+                        f"{self.display} cannot be read ({exc}). Potential fix: see the PACS's "
+                        "log; the study is tried again next pass."
+                    ) from exc
 
             self._call(f"retrieve series {series_uid} of study {study_instance_uid} (WADO-RS)",
                        fetch)

@@ -445,6 +445,15 @@ class DimsePacs:
         def run() -> list[StoredInstance]:
             stored = []
             with self._association(what, contexts) as assoc:
+                accepted = {(str(cx.abstract_syntax), str(ts)) for cx in assoc.accepted_contexts
+                            for ts in cx.transfer_syntax}
+                refused = sorted({pair for pair in pairs if pair not in accepted})
+                if refused:
+                    raise PushError(
+                        f"{what}: {self.display} does not accept "
+                        + ", ".join(f"SOP class {c} in transfer syntax {t}" for c, t in refused)
+                        + ". Potential fix: allow these storage SOP classes (DICOM SEG, "
+                        "Comprehensive 3D SR) in the PACS, or push over DICOMweb.")
                 for path, ds in headers:
                     started = time.monotonic()
                     status = assoc.send_c_store(path)

@@ -347,6 +347,10 @@ class _Pass:
         except PacsError as exc:
             self.summary.problem(uid, "list", str(exc))
             return
+        if (self.settle is not None and study.instances is None
+                and not self.settle.settled(uid, len(instances))):
+            self.summary.settling += 1  # the PACS gives no count: settle on the listing
+            return
         ours = self.state.ours(uid)
         theirs = [i for i in instances if i.sop_instance_uid not in ours]
         sig = signature(i.sop_instance_uid for i in theirs)
@@ -369,6 +373,11 @@ class _Pass:
                 raise
             except PacsError as exc:
                 self.summary.problem(uid, "retrieve", str(exc))
+                return
+            except OSError as exc:
+                self.summary.problem(uid, "retrieve", (
+                    f"Study {uid}: cannot write to {self.inbox.staging_root} ({exc.strerror}). "
+                    "Potential fix: free disk space, or check the permissions of --out."))
                 return
             self.state.set_retrieved(uid, source=self.client.display, signature=signature(got),
                                      instances=len(got), remote_instances=study.instances)
@@ -466,8 +475,13 @@ class _Pass:
             self.state.set_tables_current(True)
             return
         started = time.monotonic()
-        run_export(self.options.pipeline, self.inbox.root, self.out, rois=self.options.rois,
-                   progress=Progress(0, stream=io.StringIO()))
+        try:
+            run_export(self.options.pipeline, self.inbox.root, self.out, rois=self.options.rois,
+                       progress=Progress(0, stream=io.StringIO()))
+        except InputError as exc:
+            logger.error("tables of %s not rebuilt (the next pass tries again): %s", self.out,
+                         exc)
+            return
         self.state.set_tables_current(True)
         logger.info("tables of %s rebuilt over the whole inbox in %.1f s", self.out,
                     time.monotonic() - started)
