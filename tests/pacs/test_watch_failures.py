@@ -130,6 +130,25 @@ def test_damaged_instance_is_reported_and_the_next_study_goes_on(scenario: Scena
     assert code == 0 and "0 retrieved (0 instances), 0 measured" in text
 
 
+@pytest.mark.parametrize("transport", ["dicomweb", "dimse"])
+def test_a_frozen_pacs_times_out_instead_of_hanging(scenario: Scenario, tmp_path: Path,
+                                                   transport: str) -> None:
+    """Orthanc stopped with SIGSTOP: connections open, nothing answers; time-outs end it."""
+    source = (scenario.orthanc.dicomweb_url if transport == "dicomweb"
+              else scenario.orthanc.dimse_source)
+    assert scenario.orthanc.process is not None
+    scenario.orthanc.process.send_signal(signal.SIGSTOP)
+    try:
+        code, text = run_cli(["watch", source, "combined", "--out", str(tmp_path / "out"),
+                              "--once", "--ae-title", WATCH_AET, "--timeout", "2",
+                              "--retries", "2"])
+    finally:
+        scenario.orthanc.process.send_signal(signal.SIGCONT)
+    assert code == 5, text[-3000:]
+    assert "after 2 tries" in text and ("timed out" in text or "no answer in 2 s" in text
+                                        or "no association" in text)
+
+
 class Proc:
     """A ``bonelesion`` subprocess whose merged output is read line by line."""
 
