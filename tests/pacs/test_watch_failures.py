@@ -140,12 +140,12 @@ def test_a_frozen_pacs_times_out_instead_of_hanging(scenario: Scenario, tmp_path
     scenario.orthanc.process.send_signal(signal.SIGSTOP)
     try:
         code, text = run_cli(["watch", source, "combined", "--out", str(tmp_path / "out"),
-                              "--once", "--ae-title", WATCH_AET, "--timeout", "2",
+                              "--once", "--ae-title", WATCH_AET, "--timeout", "1",
                               "--retries", "2"])
     finally:
         scenario.orthanc.process.send_signal(signal.SIGCONT)
     assert code == 5, text[-3000:]
-    assert "after 2 tries" in text and ("timed out" in text or "no answer in 2 s" in text
+    assert "after 2 tries" in text and ("timed out" in text or "no answer in 1 s" in text
                                         or "no association" in text)
 
 

@@ -387,7 +387,7 @@ class _Pass:
         if phase is Phase.RETRIEVED:
             status = self._measure(uid)
         if self.options.push and status == "ok":
-            self._push(uid)
+            self._push(uid, study.instances)
 
     def _log_change(self, uid: str, known: StudyState, now: int) -> None:
         earlier = self.state.pushed_series(uid)
@@ -447,7 +447,7 @@ class _Pass:
                 "resend the study to the PACS from the modality."))
         return status
 
-    def _push(self, uid: str) -> None:
+    def _push(self, uid: str, remote_instances: int | None) -> None:
         paths = find_push_objects(self.out, uid)
         if not paths:
             self.summary.problem(uid, "push", (
@@ -463,6 +463,8 @@ class _Pass:
             self.summary.problem(uid, "push", str(exc))
             return
         self.state.set_pushed(uid)
+        if remote_instances is not None:  # the PACS's count now includes ours: next pass skips
+            self.state.set_remote_instances(uid, remote_instances + len(stored))
         self.summary.pushed.append(uid)
         self.summary.instances_pushed += len(stored)
         logger.info("study %s: sent %s to %s%s", uid,
