@@ -93,6 +93,7 @@ from bonelesion.dicom.fastheader import (
     HeaderRead,
     read_header,
 )
+from bonelesion.dicom.identity import ensure_series_instance_uid
 from bonelesion.dicom.multiframe import (
     StackKey,
     flatten_frames,
@@ -1076,6 +1077,11 @@ def _classify(
                       f"{' (' + eof_warning + ')' if eof_warning else ''}. "
                       "Potential fix: copy the file again from the source.", **common)
 
+    if sop_class in SUPPORTED_SOP_CLASSES and sop_class != _RTSTRUCT_SOP_CLASS:
+        uid_note = ensure_series_instance_uid(ds, path)
+        if uid_note:
+            notes = "; ".join(t for t in (uid_note, notes) if t)[:_NOTES_MAX_CHARS]
+            common["notes"] = notes
     values = _header_values(ds, secret, frames_out)
     common.update(values)
     if sop_class is None:

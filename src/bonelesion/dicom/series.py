@@ -55,6 +55,7 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
 from bonelesion.dicom.fastheader import VR_BYTES, read_header
+from bonelesion.dicom.identity import ensure_series_instance_uid
 from bonelesion.dicom.multiframe import (
     StackKey,
     flatten_frames,
@@ -285,6 +286,8 @@ class _Frame:
     pixel_location: tuple[int, int] | None = None
     #: b-value known only from the series context (`_with_series_b_values`)
     series_b_value_s_per_mm2: float | None = None
+    #: what was substituted for a missing identifier (`ensure_series_instance_uid`)
+    identity_note: str = ""
 
 
 def _float_array(value: Any, n: int) -> NDArray[np.float64] | None:
@@ -1095,6 +1098,9 @@ def _build_stack(key: StackKey, frames: list[_Frame], *, decode: bool, max_bytes
     from bonelesion.dicom import vendors
 
     plan, problems, notes, error_class = _plan_stack(frames, max_bytes)
+    for identity_note in sorted({f.identity_note for f in frames} - {""}):
+        logger.warning("Series %s: %s", key.series_instance_uid, identity_note)
+        notes = [identity_note, *notes]
     ordered = plan.frames if plan is not None else frames
     files = _ordered_files(ordered)
     info = _series_info(ordered, files, notes)
@@ -1282,11 +1288,14 @@ def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: 
     if sop_class in _NON_IMAGE_SOP_CLASSES:
         logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
         return []
+    uid_note = ensure_series_instance_uid(ds, file)
     try:
         frames = _frames_of(file, ds, max_bytes, pixel_location)
     except UnsupportedInputError as exc:
         logger.warning("%s", exc)
         return _refused_file_stack(file, ds, exc)
+    for fr in frames:
+        fr.identity_note = uid_note
     return [(fr, stack_key(fr.flat)) for fr in frames]
 
 

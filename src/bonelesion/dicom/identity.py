@@ -1,0 +1,164 @@
+"""Identity of DICOM objects: substitutes for missing UIDs, and the patient of a study.
+
+Anonymisers sometimes blank SeriesInstanceUID (0020,000E), and with it StudyInstanceUID and
+SOPInstanceUID (the TotalSegmentator example CT). dcm2niix still converts such files,
+grouping them by what is left; we do the same, deterministically, and say so:
+`ensure_series_instance_uid` gives the header substitute UIDs under the UUID-derived root
+``2.25`` (PS3.5 §B.2), the series one a hash of StudyInstanceUID, SeriesNumber,
+FrameOfReferenceUID, Modality and the name of the file's folder, and returns the note that
+every caller records as a warning (never silently).
+
+The catalogue and the series reader call the same function, so both give the same stacks
+the same substitute.
+
+References
+----------
+DICOM PS3.5 §9 and §B.2 (UIDs derived from a UUID, root 2.25).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pydicom import Dataset
+
+__all__ = [
+    "derived_series_instance_uid",
+    "ensure_series_instance_uid",
+    "SUBSTITUTE_UID_ROOT",
+    "SERIES_UID_SUBSTITUTE_NOTE",
+]
+
+#: Root of UIDs derived from a 128-bit number (PS3.5 §B.2).
+SUBSTITUTE_UID_ROOT = "2.25."
+#: Start of the warning recorded for every stack whose SeriesInstanceUID was substituted.
+SERIES_UID_SUBSTITUTE_NOTE = "SeriesInstanceUID (0020,000E) is absent"
+
+_HASHED_KEYWORDS = ("StudyInstanceUID", "SeriesNumber", "FrameOfReferenceUID", "Modality")
+_STUDY_KEYWORDS = ("PatientID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                   "FrameOfReferenceUID")
+
+
+def _value_text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, None)
+    if value is None:
+        return ""
+    text = str(value).strip()
+    if keyword == "SeriesNumber":
+        try:
+            return str(int(float(text)))
+        except ValueError:
+            return text
+    return text
+
+
+def derived_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
+    """Deterministic substitute SeriesInstanceUID of a header that has none.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The header (top level of the object).
+    path : path
+        The file the header was read from; only the name of its folder is used (after
+        resolving links), so the substitute does not change when the export is moved.
+
+    Returns
+    -------
+    str
+        ``2.25.<decimal of the first 128 bits of SHA-256>`` over StudyInstanceUID,
+        SeriesNumber, FrameOfReferenceUID, Modality and the folder name (at most 44
+        characters, a valid UID).
+
+    Examples
+    --------
+    >>> ds = Dataset(); ds.StudyInstanceUID = "1.2.3"; ds.SeriesNumber = 4
+    >>> uid = derived_series_instance_uid(ds, "/export/ct/f1.dcm")
+    >>> uid.startswith("2.25.") and uid == derived_series_instance_uid(ds, "/a/ct/f2")
+    True
+    """
+    folder = os.fsencode(Path(path).resolve().parent.name)
+    digest = hashlib.sha256()
+    for keyword in _HASHED_KEYWORDS:
+        digest.update(_value_text(ds, keyword).encode("utf-8", "surrogateescape"))
+        digest.update(b"\x00")
+    digest.update(folder)
+    return SUBSTITUTE_UID_ROOT + str(int.from_bytes(digest.digest()[:16], "big"))
+
+
+def _derived_study_instance_uid(ds: Dataset) -> str:
+    digest = hashlib.sha256(b"study")
+    for keyword in _STUDY_KEYWORDS:
+        digest.update(b"\x00" + _value_text(ds, keyword).encode("utf-8", "surrogateescape"))
+    return SUBSTITUTE_UID_ROOT + str(int.from_bytes(digest.digest()[:16], "big"))
+
+
+def _derived_sop_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256(b"instance")
+    for keyword in ("SeriesInstanceUID", "InstanceNumber", "ImagePositionPatient"):
+        digest.update(b"\x00" + _value_text(ds, keyword).encode("utf-8", "surrogateescape"))
+    digest.update(b"\x00" + os.fsencode(Path(path).name))
+    return SUBSTITUTE_UID_ROOT + str(int.from_bytes(digest.digest()[:16], "big"))
+
+
+def _absent(ds: Dataset, keyword: str) -> bool:
+    value = ds.get(keyword, None)
+    return value is None or not str(value).strip()
+
+
+def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
+    """Give ``ds`` substitutes for absent instance, study and series UIDs; return the note.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The header; modified in place only where SOPInstanceUID, StudyInstanceUID or
+        SeriesInstanceUID is absent or empty.
+    path : path
+        The file the header was read from (see `derived_series_instance_uid`).
+
+    Returns
+    -------
+    str
+        "" when the header has all three UIDs; otherwise the warning to record with the
+        stack (it names the substitutes, not the folder: folder names can hold patient
+        names).
+
+    Notes
+    -----
+    * SOPInstanceUID: the File Meta Information's MediaStorageSOPInstanceUID when present
+      (the same value by PS3.10 §7.1), else a hash of the series UID, InstanceNumber,
+      ImagePositionPatient and the file name.
+    * StudyInstanceUID: a hash of PatientID, StudyDate, StudyTime, StudyID,
+      AccessionNumber and FrameOfReferenceUID (a study may be split, never merged with
+      another).
+    * SeriesInstanceUID: `derived_series_instance_uid` (after the study substitute).
+    """
+    notes: list[str] = []
+    if _absent(ds, "SOPInstanceUID"):
+        meta = getattr(ds, "file_meta", None)
+        media = meta.get("MediaStorageSOPInstanceUID", None) if meta is not None else None
+        if media is not None and str(media).strip():
+            ds.SOPInstanceUID = str(media).strip()
+            notes.append("SOPInstanceUID (0008,0018) is absent; MediaStorageSOPInstanceUID "
+                         "(0002,0003) of the file meta used")
+        else:
+            ds.SOPInstanceUID = _derived_sop_instance_uid(ds, path)
+            notes.append("SOPInstanceUID (0008,0018) is absent; a substitute was derived")
+    if _absent(ds, "StudyInstanceUID"):
+        ds.StudyInstanceUID = _derived_study_instance_uid(ds)
+        notes.append(f"StudyInstanceUID (0020,000D) is absent; substituted "
+                     f"{ds.StudyInstanceUID}, derived from the study date, time, ID, "
+                     "accession number and frame of reference")
+    if _absent(ds, "SeriesInstanceUID"):
+        uid = derived_series_instance_uid(ds, path)
+        ds.SeriesInstanceUID = uid
+        notes.insert(0, f"{SERIES_UID_SUBSTITUTE_NOTE} (removed by an anonymiser?); "
+                        f"substituted {uid}, derived from StudyInstanceUID, SeriesNumber, "
+                        "FrameOfReferenceUID, Modality and the file's folder name")
+    if not notes:
+        return ""
+    return ("; ".join(notes) + ". Potential fix: export with the original UIDs to link "
+            "results back to the archive.")
