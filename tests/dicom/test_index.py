@@ -25,7 +25,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from testdata import shared_path
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, main
+from bonelesion.dicom import discovery
 from bonelesion.dicom import index as ix
+from bonelesion.dicom.catalogue import read as catalogue_read
 from bonelesion.dicom.identity import SERIES_UID_SUBSTITUTE_NOTE
 from bonelesion.dicom.index import Catalogue, FileStatus, index_export, read_file_record
 from bonelesion.dicom.series import load_series
@@ -627,7 +629,7 @@ def test_unlistable_folder_keeps_earlier_entries(tmp_path: Path,
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
 
-    monkeypatch.setattr(ix.os, "scandir", scandir)
+    monkeypatch.setattr(discovery.os, "scandir", scandir)
     (root / "g").unlink()
     summary = index_export(root, db, workers=1)
     recs = _records(db)
@@ -669,10 +671,10 @@ def test_folder_path_cannot_be_opened(tmp_path: Path) -> None:
 def test_plausible_raw_dataset_heuristic() -> None:
     ct = next(shared_path("ct_bone_phantom_ge_ctpace", "dicom").glob("*.ct"))
     head = ct.read_bytes()[:256]
-    assert ix._plausible_raw_dataset(head, ct.stat().st_size)
-    assert not ix._plausible_raw_dataset(b"Export of 2026-11-20\n" * 10, 210)
-    assert not ix._plausible_raw_dataset(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 108)
-    assert not ix._plausible_raw_dataset(b"\x08\x00", 2)
+    assert catalogue_read._plausible_raw_dataset(head, ct.stat().st_size)
+    assert not catalogue_read._plausible_raw_dataset(b"Export of 2026-11-20\n" * 10, 210)
+    assert not catalogue_read._plausible_raw_dataset(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 108)
+    assert not catalogue_read._plausible_raw_dataset(b"\x08\x00", 2)
 
 
 # --------------------------------------------------------------------------------- CLI

@@ -7,12 +7,16 @@ runner use. Nothing here reads pixel data.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bonelesion.errors import InputError
 from bonelesion.pipeline.plan import StackCandidate
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["StudyRecord", "BadFile", "Inventory", "build_inventory", "NOT_INPUT_STATUSES"]
 
@@ -100,13 +104,85 @@ def build_inventory(
 ) -> Inventory:
     """Index ``export_dir`` into the catalogue at ``catalogue_path`` and read it back.
 
+    Every stack of the catalogue becomes a `StackCandidate` with the stack's own role (also
+    for one of several stacks of an enhanced multi-frame object); the patient of each study
+    comes from `Catalogue.patient_identity` (read from a header, never stored or logged).
+
     Raises
     ------
     InputError
         If the export folder does not exist or holds no readable DICOM.
     """
-    from bonelesion.batch import _catalogue
+    from bonelesion.dicom.index import Catalogue, index_export
 
-    return _catalogue.inventory_from_index(
-        export_dir, catalogue_path, workers=workers, progress=progress
-    )
+    root = Path(export_dir)
+    if not root.is_dir():
+        raise InputError(
+            f"Export folder {root} does not exist or is not a folder. Potential fix: give the "
+            "folder holding the DICOM export."
+        )
+    summary = index_export(root, catalogue_path, workers=workers, progress=progress)
+    logger.info("indexed %d entries (%d read, %d unchanged) in %.1f s", summary.files_seen,
+                summary.files_read, summary.files_unchanged, summary.duration_s)
+    studies: list[StudyRecord] = []
+    with Catalogue(catalogue_path) as cat:
+        base = Path(cat.root)
+        for study in cat.studies():
+            candidates: list[StackCandidate] = []
+            for series in cat.series(study.study_instance_uid):
+                records = {r.path: r for r in cat.files(series.series_instance_uid)}
+                for stack in cat.stacks(series.series_instance_uid):
+                    recs = [records[p] for p in stack.paths if p in records]
+                    if not recs:
+                        continue
+                    head = recs[0]
+                    bvals = sorted(
+                        {r.b_value_s_per_mm2 for r in recs if r.b_value_s_per_mm2 is not None}
+                    )
+                    candidates.append(
+                        StackCandidate(
+                            study_instance_uid=study.study_instance_uid,
+                            series_instance_uid=series.series_instance_uid,
+                            stack_key=stack.stack_key,
+                            modality=head.modality or series.modality,
+                            role=stack.role,
+                            files=tuple(str(base / r.path) for r in recs),
+                            sop_instance_uids=tuple(r.sop_instance_uid or "" for r in recs),
+                            file_signatures=tuple(
+                                f"{r.sop_instance_uid}|{r.size_bytes}|{r.mtime_ns}" for r in recs
+                            ),
+                            series_number=series.series_number,
+                            series_description=series.series_description,
+                            slice_thickness_mm=head.slice_thickness_mm,
+                            convolution_kernel=head.convolution_kernel or "",
+                            b_values_s_per_mm2=tuple(float(b) for b in bvals),
+                            image_type=_split_image_type(head.image_type),
+                            echo_time_ms=head.echo_time_ms,
+                        )
+                    )
+            patient_id, patient_name = cat.patient_identity(study.study_instance_uid)
+            studies.append(
+                StudyRecord(
+                    study_instance_uid=study.study_instance_uid,
+                    patient_id=patient_id,
+                    patient_name=patient_name,
+                    candidates=tuple(candidates),
+                )
+            )
+        bad = tuple(
+            BadFile(
+                path=str(base / r.path),
+                reason=f"{r.status}: {r.reason}".rstrip(": "),
+                study_instance_uid=r.study_instance_uid or "",
+                series_instance_uid=r.series_instance_uid or "",
+                status=r.status,
+            )
+            for r in cat.problems()
+        )
+    return Inventory(root=str(root), studies=tuple(studies), bad_files=bad)
+
+
+def _split_image_type(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip().upper() for v in value.replace("/", "\\").split("\\"))

@@ -30,6 +30,7 @@ def _series_record(stack: object) -> dict[str, object]:
         "modality": info.modality,
         "manufacturer": info.manufacturer,
         "role": info.role,
+        "role_reason": stack.role_reason,
         "shape": list(stack.shape) if stack.shape is not None and stack.usable else None,
         "n_volumes": 1 if stack.usable else None,
         "spacing_mm": list(stack.spacing_mm) if stack.spacing_mm is not None else None,
@@ -74,6 +75,8 @@ def _run_series(args: argparse.Namespace) -> int:
         b = stack.info.b_value_s_per_mm2
         te = stack.info.echo_time_ms
         status = "ok" if stack.usable else "REFUSED: " + " ".join(stack.problems)
+        if stack.role_reason:
+            status += f" ({stack.role_reason})"
         print(f"{i:>3}  {stack.info.modality:8} {stack.info.role:20} {shape:16} "
               f"{'' if b is None else f'{b:g}':>6} {'' if te is None else f'{te:.2f}':>7}  "
               f"{status}")

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from bonelesion.dicom.series import Stack, load_series
 from bonelesion.errors import InputError
+from bonelesion.model.roles import SeriesRole
 from bonelesion.model.volume import Volume
 
 __all__ = ["ConversionSummary", "convert_export", "nifti_affine_ras", "fsl_bvec"]
@@ -89,7 +90,7 @@ def _groups(stacks: Sequence[Stack]) -> list[list[Stack]]:
             assert head.volume is not None
             if not head.volume.geometry_equal(stack.volume):
                 continue
-            both_dwi = head.info.role == "dwi" and stack.info.role == "dwi"
+            both_dwi = head.info.role == stack.info.role == SeriesRole.DWI.value
             same_but_time = dataclasses.replace(head.key, temporal_position=None) == \
                 dataclasses.replace(stack.key, temporal_position=None)
             if both_dwi or same_but_time:
@@ -186,7 +187,7 @@ def convert_export(
         used_names.add(name)
         nii_path = out / f"{name}.nii.gz"
         paths = [nii_path, out / f"{name}.json"]
-        is_dwi = head.info.role == "dwi"
+        is_dwi = head.info.role == SeriesRole.DWI.value
         if is_dwi:
             paths.append(out / f"{name}.bval")
         if not force:

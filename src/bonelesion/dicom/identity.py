@@ -1,4 +1,4 @@
-"""Identity of DICOM objects: substitutes for missing UIDs, and the patient of a study.
+"""Identity of DICOM objects: substitutes for missing UIDs, and the patient of a file.
 
 Anonymisers sometimes blank SeriesInstanceUID (0020,000E), and with it StudyInstanceUID and
 SOPInstanceUID (the TotalSegmentator example CT). dcm2niix still converts such files,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 from pydicom import Dataset
@@ -29,6 +30,7 @@ __all__ = [
     "ensure_series_instance_uid",
     "SUBSTITUTE_UID_ROOT",
     "SERIES_UID_SUBSTITUTE_NOTE",
+    "patient_identity",
 ]
 
 #: Root of UIDs derived from a 128-bit number (PS3.5 §B.2).
@@ -162,3 +164,28 @@ def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str
         return ""
     return ("; ".join(notes) + ". Potential fix: export with the original UIDs to link "
             "results back to the archive.")
+
+
+def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """PatientID and PatientName of one file (header only); never raises, never logs them.
+
+    Parameters
+    ----------
+    path : path
+        A DICOM file (Part 10 or a raw data set).
+
+    Returns
+    -------
+    (patient_id, patient_name) : tuple of str
+        "" for each that is absent, and for both when the file cannot be read.
+    """
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True,
+                                 specific_tags=["PatientID", "PatientName"], force=True)
+            return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
+    except Exception:  # noqa: BLE001 - naming only; the file was catalogued already
+        return "", ""
