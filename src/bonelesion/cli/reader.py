@@ -91,6 +91,9 @@ def _add_convert(sub: SubParsers) -> None:
     p.add_argument("export_dir", type=existing_path, metavar="EXPORT_DIR")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--tilt", choices=("refuse", "resample"), default="refuse",
+                   help="gantry-tilted CT: refuse it (default) or resample it onto an "
+                        "orthogonal grid, written as *_Tilt (as dcm2niix)")
     p.set_defaults(handler=_run_convert)
 
 
@@ -98,7 +101,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     from bonelesion.dicom.convert import convert_export
 
     try:
-        summary = convert_export(args.export_dir, args.out_dir, force=args.force)
+        summary = convert_export(args.export_dir, args.out_dir, force=args.force,
+                                 tilt=args.tilt)
     except FileExistsError as exc:
         print(f"bonelesion: error: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -13,9 +13,11 @@ from pydicom import Dataset
 
 from bonelesion.dicom import vendors
 from bonelesion.dicom.decode import _transfer_syntax, decode_plan
-from bonelesion.dicom.geometry import plan_stack
+from bonelesion.dicom.duplicates import drop_duplicate_images
+from bonelesion.dicom.geometry import Plan, plan_stack
 from bonelesion.dicom.header import Frame
 from bonelesion.dicom.stack_key import StackKey, series_context_role
+from bonelesion.dicom.tilt import TiltPolicy, apply_tilt_correction
 from bonelesion.errors import (
     InputError,
     SeriesGeometryError,
@@ -174,9 +176,17 @@ def _acquisition_order(frames: Sequence[Frame]) -> tuple[float, float, float]:
 
 
 def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: int,
-                 read_warnings: Sequence[str], fast_path: bool = True) -> Stack:
+                 read_warnings: Sequence[str], fast_path: bool = True,
+                 tilt: TiltPolicy = TiltPolicy.REFUSE) -> Stack:
     """Plan, decode and assemble one stack; a refusal is a `Stack` with ``problems``."""
-    plan, problems, notes, error_class = plan_stack(frames, max_bytes)
+    duplicates = drop_duplicate_images(frames, fast_path=fast_path)
+    plan: Plan | None = None
+    problems: list[str] = [duplicates.problem]
+    notes: list[str] = []
+    error_class: type[InputError] = SeriesGeometryError
+    if not duplicates.problem:
+        plan, problems, notes, error_class = plan_stack(duplicates.frames, max_bytes, tilt=tilt)
+    notes = [*duplicates.notes, *notes]
     for identity_note in sorted({f.identity_note for f in frames} - {""}):
         logger.warning("Series %s: %s", key.series_instance_uid, identity_note)
         notes = [identity_note, *notes]
@@ -190,10 +200,12 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
         return Stack(key=key, info=info, files=files, role_reason=role_reason,
                      problems=tuple(problems),
                      warnings=tuple(stack_warnings), error_class=error_class)
+    out_shape = plan.tilt.shape if plan.tilt is not None else plan.shape
+    out_origin = plan.tilt.origin_lps_mm if plan.tilt is not None else plan.origin_lps_mm
     geometry: dict[str, Any] = dict(
-        shape=plan.shape,
+        shape=out_shape,
         spacing_mm=tuple(float(s) for s in plan.spacing_mm),
-        origin_lps_mm=tuple(float(o) for o in plan.origin_lps_mm),
+        origin_lps_mm=tuple(float(o) for o in out_origin),
         direction_lps=tuple(tuple(float(v) for v in row) for row in plan.direction_lps),
     )
     volume: Volume | None = None
@@ -201,6 +213,8 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
         ct = info.modality.upper() == "CT"
         try:
             array = decode_plan(plan, ct, fast_path=fast_path)
+            if plan.tilt is not None:
+                array = apply_tilt_correction(array, plan.tilt)
         except InputError as exc:
             return Stack(key=key, info=info, files=files, role_reason=role_reason,
                      problems=(str(exc),),
@@ -230,7 +244,7 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
             volume = Volume(
                 array=array,
                 spacing_mm=plan.spacing_mm,
-                origin_lps_mm=tuple(plan.origin_lps_mm),
+                origin_lps_mm=tuple(out_origin),
                 direction_lps=plan.direction_lps,
                 intensity_unit=unit,
                 series=info,

@@ -144,8 +144,8 @@ def _can_use_int16(frames: Sequence[Frame]) -> bool:
     return True
 
 
-class _FileCache:
-    """Decoded pixel arrays of the most recent multi-frame file (one entry)."""
+class FileCache:
+    """Decoded pixel arrays of the most recently read file (one entry)."""
 
     def __init__(self, *, fast_path: bool = True) -> None:
         self.path: Path | None = None
@@ -209,15 +209,16 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     frames = plan.frames
     use_int16 = ct and _can_use_int16(frames)
     out = _empty_prefaulted(plan.shape, np.int16 if use_int16 else np.float32)
-    cache = _FileCache(fast_path=fast_path)
+    cache = FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]
         mosaic_raw = cache.get(f.path)
         lay = plan.mosaic
         s, b = _rescale(f.flat)
         for k in range(lay.n_tiles):
-            r0 = (k // lay.grid) * lay.tile_rows
-            c0 = (k % lay.grid) * lay.tile_cols
+            per_row = lay.tiles_per_row or lay.grid
+            r0 = (k // per_row) * lay.tile_rows
+            c0 = (k % per_row) * lay.tile_cols
             tile = mosaic_raw[r0:r0 + lay.tile_rows, c0:c0 + lay.tile_cols]
             dst = lay.n_tiles - 1 - k if plan.mosaic_reversed else k
             out = _store(out, dst, tile, s, b, f)
@@ -330,3 +331,17 @@ def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, inter
     if intercept:
         out[index] += np.float32(intercept)
     return out
+
+
+def frame_values(frame: Frame, cache: FileCache) -> NDArray[np.float64]:
+    """Pixel values of one frame after the modality rescale, as float64 (rows, columns)."""
+    if frame.index is None:
+        raw = cache.get(frame.path, frame.flat, 1, frame.pixel_location)
+        if raw.ndim == 3 and raw.shape[0] == 1:  # the native reader keeps a frame axis
+            raw = raw[0]
+    else:
+        all_frames = cache.get(frame.path, frame.flat, frame.n_frames_in_file,
+                               frame.pixel_location)
+        raw = all_frames[frame.index] if all_frames.ndim == 3 else all_frames
+    slope, intercept = _rescale(frame.flat)
+    return raw.astype(np.float64) * slope + intercept

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from bonelesion.dicom import vendors
 from bonelesion.dicom.header import Frame
+from bonelesion.dicom.tilt import (
+    TiltCorrection,
+    TiltPolicy,
+    plan_tilt_correction,
+)
 from bonelesion.dicom.vendors.siemens import MosaicLayout, is_mosaic, mosaic_layout
 from bonelesion.errors import (
     InputError,
@@ -75,6 +81,8 @@ class Plan:
     mosaic: MosaicLayout | None
     mosaic_reversed: bool
     notes: list[str]
+    #: The resampling of a gantry-tilted stack (``tilt="resample"``); None otherwise.
+    tilt: TiltCorrection | None = None
 
 
 def _uid(frames: Sequence[Frame]) -> str:
@@ -88,9 +96,14 @@ def orthonormal(iop: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[
     return row_dir, col_dir
 
 
-def plan_stack(frames: list[Frame], max_bytes: int
-                ) -> tuple[Plan | None, list[str], list[str], type[InputError]]:
-    """Validate and sort one stack; return (plan, problems, warnings, error class)."""
+def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPolicy.REFUSE
+               ) -> tuple[Plan | None, list[str], list[str], type[InputError]]:
+    """Validate and sort one stack; return (plan, problems, warnings, error class).
+
+    A gantry-tilted stack is refused, or with ``tilt=TiltPolicy.RESAMPLE`` planned for
+    resampling onto an orthogonal grid (`bonelesion.dicom.tilt`).
+    """
+    tilt_plan: TiltCorrection | None = None
     problems: list[str] = []
     notes: list[str] = []
     uid = _uid(frames)
@@ -108,17 +121,6 @@ def plan_stack(frames: list[Frame], max_bytes: int
             "another series."
         )
         return None, problems, notes, MissingAttributeError
-    # De-duplicate copies of the same SOP instance (same file exported twice).
-    seen: dict[tuple[str, int | None], Frame] = {}
-    unique: list[Frame] = []
-    for f in frames:
-        k = (f.sop_instance_uid, f.index)
-        if f.sop_instance_uid and k in seen:
-            notes.append(f"{f.path.name} repeats SOP instance of {seen[k].path.name}; ignored")
-            continue
-        seen[k] = f
-        unique.append(f)
-    frames = unique
     rows, cols = int(frames[0].flat.Rows), int(frames[0].flat.Columns)
     if rows < 1 or cols < 1:
         problems.append(f"Rows×Columns is {rows}×{cols}; expected ≥ 1. {fix_geom}images.")
@@ -218,6 +220,10 @@ def plan_stack(frames: list[Frame], max_bytes: int
         return (Plan(frames, shape, (layout.spacing_mm, ps_row, ps_col), origin, direction,
                       layout, reverse, notes), [], notes, SeriesGeometryError)
 
+    if vendors.uih.is_uih_mosaic(frames[0].flat):
+        return _plan_uih_mosaic(frames, (rows, cols), row_dir, col_dir, (ps_row, ps_col),
+                                max_bytes, notes)
+
     positions = np.array([f.ipp for f in frames])
     proj = positions @ normal
     order = np.argsort(proj, kind="stable")
@@ -254,7 +260,12 @@ def plan_stack(frames: list[Frame], max_bytes: int
         along = rel_pos @ normal
         inplane = rel_pos - np.outer(along, normal)
         offset = float(np.max(np.linalg.norm(inplane, axis=1)))
-        if offset > max(TILT_ATOL_MM, TILT_RTOL * spacing * (n - 1)):
+        tilted = offset > max(TILT_ATOL_MM, TILT_RTOL * spacing * (n - 1))
+        if tilted and TiltPolicy(tilt) is TiltPolicy.RESAMPLE and not problems:
+            tilt_plan = plan_tilt_correction(inplane, along, positions[0], row_dir, col_dir,
+                                             (ps_row, ps_col), (n, rows, cols))
+            notes.append(tilt_plan.note((n, rows, cols)))
+        elif tilted:
             total_inplane = float(np.linalg.norm(inplane[-1]))
             tilt_deg = math.degrees(math.atan2(total_inplane, float(along[-1])))
             gantry = frames[0].flat.get("GantryDetectorTilt", None)
@@ -264,7 +275,8 @@ def plan_stack(frames: list[Frame], max_bytes: int
                 f"gantry tilt: the stacking direction is {tilt_deg:.2f}° from the slice normal "
                 f"(in-plane drift {offset:.3g} mm over {n} slices{gantry_txt}); expected slices "
                 "stacked along their normal. Potential fix: reconstruct without tilt, or "
-                "resample (e.g. dcm2niix's tilt correction) before loading."
+                "load with tilt='resample' (`bonelesion convert --tilt resample`) to resample "
+                "onto an orthogonal grid, as dcm2niix's tilt correction does."
             )
         if problems:
             return None, problems, notes, SeriesGeometryError
@@ -286,8 +298,12 @@ def plan_stack(frames: list[Frame], max_bytes: int
         return None, [err], notes, UnsupportedInputError
     direction = np.column_stack([normal, col_dir, row_dir])
     origin = positions[0]
-    return (Plan(frames, shape, (spacing, ps_row, ps_col), origin, direction, None, False, notes),
-            [], notes, SeriesGeometryError)
+    if tilt_plan is not None:
+        err = check_size(tilt_plan.shape, max_bytes, uid)
+        if err:
+            return None, [err], notes, UnsupportedInputError
+    return (Plan(frames, shape, (spacing, ps_row, ps_col), origin, direction, None, False, notes,
+                 tilt_plan), [], notes, SeriesGeometryError)
 
 
 def check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
@@ -300,3 +316,64 @@ def check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
             "raise max_bytes if the data are genuine."
         )
     return ""
+
+
+def _plan_uih_mosaic(frames: list[Frame], size: tuple[int, int], row_dir: NDArray[np.float64],
+                     col_dir: NDArray[np.float64], pixel_spacing: tuple[float, float],
+                     max_bytes: int, notes: list[str]
+                     ) -> tuple[Plan | None, list[str], list[str], type[InputError]]:
+    """Plan a United Imaging mosaic: tile positions from its private sequence (0065,1051)."""
+    uid = _uid(frames)
+    if len(frames) != 1:
+        return None, [
+            f"{len(frames)} UIH mosaic images share one stack signature (same b-value, "
+            "direction and echo); expected one mosaic per volume. Potential fix: re-export "
+            "the series from the scanner/PACS."], notes, SeriesGeometryError
+    flat = frames[0].flat
+    try:
+        n, tile_rows, tile_cols, per_row = vendors.uih.uih_mosaic_tiles(flat)
+    except MissingAttributeError as exc:
+        return None, [str(exc)], notes, MissingAttributeError
+    positions = vendors.uih.uih_tile_positions(flat)
+    if positions is None or len(positions) < n:
+        found = 0 if positions is None else len(positions)
+        return None, [
+            f"UIH mosaic {frames[0].path.name}: {found} tile positions in the private sequence "
+            f"(0065,1051), expected {n} (one per slice, (0065,1050)); the slices cannot be "
+            "placed. Potential fix: export without removing UIH private tags."
+        ], notes, MissingAttributeError
+    positions = positions[:n]
+    normal = np.cross(row_dir, col_dir)
+    proj = positions @ normal
+    diffs = np.diff(proj)
+    reverse = bool(n > 1 and np.all(diffs < 0))
+    steps = np.abs(diffs)
+    spacing = float(np.median(steps)) if n > 1 else float(flat.get("SpacingBetweenSlices", 0)
+                                                            or flat.get("SliceThickness", 1))
+    if n > 1 and (not (np.all(diffs > 0) or reverse)
+                  or np.any(np.abs(steps - spacing) > SPACING_RTOL * spacing)):
+        return None, [
+            f"UIH mosaic {frames[0].path.name}: tile positions (0065,1051) are not regularly "
+            f"spaced along the slice normal ({float(steps.min()):.4g}–{float(steps.max()):.4g} "
+            f"mm, rtol {SPACING_RTOL}); expected one regular stack. Potential fix: export as "
+            "single slices."], notes, SeriesGeometryError
+    inplane = (positions - positions[0]) - np.outer(proj - proj[0], normal)
+    drift = float(np.max(np.linalg.norm(inplane, axis=1)))
+    if drift > max(TILT_ATOL_MM, TILT_RTOL * spacing * (n - 1)):
+        return None, [
+            f"UIH mosaic {frames[0].path.name}: tiles drift {drift:.3g} mm in-plane from the "
+            "slice normal; expected slices stacked along their normal. Potential fix: export "
+            "as single slices."], notes, SeriesGeometryError
+    layout = MosaicLayout(n_tiles=n, grid=per_row, tile_rows=tile_rows, tile_cols=tile_cols,
+                          normal=normal, spacing_mm=spacing,
+                          notes=("UIH mosaic: tile positions from (0065,1051)",),
+                          tiles_per_row=per_row)
+    notes.extend(layout.notes)
+    shape = (n, tile_rows, tile_cols)
+    err = check_size(shape, max_bytes, uid)
+    if err:
+        return None, [err], notes, UnsupportedInputError
+    origin = positions[-1] if reverse else positions[0]
+    direction = np.column_stack([normal, col_dir, row_dir])
+    return (Plan(frames, shape, (spacing, *pixel_spacing), origin, direction, layout, reverse,
+                 notes), [], notes, SeriesGeometryError)

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
+from bonelesion.dicom import vendors
 from bonelesion.dicom.discovery import sniff_dicom
 from bonelesion.dicom.fastheader import read_header
 from bonelesion.dicom.multiframe import flatten_frames, frame_number
@@ -140,6 +141,12 @@ def frames_of(path: Path, ds: Dataset, max_bytes: int,
     multi = len(flats) > 1 or frame_number(flats[0]) is not None
     out = []
     sop = str(ds.get("SOPInstanceUID", "") or "")
+    # A UIH mosaic has no top-level position: its first tile's position stands for it.
+    uih_mosaic = len(flats) == 1 and vendors.uih.is_uih_mosaic(flats[0])
+    uih_first_tile = None
+    if uih_mosaic:
+        tiles = vendors.uih.uih_tile_positions(flats[0])
+        uih_first_tile = tiles[0] if tiles is not None and len(tiles) else None
     for i, flat in enumerate(flats):
         ps = _float_array(flat.get("PixelSpacing", None), 2)
         out.append(
@@ -149,7 +156,8 @@ def frames_of(path: Path, ds: Dataset, max_bytes: int,
                 index=i if multi else None,
                 n_frames_in_file=len(flats) if multi else 1,
                 sop_instance_uid=sop,
-                ipp=_float_array(flat.get("ImagePositionPatient", None), 3),
+                ipp=_float_array(flat.get("ImagePositionPatient", None), 3)
+                if not uih_mosaic else uih_first_tile,
                 iop=_float_array(flat.get("ImageOrientationPatient", None), 6),
                 pixel_spacing=ps,
                 pixel_location=pixel_location,

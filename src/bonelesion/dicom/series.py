@@ -55,6 +55,7 @@ from bonelesion.dicom.header import (
 )
 from bonelesion.dicom.identity import ensure_series_instance_uid
 from bonelesion.dicom.stack_key import StackKey, series_stack_keys, stack_key
+from bonelesion.dicom.tilt import TiltPolicy
 from bonelesion.errors import (
     InputError,
     NotDicomError,
@@ -85,6 +86,7 @@ def load_series(
     decode: bool = True,
     max_bytes: int = MAX_VOLUME_BYTES,
     fast_path: bool = True,
+    tilt: TiltPolicy | str = TiltPolicy.REFUSE,
 ) -> list[Stack]:
     """Load every stack found under ``path``.
 
@@ -102,6 +104,10 @@ def load_series(
         uncompressed little-endian pixel data straight from the file (the default). False
         reads everything through pydicom (``dcmread`` and ``pixel_array``); the results are
         the same, voxel for voxel, only slower.
+    tilt : {"refuse", "resample"}
+        What to do with a gantry-tilted CT stack: refuse it (the default), or resample it
+        onto an orthogonal grid, recorded in ``SeriesInfo.notes`` and the stack's warnings
+        (as dcm2niix's ``_Tilt`` output; `bonelesion.dicom.tilt`).
 
     Returns
     -------
@@ -121,6 +127,13 @@ def load_series(
     >>> [s.info.role for s in stacks if s.usable]  # doctest: +SKIP
     ['dwi', 'dwi', 'adc']
     """
+    try:
+        policy = TiltPolicy(tilt)
+    except ValueError:
+        raise InputError(
+            f"load_series: tilt={tilt!r}; expected one of "
+            f"{[p.value for p in TiltPolicy]}. Potential fix: pass tilt='resample' or omit it."
+        ) from None
     discovery = discover_files(path)
     for skipped in discovery.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
@@ -152,7 +165,7 @@ def load_series(
     for key, frames in groups.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stack = build_stack(key, frames, decode=decode, max_bytes=max_bytes,
+            stack = build_stack(key, frames, decode=decode, max_bytes=max_bytes, tilt=policy,
                                  read_warnings=sorted(set(group_warnings.get(key, []))),
                                  fast_path=fast_path)
         if caught:
@@ -260,13 +273,16 @@ def _matches(stack: Stack, filters: dict[str, Any]) -> bool:
 
 
 def load_volume(path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
-                max_bytes: int = MAX_VOLUME_BYTES, **filters: Any) -> Volume:
+                max_bytes: int = MAX_VOLUME_BYTES, tilt: TiltPolicy | str = TiltPolicy.REFUSE,
+                **filters: Any) -> Volume:
     """Load the one stack under ``path`` (after ``filters``) as a `Volume`.
 
     Parameters
     ----------
     path : path or iterable of paths
     max_bytes : int
+        See `load_series`.
+    tilt : {"refuse", "resample"}
         See `load_series`.
     **filters
         Any of ``series_instance_uid``, ``series_number``, ``role``, ``modality``,
@@ -292,7 +308,7 @@ def load_volume(path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
             f"load_volume: unknown filter(s) {sorted(unknown)}; expected some of "
             f"{sorted(_FILTERS)}. Potential fix: check the spelling."
         )
-    stacks = load_series(path, max_bytes=max_bytes)
+    stacks = load_series(path, max_bytes=max_bytes, tilt=tilt)
     matching = [s for s in stacks if _matches(s, filters)]
     if len(matching) == 1:
         matching[0].raise_if_refused()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydicom import Dataset
 
 from bonelesion.dicom import vendors
+from bonelesion.dicom.vendors.ge import ge_volume_label
 from bonelesion.dicom.vendors.siemens import is_mosaic
 from bonelesion.errors import (
     InputError,
@@ -48,6 +49,10 @@ _KEY_DIRECTION_DECIMALS = 2
 #: Echo times rounded to 0.01 ms in the key.
 _KEY_ECHO_TIME_DECIMALS = 2
 
+#: Diffusion kinds whose volumes may need a vendor label to be told apart.
+_DWI_KINDS = frozenset({vendors.DiffusionKind.B0, vendors.DiffusionKind.DIRECTIONAL,
+                        vendors.DiffusionKind.TRACE})
+
 
 @dataclass(frozen=True)
 class StackKey:
@@ -71,6 +76,9 @@ class StackKey:
     stack_id: str
     temporal_position: int | None
     acquisition_number: int | None
+    #: Vendor label of a diffusion volume when b-value and direction cannot tell the
+    #: volumes apart (GE (0043,xx30), `bonelesion.dicom.vendors.ge.ge_volume_label`).
+    vendor_volume: str = ""
 
     def __str__(self) -> str:
         parts = [self.series_instance_uid or "(no series UID)"]
@@ -95,6 +103,8 @@ class StackKey:
             parts.append(f"t {self.temporal_position}")
         if self.acquisition_number is not None:
             parts.append(f"acq {self.acquisition_number}")
+        if self.vendor_volume:
+            parts.append(f"vol {self.vendor_volume}")
         return " | ".join(parts)
 
 
@@ -171,6 +181,7 @@ def stack_key(flat: Dataset) -> StackKey:
         acquisition_number=_int_or_none(flat.get("AcquisitionNumber", None))
         if is_mosaic(flat)
         else None,
+        vendor_volume=ge_volume_label(flat) if kind in _DWI_KINDS else "",
     )
 
 

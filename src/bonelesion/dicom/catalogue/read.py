@@ -343,6 +343,9 @@ def _missing(ds: Dataset, sop_class: str, has_pixels: bool) -> list[str]:
         else:
             need += ["NumberOfFrames", "SharedFunctionalGroupsSequence",
                      "PerFrameFunctionalGroupsSequence"]
+    if "ImagePositionPatient" in need and _raw(ds, "ImagePositionPatient") is None \
+            and vendors.uih.is_uih_mosaic(ds) and vendors.uih.uih_tile_positions(ds) is not None:
+        need.remove("ImagePositionPatient")  # a UIH mosaic: per-tile positions (0065,1051)
     missing = [kw for kw in need if _raw(ds, kw) is None]
     if sop_class != _RTSTRUCT_SOP_CLASS and not has_pixels:
         missing.append("PixelData")
@@ -743,7 +746,8 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
         "samples_per_pixel": _int(ds, "SamplesPerPixel"),
         "bits_allocated": _int(ds, "BitsAllocated"),
         "photometric_interpretation": _str(ds, "PhotometricInterpretation"),
-        "image_position_lps_mm": position,
+        "image_position_lps_mm": position if position is not None or not frame_keys
+        else _uih_first_tile(flats[0]),
         "image_orientation_lps": orientation,
         "pixel_spacing_mm": spacing,
         "slice_thickness_mm": thickness,
@@ -759,3 +763,11 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
         "frame_positions_lps_mm": frame_positions,
         **key_values,
     }
+
+
+def _uih_first_tile(flat: Dataset) -> tuple[float, ...] | None:
+    """Position of the first tile of a UIH mosaic (no top-level ImagePositionPatient)."""
+    if not vendors.uih.is_uih_mosaic(flat):
+        return None
+    tiles = vendors.uih.uih_tile_positions(flat)
+    return None if tiles is None or not len(tiles) else tuple(float(v) for v in tiles[0])

@@ -26,6 +26,7 @@ This module re-exports the public functions, so ``from bonelesion.dicom import v
 vendors.stack_role(ds)`` keeps working.
 """
 
+from bonelesion.dicom.vendors import uih
 from bonelesion.dicom.vendors.acquisition import (
     ECHO_PHASE_TOLERANCE_CYCLES,
     echo_phase_ms,
@@ -55,6 +56,7 @@ from bonelesion.dicom.vendors.roles import (
 from bonelesion.model.roles import SeriesRole
 
 __all__ = [
+    "uih",
     "Vendor",
     "DiffusionKind",
     "Role",

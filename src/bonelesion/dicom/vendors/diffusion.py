@@ -45,6 +45,7 @@ from bonelesion.dicom.vendors.siemens import (
     siemens_b_value,
     siemens_gradient,
 )
+from bonelesion.dicom.vendors.uih import uih_b_value, uih_gradient
 from bonelesion.errors import DataQualityWarning
 
 __all__ = [
@@ -117,6 +118,7 @@ _VENDOR_B_VALUE: dict[Vendor, Callable[[Dataset], tuple[float | None, str]]] = {
     Vendor.SIEMENS: siemens_b_value,
     Vendor.GE: ge_b_value,
     Vendor.PHILIPS: philips_b_value,
+    Vendor.UIH: uih_b_value,
 }
 
 
@@ -379,6 +381,11 @@ def _raw_gradient_lps(
         philips = _philips_gradient(ds)
         if philips is not None:
             unit = _unit_or_none(philips)
+            return False if unit is None else unit
+    elif vendor is Vendor.UIH:
+        uih = uih_gradient(ds)
+        if uih is not None:
+            unit = _unit_or_none(uih)
             return False if unit is None else unit
     elif vendor is Vendor.CANON:
         canon = _canon_comment_gradient(ds)

@@ -17,6 +17,7 @@ from bonelesion.dicom.vendors._elements import (
     _series_uid,
     _text,
 )
+from bonelesion.dicom.vendors.identify import Vendor, vendor_of
 
 __all__: list[str] = []
 
@@ -160,3 +161,27 @@ def ge_b_value(ds: Dataset) -> tuple[float | None, str]:
 #: GE CT bone/sharp kernels, named by word: BONE, BONEPLUS, EDGE, LUNG (matched anywhere);
 #: "sharp" also catches the descriptive kernel names of other scanners.
 GE_BONE_KERNEL_PATTERN = r"bone|sharp|edge|lung"
+
+
+def ge_volume_label(ds: Dataset) -> str:
+    """Label that tells apart GE diffusion volumes whose gradient elements are constant.
+
+    Some GE multi-b series write the same (0019,xxBB–BD) (0, 1, 0) into every volume, so
+    b-value and direction cannot tell the directional volumes of one shell apart. GE does
+    record the volume in (0043,xx30) ("vas collapse" flag: 14 b0, 15 the first volume of a
+    shell, 43–46 directions 1–4 in the NIH MR750 set); its value separates the stacks.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Flat header of a diffusion image.
+
+    Returns
+    -------
+    str
+        The (0043,xx30) value as text; "" for other vendors or when absent.
+    """
+    if vendor_of(ds) is not Vendor.GE:
+        return ""
+    vas = _private_numbers(ds, 0x0043, _GE_PARM, 0x30, "SS")
+    return str(int(vas[0])) if vas and math.isfinite(vas[0]) else ""

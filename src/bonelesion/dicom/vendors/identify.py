@@ -23,6 +23,7 @@ class Vendor(str, Enum):  # noqa: UP042  (interface shared with reader/index)
     PHILIPS = "philips"
     CANON = "canon"
     HITACHI = "hitachi"
+    UIH = "uih"
     OTHER = "other"
 
 
@@ -32,6 +33,7 @@ _UID_ROOTS: tuple[tuple[str, Vendor], ...] = (
     ("1.3.46.670589.", Vendor.PHILIPS),
     ("1.2.392.200036.9116.", Vendor.CANON),  # Toshiba / Canon Medical
     ("1.2.392.200036.9123.", Vendor.HITACHI),
+    ("1.2.156.112605.", Vendor.UIH),  # United Imaging Healthcare
 )
 
 
@@ -59,6 +61,8 @@ def _vendor_from_manufacturer(manufacturer: str) -> Vendor | None:
         return Vendor.CANON
     if "HITACHI" in text:
         return Vendor.HITACHI
+    if text == "UIH" or "UNITED IMAGING" in text:
+        return Vendor.UIH
     return Vendor.OTHER
 
 

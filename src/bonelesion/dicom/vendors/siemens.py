@@ -126,6 +126,8 @@ def _ascconv(ds: Dataset) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class MosaicLayout:
+    """Tiles of a mosaic image: count, grid, tile size, slice normal and spacing."""
+
     n_tiles: int
     grid: int
     tile_rows: int
@@ -134,6 +136,8 @@ class MosaicLayout:
     spacing_mm: float
     notes: tuple[str, ...]
     protocol_positions: NDArray[np.float64] | None = None
+    #: Tiles per mosaic row (0: ``grid``, the square layout of Siemens mosaics).
+    tiles_per_row: int = 0
 
 
 def mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[np.float64]
