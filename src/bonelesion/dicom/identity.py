@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
+from pydicom.tag import BaseTag
 
 __all__ = [
     "derived_series_instance_uid",
@@ -106,7 +108,14 @@ def _derived_sop_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
 
 
 def _absent(ds: Dataset, keyword: str) -> bool:
-    value = ds.get(keyword, None)
+    """Tell whether an attribute is absent or empty, without converting a raw element."""
+    tag = tag_for_keyword(keyword)
+    elem = ds._dict.get(BaseTag(tag)) if tag is not None else None  # raw: no pydicom conversion
+    if elem is None:
+        return True
+    value = elem.value
+    if isinstance(value, bytes):
+        return not value.strip(b"\x00 ")
     return value is None or not str(value).strip()
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
-from pydicom.dataelem import DataElement
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import Tag
 
 from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
@@ -39,8 +40,37 @@ _SEP_R = r"(?![A-Z0-9])"
 _ZERO_GRADIENT_NORM = 1e-3
 
 
+_TAGS: dict[str, int] = {}
+
+
+def _raw_ascii(ds: Dataset, keyword: str) -> str | None:
+    """Text of a single-valued, not yet converted, plain-ASCII element; None otherwise.
+
+    Converting a raw element through pydicom (character sets, validation) costs more than
+    the rule that reads it; a plain-ASCII single value needs none of that.
+    """
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        found = tag_for_keyword(keyword)
+        if found is None:
+            return None
+        tag = _TAGS[keyword] = int(found)
+    elem = getattr(ds, "_dict", {}).get(tag)
+    if type(elem) is not RawDataElement:
+        return None
+    raw = elem.value
+    if raw is None:
+        return ""
+    if not isinstance(raw, bytes) or not raw.isascii() or b"\\" in raw or b"\x1b" in raw:
+        return None
+    return raw.decode("ascii").strip("\x00 ")
+
+
 def _text(ds: Dataset, keyword: str) -> str:
     """Return a string attribute upper-cased and stripped ("" when absent or empty)."""
+    fast = _raw_ascii(ds, keyword)
+    if fast is not None:
+        return fast.strip().upper()
     value = ds.get(keyword)
     if value is None:
         return ""

@@ -293,7 +293,7 @@ def classify_stack(ds: Dataset) -> RoleCall:
     >>> ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"; classify_stack(ds).role.value
     'other'
     """
-    sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+    sop_class = _text(ds, "SOPClassUID")
     if sop_class in SECONDARY_CAPTURE_SOP_CLASSES:
         return RoleCall(Role.OTHER, f"{SECONDARY_CAPTURE_SOP_CLASSES[sop_class]} (SOP Class "
                                     f"{sop_class}): a screen capture or scanned document, "
