@@ -309,6 +309,8 @@ def test_simpleitk_reads_the_same_volumes() -> None:
     """Where SimpleITK's GDCM series reader reads a single-volume series, its image equals
     our stack: geometry through voxel centres and voxel values."""
     sitk = pytest.importorskip("SimpleITK")
+    if not _datasets():
+        pytest.skip(f"shared test data not found: {SHARED_DATA}")
     compared = 0
     for dataset in _datasets():
         folders = sorted({p.parent for p in (SHARED_DATA / dataset / "dicom").rglob("*")
