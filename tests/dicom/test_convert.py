@@ -40,7 +40,7 @@ def _restore_logging():  # type: ignore[no-untyped-def]
 
 
 SERIES_KEYS = {
-    "series_instance_uid", "modality", "manufacturer", "role", "shape", "n_volumes",
+    "series_instance_uid", "modality", "manufacturer", "role", "role_reason", "shape", "n_volumes",
     "spacing_mm", "origin_lps_mm", "direction_lps", "b_values_s_per_mm2", "echo_time_ms",
     "files", "problems",
 }

@@ -25,8 +25,12 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from testdata import shared_path
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, main
+from bonelesion.dicom import discovery
 from bonelesion.dicom import index as ix
+from bonelesion.dicom.catalogue import read as catalogue_read
+from bonelesion.dicom.identity import SERIES_UID_SUBSTITUTE_NOTE
 from bonelesion.dicom.index import Catalogue, FileStatus, index_export, read_file_record
+from bonelesion.dicom.series import load_series
 from bonelesion.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.shared_data
@@ -625,7 +629,7 @@ def test_unlistable_folder_keeps_earlier_entries(tmp_path: Path,
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
 
-    monkeypatch.setattr(ix.os, "scandir", scandir)
+    monkeypatch.setattr(discovery.os, "scandir", scandir)
     (root / "g").unlink()
     summary = index_export(root, db, workers=1)
     recs = _records(db)
@@ -667,10 +671,10 @@ def test_folder_path_cannot_be_opened(tmp_path: Path) -> None:
 def test_plausible_raw_dataset_heuristic() -> None:
     ct = next(shared_path("ct_bone_phantom_ge_ctpace", "dicom").glob("*.ct"))
     head = ct.read_bytes()[:256]
-    assert ix._plausible_raw_dataset(head, ct.stat().st_size)
-    assert not ix._plausible_raw_dataset(b"Export of 2026-11-20\n" * 10, 210)
-    assert not ix._plausible_raw_dataset(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 108)
-    assert not ix._plausible_raw_dataset(b"\x08\x00", 2)
+    assert catalogue_read._plausible_raw_dataset(head, ct.stat().st_size)
+    assert not catalogue_read._plausible_raw_dataset(b"Export of 2026-11-20\n" * 10, 210)
+    assert not catalogue_read._plausible_raw_dataset(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 108)
+    assert not catalogue_read._plausible_raw_dataset(b"\x08\x00", 2)
 
 
 # --------------------------------------------------------------------------------- CLI
@@ -728,18 +732,34 @@ def test_every_shared_dicom_file_catalogued(tmp_path: Path) -> None:
     data = shared_path()
     summary = index_export(data, tmp_path / "all.sqlite", workers=2)
     recs = _records(tmp_path / "all.sqlite")
-    dicom = {p: r for p, r in recs.items() if "/dicom/" in p}
+    dicom = {p: r for p, r in recs.items() if "/dicom/" in p and not p.endswith(".txt")}
     assert len(dicom) >= 800
     for path, rec in dicom.items():
         ds = _read_quiet(data / path, stop_before_pixels=True, force=True)
         geometry = ("ImagePositionPatient" in ds
-                    or "PerFrameFunctionalGroupsSequence" in ds)
+                    or "PerFrameFunctionalGroupsSequence" in ds
+                    or (0x0065, 0x1051) in ds)  # UIH mosaic: per-tile positions
         assert rec.status == ("ok" if geometry else "missing_attribute"), (path, rec.reason)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # hashed (invalid) UIDs in anonymised files
-            assert rec.sop_instance_uid == ds.SOPInstanceUID
-    others = {p: r.status for p, r in recs.items() if "/dicom/" not in p}
-    assert set(others.values()) == {"not_dicom"}  # licences, JSON, bval, NIfTI
+            # anonymised without SOPInstanceUID: the file meta's copy (PS3.10 §7.1)
+            assert rec.sop_instance_uid == (ds.SOPInstanceUID
+                                            or ds.file_meta.MediaStorageSOPInstanceUID)
+            own_uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if own_uid:
+            assert rec.series_instance_uid == own_uid, path
+            assert SERIES_UID_SUBSTITUTE_NOTE not in rec.notes, path
+        else:  # anonymised without SeriesInstanceUID (the Biograph CT): a stated substitute
+            assert rec.status == "ok", (path, rec.reason)
+            assert rec.series_instance_uid.startswith("2.25."), path
+            assert SERIES_UID_SUBSTITUTE_NOTE in rec.notes, path
+    substituted = {r.series_instance_uid for r in dicom.values()
+                   if SERIES_UID_SUBSTITUTE_NOTE in r.notes}
+    assert len(substituted) == 1  # the 20 Biograph slices: one series, one substitute
+    biograph = {p for p, r in dicom.items() if r.series_instance_uid in substituted}
+    assert len(biograph) == 20 and all("ct_siemens_biograph" in p for p in biograph)
+    others = {p: r.status for p, r in recs.items() if p not in dicom}
+    assert set(others.values()) == {"not_dicom"}  # licences, JSON, bval, NIfTI, README
     assert summary.files_read == len(recs)
 
 
@@ -821,3 +841,19 @@ def test_orientation_jitter_does_not_split_stacks(tmp_path: Path) -> None:
     index_export(root, tmp_path / "c.sqlite", workers=1)
     keys = {r.stack_keys for r in _records(tmp_path / "c.sqlite").values()}
     assert len(keys) == 1
+
+
+def test_missing_series_uid_substituted_alike_by_reader_and_catalogue(tmp_path: Path) -> None:
+    """The Biograph CT has no SeriesInstanceUID (as dcm2niix, we still read it): the reader
+    and the catalogue derive the same 2.25 substitute and both say so."""
+    folder = shared_path("ct_siemens_biograph_j2k_spine", "dicom")
+    index_export(folder, tmp_path / "bio.sqlite", workers=1)
+    with Catalogue(tmp_path / "bio.sqlite") as cat:
+        (series,) = cat.series()
+    stacks = load_series(folder, decode=False)
+    assert len(stacks) == 1 and stacks[0].usable
+    assert stacks[0].info.series_instance_uid == series.series_instance_uid
+    assert series.series_instance_uid.startswith("2.25.") and len(series.series_instance_uid) <= 64
+    assert any(SERIES_UID_SUBSTITUTE_NOTE in w for w in stacks[0].warnings)
+    assert any(SERIES_UID_SUBSTITUTE_NOTE in n for n in stacks[0].info.notes)
+    assert stacks[0].shape == (20, 512, 512)

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow  # writes two phantom studies and indexes them (~9
 ATOL_POSITION_MM = 1e-4
 #: Vendor rules the index (directly or through stack_key) applies to a header.
 VENDOR_RULES = ("b_value_s_per_mm2", "diffusion_direction_lps", "diffusion_kind",
-                "echo_time_ms", "magnetic_field_strength_t", "stack_role")
+                "echo_time_ms", "magnetic_field_strength_t", "stack_role", "classify_stack")
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +103,20 @@ def test_vendor_rules_run_once_per_frame(which: str, request: pytest.FixtureRequ
                                          counted: Counter[str]) -> None:
     """Call the vendor rules exactly as often as the keys and the role need.
 
-    That is one stack_key per frame plus one stack_role (and, for MR, one field strength)
-    per file: nothing is computed twice.
+    That is one stack_key per frame, one role per stack (from its first frame) and, for
+    MR, one field strength per file: nothing is computed twice.
     """
     folder: Path = request.getfixturevalue(which)
     for path in sorted(folder.rglob("*.dcm"))[:3] + sorted(folder.rglob("*.dcm"))[-3:]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         flats = multiframe.flatten_frames(ds)
         counted.clear()
+        seen_keys: set[str] = set()
         for flat in flats:
-            multiframe.stack_key(flat)
-        vendors.stack_role(flats[0])
+            key = str(multiframe.stack_key(flat))
+            if key not in seen_keys:  # each stack's own role, from its first frame
+                seen_keys.add(key)
+                vendors.classify_stack(flat)
         if ds.Modality == "MR":
             vendors.magnetic_field_strength_t(flats[0])
         expected = Counter(counted)

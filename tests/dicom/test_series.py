@@ -254,7 +254,7 @@ def test_compressed_nema_files_decode_like_their_uncompressed_twins(compressed, 
                                      "emri_small_jpeg_ls_lossless.dcm", "emri_small_RLE.dcm",
                                      "emri_small_big_endian.dcm"])
 def test_emri_small_variants_decode_identically_but_are_refused_without_geometry(variant) -> None:  # type: ignore[no-untyped-def]
-    from bonelesion.dicom.series import _decode_file
+    from bonelesion.dicom.decode import decode_file as _decode_file
 
     folder = shared_path("compressed_nema_pydicom", "dicom")
     np.testing.assert_array_equal(_decode_file(folder / variant), _decode_file(folder / "emri_small.dcm"))

@@ -30,6 +30,7 @@ def _series_record(stack: object) -> dict[str, object]:
         "modality": info.modality,
         "manufacturer": info.manufacturer,
         "role": info.role,
+        "role_reason": stack.role_reason,
         "shape": list(stack.shape) if stack.shape is not None and stack.usable else None,
         "n_volumes": 1 if stack.usable else None,
         "spacing_mm": list(stack.spacing_mm) if stack.spacing_mm is not None else None,
@@ -74,6 +75,8 @@ def _run_series(args: argparse.Namespace) -> int:
         b = stack.info.b_value_s_per_mm2
         te = stack.info.echo_time_ms
         status = "ok" if stack.usable else "REFUSED: " + " ".join(stack.problems)
+        if stack.role_reason:
+            status += f" ({stack.role_reason})"
         print(f"{i:>3}  {stack.info.modality:8} {stack.info.role:20} {shape:16} "
               f"{'' if b is None else f'{b:g}':>6} {'' if te is None else f'{te:.2f}':>7}  "
               f"{status}")
@@ -88,6 +91,9 @@ def _add_convert(sub: SubParsers) -> None:
     p.add_argument("export_dir", type=existing_path, metavar="EXPORT_DIR")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--tilt", choices=("refuse", "resample"), default="refuse",
+                   help="gantry-tilted CT: refuse it (default) or resample it onto an "
+                        "orthogonal grid, written as *_Tilt (as dcm2niix)")
     p.set_defaults(handler=_run_convert)
 
 
@@ -95,7 +101,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     from bonelesion.dicom.convert import convert_export
 
     try:
-        summary = convert_export(args.export_dir, args.out_dir, force=args.force)
+        summary = convert_export(args.export_dir, args.out_dir, force=args.force,
+                                 tilt=args.tilt)
     except FileExistsError as exc:
         print(f"bonelesion: error: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -5,10 +5,13 @@
   acquisition order, with a ``.bval`` beside it and a ``.bvec`` when any volume is
   directional (FSL convention: image-axis components, x negated for a positive-determinant
   affine, like dcm2niix);
-* NIfTI axis order is (column, row, slice) and the affine is RAS (`Volume.affine_ras`);
+* NIfTI axis order is (column, row, slice), rows written bottom-up as dcm2niix does, and
+  the affine is RAS (`Volume.affine_ras`);
 * a JSON sidecar per file (UIDs, role, modality, manufacturer, echo time, b-values,
   warnings, problems; no patient identifiers);
-* ``summary.json`` lists what was written and every refused stack with its problems.
+* ``summary.json`` lists what was written and every refused stack with its problems;
+* with ``tilt="resample"`` a gantry-tilted CT is resampled onto an orthogonal grid and
+  written as ``…_Tilt`` (dcm2niix's name for its tilt-corrected output).
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bonelesion.dicom.series import Stack, load_series
+from bonelesion.dicom.tilt import TILT_NOTE_PREFIX, TiltPolicy
 from bonelesion.errors import InputError
+from bonelesion.model.roles import SeriesRole
 from bonelesion.model.volume import Volume
 
 __all__ = ["ConversionSummary", "convert_export", "nifti_affine_ras", "fsl_bvec"]
 
 logger = logging.getLogger(__name__)
 
-SIDECAR_SCHEMA_VERSION = 1
+SIDECAR_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,42 @@ class ConversionSummary:
 
 
 def nifti_affine_ras(volume: Volume) -> NDArray[np.float64]:
-    """RAS affine of the NIfTI voxel axes (column, row, slice) of ``volume``."""
-    return volume.affine_ras[:, [2, 1, 0, 3]]
+    """RAS affine of the NIfTI voxel axes written here: (column, reversed row, slice).
+
+    The rows are written bottom-up, as dcm2niix does, so that the voxel layout (and with
+    it the FSL bvec of `fsl_bvec`) equals dcm2niix's for the same series.
+    """
+    affine = volume.affine_ras[:, [2, 1, 0, 3]].copy()
+    n_rows = volume.shape[1]
+    affine[:3, 3] += affine[:3, 1] * (n_rows - 1)
+    affine[:3, 1] = -affine[:3, 1]
+    return affine
+
+
+def nifti_array(array: NDArray[Any]) -> NDArray[Any]:
+    """Reorder a (slice, row, column) array into the NIfTI voxels of `nifti_affine_ras`."""
+    return array[:, ::-1, :].transpose(2, 1, 0)
 
 
 def fsl_bvec(volume: Volume, direction_lps: Sequence[float] | None) -> NDArray[np.float64]:
     """Gradient direction in FSL/dcm2niix bvec convention for the NIfTI written here.
 
-    Components along the NIfTI voxel axes (column, row, slice); the first is negated when
-    the NIfTI affine has a positive determinant (FSL's radiological voxel convention).
+    Components along the NIfTI voxel axes (column, reversed row, slice); the first is
+    negated when the NIfTI affine has a positive determinant (FSL's radiological voxel
+    convention), as dcm2niix does.
     """
     if direction_lps is None:
         return np.zeros(3)
     g = np.asarray(direction_lps, dtype=np.float64)
     d = volume.direction_lps
-    v = np.array([g @ d[:, 2], g @ d[:, 1], g @ d[:, 0]])
+    v = np.array([g @ d[:, 2], -(g @ d[:, 1]), g @ d[:, 0]])
     if np.linalg.det(nifti_affine_ras(volume)[:3, :3]) > 0:
         v[0] = -v[0]
     return v
+
+
+def _tilt_corrected(stack: Stack) -> bool:
+    return any(n.startswith(TILT_NOTE_PREFIX) for n in stack.info.notes)
 
 
 def _safe(text: str) -> str:
@@ -89,7 +112,7 @@ def _groups(stacks: Sequence[Stack]) -> list[list[Stack]]:
             assert head.volume is not None
             if not head.volume.geometry_equal(stack.volume):
                 continue
-            both_dwi = head.info.role == "dwi" and stack.info.role == "dwi"
+            both_dwi = head.info.role == stack.info.role == SeriesRole.DWI.value
             same_but_time = dataclasses.replace(head.key, temporal_position=None) == \
                 dataclasses.replace(stack.key, temporal_position=None)
             if both_dwi or same_but_time:
@@ -129,6 +152,8 @@ def _sidecar(group: Sequence[Stack]) -> dict[str, Any]:
         "spacing_mm": list(vol.spacing_mm),
         "sop_instance_uids": [uid for s in group for uid in s.info.sop_instance_uids],
         "warnings": sorted({w for s in group for w in s.warnings}),
+        "notes": sorted({n for s in group for n in s.info.notes}),
+        "tilt_corrected": any(_tilt_corrected(s) for s in group),
         "problems": [p for s in group for p in s.problems],
     }
 
@@ -138,6 +163,7 @@ def convert_export(
     out_dir: str | os.PathLike[str],
     *,
     force: bool = False,
+    tilt: TiltPolicy | str = TiltPolicy.REFUSE,
 ) -> ConversionSummary:
     """Convert every usable stack under ``source`` to NIfTI in ``out_dir``.
 
@@ -149,6 +175,10 @@ def convert_export(
         Created if needed.
     force : bool
         Overwrite existing output files (otherwise FileExistsError).
+    tilt : {"refuse", "resample"}
+        Gantry-tilted CT: refuse (default) or resample onto an orthogonal grid; a resampled
+        stack is written as ``…_Tilt.nii.gz`` (as dcm2niix) with ``"tilt_corrected": true``
+        and the correction in its sidecar's ``notes``.
 
     Returns
     -------
@@ -165,7 +195,7 @@ def convert_export(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stacks = load_series(source)
+    stacks = load_series(source, tilt=tilt)
     written: list[Path] = []
     used_names: set[str] = set()
     for group in _groups(stacks):
@@ -178,6 +208,8 @@ def convert_export(
                 base += f"_e{head.key.echo_number}"
             if "FIELD_MAP" in {t.upper() for t in info.image_type}:
                 base += "_fieldmap"
+        if _tilt_corrected(head):
+            base += "_Tilt"
         name = base
         k = 2
         while name in used_names:
@@ -186,7 +218,7 @@ def convert_export(
         used_names.add(name)
         nii_path = out / f"{name}.nii.gz"
         paths = [nii_path, out / f"{name}.json"]
-        is_dwi = head.info.role == "dwi"
+        is_dwi = head.info.role == SeriesRole.DWI.value
         if is_dwi:
             paths.append(out / f"{name}.bval")
         if not force:
@@ -198,7 +230,7 @@ def convert_export(
                     )
         volumes = [s.volume for s in group]
         assert all(v is not None for v in volumes)
-        arrays = [v.array.transpose(2, 1, 0) for v in volumes if v is not None]
+        arrays = [nifti_array(v.array) for v in volumes if v is not None]
         data = arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=-1)
         first = volumes[0]
         assert first is not None

@@ -33,7 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from bonelesion.config import build_config, config_to_dict, read_toml
+
+# Vendor knowledge (each vendor's bone-kernel names) lives in the dicom vendor modules.
+from bonelesion.dicom.vendors.ct import DEFAULT_BONE_KERNEL_PATTERN
 from bonelesion.errors import ConfigError
+from bonelesion.model.roles import SeriesRole
 
 __all__ = [
     "RoleSpec",
@@ -75,23 +79,9 @@ PREFERENCES: Mapping[str, str] = {
 }
 
 #: Stack roles a reader can give (``SeriesInfo.role``).
-KNOWN_STACK_ROLES = (
-    "ct",
-    "dwi",
-    "adc",
-    "dixon_in_phase",
-    "dixon_opposed_phase",
-    "dixon_water",
-    "dixon_fat",
-    "localizer",
-    "other",
-)
+KNOWN_STACK_ROLES = tuple(role.value for role in SeriesRole)
 
-#: Default bone-kernel pattern: Siemens B/Br60+ (Hr, Bf), GE BONE/BONEPLUS/LUNG/EDGE, Philips
-#: D/E/YC/YD/L, Canon FC30+/FC8x "bone" families, and words like SHARP.
-DEFAULT_BONE_KERNEL_PATTERN = (
-    r"(?i)(bone|sharp|edge|lung|^b[r]?[6-9]\d|^h[r]?[6-9]\d|^[DEL]$|^Y[CD]$|^FC(3\d|8\d))"
-)
+
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,6 @@ Nothing here reads pixel data.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,50 +96,6 @@ class Inventory:
         raise KeyError(study_instance_uid)
 
 
-def _patient_identity(path: Path) -> tuple[str, str]:
-    """PatientID and PatientName of one file (header only); "" when absent. Never logged."""
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(
-                path,
-                stop_before_pixels=True,
-                specific_tags=["PatientID", "PatientName"],
-                force=True,
-            )
-        return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
-    except Exception:  # noqa: BLE001 - the index already read this file; naming only
-        return "", ""
-
-
-def _role_of_multiframe_stack(path: Path, stack_key: str) -> str:
-    """Role of one stack of an enhanced (multi-frame) file, which the index leaves empty.
-
-    The frames of the file are flattened (`bonelesion.dicom.multiframe.flatten_frames`) and
-    the frame of this stack is given to `bonelesion.dicom.vendors.stack_role`, as the reader
-    does; "other" when the file cannot be read.
-    """
-    import pydicom
-
-    from bonelesion.dicom.multiframe import flatten_frames
-    from bonelesion.dicom.multiframe import stack_key as key_of
-    from bonelesion.dicom.vendors import stack_role
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            frames = flatten_frames(ds)
-            match = [f for f in frames if str(key_of(f)) == stack_key]
-            role = stack_role((match or frames)[0])
-    except Exception as exc:  # noqa: BLE001 - naming a role must not fail the inventory
-        logger.warning("role of stack %s in %s: %s", stack_key, path.name, exc)
-        return "other"
-    return str(getattr(role, "value", role))
-
-
 def _split_image_type(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
@@ -157,6 +112,10 @@ def build_inventory(
     """Index ``export_dir`` into the catalogue at ``catalogue_path`` and read it back.
 
     The index is incremental: a rerun reads only new or changed files.
+
+    Every stack of the catalogue becomes a `StackCandidate` with the stack's own role (also
+    for one of several stacks of an enhanced multi-frame object); the patient of each study
+    comes from `Catalogue.patient_identity` (read from a header, never stored or logged).
 
     Raises
     ------
@@ -184,7 +143,6 @@ def build_inventory(
         base = Path(cat.root)
         for study in cat.studies():
             candidates: list[StackCandidate] = []
-            first_file: Path | None = None
             for series in cat.series(study.study_instance_uid):
                 records = {r.path: r for r in cat.files(series.series_instance_uid)}
                 for stack in cat.stacks(series.series_instance_uid):
@@ -192,11 +150,6 @@ def build_inventory(
                     if not recs:
                         continue
                     head = recs[0]
-                    if first_file is None:
-                        first_file = base / head.path
-                    roles = {r.role for r in recs if r.role}
-                    if not roles and any((r.number_of_frames or 1) > 1 for r in recs):
-                        roles = {_role_of_multiframe_stack(base / head.path, stack.stack_key)}
                     bvals = sorted(
                         {r.b_value_s_per_mm2 for r in recs if r.b_value_s_per_mm2 is not None}
                     )
@@ -206,7 +159,7 @@ def build_inventory(
                             series_instance_uid=series.series_instance_uid,
                             stack_key=stack.stack_key,
                             modality=head.modality or series.modality,
-                            role=min(roles) if roles else "other",
+                            role=stack.role,
                             files=tuple(str(base / r.path) for r in recs),
                             sop_instance_uids=tuple(r.sop_instance_uid or "" for r in recs),
                             file_signatures=tuple(
@@ -228,9 +181,7 @@ def build_inventory(
                             pixel_spacing_mm=head.pixel_spacing_mm,
                         )
                     )
-            patient_id, patient_name = (
-                _patient_identity(first_file) if first_file is not None else ("", "")
-            )
+            patient_id, patient_name = cat.patient_identity(study.study_instance_uid)
             studies.append(
                 InventoryStudy(
                     study_instance_uid=study.study_instance_uid,

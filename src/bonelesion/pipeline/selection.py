@@ -30,6 +30,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bonelesion.dicom.vendors import MOSAIC_IMAGE_TYPES
+from bonelesion.model.roles import SeriesRole
 from bonelesion.pipeline.definition import STAGE_ROLES, PipelineDefinition, RoleSpec
 from bonelesion.pipeline.plan import ChoiceStatus, RoleChoice, StackCandidate, StudyPlan
 
@@ -50,7 +52,7 @@ NON_VOLUME_SOP_CLASSES: Mapping[str, str] = {
 LOCALIZER_IMAGE_TYPES = frozenset({"LOCALIZER"})
 
 #: Stack roles the reader gives to objects that are not measurable volumes.
-NOT_MEASURABLE_ROLES = frozenset({"localizer", "other"})
+NOT_MEASURABLE_ROLES = frozenset({SeriesRole.LOCALIZER.value, SeriesRole.OTHER.value})
 
 #: Decimals to which grid values are compared when single-b DWI series are combined.
 _GRID_DECIMALS = 3
@@ -73,7 +75,7 @@ def not_measurable(candidate: StackCandidate) -> str:
         return "a localizer (ImageType " + "\\".join(candidate.image_type) + ")"
     if candidate.role in NOT_MEASURABLE_ROLES:
         return f"not a measurable image volume (reader role {candidate.role!r})"
-    if candidate.slice_count < 2:
+    if candidate.slice_count < 2 and not MOSAIC_IMAGE_TYPES & set(candidate.image_type):
         return ("a single image (a localizer, projection or screen capture), not a "
                 "cross-sectional volume")
     return ""
@@ -190,7 +192,7 @@ def _groups(
             kept.append(c)
     if spec.unit == "stack":
         return [(c,) for c in kept], excluded
-    if any(r == "dwi" for r in spec.stack_roles):
+    if SeriesRole.DWI.value in spec.stack_roles:
         return dwi_fit_groups(kept), excluded
     by_series: dict[str, list[StackCandidate]] = {}
     for c in kept:

@@ -227,12 +227,19 @@ def test_invalid_orientation_and_spacing_headers_are_refused(tmp_path, ct_writer
 
 
 def test_several_mosaics_with_one_signature_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pydicom
+    from pydicom.uid import generate_uid
     from testdata import shared_path
 
-    src = shared_path("ts_siemens_trio_mr_9syntaxes", "dicom")
-    (stack,) = load_series(src, decode=False)  # nine instances (UIDs differ) of one mosaic
+    src = shared_path("ts_siemens_trio_mr_9syntaxes", "dicom", "1.dcm")
+    ds = pydicom.dcmread(src)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.ImagePositionPatient = [float(v) + 2.0 for v in ds.ImagePositionPatient]
+    ds.save_as(tmp_path / "moved.dcm", enforce_file_format=True)
+    # two mosaics (not copies: another position) with one stack signature
+    (stack,) = load_series([src, tmp_path / "moved.dcm"], decode=False)
     assert not stack.usable
-    with pytest.raises(SeriesGeometryError, match=r"9 mosaic images share one stack signature"):
+    with pytest.raises(SeriesGeometryError, match=r"2 mosaic images share one stack signature"):
         stack.raise_if_refused()
 
 

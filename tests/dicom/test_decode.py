@@ -296,12 +296,12 @@ def test_fast_path_equals_generic_path_on_ct_little_and_big_endian(  # type: ign
     fast, generic = _both(little)
     _assert_same_stacks(fast, generic)
     # the little-endian files really take the fast path: pydicom's decoder is never called
-    import bonelesion.dicom.series as series_module
+    import bonelesion.dicom.decode as series_module
 
     def _no_pydicom(path: Path) -> None:
         raise AssertionError(f"generic decoder used for {path}")
 
-    monkeypatch.setattr(series_module, "_decode_file", _no_pydicom)
+    monkeypatch.setattr(series_module, "decode_file", _no_pydicom)
     assert all(read_header(p) is not None for p in little.iterdir())
     again = load_series(little)
     _assert_same_stacks(again, generic)
@@ -361,7 +361,7 @@ def _small_ct_series(folder: Path, n_slices: int = 5) -> None:
 
 
 def test_prefaulted_output_and_its_fallback_give_the_same_volume(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import bonelesion.dicom.series as series_module
+    import bonelesion.dicom.decode as series_module
 
     _small_ct_series(tmp_path / "ct")
     generic = load_series(tmp_path / "ct", fast_path=False)
@@ -387,7 +387,7 @@ def test_prefaulted_output_and_its_fallback_give_the_same_volume(tmp_path, monke
 
 def test_short_direct_read_falls_back_to_pydicom(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A pixel offset that runs past the end of the file: the slice is decoded by pydicom."""
-    import bonelesion.dicom.series as series_module
+    import bonelesion.dicom.decode as series_module
 
     _small_ct_series(tmp_path / "ct")
     generic = load_series(tmp_path / "ct", fast_path=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bonelesion.dicom import index as ix
+from bonelesion.dicom.catalogue import read as catalogue_read
 from bonelesion.dicom.index import read_file_record
 from bonelesion.phantom import write_study
 
@@ -34,7 +35,7 @@ def _records(folder: Path) -> list[ix.FileRecord]:
 def _compare(folder: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     fast = _records(folder)
     with monkeypatch.context() as patch:
-        patch.setattr(ix, "_fast_header", lambda path: None)
+        patch.setattr(catalogue_read, "_fast_header", lambda path: None)
         slow = _records(folder)
     n_fast = 0
     for a, b in zip(fast, slow, strict=True):
@@ -80,7 +81,7 @@ def test_fast_header_is_used_for_plain_part10(phantoms: dict[str, Path],
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("pydicom read_partial called for a plain Part 10 file")
 
-    monkeypatch.setattr(ix, "read_partial", refuse)
+    monkeypatch.setattr(catalogue_read, "read_partial", refuse)
     records = _records(folder)
     assert records and all(r.status == "ok" for r in records)
 
@@ -95,5 +96,5 @@ def test_fast_header_failure_falls_back_to_pydicom(phantoms: dict[str, Path],
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("simulated parser failure")
 
-    monkeypatch.setattr(ix, "read_header", broken)
+    monkeypatch.setattr(catalogue_read, "read_header", broken)
     assert read_file_record(folder, rel) == expected

@@ -1,0 +1,160 @@
+"""Catalogue header values: attribute values decoded straight from raw elements.
+
+pydicom's generic value conversion (charset handling, validation) costs most of the read
+time of a small file; ASCII-only strings and binary numbers need none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+import pydicom
+from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
+
+from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
+
+__all__: list[str] = []
+
+logger = logging.getLogger(__name__)
+
+
+_ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
+
+
+_TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
+
+
+_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in NUMBER_STRUCT_FORMATS.values()}
+
+
+_TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
+
+
+def _tag_vr(keyword: str) -> tuple[BaseTag, str]:
+    found = _TAG_VR_CACHE.get(keyword)
+    if found is None:
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        if tag is None:
+            raise KeyError(keyword)
+        found = (BaseTag(tag), pydicom.datadict.dictionary_VR(tag))
+        _TAG_VR_CACHE[keyword] = found
+    return found
+
+
+def _fast_value(raw: RawDataElement, vr: str) -> tuple[bool, Any]:
+    """Decode the value of a raw element of a simple VR; (False, None) when not simple.
+
+    pydicom's generic conversion (charset handling, validation) costs most of the read
+    time of a small file; ASCII-only strings and binary numbers need none of it.
+    """
+    data = raw.value
+    if data is None:
+        return False, None
+    if vr in _ASCII_VRS or (vr in _TEXT_VRS and data.isascii()):
+        text = data.decode("ascii", "replace").rstrip("\x00 ")
+        if vr in _ASCII_VRS and "\\" in text:
+            return True, [v.strip() for v in text.split("\\")]
+        return True, text.strip()
+    fmt = NUMBER_STRUCT_FORMATS.get(vr)
+    if fmt is not None:
+        size = _NUMBER_SIZES[fmt]
+        count = len(data) // size
+        if count == 0:
+            return True, None
+        values = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * count,
+                               data[:count * size])
+        return True, values[0] if count == 1 else list(values)
+    return False, None
+
+
+def _raw(ds: Dataset | None, keyword: str) -> Any:
+    """Value of an attribute, None when absent, empty or unreadable."""
+    if ds is None:
+        return None
+    tag, vr = _tag_vr(keyword)
+    elem = ds._dict.get(tag)  # no conversion of the other elements
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement):
+        simple, value = _fast_value(elem, elem.VR or vr)
+        if simple:
+            return None if value == "" else value
+        try:
+            value = ds[tag].value
+        except Exception:  # noqa: BLE001 - a malformed value must not fail the file
+            return None
+    else:
+        value = elem.value  # already converted (e.g. by stack_key): no lookup again
+    if value is None or value == "":
+        return None
+    return value
+
+
+def _str(ds: Dataset | None, keyword: str) -> str | None:
+    value = _raw(ds, keyword)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(ds: Dataset | None, keyword: str) -> int | None:
+    value = _raw(ds, keyword)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+            value = value[0]
+        try:
+            return int(value)
+        except ValueError:
+            return int(float(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _float(ds: Dataset | None, keyword: str) -> float | None:
+    value = _raw(ds, keyword)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+            value = value[0]
+        return float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _floats(ds: Dataset | None, keyword: str) -> tuple[float, ...] | None:
+    value = _raw(ds, keyword)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+            return tuple(float(v) for v in value)
+        return (float(value),)
+    except (TypeError, ValueError):
+        return None
+
+
+def _joined(ds: Dataset | None, keyword: str) -> str:
+    value = _raw(ds, keyword)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
+    if ds is None:
+        return None
+    seq = _raw(ds, keyword)
+    if seq is None or len(seq) == 0:
+        return None
+    item: Dataset = seq[0]
+    return item
