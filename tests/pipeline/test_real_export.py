@@ -101,3 +101,41 @@ def test_whole_shared_corpus_as_one_messy_export_never_crashes(tmp_path: Path) -
         assert "unexpected" not in failure["message"] and "Potential fix" in failure["message"]
     for bad in summary.bad_files:
         assert bad.reason and bad.status
+
+
+@pytest.mark.shared_data
+def test_tilted_ct_is_refused_by_default_and_measured_when_the_pipeline_resamples(
+        tmp_path: Path) -> None:
+    """The Siemens 14° gantry-tilt CT: refused at stage load, unless the pipeline says
+    ``tilt = "resample"``; then measured on the orthogonal grid, and the resampling is said
+    in the study document."""
+    export = shared_path("multivendor_cases_dicom2nifti", "dicom", "failing", "gantrytilting",
+                         "001")
+    study_uid = str(pydicom.dcmread(next(p for p in sorted(export.iterdir()) if p.is_file()),
+                                    stop_before_pixels=True).StudyInstanceUID)
+    rois = tmp_path / "rois.csv"
+    # a sphere in the middle of the field of view (the orthogonal grid's centre voxel)
+    rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm,study_instance_uid\n"
+                    f"centre,0.21,-152.27,-77.97,6,{study_uid}\n")
+    refused = run_export("ct_sclerotic", export, tmp_path / "refused", rois=rois,
+                         progress=Progress(0, stream=io.StringIO(), tty=False))
+    ((failure,),) = [refused.failures]
+    assert failure["stage"] == "load" and "gantry tilt" in failure["message"]
+    assert "tilt='resample'" in failure["message"]
+    pipeline = tmp_path / "ct_tilt.toml"
+    shipped = (Path(__file__).resolve().parents[2] / "pipelines" / "ct_sclerotic.toml").read_text()
+    pipeline.write_text(shipped.replace('name = "ct_sclerotic"', 'name = "ct_tilt"\ntilt = "resample"'))
+    out = tmp_path / "resampled"
+    summary = run_export(pipeline, export, out, rois=rois,
+                         progress=Progress(0, stream=io.StringIO(), tty=False))
+    assert summary.exit_code == 0 and summary.lesions == 1, summary.failures
+    doc = json.loads((out / "results.json").read_text())
+    (series,) = doc["studies"][0]["result"]["series"]
+    assert any("gantry tilt 14.00°: resampled onto an orthogonal grid" in n for n in series["notes"])
+    (row,) = _rows_of(out)
+    assert row["ct_attenuation_mean_hu"] != ""
+
+
+def _rows_of(out: Path) -> list[dict[str, str]]:
+    with open(out / "lesions.csv", newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -162,6 +162,10 @@ class PipelineDefinition:
     config_file : str
         Optional TOML file of measurement configuration, relative to the pipeline file;
         its tables are the base that ``config`` overrides.
+    tilt : {"refuse", "resample"}
+        A gantry-tilted CT: refused (the default: its slices are not orthogonal to the
+        table), or resampled onto an orthogonal grid, recorded in the series' notes and
+        every output (`bonelesion.dicom.tilt`, as dcm2niix's ``_Tilt`` output).
     """
 
     name: str
@@ -170,9 +174,12 @@ class PipelineDefinition:
     description: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
     config_file: str = ""
+    tilt: str = "refuse"
     source: str = ""
 
     def __post_init__(self) -> None:
+        if self.tilt not in ("refuse", "resample"):
+            raise ConfigError(f"tilt: expected 'refuse' or 'resample', found {self.tilt!r}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
             raise ConfigError(f"name: {self.name!r} must be 1–64 letters, digits, '_', '-', '.'")
         if not self.stages:

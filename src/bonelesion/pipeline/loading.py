@@ -68,7 +68,8 @@ def _pick_stack(stacks: list[Any], cand: StackCandidate) -> Any:
     )
 
 
-def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage) -> StudyVolumes:
+def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage,
+                       tilt: str = "refuse") -> StudyVolumes:
     """Read the stacks ``plan`` chose for the roles the stages use.
 
     Parameters
@@ -78,6 +79,9 @@ def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage) -> S
     stage : callable, optional
         ``stage("load", series_uid)`` wraps the reading of each series, so a failure is
         attributed to it.
+    tilt : {"refuse", "resample"}
+        A gantry-tilted CT stack: refused, or resampled onto an orthogonal grid (the
+        pipeline's ``tilt``).
 
     Returns
     -------
@@ -101,7 +105,7 @@ def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage) -> S
                     files = sorted({f for c in plan.inputs
                                     if c.series_instance_uid == cand.series_instance_uid
                                     for f in c.files})
-                    cache[cand.series_instance_uid] = load_series(files)
+                    cache[cand.series_instance_uid] = load_series(files, tilt=tilt)
                 loaded = cache[cand.series_instance_uid]
                 if choice.role == "dwi":
                     # a DWI series plays the role whole (one stack per b-value/direction):

@@ -278,7 +278,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             model = load_model(task.model_path)
     with _stage("roi"):
         lesions = _lesions(task)
-    volumes = load_study_volumes(plan, stage=_stage)
+    volumes = load_study_volumes(plan, stage=_stage,
+                                 tilt=str(task.pipeline.get("tilt") or "refuse"))
     first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
     with _stage("measure", first_series):
         measurements = measure_study(volumes, lesions, cfg)
