@@ -20,7 +20,7 @@ logger = logging.getLogger("bonelesion.cli")
 _SPINE_ONLY = ("lumbar_rib", "sacralised_l5", "osteoporotic", "contrast", "lytic",
                "no_lesions", "no_look_alikes", "matrix", "fov_mm", "slice_thickness_mm",
                "slice_spacing_mm", "patient_position", "psf_fwhm_mm", "noise_sd_hu", "no_mr",
-               "small")
+               "small", "s_range_mm")
 
 
 def _float_in(lo: float, hi: float) -> Callable[[str], float]:
@@ -85,6 +85,9 @@ def _add_phantom(sub: SubParsers) -> None:
                    help="in-plane point-spread function FWHM (default 0.8)")
     s.add_argument("--noise-sd-hu", type=_float_in(0.0, 100.0), default=None,
                    help="CT noise SD (default 13)")
+    s.add_argument("--s-range-mm", type=float, nargs=2, metavar=("INFERIOR", "SUPERIOR"),
+                   default=None, help="CT scan range along S in patient mm (default: from "
+                   "above T10 to S4, about -530 to -160)")
     s.add_argument("--no-mr", action="store_true", help="CT only")
     s.add_argument("--small", action="store_true",
                    help="the small study of sample_data: cropped 2 mm CT, 3 mm slices, "
@@ -119,7 +122,8 @@ def _run_phantom(args: argparse.Namespace) -> int:
             slice_thickness_mm=args.slice_thickness_mm,
             slice_spacing_mm=args.slice_spacing_mm, patient_position=args.patient_position,
             psf_fwhm_mm=args.psf_fwhm_mm, noise_sd_hu=args.noise_sd_hu, mr=not args.no_mr,
-            small=args.small)
+            small=args.small,
+            s_range_mm=None if args.s_range_mm is None else tuple(args.s_range_mm))
     print(f"{args.out_dir}: {len(truth.series)} series, {len(truth.lesions)} lesions, "
           f"study {truth.study_instance_uid}")
     return EXIT_OK

@@ -141,7 +141,7 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
 
 
 def _marrow(name: str, hu: float, *, osteoporotic: bool) -> Material:
-    ff = 0.65 if osteoporotic else 0.5
+    ff = 0.6 if osteoporotic else 0.45
     return Material(name=name, attenuation_hu=hu, fat_fraction=ff, t1w_scale=1.0,
                     t2w_scale=0.5, adc_mm2_per_s=0.45e-3)
 
@@ -311,11 +311,37 @@ class SpineScene:
     body_centre_lp_mm: tuple[float, float]
     table_p_mm: float
     bone_labels: frozenset[int] = field(default_factory=frozenset)
+    _boxes: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None = field(
+        default=None, repr=False)
 
     def lut(self, attribute: str) -> NDArray[np.float32]:
         """Per-label value of a `Material` attribute (index = label)."""
         return np.array([getattr(info.material, attribute) for info in self.labels],
                         dtype=np.float32)
+
+    def select(self, lo: NDArray[np.float64], hi: NDArray[np.float64], *,
+               fine: bool | None = None, upto: int | None = None) -> list[Paint]:
+        """Return the paint steps (in order) whose boxes meet the LPS box [lo, hi].
+
+        Parameters
+        ----------
+        lo, hi : (3,) ndarray, LPS mm
+        fine : bool or None
+            Only fine (True) or soft (False) steps; None: both.
+        upto : int or None
+            Only the first ``upto`` steps.
+        """
+        if self._boxes is None:
+            self._boxes = (np.array([p.shape.lo for p in self.paints]),
+                           np.array([p.shape.hi for p in self.paints]),
+                           np.array([p.fine for p in self.paints]))
+        plo, phi, pfine = self._boxes
+        hit = np.all(plo <= np.asarray(hi), axis=1) & np.all(phi >= np.asarray(lo), axis=1)
+        if fine is not None:
+            hit &= pfine == fine
+        if upto is not None:
+            hit[upto:] = False
+        return [self.paints[i] for i in np.flatnonzero(hit)]
 
     def label_of(self, name: str) -> int:
         """Label number of a named label."""
@@ -905,11 +931,11 @@ class _Builder:
             # angle to (front), thickness back, middle, front
             y1 = float(s1.origin[1])
             rows = [
-                (float(s3.origin[2]) - 22.0, 38, -30, 56, 46, 62, 5, 15, 16, 18),
-                (float(self.frames["S2"].origin[2]), 36, -38, 68, 54, 62, -22, 12, 10, 14),
-                (float(s1.origin[2]), 34, -44, 80, 64, 64, -40, 9, 5, 10),
-                (float(self.frames["L5"].origin[2]), 32, -46, 88, 72, 70, -50, 8, 4, 9),
-                (float(self.frames["L4"].origin[2]) - 2.0, 32, -44, 90, 72, 74, -40, 8, 6, 8),
+                (float(s3.origin[2]) - 22.0, 38, -30, 58, 46, 62, 5, 15, 16, 18),
+                (float(self.frames["S2"].origin[2]), 36, -38, 70, 54, 62, -22, 12, 10, 14),
+                (float(s1.origin[2]), 32, -44, 86, 64, 64, -40, 9, 5, 10),
+                (float(self.frames["L5"].origin[2]), 28, -46, 98, 72, 70, -48, 8, 4, 9),
+                (float(self.frames["L4"].origin[2]) - 2.0, 26, -44, 104, 72, 74, -38, 8, 6, 8),
             ]
             knots = [r[0] for r in rows]
             wing: dict[str, list[float]] = {
@@ -1131,7 +1157,7 @@ def _soft_tissue(b: _Builder, tr: _Trunk) -> float:
 
     liver = blob("liver", "liver", (-62, p["T11"] - 55, z["T11"] + 5), (88, 80, 95))
     spleen = blob("spleen", "spleen", (78, p["T11"] + 5, z["T11"] + 10), (32, 48, 52))
-    for side, sign, dz in (("left", 1.0, 0.0), ("right", -1.0, -15.0)):
+    for side, sign, dz in (("left", 1.0, -15.0), ("right", -1.0, -28.0)):
         c = (sign * 72, p["L1"] + 8, z["L1"] + dz)
         blob(f"perirenal_fat_{side}", "visceral_fat", c, (36, 32, 66),
              only=viscera | {liver, spleen, wall})

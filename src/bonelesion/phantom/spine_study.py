@@ -62,7 +62,7 @@ from bonelesion.phantom.dicom_writer import (
     uid_prefix,
     write_series,
 )
-from bonelesion.phantom.shapes import Paint, Raster, paint
+from bonelesion.phantom.shapes import Raster, paint
 from bonelesion.phantom.spine import (
     LesionKind,
     Material,
@@ -131,6 +131,7 @@ PATIENT_POSITIONS: dict[str, tuple[tuple[float, float, float], tuple[float, floa
 }
 _SLAB_SLICES = 12
 _MAX_SUB_SLICE_MM = 0.6
+_MAX_SUB_PIXEL_MM = 0.8
 _SLICE_PROFILE_GAUSS_FWHM_MM = 0.6
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _TRABECULAR_EROSION_IN_PLANE_MM = 2.5
@@ -140,6 +141,7 @@ _TRABECULAR_EROSION_SLICE_EXTRA_MM = 1.0
 _DIXON_TR_MS, _DIXON_FLIP_DEG = 6.8, 10.0
 _DWI_TE_MS, _DWI_TR_MS = 62.0, 5200.0
 _MR_SUB_SLICES = 3
+_MR_MIN_MATRIX = 64
 _MR_PSF_SIGMA_PX = 0.5
 
 
@@ -206,10 +208,10 @@ class MrProtocol:
 
 #: The small study of sample_data: a cropped 2 mm CT and coarse MR (a few MB in total).
 SAMPLE_CT = CtProtocol(matrix=256, field_of_view_mm=512.0, slice_thickness_mm=3.0,
-                       slice_spacing_mm=3.0, psf_fwhm_mm=1.0, rows=84, columns=110,
-                       centre_lp_mm=(0.0, 62.0))
-SAMPLE_MR = MrProtocol(dixon_slices=24, dixon_slice_mm=5.0, dixon_pixel_mm=3.0, dwi_slices=16,
-                       dwi_slice_mm=6.0, dwi_pixel_mm=4.0, ap_extent_mm=180.0)
+                       slice_spacing_mm=3.0, psf_fwhm_mm=1.0, rows=80, columns=100,
+                       centre_lp_mm=(0.0, 60.0))
+SAMPLE_MR = MrProtocol(dixon_slices=20, dixon_slice_mm=6.0, dixon_pixel_mm=3.0, dwi_slices=15,
+                       dwi_slice_mm=8.0, dwi_pixel_mm=4.0, ap_extent_mm=180.0)
 
 
 # ------------------------------------------------------------------------------ grids
@@ -231,8 +233,9 @@ def _mr_grid(scene: SpineScene, *, n_slices: int, slice_mm: float, pixel_mm: flo
              ap_extent_mm: float, s_range: tuple[float, float]) -> Grid:
     direction = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]).T
     lo, hi = s_range
-    rows = int(math.ceil((hi - lo + 20.0) / pixel_mm))
-    cols = int(math.ceil(ap_extent_mm / pixel_mm))
+    # at least 64 × 64 (a real MR matrix; JPEG 2000 needs 2^5 pixels per resolution level)
+    rows = max(_MR_MIN_MATRIX, int(math.ceil((hi - lo + 20.0) / pixel_mm)))
+    cols = max(_MR_MIN_MATRIX, int(math.ceil(ap_extent_mm / pixel_mm)))
     spine_p = float(np.mean([v.frame.origin[1] for v in scene.vertebrae]))
     return centred_grid(shape=(n_slices, rows, cols), spacing_mm=(slice_mm, pixel_mm, pixel_mm),
                         center_lps_mm=(0.0, spine_p + 15.0, (lo + hi) / 2.0),
@@ -256,20 +259,24 @@ def _axis_map(grid: Grid) -> tuple[tuple[int, int, int], tuple[float, float, flo
 
 
 def _raster(grid: Grid, index_ranges: tuple[slice, slice, slice], *,
-            sub: int = 1, sub_offsets: NDArray[np.float64] | None = None) -> Raster:
-    """Raster of a block of ``grid``; axis 0 optionally at sub-slice positions.
+            sub_offsets: NDArray[np.float64] | None = None, sub_pixels: int = 1) -> Raster:
+    """Raster of a block of ``grid``; optionally at sub-slice and sub-pixel positions.
 
     With ``sub_offsets`` (in units of the slice spacing), axis 0 holds, for each slice of
-    the block, the positions ``k + offset``, flattened in slice-major order.
+    the block, the positions ``k + offset``, flattened in slice-major order; with
+    ``sub_pixels`` = n, axes 1 and 2 hold n evenly spaced sub-pixel centres per pixel.
     """
     comp, sign = _axis_map(grid)
     origin = np.asarray(grid.origin_lps_mm, float)
     coords = []
+    pix = (np.arange(sub_pixels) + 0.5) / sub_pixels - 0.5
     for k in range(3):
         sl = index_ranges[k]
         idx = np.arange(sl.start, sl.stop, dtype=np.float64)
         if k == 0 and sub_offsets is not None:
             idx = (idx[:, None] + sub_offsets[None, :]).ravel()
+        elif k > 0 and sub_pixels > 1:
+            idx = (idx[:, None] + pix[None, :]).ravel()
         coords.append((origin[comp[k]] + sign[k] * grid.spacing_mm[k] * idx).astype(np.float32))
     return Raster(coords=(coords[0], coords[1], coords[2]), lps_axis=comp)
 
@@ -305,8 +312,15 @@ def _slice_profile(spacing_mm: float, thickness_mm: float) -> _Profile:
                     fwhm_mm=float(above[-1] - above[0]))
 
 
-def _in_plane_sigma_px(psf_fwhm_mm: float, pixel_mm: float) -> float:
-    sigma_mm = math.sqrt((psf_fwhm_mm / _FWHM_PER_SIGMA) ** 2 + pixel_mm**2 / 12.0)
+def _sub_pixels(pixel_mm: float) -> int:
+    """Sub-pixels per pixel edge for the bone region (pixel integration of thin cortex)."""
+    return max(1, int(math.ceil(pixel_mm / _MAX_SUB_PIXEL_MM - 1e-9)))
+
+
+def _in_plane_sigma_px(psf_fwhm_mm: float, pixel_mm: float, sub_pixels: int) -> float:
+    """Gaussian σ in pixels: the PSF plus the residual point sampling of the sub-pixels."""
+    sample_mm = pixel_mm / sub_pixels
+    sigma_mm = math.sqrt((psf_fwhm_mm / _FWHM_PER_SIGMA) ** 2 + sample_mm**2 / 12.0)
     return sigma_mm / pixel_mm
 
 
@@ -338,16 +352,16 @@ def _fine_box(scene: SpineScene, raster: Raster) -> tuple[slice, slice] | None:
 def _render_ct(scene: SpineScene, grid: Grid, *, thickness_mm: float, psf_fwhm_mm: float,
                noise_sd_hu: float, rng: np.random.Generator, signed: bool, bits_stored: int,
                padding_value: int | None
-               ) -> tuple[NDArray[np.uint16] | NDArray[np.int16], _Profile]:
+               ) -> tuple[NDArray[np.uint16] | NDArray[np.int16], _Profile, int]:
     """Render the stored CT pixels (S, R, C), slab by slab."""
     n_s, n_r, n_c = grid.shape
     prof = _slice_profile(grid.spacing_mm[0], thickness_mm)
     offsets = prof.taps / prof.sub
     lut_hu = scene.lut("attenuation_hu")
     n_labels = len(scene.labels)
-    soft = [p for p in scene.paints if not p.fine]
-    fine = [p for p in scene.paints if p.fine]
-    sigma_px = _in_plane_sigma_px(psf_fwhm_mm, grid.spacing_mm[1])
+    ss = _sub_pixels(grid.spacing_mm[1])
+    sigma_px = _in_plane_sigma_px(psf_fwhm_mm, grid.spacing_mm[1], ss)
+    slab = max(2, _SLAB_SLICES // (ss * ss))
     gain = _noise_gain(sigma_px)
     white_sd = noise_sd_hu / gain if noise_sd_hu > 0 else 0.0
     dtype: type[np.integer] = np.int16 if signed else np.uint16
@@ -363,28 +377,31 @@ def _render_ct(scene: SpineScene, grid: Grid, *, thickness_mm: float, psf_fwhm_m
         radius_px = grid.shape[2] / 2.0
         circle = rr * rr + cc * cc > radius_px * radius_px
     all_rc = (slice(0, n_r), slice(0, n_c))
-    for k0 in range(0, n_s, _SLAB_SLICES):
-        k1 = min(n_s, k0 + _SLAB_SLICES)
+    for k0 in range(0, n_s, slab):
+        k1 = min(n_s, k0 + slab)
         n = k1 - k0
         soft_raster = _raster(grid, (slice(k0, k1), *all_rc))
-        soft_labels = np.zeros((n, n_r, n_c), np.uint16)
-        for step in soft:
-            paint(soft_labels, soft_raster, step, lut_size=n_labels)
+        soft_labels = _paint_block(scene, soft_raster, fine=False)
         hu = lut_hu[soft_labels]
         fine_raster_full = _raster(grid, (slice(k0, k1), *all_rc), sub_offsets=offsets)
         box = _fine_box(scene, fine_raster_full)
         if box is not None:
             rows, cols = box
-            fr = Raster(coords=(fine_raster_full.coords[0], fine_raster_full.coords[1][rows],
-                                fine_raster_full.coords[2][cols]),
-                        lps_axis=fine_raster_full.lps_axis)
+            fr = _raster(grid, (slice(k0, k1), rows, cols), sub_offsets=offsets,
+                         sub_pixels=ss)
             n_t = len(offsets)
             # each sub-slice starts from the soft labels of its own output slice
             labels = np.repeat(soft_labels[:, rows, cols], n_t, axis=0)
-            for step in fine:
+            if ss > 1:
+                labels = np.repeat(np.repeat(labels, ss, axis=1), ss, axis=2)
+            for step in scene.select(*_raster_box(fr), fine=True):
                 paint(labels, fr, step, lut_size=n_labels)
             vals = lut_hu[labels].reshape(n, n_t, labels.shape[1], labels.shape[2])
-            hu[:, rows, cols] = np.tensordot(prof.weights, vals, axes=(0, 1))
+            prof_hu = np.tensordot(prof.weights, vals, axes=(0, 1))
+            if ss > 1:  # pixel integration: mean over the sub-pixels
+                r_n, c_n = prof_hu.shape[1] // ss, prof_hu.shape[2] // ss
+                prof_hu = prof_hu.reshape(n, r_n, ss, c_n, ss).mean(axis=(2, 4))
+            hu[:, rows, cols] = prof_hu
         if white_sd:
             hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(white_sd)
         ndimage.gaussian_filter(hu, sigma=(0.0, sigma_px, sigma_px), output=hu, mode="nearest",
@@ -394,14 +411,25 @@ def _render_ct(scene: SpineScene, grid: Grid, *, thickness_mm: float, psf_fwhm_m
         if circle is not None and padding_value is not None:
             stored[:, circle] = padding_value
         out[k0:k1] = stored
-    return out, prof
+    return out, prof, ss
 
 
 # ------------------------------------------------------------------------------ truth
-def _paint_block(scene: SpineScene, raster: Raster, paints: list[Paint]) -> NDArray[np.uint16]:
+def _raster_box(raster: Raster) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    lo, hi = np.zeros(3), np.zeros(3)
+    for k in range(3):
+        c = raster.coords[k]
+        a = raster.lps_axis[k]
+        lo[a], hi[a] = float(min(c[0], c[-1])), float(max(c[0], c[-1]))
+    return lo, hi
+
+
+def _paint_block(scene: SpineScene, raster: Raster, *, fine: bool | None = True,
+                 upto: int | None = None) -> NDArray[np.uint16]:
+    """Labels of a raster block: the scene's (fine, or all) steps that reach it, in order."""
     labels = np.zeros(raster.shape, np.uint16)
     n = len(scene.labels)
-    for step in paints:
+    for step in scene.select(*_raster_box(raster), fine=fine, upto=upto):
         paint(labels, raster, step, lut_size=n)
     return labels
 
@@ -443,10 +471,11 @@ class _Region:
 
 
 def _sample_region(scene: SpineScene, labels_of_interest: set[int], lo: NDArray[np.float64],
-                   hi: NDArray[np.float64], step_mm: float, paints: list[Paint]) -> _Region:
-    """Paint the fine steps in a box (grown by 1.5 mm) at ``step_mm``; mask the labels."""
+                   hi: NDArray[np.float64], step_mm: float, *, upto: int | None = None
+                   ) -> _Region:
+    """Paint the fine steps (the first ``upto``) in a box grown by 1.5 mm; mask the labels."""
     r = _fine_raster(lo - 1.5, hi + 1.5, step_mm)
-    labels = _paint_block(scene, r, [p for p in paints if p.fine])
+    labels = _paint_block(scene, r, upto=upto)
     return _Region(raster=r, mask=np.isin(labels, list(labels_of_interest)), step_mm=step_mm)
 
 
@@ -508,10 +537,14 @@ def _shape_step_mm(lo: NDArray[np.float64], hi: NDArray[np.float64]) -> float:
 def _spine_truth(scene: SpineScene, grid: Grid, stored: NDArray[np.integer],
                  ct: CtReconstructionTruth, prof: _Profile) -> SpineTruth:
     n_anat = len(scene.paints) - len(scene.lesions) - len(scene.look_alikes)
-    anatomy = scene.paints[:n_anat]
     hu = stored
-    e_xy = max(ct.psf_fwhm_in_plane_mm, ct.pixel_spacing_mm)
-    e_z = ct.slice_thickness_mm / 2.0 + _SLICE_PROFILE_GAUSS_FWHM_MM / 2.0
+    # the core starts 3 σ of blur inside: in-plane the PSF and sub-pixel sampling, along the
+    # slice half the thickness plus 3 σ of the profile's Gaussian
+    sigma_xy_mm = _in_plane_sigma_px(ct.psf_fwhm_in_plane_mm, ct.pixel_spacing_mm,
+                                     ct.render_sub_pixels) * ct.pixel_spacing_mm
+    e_xy = round(3.0 * sigma_xy_mm, 4)
+    e_z = round(ct.slice_thickness_mm / 2.0
+                + 3.0 * _SLICE_PROFILE_GAUSS_FWHM_MM / _FWHM_PER_SIGMA, 4)
     in_scan = [v for v in scene.vertebrae if v.label[0] in "TL" or v.label == "S1"]
     vertebrae = []
     for v in in_scan:
@@ -521,13 +554,15 @@ def _spine_truth(scene: SpineScene, grid: Grid, stored: NDArray[np.integer],
                                                   v.height_mm / 2 + 3.0])
         body_lo, body_hi = v.frame.origin - half, v.frame.origin + half
         body = _sample_region(scene, {v.body_cortex_label, v.body_marrow_label}, body_lo,
-                              body_hi, _BODY_STEP_MM, anatomy)
+                              body_hi, _BODY_STEP_MM, upto=n_anat)
         centroid = body.centroid()
-        marrow = _sample_region(scene, {v.body_marrow_label}, body_lo, body_hi, _BODY_STEP_MM,
-                                scene.paints)
-        mean, sd, count = _core_values(
-            grid, hu, marrow, erosion_in_plane_mm=_TRABECULAR_EROSION_IN_PLANE_MM,
-            erosion_slice_mm=ct.slice_thickness_mm / 2 + _TRABECULAR_EROSION_SLICE_EXTRA_MM)
+        mean, sd, count = float("nan"), float("nan"), 0
+        if _grid_block(grid, body_lo, body_hi, margin_mm=0.0) is not None:
+            marrow = _sample_region(scene, {v.body_marrow_label}, body_lo, body_hi,
+                                    _BODY_STEP_MM)
+            mean, sd, count = _core_values(
+                grid, hu, marrow, erosion_in_plane_mm=_TRABECULAR_EROSION_IN_PLANE_MM,
+                erosion_slice_mm=ct.slice_thickness_mm / 2 + _TRABECULAR_EROSION_SLICE_EXTRA_MM)
         vertebrae.append(VertebraTruth(
             label=v.label, region=v.region.value, body_centroid_lps_mm=_t3(centroid),
             superior_axis_lps=_t3(v.frame.axes[2]), body_width_mm=v.width_mm,
@@ -538,7 +573,7 @@ def _spine_truth(scene: SpineScene, grid: Grid, stored: NDArray[np.integer],
     lesions = []
     for les in scene.lesions:
         region = _sample_region(scene, {les.label}, les.shape.lo, les.shape.hi,
-                                _shape_step_mm(les.shape.lo, les.shape.hi), scene.paints)
+                                _shape_step_mm(les.shape.lo, les.shape.hi))
         vol, centroid = region.volume_mm3, region.centroid()
         mean, sd, count = _core_values(grid, hu, region, erosion_in_plane_mm=e_xy,
                                        erosion_slice_mm=e_z)
@@ -555,7 +590,7 @@ def _spine_truth(scene: SpineScene, grid: Grid, stored: NDArray[np.integer],
     looks = []
     for la in scene.look_alikes:
         region = _sample_region(scene, {la.label}, la.shape.lo, la.shape.hi,
-                                _shape_step_mm(la.shape.lo, la.shape.hi), scene.paints)
+                                _shape_step_mm(la.shape.lo, la.shape.hi))
         vol, centroid = region.volume_mm3, region.centroid()
         mean, sd, count = _core_values(grid, hu, region, erosion_in_plane_mm=e_xy,
                                        erosion_slice_mm=e_z)
@@ -610,7 +645,7 @@ def _render_mr_fractions(scene: SpineScene, grid: Grid, values: list[NDArray[np.
         k1 = min(n_s, k0 + 8)
         raster = _raster(grid, (slice(k0, k1), slice(0, n_r), slice(0, n_c)),
                          sub_offsets=offsets)
-        labels = _paint_block(scene, raster, scene.paints)
+        labels = _paint_block(scene, raster, fine=None)
         for o, lut in zip(out, values, strict=True):
             o[k0:k1] = lut[labels].reshape(k1 - k0, _MR_SUB_SLICES, n_r, n_c).mean(axis=1)
     for o in out:
@@ -652,6 +687,8 @@ def _check(out: Path, vendor: str, seed: int, ct: CtProtocol) -> None:
         (0.0 <= ct.noise_sd_hu <= 100.0, f"noise SD {ct.noise_sd_hu} HU outside 0–100 HU"),
         ((ct.rows or ct.matrix) <= ct.matrix and (ct.columns or ct.matrix) <= ct.matrix,
          "rows/columns must not exceed the matrix"),
+        (ct.s_range_mm is None or 10.0 <= ct.s_range_mm[1] - ct.s_range_mm[0] <= 1000.0,
+         f"scan range {ct.s_range_mm} must run upwards over 10–1000 mm"),
     ]
     for ok, what in checks:
         if not ok:
@@ -752,9 +789,10 @@ def write_spine_study(
     rng_ct, rng_dixon, rng_dwi = (np.random.default_rng(s) for s in streams)
     noise_sd = 0.0 if noise_free else proto.noise_sd_hu
     padding = style.ct_padding_value
-    stored, prof = _render_ct(scene, grid, thickness_mm=thickness, psf_fwhm_mm=proto.psf_fwhm_mm,
-                              noise_sd_hu=noise_sd, rng=rng_ct, signed=style.ct_signed_pixels,
-                              bits_stored=style.ct_bits_stored, padding_value=padding)
+    stored, prof, sub_pixels = _render_ct(
+        scene, grid, thickness_mm=thickness, psf_fwhm_mm=proto.psf_fwhm_mm, noise_sd_hu=noise_sd,
+        rng=rng_ct, signed=style.ct_signed_pixels, bits_stored=style.ct_bits_stored,
+        padding_value=padding)
     centre = grid.index_to_lps((np.asarray(grid.shape, float) - 1.0) / 2.0)[0]
     ct_truth = CtReconstructionTruth(
         rows=grid.shape[1], columns=grid.shape[2], slices=grid.shape[0],
@@ -764,14 +802,17 @@ def write_spine_study(
         psf_fwhm_in_plane_mm=float(proto.psf_fwhm_mm),
         slice_profile_fwhm_mm=round(prof.fwhm_mm, 4),
         slice_profile_gauss_fwhm_mm=_SLICE_PROFILE_GAUSS_FWHM_MM, noise_sd_hu=noise_sd,
-        render_sub_slices=prof.sub, pixel_padding_value=padding,
+        render_sub_slices=prof.sub, render_sub_pixels=sub_pixels,
+        pixel_padding_value=padding,
         rescale_intercept_hu=CT_RESCALE_INTERCEPT_HU, rescale_slope=1.0,
         bits_stored=style.ct_bits_stored, signed_pixels=style.ct_signed_pixels)
 
     ct_ts = JPEGLSLossless if compressed else (
         ImplicitVRLittleEndian if style.ct_implicit_vr else ExplicitVRLittleEndian)
     series: list[tuple[SeriesSpec, Grid, str]] = [(SeriesSpec(
-        role="ct", modality="CT", series_number=2, series_description=style.ct_spine_description,
+        role="ct", modality="CT", series_number=2,
+        series_description=style.ct_spine_description.format(thickness_mm=thickness,
+                                                             spacing_mm=spacing),
         transfer_syntax_uid=JPEGLSLossless,
         uncompressed_transfer_syntax_uid=(ImplicitVRLittleEndian if style.ct_implicit_vr
                                           else ExplicitVRLittleEndian),
@@ -965,6 +1006,7 @@ def write_spine_study_from_options(
     noise_sd_hu: float | None = None,
     mr: bool = True,
     small: bool = False,
+    s_range_mm: tuple[float, float] | None = None,
 ) -> StudyTruth:
     """`write_spine_study` with flat options (what ``bonelesion phantom --anatomy spine`` takes).
 
@@ -977,7 +1019,8 @@ def write_spine_study_from_options(
                                  ("slice_thickness_mm", slice_thickness_mm),
                                  ("slice_spacing_mm", slice_spacing_mm),
                                  ("patient_position", patient_position),
-                                 ("psf_fwhm_mm", psf_fwhm_mm), ("noise_sd_hu", noise_sd_hu))
+                                 ("psf_fwhm_mm", psf_fwhm_mm), ("noise_sd_hu", noise_sd_hu),
+                                 ("s_range_mm", s_range_mm))
                if v is not None}
     ct = dataclasses.replace(base_ct, **changes)  # type: ignore[arg-type]
     mr_proto = (SAMPLE_MR if small else MrProtocol()) if mr else MrProtocol(dixon_slices=0)

@@ -263,6 +263,8 @@ class CtReconstructionTruth:
         scaled to this SD.
     render_sub_slices : int
         Sub-slices per slice spacing used to integrate the slice profile.
+    render_sub_pixels : int
+        Sub-pixels per pixel edge used to integrate bone over each pixel.
     pixel_padding_value : int or None
         Stored value outside the reconstruction circle (None: no padding).
     rescale_intercept_hu, rescale_slope : float
@@ -284,6 +286,7 @@ class CtReconstructionTruth:
     slice_profile_gauss_fwhm_mm: float
     noise_sd_hu: float
     render_sub_slices: int
+    render_sub_pixels: int
     pixel_padding_value: int | None
     rescale_intercept_hu: float
     rescale_slope: float

@@ -28,6 +28,7 @@ class VendorStyle:
     slice thickness and spacing (Philips: overlapping 2 mm slices every 1.5 mm), signed
     16-bit pixels with PixelPaddingValue −2000 outside the reconstruction circle and
     Implicit VR Little Endian (GE), unsigned 12-bit Explicit VR otherwise.
+    ``ct_spine_description`` is a format string with ``thickness_mm`` and ``spacing_mm``.
     """
 
     vendor: str
@@ -47,7 +48,7 @@ class VendorStyle:
     dwi_trace_image_type: tuple[str, ...]
     adc_image_type: tuple[str, ...]
     ct_image_type: tuple[str, ...]
-    ct_spine_description: str = "SPINE BONE"
+    ct_spine_description: str = "SPINE BONE {thickness_mm:g}"
     ct_spine_slice_thickness_mm: float = 1.5
     ct_spine_slice_spacing_mm: float = 1.5
     ct_signed_pixels: bool = False
@@ -121,7 +122,7 @@ VENDOR_STYLES: dict[str, VendorStyle] = {
         dwi_trace_image_type=("DERIVED", "PRIMARY", "DIFFUSION", "TRACEW"),
         adc_image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"),
         ct_image_type=("ORIGINAL", "PRIMARY", "AXIAL", "CT_SOM5 SPI"),
-        ct_spine_description="T-L-SPINE PELVIS 1.5 Br64",
+        ct_spine_description="T-L-SPINE PELVIS {thickness_mm:g} Br64",
         ct_spine_slice_thickness_mm=1.5,
         ct_spine_slice_spacing_mm=1.5,
     ),
@@ -153,7 +154,7 @@ VENDOR_STYLES: dict[str, VendorStyle] = {
         dwi_trace_image_type=("ORIGINAL", "PRIMARY", "OTHER"),
         adc_image_type=("DERIVED", "PRIMARY", "ADC", "ADC"),
         ct_image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
-        ct_spine_description="T-L SPINE 1.25 BONE",
+        ct_spine_description="T-L SPINE {thickness_mm:g} BONE",
         ct_spine_slice_thickness_mm=1.25,
         ct_spine_slice_spacing_mm=1.25,
         ct_signed_pixels=True,
@@ -189,7 +190,7 @@ VENDOR_STYLES: dict[str, VendorStyle] = {
         dwi_trace_image_type=("ORIGINAL", "PRIMARY", "M_SE", "M", "SE"),
         adc_image_type=("DERIVED", "PRIMARY", "ADC_UNSPECIFIED", "ADC", "UNSPECIFIED"),
         ct_image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
-        ct_spine_description="TL Spine 2.0/1.5 YC",
+        ct_spine_description="TL Spine {thickness_mm:g}/{spacing_mm:g} YC",
         ct_spine_slice_thickness_mm=2.0,
         ct_spine_slice_spacing_mm=1.5,
     ),
