@@ -529,8 +529,8 @@ class _Builder:
             c = prev_c - a_prev * prev_h / 2 - a_d * gap - a * h / 2
             lv = _Level(label=lab, region=Region.SACRAL, width=w, depth=d, height=h,
                         disc_below=gap_below, tilt_deg=tilt, canal_a=ca, canal_b=cb,
-                        arch_t=6.0 if lab in ("S1", "S2") else 5.0, sp_len=12.0,
-                        sp_slope_deg=20, sp_half_h=5.0, tp_len=0.0, tp_back_deg=0,
+                        arch_t=6.0 if lab in ("S1", "S2") else 5.0, sp_len=6.0,
+                        sp_slope_deg=20, sp_half_h=4.0, tp_len=0.0, tp_back_deg=0,
                         tp_up_deg=0, facet_deg=55)
             self.levels[lab] = lv
             self.frames[lab] = Frame(origin=c, axes=rotation_x(tilt))

@@ -210,8 +210,8 @@ class MrProtocol:
 SAMPLE_CT = CtProtocol(matrix=256, field_of_view_mm=512.0, slice_thickness_mm=3.0,
                        slice_spacing_mm=3.0, psf_fwhm_mm=1.0, rows=80, columns=100,
                        centre_lp_mm=(0.0, 60.0))
-SAMPLE_MR = MrProtocol(dixon_slices=20, dixon_slice_mm=6.0, dixon_pixel_mm=3.0, dwi_slices=15,
-                       dwi_slice_mm=8.0, dwi_pixel_mm=4.0, ap_extent_mm=180.0)
+SAMPLE_MR = MrProtocol(dixon_slices=20, dixon_slice_mm=6.0, dixon_pixel_mm=3.0, dwi_slices=12,
+                       dwi_slice_mm=10.0, dwi_pixel_mm=4.0, ap_extent_mm=192.0)
 
 
 # ------------------------------------------------------------------------------ grids
