@@ -477,6 +477,7 @@ class AxialArc(Shape):
         py = pr["cp"] + pr["ap"] * np.sin(ang)
         half = float(np.max(np.maximum(np.maximum(self.par["t0"], self.par["t1"]),
                                        self.par["tm"]))) / 2 + 1.0
+        self._half_max = half
         self.lo = np.array([float(px.min()) - half, float(py.min()) - half, float(self.k.min())])
         self.hi = np.array([float(px.max()) + half, float(py.max()) + half, float(self.k.max())])
 
@@ -484,17 +485,29 @@ class AxialArc(Shape):
         """See `Shape.inside`."""
         p = {n: _interp(z, self.k, v) for n, v in self.par.items()}
         dx, dy = x - p["cl"], y - p["cp"]
-        ang = np.arctan2(dy * p["al"], dx * p["ap"])  # elliptic angle
-        a0, a1 = p["a0"], p["a1"]
+        rho2 = (dx / p["al"]) ** 2 + (dy / p["ap"]) ** 2
+        # cheap pre-selection: the band lies within ±(max half thickness) of the ellipse
+        reach = np.float32(self._half_max + 1.0) / np.minimum(p["al"], p["ap"])
+        near = (rho2 >= (1.0 - reach) ** 2) & (rho2 <= (1.0 + reach) ** 2)
+        out = np.zeros(near.shape, dtype=bool)
+        if not near.any():
+            return out
+        shape = near.shape
+        sel = {n: np.broadcast_to(v, shape)[near] for n, v in p.items()}
+        ddx = np.broadcast_to(dx, shape)[near]
+        ddy = np.broadcast_to(dy, shape)[near]
+        ang = np.arctan2(ddy * sel["al"], ddx * sel["ap"])  # elliptic angle
+        a0, a1 = sel["a0"], sel["a1"]
         rel = np.mod(ang - a0 + np.float32(math.pi), np.float32(2 * math.pi)) - np.float32(math.pi)
-        s = rel / (a1 - a0)
-        rho = np.sqrt((dx / p["al"]) ** 2 + (dy / p["ap"]) ** 2)
-        dist = np.sqrt(dx * dx + dy * dy) * (1.0 - 1.0 / np.maximum(rho, np.float32(1e-6)))
-        sc = np.clip(s, 0.0, 1.0)
-        thick = (p["t0"] * (1 - sc) * (1 - 2 * sc) + p["tm"] * 4 * sc * (1 - sc)
-                 + p["t1"] * sc * (2 * sc - 1))
+        t = rel / (a1 - a0)
+        rho = np.sqrt(np.broadcast_to(rho2, shape)[near])
+        dist = np.sqrt(ddx * ddx + ddy * ddy) * (1.0 - 1.0 / np.maximum(rho, np.float32(1e-6)))
+        tc = np.clip(t, 0.0, 1.0)
+        thick = (sel["t0"] * (1 - tc) * (1 - 2 * tc) + sel["tm"] * 4 * tc * (1 - tc)
+                 + sel["t1"] * tc * (2 * tc - 1))
         half = thick * 0.5 - np.float32(self.shrink)
-        return (s >= 0.0) & (s <= 1.0) & (np.abs(dist) <= half)  # type: ignore[no-any-return]
+        out[near] = (t >= 0.0) & (t <= 1.0) & (np.abs(dist) <= half)
+        return out
 
 
 class Clipped(Shape):

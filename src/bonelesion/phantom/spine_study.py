@@ -142,6 +142,11 @@ _DIXON_TR_MS, _DIXON_FLIP_DEG = 6.8, 10.0
 _DWI_TE_MS, _DWI_TR_MS = 62.0, 5200.0
 _MR_SUB_SLICES = 3
 _MR_MIN_MATRIX = 64
+#: Trabecular texture: a periodic block of 64³ cells of 0.8 mm (51 mm period), smoothed
+#: with σ = 1 cell.
+_TEXTURE_CELLS = 64
+_TEXTURE_CELL_MM = 0.8
+_TEXTURE_SIGMA_CELLS = 1.0
 _MR_PSF_SIGMA_PX = 0.5
 
 
@@ -163,6 +168,9 @@ class CtProtocol:
     noise_sd_hu : float
     patient_position : str
         HFS, FFS, HFP or FFP.
+    trabecular_texture_sd_hu : float
+        SD of the heterogeneity added to trabecular bone (smoothed noise with ~1 mm
+        correlation, fixed in patient coordinates); 0 for homogeneous marrow.
     centre_lp_mm : (2,) tuple of float or None
         In-plane centre of the reconstruction (L, P); None: centre of the body.
     s_range_mm : (2,) tuple of float or None
@@ -177,6 +185,7 @@ class CtProtocol:
     slice_spacing_mm: float | None = None
     psf_fwhm_mm: float = 0.8
     noise_sd_hu: float = DEFAULT_CT_NOISE_SD_HU
+    trabecular_texture_sd_hu: float = 20.0
     patient_position: str = "HFS"
     centre_lp_mm: tuple[float, float] | None = None
     s_range_mm: tuple[float, float] | None = None
@@ -349,15 +358,37 @@ def _fine_box(scene: SpineScene, raster: Raster) -> tuple[slice, slice] | None:
     return slice(r0, r1), slice(c0, c1)
 
 
+def _texture_block(rng: np.random.Generator, sd_hu: float) -> NDArray[np.float32]:
+    """Make a periodic block of trabecular texture (HU): smoothed noise, mean 0, SD ``sd_hu``."""
+    block = rng.standard_normal((_TEXTURE_CELLS,) * 3, dtype=np.float32)
+    ndimage.gaussian_filter(block, _TEXTURE_SIGMA_CELLS, output=block, mode="wrap")
+    block -= block.mean()
+    block *= np.float32(sd_hu / float(block.std()))
+    return block
+
+
+def _texture_at(block: NDArray[np.float32], raster: Raster) -> NDArray[np.float32]:
+    """Texture values at the points of a raster (periodic in patient coordinates)."""
+    idx: list[NDArray[np.intp]] = [np.zeros(1, np.intp)] * 3
+    for k in range(3):
+        cells = np.floor(raster.coords[k] / np.float32(_TEXTURE_CELL_MM)).astype(np.intp)
+        idx[raster.lps_axis[k]] = np.mod(cells, _TEXTURE_CELLS)
+    # block axes are (L, P, S); gather in raster axis order
+    gathered = block[np.ix_(idx[0], idx[1], idx[2])]  # (L, P, S) of the raster's points
+    return np.ascontiguousarray(np.transpose(gathered, raster.lps_axis))
+
+
 def _render_ct(scene: SpineScene, grid: Grid, *, thickness_mm: float, psf_fwhm_mm: float,
                noise_sd_hu: float, rng: np.random.Generator, signed: bool, bits_stored: int,
-               padding_value: int | None
+               padding_value: int | None, texture: NDArray[np.float32] | None
                ) -> tuple[NDArray[np.uint16] | NDArray[np.int16], _Profile, int]:
     """Render the stored CT pixels (S, R, C), slab by slab."""
     n_s, n_r, n_c = grid.shape
     prof = _slice_profile(grid.spacing_mm[0], thickness_mm)
     offsets = prof.taps / prof.sub
     lut_hu = scene.lut("attenuation_hu")
+    lut_marrow = np.array([info.material.name.startswith("marrow") for info in scene.labels],
+                          dtype=np.float32)
     n_labels = len(scene.labels)
     ss = _sub_pixels(grid.spacing_mm[1])
     sigma_px = _in_plane_sigma_px(psf_fwhm_mm, grid.spacing_mm[1], ss)
@@ -396,7 +427,10 @@ def _render_ct(scene: SpineScene, grid: Grid, *, thickness_mm: float, psf_fwhm_m
                 labels = np.repeat(np.repeat(labels, ss, axis=1), ss, axis=2)
             for step in scene.select(*_raster_box(fr), fine=True):
                 paint(labels, fr, step, lut_size=n_labels)
-            vals = lut_hu[labels].reshape(n, n_t, labels.shape[1], labels.shape[2])
+            vals = lut_hu[labels]
+            if texture is not None:  # heterogeneous trabecular bone
+                vals += _texture_at(texture, fr) * lut_marrow[labels]
+            vals = vals.reshape(n, n_t, labels.shape[1], labels.shape[2])
             prof_hu = np.tensordot(prof.weights, vals, axes=(0, 1))
             if ss > 1:  # pixel integration: mean over the sub-pixels
                 r_n, c_n = prof_hu.shape[1] // ss, prof_hu.shape[2] // ss
@@ -785,14 +819,16 @@ def write_spine_study(
                        study_instance_uid=study_uid, frame_of_reference_uid=for_uid,
                        study_description="PHANTOM THORACOLUMBAR SPINE PELVIS",
                        body_part_examined="SPINE")
-    streams = np.random.SeedSequence([seed, 0x5B1E]).spawn(3)
-    rng_ct, rng_dixon, rng_dwi = (np.random.default_rng(s) for s in streams)
+    streams = np.random.SeedSequence([seed, 0x5B1E]).spawn(4)
+    rng_ct, rng_dixon, rng_dwi, rng_tex = (np.random.default_rng(s) for s in streams)
+    texture = (_texture_block(rng_tex, proto.trabecular_texture_sd_hu)
+               if proto.trabecular_texture_sd_hu > 0 else None)
     noise_sd = 0.0 if noise_free else proto.noise_sd_hu
     padding = style.ct_padding_value
     stored, prof, sub_pixels = _render_ct(
         scene, grid, thickness_mm=thickness, psf_fwhm_mm=proto.psf_fwhm_mm, noise_sd_hu=noise_sd,
         rng=rng_ct, signed=style.ct_signed_pixels, bits_stored=style.ct_bits_stored,
-        padding_value=padding)
+        padding_value=padding, texture=texture)
     centre = grid.index_to_lps((np.asarray(grid.shape, float) - 1.0) / 2.0)[0]
     ct_truth = CtReconstructionTruth(
         rows=grid.shape[1], columns=grid.shape[2], slices=grid.shape[0],
@@ -802,6 +838,7 @@ def write_spine_study(
         psf_fwhm_in_plane_mm=float(proto.psf_fwhm_mm),
         slice_profile_fwhm_mm=round(prof.fwhm_mm, 4),
         slice_profile_gauss_fwhm_mm=_SLICE_PROFILE_GAUSS_FWHM_MM, noise_sd_hu=noise_sd,
+        trabecular_texture_sd_hu=float(proto.trabecular_texture_sd_hu),
         render_sub_slices=prof.sub, render_sub_pixels=sub_pixels,
         pixel_padding_value=padding,
         rescale_intercept_hu=CT_RESCALE_INTERCEPT_HU, rescale_slope=1.0,

@@ -261,6 +261,9 @@ class CtReconstructionTruth:
         Standard deviation of the added noise (0 for noise-free): white Gaussian noise
         filtered by the same in-plane kernel as the image (correlated like CT noise) and
         scaled to this SD.
+    trabecular_texture_sd_hu : float
+        SD of the heterogeneity of trabecular bone before blurring (smoothed noise with
+        about 1 mm correlation, mean 0; 0: homogeneous marrow).
     render_sub_slices : int
         Sub-slices per slice spacing used to integrate the slice profile.
     render_sub_pixels : int
@@ -285,6 +288,7 @@ class CtReconstructionTruth:
     slice_profile_fwhm_mm: float
     slice_profile_gauss_fwhm_mm: float
     noise_sd_hu: float
+    trabecular_texture_sd_hu: float
     render_sub_slices: int
     render_sub_pixels: int
     pixel_padding_value: int | None
