@@ -30,12 +30,19 @@ def _errors(exe: str, path: Path) -> list[str]:
             if line.startswith("Error")]
 
 
-@pytest.mark.parametrize("name", CHECKED)
-def test_phantom_variant_has_no_dciodvfy_error(name: str, get_study: StudyGetter) -> None:
+#: Spine study variants: Siemens with MR, GE (Implicit VR, signed, PixelPaddingValue),
+#: Philips (overlapping slices), FFS/HFP positions, GE enhanced + compressed with MR.
+SPINE_CHECKED = ["spine-siemens", "spine-ge", "spine-philips", "spine-ffs-512",
+                 "spine-hfp-variants", "spine-enhanced-compressed"]
+
+
+@pytest.mark.parametrize("name", CHECKED + SPINE_CHECKED)
+def test_phantom_variant_has_no_dciodvfy_error(name: str, get_study: StudyGetter,
+                                               get_spine_study: StudyGetter) -> None:
     exe = shutil.which("dciodvfy")
     if exe is None:
         pytest.skip("dciodvfy not found (Debian package dicom3tools)")
-    folder, truth = get_study(name)
+    folder, truth = (get_spine_study if name.startswith("spine") else get_study)(name)
     series_dirs = sorted(p for p in (folder / "DICOM").iterdir() if p.is_dir())
     assert len(series_dirs) == len(truth.series)
     problems = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,17 @@ from bonelesion.phantom import load_truth
 
 #: The sample study is noisy (10 HU): its core means agree within 5 standard errors.
 N_STANDARD_ERRORS = 5.0
-#: sample_data budget (brief: < 10 MB).
-MAX_SAMPLE_BYTES = 10 * 1024 * 1024
+#: sample_data budget (brief: < 10 MB), both studies together.
+MAX_SAMPLE_BYTES = 10 * 1000 * 1000
+#: The studies and the arguments of `bonelesion phantom` that rebuild them
+#: (as in sample_data/regenerate.sh).
+STUDIES: dict[str, list[str]] = {
+    "spine_phantom": ["--vendor", "siemens", "--seed", "0"],
+    "thoracolumbar_phantom": ["--anatomy", "spine", "--small", "--vendor", "siemens",
+                              "--seed", "0"],
+}
+#: Correlated CT noise of the spine study: at most 4 voxels per independent sample.
+NOISE_VOXELS_PER_SAMPLE = 4.0
 
 
 def _sums() -> dict[str, str]:
@@ -25,11 +35,16 @@ def _sums() -> dict[str, str]:
 
 
 def test_checksums_and_size() -> None:
-    root = sample_path("spine_phantom")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
     listed = _sums()
+    files = []
+    for name in STUDIES:
+        root = sample_path(name)
+        files += sorted(p for p in root.rglob("*") if p.is_file())
     assert {p.relative_to(SAMPLE_DATA).as_posix() for p in files} == set(listed)
     assert sum(p.stat().st_size for p in files) < MAX_SAMPLE_BYTES
+    regenerate = (SAMPLE_DATA / "regenerate.sh").read_text()
+    for name, args in STUDIES.items():
+        assert f"phantom {name} {' '.join(args)}" in regenerate
 
 
 def test_sample_truth_and_ct(tmp_path: Path) -> None:
@@ -43,14 +58,35 @@ def test_sample_truth_and_ct(tmp_path: Path) -> None:
         assert abs(hu.mean() - les.attenuation_mean_hu) <= N_STANDARD_ERRORS * se
 
 
+def test_sample_spine_study() -> None:
+    """The thoracolumbar study: T10–S1 truth, lesion cores and MR series in one frame."""
+    root = sample_path("thoracolumbar_phantom")
+    truth = load_truth(root)
+    assert truth.schema_version == "2.0" and truth.spine is not None
+    assert [v.label for v in truth.spine.vertebrae][0::8] == ["T10", "S1"]
+    assert {s.role for s in truth.series} == {
+        "ct", "dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat", "dwi", "adc"}
+    assert len({s.series_instance_uid for s in truth.series}) == len(truth.series)
+    sd = truth.noise.ct_sd_hu
+    for les in truth.spine.lesions:
+        if les.core_voxel_count >= 20:
+            se = sd * math.sqrt(NOISE_VOXELS_PER_SAMPLE / les.core_voxel_count)
+            assert abs(les.core_mean_hu - les.attenuation_true_hu) <= N_STANDARD_ERRORS * se + 2
+    ct = read_series(root / truth.series_for_role("ct").path)[None]
+    largest = max(truth.spine.lesions, key=lambda les: les.volume_ml)
+    hu = sphere_values(ct, largest.centre_lps_mm, 2.5)
+    assert abs(float(np.mean(hu)) - largest.attenuation_true_hu) <= 25.0
+
+
 @pytest.mark.slow
-def test_regeneration_is_byte_identical(tmp_path: Path) -> None:
-    """The README command rebuilds sample_data exactly (same seed → same bytes and UIDs)."""
-    sample_path("spine_phantom")
-    out = tmp_path / "spine_phantom"
-    assert main(["-q", "phantom", str(out), "--vendor", "siemens", "--seed", "0"]) == 0
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_regeneration_is_byte_identical(tmp_path: Path, name: str) -> None:
+    """The regenerate.sh command rebuilds each study exactly (same seed → same bytes)."""
+    sample_path(name)
+    out = tmp_path / name
+    assert main(["-q", "phantom", str(out), *STUDIES[name]]) == 0
     regenerated = {
-        f"spine_phantom/{p.relative_to(out).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
+        f"{name}/{p.relative_to(out).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
         for p in out.rglob("*") if p.is_file()
     }
-    assert regenerated == _sums()
+    assert regenerated == {k: v for k, v in _sums().items() if k.startswith(f"{name}/")}

@@ -11,7 +11,7 @@ import pytest
 from bonelesion.errors import InputError
 from bonelesion.phantom import (
     ROIS_CSV_COLUMNS,
-    TRUTH_JSON_SCHEMA,
+    TRUTH_JSON_SCHEMAS,
     StudyTruth,
     load_truth,
 )
@@ -74,35 +74,45 @@ def test_round_trip_and_lookups(study_noise_free: tuple[Path, StudyTruth]) -> No
         loaded.series_for_role("pet")
 
 
+def check_against_schema(schema: dict, value: object, where: str = "$") -> None:
+    """Every key of ``value`` is described by ``schema`` and every described key is present."""
+    if "const" in schema:
+        assert value == schema["const"], where
+        return
+    if "anyOf" in schema:
+        if value is None:
+            assert {"type": "null"} in schema["anyOf"], where
+            return
+        schema = next(s for s in schema["anyOf"] if s != {"type": "null"})
+    kind = schema["type"]
+    if kind == "object":
+        assert isinstance(value, dict)
+        assert set(value) == set(schema["required"]) == set(schema["properties"]), where
+        for k, v in value.items():
+            check_against_schema(schema["properties"][k], v, f"{where}.{k}")
+    elif kind == "array":
+        assert isinstance(value, list), where
+        if "prefixItems" in schema:
+            assert len(value) == len(schema["prefixItems"]), where
+            for i, (s, v) in enumerate(zip(schema["prefixItems"], value, strict=True)):
+                check_against_schema(s, v, f"{where}[{i}]")
+        else:
+            for i, v in enumerate(value):
+                check_against_schema(schema["items"], v, f"{where}[{i}]")
+    else:
+        expected = {"boolean": bool, "integer": int, "number": (int, float),
+                    "string": str}[kind]
+        assert isinstance(value, expected), where
+
+
 def test_schema_describes_every_key(study_noise_free: tuple[Path, StudyTruth]) -> None:
+    """The lumbar study still writes schema 1.0 (no anatomy/spine keys), as before."""
     root, _ = study_noise_free
     data = json.loads((root / "truth.json").read_text())
-
-    def check(schema: dict, value: object, where: str) -> None:
-        if "const" in schema:
-            assert value == schema["const"], where
-            return
-        kind = schema["type"]
-        if kind == "object":
-            assert isinstance(value, dict)
-            assert set(value) == set(schema["required"]) == set(schema["properties"]), where
-            for k, v in value.items():
-                check(schema["properties"][k], v, f"{where}.{k}")
-        elif kind == "array":
-            assert isinstance(value, list), where
-            if "prefixItems" in schema:
-                assert len(value) == len(schema["prefixItems"]), where
-                for i, (s, v) in enumerate(zip(schema["prefixItems"], value, strict=True)):
-                    check(s, v, f"{where}[{i}]")
-            else:
-                for i, v in enumerate(value):
-                    check(schema["items"], v, f"{where}[{i}]")
-        else:
-            expected = {"boolean": bool, "integer": int, "number": (int, float),
-                        "string": str}[kind]
-            assert isinstance(value, expected), where
-
-    check(TRUTH_JSON_SCHEMA, data, "$")
+    assert data["schema_version"] == "1.0"
+    check_against_schema(TRUTH_JSON_SCHEMAS["1.0"], data)
+    with pytest.raises(AssertionError):
+        check_against_schema(TRUTH_JSON_SCHEMAS["2.0"], data)
 
 
 def test_load_errors(tmp_path: Path, study_noise_free: tuple[Path, StudyTruth]) -> None:
@@ -114,10 +124,14 @@ def test_load_errors(tmp_path: Path, study_noise_free: tuple[Path, StudyTruth]) 
     bad.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         load_truth(bad)
-    with pytest.raises(InputError, match="schema_version expected '1.0', found '0.9'"):
+    with pytest.raises(InputError, match=r"schema_version expected one of \['1.0', '2.0'\], found '0.9'"):
         load_truth(_write(tmp_path, {**good, "schema_version": "0.9"}))
     with pytest.raises(InputError, match=r"unknown keys \['extra'\]"):
         load_truth(_write(tmp_path, {**good, "extra": 1}))
+    with pytest.raises(InputError, match=r"schema 1.0 has no key\(s\) \['anatomy'\]"):
+        load_truth(_write(tmp_path, {**good, "anatomy": "lumbar"}))
+    with pytest.raises(InputError, match=r"missing keys \['anatomy', 'spine'\]"):
+        load_truth(_write(tmp_path, {**good, "schema_version": "2.0"}))
     missing = dict(good)
     del missing["vendor"]
     with pytest.raises(InputError, match=r"missing keys \['vendor'\]"):

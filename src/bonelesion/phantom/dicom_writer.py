@@ -82,6 +82,7 @@ class WriteContext:
     style : VendorStyle
     enhanced, compressed : bool
     study_instance_uid, frame_of_reference_uid : str
+    study_description, body_part_examined : str
     """
 
     key: str
@@ -91,6 +92,8 @@ class WriteContext:
     compressed: bool
     study_instance_uid: str
     frame_of_reference_uid: str
+    study_description: str = "PHANTOM LUMBAR SPINE"
+    body_part_examined: str = "LSPINE"
 
     def uid(self, *parts: str) -> str:
         """Deterministic UID for a role path (e.g. ``("series", "ct")``)."""
@@ -103,8 +106,8 @@ class StackSpec:
 
     Parameters
     ----------
-    pixels : (S, R, C) ndarray of uint16
-        Stored values, indexed [slice, row, column] on `grid`.
+    pixels : (S, R, C) ndarray of uint16 or int16
+        Stored values, indexed [slice, row, column] on `grid` (int16: signed pixels).
     grid : Grid
     image_type : tuple of str
     echo_time_ms : float
@@ -112,9 +115,12 @@ class StackSpec:
         Diffusion b-value (DWI stacks only).
     is_adc : bool
     window_center, window_width : float
+    slice_thickness_mm : float or None
+        Nominal slice thickness when it differs from the slice spacing (overlapping or
+        gapped slices); the spacing otherwise.
     """
 
-    pixels: NDArray[np.uint16]
+    pixels: NDArray[np.uint16] | NDArray[np.int16]
     grid: Grid
     image_type: tuple[str, ...]
     echo_time_ms: float = 0.0
@@ -122,6 +128,7 @@ class StackSpec:
     is_adc: bool = False
     window_center: float = 0.0
     window_width: float = 0.0
+    slice_thickness_mm: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +148,17 @@ class SeriesSpec:
     repetition_time_ms, flip_angle_deg : float
     sequence : str
         ``GRE`` (Dixon), ``EPI`` (DWI) or ``CT``.
+    patient_position : str
+        PatientPosition (HFS, FFS, HFP, FFP).
+    uncompressed_transfer_syntax_uid : str
+        Transfer syntax when the context is not compressed (Explicit or Implicit VR LE).
+    bits_stored : int or None
+        BitsStored (default 12 for CT, 16 for MR); signed pixels follow the dtype of the
+        stacks (int16 → PixelRepresentation 1).
+    pixel_padding_value : int or None
+        PixelPaddingValue (stored value of pixels outside the reconstruction circle).
+    spacing_between_slices_mm : float or None
+        Written for CT when given (overlapping reconstructions).
     """
 
     role: str
@@ -153,6 +171,11 @@ class SeriesSpec:
     flip_angle_deg: float = 0.0
     sequence: str = "CT"
     extra: dict[str, str] = field(default_factory=dict)
+    patient_position: str = "HFS"
+    uncompressed_transfer_syntax_uid: str = ExplicitVRLittleEndian
+    bits_stored: int | None = None
+    pixel_padding_value: int | None = None
+    spacing_between_slices_mm: float | None = None
 
 
 def enhanced_image_type(image_type: Sequence[str]) -> tuple[str, ...]:
@@ -187,7 +210,7 @@ def _common(ctx: WriteContext, spec: SeriesSpec, series_uid: str) -> Dataset:
     ds.InstitutionName = "bonelesion digital phantom"
     ds.ReferringPhysicianName = ""
     ds.StationName = "PHANTOM"
-    ds.StudyDescription = "PHANTOM LUMBAR SPINE"
+    ds.StudyDescription = ctx.study_description
     ds.SeriesDescription = spec.series_description
     ds.ManufacturerModelName = style.ct_model if ct else style.mr_model
     ds.PatientName = "PHANTOM^SPINE"
@@ -197,10 +220,10 @@ def _common(ctx: WriteContext, spec: SeriesSpec, series_uid: str) -> Dataset:
     ds.PatientIdentityRemoved = "YES"
     # Type 1C with PatientIdentityRemoved = YES (PS3.3 C.7.1.1): say why there is no patient
     ds.DeidentificationMethod = "SYNTHETIC: bonelesion digital phantom, no patient data"
-    ds.BodyPartExamined = "LSPINE"
+    ds.BodyPartExamined = ctx.body_part_examined
     ds.DeviceSerialNumber = "0"
     ds.SoftwareVersions = style.ct_software if ct else style.mr_software
-    ds.PatientPosition = "HFS"
+    ds.PatientPosition = spec.patient_position
     ds.StudyInstanceUID = ctx.study_instance_uid
     ds.SeriesInstanceUID = series_uid
     ds.StudyID = "1"
@@ -211,9 +234,11 @@ def _common(ctx: WriteContext, spec: SeriesSpec, series_uid: str) -> Dataset:
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = 16
-    ds.BitsStored = 12 if ct else 16
+    ds.BitsStored = spec.bits_stored or (12 if ct else 16)
     ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
+    ds.PixelRepresentation = 1 if spec.stacks[0].pixels.dtype.kind == "i" else 0
+    if spec.pixel_padding_value is not None:
+        ds.PixelPaddingValue = int(spec.pixel_padding_value)
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     return ds
@@ -251,14 +276,18 @@ def _geometry_classic(ds: Dataset, grid: Grid, k: int) -> None:
     ds.SliceLocation = _ds(float(ipp @ d[:, 0]))
 
 
-def _file_meta(ds: Dataset) -> None:
+def _file_meta(ds: Dataset, transfer_syntax_uid: str = ExplicitVRLittleEndian) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "BONELESION_PH1"
     ds.file_meta = meta
+
+
+def _pixel_dtype(stack: StackSpec) -> str:
+    return "<i2" if stack.pixels.dtype.kind == "i" else "<u2"
 
 
 def _save(ds: Dataset, path: Path, ctx: WriteContext, spec: SeriesSpec) -> None:
@@ -285,6 +314,8 @@ def _write_classic(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_uid
         base.RescaleIntercept = "-1024"
         base.RescaleSlope = "1"
         base.RescaleType = "HU"
+        if spec.spacing_between_slices_mm is not None:
+            base.SpacingBetweenSlices = _ds(spec.spacing_between_slices_mm)
     else:
         _mr_acquisition(base, ctx, spec, float(spec.extra["field_strength_t"]), enhanced=False)
         if style.vendor == "philips":
@@ -318,10 +349,13 @@ def _write_classic(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_uid
             ds.InstanceNumber = number
             ds.SOPInstanceUID = ctx.uid("instance", spec.role, str(stack_index), str(k))
             _geometry_classic(ds, stack.grid, k)
-            ds.PixelData = np.ascontiguousarray(stack.pixels[k], dtype="<u2").tobytes()
+            if stack.slice_thickness_mm is not None:
+                ds.SliceThickness = _ds(stack.slice_thickness_mm)
+            ds.PixelData = np.ascontiguousarray(stack.pixels[k], dtype=_pixel_dtype(stack)
+                                                ).tobytes()
             if "PixelData" in ds:
                 ds["PixelData"].VR = "OW"
-            _file_meta(ds)
+            _file_meta(ds, spec.uncompressed_transfer_syntax_uid)
             _save(ds, folder / f"IM{instance:04d}.dcm", ctx, spec)
             if ctx.compressed and spec.transfer_syntax_uid != ExplicitVRLittleEndian:
                 # compress() replaced PixelData and the transfer syntax: restore for the next
@@ -397,8 +431,9 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
         sp = grid.spacing_mm
 
         shared = Dataset()
+        thickness = sp[0] if stack.slice_thickness_mm is None else stack.slice_thickness_mm
         shared.PixelMeasuresSequence = DicomSequence([_item(
-            PixelSpacing=[_ds(sp[1]), _ds(sp[2])], SliceThickness=_ds(sp[0]),
+            PixelSpacing=[_ds(sp[1]), _ds(sp[2])], SliceThickness=_ds(thickness),
             SpacingBetweenSlices=_ds(sp[0]))])
         shared.PlaneOrientationSequence = DicomSequence([_item(
             ImageOrientationPatient=[_ds(v) for v in (*d[:, 2], *d[:, 1])])])
@@ -533,9 +568,9 @@ def _write_enhanced(ctx: WriteContext, spec: SeriesSpec, folder: Path, series_ui
                     ImagePositionPatient=[_ds(v) for v in ipp])]),
             ))
         ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
-        ds.PixelData = np.ascontiguousarray(stack.pixels, dtype="<u2").tobytes()
+        ds.PixelData = np.ascontiguousarray(stack.pixels, dtype=_pixel_dtype(stack)).tobytes()
         ds["PixelData"].VR = "OW"
-        _file_meta(ds)
+        _file_meta(ds, spec.uncompressed_transfer_syntax_uid)
         _save(ds, folder / f"IM{stack_index + 1:04d}.dcm", ctx, spec)
     return len(spec.stacks)
 

@@ -64,9 +64,9 @@ from bonelesion.phantom.dicom_writer import (
     write_series,
 )
 from bonelesion.phantom.truth import (
+    LUMBAR_TRUTH_SCHEMA_VERSION,
     ROIS_FILENAME,
     TRUTH_FILENAME,
-    TRUTH_SCHEMA_VERSION,
     AcquisitionTruth,
     LesionTruth,
     NoiseTruth,
@@ -469,7 +469,7 @@ def write_study(
         raise
 
     truth = StudyTruth(
-        schema_version=TRUTH_SCHEMA_VERSION,
+        schema_version=LUMBAR_TRUTH_SCHEMA_VERSION,
         generator=GENERATOR,
         vendor=vendor,
         seed=seed,

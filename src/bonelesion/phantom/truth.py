@@ -4,6 +4,17 @@
 lists, enums as their values). `load_truth` is strict: a missing or unknown key, or a value
 of the wrong type, is an `InputError`. `TRUTH_JSON_SCHEMA` is the same contract as a JSON
 Schema (draft 2020-12) document for tools outside Python.
+
+Schema versions
+---------------
+* ``1.0``: the lumbar study of `bonelesion.phantom.write_study` (still written by it, so
+  its files do not change). No ``anatomy`` or ``spine`` key.
+* ``2.0``: adds ``anatomy`` (``lumbar`` or ``thoracolumbar_pelvis``) and ``spine``
+  (`SpineTruth` or null): vertebrae, discs, ribs, sacroiliac joints, lesions with volumes
+  and measured core values, look-alikes and the CT reconstruction. Written by
+  `bonelesion.phantom.write_spine_study`.
+
+`load_truth` reads both; a 1.0 file loads with ``anatomy="lumbar"`` and ``spine=None``.
 """
 
 from __future__ import annotations
@@ -21,6 +32,18 @@ from bonelesion.errors import InputError
 
 __all__ = [
     "TRUTH_SCHEMA_VERSION",
+    "LUMBAR_TRUTH_SCHEMA_VERSION",
+    "SUPPORTED_TRUTH_SCHEMA_VERSIONS",
+    "TRUTH_JSON_SCHEMAS",
+    "SpineTruth",
+    "SpineOptionsTruth",
+    "CtReconstructionTruth",
+    "VertebraTruth",
+    "DiscTruth",
+    "RibTruth",
+    "SacroiliacJointTruth",
+    "SpineLesionTruth",
+    "LookAlikeTruth",
     "TRUTH_FILENAME",
     "ROIS_FILENAME",
     "ROIS_CSV_COLUMNS",
@@ -36,7 +59,13 @@ __all__ = [
     "write_rois_csv",
 ]
 
-TRUTH_SCHEMA_VERSION = "1.0"
+#: Current schema (written by the spine study).
+TRUTH_SCHEMA_VERSION = "2.0"
+#: The lumbar study's schema, still written by `bonelesion.phantom.write_study`.
+LUMBAR_TRUTH_SCHEMA_VERSION = "1.0"
+SUPPORTED_TRUTH_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "2.0")
+#: Keys that schema 2.0 adds at the top level.
+_KEYS_SINCE_2_0 = ("anatomy", "spine")
 TRUTH_FILENAME = "truth.json"
 ROIS_FILENAME = "rois.csv"
 ROIS_CSV_COLUMNS = (
@@ -196,8 +225,278 @@ class NoiseTruth:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpineOptionsTruth:
+    """Variants the spine study was built with (see `bonelesion.phantom.SpineOptions`)."""
+
+    lumbar_rib: bool
+    sacralised_l5: bool
+    osteoporotic: bool
+    contrast: bool
+    lesions: bool
+    lytic_lesions: bool
+    look_alikes: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CtReconstructionTruth:
+    """How the spine CT was reconstructed, blurred and made noisy.
+
+    Attributes
+    ----------
+    rows, columns, slices : int
+    pixel_spacing_mm, slice_spacing_mm, slice_thickness_mm : float
+        Slices overlap when the thickness exceeds the spacing.
+    field_of_view_mm : float
+        Reconstruction diameter (square field of view).
+    field_of_view_centre_lps_mm : (3,) tuple of float
+        Centre of the reconstruction (the middle of the volume).
+    patient_position : str
+    psf_fwhm_in_plane_mm : float
+        In-plane Gaussian point-spread function (before pixel integration).
+    slice_profile_fwhm_mm : float
+        Full width at half maximum of the slice sensitivity profile: a box of the slice
+        thickness convolved with a Gaussian of ``slice_profile_gauss_fwhm_mm``.
+    slice_profile_gauss_fwhm_mm : float
+    noise_sd_hu : float
+        Standard deviation of the added noise (0 for noise-free): white Gaussian noise
+        filtered by the same in-plane kernel as the image (correlated like CT noise) and
+        scaled to this SD.
+    trabecular_texture_sd_hu : float
+        SD of the heterogeneity of trabecular bone before blurring (smoothed noise with
+        about 1 mm correlation, mean 0; 0: homogeneous marrow).
+    render_sub_slices : int
+        Sub-slices per slice spacing used to integrate the slice profile.
+    render_sub_pixels : int
+        Sub-pixels per pixel edge used to integrate bone over each pixel.
+    pixel_padding_value : int or None
+        Stored value outside the reconstruction circle (None: no padding).
+    rescale_intercept_hu, rescale_slope : float
+    bits_stored : int
+    signed_pixels : bool
+    """
+
+    rows: int
+    columns: int
+    slices: int
+    pixel_spacing_mm: float
+    slice_spacing_mm: float
+    slice_thickness_mm: float
+    field_of_view_mm: float
+    field_of_view_centre_lps_mm: tuple[float, float, float]
+    patient_position: str
+    psf_fwhm_in_plane_mm: float
+    slice_profile_fwhm_mm: float
+    slice_profile_gauss_fwhm_mm: float
+    noise_sd_hu: float
+    trabecular_texture_sd_hu: float
+    render_sub_slices: int
+    render_sub_pixels: int
+    pixel_padding_value: int | None
+    rescale_intercept_hu: float
+    rescale_slope: float
+    bits_stored: int
+    signed_pixels: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class VertebraTruth:
+    """One vertebra (T10–L5) or the first sacral segment (S1).
+
+    Attributes
+    ----------
+    label : str
+        ``T10`` … ``L5``, ``S1``.
+    region : str
+        ``thoracic``, ``lumbar`` or ``sacral``.
+    body_centroid_lps_mm : (3,) tuple of float
+        Centroid of the vertebral body (cortex and marrow, lesions included), from the
+        analytic scene sampled at 0.5 mm.
+    superior_axis_lps : (3,) tuple of float
+        Unit vector of the body's cranial axis.
+    body_width_mm, body_depth_mm, body_height_mm : float
+        Nominal body size (lateral, AP, cranio-caudal at the centre).
+    trabecular_true_hu : float
+        CT number of the trabecular bone.
+    trabecular_mean_hu, trabecular_sd_hu : float or None
+        Mean and SD of the written CT image over the eroded trabecular core of the body
+        (voxels whose centres lie ≥ 2.5 mm in-plane and ≥ half a slice thickness + 1 mm
+        along the slice axis from any other structure, lesions included).
+    trabecular_voxel_count : int
+    rib_sides : tuple of str
+        Sides with a rib articulating with this vertebra (``left``, ``right``).
+    fused_to_ilium : bool
+        The segment meets the iliac bones at the sacroiliac joints (S1).
+    transitional : str
+        ``""``, ``lumbar_rib`` (L1 with ribs) or ``sacralised_L5``.
+    """
+
+    label: str
+    region: str
+    body_centroid_lps_mm: tuple[float, float, float]
+    superior_axis_lps: tuple[float, float, float]
+    body_width_mm: float
+    body_depth_mm: float
+    body_height_mm: float
+    trabecular_true_hu: float
+    trabecular_mean_hu: float | None
+    trabecular_sd_hu: float | None
+    trabecular_voxel_count: int
+    rib_sides: tuple[str, ...]
+    fused_to_ilium: bool
+    transitional: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscTruth:
+    """An intervertebral disc (``fused``: a bony remnant between sacral segments)."""
+
+    upper: str
+    lower: str
+    centre_lps_mm: tuple[float, float, float]
+    height_mm: float
+    fused: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class RibTruth:
+    """A rib: the vertebra it articulates with, side, head centre and length."""
+
+    vertebra: str
+    side: str
+    head_lps_mm: tuple[float, float, float]
+    length_mm: float
+    lumbar: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SacroiliacJointTruth:
+    """A sacroiliac joint: side and a point on its joint plane."""
+
+    side: str
+    centre_lps_mm: tuple[float, float, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpineLesionTruth:
+    """A lesion of the spine study.
+
+    Attributes
+    ----------
+    lesion_id : str
+    kind : str
+        ``sclerotic_metastasis``, ``bone_island`` or ``lytic_metastasis``.
+    bone : str
+        Host bone (``T10`` … ``S5``, ``ilium_left``, ``ilium_right``).
+    expected_nature : str
+        ``malignant`` (metastases) or ``benign`` (bone islands).
+    centre_lps_mm : (3,) tuple of float
+        Centroid of the lesion (analytic scene sampled finely).
+    volume_ml, equivalent_radius_mm : float
+        Volume (shape clipped to bone) and the radius of the sphere of that volume.
+    attenuation_true_hu : float
+        CT number inside the lesion before blurring and noise.
+    core_mean_hu, core_sd_hu : float or None
+        Mean and SD of the written CT image over the lesion core (None when the lesion is
+        outside the CT scan range): voxels whose centres
+        lie at least ``core_erosion_in_plane_mm`` in-plane and ``core_erosion_slice_mm``
+        along the slice axis inside the lesion (at least the deepest voxel).
+    core_voxel_count : int
+    core_erosion_in_plane_mm, core_erosion_slice_mm : float
+    mr_appearance : str
+        ``signal_void`` (sclerotic: dark on in-phase, opposed-phase, water, fat and DWI)
+        or ``lytic`` (low fat signal, bright water and DWI signal).
+    fat_fraction, t1w_signal_scale, t2w_signal_scale, adc_mm2_per_s : float
+        MR properties (Dixon proton scale; DWI b = 0 scale; ADC).
+    """
+
+    lesion_id: str
+    kind: str
+    bone: str
+    expected_nature: str
+    centre_lps_mm: tuple[float, float, float]
+    volume_ml: float
+    equivalent_radius_mm: float
+    attenuation_true_hu: float
+    core_mean_hu: float | None
+    core_sd_hu: float | None
+    core_voxel_count: int
+    core_erosion_in_plane_mm: float
+    core_erosion_slice_mm: float
+    mr_appearance: str
+    fat_fraction: float
+    t1w_signal_scale: float
+    t2w_signal_scale: float
+    adc_mm2_per_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LookAlikeTruth:
+    """A benign finding that mimics a sclerotic lesion (not a lesion: no call expected).
+
+    Attributes
+    ----------
+    look_alike_id : str
+    kind : str
+        ``endplate_sclerosis``, ``osteophyte`` or ``facet_sclerosis``.
+    bone : str
+    detail : str
+        Where exactly (e.g. ``inferior endplate``, ``right facet joint L4-L5``).
+    centre_lps_mm, volume_ml, equivalent_radius_mm, attenuation_true_hu, core_mean_hu,
+    core_sd_hu, core_voxel_count, mr_appearance
+        As in `SpineLesionTruth`.
+    """
+
+    look_alike_id: str
+    kind: str
+    bone: str
+    detail: str
+    centre_lps_mm: tuple[float, float, float]
+    volume_ml: float
+    equivalent_radius_mm: float
+    attenuation_true_hu: float
+    core_mean_hu: float | None
+    core_sd_hu: float | None
+    core_voxel_count: int
+    mr_appearance: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpineTruth:
+    """The spine study's anatomy, lesions, look-alikes and CT reconstruction."""
+
+    options: SpineOptionsTruth
+    ct: CtReconstructionTruth
+    vertebrae: tuple[VertebraTruth, ...]
+    discs: tuple[DiscTruth, ...]
+    ribs: tuple[RibTruth, ...]
+    sacroiliac_joints: tuple[SacroiliacJointTruth, ...]
+    lesions: tuple[SpineLesionTruth, ...]
+    look_alikes: tuple[LookAlikeTruth, ...]
+
+    def vertebra(self, label: str) -> VertebraTruth:
+        """Return the vertebra with this label.
+
+        Raises
+        ------
+        InputError
+            If there is none.
+        """
+        for v in self.vertebrae:
+            if v.label == label:
+                return v
+        raise InputError(
+            f"Phantom spine truth: no vertebra {label!r}; expected one of "
+            f"{[v.label for v in self.vertebrae]}. Potential fix: use a label from truth.json."
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class StudyTruth:
-    """Everything known about a phantom study; serialised as ``truth.json``."""
+    """Everything known about a phantom study; serialised as ``truth.json``.
+
+    ``anatomy`` and ``spine`` exist from schema 2.0 on (a 1.0 file loads with
+    ``"lumbar"`` and None).
+    """
 
     schema_version: str
     generator: str
@@ -213,6 +512,8 @@ class StudyTruth:
     tissues: tuple[TissueTruth, ...]
     lesions: tuple[LesionTruth, ...]
     series: tuple[SeriesTruth, ...]
+    anatomy: str = "lumbar"
+    spine: SpineTruth | None = None
 
     def lesion(self, lesion_id: str) -> LesionTruth:
         """Return the lesion with this id.
@@ -264,8 +565,12 @@ class StudyTruth:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return _jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+        """JSON-ready dict (tuples become lists); a 1.0 truth has no 2.0-only keys."""
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        if self.schema_version == LUMBAR_TRUTH_SCHEMA_VERSION:
+            for key in _KEYS_SINCE_2_0:
+                del data[key]
+        return data
 
 
 def _jsonable(value: Any) -> Any:
@@ -393,12 +698,21 @@ def load_truth(path: str | Path) -> StudyTruth:
             f"Phantom truth {path}: not valid JSON ({exc}). Potential fix: regenerate it with "
             "`bonelesion phantom`."
         ) from exc
-    if isinstance(data, dict) and data.get("schema_version") != TRUTH_SCHEMA_VERSION:
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version not in SUPPORTED_TRUTH_SCHEMA_VERSIONS:
         raise InputError(
-            f"Phantom truth {path}: schema_version expected {TRUTH_SCHEMA_VERSION!r}, found "
-            f"{data.get('schema_version')!r}. Potential fix: regenerate it with this version of "
-            "`bonelesion phantom`."
+            f"Phantom truth {path}: schema_version expected one of "
+            f"{list(SUPPORTED_TRUTH_SCHEMA_VERSIONS)}, found {version!r}. Potential fix: "
+            "regenerate it with this version of `bonelesion phantom`."
         )
+    if version == LUMBAR_TRUTH_SCHEMA_VERSION:
+        present = [k for k in _KEYS_SINCE_2_0 if k in data]
+        if present:
+            raise InputError(
+                f"Phantom truth {path}: schema 1.0 has no key(s) {present} (they exist from "
+                "2.0 on). Potential fix: set schema_version to 2.0 or remove the keys."
+            )
+        data = {**data, "anatomy": "lumbar", "spine": None}
     truth: StudyTruth = _from_dict(StudyTruth, data, "", path)
     return truth
 
@@ -422,14 +736,29 @@ def _schema_of(hint: Any) -> dict[str, Any]:
             return {"type": "array", "items": _schema_of(args[0])}
         return {"type": "array", "prefixItems": [_schema_of(a) for a in args],
                 "minItems": len(args), "maxItems": len(args)}
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        return {"anyOf": [_schema_of(members[0]), {"type": "null"}]}
     return {bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
             str: {"type": "string"}}[hint]
 
 
-#: JSON Schema (draft 2020-12) of truth.json, derived from the dataclasses above.
-TRUTH_JSON_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": f"https://bonelesion.invalid/schemas/phantom-truth-{TRUTH_SCHEMA_VERSION}.json",
-    **_schema_of(StudyTruth),
-}
-TRUTH_JSON_SCHEMA["properties"]["schema_version"] = {"const": TRUTH_SCHEMA_VERSION}
+def _study_schema(version: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://bonelesion.invalid/schemas/phantom-truth-{version}.json",
+        **_schema_of(StudyTruth),
+    }
+    schema["properties"]["schema_version"] = {"const": version}
+    if version == LUMBAR_TRUTH_SCHEMA_VERSION:
+        for key in _KEYS_SINCE_2_0:
+            del schema["properties"][key]
+            schema["required"].remove(key)
+    return schema
+
+
+#: JSON Schema (draft 2020-12) of each truth.json version, derived from the dataclasses.
+TRUTH_JSON_SCHEMAS: dict[str, dict[str, Any]] = {
+    v: _study_schema(v) for v in SUPPORTED_TRUTH_SCHEMA_VERSIONS}
+#: JSON Schema of the current version.
+TRUTH_JSON_SCHEMA: dict[str, Any] = TRUTH_JSON_SCHEMAS[TRUTH_SCHEMA_VERSION]

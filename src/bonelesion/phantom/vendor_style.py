@@ -21,7 +21,15 @@ GE_B_VALUE_OFFSET = 1_000_000_000
 
 @dataclass(frozen=True, kw_only=True)
 class VendorStyle:
-    """Manufacturer strings, default field strength and labels of one vendor."""
+    """Manufacturer strings, default field strength and labels of one vendor.
+
+    The ``ct_spine_*`` and ``ct_*pixel*`` fields describe the vendor's bone-window spine CT
+    as written by `bonelesion.phantom.spine_study` (the lumbar study ignores them):
+    slice thickness and spacing (Philips: overlapping 2 mm slices every 1.5 mm), signed
+    16-bit pixels with PixelPaddingValue −2000 outside the reconstruction circle and
+    Implicit VR Little Endian (GE), unsigned 12-bit Explicit VR otherwise.
+    ``ct_spine_description`` is a format string with ``thickness_mm`` and ``spacing_mm``.
+    """
 
     vendor: str
     ct_manufacturer: str
@@ -40,6 +48,13 @@ class VendorStyle:
     dwi_trace_image_type: tuple[str, ...]
     adc_image_type: tuple[str, ...]
     ct_image_type: tuple[str, ...]
+    ct_spine_description: str = "SPINE BONE {thickness_mm:g}"
+    ct_spine_slice_thickness_mm: float = 1.5
+    ct_spine_slice_spacing_mm: float = 1.5
+    ct_signed_pixels: bool = False
+    ct_bits_stored: int = 12
+    ct_padding_value: int | None = None
+    ct_implicit_vr: bool = False
 
     def decorate_dwi(self, ds: Dataset, *, b_value_s_per_mm2: float) -> None:
         """Add the vendor's diffusion tags to a classic single-frame DWI header (in place).
@@ -107,6 +122,9 @@ VENDOR_STYLES: dict[str, VendorStyle] = {
         dwi_trace_image_type=("DERIVED", "PRIMARY", "DIFFUSION", "TRACEW"),
         adc_image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"),
         ct_image_type=("ORIGINAL", "PRIMARY", "AXIAL", "CT_SOM5 SPI"),
+        ct_spine_description="T-L-SPINE PELVIS {thickness_mm:g} Br64",
+        ct_spine_slice_thickness_mm=1.5,
+        ct_spine_slice_spacing_mm=1.5,
     ),
     "ge": VendorStyle(
         vendor="ge",
@@ -136,6 +154,13 @@ VENDOR_STYLES: dict[str, VendorStyle] = {
         dwi_trace_image_type=("ORIGINAL", "PRIMARY", "OTHER"),
         adc_image_type=("DERIVED", "PRIMARY", "ADC", "ADC"),
         ct_image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+        ct_spine_description="T-L SPINE {thickness_mm:g} BONE",
+        ct_spine_slice_thickness_mm=1.25,
+        ct_spine_slice_spacing_mm=1.25,
+        ct_signed_pixels=True,
+        ct_bits_stored=16,
+        ct_padding_value=-2000,
+        ct_implicit_vr=True,
     ),
     "philips": VendorStyle(
         vendor="philips",
@@ -165,6 +190,9 @@ VENDOR_STYLES: dict[str, VendorStyle] = {
         dwi_trace_image_type=("ORIGINAL", "PRIMARY", "M_SE", "M", "SE"),
         adc_image_type=("DERIVED", "PRIMARY", "ADC_UNSPECIFIED", "ADC", "UNSPECIFIED"),
         ct_image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+        ct_spine_description="TL Spine {thickness_mm:g}/{spacing_mm:g} YC",
+        ct_spine_slice_thickness_mm=2.0,
+        ct_spine_slice_spacing_mm=1.5,
     ),
 }
 
