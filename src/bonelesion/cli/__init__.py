@@ -10,6 +10,7 @@ Exit codes
 2  configuration error (bad TOML, unknown key, out-of-range value)
 3  input error (unreadable or refused DICOM, bad ROI file …)
 4  completed with failures (a batch finished, but some studies or files failed)
+5  the PACS did not answer (watch, pull, push): nothing is lost; rerun later
 130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM: what finished is stored; rerun to resume
 """
 

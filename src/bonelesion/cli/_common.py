@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
-    "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL", "Handler",
+    "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG", "EXIT_INPUT", "EXIT_PARTIAL", "EXIT_UNAVAILABLE",
+    "Handler",
     "SubParsers", "existing_path", "int_at_least", "positive_int", "non_negative_int",
 ]
 
@@ -16,6 +17,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_INPUT = 3
 EXIT_PARTIAL = 4
+EXIT_UNAVAILABLE = 5
 
 Handler = Callable[[argparse.Namespace], int]
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
