@@ -195,3 +195,21 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert not cycles, f"import cycles: {cycles}"
+
+
+#: Private groups of vendor data and private creators: vendor knowledge (DESIGN.md "Vendors
+#: differ"; lives in dicom/vendors, and in the phantom that writes each vendor's style).
+_VENDOR_MARKS = ("0x0019", "0x0029", "0x0043", "0x0065", "0x2001", "0x2005", "GEMS_",
+                 "SIEMENS CSA", "SIEMENS MR HEADER", "Philips MR Imaging", "Philips Imaging DD",
+                 "Image Private Header")
+_VENDOR_HOMES = ("dicom/vendors/", "phantom/")
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_vendor_knowledge_only_in_the_vendor_modules(path: Path) -> None:
+    rel = str(path.relative_to(SRC))
+    if rel.startswith(_VENDOR_HOMES):
+        return
+    code = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
+    found = [mark for mark in _VENDOR_MARKS if mark in code]
+    assert not found, f"{rel} holds vendor knowledge {found}: move it into dicom/vendors"
