@@ -28,7 +28,8 @@ class InventoryStudy:
     """One study of the export.
 
     ``patient_id`` and ``patient_name`` are kept for output naming and pseudonymisation
-    only; they are never logged.
+    only; they are never logged. ``study_date`` (DICOM DA, ``YYYYMMDD``) and
+    ``study_description`` are the context the reports show; "" when absent.
     ``problems`` are study-level notes from the index (e.g. refused stacks), as
     ``(series_instance_uid, reason)`` pairs.
     """
@@ -38,6 +39,8 @@ class InventoryStudy:
     candidates: tuple[StackCandidate, ...]
     problems: tuple[tuple[str, str], ...] = ()
     patient_name: str = ""
+    study_date: str = ""
+    study_description: str = ""
 
     def identifiers(self) -> tuple[str, ...]:
         """Patient identifier strings to scrub from pseudonymised text outputs.
@@ -97,22 +100,23 @@ class Inventory:
         raise KeyError(study_instance_uid)
 
 
-def _patient_identity(path: Path) -> tuple[str, str]:
-    """PatientID and PatientName of one file (header only); "" when absent. Never logged."""
+def _study_context(path: Path) -> tuple[str, str, str, str]:
+    """PatientID, PatientName, StudyDate and StudyDescription of one file (header only).
+
+    "" when absent or unreadable. Never logged.
+    """
     import pydicom
 
+    keywords = ["PatientID", "PatientName", "StudyDate", "StudyDescription"]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(
-                path,
-                stop_before_pixels=True,
-                specific_tags=["PatientID", "PatientName"],
-                force=True,
-            )
-        return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=keywords,
+                                 force=True)
+        values = [str(ds.get(k, "") or "").strip() for k in keywords]
     except Exception:  # noqa: BLE001 - the index already read this file; naming only
-        return "", ""
+        return "", "", "", ""
+    return values[0], values[1], values[2], values[3]
 
 
 def _role_of_multiframe_stack(path: Path, stack_key: str) -> str:
@@ -228,8 +232,8 @@ def build_inventory(
                             pixel_spacing_mm=head.pixel_spacing_mm,
                         )
                     )
-            patient_id, patient_name = (
-                _patient_identity(first_file) if first_file is not None else ("", "")
+            patient_id, patient_name, study_date, study_description = (
+                _study_context(first_file) if first_file is not None else ("", "", "", "")
             )
             studies.append(
                 InventoryStudy(
@@ -237,6 +241,8 @@ def build_inventory(
                     patient_id=patient_id,
                     patient_name=patient_name,
                     candidates=tuple(candidates),
+                    study_date=study_date,
+                    study_description=study_description,
                 )
             )
         bad = tuple(
