@@ -467,14 +467,18 @@ def key_image(
     box = _box_around(volume, corners, margin)
     if box is None:
         raise EmptyMaskError(f"lesion {geometry.lesion_id!r} lies outside series "
-                             f"{volume.series.series_instance_uid or '(no UID)'}.")
+                             f"{volume.series.series_instance_uid or '(no UID)'} (its field "
+                             "of view). Potential fix: none needed if the series does not "
+                             "cover the lesion; otherwise check the frame of reference.")
     target = _sub_volume(volume, box)
     placed = mask_on(target) if mask_on is not None else mask_sub.resample_like(target, order=0)
     roi = np.asarray(placed.array) != 0
     counts = roi.reshape(roi.shape[0], -1).sum(axis=1)
     if not counts.any():
         raise EmptyMaskError(f"lesion {geometry.lesion_id!r} holds no voxel on series "
-                             f"{volume.series.series_instance_uid or '(no UID)'}.")
+                             f"{volume.series.series_instance_uid or '(no UID)'}: smaller "
+                             "than a voxel there, or outside the field of view. Potential "
+                             "fix: check the ROI against this series.")
     with warnings.catch_warnings():
         # the stage already warned (once) when its erosion fell back to the whole mask
         warnings.simplefilter("ignore", DataQualityWarning)

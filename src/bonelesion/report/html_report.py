@@ -184,7 +184,7 @@ def _spine(call: Mapping[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------- measurements
 def _size_text(lesion: Mapping[str, Any], geometry: LesionGeometry | None) -> str:
     if geometry is not None:
-        return (f"{geometry.long_axis_mm:.0f} × {geometry.short_axis_mm:.0f} mm")
+        return f"{geometry.long_axis_mm:.0f}\u00a0×\u00a0{geometry.short_axis_mm:.0f} mm"
     ct = (lesion.get("measurements") or {}).get("ct") or {}
     volume = ct.get("lesion_volume_ml")
     if isinstance(volume, (int, float)) and volume > 0:

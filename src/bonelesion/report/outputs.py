@@ -76,7 +76,7 @@ def _figures(folder: Path, result: StudyResult, document: dict[str, Any],
         sagittal_overview,
         series_window,
     )
-    from bonelesion.report.wording import role_name
+    from bonelesion.report.wording import role_name, vertebral_level
 
     stages = (document.get("config") or {}).get("stages") or {}
     volumes = result.ordered_volumes()
@@ -109,8 +109,11 @@ def _figures(folder: Path, result: StudyResult, document: dict[str, Any],
         role, volume = volumes[0]
         labels = {c.lesion_id: c.label.value for c in result.calls}
         number = {m.lesion_id: i + 1 for i, m in enumerate(result.lesions)}
+        level = {m.lesion_id: vertebral_level({"annotations": dict(m.annotations)})
+                 for m in result.lesions}
         markers = [OverviewMarker(
-            label=f"{number[lesion_id]}. {lesion_id} · {labels.get(lesion_id, '')}",
+            label=" · ".join(x for x in (f"{number[lesion_id]}. {lesion_id}", level[lesion_id],
+                                         labels.get(lesion_id, "")) if x),
             centroid_lps_mm=g.centroid_lps_mm, radius_mm=max(3.0, g.long_axis_mm / 2.0),
             colour=CALL_COLOURS.get(labels.get(lesion_id, ""), "#ffffff"))
             for lesion_id, g in geometry.items()]
