@@ -205,10 +205,19 @@ def test_series_windows() -> None:
     assert (series_window(adc).low, series_window(adc).high) == (0.0, 3.0e-3)
 
 
-def test_overview_marks_each_lesion_where_the_reformat_shows_it() -> None:
+def tilted(degrees: float) -> np.ndarray:
+    """The axial direction turned about the A–P axis (an oblique acquisition)."""
+    a = np.deg2rad(degrees)
+    turn = np.array([[np.cos(a), 0.0, -np.sin(a)], [0.0, 1.0, 0.0], [np.sin(a), 0.0, np.cos(a)]])
+    return turn @ AXIAL
+
+
+@pytest.mark.parametrize("direction", [AXIAL, tilted(12.0)], ids=["axial", "oblique"])
+def test_overview_marks_each_lesion_where_the_reformat_shows_it(direction: np.ndarray) -> None:
     shape, spacing = (60, 64, 64), (2.0, 1.0, 1.0)
-    vol = make_volume(np.zeros(shape), spacing_mm=spacing, origin_lps_mm=(-32.0, -32.0, -60.0),
-                      direction_lps=AXIAL, intensity_unit=IntensityUnit.HU)
+    origin = -(direction @ ((np.asarray(shape) - 1) / 2 * np.asarray(spacing)))
+    vol = make_volume(np.zeros(shape), spacing_mm=spacing, origin_lps_mm=origin,
+                      direction_lps=direction, intensity_unit=IntensityUnit.HU)
     # one lesion superior-anterior at patient right, one inferior-posterior at patient left
     centres = {"sup": (-10.0, -15.0, 30.0), "inf": (12.0, 14.0, -35.0)}
     arr = np.full(shape, 0.0)

@@ -4,8 +4,9 @@ Every results.json is one of two documents, both validated against the shipped J
 (`bonelesion.report.schema`):
 
 ``document = "study"``
-    One study: the study (patient label, date, description), the pipeline, the plan (which series plays which
-    role, and why), the series used with their files and SHA-256, the ROI source, every
+    One study: the study (patient label, date, description), the pipeline, the plan
+    (which series plays which role, and why), the series used with their files and
+    SHA-256, the ROI source, every
     lesion (measurements, missing features with reasons, annotations, the call with its
     reasons), the resolved configuration, the classifier, outputs, warnings, provenance.
 ``document = "batch"``

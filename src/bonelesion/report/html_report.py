@@ -108,7 +108,7 @@ def _bounds(document: Mapping[str, Any]) -> tuple[float | None, float | None]:
 
 def _probability_text(call: Mapping[str, Any], bounds: tuple[float | None, float | None]
                       ) -> str:
-    """What the probability beside a call means (never a bare number beside indeterminate)."""
+    """Say what the probability beside a call means (never bare beside indeterminate)."""
     label = call["label"]
     p = call.get("probability_malignant")
     benign, malignant = bounds
@@ -137,7 +137,7 @@ _LEADING_SUMMARY = re.compile(r"(?:^|(?<=; ))(?:malignant|benign|indeterminate) 
 
 
 def _reason(call: Mapping[str, Any]) -> str:
-    """The call's one-line reading, in human words (the call and P are shown beside it)."""
+    """Return the call's one-line reading in human words (call and P are shown beside it)."""
     statement = call.get("statement") or "; ".join(call.get("decision") or ())
     return _LEADING_SUMMARY.sub("", _h(statement)).strip("; ")
 
@@ -193,7 +193,7 @@ def _size_text(lesion: Mapping[str, Any], geometry: LesionGeometry | None) -> st
 
 
 def _measurement_lines(lesion: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(what, value) pairs of the lesion's measurements, human units."""
+    """Return (what, value) pairs of the lesion's measurements, in human units."""
     meas = lesion.get("measurements") or {}
     out: list[tuple[str, str]] = []
     ct = meas.get("ct")

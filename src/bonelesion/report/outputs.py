@@ -2,8 +2,9 @@
 
 `write_study_outputs(folder, result, document, ...)` renders, in this order, the figures
 (`bonelesion.report.figures`: a key image of every lesion on every series and a sagittal
-overview, written as PNGs under ``qc/`` and embedded in report.html), the DICOM SEG and TID 1500 SR (``dicom/``), ``report.html``, ``results.json``
-(the study document, validated) and ``lesions.csv``. The calls are in ``result`` before
+overview, written as PNGs under ``qc/`` and embedded in report.html), the DICOM SEG and
+TID 1500 SR (``dicom/``), ``report.html``, ``results.json`` (the study document,
+validated) and ``lesions.csv``. The calls are in ``result`` before
 anything is written, and nothing is rewritten afterwards. A view that cannot be made (no
 mask on a series, no source files for DICOM out) becomes a warning in the document; the
 measurements are never lost for it.

@@ -92,12 +92,12 @@ ADC_DISPLAY_UNIT = "×10⁻³ mm²/s"
 
 
 def role_name(role: str) -> str:
-    """Reading name of a series role (the role itself when unknown)."""
+    """Return the reading name of a series role (the role itself when unknown)."""
     return ROLE_NAMES.get(role, role.replace("_", " "))
 
 
 def feature_name(feature: str) -> str:
-    """Reading name of a classifier feature."""
+    """Return the reading name of a classifier feature."""
     return FEATURE_NAMES.get(feature, feature.replace("_", " "))
 
 
@@ -107,7 +107,7 @@ def _finite(value: Any) -> bool:
 
 
 def format_hu(value: Any) -> str:
-    """``650 HU``; "—" when not a number.
+    """Format CT attenuation as ``650 HU`` (no decimal); "—" when not a number.
 
     Examples
     --------
@@ -118,17 +118,17 @@ def format_hu(value: Any) -> str:
 
 
 def format_ratio(value: Any) -> str:
-    """A ratio such as the SIR, 2 decimals."""
+    """Format a ratio such as the SIR: 2 decimals."""
     return f"{value:.2f}" if _finite(value) else "—"
 
 
 def format_pct(fraction: Any) -> str:
-    """A 0–1 fraction as a percentage, no decimal (``5 %``)."""
+    """Format a 0–1 fraction as a percentage, no decimal (``5 %``)."""
     return f"{100.0 * fraction:.0f} %" if _finite(fraction) else "—"
 
 
 def format_adc(value_mm2_per_s: Any, *, unit: bool = True) -> str:
-    """ADC in ×10⁻³ mm²/s, 2 decimals.
+    """Format an ADC in ×10⁻³ mm²/s, 2 decimals.
 
     Examples
     --------
@@ -142,17 +142,17 @@ def format_adc(value_mm2_per_s: Any, *, unit: bool = True) -> str:
 
 
 def format_lr(value: Any) -> str:
-    """A likelihood ratio, 3 significant digits."""
+    """Format a likelihood ratio: 3 significant digits."""
     return f"{value:.3g}" if _finite(value) else "—"
 
 
 def format_probability(value: Any) -> str:
-    """A probability, 2 decimals."""
+    """Format a probability: 2 decimals."""
     return f"{value:.2f}" if _finite(value) else "—"
 
 
 def format_feature_value(value: Any, unit: str, feature: str = "") -> str:
-    """A feature value (or threshold) in its human unit, from its UCUM unit."""
+    """Format a feature value (or threshold) in its human unit, from its UCUM unit."""
     if not _finite(value):
         return "—"
     if unit == UCUM_HU:
@@ -239,7 +239,7 @@ _LEVEL = re.compile(r"^(C[1-7]|T(?:[1-9]|1[0-2])|L[1-5]|S[1-5]|Co\d?)(?:[-–/](
 
 
 def vertebral_level(lesion: Mapping[str, Any]) -> str:
-    """The lesion's vertebral level when the document knows it ("" otherwise).
+    """Return the lesion's vertebral level when the document knows it ("" otherwise).
 
     Read from a ``vertebra`` field, else the annotations ``vertebra``, ``vertebral_level``,
     ``level`` or a ``sins_location`` written as a level (``"T12"``; a SINS category such
@@ -257,7 +257,7 @@ def vertebral_level(lesion: Mapping[str, Any]) -> str:
 
 
 def format_dicom_date(value: str) -> str:
-    """A DICOM DA value (``YYYYMMDD``) as ISO 8601 (``YYYY-MM-DD``); other text unchanged.
+    """Write a DICOM DA value (``YYYYMMDD``) as ISO 8601 (``YYYY-MM-DD``), else unchanged.
 
     Examples
     --------
