@@ -52,7 +52,7 @@ __all__ = [
 
 #: Distributions whose versions every document records.
 DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "nibabel",
-                "pillow", "pylibjpeg", "dask")
+                "pillow", "pylibjpeg", "dask", "jinja2", "matplotlib")
 
 #: Keys of a study document that a batch document repeats under each study's ``result``.
 STUDY_CONTENT_KEYS = ("study", "pipeline", "plan", "series", "rois", "lesions", "config",
