@@ -85,10 +85,15 @@ _OBLIQUE_COMPONENT = 0.2
 _OVERVIEW_STEP_MM = (0.5, 2.0)
 _OVERVIEW_SLAB_PAD_MM = 8.0
 _OVERVIEW_MAX_SLAB_MM = 60.0
+#: Anterior–posterior field of the overview: the lesions' span plus this on each side.
+_OVERVIEW_AP_MARGIN_MM = 70.0
 _OVERVIEW_MAX_PLANES = 48
 #: Largest size of the overview figure, pixels.
 _OVERVIEW_WIDTH_PX = 560
 _OVERVIEW_HEIGHT_PX = 720
+#: A series short from head to foot is drawn at least this tall, up to this wide.
+_OVERVIEW_MIN_HEIGHT_PX = 260
+_OVERVIEW_MAX_WIDTH_PX = 1100
 #: Letters of the LPS axes: (negative, positive) direction.
 _AXIS_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))
 
@@ -632,9 +637,10 @@ def sagittal_overview(
 
     CT is shown as a maximum-intensity projection of a slab spanning the lesions'
     left–right positions (plus 8 mm each side, at most 60 mm): sclerotic lesions off the
-    midline still show. MR is shown as the mean of the same slab (a thick reformat).
-    Anterior is on the left, superior at the top (radiological convention for sagittal
-    images).
+    midline still show. MR is shown as the mean of the same slab (a thick reformat). The
+    field spans the whole series from head to foot, and the lesions plus 70 mm front to
+    back. Anterior is on the left, superior at the top (radiological convention for
+    sagittal images).
 
     Raises
     ------
@@ -656,8 +662,16 @@ def sagittal_overview(
         x_lo, x_hi = mid - _OVERVIEW_MAX_SLAB_MM / 2, mid + _OVERVIEW_MAX_SLAB_MM / 2
     step = float(np.clip(min(volume.spacing_mm), *_OVERVIEW_STEP_MM))
     # no finer than the figure shows: the image part is at most ~440 × 720 px
-    step = max(step, float(hi[1] - lo[1]) / 440.0, float(hi[2] - lo[2]) / _OVERVIEW_HEIGHT_PX)
-    ys = np.arange(lo[1] + step / 2, hi[1], step)
+    step = max(step, min(float(hi[1] - lo[1]), 2 * _OVERVIEW_AP_MARGIN_MM) / 440.0,
+               float(hi[2] - lo[2]) / _OVERVIEW_HEIGHT_PX)
+    # anterior–posterior: the lesions and their surroundings (the spine), not the whole body;
+    # superior–inferior: the whole series (to count levels)
+    lesion_ys = np.array([m.centroid_lps_mm[1] for m in markers])
+    y_lo = max(float(lo[1]), float(lesion_ys.min()) - _OVERVIEW_AP_MARGIN_MM)
+    y_hi = min(float(hi[1]), float(lesion_ys.max()) + _OVERVIEW_AP_MARGIN_MM)
+    if y_hi <= y_lo:
+        y_lo, y_hi = float(lo[1]), float(hi[1])
+    ys = np.arange(y_lo + step / 2, y_hi, step)
     zs = np.arange(hi[2] - step / 2, lo[2], -step)  # superior first: rows go down
     mip = volume.intensity_unit is IntensityUnit.HU
     shown = _slab_projection(volume, ys, zs, x_lo, x_hi, mip=mip)
@@ -674,6 +688,9 @@ def sagittal_overview(
     # for both axes of the image (no distortion) within the page's room for the figure
     label_px = min(280, 24 + 7 * max(len(m.label) for m in markers))
     scale = min((_OVERVIEW_WIDTH_PX - label_px) / width_mm, _OVERVIEW_HEIGHT_PX / height_mm)
+    if height_mm * scale < _OVERVIEW_MIN_HEIGHT_PX:  # a short series: use the page's width
+        scale = min(_OVERVIEW_MIN_HEIGHT_PX / height_mm,
+                    (_OVERVIEW_MAX_WIDTH_PX - label_px) / width_mm)
     label_mm = label_px / scale
     width_px = max(1, round(width_mm * scale + label_px))
     height_px = max(1, round(height_mm * scale))
