@@ -5,6 +5,7 @@ Truth: the phantom's truth.json (expected nature per lesion) and the source DICO
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import shutil
@@ -140,7 +141,10 @@ def test_html_and_qc_of_the_phantom(measured) -> None:  # type: ignore[no-untype
         qc = doc["outputs"]["qc_images"][t.lesion_id]
         assert {"ct", "dixon_in_phase", "dixon_opposed_phase", "adc"} <= set(qc)
         for rel in qc.values():
-            assert rel in parser.src and (out / rel).is_file()
+            # the page embeds each key image (self-contained); qc/ holds the same PNG
+            embedded = "data:image/png;base64," + base64.b64encode((out / rel).read_bytes()
+                                                                   ).decode("ascii")
+            assert embedded in parser.src
 
 
 def test_bad_model_refused_before_measuring(measured, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -279,6 +279,8 @@ def run_batch(
                     pseudonymise=options.pseudonymiser is not None,
                     identifiers=record.identifiers() if options.pseudonymiser else (),
                     command=options.command,
+                    study_date=record.study_date,
+                    study_description=record.study_description,
                 )
             )
         run_total = len(tasks) + len(refused)

@@ -38,7 +38,8 @@ def _add_measuring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=existing_path, metavar="MODEL.json",
                    help="trained model (bonelesion train) to use instead of the literature rules")
     p.add_argument("--no-dicom", action="store_true", help="do not write DICOM SEG + SR")
-    p.add_argument("--no-qc", action="store_true", help="do not write QC images")
+    p.add_argument("--no-qc", action="store_true",
+                   help="no images: report.html without key images or overview, no qc/*.png")
     p.add_argument("--pseudonymise", action="store_true",
                    help="replace PatientID in outputs by a keyed hash (key: "
                    "$BONELESION_PSEUDONYM_KEY or --pseudonym-key-file)")

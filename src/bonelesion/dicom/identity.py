@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
@@ -32,7 +33,7 @@ __all__ = [
     "ensure_series_instance_uid",
     "SUBSTITUTE_UID_ROOT",
     "SERIES_UID_SUBSTITUTE_NOTE",
-    "patient_identity",
+    "patient_identity", "study_context", "StudyContext",
 ]
 
 #: Root of UIDs derived from a 128-bit number (PS3.5 §B.2).
@@ -175,18 +176,31 @@ def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str
             "results back to the archive.")
 
 
-def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """PatientID and PatientName of one file (header only); never raises, never logs them.
+@dataclass(frozen=True)
+class StudyContext:
+    """Who and what a study is, for output naming and the report (never logged).
+
+    ``patient_id`` and ``patient_name`` are kept for naming and pseudonymisation only;
+    ``study_date`` (DA, ``YYYYMMDD``) and ``study_description`` give the report its context.
+    "" for each that is absent or unreadable.
+    """
+
+    patient_id: str = ""
+    patient_name: str = ""
+    study_date: str = ""
+    study_description: str = ""
+
+
+_CONTEXT_KEYWORDS = ("PatientID", "PatientName", "StudyDate", "StudyDescription")
+
+
+def study_context(path: str | os.PathLike[str]) -> StudyContext:
+    """Read the `StudyContext` of one file (header only); never raises, never logs it.
 
     Parameters
     ----------
     path : path
         A DICOM file (Part 10 or a raw data set).
-
-    Returns
-    -------
-    (patient_id, patient_name) : tuple of str
-        "" for each that is absent, and for both when the file cannot be read.
     """
     import pydicom
 
@@ -194,7 +208,20 @@ def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["PatientID", "PatientName"], force=True)
-            return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
+                                 specific_tags=list(_CONTEXT_KEYWORDS), force=True)
+            values = [str(ds.get(k, "") or "").strip() for k in _CONTEXT_KEYWORDS]
     except Exception:  # noqa: BLE001 - naming only; the file was catalogued already
-        return "", ""
+        return StudyContext()
+    return StudyContext(*values)
+
+
+def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """PatientID and PatientName of one file (header only); never raises, never logs them.
+
+    Returns
+    -------
+    (patient_id, patient_name) : tuple of str
+        "" for each that is absent, and for both when the file cannot be read.
+    """
+    context = study_context(path)
+    return context.patient_id, context.patient_name

@@ -27,7 +27,8 @@ class InventoryStudy:
     """One study of the export.
 
     ``patient_id`` and ``patient_name`` are kept for output naming and pseudonymisation
-    only; they are never logged.
+    only; they are never logged. ``study_date`` (DICOM DA, ``YYYYMMDD``) and
+    ``study_description`` are the context the reports show; "" when absent.
     ``problems`` are study-level notes from the index (e.g. refused stacks), as
     ``(series_instance_uid, reason)`` pairs.
     """
@@ -37,6 +38,8 @@ class InventoryStudy:
     candidates: tuple[StackCandidate, ...]
     problems: tuple[tuple[str, str], ...] = ()
     patient_name: str = ""
+    study_date: str = ""
+    study_description: str = ""
 
     def identifiers(self) -> tuple[str, ...]:
         """Patient identifier strings to scrub from pseudonymised text outputs.
@@ -181,13 +184,17 @@ def build_inventory(
                             pixel_spacing_mm=head.pixel_spacing_mm,
                         )
                     )
-            patient_id, patient_name = cat.patient_identity(study.study_instance_uid)
+            context = cat.study_context(study.study_instance_uid)
+            patient_id, patient_name = context.patient_id, context.patient_name
+            study_date, study_description = context.study_date, context.study_description
             studies.append(
                 InventoryStudy(
                     study_instance_uid=study.study_instance_uid,
                     patient_id=patient_id,
                     patient_name=patient_name,
                     candidates=tuple(candidates),
+                    study_date=study_date,
+                    study_description=study_description,
                 )
             )
         bad = tuple(

@@ -64,6 +64,8 @@ class StudyTask:
         by ``patient_label`` in every text output (e.g. inside file paths).
     command : tuple of str
         The command line, recorded in the study document.
+    study_date, study_description : str
+        DICOM StudyDate and StudyDescription (the reports' context); "" when unknown.
     """
 
     study_instance_uid: str
@@ -78,6 +80,8 @@ class StudyTask:
     pseudonymise: bool = False
     identifiers: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    study_date: str = ""
+    study_description: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,6 +299,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         result = study_result(
             measurements, calls=calls, study_instance_uid=uid, volumes=shown, masks=masks,
             lesion_sources={le.lesion_id: le.source for le in lesions},
+            mask_sources={le.lesion_id: le.mask_on for le in lesions},
         )
         document = study_document(
             result,
@@ -309,6 +314,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             rois=_rois_record(task),
             command=task.command or None,
             warnings=study_warnings,
+            study_date=task.study_date,
+            study_description=task.study_description,
         )
         if task.pseudonymise:
             from bonelesion.pipeline.privacy import scrub

@@ -6,12 +6,12 @@ study_document(result, ...) -> dict, batch_document(...) -> dict
     The results documents (`bonelesion.report.document`), validated against the shipped
     JSON Schema (`bonelesion.report.schema`).
 write_study_outputs(folder, result, document, *, options) -> (document, rows)
-    Every view of one study: QC images, DICOM SEG/SR, report.html, results.json,
-    lesions.csv (`bonelesion.report.outputs`).
+    Every view of one study: figures (key images, overview), DICOM SEG/SR, report.html,
+    results.json, lesions.csv (`bonelesion.report.outputs`).
 LESION_COLUMNS
     The one documented lesions.csv column order (`bonelesion.report.table`).
 
-The package imports nothing heavy at import time: the renderers (QC images, DICOM out,
+The package imports nothing heavy at import time: the renderers (figures, DICOM out,
 HTML) are imported only when their views are written.
 """
 

@@ -4,8 +4,9 @@ Every results.json is one of two documents, both validated against the shipped J
 (`bonelesion.report.schema`):
 
 ``document = "study"``
-    One study: the study and patient label, the pipeline, the plan (which series plays which
-    role, and why), the series used with their files and SHA-256, the ROI source, every
+    One study: the study (patient label, date, description), the pipeline, the plan
+    (which series plays which role, and why), the series used with their files and
+    SHA-256, the ROI source, every
     lesion (measurements, missing features with reasons, annotations, the call with its
     reasons), the resolved configuration, the classifier, outputs, warnings, provenance.
 ``document = "batch"``
@@ -51,7 +52,7 @@ __all__ = [
 
 #: Distributions whose versions every document records.
 DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "nibabel",
-                "pillow", "pylibjpeg", "dask")
+                "pillow", "pylibjpeg", "dask", "jinja2", "matplotlib")
 
 #: Keys of a study document that a batch document repeats under each study's ``result``.
 STUDY_CONTENT_KEYS = ("study", "pipeline", "plan", "series", "rois", "lesions", "config",
@@ -184,6 +185,8 @@ def study_document(
     rois: Mapping[str, Any],
     command: Sequence[str] | None = None,
     warnings: Sequence[str] = (),
+    study_date: str = "",
+    study_description: str = "",
 ) -> dict[str, Any]:
     """Build the study document of one study (its ``outputs`` are filled when written).
 
@@ -207,11 +210,15 @@ def study_document(
         The command line.
     warnings : sequence of str
         Study-level warnings (lesion warnings sit with each lesion).
+    study_date, study_description : str
+        DICOM StudyDate (``YYYYMMDD``) and StudyDescription, "" when unknown: the context
+        the reports show beside the patient label.
     """
     return {
         "schema_version": SCHEMA_VERSION,
         "document": "study",
-        "study": {"study_instance_uid": result.study_instance_uid, "patient": patient},
+        "study": {"study_instance_uid": result.study_instance_uid, "patient": patient,
+                  "study_date": study_date, "study_description": study_description},
         "pipeline": {k: str(pipeline.get(k, "")) for k in ("name", "description", "hash")},
         "plan": to_jsonable(plan),
         "series": _series(result, {}),
@@ -222,7 +229,8 @@ def study_document(
         "classifier": {"method": "trained_logistic_model" if model is not None else "rules",
                        "model": to_jsonable(model) if model is not None else None},
         "outputs": {"results_json": "results.json", "lesions_csv": "lesions.csv",
-                    "report_html": None, "qc_images": {}, "dicom": []},
+                    "report_html": None, "qc_images": {}, "dicom": [],
+                    "overview_image": None},
         "warnings": [str(w) for w in warnings],
         "provenance": provenance(),
         "run": run_record(command),

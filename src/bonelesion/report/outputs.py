@@ -1,8 +1,10 @@
 """Write every output of one study, once, into its folder.
 
-`write_study_outputs(folder, result, document, ...)` renders, in this order, the QC images
-(``qc/``), the DICOM SEG and TID 1500 SR (``dicom/``), ``report.html``, ``results.json``
-(the study document, validated) and ``lesions.csv``. The calls are in ``result`` before
+`write_study_outputs(folder, result, document, ...)` renders, in this order, the figures
+(`bonelesion.report.figures`: a key image of every lesion on every series and a sagittal
+overview, written as PNGs under ``qc/`` and embedded in report.html), the DICOM SEG and
+TID 1500 SR (``dicom/``), ``report.html``, ``results.json`` (the study document,
+validated) and ``lesions.csv``. The calls are in ``result`` before
 anything is written, and nothing is rewritten afterwards. A view that cannot be made (no
 mask on a series, no source files for DICOM out) becomes a warning in the document; the
 measurements are never lost for it.
@@ -13,14 +15,18 @@ from __future__ import annotations
 import logging
 import shutil
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bonelesion.errors import InputError
 from bonelesion.report.document import write_json
 from bonelesion.report.result import StudyResult, safe_name
 from bonelesion.report.table import lesion_rows, write_lesions_csv
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; the renderers are imported when used
+    from bonelesion.report.figures import LesionGeometry, StudyFigures
 
 __all__ = ["OutputOptions", "write_study_outputs"]
 
@@ -36,27 +42,92 @@ class OutputOptions:
     html: bool = True
 
 
-def _qc_images(folder: Path, result: StudyResult, warnings: list[str]
-               ) -> dict[str, dict[str, str]]:
-    from bonelesion.report.qc import qc_text_lines, render_qc_image
+#: Which stage measures each series role (its erosion margin outlines the measured core).
+_STAGE_OF_ROLE = {"ct": "ct_attenuation", "dixon_in_phase": "mr_chemical_shift",
+                  "dixon_opposed_phase": "mr_chemical_shift", "dixon_water": "mr_chemical_shift",
+                  "dixon_fat": "mr_chemical_shift", "adc": "dwi_adc", "dwi": "dwi_adc"}
 
+
+def _erosion(stages: Mapping[str, Any], role: str) -> tuple[int, float | None]:
+    """(margin_voxels, margin_mm) of the stage that measures ``role`` (its defaults if unset)."""
+    from bonelesion.stages.config import StagesConfig
+
+    name = _STAGE_OF_ROLE.get(role, "ct_attenuation")
+    default = getattr(StagesConfig(), name)
+    cfg = stages.get(name) or {}
+    voxels = cfg.get("erosion_margin_voxels", default.erosion_margin_voxels)
+    margin_mm = cfg.get("erosion_margin_mm", default.erosion_margin_mm)
+    return int(voxels), None if margin_mm is None else float(margin_mm)
+
+
+def _geometry(result: StudyResult, warnings: list[str]) -> dict[str, LesionGeometry]:
+    from bonelesion.report.figures import lesion_geometries
+
+    return lesion_geometries(result.masks, [m.lesion_id for m in result.lesions], warnings)
+
+
+def _figures(folder: Path, result: StudyResult, document: dict[str, Any],
+             geometry: Mapping[str, LesionGeometry], warnings: list[str]) -> StudyFigures:
+    """Key images of every lesion on every series, and the overview; PNGs also under qc/."""
+    from bonelesion.report.figures import (
+        CALL_COLOURS,
+        OverviewMarker,
+        StudyFigures,
+        key_image,
+        sagittal_overview,
+        series_window,
+    )
+    from bonelesion.report.wording import role_name, vertebral_level
+
+    stages = (document.get("config") or {}).get("stages") or {}
+    volumes = result.ordered_volumes()
+    windows = {role: series_window(volume) for role, volume in volumes}
     qc_dir = folder / "qc"
-    images: dict[str, dict[str, str]] = {}
-    for m, call in zip(result.lesions, result.calls, strict=True):
-        mask = result.masks.get(m.lesion_id)
-        if mask is None:
+    paths: dict[str, dict[str, str]] = {}
+    images: dict[str, list[Any]] = {}
+    for m in result.lesions:
+        g = geometry.get(m.lesion_id)
+        if g is None:
             continue
-        for role, volume in result.ordered_volumes():
+        for role, volume in volumes:
+            voxels, margin_mm = _erosion(stages, role)
+            try:
+                image = key_image(volume, result.masks[m.lesion_id], g, role=role,
+                                  margin_voxels=voxels, margin_mm=margin_mm,
+                                  window=windows[role], title=role_name(role),
+                                  mask_on=result.mask_sources.get(m.lesion_id))
+            except InputError as exc:
+                warnings.append(f"lesion {m.lesion_id}: no key image on {role_name(role)}: {exc}")
+                continue
             name = f"{safe_name(m.lesion_id)}_{safe_name(role)}.png"
             qc_dir.mkdir(exist_ok=True)
-            try:
-                render_qc_image(volume, mask, qc_dir / name,
-                                text_lines=qc_text_lines(m, call, role))
-            except InputError as exc:
-                warnings.append(f"lesion {m.lesion_id}: no QC image of {role}: {exc}")
-                continue
-            images.setdefault(m.lesion_id, {})[role] = f"qc/{name}"
-    return images
+            (qc_dir / name).write_bytes(image.png)
+            paths.setdefault(m.lesion_id, {})[role] = f"qc/{name}"
+            images.setdefault(m.lesion_id, []).append(image)
+    document["outputs"]["qc_images"] = paths
+    overview = None
+    if geometry and volumes:
+        role, volume = volumes[0]
+        labels = {c.lesion_id: c.label.value for c in result.calls}
+        number = {m.lesion_id: i + 1 for i, m in enumerate(result.lesions)}
+        level = {m.lesion_id: vertebral_level({"annotations": dict(m.annotations)})
+                 for m in result.lesions}
+        markers = [OverviewMarker(
+            label=" · ".join(x for x in (f"{number[lesion_id]}. {lesion_id}", level[lesion_id],
+                                         labels.get(lesion_id, "")) if x),
+            centroid_lps_mm=g.centroid_lps_mm, radius_mm=max(3.0, g.long_axis_mm / 2.0),
+            colour=CALL_COLOURS.get(labels.get(lesion_id, ""), "#ffffff"))
+            for lesion_id, g in geometry.items()]
+        try:
+            overview = sagittal_overview(volume, markers, window=windows[role],
+                                         role_label=role_name(role))
+        except InputError as exc:
+            warnings.append(f"no overview figure: {exc}")
+        else:
+            qc_dir.mkdir(exist_ok=True)
+            (qc_dir / "overview.png").write_bytes(overview.png)
+            document["outputs"]["overview_image"] = "qc/overview.png"
+    return StudyFigures(overview=overview, key_images=images, geometry=geometry)
 
 
 def _dicom(folder: Path, result: StudyResult, warnings: list[str]) -> list[str]:
@@ -112,10 +183,17 @@ def write_study_outputs(
     out.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     outputs = document["outputs"]
+    figures: StudyFigures | None = None
     if options.qc:
-        outputs["qc_images"] = _qc_images(out, result, warnings)
+        figures = _figures(out, result, document, _geometry(result, warnings), warnings)
+    elif options.html:
+        from bonelesion.report.figures import StudyFigures
+
+        figures = StudyFigures(geometry=_geometry(result, warnings))
     if options.dicom:
         outputs["dicom"] = _dicom(out, result, warnings)
+    warnings = [w for i, w in enumerate(warnings)
+                if w not in warnings[:i] and w not in document["warnings"]]
     for w in warnings:
         logger.warning("study %s: %s", result.study_instance_uid, w)
     document["warnings"] = [*document["warnings"], *warnings]
@@ -123,7 +201,8 @@ def write_study_outputs(
         from bonelesion.report.html_report import render_study_html
 
         outputs["report_html"] = "report.html"
-        (out / "report.html").write_text(render_study_html(document), encoding="utf-8")
+        (out / "report.html").write_text(render_study_html(document, figures=figures),
+                                         encoding="utf-8")
     write_json(out / "results.json", document)
     rows = lesion_rows(document)
     write_lesions_csv(out / "lesions.csv", rows)

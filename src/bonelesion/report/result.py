@@ -7,7 +7,7 @@ report.html) are rendered from the same objects.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +68,10 @@ class StudyResult:
         Study-level data-quality warnings.
     lesion_sources : mapping of str to str
         Lesion id → where the lesion came from (ROI file and row, SEG segment, detection).
+    mask_sources : mapping of str to callable, optional
+        Lesion id → a function putting the lesion on any grid (``Lesion.mask_on``), as the
+        stages did: the figures outline on each series what was measured there, on a crop
+        around the lesion. Without it, ``masks`` is resampled onto each series.
     """
 
     study_instance_uid: str
@@ -77,6 +81,7 @@ class StudyResult:
     masks: Mapping[str, Volume] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     lesion_sources: Mapping[str, str] = field(default_factory=dict)
+    mask_sources: Mapping[str, Callable[[Volume], Volume]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lesions", tuple(self.lesions))
@@ -105,6 +110,7 @@ def study_result(
     masks: Mapping[str, Volume] | None = None,
     warnings: Sequence[str] = (),
     lesion_sources: Mapping[str, str] | None = None,
+    mask_sources: Mapping[str, Callable[[Volume], Volume]] | None = None,
 ) -> StudyResult:
     """Build a `StudyResult`, classifying the lesions with the rules when no calls are given."""
     lesions = tuple(lesions)
@@ -116,5 +122,5 @@ def study_result(
     return StudyResult(
         study_instance_uid=uid, lesions=lesions, calls=tuple(calls), volumes=dict(volumes or {}),
         masks=dict(masks or {}), warnings=tuple(warnings),
-        lesion_sources=dict(lesion_sources or {}),
+        lesion_sources=dict(lesion_sources or {}), mask_sources=dict(mask_sources or {}),
     )

@@ -165,7 +165,9 @@ def _defs() -> dict[str, Any]:
     failure = _obj({"stage": _STRING, "series_instance_uid": _STRING, "error_type": _STRING,
                     "message": _STRING})
     study_content = {
-        "study": _obj({"study_instance_uid": _STRING, "patient": _STRING}),
+        "study": _obj({"study_instance_uid": _STRING, "patient": _STRING,
+                       "study_date": _STRING, "study_description": _STRING},
+                      optional=("study_date", "study_description")),
         "pipeline": {"$ref": "#/$defs/pipeline"},
         "plan": {"$ref": "#/$defs/plan"},
         "series": {"type": "array", "items": {"$ref": "#/$defs/series"}},
@@ -182,7 +184,8 @@ def _defs() -> dict[str, Any]:
                           "additionalProperties": {"type": "object",
                                                    "additionalProperties": _STRING}},
             "dicom": _STRINGS,
-        }),
+            "overview_image": _nullable(_STRING),
+        }, optional=("overview_image",)),
         "warnings": _STRINGS,
     }
     study_document = _obj({

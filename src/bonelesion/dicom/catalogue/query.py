@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-from bonelesion.dicom.identity import patient_identity
+from bonelesion.dicom.identity import StudyContext, study_context
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +171,21 @@ class Catalogue:
         (patient_id, patient_name) : tuple of str
             "" for each that is absent or unreadable (also for an unknown study).
         """
+        context = self.study_context(study_uid)
+        return context.patient_id, context.patient_name
+
+    def study_context(self, study_uid: str) -> StudyContext:
+        """Patient identity, study date and description of a study, from one file's header.
+
+        Read on request (the catalogue stores none of them but a keyed hash of PatientID);
+        an unknown study gives empty values. Never log them.
+        """
         row = self._con.execute(
             "SELECT path FROM files WHERE status = 'ok' AND study_instance_uid = ? "
             "ORDER BY path LIMIT 1", (study_uid,)).fetchone()
         if row is None:
-            return "", ""
-        return patient_identity(self.root / loaded_path(row[0]))
+            return StudyContext()
+        return study_context(self.root / loaded_path(row[0]))
 
     def problems(self) -> list[FileRecord]:
         """Entries that are not usable and not merely of another kind.
