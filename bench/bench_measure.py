@@ -13,7 +13,11 @@ alike), deterministic (seeded).
 
 Usage::
 
-    python bench/bench_measure.py [--slices 300] [--rounds 3] [--counts 1 10 40 200]
+    python bench/bench_measure.py [--slices 300] [--rounds 3] [--counts 1 10 40 200] [--src DIR]
+
+``--src`` measures another source tree of bonelesion (default: this checkout's ``src``),
+e.g. an earlier commit unpacked with ``git archive <commit> src | tar -x -C /tmp/before``,
+for a before/after comparison on the same machine.
 """
 
 from __future__ import annotations
@@ -35,13 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 LOAD = "import sys, bonelesion; v = bonelesion.load_volume(sys.argv[1]); print(v.shape)"
 
 
-def _run(cmd: list[str]) -> tuple[float, float]:
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MiB) of one child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    with tempfile.TemporaryFile() as stderr:  # a pipe could fill up and block the child
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        stderr.seek(0)
+        err = stderr.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} … exited {code}:\n{err[-2000:]}")
@@ -72,11 +78,13 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 10, 40, 200])
+    parser.add_argument("--src", type=Path, default=ROOT / "src",
+                        help="bonelesion source tree the processes run (default: this one)")
     args = parser.parse_args()
     from bonelesion.phantom import write_ct_series
 
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(args.src.resolve()) + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
         root = Path(tmp)
         ct = write_ct_series(root / "ct", shape=(args.slices, 512, 512), seed=1)
@@ -86,16 +94,16 @@ def main() -> None:
             rois[n] = root / f"rois_{n}.csv"
             _rois(rois[n], n, ct)
         print(f"CT {args.slices}×512×512 (float32 {volume_mib:.0f} MiB); "
-              f"load average {os.getloadavg()[0]:.2f}")
+              f"load average {os.getloadavg()[0]:.2f}; bonelesion from {args.src}")
         load_times: list[float] = []
         results: dict[int, list[tuple[float, float]]] = {n: [] for n in args.counts}
         for r in range(args.rounds):
-            load_times.append(_run([sys.executable, "-c", LOAD, str(ct)])[0])
+            load_times.append(_run([sys.executable, "-c", LOAD, str(ct)], env)[0])
             for n in args.counts:
                 out = root / f"out_{n}_{r}"
                 wall, peak = _run([sys.executable, "-m", "bonelesion", "-q", "measure", str(ct),
                                    "--rois", str(rois[n]), "--out", str(out), "--no-dicom",
-                                   "--no-qc"])
+                                   "--no-qc"], env)
                 with (out / "lesions.csv").open(newline="") as fh:
                     rows = list(csv.DictReader(fh))
                 if len(rows) != n:

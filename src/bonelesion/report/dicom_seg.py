@@ -1,5 +1,11 @@
 """DICOM SEG of the lesion masks (highdicom): one binary segment per lesion on a source series.
 
+No full-volume mask is stacked per lesion: each lesion is put on the source grid within its
+bounding box, and highdicom gets the source frames the lesions touch only, as one label map
+(segment numbers) when no two lesions share a voxel, else as one binary plane per lesion on
+those frames (lesions are measured each on its own, so they may overlap). Frames no lesion
+touches would be omitted from the SEG anyway.
+
 References
 ----------
 DICOM PS3.3 A.51 (Segmentation IOD).
@@ -24,7 +30,7 @@ from bonelesion.errors import (
     InputError,
     UnsupportedInputError,
 )
-from bonelesion.model.volume import Volume
+from bonelesion.model.volume import IndexBox, Volume
 from bonelesion.report.dicom_sources import (
     HIGHDICOM_FAILURES,
     OTHER_STACK,
@@ -36,7 +42,7 @@ from bonelesion.report.dicom_sources import (
     with_shared_geometry,
     with_type2_present,
 )
-from bonelesion.report.result import mask_array_on
+from bonelesion.report.result import LesionShape, lesion_in_box
 
 __all__ = ["write_segmentation"]
 
@@ -44,14 +50,48 @@ logger = logging.getLogger(__name__)
 
 
 
-def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
-    arr = mask_array_on(mask, source)
+def _mask_on(source: Volume, mask: LesionShape, lesion_id: str
+             ) -> tuple[IndexBox, np.ndarray]:
+    """The lesion on the source grid within its box; raise if it holds no voxel there."""
+    box, arr = lesion_in_box(mask, source, lesion_id=lesion_id)
     if not arr.any():
         raise InputError(
             f"DICOM SEG: mask of lesion {lesion_id} holds no voxel on series "
             f"{source.series.series_instance_uid}. Potential fix: check that the mask and the "
             "series share a frame of reference and overlap.")
-    return arr
+    return box, arr
+
+
+def _segment_pixels(shape: tuple[int, int, int], boxed: Sequence[tuple[IndexBox, np.ndarray]]
+                    ) -> tuple[list[int], np.ndarray]:
+    """The volume slices the lesions touch, and their pixels on those slices only.
+
+    Returns (slices, pixels): a label map (T, R, C) of segment numbers (lesion k → k + 1)
+    when no two lesions share a voxel, else a binary array (T, R, C, lesions).
+    """
+    touched = sorted({box.start[0] + int(k) for box, arr in boxed
+                      for k in np.flatnonzero(arr.any(axis=(1, 2)))})
+    row_of = {sl: t for t, sl in enumerate(touched)}
+    dtype = np.uint8 if len(boxed) < 256 else np.uint16
+    labels = np.zeros((len(touched), *shape[1:]), dtype=dtype)
+    overlap = False
+    for n, (box, arr) in enumerate(boxed, start=1):
+        for k in np.flatnonzero(arr.any(axis=(1, 2))):
+            plane = labels[row_of[box.start[0] + int(k)], box.slices[1], box.slices[2]]
+            if plane[arr[k]].any():
+                overlap = True
+                break
+            plane[arr[k]] = n
+        if overlap:
+            break
+    if not overlap:
+        return touched, labels
+    del labels
+    stacked = np.zeros((len(touched), *shape[1:], len(boxed)), dtype=bool)
+    for n, (box, arr) in enumerate(boxed):
+        for k in np.flatnonzero(arr.any(axis=(1, 2))):
+            stacked[row_of[box.start[0] + int(k)], box.slices[1], box.slices[2], n] |= arr[k]
+    return touched, stacked
 
 
 def write_segmentation(
@@ -70,8 +110,10 @@ def write_segmentation(
     ----------
     source : Volume
         The series the masks are drawn on; its ``series.source_files`` are read.
-    masks : mapping of lesion id to boolean Volume
-        Resampled onto ``source`` (nearest neighbour) when on another grid.
+    masks : mapping of lesion id to boolean Volume or Lesion
+        A mask Volume is resampled onto ``source`` (nearest neighbour) when on another
+        grid; a `Lesion` is rasterised on it. Either way only the lesion's bounding box on
+        ``source`` is computed.
     path : path
         Output file.
     algorithm_type : {"MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"}
@@ -112,20 +154,21 @@ def write_segmentation(
         datasets = list(source_datasets)
         slices = list(frame_slices) if frame_slices is not None else list(range(source.shape[0]))
     ids = list(masks)
-    stacked = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)
-    positions = None
+    touched, pixels = _segment_pixels(source.shape, [_mask_on(source, masks[i], i) for i in ids])
+    # highdicom gets the touched frames only, each with the position of its source frame
     own_frames: set[int] | None = None
     if OTHER_STACK in slices:
-        # one stack of a multi-frame object: SEG planes in slice order at the positions of
-        # the stack's own frames (highdicom matches them to the source frames)
+        # one stack of a multi-frame object: highdicom matches the planes to the source
+        # frames at their positions (and to the other stacks' frames there: dropped below)
         frame_of = {sl: k for k, sl in enumerate(slices) if sl != OTHER_STACK}
         own_frames = {k + 1 for k in frame_of.values()}
-        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in range(source.shape[0])]
-        pixels = stacked
+        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in touched]
+    elif len(datasets) == 1 and "PerFrameFunctionalGroupsSequence" in datasets[0]:
+        frame_of = {sl: k for k, sl in enumerate(slices)}
+        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in touched]
     else:
-        # frames in source-frame order (file order for classic series, frame order for
-        # enhanced objects)
-        pixels = stacked[slices]
+        file_of = {sl: k for k, sl in enumerate(slices)}
+        positions = [_file_position(datasets[file_of[sl]]) for sl in touched]
     algo = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
     ident = None
     if algo is not hd.seg.SegmentAlgorithmTypeValues.MANUAL:
@@ -166,6 +209,12 @@ def write_segmentation(
     copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
     return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
+
+
+def _file_position(ds: Dataset) -> hd.PlanePositionSequence:
+    return hd.PlanePositionSequence(
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        image_position=[float(v) for v in ds.ImagePositionPatient])
 
 
 def _plane_position(ds: Dataset, frame_index: int) -> hd.PlanePositionSequence:

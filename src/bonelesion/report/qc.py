@@ -1,6 +1,8 @@
 """QC images: per lesion and series, the lesion's central slice with its ROI outline and values.
 
-Pillow only (matplotlib is not a dependency). Windowing: CT bone window (level 500 HU,
+The lesion is put on each series' grid within its bounding box only (`lesion_in_box`), and
+only the displayed part of the central slice is rendered: the cost is the lesion's, not the
+volume's. Pillow only (matplotlib is not a dependency). Windowing: CT bone window (level 500 HU,
 width 2000 HU: shows both blastic metastases ~650 HU and enostoses ~1200 HU, Ulano 2016);
 ADC maps 0–3×10⁻³ mm²/s; MR signal 1st–99th percentile of the slice.
 """
@@ -19,7 +21,7 @@ from bonelesion.classify.call import LesionCall
 from bonelesion.errors import EmptyMaskError
 from bonelesion.model.results import LesionMeasurements
 from bonelesion.model.volume import Volume
-from bonelesion.report.result import mask_array_on
+from bonelesion.report.result import LesionShape, lesion_in_box
 from bonelesion.units import ADC_UM2_PER_S_PER_MM2_PER_S, IntensityUnit
 
 __all__ = ["CT_WINDOW_HU", "ADC_WINDOW_MM2_PER_S", "window_limits", "central_slice_index",
@@ -53,19 +55,24 @@ def window_limits(volume: Volume, image: NDArray[np.float64]) -> tuple[float, fl
     return float(low), float(high if high > low else low + 1.0)
 
 
-def central_slice_index(mask: NDArray[np.bool_]) -> int:
+def central_slice_index(mask: NDArray[np.bool_], *, first_slice: int = 0) -> int:
     """Slice index (axis 0) nearest the mask's centroid, among slices that hold the mask.
+
+    ``mask`` may be a box of a volume whose first slice is ``first_slice``: the index
+    returned is the volume's, computed from the volume's slice indices (the same as for
+    the whole-volume mask).
 
     Raises
     ------
     EmptyMaskError
         If the mask holds no voxel.
     """
-    slices = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    slices = (np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)) + first_slice
+              if mask.size else np.zeros(0, dtype=np.intp))
     if slices.size == 0:
         raise EmptyMaskError("QC image: the lesion mask holds no voxel on this series. "
                              "Potential fix: check the mask's frame of reference.")
-    centroid = float(np.argwhere(mask)[:, 0].mean())
+    centroid = float((np.argwhere(mask)[:, 0] + first_slice).mean())
     return int(slices[np.argmin(np.abs(slices - centroid))])
 
 
@@ -90,7 +97,7 @@ def qc_text_lines(m: LesionMeasurements, call: LesionCall, role: str) -> list[st
 
 def render_qc_image(
     volume: Volume,
-    mask: Volume,
+    mask: LesionShape,
     path: str | Path,
     *,
     text_lines: Sequence[str] = (),
@@ -101,9 +108,10 @@ def render_qc_image(
     ----------
     volume : Volume
         The series to show.
-    mask : Volume
-        Boolean lesion mask; resampled onto ``volume`` (nearest neighbour, through LPS) when
-        on another grid.
+    mask : Volume or Lesion
+        Boolean lesion mask (resampled onto ``volume``, nearest neighbour through LPS, when
+        on another grid), or the `Lesion` (rasterised on ``volume``'s grid). Either way only
+        the lesion's bounding box on ``volume`` is computed.
     path : path
         Output PNG.
     text_lines : sequence of str
@@ -116,23 +124,30 @@ def render_qc_image(
     FrameOfReferenceError
         If the mask is in another frame of reference.
     """
-    m = mask_array_on(mask, volume)
-    s = central_slice_index(m)
-    image = np.asarray(volume.array[s], dtype=np.float64)
-    low, high = window_limits(volume, image)
-    grey = np.clip((np.nan_to_num(image, nan=low) - low) / (high - low), 0.0, 1.0)
-    rgb = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=-1)
-    ms = m[s]
-    outline = ms & ~ndimage.binary_erosion(ms)
-    rgb[outline] = _OUTLINE_RGB
+    box, m = lesion_in_box(mask, volume, lesion_id="QC")
+    s = central_slice_index(m, first_slice=box.start[0])
+    ms_box = m[s - box.start[0]]
+    rr, cc = np.nonzero(ms_box)
+    rr, cc = rr + box.start[1], cc + box.start[2]  # the volume's row and column indices
+    slice_shape = volume.shape[1:]
     row_mm, col_mm = volume.spacing_mm[1], volume.spacing_mm[2]
     # crop to the lesion's neighbourhood: its extent plus a margin of max(25 mm, extent)
-    rr, cc = np.nonzero(ms)
     pad_r = int(np.ceil(max(_CROP_MARGIN_MM, (rr.max() - rr.min() + 1) * row_mm) / row_mm))
     pad_c = int(np.ceil(max(_CROP_MARGIN_MM, (cc.max() - cc.min() + 1) * col_mm) / col_mm))
-    r0, r1 = max(0, rr.min() - pad_r), min(ms.shape[0], rr.max() + pad_r + 1)
-    c0, c1 = max(0, cc.min() - pad_c), min(ms.shape[1], cc.max() + pad_c + 1)
-    rgb = rgb[r0:r1, c0:c1]
+    r0, r1 = max(0, rr.min() - pad_r), min(slice_shape[0], rr.max() + pad_r + 1)
+    c0, c1 = max(0, cc.min() - pad_c), min(slice_shape[1], cc.max() + pad_c + 1)
+    # the window is the whole slice's (MR: its percentiles); the rest is the crop's only
+    image = np.asarray(volume.array[s], dtype=np.float64)
+    low, high = window_limits(volume, image)
+    shown = image[r0:r1, c0:c1]
+    grey = np.clip((np.nan_to_num(shown, nan=low) - low) / (high - low), 0.0, 1.0)
+    rgb = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    ms = np.zeros(shown.shape, dtype=bool)
+    ms[rr - r0, cc - c0] = True
+    # the crop holds the lesion with ≥ 25 mm around it (or ends at the slice's edge), so the
+    # outline is the one of the whole slice
+    outline = ms & ~ndimage.binary_erosion(ms)
+    rgb[outline] = _OUTLINE_RGB
     rows, cols = rgb.shape[:2]
     # square pixels on screen: scale each axis by its spacing
     height_mm, width_mm = rows * row_mm, cols * col_mm

@@ -1,0 +1,122 @@
+"""SEG and QC views drawn from lesions on their bounding boxes (no full-volume masks).
+
+Truth: each lesion's whole-grid mask (`Lesion.mask_on`, itself pinned to brute force in
+tests/roi), the source files' own headers, highdicom's reading of the SEG and dciodvfy.
+Lesions given as `Lesion`s (spheres) must give the same SEG segments and the same QC PNG as
+their full-grid mask volumes; overlapping lesions (measured each on its own) keep their own
+segments.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from classify_factory import lesion
+from PIL import Image
+from report_series import write_ct_series
+
+from bonelesion.model.volume import Volume
+from bonelesion.report.dicom_out import write_study_dicom
+from bonelesion.report.dicom_seg import write_segmentation
+from bonelesion.report.qc import render_qc_image
+from bonelesion.report.result import study_result
+from bonelesion.roi.lesion import Lesion, Sphere
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory: pytest.TempPathFactory) -> Volume:
+    return write_ct_series(tmp_path_factory.mktemp("ct_boxes") / "series")
+
+
+def _sphere(ct: Volume, lid: str, idx: tuple[float, float, float], radius_mm: float) -> Lesion:
+    centre = ct.index_to_lps([idx])[0]
+    return Lesion(lesion_id=lid, sphere=Sphere(tuple(float(v) for v in centre), radius_mm),
+                  frame_of_reference_uid=ct.series.frame_of_reference_uid)
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy not found (Debian package dicom3tools; `make install` installs it "
+                    "when apt-get is available)")
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+
+
+def _segments(seg_path: Path, ct: Volume, n: int) -> np.ndarray:
+    seg = hd.seg.segread(seg_path)
+    assert seg.get_segment_numbers() == list(range(1, n + 1))
+    return np.asarray(seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(ct.series.sop_instance_uids),
+        segment_numbers=list(range(1, n + 1)), ignore_spatial_locations=False)).astype(bool)
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["label_map", "overlapping"])
+def test_seg_of_lesions_equals_their_whole_masks(ct: Volume, tmp_path: Path,
+                                                 overlap: bool) -> None:
+    lesions = [_sphere(ct, "A", (2.0, 10.0, 12.0), 3.5), _sphere(ct, "B", (5.0, 28.0, 35.0), 4.0),
+               _sphere(ct, "C", (6.6, 30.0, 8.0), 2.0)]
+    if overlap:  # D shares voxels with B
+        lesions.append(_sphere(ct, "D", (5.0, 30.5, 37.0), 3.0))
+    truth = {le.lesion_id: np.asarray(le.mask_on(ct).array) for le in lesions}
+    shared = sum(m.astype(int) for m in truth.values()) > 1
+    assert shared.any() == overlap
+    seg_path = tmp_path / "seg.dcm"
+    _, numbers = write_segmentation(ct, {le.lesion_id: le for le in lesions}, seg_path)
+    assert list(numbers) == [le.lesion_id for le in lesions]
+    pixels = _segments(seg_path, ct, len(lesions))
+    for k, le in enumerate(lesions):
+        np.testing.assert_array_equal(pixels[..., k], truth[le.lesion_id])
+    ds = pydicom.dcmread(seg_path)
+    assert ds.SegmentsOverlap == ("YES" if overlap else "NO")
+    touched = {s for m in truth.values() for s in np.flatnonzero(m.any(axis=(1, 2)))}
+    referenced = {item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                  for item in ds.PerFrameFunctionalGroupsSequence}
+    assert referenced == {ct.series.sop_instance_uids[s] for s in touched}
+    assert _dciodvfy_errors(seg_path) == []
+    # the same SEG from the full-grid mask volumes
+    full = tmp_path / "seg_full.dcm"
+    write_segmentation(ct, {lid: ct.with_array(m) for lid, m in truth.items()}, full)
+    np.testing.assert_array_equal(_segments(full, ct, len(lesions)), pixels)
+
+
+def test_study_dicom_from_lesions(ct: Volume, tmp_path: Path) -> None:
+    uid = ct.series.study_instance_uid
+    shapes = {"L1": _sphere(ct, "L1", (3.0, 14.0, 14.0), 4.0),
+              "L2": _sphere(ct, "L2", (4.0, 26.0, 32.0), 4.5)}
+    measurements = [lesion(ct=(700.0, 820.0), lesion_id=lid, study=uid) for lid in shapes]
+    written = write_study_dicom(study_result(measurements, volumes={"ct": ct}, masks=shapes),
+                                tmp_path / "dicom")
+    assert written.source_role == "ct" and written.segment_numbers == {"L1": 1, "L2": 2}
+    pixels = _segments(written.seg_path, ct, 2)
+    for k, le in enumerate(shapes.values()):
+        np.testing.assert_array_equal(pixels[..., k], np.asarray(le.mask_on(ct).array))
+    assert _dciodvfy_errors(written.seg_path) == [] and _dciodvfy_errors(written.sr_path) == []
+
+
+@pytest.mark.parametrize("where", [(4.0, 20.0, 24.0), (0.2, 1.0, 46.5)], ids=["inner", "edge"])
+def test_qc_png_of_a_lesion_equals_that_of_its_whole_mask(ct: Volume, tmp_path: Path,
+                                                          where: tuple[float, float, float]) -> None:
+    le = _sphere(ct, "Q", where, 5.0)
+    whole = le.mask_on(ct)
+    from_lesion = render_qc_image(ct, le, tmp_path / "lesion.png", text_lines=["Q"])
+    from_mask = render_qc_image(ct, whole, tmp_path / "mask.png", text_lines=["Q"])
+    a = np.asarray(Image.open(from_lesion).convert("RGB"))
+    b = np.asarray(Image.open(from_mask).convert("RGB"))
+    np.testing.assert_array_equal(a, b)
+    red = (a[..., 0] == 255) & (a[..., 1] == 40) & (a[..., 2] == 40)
+    assert red.any()
+    # a mask drawn on another grid (half the spacing) is resampled within its box only
+    fine = Volume(array=np.zeros((16, 80, 96), dtype=bool),
+                  spacing_mm=tuple(s / 2 for s in ct.spacing_mm),
+                  origin_lps_mm=ct.index_to_lps([[-0.25, -0.25, -0.25]])[0],
+                  direction_lps=ct.direction_lps, series=ct.series)
+    fine_mask = fine.with_array(np.asarray(le.mask_on(fine).array))
+    render_qc_image(ct, fine_mask, tmp_path / "fine.png")
+    assert (tmp_path / "fine.png").stat().st_size > 0
