@@ -239,7 +239,7 @@ def _rois_record(task: StudyTask) -> dict[str, Any]:
 
 def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[str]
            ) -> dict[str, Any]:
-    """The lesions the views can draw (QC, SEG): those with a voxel on the first volume.
+    """Return the lesions the views can draw (QC, SEG): those with a voxel on the first volume.
 
     The first volume in report role order is the SEG's first choice. Each lesion is put on
     it within its bounding box only (`Lesion.box_mask_on`); the views rasterise the lesions

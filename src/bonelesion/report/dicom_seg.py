@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 def _mask_on(source: Volume, mask: LesionShape, lesion_id: str
              ) -> tuple[IndexBox, np.ndarray]:
-    """The lesion on the source grid within its box; raise if it holds no voxel there."""
+    """Put the lesion on the source grid within its box; raise if it holds no voxel there."""
     box, arr = lesion_in_box(mask, source, lesion_id=lesion_id)
     if not arr.any():
         raise InputError(
@@ -64,7 +64,7 @@ def _mask_on(source: Volume, mask: LesionShape, lesion_id: str
 
 def _segment_pixels(shape: tuple[int, int, int], boxed: Sequence[tuple[IndexBox, np.ndarray]]
                     ) -> tuple[list[int], np.ndarray]:
-    """The volume slices the lesions touch, and their pixels on those slices only.
+    """Return the volume slices the lesions touch, and their pixels on those slices only.
 
     Returns (slices, pixels): a label map (T, R, C) of segment numbers (lesion k → k + 1)
     when no two lesions share a voxel, else a binary array (T, R, C, lesions).
@@ -96,7 +96,7 @@ def _segment_pixels(shape: tuple[int, int, int], boxed: Sequence[tuple[IndexBox,
 
 def write_segmentation(
     source: Volume,
-    masks: Mapping[str, Volume],
+    masks: Mapping[str, LesionShape],
     path: str | Path,
     *,
     source_datasets: Sequence[Dataset] | None = None,
