@@ -22,6 +22,7 @@ from PIL import Image
 from report_series import write_ct_series
 
 from bonelesion.model.volume import Volume
+from bonelesion.report import dicom_seg
 from bonelesion.report.dicom_out import write_study_dicom
 from bonelesion.report.dicom_seg import write_segmentation
 from bonelesion.report.qc import render_qc_image
@@ -62,8 +63,9 @@ def test_seg_of_lesions_equals_their_whole_masks(ct: Volume, tmp_path: Path,
                                                  overlap: bool) -> None:
     lesions = [_sphere(ct, "A", (2.0, 10.0, 12.0), 3.5), _sphere(ct, "B", (5.0, 28.0, 35.0), 4.0),
                _sphere(ct, "C", (6.6, 30.0, 8.0), 2.0)]
-    if overlap:  # D shares voxels with B
-        lesions.append(_sphere(ct, "D", (5.0, 30.5, 37.0), 3.0))
+    if overlap:  # D shares voxels with B; E lies wholly inside B
+        lesions += [_sphere(ct, "D", (5.0, 30.5, 37.0), 3.0),
+                    _sphere(ct, "E", (5.0, 27.5, 35.0), 1.5)]
     truth = {le.lesion_id: np.asarray(le.mask_on(ct).array) for le in lesions}
     shared = sum(m.astype(int) for m in truth.values()) > 1
     assert shared.any() == overlap
@@ -80,10 +82,44 @@ def test_seg_of_lesions_equals_their_whole_masks(ct: Volume, tmp_path: Path,
                   for item in ds.PerFrameFunctionalGroupsSequence}
     assert referenced == {ct.series.sop_instance_uids[s] for s in touched}
     assert _dciodvfy_errors(seg_path) == []
+    if overlap:
+        # the frames and pixels highdicom makes from one binary array per lesion
+        dense = tmp_path / "seg_dense.dcm"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dicom_seg, "_label_map", lambda shape, boxed: (
+                _real_label_map(shape, boxed)[0], None, True))
+            write_segmentation(ct, {le.lesion_id: le for le in lesions}, dense)
+        ref = pydicom.dcmread(dense)
+        assert ds.NumberOfFrames == ref.NumberOfFrames and ds.PixelData == ref.PixelData
+        assert _frames(ds) == _frames(ref)
     # the same SEG from the full-grid mask volumes
     full = tmp_path / "seg_full.dcm"
     write_segmentation(ct, {lid: ct.with_array(m) for lid, m in truth.items()}, full)
     np.testing.assert_array_equal(_segments(full, ct, len(lesions)), pixels)
+
+
+_real_label_map = dicom_seg._label_map
+
+
+def _frames(ds: pydicom.Dataset) -> list[tuple[int, tuple[float, ...], tuple[int, ...]]]:
+    return [(int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+             tuple(float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient),
+             tuple(int(v) for v in f.FrameContentSequence[0].DimensionIndexValues))
+            for f in ds.PerFrameFunctionalGroupsSequence]
+
+
+def test_seg_of_lesions_sharing_their_only_pixel(ct: Volume, tmp_path: Path) -> None:
+    # two lesions of the same single voxel: no label map can hold both (binary planes)
+    twins = [_sphere(ct, "T1", (3.0, 20.0, 20.0), 0.2), _sphere(ct, "T2", (3.0, 20.0, 20.0), 0.3)]
+    seg_path = tmp_path / "twins.dcm"
+    write_segmentation(ct, {le.lesion_id: le for le in twins}, seg_path)
+    pixels = _segments(seg_path, ct, 2)
+    for k, le in enumerate(twins):
+        truth = np.asarray(le.mask_on(ct).array)
+        assert truth.sum() == 1
+        np.testing.assert_array_equal(pixels[..., k], truth)
+    assert pydicom.dcmread(seg_path).SegmentsOverlap == "YES"
+    assert _dciodvfy_errors(seg_path) == []
 
 
 def test_study_dicom_from_lesions(ct: Volume, tmp_path: Path) -> None:
