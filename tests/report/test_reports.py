@@ -13,13 +13,10 @@ import numpy as np
 import pydicom
 import pytest
 from classify_factory import lesion
-from PIL import Image
-from report_series import LESIONS, lesion_masks, write_ct_series, write_study_views
+from report_series import lesion_masks, write_ct_series, write_study_views
 
 from bonelesion.classify import Label
-from bonelesion.errors import EmptyMaskError
 from bonelesion.model.volume import SeriesInfo, Volume
-from bonelesion.report.qc import central_slice_index, render_qc_image
 from bonelesion.report.result import study_result
 from bonelesion.report.schema import SCHEMA_VERSION
 from bonelesion.units import IntensityUnit
@@ -149,25 +146,6 @@ def test_html_lists_every_lesion_label_and_qc_image(run) -> None:  # type: ignor
     assert "no DWI &lt;b&gt;series&lt;/b&gt;" in html
 
 
-def test_qc_png_outline_on_central_slice(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _, study, _ = run
-    ct = study.volumes["ct"]
-    mask = study.masks["L2"]
-    center = LESIONS["L2"][0]
-    assert central_slice_index(np.asarray(mask.array)) == int(round(center[0]))
-    path = render_qc_image(ct, mask, tmp_path / "l2.png", text_lines=["lesion L2"])
-    img = np.asarray(Image.open(path).convert("RGB"))
-    red = (img[..., 0] == 255) & (img[..., 1] == 40) & (img[..., 2] == 40)
-    assert red.sum() > 0
-    # outline sits where the lesion is: column centre ≈ 32/48 of the image width (bone window)
-    cols = np.flatnonzero(red.any(axis=0))
-    frac = cols.mean() / (48 * 0.7 * 256 / (40 * 0.8))
-    assert frac == pytest.approx(32.5 / 48, abs=0.05)
-    # display keeps physical aspect: width/height of the image part = (48·0.7)/(40·0.8)
-    with pytest.raises(EmptyMaskError, match="holds no voxel"):
-        render_qc_image(ct, ct.with_array(np.zeros(ct.shape, dtype=bool)), tmp_path / "e.png")
-
-
 def test_reports_without_images_record_why(tmp_path: Path) -> None:
     study = study_result([lesion(sir=1.0)])
     doc, rows = write_study_views(tmp_path, study)
@@ -177,23 +155,3 @@ def test_reports_without_images_record_why(tmp_path: Path) -> None:
     assert "L1" in (tmp_path / "report.html").read_text() and rows[0]["lesion_id"] == "L1"
 
 
-def test_qc_png_crops_to_the_lesion(tmp_path: Path) -> None:
-    # 0.5 mm pixels, 200×200: lesion of radius 5 mm at row 150, column 40
-    shape = (3, 200, 200)
-    s, r, c = np.indices(shape)
-    mask_arr = ((r - 150) * 0.5) ** 2 + ((c - 40) * 0.5) ** 2 <= 25.0
-    mask_arr &= s == 1
-    vol = Volume(array=np.where(mask_arr, 700.0, 40.0), spacing_mm=(3.0, 0.5, 0.5),
-                 origin_lps_mm=(0.0, 0.0, 0.0), direction_lps=np.eye(3),
-                 intensity_unit=IntensityUnit.HU)
-    path = render_qc_image(vol, vol.with_array(mask_arr), tmp_path / "crop.png")
-    img = np.asarray(Image.open(path).convert("RGB"))
-    red = (img[..., 0] == 255) & (img[..., 1] == 40) & (img[..., 2] == 40)
-    rows, cols = np.nonzero(red)
-    # lesion: columns 30–50, rows 140–160 (21 px = 10.5 mm); margin max(25 mm, 10.5 mm) = 50 px.
-    # columns 0–100 (clipped at 0) = 50.5 mm; rows 90–199 (clipped at 200) = 55 mm; the short
-    # side (50.5 mm) becomes 256 px. Lesion centre: column 40.5 px → 20.25 mm, row 60.5 px
-    # (from row 90) → 30.25 mm.
-    scale_px_per_mm = 256 / 50.5
-    assert (cols.min() + cols.max()) / 2 == pytest.approx(20.25 * scale_px_per_mm, abs=3)
-    assert (rows.min() + rows.max()) / 2 == pytest.approx(30.25 * scale_px_per_mm, abs=3)

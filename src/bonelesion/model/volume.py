@@ -20,6 +20,8 @@ increasing projection of ImagePositionPatient.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 from bonelesion.errors import FrameOfReferenceError, GeometryMismatchError, InputError
 from bonelesion.units import IntensityUnit
 
-__all__ = ["SeriesInfo", "Volume", "LPS_FROM_RAS", "DEFAULT_GEOMETRY_ATOL_MM"]
+__all__ = ["SeriesInfo", "Volume", "IndexBox", "LPS_FROM_RAS", "DEFAULT_GEOMETRY_ATOL_MM"]
 
 #: Flip between the RAS (NIfTI, nibabel) and LPS (DICOM) conventions; its own inverse.
 LPS_FROM_RAS: NDArray[np.float64] = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -95,6 +97,118 @@ class SeriesInfo:
     def replace(self, **changes: Any) -> SeriesInfo:
         """Return a copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class IndexBox:
+    """A box of voxel indices: ``start[k] <= i_k < stop[k]`` along (slice, row, column).
+
+    Index space of one grid, half-open like Python slices; ``stop == start`` along an axis
+    makes the box empty. `Volume.crop` turns a box into a sub-volume.
+
+    Examples
+    --------
+    >>> box = IndexBox((2, 0, 5), (4, 3, 9))
+    >>> box.shape, box.is_empty
+    ((2, 3, 4), False)
+    >>> box.grown((1, 1, 1)).clipped((10, 10, 10))
+    IndexBox(start=(1, 0, 4), stop=(5, 4, 10))
+    """
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        start = tuple(int(v) for v in self.start)
+        stop = tuple(max(int(b), a) for a, b in zip(start, self.stop, strict=True))
+        if len(start) != 3:
+            raise InputError(f"IndexBox: needs 3 axes, found start {self.start}.")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "stop", stop)
+
+    @classmethod
+    def full(cls, shape: Sequence[int]) -> IndexBox:
+        """Return the box of a whole grid of ``shape``."""
+        return cls((0, 0, 0), tuple(int(n) for n in shape))  # type: ignore[arg-type]
+
+    @classmethod
+    def around(
+        cls, low_index: ArrayLike, high_index: ArrayLike, shape: Sequence[int]
+    ) -> IndexBox:
+        """Smallest box holding every voxel whose continuous index lies in [low, high], clipped.
+
+        ``low_index``/``high_index`` are continuous (slice, row, column) indices; the box
+        runs from ``floor(low)`` to ``ceil(high)`` inclusive, clipped to ``shape``.
+        """
+        low = np.floor(np.asarray(low_index, dtype=np.float64))
+        high = np.ceil(np.asarray(high_index, dtype=np.float64)) + 1
+        bound = np.asarray(shape, dtype=np.float64)
+        low = np.clip(low, 0, bound)
+        high = np.clip(high, 0, bound)
+        return cls(tuple(int(v) for v in low), tuple(int(v) for v in high))  # type: ignore[arg-type]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Number of voxels along each axis."""
+        return (self.stop[0] - self.start[0], self.stop[1] - self.start[1],
+                self.stop[2] - self.start[2])
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the box holds no voxel."""
+        return any(n == 0 for n in self.shape)
+
+    def intersects(self, other: IndexBox) -> bool:
+        """Tell whether the two boxes (of one grid) share a voxel.
+
+        Examples
+        --------
+        >>> IndexBox((0, 0, 0), (2, 2, 2)).intersects(IndexBox((1, 1, 1), (3, 3, 3)))
+        True
+        >>> IndexBox((0, 0, 0), (2, 2, 2)).intersects(IndexBox((2, 0, 0), (3, 2, 2)))
+        False
+        """
+        return not (self.is_empty or other.is_empty) and all(
+            a0 < b1 and b0 < a1 for a0, a1, b0, b1 in
+            zip(self.start, self.stop, other.start, other.stop, strict=True))
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        """The box as a numpy index: ``array[box.slices]``."""
+        return (slice(self.start[0], self.stop[0]), slice(self.start[1], self.stop[1]),
+                slice(self.start[2], self.stop[2]))
+
+    def grown(self, margin_voxels: Sequence[int]) -> IndexBox:
+        """Return the box grown by ``margin_voxels[k]`` on both sides of axis *k* (not clipped).
+
+        An empty box stays empty.
+        """
+        if self.is_empty:
+            return self
+        m = [int(v) for v in margin_voxels]
+        return IndexBox(tuple(a - d for a, d in zip(self.start, m, strict=True)),  # type: ignore[arg-type]
+                        tuple(b + d for b, d in zip(self.stop, m, strict=True)))  # type: ignore[arg-type]
+
+    def clipped(self, shape: Sequence[int]) -> IndexBox:
+        """Return the part of the box inside a grid of ``shape``."""
+        return self.intersection(IndexBox.full(shape))
+
+    def intersection(self, other: IndexBox) -> IndexBox:
+        """Voxels in both boxes (possibly empty)."""
+        start = tuple(max(a, b) for a, b in zip(self.start, other.start, strict=True))
+        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
+        return IndexBox(start, stop)  # type: ignore[arg-type]
+
+    def contains(self, other: IndexBox) -> bool:
+        """Tell whether every voxel of ``other`` is in this box (an empty box is in any)."""
+        return other.is_empty or all(
+            a <= c and d <= b
+            for a, b, c, d in zip(self.start, self.stop, other.start, other.stop, strict=True))
+
+    def relative_to(self, outer: IndexBox) -> tuple[slice, slice, slice]:
+        """Return this box as a numpy index into an array covering ``outer`` (holding it)."""
+        return tuple(slice(a - o, b - o)  # type: ignore[return-value]
+                     for a, b, o in zip(self.start, self.stop, outer.start, strict=True))
 
 
 def _as_readonly(array: ArrayLike) -> NDArray[Any]:
@@ -302,6 +416,139 @@ class Volume:
         grids = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in self.shape), indexing="ij")
         idx = np.stack(grids, axis=-1).reshape(-1, 3)
         return self.index_to_lps(idx).reshape(*self.shape, 3)
+
+    @property
+    def full_box(self) -> IndexBox:
+        """The `IndexBox` of the whole grid."""
+        return IndexBox.full(self.shape)
+
+    def margin_voxels(self, margin_mm: float) -> tuple[int, int, int]:
+        """Whole voxels along each axis that cover at least ``margin_mm`` (ceil per axis)."""
+        return tuple(int(math.ceil(float(margin_mm) / s - 1e-9))  # type: ignore[return-value]
+                     for s in self.spacing_mm)
+
+    def crop(self, box: IndexBox) -> Volume:
+        """Return the sub-volume of the voxels in ``box``: a view, with the sub-grid's geometry.
+
+        The crop's voxel [0, 0, 0] is this volume's voxel ``box.start``; spacing, direction,
+        unit and series are this volume's. No voxel is copied.
+
+        Raises
+        ------
+        InputError
+            If ``box`` is empty or reaches outside the grid.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> v = Volume(array=np.arange(24).reshape(2, 3, 4), spacing_mm=(5.0, 1.0, 1.0),
+        ...            origin_lps_mm=(0.0, 0.0, 0.0), direction_lps=np.eye(3))
+        >>> c = v.crop(IndexBox((1, 1, 2), (2, 3, 4)))
+        >>> c.shape, c.origin_lps_mm, int(c.array[0, 0, 0])
+        ((1, 2, 2), (2.0, 1.0, 5.0), 18)
+        """
+        if box.is_empty or not self.full_box.contains(box):
+            raise InputError(
+                f"Volume.crop: box {box.start}..{box.stop} of series "
+                f"{self.series.series_instance_uid or '(no UID)'} is empty or reaches outside "
+                f"the grid of shape {self.shape}. Potential fix: clip the box to the grid "
+                "(IndexBox.clipped).")
+        origin = self.index_to_lps([box.start])[0]
+        return Volume(
+            array=self.array[box.slices],
+            spacing_mm=self.spacing_mm,
+            origin_lps_mm=tuple(origin),  # type: ignore[arg-type]
+            direction_lps=self.direction_lps,
+            intensity_unit=self.intensity_unit,
+            series=self.series,
+        )
+
+    def box_centres_lps(self, box: IndexBox) -> NDArray[np.float64]:
+        """LPS coordinates of the centres of the voxels in ``box``, shape (3, S, R, C).
+
+        Each centre is computed from its own index of this grid with one fixed sequence of
+        element-wise operations, ``((o + a₀·s) + a₁·r) + a₂·c``, whatever the box: the
+        centres of a voxel are bit-identical whether it is reached through a small box or
+        through the whole grid (`index_to_lps` uses a matrix product, whose rounding may
+        depend on the array's size).
+        """
+        affine = self.affine_lps
+        s, r, c = (np.arange(a, b, dtype=np.float64) for a, b in zip(box.start, box.stop,
+                                                                    strict=True))
+        out = np.empty((3, *box.shape), dtype=np.float64)
+        for k in range(3):
+            out[k] = ((affine[k, 3] + affine[k, 0] * s)[:, None, None]
+                      + (affine[k, 1] * r)[None, :, None]) + (affine[k, 2] * c)[None, None, :]
+        return out
+
+    def sample_nearest(
+        self,
+        target: Volume,
+        box: IndexBox | None = None,
+        *,
+        fill_value: float = 0,
+        check_frame_of_reference: bool = True,
+    ) -> NDArray[Any]:
+        """Sample this volume at the centres of ``target``'s voxels in ``box`` (nearest voxel).
+
+        Nearest-neighbour resampling through LPS, like ``resample_like(target, order=0)``
+        but restricted to a box of the target grid, with explicit index arithmetic: each
+        target voxel's continuous index on this grid is computed from its own target index
+        with one fixed sequence of element-wise operations, so the value of a voxel is the
+        same whether it is reached through a small box or through the whole grid.
+
+        Parameters
+        ----------
+        target : Volume
+            The grid to sample on; its values are not used.
+        box : IndexBox, optional
+            Part of the target grid (default: all of it); must lie inside it.
+        fill_value : float
+            Value of target voxels whose centre lies outside this volume (beyond half a
+            voxel from its outermost centres, as ITK).
+        check_frame_of_reference : bool
+            Refuse volumes of different known frames of reference.
+
+        Returns
+        -------
+        ndarray, shape ``box.shape``, this volume's dtype
+
+        Raises
+        ------
+        FrameOfReferenceError
+        InputError
+            If ``box`` reaches outside the target grid.
+        """
+        if check_frame_of_reference:
+            target.check_same_frame_of_reference(self, what="Resampled volume")
+        box = target.full_box if box is None else box
+        if not target.full_box.contains(box):
+            raise InputError(
+                f"Volume.sample_nearest: box {box.start}..{box.stop} reaches outside the "
+                f"target grid of shape {target.shape}. Potential fix: clip the box.")
+        src = self.array
+        if self.geometry_equal(target):
+            return np.array(src[box.slices])
+        out = np.full(box.shape, fill_value, dtype=src.dtype)
+        if box.is_empty:
+            return out
+        # index_self = M · index_target + t, with M = A_self⁻¹ · A_target
+        m = np.linalg.inv(self.affine_lps) @ target.affine_lps
+        rows = np.arange(box.start[1], box.stop[1], dtype=np.float64)
+        cols = np.arange(box.start[2], box.stop[2], dtype=np.float64)
+        row_terms = [m[k, 1] * rows for k in range(3)]
+        col_terms = [m[k, 2] * cols for k in range(3)]
+        size = np.asarray(self.shape)
+        for n, s in enumerate(range(box.start[0], box.stop[0])):
+            inside = np.ones(box.shape[1:], dtype=bool)
+            nearest = []
+            for k in range(3):
+                idx = (m[k, 3] + m[k, 0] * np.float64(s) + row_terms[k][:, None]) \
+                    + col_terms[k][None, :]
+                inside &= (idx >= -0.5) & (idx <= size[k] - 0.5)
+                nearest.append(np.clip(np.floor(idx + 0.5), 0, size[k] - 1).astype(np.intp))
+            out[n][inside] = src[nearest[0][inside], nearest[1][inside], nearest[2][inside]]
+        return out
 
     def geometry_equal(self, other: Volume, *, atol_mm: float = DEFAULT_GEOMETRY_ATOL_MM) -> bool:
         """Tell whether both volumes have the same shape and voxel centres (to ``atol_mm``).

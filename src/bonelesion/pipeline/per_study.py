@@ -243,7 +243,12 @@ def _rois_record(task: StudyTask) -> dict[str, Any]:
 
 def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[str]
            ) -> dict[str, Any]:
-    """Each lesion's mask on the study's first volume in report role order (QC, SEG)."""
+    """Return the lesions the views can draw (QC, SEG): those with a voxel on the first volume.
+
+    The first volume in report role order is the SEG's first choice. Each lesion is put on
+    it within its bounding box only (`Lesion.box_mask_on`); the views rasterise the lesions
+    on their own grids and boxes, so no full-volume mask is built.
+    """
     from bonelesion.report.result import ROLE_ORDER
 
     primary = next((volumes[r] for r in ROLE_ORDER if r in volumes), None)
@@ -252,9 +257,11 @@ def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[st
         return masks
     for lesion in lesions:
         try:
-            masks[lesion.lesion_id] = lesion.mask_on(primary)
+            lesion.box_mask_on(primary)
         except InputError as exc:
             warnings_out.append(f"lesion {lesion.lesion_id}: no mask for QC/SEG: {exc}")
+            continue
+        masks[lesion.lesion_id] = lesion
     return masks
 
 
@@ -295,7 +302,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             study_warnings.append("no lesion of the ROI source applies to this study")
         shown = {role: vols[0] for role, vols in volumes.by_role.items()
                  if role != "dwi" and vols}
-        masks = _masks(shown, lesions, study_warnings)
+        views = task.outputs.qc or task.outputs.dicom or task.outputs.html
+        masks = _masks(shown, lesions, study_warnings) if views else {}
         result = study_result(
             measurements, calls=calls, study_instance_uid=uid, volumes=shown, masks=masks,
             lesion_sources={le.lesion_id: le.source for le in lesions},

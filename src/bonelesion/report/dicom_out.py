@@ -22,7 +22,7 @@ from bonelesion.model.volume import Volume
 from bonelesion.report.dicom_seg import write_segmentation
 from bonelesion.report.dicom_sources import read_source
 from bonelesion.report.dicom_sr import write_measurement_report
-from bonelesion.report.result import StudyResult, safe_name
+from bonelesion.report.result import StudyResult, mask_drawn_on, safe_name
 
 __all__ = ["StudyDicom", "write_study_dicom"]
 
@@ -55,7 +55,7 @@ def _source_candidates(study: StudyResult) -> list[tuple[str, Volume]]:
             "(one per slice, or one multi-frame object) to reference. Potential fix: keep "
             "SeriesInfo.source_files when loading, or skip DICOM output.")
     on_grid = [(r, v) for r, v in candidates
-               if all(mask.geometry_equal(v) for mask in study.masks.values())]
+               if all(mask_drawn_on(mask, v) for mask in study.masks.values())]
     return on_grid + [c for c in candidates if c not in on_grid]
 
 

@@ -1,5 +1,14 @@
 """DICOM SEG of the lesion masks (highdicom): one binary segment per lesion on a source series.
 
+No full-volume mask is stacked per lesion: each lesion is put on the source grid within its
+bounding box, and highdicom gets one label map (segment numbers) of the source frames the
+lesions touch (frames no lesion touches are omitted from a SEG anyway). Lesions are measured
+each on its own, so they may overlap, which a label map cannot hold: then every shared pixel
+goes to one lesion, keeping each lesion on every frame it touches (so highdicom makes the
+same frames as from one binary array per lesion), and each frame's pixels are then replaced
+by its lesion's own mask. Memory: one byte (two above 255 lesions) per pixel of the touched
+frames, instead of one per pixel, frame and lesion.
+
 References
 ----------
 DICOM PS3.3 A.51 (Segmentation IOD).
@@ -24,7 +33,7 @@ from bonelesion.errors import (
     InputError,
     UnsupportedInputError,
 )
-from bonelesion.model.volume import Volume
+from bonelesion.model.volume import IndexBox, Volume
 from bonelesion.report.dicom_sources import (
     HIGHDICOM_FAILURES,
     OTHER_STACK,
@@ -36,7 +45,7 @@ from bonelesion.report.dicom_sources import (
     with_shared_geometry,
     with_type2_present,
 )
-from bonelesion.report.result import mask_array_on
+from bonelesion.report.result import LesionShape, lesion_in_box
 
 __all__ = ["write_segmentation"]
 
@@ -44,19 +53,121 @@ logger = logging.getLogger(__name__)
 
 
 
-def _mask_on(source: Volume, mask: Volume, lesion_id: str) -> np.ndarray:
-    arr = mask_array_on(mask, source)
+def _mask_on(source: Volume, mask: LesionShape, lesion_id: str
+             ) -> tuple[IndexBox, np.ndarray]:
+    """Put the lesion on the source grid within its box; raise if it holds no voxel there."""
+    box, arr = lesion_in_box(mask, source, lesion_id=lesion_id)
     if not arr.any():
         raise InputError(
             f"DICOM SEG: mask of lesion {lesion_id} holds no voxel on series "
             f"{source.series.series_instance_uid}. Potential fix: check that the mask and the "
             "series share a frame of reference and overlap.")
-    return arr
+    return box, arr
+
+
+def _planes(arr: np.ndarray) -> np.ndarray:
+    """Return the indices (in the box) of the slices a box mask holds voxels on."""
+    return np.flatnonzero(arr.reshape(arr.shape[0], -1).any(axis=1))
+
+
+def _label_map(shape: tuple[int, int, int], boxed: Sequence[tuple[IndexBox, np.ndarray]]
+               ) -> tuple[list[int], np.ndarray | None, bool]:
+    """Return the slices the lesions touch and a label map of them (lesion k → k + 1).
+
+    Returns (slices, labels, overlap). With overlap, shared pixels go to the first lesion,
+    then each lesion left without a pixel on a slice it touches takes one of its pixels from
+    a lesion holding two or more there; ``labels`` is None when that is impossible (two
+    lesions of one and the same pixel on a slice).
+    """
+    touched = sorted({box.start[0] + int(k) for box, arr in boxed for k in _planes(arr)})
+    row_of = {sl: t for t, sl in enumerate(touched)}
+    labels = np.zeros((len(touched), *shape[1:]),
+                      dtype=np.uint8 if len(boxed) < 256 else np.uint16)
+    overlap = False
+    absent: list[tuple[int, int, IndexBox, np.ndarray]] = []
+    for n, (box, arr) in enumerate(boxed, start=1):
+        for k in _planes(arr):
+            t = row_of[box.start[0] + int(k)]
+            plane = labels[t, box.slices[1], box.slices[2]]
+            free = arr[k] & (plane == 0)
+            if not overlap and free.sum() != arr[k].sum():
+                overlap = True
+            if free.any():
+                plane[free] = n
+            else:
+                absent.append((n, t, box, arr[k]))
+    for n, t, box, pixels in absent:
+        plane = labels[t, box.slices[1], box.slices[2]]
+        counts = np.bincount(labels[t].ravel(), minlength=len(boxed) + 1)
+        owners = plane[pixels]
+        give = np.flatnonzero(counts[owners] >= 2)
+        if give.size == 0:
+            return touched, None, True
+        rr, cc = np.nonzero(pixels)
+        plane[rr[give[0]], cc[give[0]]] = n
+    return touched, labels, overlap
+
+
+def _stacked(shape: tuple[int, int, int], touched: Sequence[int],
+             boxed: Sequence[tuple[IndexBox, np.ndarray]]) -> np.ndarray:
+    """Stack one binary plane per lesion on the touched slices (T, R, C, lesions): fallback."""
+    row_of = {sl: t for t, sl in enumerate(touched)}
+    stacked = np.zeros((len(touched), *shape[1:], len(boxed)), dtype=bool)
+    for n, (box, arr) in enumerate(boxed):
+        for k in _planes(arr):
+            stacked[row_of[box.start[0] + int(k)], box.slices[1], box.slices[2], n] |= arr[k]
+    return stacked
+
+
+def _own_pixels(seg: Dataset, source: Volume, touched: Sequence[int],
+                boxed: Sequence[tuple[IndexBox, np.ndarray]], where: str) -> None:
+    """Replace each SEG frame's pixels by its lesion's own mask on that slice.
+
+    A frame's lesion is its ReferencedSegmentNumber; its slice is the touched slice whose
+    position along the slice normal is nearest the frame's ImagePositionPatient.
+
+    Raises
+    ------
+    GeometryMismatchError
+        If a frame lies between the touched slices (not on one of them).
+    """
+    normal = source.slice_normal_lps
+    offsets = source.index_to_lps([[sl, 0, 0] for sl in touched]) @ normal
+    rows, cols = source.shape[1:]
+    packed: list[bytes] = []
+    carry = np.zeros(0, dtype=np.uint8)
+    for k, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+        t = int(np.argmin(np.abs(offsets - position @ normal)))
+        if abs(offsets[t] - position @ normal) > 0.25 * source.spacing_mm[0]:
+            raise GeometryMismatchError(
+                f"DICOM SEG on {where}: frame {k + 1} lies at {position.tolist()}, on no "
+                "slice a lesion touches. Potential fix: report this (a bug).")
+        box, arr = boxed[number - 1]
+        plane = np.zeros((rows, cols), dtype=np.uint8)
+        local = touched[t] - box.start[0]
+        if 0 <= local < arr.shape[0]:
+            plane[box.slices[1], box.slices[2]] = arr[local]
+        bits = np.concatenate([carry, plane.ravel()])
+        whole = bits.size - bits.size % 8
+        packed.append(np.packbits(bits[:whole], bitorder="little").tobytes())
+        carry = bits[whole:]
+    if carry.size:
+        packed.append(np.packbits(carry, bitorder="little").tobytes())
+    data = b"".join(packed)
+    old = bytes(seg.PixelData)
+    if len(data) > len(old):
+        raise GeometryMismatchError(
+            f"DICOM SEG on {where}: {len(data)} bytes of frames for {len(old)} of pixel data. "
+            "Potential fix: report this (a bug).")
+    seg.PixelData = data + old[len(data):]  # keeps highdicom's padding byte
+    seg.SegmentsOverlap = "YES"
 
 
 def write_segmentation(
     source: Volume,
-    masks: Mapping[str, Volume],
+    masks: Mapping[str, LesionShape],
     path: str | Path,
     *,
     source_datasets: Sequence[Dataset] | None = None,
@@ -70,8 +181,10 @@ def write_segmentation(
     ----------
     source : Volume
         The series the masks are drawn on; its ``series.source_files`` are read.
-    masks : mapping of lesion id to boolean Volume
-        Resampled onto ``source`` (nearest neighbour) when on another grid.
+    masks : mapping of lesion id to boolean Volume or Lesion
+        A mask Volume is resampled onto ``source`` (nearest neighbour) when on another
+        grid; a `Lesion` is rasterised on it. Either way only the lesion's bounding box on
+        ``source`` is computed.
     path : path
         Output file.
     algorithm_type : {"MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"}
@@ -112,20 +225,23 @@ def write_segmentation(
         datasets = list(source_datasets)
         slices = list(frame_slices) if frame_slices is not None else list(range(source.shape[0]))
     ids = list(masks)
-    stacked = np.stack([_mask_on(source, masks[i], i) for i in ids], axis=-1)
-    positions = None
+    boxed = [_mask_on(source, masks[i], i) for i in ids]
+    touched, labels, overlap = _label_map(source.shape, boxed)
+    pixels = labels if labels is not None else _stacked(source.shape, touched, boxed)
+    # highdicom gets the touched frames only, each with the position of its source frame
     own_frames: set[int] | None = None
     if OTHER_STACK in slices:
-        # one stack of a multi-frame object: SEG planes in slice order at the positions of
-        # the stack's own frames (highdicom matches them to the source frames)
+        # one stack of a multi-frame object: highdicom matches the planes to the source
+        # frames at their positions (and to the other stacks' frames there: dropped below)
         frame_of = {sl: k for k, sl in enumerate(slices) if sl != OTHER_STACK}
         own_frames = {k + 1 for k in frame_of.values()}
-        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in range(source.shape[0])]
-        pixels = stacked
+        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in touched]
+    elif len(datasets) == 1 and "PerFrameFunctionalGroupsSequence" in datasets[0]:
+        frame_of = {sl: k for k, sl in enumerate(slices)}
+        positions = [_plane_position(datasets[0], frame_of[sl]) for sl in touched]
     else:
-        # frames in source-frame order (file order for classic series, frame order for
-        # enhanced objects)
-        pixels = stacked[slices]
+        file_of = {sl: k for k, sl in enumerate(slices)}
+        positions = [_file_position(datasets[file_of[sl]]) for sl in touched]
     algo = hd.seg.SegmentAlgorithmTypeValues(algorithm_type)
     ident = None
     if algo is not hd.seg.SegmentAlgorithmTypeValues.MANUAL:
@@ -161,11 +277,19 @@ def write_segmentation(
                 "the study, or skip DICOM output (--no-dicom); the measurements are "
                 "unaffected.") from exc
     log_warnings(caught, "DICOM SEG")
+    if overlap and labels is not None:
+        _own_pixels(seg, source, touched, boxed, where)
     if own_frames is not None:
         _keep_source_frames(seg, own_frames, where)
     copy_deidentification(datasets[0], seg)
     seg.save_as(Path(path))
     return seg, {lesion_id: n + 1 for n, lesion_id in enumerate(ids)}
+
+
+def _file_position(ds: Dataset) -> hd.PlanePositionSequence:
+    return hd.PlanePositionSequence(
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        image_position=[float(v) for v in ds.ImagePositionPatient])
 
 
 def _plane_position(ds: Dataset, frame_index: int) -> hd.PlanePositionSequence:

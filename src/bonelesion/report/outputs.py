@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bonelesion.errors import InputError
+from bonelesion.model.volume import Volume
 from bonelesion.report.document import write_json
 from bonelesion.report.result import StudyResult, safe_name
 from bonelesion.report.table import lesion_rows, write_lesions_csv
@@ -60,14 +61,31 @@ def _erosion(stages: Mapping[str, Any], role: str) -> tuple[int, float | None]:
     return int(voxels), None if margin_mm is None else float(margin_mm)
 
 
-def _geometry(result: StudyResult, warnings: list[str]) -> dict[str, LesionGeometry]:
+def _drawn_masks(result: StudyResult, warnings: list[str]) -> dict[str, Volume]:
+    """Each lesion's mask as a Volume: a `Lesion` is put on the first series within its box."""
+    volumes = result.ordered_volumes()
+    out: dict[str, Volume] = {}
+    for lesion_id, shape in result.masks.items():
+        if isinstance(shape, Volume):
+            out[lesion_id] = shape
+        elif volumes:
+            try:
+                out[lesion_id] = shape.box_mask_on(volumes[0][1])[1]
+            except InputError as exc:
+                warnings.append(f"lesion {lesion_id}: no size or position: {exc}")
+    return out
+
+
+def _geometry(result: StudyResult, masks: Mapping[str, Volume], warnings: list[str]
+              ) -> dict[str, LesionGeometry]:
     from bonelesion.report.figures import lesion_geometries
 
-    return lesion_geometries(result.masks, [m.lesion_id for m in result.lesions], warnings)
+    return lesion_geometries(masks, [m.lesion_id for m in result.lesions], warnings)
 
 
 def _figures(folder: Path, result: StudyResult, document: dict[str, Any],
-             geometry: Mapping[str, LesionGeometry], warnings: list[str]) -> StudyFigures:
+             masks: Mapping[str, Volume], geometry: Mapping[str, LesionGeometry],
+             warnings: list[str]) -> StudyFigures:
     """Key images of every lesion on every series, and the overview; PNGs also under qc/."""
     from bonelesion.report.figures import (
         CALL_COLOURS,
@@ -92,7 +110,7 @@ def _figures(folder: Path, result: StudyResult, document: dict[str, Any],
         for role, volume in volumes:
             voxels, margin_mm = _erosion(stages, role)
             try:
-                image = key_image(volume, result.masks[m.lesion_id], g, role=role,
+                image = key_image(volume, masks[m.lesion_id], g, role=role,
                                   margin_voxels=voxels, margin_mm=margin_mm,
                                   window=windows[role], title=role_name(role),
                                   mask_on=result.mask_sources.get(m.lesion_id))
@@ -184,12 +202,15 @@ def write_study_outputs(
     warnings: list[str] = []
     outputs = document["outputs"]
     figures: StudyFigures | None = None
-    if options.qc:
-        figures = _figures(out, result, document, _geometry(result, warnings), warnings)
-    elif options.html:
-        from bonelesion.report.figures import StudyFigures
+    if options.qc or options.html:
+        masks = _drawn_masks(result, warnings)
+        geometry = _geometry(result, masks, warnings)
+        if options.qc:
+            figures = _figures(out, result, document, masks, geometry, warnings)
+        else:
+            from bonelesion.report.figures import StudyFigures
 
-        figures = StudyFigures(geometry=_geometry(result, warnings))
+            figures = StudyFigures(geometry=geometry)
     if options.dicom:
         outputs["dicom"] = _dicom(out, result, warnings)
     warnings = [w for i, w in enumerate(warnings)

@@ -18,9 +18,15 @@ from bonelesion.classify.config import ClassifierConfig
 from bonelesion.classify.rules import classify_lesions
 from bonelesion.errors import InputError
 from bonelesion.model.results import LesionMeasurements
-from bonelesion.model.volume import Volume
+from bonelesion.model.volume import IndexBox, Volume
+from bonelesion.roi.lesion import Lesion
 
-__all__ = ["StudyResult", "study_result", "safe_name", "mask_array_on", "ROLE_ORDER"]
+__all__ = ["StudyResult", "study_result", "safe_name", "mask_array_on", "ROLE_ORDER",
+           "LesionShape", "as_lesion", "lesion_in_box", "mask_drawn_on"]
+
+#: What a view draws a lesion from: a mask `Volume` (any grid of the study's frame of
+#: reference) or the `Lesion` itself (rasterised on each series' grid, within its box).
+LesionShape = Volume | Lesion
 
 #: Preferred order of series roles (QC images, choice of the SEG source series).
 ROLE_ORDER = ("ct", "dixon_in_phase", "dixon_opposed_phase", "dixon_water", "dixon_fat", "adc",
@@ -49,6 +55,45 @@ def mask_array_on(mask: Volume, volume: Volume) -> NDArray[np.bool_]:
     return np.asarray(mask.resample_like(volume, order=0).array) != 0
 
 
+def as_lesion(lesion_id: str, shape: LesionShape) -> Lesion:
+    """Return ``shape`` as a `Lesion` (a mask Volume becomes a mask lesion of its frame)."""
+    if isinstance(shape, Lesion):
+        return shape
+    return Lesion(lesion_id=lesion_id, source="mask", mask=shape,
+                  frame_of_reference_uid=shape.series.frame_of_reference_uid)
+
+
+def lesion_in_box(
+    shape: LesionShape, volume: Volume, *, lesion_id: str = "", margin_voxels: int = 0
+) -> tuple[IndexBox, NDArray[np.bool_]]:
+    """Put the lesion on ``volume``'s grid within its bounding box (no full-volume mask).
+
+    Returns
+    -------
+    box : IndexBox
+        The lesion's box on ``volume`` (`Lesion.box_on`); empty when it lies outside.
+    mask : ndarray of bool, ``box.shape``
+        The lesion's voxels in the box (may be all False).
+
+    Raises
+    ------
+    FrameOfReferenceError
+        Lesion and volume are in different (known) frames of reference.
+    GeometryMismatchError
+        Contours not parallel to the volume's slices.
+    """
+    lesion = as_lesion(lesion_id, shape)
+    box = lesion.box_on(volume, margin_voxels=margin_voxels)
+    if box.is_empty:
+        return box, np.zeros(box.shape, dtype=bool)
+    return box, lesion.mask_in_box(volume, box)
+
+
+def mask_drawn_on(shape: LesionShape, volume: Volume) -> bool:
+    """Tell whether a lesion is drawn on ``volume``'s grid (a `Lesion` is drawn on any grid)."""
+    return isinstance(shape, Lesion) or shape.geometry_equal(volume)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StudyResult:
     """Measurements, calls and (optionally) images of one study.
@@ -62,8 +107,10 @@ class StudyResult:
     volumes : mapping of str to Volume, optional
         Source series by role (``ct``, ``dixon_in_phase``, ``dixon_opposed_phase``, ``adc`` …);
         their ``series.source_files`` and ``sop_instance_uids`` feed provenance and DICOM out.
-    masks : mapping of str to Volume, optional
-        Lesion id → boolean mask Volume (any grid in the study's frame of reference).
+    masks : mapping of str to Volume or Lesion, optional
+        Lesion id → boolean mask Volume (any grid in the study's frame of reference), or
+        the `Lesion` itself: the views rasterise it on each series' grid within its
+        bounding box (`lesion_in_box`), so no full-volume mask is ever built.
     warnings : sequence of str
         Study-level data-quality warnings.
     lesion_sources : mapping of str to str
@@ -78,7 +125,7 @@ class StudyResult:
     lesions: tuple[LesionMeasurements, ...]
     calls: tuple[LesionCall, ...]
     volumes: Mapping[str, Volume] = field(default_factory=dict)
-    masks: Mapping[str, Volume] = field(default_factory=dict)
+    masks: Mapping[str, LesionShape] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     lesion_sources: Mapping[str, str] = field(default_factory=dict)
     mask_sources: Mapping[str, Callable[[Volume], Volume]] = field(default_factory=dict)
@@ -107,7 +154,7 @@ def study_result(
     config: ClassifierConfig | None = None,
     study_instance_uid: str | None = None,
     volumes: Mapping[str, Volume] | None = None,
-    masks: Mapping[str, Volume] | None = None,
+    masks: Mapping[str, LesionShape] | None = None,
     warnings: Sequence[str] = (),
     lesion_sources: Mapping[str, str] | None = None,
     mask_sources: Mapping[str, Callable[[Volume], Volume]] | None = None,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +38,7 @@ __all__ = [
     "reference_shell",
     "largest_cross_section",
     "signal_to_noise",
+    "NoiseEstimate",
     "reference_median",
     "RAYLEIGH_MEDIAN_PER_SIGMA",
 ]
@@ -326,28 +326,23 @@ def largest_cross_section(core: NDArray[np.bool_]) -> int:
     return int(best[np.argmin(np.abs(best - centroid))])
 
 
-#: Noise SD per image array (its id, held by a weak reference): every lesion of a study is
-#: measured on the same read-only images, whose background needs estimating only once.
-_NOISE_SD: dict[tuple[int, float, int], tuple[weakref.ref[Any], float | None]] = {}
+#: Noise SD of an image, or None when not estimable (see `signal_to_noise`).
+NoiseEstimate = Callable[[Volume], float | None]
 
 
 def signal_to_noise(image: Volume, signal: float, *, background_fraction: float,
-                    min_voxels: int) -> float | None:
-    """``signal`` / background noise SD of ``image``; None when the noise is not estimable."""
-    array = image.array
-    key = (id(array), float(background_fraction), int(min_voxels))
-    hit = _NOISE_SD.get(key)
-    if hit is not None and hit[0]() is array:
-        sd = hit[1]
+                    min_voxels: int, noise_sd: NoiseEstimate | None = None) -> float | None:
+    """``signal`` / background noise SD of ``image``; None when the noise is not estimable.
+
+    ``noise_sd`` overrides the estimate from ``image``'s own background: a caller that
+    measures on crops of a series passes the noise of the whole image (a crop holds little
+    or no air), and may cache it across the lesions of a study.
+    """
+    if noise_sd is not None:
+        sd = noise_sd(image)
     else:
-        sd = background_noise_sd(np.asarray(array), background_fraction=background_fraction,
+        sd = background_noise_sd(np.asarray(image.array), background_fraction=background_fraction,
                                  min_voxels=min_voxels)
-        try:
-            ref = weakref.ref(array, lambda _, k=key: _NOISE_SD.pop(k, None))  # type: ignore[misc]
-        except TypeError:  # not weak-referenceable: do not cache
-            pass
-        else:
-            _NOISE_SD[key] = (ref, sd)
     return None if sd is None else signal / sd
 
 

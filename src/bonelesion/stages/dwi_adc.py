@@ -22,6 +22,7 @@ from bonelesion.model.results import AdcResult, Provenance
 from bonelesion.model.volume import Volume
 from bonelesion.stages.base import (
     MaskSource,
+    NoiseEstimate,
     core_roi,
     mask_array_on,
     reference_median,
@@ -277,6 +278,7 @@ def measure_adc(
     config: DwiAdcConfig,
     lesion_id: str = "",
     reference_mask: MaskSource | None = None,
+    noise_sd: NoiseEstimate | None = None,
 ) -> AdcResult:
     """ADC statistics of a lesion (mean, median, p10, p90, SD) in mm²/s, with reliability.
 
@@ -291,6 +293,9 @@ def measure_adc(
     reference_mask : Volume or callable, optional
         Reference marrow ROI (e.g. a shell around the lesion): with the map's source DWI
         images, the lesion's lowest-b signal is reported relative to its median there.
+    noise_sd : callable, optional
+        Noise SD of a source image (None: not estimable); default: from the image's own
+        background. Pass it when the map and its source images are crops.
 
     Raises
     ------
@@ -346,7 +351,7 @@ def measure_adc(
     values = values[finite]
     p10, median, p90 = np.percentile(values, [10.0, 50.0, 90.0])
     low_b = _low_b_signal(adc_map, mask, reference_mask, config=config, lesion_id=lesion_id,
-                          warnings=warnings)
+                          warnings=warnings, noise_sd=noise_sd)
     return AdcResult(
         lesion_id=lesion_id,
         series_instance_uid=volume.series.series_instance_uid,
@@ -370,7 +375,8 @@ def measure_adc(
 
 
 def _low_b_signal(adc_map: AdcMap, mask: MaskSource, reference: MaskSource | None, *,
-                  config: DwiAdcConfig, lesion_id: str, warnings: list[str]) -> dict[str, Any]:
+                  config: DwiAdcConfig, lesion_id: str, warnings: list[str],
+                  noise_sd: NoiseEstimate | None) -> dict[str, Any]:
     """AdcResult fields of the lesion's signal on the lowest-b source image (empty if none)."""
     image = lowest_b_image(adc_map.source_images)
     if image is None:
@@ -385,7 +391,8 @@ def _low_b_signal(adc_map: AdcMap, mask: MaskSource, reference: MaskSource | Non
         "signal_low_b_mean": signal,
         "snr_low_b": signal_to_noise(image, signal,
                                      background_fraction=config.noise_background_fraction,
-                                     min_voxels=config.noise_min_background_voxels),
+                                     min_voxels=config.noise_min_background_voxels,
+                                     noise_sd=noise_sd),
     }
     if reference is not None:
         ref = reference_median(image, reference, stage=STAGE, lesion_id=lesion_id)

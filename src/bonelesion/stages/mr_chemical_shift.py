@@ -17,6 +17,7 @@ from bonelesion.model.results import ChemicalShiftResult, Provenance
 from bonelesion.model.volume import Volume
 from bonelesion.stages.base import (
     MaskSource,
+    NoiseEstimate,
     core_roi,
     mask_array_on,
     reference_median,
@@ -120,6 +121,7 @@ def measure_chemical_shift(
     config: ChemicalShiftConfig,
     reference_mask: MaskSource | None = None,
     lesion_id: str = "",
+    noise_sd: NoiseEstimate | None = None,
 ) -> ChemicalShiftResult:
     """Signal-intensity ratio, signal drop and (with water/fat) fat fraction of a lesion.
 
@@ -137,6 +139,9 @@ def measure_chemical_shift(
         signal, the lesion's in-phase signal relative to it, and the normalised ratio
         SIR_lesion / SIR_reference (Disler et al., AJR 1997) are reported.
     lesion_id : str
+    noise_sd : callable, optional
+        Noise SD of an image (None: not estimable); default: from the image's own
+        background. Pass it when ``images`` are crops of larger images.
 
     Returns
     -------
@@ -211,7 +216,8 @@ def measure_chemical_shift(
         if image is None or signal is None:
             return None
         return signal_to_noise(image, signal, background_fraction=config.noise_background_fraction,
-                               min_voxels=config.noise_min_background_voxels)
+                               min_voxels=config.noise_min_background_voxels,
+                               noise_sd=noise_sd)
 
     normalised = ref_ip = ref_op = ref_w = relative = w_relative = None
     ref_voxels = None
