@@ -23,6 +23,7 @@ from bonelesion.report.figures import (
     ROI_COLOUR,
     OverviewMarker,
     Window,
+    _convex_hull,
     _edge_letters,
     key_image,
     lesion_geometry,
@@ -139,6 +140,20 @@ def ct_with_sphere(radius_mm: float = 8.0, centre: tuple[float, float, float] = 
     truth = sphere_mask_truth(vol, centre, radius_mm)
     arr = np.where(truth, 800.0, 60.0) + rng.normal(0.0, 15.0, shape)
     return vol.with_array(arr), truth
+
+
+def test_convex_hull_matches_qhull() -> None:
+    """The caliper's hull (pure numpy, no scipy.spatial import) equals Qhull's vertices."""
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n = int(rng.integers(4, 300))
+        pts = np.unique(np.round(rng.normal(size=(n, 2)) * 20) / 2, axis=0)
+        ours = {tuple(p) for p in _convex_hull(pts)}
+        assert ours == {tuple(p) for p in pts[ConvexHull(pts).vertices]}
+    line = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    assert _convex_hull(line).tolist() == [[0.0, 0.0], [3.0, 3.0]]
 
 
 def test_key_image_scale_bar_and_outline_match_the_sphere_and_the_stage_core() -> None:

@@ -59,28 +59,25 @@ from bonelesion.stages.dwi_adc import (
 from bonelesion.stages.mr_chemical_shift import DixonImages, measure_chemical_shift
 from bonelesion.units import IntensityUnit
 
-__all__ = ["measure_study", "lesion_margin_voxels", "CONTEXT_MARGIN_MM"]
+__all__ = ["measure_study", "lesion_margin_voxels"]
 
 logger = logging.getLogger(__name__)
 
-#: Context kept around a lesion in the crop each stage gets, beyond its erosion margin: room
-#: for measurements around the lesion (the chemical-shift reference-marrow ring).
-CONTEXT_MARGIN_MM = 20.0
-
-
 def lesion_margin_voxels(
-    volume: Volume, *, erosion_margin_voxels: int, erosion_margin_mm: float | None
+    volume: Volume, *, erosion_margin_voxels: int, erosion_margin_mm: float | None,
+    context_mm: float = 0.0,
 ) -> tuple[int, int, int]:
     """Voxels kept around a lesion's bounding box on ``volume``, per axis.
 
     The stage's erosion radius (``erosion_margin_mm`` per axis, else
-    ``erosion_margin_voxels``) rounded up, one voxel, and `CONTEXT_MARGIN_MM`.
+    ``erosion_margin_voxels``) rounded up, one voxel, and ``context_mm``: the reach of what
+    a stage measures around the lesion (its reference-marrow shell, gap + width).
     """
     if erosion_margin_mm is not None:
         radii = [float(erosion_margin_mm) / s for s in volume.spacing_mm]
     else:
         radii = [float(erosion_margin_voxels)] * 3
-    context = volume.margin_voxels(CONTEXT_MARGIN_MM)
+    context = volume.margin_voxels(context_mm) if context_mm > 0 else (0, 0, 0)
     return tuple(int(math.ceil(r)) + 1 + c  # type: ignore[return-value]
                  for r, c in zip(radii, context, strict=True))
 
@@ -282,8 +279,10 @@ class _Study:
 
 def _margin(volume: Volume, cfg: CtAttenuationConfig | ChemicalShiftConfig | DwiAdcConfig
             ) -> tuple[int, int, int]:
+    context = (cfg.reference_shell_gap_mm + cfg.reference_shell_width_mm
+               if isinstance(cfg, ChemicalShiftConfig | DwiAdcConfig) else 0.0)
     return lesion_margin_voxels(volume, erosion_margin_voxels=cfg.erosion_margin_voxels,
-                                erosion_margin_mm=cfg.erosion_margin_mm)
+                                erosion_margin_mm=cfg.erosion_margin_mm, context_mm=context)
 
 
 def _dixon_on(grids: _LesionOnGrids, dixon: DixonImages, cfg: ChemicalShiftConfig
