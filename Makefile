@@ -11,9 +11,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	@command -v dciodvfy >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq dicom3tools) || echo "dciodvfy (dicom3tools) not installed: DICOM SEG/SR validation tests will skip"; }
-	@{ command -v Orthanc >/dev/null 2>&1 || test -x /usr/sbin/Orthanc; } && ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb) || echo "Orthanc (orthanc, orthanc-dicomweb) not installed: PACS loop tests will skip"; }
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: the rendered-report (browser) tests will skip"; }
+	@sh ci/system-deps.sh
 	@touch $(STAMP)
 
 install: $(STAMP)
