@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bonelesion import __version__
-from bonelesion.cli import classify, measure, pacs, phantom, qa, reader
+from bonelesion.cli import classify, detect, measure, pacs, phantom, qa, reader
 from bonelesion.cli._common import EXIT_CONFIG, EXIT_ERROR, EXIT_INPUT, Handler
 from bonelesion.errors import ConfigError, InputError, PipelineError
 
@@ -19,7 +19,7 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger("bonelesion.cli")
 
 #: Command groups, in the order ``--help`` lists them; each module has ``register(sub)``.
-COMMAND_GROUPS = (reader, measure, classify, qa, pacs, phantom)
+COMMAND_GROUPS = (reader, measure, detect, classify, qa, pacs, phantom)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -166,6 +166,9 @@ class PipelineDefinition:
         A gantry-tilted CT: refused (the default: its slices are not orthogonal to the
         table), or resampled onto an orthogonal grid, recorded in the series' notes and
         every output (`bonelesion.dicom.tilt`, as dcm2niix's ``_Tilt`` output).
+    detection : mapping
+        CT detection settings (``configs/detection.toml`` layout) laid over the defaults:
+        vertebra labelling and lesion candidates (`bonelesion.roi.config.DetectionConfig`).
     """
 
     name: str
@@ -175,11 +178,15 @@ class PipelineDefinition:
     config: Mapping[str, Any] = field(default_factory=dict)
     config_file: str = ""
     tilt: str = "refuse"
+    detection: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
 
     def __post_init__(self) -> None:
         if self.tilt not in ("refuse", "resample"):
             raise ConfigError(f"tilt: expected 'refuse' or 'resample', found {self.tilt!r}")
+        from bonelesion.roi.config import detection_config_from_mapping
+
+        detection_config_from_mapping(dict(self.detection))  # refuse a bad table at load
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
             raise ConfigError(f"name: {self.name!r} must be 1–64 letters, digits, '_', '-', '.'")
         if not self.stages:
@@ -289,7 +296,8 @@ def with_overrides(
 ) -> PipelineDefinition:
     """Return the pipeline with measurement and classifier configuration files laid over it.
 
-    ``config_path`` is a TOML of ``[stages.*]`` (and optionally ``[classifier.*]``) tables;
+    ``config_path`` is a TOML of ``[stages.*]`` (and optionally ``[classifier.*]`` and
+    ``[detection.*]``) tables;
     ``classifier_config_path`` a classifier TOML (configs/classifier.toml layout, or the same
     under a ``[classifier]`` table). Both are validated here, so a bad file fails before any
     study is read.
@@ -305,8 +313,12 @@ def with_overrides(
     from bonelesion.stages.config import PipelineConfig
 
     config = dict(definition.config)
+    detection = dict(definition.detection)
     if config_path is not None:
-        config = _deep_merge(config, read_toml(config_path))
+        table = read_toml(config_path)
+        if "detection" in table:
+            detection = _deep_merge(detection, table.pop("detection"))
+        config = _deep_merge(config, table)
     if classifier_config_path is not None:
         table = read_toml(classifier_config_path)
         if set(table) == {"classifier"}:
@@ -320,6 +332,6 @@ def with_overrides(
     try:
         resolved = build_config(PipelineConfig, config, prefix="config")
         classifier_config_from_mapping(dict(resolved.classifier))
+        return dataclasses.replace(definition, config=config, detection=detection)
     except ConfigError as exc:
         raise ConfigError(f"Configuration of pipeline {where}: {exc}") from exc
-    return dataclasses.replace(definition, config=config)

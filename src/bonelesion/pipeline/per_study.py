@@ -173,8 +173,8 @@ def run_study(task: StudyTask) -> StudyOutcome:
     -------
     StudyOutcome
         ``status="ok"`` with the study document and one row per lesion, or
-        ``status="failed"`` with the stage (``roi``, ``load``, ``measure``, ``classify``,
-        ``report``), the series UID and the message of the first failure.
+        ``status="failed"`` with the stage (``roi``, ``load``, ``detect``, ``measure``,
+        ``classify``, ``report``), the series UID and the message of the first failure.
     """
     start = time.perf_counter()
     work = Path(task.work_dir)
@@ -269,6 +269,13 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     from bonelesion.classify import call_lesions
     from bonelesion.classify.config import classifier_config_from_mapping
     from bonelesion.config import build_config, config_to_dict
+    from bonelesion.pipeline.detection import (
+        detect_on_ct,
+        detection_config_of,
+        lesion_location,
+        spine_section,
+        with_level,
+    )
     from bonelesion.pipeline.loading import load_study_volumes
     from bonelesion.pipeline.measurement import measure_study
     from bonelesion.report.document import study_document
@@ -287,17 +294,28 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             from bonelesion.classify.model import load_model
 
             model = load_model(task.model_path)
+        detection_cfg = detection_config_of(task.pipeline)
     with _stage("roi"):
         lesions = _lesions(task)
     volumes = load_study_volumes(plan, stage=_stage,
                                  tilt=str(task.pipeline.get("tilt") or "refuse"))
+    study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
+    ct = volumes.one("ct")
+    detection = None
+    if ct is not None:
+        with _stage("detect", ct.series.series_instance_uid):
+            try:
+                detection = detect_on_ct(ct, detection_cfg)
+            except InputError as exc:  # a CT that cannot be analysed: said, not fatal
+                study_warnings.append(f"vertebrae not labelled: {exc}")
+    locations = {le.lesion_id: lesion_location(le, detection, detection_cfg) for le in lesions}
+    lesions = [with_level(le, locations[le.lesion_id], detection_cfg) for le in lesions]
     first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
     with _stage("measure", first_series):
         measurements = measure_study(volumes, lesions, cfg)
     with _stage("classify"):
         calls = call_lesions(measurements, config=classifier_cfg, model=model)
     with _stage("report"):
-        study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
         if not lesions:
             study_warnings.append("no lesion of the ROI source applies to this study")
         shown = {role: vols[0] for role, vols in volumes.by_role.items()
@@ -324,6 +342,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             warnings=study_warnings,
             study_date=task.study_date,
             study_description=task.study_description,
+            spine=spine_section(detection, detection_cfg),
+            lesion_locations=locations,
         )
         if task.pseudonymise:
             from bonelesion.pipeline.privacy import scrub

@@ -48,6 +48,7 @@ __all__ = [
     "batch_document",
     "write_json",
     "STUDY_CONTENT_KEYS",
+    "NO_LOCATION",
 ]
 
 #: Distributions whose versions every document records.
@@ -55,8 +56,13 @@ DEPENDENCIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "Simpl
                 "pillow", "pylibjpeg", "dask", "jinja2", "matplotlib")
 
 #: Keys of a study document that a batch document repeats under each study's ``result``.
-STUDY_CONTENT_KEYS = ("study", "pipeline", "plan", "series", "rois", "lesions", "config",
-                      "classifier", "outputs", "warnings")
+STUDY_CONTENT_KEYS = ("study", "pipeline", "plan", "series", "rois", "spine", "lesions",
+                      "config", "classifier", "outputs", "warnings")
+
+#: A lesion's location fields when nothing locates it (no CT, no labelling).
+NO_LOCATION: Mapping[str, Any] = {"vertebra": "", "vertebra_confidence": None,
+                                  "center_lps_mm": None, "detected": False,
+                                  "detection_score": None, "detection": None}
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -151,9 +157,11 @@ def _series(result: StudyResult, hashes: dict[str, str]) -> list[dict[str, Any]]
     return out
 
 
-def _lesions(result: StudyResult) -> list[dict[str, Any]]:
+def _lesions(result: StudyResult, locations: Mapping[str, Mapping[str, Any]]
+             ) -> list[dict[str, Any]]:
     out = []
     for m, call in zip(result.lesions, result.calls, strict=True):
+        where = {**NO_LOCATION, **dict(locations.get(m.lesion_id) or {})}
         warnings = list(m.warnings)
         for part in (m.ct, m.chemical_shift, m.adc):
             if part is not None:
@@ -161,6 +169,12 @@ def _lesions(result: StudyResult) -> list[dict[str, Any]]:
         out.append({
             "lesion_id": m.lesion_id,
             "source": result.lesion_sources.get(m.lesion_id, ""),
+            "vertebra": str(where["vertebra"] or ""),
+            "vertebra_confidence": to_jsonable(where["vertebra_confidence"]),
+            "center_lps_mm": to_jsonable(where["center_lps_mm"]),
+            "detected": bool(where["detected"]),
+            "detection_score": to_jsonable(where["detection_score"]),
+            "detection": to_jsonable(where["detection"]),
             "measurements": {
                 "ct": to_jsonable(m.ct),
                 "chemical_shift": to_jsonable(m.chemical_shift),
@@ -187,6 +201,8 @@ def study_document(
     warnings: Sequence[str] = (),
     study_date: str = "",
     study_description: str = "",
+    spine: Mapping[str, Any] | None = None,
+    lesion_locations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the study document of one study (its ``outputs`` are filled when written).
 
@@ -213,6 +229,13 @@ def study_document(
     study_date, study_description : str
         DICOM StudyDate (``YYYYMMDD``) and StudyDescription, "" when unknown: the context
         the reports show beside the patient label.
+    spine : mapping, optional
+        The vertebra labelling of the study's CT (`bonelesion.pipeline.detection.
+        spine_section`): vertebrae with level, confidence, trabecular attenuation; anchors;
+        bone density at the screening level with its thresholds; notes. None: not labelled.
+    lesion_locations : mapping, optional
+        Lesion id → ``vertebra``, ``vertebra_confidence``, ``center_lps_mm``, ``detected``,
+        ``detection_score``, ``detection`` (the candidate's features and reasons).
     """
     return {
         "schema_version": SCHEMA_VERSION,
@@ -223,7 +246,8 @@ def study_document(
         "plan": to_jsonable(plan),
         "series": _series(result, {}),
         "rois": dict(rois),
-        "lesions": _lesions(result),
+        "spine": to_jsonable(spine) if spine is not None else None,
+        "lesions": _lesions(result, lesion_locations or {}),
         "config": {"stages": to_jsonable(config.get("stages") or {}),
                    "classifier": to_jsonable(config.get("classifier") or {})},
         "classifier": {"method": "trained_logistic_model" if model is not None else "rules",

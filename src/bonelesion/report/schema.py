@@ -123,9 +123,23 @@ def _defs() -> dict[str, Any]:
         "escc": _nullable({"$ref": "#/$defs/escc"}),
         "spine_problems": _STRINGS, "extra": _ANY_OBJECT,
     }, optional=("extra", "statement", "prior"))
+    detection = _obj({
+        "kind": _STRING, "score": _NUMBER, "volume_ml": _NUMBER, "radius_mm": _NUMBER,
+        "attenuation_mean_hu": _nullable(_NUMBER), "attenuation_max_hu": _nullable(_NUMBER),
+        "background_hu": _nullable(_NUMBER), "contrast_hu": _nullable(_NUMBER),
+        "depth_mm": _nullable(_NUMBER), "part": _STRING, "experimental": {"type": "boolean"},
+        "reasons": _STRINGS,
+    })
     lesion = _obj({
         "lesion_id": _STRING,
         "source": _STRING,
+        "vertebra": _STRING,
+        "vertebra_confidence": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+        "center_lps_mm": _nullable({"type": "array", "items": _NUMBER, "minItems": 3,
+                                    "maxItems": 3}),
+        "detected": {"type": "boolean"},
+        "detection_score": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+        "detection": _nullable({"$ref": "#/$defs/detection"}),
         "measurements": _obj({
             "ct": _nullable({"$ref": "#/$defs/ct"}),
             "chemical_shift": _nullable({"$ref": "#/$defs/chemical_shift"}),
@@ -135,6 +149,26 @@ def _defs() -> dict[str, Any]:
         "annotations": _ANY_OBJECT,
         "call": {"$ref": "#/$defs/call"},
         "warnings": _STRINGS,
+    })
+    vertebra = _obj({
+        "label": _STRING, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "reasons": _STRINGS,
+        "center_lps_mm": {"type": "array", "items": _NUMBER, "minItems": 3, "maxItems": 3},
+        "trabecular_mean_hu": _nullable(_NUMBER), "trabecular_sd_hu": _nullable(_NUMBER),
+        "trabecular_voxels": _INTEGER, "body_volume_ml": _NUMBER, "height_mm": _NUMBER,
+        "region": _STRING, "rib_sides": _STRINGS, "fused_to_ilium": {"type": "boolean"},
+        "partial": {"type": "boolean"}, "sins_location": _STRING,
+        "osteoporosis_category": {"enum": ["", "likely", "indeterminate", "unlikely"]},
+    })
+    spine = _obj({
+        "labeller": _STRING, "series_instance_uid": _STRING,
+        "vertebrae": {"type": "array", "items": {"$ref": "#/$defs/vertebra"}},
+        "anchors": _STRINGS, "notes": _STRINGS,
+        "bone_density": _obj({
+            "level": _STRING, "highly_specific_hu": _NUMBER, "sensitive_hu": _NUMBER,
+            "citation": _STRING, "trabecular_mean_hu": _nullable(_NUMBER),
+            "category": {"enum": ["", "likely", "indeterminate", "unlikely"]}, "note": _STRING,
+        }),
     })
     series = _obj({
         "role": _STRING, "series_instance_uid": _STRING, "series_number": _nullable(_INTEGER),
@@ -173,6 +207,7 @@ def _defs() -> dict[str, Any]:
         "series": {"type": "array", "items": {"$ref": "#/$defs/series"}},
         "rois": _obj({"kind": {"enum": ["file", "detection", "none"]},
                       "path": _nullable(_STRING), "sha256": _nullable(_STRING)}),
+        "spine": _nullable({"$ref": "#/$defs/spine"}),
         "lesions": {"type": "array", "items": {"$ref": "#/$defs/lesion"}},
         "config": _obj({"stages": _ANY_OBJECT, "classifier": _ANY_OBJECT}),
         "classifier": _obj({"method": {"enum": ["rules", "trained_logistic_model"]},
@@ -224,6 +259,7 @@ def _defs() -> dict[str, Any]:
         "chemical_shift": _record(ChemicalShiftResult),
         "adc": _record(AdcResult),
         "feature": feature, "sins": sins, "escc": escc, "call": call, "lesion": lesion,
+        "detection": detection, "vertebra": vertebra, "spine": spine,
         "series": series, "plan": plan, "pipeline": pipeline, "run": run, "failure": failure,
         "study_result": _obj(study_content),
         "study_document": study_document, "batch_document": batch_document,

@@ -138,6 +138,10 @@ def _call(key: str) -> Callable[[Entry, Entry], Any]:
     return lambda _doc, lesion: call_cells(lesion["call"])[key]
 
 
+def _centre(k: int) -> Callable[[Entry, Entry], Any]:
+    return lambda _doc, lesion: (lesion.get("center_lps_mm") or [None] * 3)[k]
+
+
 def _missing(_doc: Entry, lesion: Entry) -> Any:
     missing = lesion.get("missing") or {}
     return "; ".join(f"{k}: {v}" for k, v in sorted(missing.items())) or None
@@ -151,6 +155,17 @@ LESION_COLUMNS: tuple[Column, ...] = (
            lambda doc, _: doc["study"]["study_instance_uid"]),
     Column("lesion_id", "lesion identifier from the ROI source",
            lambda _doc, lesion: lesion["lesion_id"]),
+    Column("vertebra", "level of the bone holding the lesion's centre (T12, L3, S1, sacrum, "
+           "ilium; empty: unknown), from the vertebra labelling of the study's CT",
+           lambda _doc, lesion: lesion.get("vertebra") or None),
+    Column("vertebra_confidence", "confidence of that level (0-1, ordinal; see results.json "
+           "spine for the reasons)", lambda _doc, lesion: lesion.get("vertebra_confidence")),
+    *(Column(f"center_{axis}_mm", f"lesion centre, LPS {axis.upper()} (mm)", _centre(k))
+      for k, axis in enumerate(("l", "p", "s"))),
+    Column("detected", "true: found by CT candidate detection; false: from an ROI file",
+           lambda _doc, lesion: bool(lesion.get("detected"))),
+    Column("detection_score", "detection score of the candidate (0-1)",
+           lambda _doc, lesion: lesion.get("detection_score")),
     *(Column(name, f"{part}.{field}", _m(part, field))
       for name, (part, field) in MEASUREMENT_FIELDS.items()),
     *(Column(key, f"annotation {key} (from the ROI source)", _annotation(key))
