@@ -27,6 +27,9 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.tag import BaseTag
 
+from bonelesion.dicom import values
+from bonelesion.errors import InputError
+
 __all__ = [
     "derived_series_instance_uid",
     "ensure_series_instance_uid",
@@ -46,16 +49,23 @@ _STUDY_KEYWORDS = ("PatientID", "StudyDate", "StudyTime", "StudyID", "AccessionN
 
 
 def _value_text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, None)
-    if value is None:
+    """Text of a value for hashing (raw text when it is not valid: still deterministic)."""
+    if not values.has(ds, keyword):
         return ""
-    text = str(value).strip()
-    if keyword == "SeriesNumber":
-        try:
-            return str(int(float(text)))
-        except ValueError:
-            return text
-    return text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an invalid value is recorded where it is used
+        if keyword == "SeriesNumber":
+            number = values.get_int(ds, keyword, strict=False)
+            if number is not None:
+                return str(number)
+        text = values.get_text(ds, keyword, strict=False)
+    if text is not None:
+        return text
+    try:
+        raw = values.element_bytes(ds, keyword) or b""
+    except InputError:  # a sequence where text belongs: nothing to hash
+        return ""
+    return raw.decode("latin-1").strip(" \x00")
 
 
 def derived_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
@@ -149,10 +159,11 @@ def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str
     """
     notes: list[str] = []
     if _absent(ds, "SOPInstanceUID"):
-        meta = getattr(ds, "file_meta", None)
-        media = meta.get("MediaStorageSOPInstanceUID", None) if meta is not None else None
-        if media is not None and str(media).strip():
-            ds.SOPInstanceUID = str(media).strip()
+        meta = ds.__dict__.get("file_meta")
+        media = values.get_uid(meta, "MediaStorageSOPInstanceUID", strict=False) \
+            if meta is not None else None
+        if media:
+            ds.SOPInstanceUID = media
             notes.append("SOPInstanceUID (0008,0018) is absent; MediaStorageSOPInstanceUID "
                          "(0002,0003) of the file meta used")
         else:
@@ -176,7 +187,7 @@ def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str
 
 
 def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """PatientID and PatientName of one file (header only); never raises, never logs them.
+    """PatientID and PatientName of one file (header only); never logs them.
 
     Parameters
     ----------
@@ -186,15 +197,16 @@ def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
     Returns
     -------
     (patient_id, patient_name) : tuple of str
-        "" for each that is absent, and for both when the file cannot be read.
+        "" for each that is absent or unreadable, and for both when the file cannot be
+        read as DICOM (`bonelesion.dicom.header.read_file_header`).
     """
-    import pydicom
+    from bonelesion.dicom.header import read_file_header
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["PatientID", "PatientName"], force=True)
-            return str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or "")
-    except Exception:  # noqa: BLE001 - naming only; the file was catalogued already
+            ds, _ = read_file_header(Path(path), [], None)
+            return (values.get_text(ds, "PatientID", strict=False) or "",
+                    values.get_text(ds, "PatientName", strict=False) or "")
+    except InputError:
         return "", ""

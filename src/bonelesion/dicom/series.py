@@ -36,6 +36,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydicom import Dataset
+
+from bonelesion.dicom import values
 from bonelesion.dicom.assembly import Stack, _acquisition_order, build_stack, refused_file_stack
 
 # Re-exported for callers of the former one-module reader.
@@ -60,7 +63,6 @@ from bonelesion.errors import (
     InputError,
     NotDicomError,
     SeriesSelectionError,
-    UnsupportedInputError,
 )
 from bonelesion.model.volume import Volume
 
@@ -136,7 +138,7 @@ def load_series(
         ) from None
     discovery = discover_files(path)
     for skipped in discovery.skipped:
-        logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
+        logger.warning("Skipped %s: %s", values.printable(skipped.path), skipped.reason)
     entries: list[tuple[Frame, StackKey, list[str]]] = []
     refused_files: list[Stack] = []
     for file, has_preamble in zip(discovery.files, discovery.has_preamble, strict=True):
@@ -145,7 +147,7 @@ def load_series(
             warnings.simplefilter("always")
             result = _file_frames(file, has_preamble, max_bytes, read_warnings,
                                   fast_path=fast_path)
-        read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
+        read_warnings.extend(f"{values.printable(file.name)}: {w.message}" for w in caught)
         for w in read_warnings:
             logger.warning("%s", w)
         if isinstance(result, Stack):
@@ -165,9 +167,11 @@ def load_series(
     for key, frames in groups.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stack = build_stack(key, frames, decode=decode, max_bytes=max_bytes, tilt=policy,
-                                 read_warnings=sorted(set(group_warnings.get(key, []))),
-                                 fast_path=fast_path)
+            stack, left_out = build_stack(key, frames, decode=decode, max_bytes=max_bytes,
+                                          tilt=policy,
+                                          read_warnings=sorted(set(group_warnings.get(key, []))),
+                                          fast_path=fast_path)
+        refused_files.extend(left_out)
         if caught:
             extra = tuple(sorted({f"{key.series_instance_uid}: {w.message}" for w in caught}))
             for w in extra:
@@ -202,34 +206,43 @@ def _with_series_b_values(entries: list[tuple[Frame, StackKey, list[str]]]
 
 def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str],
                  *, fast_path: bool = True) -> list[tuple[Frame, StackKey]] | Stack:
-    """Header, frames and stack keys of one file ([] when it is skipped)."""
+    """Header, frames and stack keys of one file ([] when it is not an image to read).
+
+    A file that cannot be read (damaged structure, invalid values, truncated pixel data,
+    too large) comes back as a refused one-file `Stack` naming it: reported, never a
+    reason for its series to be lost.
+    """
+    ds: Dataset | None = None
     try:
-        ds, pixel_location = read_file_header(file, read_warnings, has_preamble,
-                                          fast_path=fast_path)
-    except NotDicomError as exc:
-        logger.warning("Skipped %s: %s", file, exc)
-        return []
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS:
-        logger.info("Skipped %s: DICOMDIR", file)
-        return []
-    if "Rows" not in ds or "Columns" not in ds:
-        logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
-                       file, ds.get("SOPClassUID", "?"))
-        return []
-    sop_class = str(ds.get("SOPClassUID", "") or "")
-    if sop_class in _NON_IMAGE_SOP_CLASSES:
-        logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
-        return []
-    uid_note = ensure_series_instance_uid(ds, file)
-    try:
-        frames = frames_of(file, ds, max_bytes, pixel_location)
-    except UnsupportedInputError as exc:
-        logger.warning("%s", exc)
-        return refused_file_stack(file, ds, exc)
-    for fr in frames:
-        fr.identity_note = uid_note
-    return [(fr, stack_key(fr.flat)) for fr in frames]
+        ds, location = read_file_header(file, read_warnings, has_preamble, fast_path=fast_path)
+        meta = ds.__dict__.get("file_meta")
+        if meta is not None and values.get_text(meta, "MediaStorageSOPClassUID",
+                                                strict=False) == _DICOMDIR_SOP_CLASS:
+            logger.info("Skipped %s: DICOMDIR", values.printable(file))
+            return []
+        if not values.has(ds, "Rows") or not values.has(ds, "Columns"):
+            logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
+                           values.printable(file),
+                           values.get_text(ds, "SOPClassUID", strict=False) or "?")
+            return []
+        sop_class = values.get_text(ds, "SOPClassUID", strict=False) or ""
+        if sop_class in _NON_IMAGE_SOP_CLASSES:
+            logger.info("Skipped %s: %s, not an image series", values.printable(file),
+                        _NON_IMAGE_SOP_CLASSES[sop_class])
+            return []
+        uid_note = ensure_series_instance_uid(ds, file)
+        frames = frames_of(file, ds, max_bytes, location, file_size=file.stat().st_size)
+        for fr in frames:
+            fr.identity_note = uid_note
+        return [(fr, stack_key(fr.flat)) for fr in frames]
+    except OSError as exc:
+        err: InputError = NotDicomError(
+            f"File {values.printable(file)}: cannot be read ({exc.strerror or exc}). "
+            "Potential fix: check the file's permissions, or copy it again.")
+    except InputError as exc:
+        err = exc
+    logger.warning("%s", err)
+    return refused_file_stack(file, ds if ds is not None else Dataset(), err)
 
 
 _FILTERS = {
