@@ -13,9 +13,8 @@ Two fast pieces are checked against pydicom itself (the truth here):
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import stat
@@ -174,6 +175,33 @@ def snapshot(root: Path, *, skip: Path | None = None) -> dict[str, tuple[int, in
     return out
 
 
+_CATCH_ALL = re.compile(r"^(?:Unexpected (\w+) while|The header cannot be parsed: (\w+):)")
+
+
+def _index_catch_alls(db: Path) -> list[tuple[str, str]]:
+    """(exception type, reason) of catalogue records that a catch-all handler wrote.
+
+    The catalogue records every failure as a status with a reason; a reason naming an
+    unexpected exception type means a fault that was caught, not fixed.
+    """
+    import sqlite3
+
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT reason FROM files WHERE reason LIKE 'Unexpected %' "
+                           "OR reason LIKE 'The header cannot be parsed: %'").fetchall()
+    finally:
+        con.close()
+    out = []
+    for (reason,) in rows:
+        match = _CATCH_ALL.match(reason)
+        if match:
+            out.append((match.group(1) or match.group(2), reason))
+    return out
+
+
 def _names(export: Path) -> set[str]:
     """Names a refusal may use for a file of the export (and the export itself)."""
     names = {os.fspath(export)}
@@ -272,6 +300,13 @@ def run_target(target: str, case: Path, *, timeout_s: float, memory_bytes: int,
         outcome.kind, outcome.signature = "write_outside", f"{target}:write_outside"
         outcome.detail = "changed outside the output folder: " + ", ".join(paths)
         return outcome
+    if target == "index" and code in (0, 4):
+        caught = _index_catch_alls(out / "index.sqlite")
+        if caught:
+            outcome.kind = "crash"
+            outcome.signature = f"index:catch-all:{caught[0][0]}"
+            outcome.detail = f"{len(caught)} record(s) from a catch-all: {caught[0][1][:500]}"
+            return outcome
     if target == "series":
         text = stdout.strip()
         bad = ""

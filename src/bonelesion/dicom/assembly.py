@@ -165,7 +165,7 @@ def _acquisition_order(frames: Sequence[Frame]) -> tuple[float, float, float]:
 
 
 def _files_text(files: Sequence[str]) -> str:
-    """The files of a stack, for a refusal: all of them when few, else first … last."""
+    """Name the files of a stack for a refusal: all when few, else first … last."""
     names = [values.printable(os.path.basename(f)) for f in files]
     if not names:
         return "no file"
@@ -221,7 +221,7 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
 
 
 def _refused_frames(frames: Sequence[Frame], exc: InputError) -> Stack:
-    """A refused stack holding the frames of one file left out (names it)."""
+    """Return a refused stack holding the frames of one file left out (names it)."""
     files = _ordered_files(frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the file is refused: its odd values do not matter
@@ -322,7 +322,7 @@ def _build_once(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
 
 
 def refused_file_stack(file: Path, ds: Dataset, exc: InputError) -> Stack:
-    """A refused one-file stack for a file that cannot be read (names the file)."""
+    """Return a refused one-file stack for a file that cannot be read (names the file)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the file is refused: its odd values do not matter
         series_uid = values.get_uid(ds, "SeriesInstanceUID", strict=False) or ""

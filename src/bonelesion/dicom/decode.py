@@ -111,7 +111,7 @@ def _read_exact(path: Path, offset: int, n_bytes: int) -> bytes:
 
 
 def _pixel_bytes(frame: Frame, pixel: PixelModule) -> bytes:
-    """The Pixel Data value (native, or the encapsulated items) as bytes."""
+    """Return the Pixel Data value (native, or the encapsulated items) as bytes."""
     loc = pixel.location
     if loc.inflated:
         with open(frame.path, "rb") as fh:
@@ -193,7 +193,7 @@ def decode_file(source: Frame | str | os.PathLike[str]) -> NDArray[Any]:
 
 
 def _frame_of_path(path: Path) -> Frame:
-    """A frame standing for a whole file (for `decode_file` given a path)."""
+    """Make a frame standing for a whole file (for `decode_file` given a path)."""
     ds, location = read_file_header(path, [], None)
     pixel = pixel_module(ds, location, path)
     return Frame(path=path, flat=ds, index=None, n_frames_in_file=pixel.number_of_frames,

@@ -47,6 +47,7 @@ from bonelesion.dicom.structure import (
     UNDEFINED_LENGTH,
     VR_BYTES,
     NeedMoreBytes,
+    check_charset,
     check_elements,
 )
 from bonelesion.dicom.values import BINARY_FORMATS, printable
@@ -230,6 +231,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             _check_sequence(buf, value_tell, length, implicit or vr == "UN", True, where)
         value = buf[value_tell:end] if length else empty_value_for_VR(vr, raw=True)
         if tag_int == _CHARSET:
+            check_charset(value if isinstance(value, bytes) else b"", where, value_tell)
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]
         elements[tag] = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
         pos = end

@@ -90,7 +90,7 @@ def _uid(frames: Sequence[Frame]) -> str:
 
 
 def _files_text(frames: Sequence[Frame]) -> str:
-    """The files of a stack, for a refusal: all of them when few, else first … last."""
+    """Name the files of a stack for a refusal: all when few, else first … last."""
     names: list[str] = []
     for f in frames:
         name = values.printable(f.path.name)
@@ -348,7 +348,7 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
 
 
 def _implausible_spacing(spacing_mm: float, what: str, frames: Sequence[Frame]) -> str:
-    """A refusal when a spacing is implausible (e.g. 1e-320 mm), else ""."""
+    """Return a refusal when a spacing is implausible (e.g. 1e-320 mm), else ""."""
     try:
         values.plausible_spacing_mm(spacing_mm, what=what, where=f"File {frames[0].path}")
     except InputError:

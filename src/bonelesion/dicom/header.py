@@ -61,6 +61,7 @@ __all__ = [
     "PixelModule",
     "read_file_header",
     "pixel_module",
+    "deflated_dataset",
     "frames_of",
     "MAX_FRAMES_PER_FILE",
 ]
@@ -234,7 +235,7 @@ def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | 
         warnings.simplefilter("always")
         try:
             if scan.deflated:
-                ds: Dataset = _deflated_dataset(scan.header, scan.data_offset, path)
+                ds: Dataset = deflated_dataset(scan.header, scan.data_offset, path)
             else:
                 ds = pydicom.dcmread(BytesIO(scan.header), force=True)
         except _PYDICOM_PARSE_ERRORS as exc:
@@ -249,8 +250,8 @@ def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | 
     return ds, scan.pixel
 
 
-def _deflated_dataset(header: bytes, data_offset: int, path: Path) -> FileDataset:
-    """A deflated file's header from its File Meta Information and inflated data set."""
+def deflated_dataset(header: bytes, data_offset: int, path: Path) -> FileDataset:
+    """Build a deflated file's header from its File Meta Information and inflated data set."""
     meta = FileMetaDataset(read_dataset(BytesIO(header[132:data_offset]), False, True))
     data = read_dataset(BytesIO(header[data_offset:]), False, True)
     ds = FileDataset(os.fspath(path), data, header[:128], meta, False, True)
@@ -290,7 +291,7 @@ def _int_in(ds: Dataset, keyword: str, allowed: range | frozenset[int], default:
 
 def pixel_module(ds: Dataset, location: PixelLocation | None, path: Path,
                  file_size: int | None = None) -> PixelModule:
-    """The validated Image Pixel module of a header, after a truncation check.
+    """Return the validated Image Pixel module of a header, after a truncation check.
 
     Raises
     ------

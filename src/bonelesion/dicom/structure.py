@@ -46,6 +46,7 @@ __all__ = [
     "PixelLocation",
     "HeaderScan",
     "check_elements",
+    "check_charset",
     "scan_header",
     "inflate",
     "MAX_SEQUENCE_DEPTH",
@@ -91,7 +92,17 @@ _DELIMITER_BE: Final = b"\xff\xfe\xe0\xdd"
 
 
 class HeaderStructureError(InputError):
-    """A header whose encoding is damaged or hostile; the message names file and offset."""
+    """A header whose encoding is damaged or hostile; the message names file and offset.
+
+    ``truncated`` is True when the file simply ends too early (a copy interrupted).
+    """
+
+    def __init__(self, message: str, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+    def __reduce__(self) -> tuple[type[HeaderStructureError], tuple[str, bool]]:
+        return (type(self), (str(self), self.truncated))
 
 
 class NeedMoreBytes(Exception):
@@ -157,6 +168,29 @@ class HeaderScan:
     file_size: int
 
 
+_CHARSET_TAG: Final = 0x00080005
+
+
+def check_charset(value: bytes, where: str, at: int) -> None:
+    """Refuse a Specific Character Set (0008,0005) that is not printable ASCII.
+
+    pydicom looks its terms up as Python codec names while it parses: a NUL or a control
+    character there raises (``ValueError: embedded null character``) in the middle of
+    parsing. Unknown but printable names are left to pydicom (it warns and uses ASCII).
+
+    Raises
+    ------
+    HeaderStructureError
+    """
+    text = value.rstrip(b"\x00 ")
+    if all(0x20 <= b < 0x7F for b in text):
+        return
+    raise HeaderStructureError(
+        f"File {where}: Specific Character Set (0008,0005) {value[:64]!r} is not printable "
+        f"ASCII (byte {at}); the header is damaged. Potential fix: re-export the file, or "
+        "remove it from the export.")
+
+
 def _label(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -169,7 +203,7 @@ def _vr_of(tag: int) -> str:
 
 
 def _explicit_first(buf: bytes, pos: int, limit: int) -> bool | None:
-    """pydicom's VR sniff at the start of a data set: True explicit, False implicit."""
+    """Sniff the VR at the start of a data set as pydicom does: True explicit, else False."""
     if pos + 6 > limit:
         return None
     a, b = buf[pos + 4], buf[pos + 5]
@@ -238,7 +272,12 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
         sniff = _explicit_first(buf, pos, end)
         stack.append((_DATASET, end, implicit if sniff is None else not sniff, False))
 
-    def fail(message: str, at: int) -> HeaderStructureError:
+    def fail(message: str, at: int, truncated: bool = False) -> HeaderStructureError:
+        if truncated:
+            return HeaderStructureError(
+                f"File {where}: the header ends early: {message} (byte {at}; the file has "
+                f"{len(buf)} bytes). Potential fix: copy the file again from the source.",
+                truncated=True)
         return HeaderStructureError(
             f"File {where}: {message} (byte {at}); the header is damaged. Potential fix: "
             "re-export the file, or remove it from the export.")
@@ -254,7 +293,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
             if pos + 8 > limit:
                 if not complete and limit >= len(buf):
                     raise _NeedMore
-                raise fail("the file ends inside a sequence (no sequence delimiter)", pos)
+                raise fail("the file ends inside a sequence (no sequence delimiter)", pos,
+                       complete and limit >= len(buf))
             group, element = hh.unpack_from(buf, pos)
             tag = group << 16 | element
             length = l32.unpack_from(buf, pos + 4)[0]
@@ -292,7 +332,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
                 raise _NeedMore
             if len(stack) == 1 and pos == limit:
                 break
-            raise fail("the file ends inside an element header", pos)
+            raise fail("the file ends inside an element header", pos,
+                       complete and limit >= len(buf))
         group, element = hh.unpack_from(buf, pos)
         tag = group << 16 | element
         header = 8
@@ -317,7 +358,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
                     if pos + 12 > limit:
                         if not complete and limit >= len(buf):
                             raise _NeedMore
-                        raise fail("the file ends inside an element header", pos)
+                        raise fail("the file ends inside an element header", pos,
+                       complete and limit >= len(buf))
                     length = l32.unpack_from(buf, pos + 8)[0]
                     header = 12
                 else:
@@ -342,7 +384,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
                     if value_at + 4 > limit:
                         if not complete and limit >= len(buf):
                             raise _NeedMore
-                        raise fail("the file ends inside an element", pos)
+                        raise fail("the file ends inside an element", pos,
+                       complete and limit >= len(buf))
                     g2, e2 = hh.unpack_from(buf, value_at)
                     seq_vr = "SQ" if (g2 << 16 | e2) == ITEM_TAG else "UN"
             if seq_vr == "SQ":
@@ -357,7 +400,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
                 if not complete and limit >= len(buf):
                     raise _NeedMore
                 raise fail(f"element {_label(tag)} of undefined length has no sequence "
-                           "delimiter", pos)
+                           "delimiter", pos,
+                       complete and limit >= len(buf))
             pos = found + 8
             continue
         value_end = value_at + length
@@ -365,7 +409,11 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
             if not complete and limit >= len(buf) and value_end > len(buf):
                 raise _NeedMore
             raise fail(f"element {_label(tag)} declares {length} bytes but only "
-                       f"{max(0, limit - value_at)} are left", pos)
+                       f"{max(0, limit - value_at)} are left", pos,
+                       complete and limit >= len(buf) and length != UNDEFINED_LENGTH
+                       and length < 1 << 31)
+        if tag == _CHARSET_TAG:
+            check_charset(buf[value_at:value_end], where, value_at)
         is_sq = vr == "SQ" or ((vr is None or vr == "UN") and _vr_of(tag) == "SQ")
         if not is_sq and vr is None and length >= 8 and group & 1:
             # an implicit VR private element: pydicom's private dictionary may make it a
@@ -403,12 +451,17 @@ def inflate(data: bytes, *, limit: int, where: str) -> bytes:
         raise HeaderStructureError(
             f"File {where}: the deflated data set inflates to more than {limit} bytes; "
             "refused. Potential fix: re-export the file with another transfer syntax.")
+    if not inflater.eof:
+        raise HeaderStructureError(
+            f"File {where}: the deflated data set cannot be inflated (incomplete or "
+            f"truncated stream: {len(data)} deflated bytes end before the stream does). "
+            "Potential fix: copy the file again from the source.", truncated=True)
     return out
 
 
-def _meta(buf: bytes, where: str) -> tuple[int, str | None]:
-    """Walk the File Meta Information (explicit VR little endian) from byte 132."""
-    pos = 132
+def _meta(buf: bytes, where: str, start: int = 132) -> tuple[int, str | None]:
+    """Walk the File Meta Information (explicit VR little endian) from ``start``."""
+    pos = start
     ts: str | None = None
     while True:
         if pos + 8 > len(buf):
@@ -477,9 +530,9 @@ def scan_header(path: str | os.PathLike[str], *, where: str | None = None,
             except _NeedMore:
                 if complete:
                     raise HeaderStructureError(
-                        f"File {name}: the file ends inside its header ({size} bytes); "
-                        "truncated. Potential fix: copy the file again from the "
-                        "source.") from None
+                        f"File {name}: the header ends early: the file ends inside its "
+                        f"header ({size} bytes). Potential fix: copy the file again from the "
+                        "source.", truncated=True) from None
                 if len(buf) >= max_header_bytes:
                     raise HeaderStructureError(
                         f"File {name}: the header is longer than {max_header_bytes} bytes; "
@@ -495,13 +548,10 @@ def _scan(buf: bytes, name: str, complete: bool, size: int, max_header_bytes: in
     ts: str | None = None
     if part10:
         data_at, ts = _meta(buf, name)
+    elif len(buf) >= 2 and int.from_bytes(buf[0:2], "little") == 0x0002:
+        data_at, ts = _meta(buf, name, 0)  # File Meta Information without a preamble
     else:
         data_at = 0
-        if len(buf) >= 2 and int.from_bytes(buf[0:2], "little") == 0x0002:
-            raise HeaderStructureError(
-                f"File {name}: File Meta Information without the 128-byte preamble and "
-                "'DICM' prefix; not supported. Potential fix: re-export the file as DICOM "
-                "Part 10.")
     implicit = ts == _IMPLICIT if ts else True
     little = ts != _BIG_ENDIAN
     deflated = ts == DEFLATED

@@ -1,9 +1,9 @@
-"""The value-reading layer: every value the reader takes from a file passes through here.
+r"""The value-reading layer: every value the reader takes from a file passes through here.
 
 A DICOM file is hostile input. pydicom converts element values lazily, on first access,
 and its conversions raise many exception types on damaged values (``BytesLengthException``,
 ``NotImplementedError`` for an unknown VR, ``UnicodeError`` …) or hand back the raw text
-of an invalid number (IS ``"-rf"``, DS ``"nan\\nan"``), which then breaks a bare ``int()``
+of an invalid number (IS ``"-rf"``, DS ``"nan\nan"``), which then breaks a bare ``int()``
 far from the file. This module is the one place where values are converted:
 
 * **typed parsers** (`parse_is`, `parse_ds`, `parse_binary`, `parse_ui`, `parse_cs`,
@@ -71,6 +71,7 @@ __all__ = [
     "get_cs",
     "items",
     "element_bytes",
+    "converted_value",
     "plausible_spacing_mm",
     "plausible_position_mm",
     "MIN_SPACING_MM",
@@ -150,19 +151,19 @@ def source_of(ds: Dataset | None) -> str:
 
 
 def printable(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
-    """A path as text that any output accepts: bytes that are not UTF-8 as ``\\xNN``.
+    r"""Return a path as text any output accepts: bytes that are not UTF-8 as ``\xNN``.
 
     Examples
     --------
-    >>> printable(b"/export/caf\\xe9.dcm")
-    '/export/caf\\\\xe9.dcm'
+    >>> printable(b"/export/caf\xe9.dcm")
+    '/export/caf\\xe9.dcm'
     """
     raw = os.fsencode(path)
     return raw.decode("utf-8", "backslashreplace")
 
 
 def _show(value: Any) -> str:
-    """A short, printable, unambiguous rendering of a value for messages."""
+    """Render a value for messages: short, printable, unambiguous."""
     if isinstance(value, bytes | bytearray):
         text = repr(bytes(value[:_MAX_SHOWN]))
         return text + ("…" if len(value) > _MAX_SHOWN else "")
@@ -203,7 +204,7 @@ def _as_text(raw: bytes | str, where: str, what: str) -> str:
 
 
 def parse_is(raw: bytes | str, *, where: str = "value") -> tuple[int, ...]:
-    """Integer String (IS) values, PS3.5 §6.2; () for an empty value.
+    r"""Integer String (IS) values, PS3.5 §6.2; () for an empty value.
 
     Leading and trailing spaces (and NUL padding) are allowed, as is a zero fraction
     (``"3.0"``, written by some exporters); hexadecimal, exponents, words, NaN and values
@@ -227,7 +228,7 @@ def parse_is(raw: bytes | str, *, where: str = "value") -> tuple[int, ...]:
 
     Examples
     --------
-    >>> parse_is(b" 12\\\\-3 ")
+    >>> parse_is(b" 12\\-3 ")
     (12, -3)
     """
     text = _as_text(raw, where, "integer string (IS)")
@@ -246,7 +247,7 @@ def parse_is(raw: bytes | str, *, where: str = "value") -> tuple[int, ...]:
 
 
 def parse_ds(raw: bytes | str, *, where: str = "value") -> tuple[float, ...]:
-    """Decimal String (DS) values, PS3.5 §6.2; () for an empty value.
+    r"""Decimal String (DS) values, PS3.5 §6.2; () for an empty value.
 
     Raises
     ------
@@ -256,7 +257,7 @@ def parse_ds(raw: bytes | str, *, where: str = "value") -> tuple[float, ...]:
 
     Examples
     --------
-    >>> parse_ds(b"0.5\\\\-1e-2 ")
+    >>> parse_ds(b"0.5\\-1e-2 ")
     (0.5, -0.01)
     """
     text = _as_text(raw, where, "decimal string (DS)")
@@ -275,7 +276,7 @@ def parse_ds(raw: bytes | str, *, where: str = "value") -> tuple[float, ...]:
 
 def parse_binary(raw: bytes, vr: str, *, little: bool = True, where: str = "value"
                  ) -> tuple[int | float, ...]:
-    """Binary numbers of VR US, SS, UL, SL, UV, SV, FL, FD (and OF, OD, OL, OV).
+    r"""Binary numbers of VR US, SS, UL, SL, UV, SV, FL, FD (and OF, OD, OL, OV).
 
     Raises
     ------
@@ -285,7 +286,7 @@ def parse_binary(raw: bytes, vr: str, *, little: bool = True, where: str = "valu
 
     Examples
     --------
-    >>> parse_binary(b"\\x00\\x02\\x01\\x00", "US")
+    >>> parse_binary(b"\x00\x02\x01\x00", "US")
     (512, 1)
     """
     fmt = BINARY_FORMATS.get(vr)
@@ -300,7 +301,7 @@ def parse_binary(raw: bytes, vr: str, *, little: bool = True, where: str = "valu
 
 
 def parse_ui(raw: bytes | str, *, where: str = "value") -> str | None:
-    """A Unique Identifier (UI); None when empty.
+    r"""Parse a Unique Identifier (UI); None when empty.
 
     Accepts the digits and dots of PS3.5 §9.1 and, as real exporters write them, letters,
     ``_`` and ``-``, up to 128 characters; control characters, non-ASCII bytes, spaces,
@@ -313,7 +314,7 @@ def parse_ui(raw: bytes | str, *, where: str = "value") -> str | None:
 
     Examples
     --------
-    >>> parse_ui(b"1.2.840.10008.1.2.1\\x00")
+    >>> parse_ui(b"1.2.840.10008.1.2.1\x00")
     '1.2.840.10008.1.2.1'
     """
     text = _as_text(raw, where, "UID (UI)").rstrip("\x00 ").lstrip(" ")
@@ -325,7 +326,7 @@ def parse_ui(raw: bytes | str, *, where: str = "value") -> str | None:
 
 
 def parse_cs(raw: bytes | str, *, where: str = "value") -> tuple[str, ...]:
-    """Code String (CS) values, stripped; () when empty.
+    r"""Code String (CS) values, stripped; () when empty.
 
     Printable ASCII is accepted (upper case, digits, space and ``_`` by the standard;
     lower case and other punctuation from real exporters); control characters and
@@ -337,7 +338,7 @@ def parse_cs(raw: bytes | str, *, where: str = "value") -> tuple[str, ...]:
 
     Examples
     --------
-    >>> parse_cs(b"ORIGINAL\\\\PRIMARY\\\\M\\\\ND ")
+    >>> parse_cs(b"ORIGINAL\\PRIMARY\\M\\ND ")
     ('ORIGINAL', 'PRIMARY', 'M', 'ND')
     """
     text = _as_text(raw, where, "code string (CS)")
@@ -351,7 +352,7 @@ def parse_cs(raw: bytes | str, *, where: str = "value") -> tuple[str, ...]:
 
 
 def parse_text(raw: bytes | str, *, where: str = "value") -> str:
-    """Text of an ASCII string value, padding removed, NULs dropped.
+    r"""Text of an ASCII string value, padding removed, NULs dropped.
 
     Non-ASCII text is decoded by `get_text` with the header's character set; here it is
     refused.
@@ -363,7 +364,7 @@ def parse_text(raw: bytes | str, *, where: str = "value") -> str:
 
     Examples
     --------
-    >>> parse_text(b"T1 DUAL \\x00")
+    >>> parse_text(b"T1 DUAL \x00")
     'T1 DUAL'
     """
     text = _as_text(raw, where, "text")
@@ -371,7 +372,7 @@ def parse_text(raw: bytes | str, *, where: str = "value") -> str:
 
 
 def parse_number_tokens(raw: bytes | str) -> list[float]:
-    """Numbers in vendor text (``"1000\\\\0\\\\0"``, ``" 64*64"``): tokens that parse, in order.
+    r"""Numbers in vendor text (``"1000\\0\\0"``, ``" 64*64"``): tokens that parse, in order.
 
     Private elements arrive as text of any VR (or as undecoded bytes): tokens separated by
     backslashes are read as numbers and the ones that are not numbers are skipped, as the
@@ -379,7 +380,7 @@ def parse_number_tokens(raw: bytes | str) -> list[float]:
 
     Examples
     --------
-    >>> parse_number_tokens(b"1000000500\\\\8\\\\x\\\\nan")
+    >>> parse_number_tokens(b"1000000500\\8\\x\\nan")
     [1000000500.0, 8.0, nan]
     """
     text = raw.decode("latin-1") if isinstance(raw, bytes | bytearray) else str(raw)
@@ -396,7 +397,7 @@ def parse_number_tokens(raw: bytes | str) -> list[float]:
 
 
 def parse_ascconv(raw: bytes, *, where: str = "value") -> dict[str, str]:
-    """The Siemens ASCCONV protocol (``### ASCCONV BEGIN …`` … ``END ###``) as key → text.
+    r"""Parse the Siemens ASCCONV protocol (``### ASCCONV BEGIN …`` … ``END ###``), key → text.
 
     Parameters
     ----------
@@ -418,7 +419,7 @@ def parse_ascconv(raw: bytes, *, where: str = "value") -> dict[str, str]:
 
     Examples
     --------
-    >>> parse_ascconv(b"### ASCCONV BEGIN ###\\nsSliceArray.lSize = 3 # n\\n### ASCCONV END ###")
+    >>> parse_ascconv(b"### ASCCONV BEGIN ###\nsSliceArray.lSize = 3 # n\n### ASCCONV END ###")
     {'sSliceArray.lSize': '3'}
     """
     match = _ASCCONV.search(raw)
@@ -438,7 +439,7 @@ def parse_ascconv(raw: bytes, *, where: str = "value") -> dict[str, str]:
 
 def ascconv_number(asc: dict[str, str], key: str, *, where: str = "ASCCONV"
                    ) -> float | None:
-    """A number of the ASCCONV protocol (decimal, exponent or ``0x`` hexadecimal).
+    """Return a number of the ASCCONV protocol (decimal, exponent or ``0x`` hexadecimal).
 
     Returns
     -------
@@ -488,12 +489,12 @@ def _key(key: str | int) -> tuple[BaseTag, str]:
 
 
 def has(ds: Dataset | None, key: str | int) -> bool:
-    """True when the header holds the element (empty or not); converts nothing."""
+    """Tell whether the header holds the element (empty or not); converts nothing."""
     return ds is not None and _key(key)[0] in ds._dict
 
 
 def is_empty(ds: Dataset | None, key: str | int) -> bool:
-    """True when the element is absent or holds no value (zero length); converts nothing."""
+    """Tell whether the element is absent or holds no value; converts nothing."""
     if ds is None:
         return True
     elem = ds._dict.get(_key(key)[0])
@@ -511,7 +512,7 @@ def is_empty(ds: Dataset | None, key: str | int) -> bool:
 
 
 def vr_of(ds: Dataset, key: str | int) -> str | None:
-    """The VR the element was written with (the dictionary's for implicit VR); None if absent."""
+    """Return the element's VR as written (the dictionary's for implicit VR); None if absent."""
     tag, dict_vr = _key(key)
     elem = ds._dict.get(tag)
     if elem is None:
@@ -543,7 +544,7 @@ def _store(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
 
 
 def _converted(ds: Dataset, tag: BaseTag) -> DataElement:
-    """pydicom's conversion of one element, inside the guard (the only call of it)."""
+    """Convert one element with pydicom, inside the guard (the only call of it)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid values are judged by our parsers
@@ -557,6 +558,22 @@ def _converted(ds: Dataset, tag: BaseTag) -> DataElement:
             f"{_where(ds, tag)}: the value {_show(raw or b'')} (VR {getattr(elem, 'VR', '?')}) "
             f"cannot be read ({type(exc).__name__}: {_show(exc)}). Potential fix: the file is "
             "damaged; re-export it, or remove it from the export.") from exc
+
+
+def converted_value(ds: Dataset, key: str | int) -> Any:
+    """Return an element's value as pydicom converts it (inside the guard); None if absent.
+
+    For values the typed accessors do not cover (person names, dates as pydicom types).
+
+    Raises
+    ------
+    InputError
+        If pydicom cannot convert the value (names file, element and value).
+    """
+    tag, _ = _key(key)
+    if tag not in ds._dict:
+        return None
+    return _converted(ds, tag).value
 
 
 def _plain(ds: Dataset, tag: BaseTag, dict_vr: str
@@ -687,7 +704,7 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
 
 
 def get_int(ds: Dataset | None, key: str | int, *, strict: bool = True) -> int | None:
-    """The first integer value of an element; None when absent or empty.
+    """Return the first integer value of an element; None when absent or empty.
 
     Raises
     ------
@@ -800,7 +817,7 @@ def _parse_strings(ds: Dataset, tag: BaseTag, dict_vr: str, kind: str
 
 
 def get_text(ds: Dataset | None, key: str | int, *, strict: bool = True) -> str | None:
-    """Text of a string element (several values joined by ``\\``); None if absent or empty.
+    r"""Text of a string element (several values joined by ``\``); None if absent or empty.
 
     ASCII values are read from the raw bytes; others are decoded by pydicom with the
     header's Specific Character Set (inside the guard).
@@ -822,7 +839,7 @@ def get_text(ds: Dataset | None, key: str | int, *, strict: bool = True) -> str 
 
 
 def get_uid(ds: Dataset | None, key: str | int, *, strict: bool = True) -> str | None:
-    """A UID (see `parse_ui`); None when absent or empty.
+    """Return a UID (see `parse_ui`); None when absent or empty.
 
     Raises
     ------
@@ -862,7 +879,7 @@ def get_cs(ds: Dataset | None, key: str | int, *, strict: bool = True) -> tuple[
 
 
 def element_bytes(ds: Dataset | None, key: str | int) -> bytes | None:
-    """The undecoded value of an element (private blobs: CSA headers, ASCCONV); None if absent.
+    """Return the undecoded value of an element (private blobs: CSA, ASCCONV); None if absent.
 
     Raises
     ------
@@ -888,7 +905,7 @@ def element_bytes(ds: Dataset | None, key: str | int) -> bytes | None:
 
 
 def items(ds: Dataset | None, key: str | int, *, strict: bool = True) -> list[Dataset]:
-    """The items of a sequence element, each bound to the header's file; [] if absent.
+    """Return the items of a sequence element, each bound to the header's file; [] if absent.
 
     Parameters
     ----------

@@ -15,7 +15,9 @@ from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag
 
+from bonelesion.dicom import values
 from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
+from bonelesion.errors import InputError
 
 __all__: list[str] = []
 
@@ -84,8 +86,8 @@ def _raw(ds: Dataset | None, keyword: str) -> Any:
         if simple:
             return None if value == "" else value
         try:
-            value = ds[tag].value
-        except Exception:  # noqa: BLE001 - a malformed value must not fail the file
+            value = values.converted_value(ds, tag)
+        except InputError:  # a malformed value must not fail the file
             return None
     else:
         value = elem.value  # already converted (e.g. by stack_key): no lookup again

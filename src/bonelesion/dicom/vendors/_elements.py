@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from bonelesion.dicom import values
 from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
@@ -179,7 +179,7 @@ def _private_element(
     block: int | None = None
     any_creator = False
     for low in range(0x10, 0x100):
-        elem = found.get(group << 16 | low)
+        elem = found.get(BaseTag(group << 16 | low))
         if elem is None:
             continue
         any_creator = True
@@ -190,7 +190,7 @@ def _private_element(
         if any_creator:
             return None
         block = conventional_block
-    return found.get(group << 16 | (block << 8) | element_offset)
+    return found.get(BaseTag(group << 16 | (block << 8) | element_offset))
 
 
 def _private_numbers(

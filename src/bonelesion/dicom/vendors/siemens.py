@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
+from pydicom.tag import BaseTag
 
 from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import (
@@ -61,7 +62,8 @@ def _siemens_csa_image_header(ds: Dataset) -> dict[str, Any] | None:
 
     try:
         header: dict[str, Any] = csareader.read(bytes(raw))
-    except (csareader.CSAReadError, struct.error, ValueError, IndexError) as exc:
+    except (csareader.CSAReadError, struct.error, ValueError, IndexError,
+            AssertionError) as exc:  # nibabel asserts on some malformed item lengths
         logger.debug("series %s: unreadable CSA image header: %s", _series_uid(ds), exc)
         return None
     return header
@@ -172,7 +174,7 @@ def mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[
     where = f"File {values.source_of(flat)}"
     n_tiles, normal = _csa_tile_count_and_normal(flat)
     if n_tiles is None:
-        elem = flat._dict.get(0x0019100A)
+        elem = flat._dict.get(BaseTag(0x0019100A))
         if elem is not None:
             found = _element_numbers(elem, "US")
             if found and _finite_int(found[0]):
