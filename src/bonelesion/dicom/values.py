@@ -42,6 +42,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from bonelesion.dicom.structure import check_elements
 from bonelesion.errors import DataQualityWarning, InputError
 
 __all__ = [
@@ -604,7 +605,7 @@ def _plain(ds: Dataset, tag: BaseTag, dict_vr: str
 def _strict_or_warn(exc: InputError, strict: bool) -> None:
     if strict:
         raise exc
-    warnings.warn(f"{exc}; the value is ignored", DataQualityWarning, stacklevel=4)
+    warnings.warn(f"{exc} The value is ignored.", DataQualityWarning, stacklevel=4)
 
 
 def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] | None:
@@ -933,7 +934,7 @@ def items(ds: Dataset | None, key: str | int, *, strict: bool = True) -> list[Da
         if strict:
             raise
         if (elem.VR or dict_vr) not in _OPAQUE_VRS:
-            warnings.warn(f"{exc}; the element is ignored", DataQualityWarning, stacklevel=2)
+            warnings.warn(f"{exc} The element is ignored.", DataQualityWarning, stacklevel=2)
         out = []
     return _store(ds, tag, "sq", elem, out)  # type: ignore[no-any-return]
 
@@ -943,6 +944,12 @@ def _items(ds: Dataset, tag: BaseTag, dict_vr: str, elem: Any) -> list[Dataset]:
     if type(elem) is RawDataElement:
         if vr != "SQ" and not (vr in _OPAQUE_VRS and dict_vr == "SQ"):
             raise _invalid(_where(ds, tag), f"value of VR {vr}", elem.value or b"", "a sequence")
+        # the items are checked (lengths, depth, delimiters) before pydicom parses them
+        data = bytes(elem.value or b"")
+        check_elements(data, 0, len(data), implicit=bool(elem.is_implicit_VR) or vr != "SQ",
+                       little=bool(elem.is_little_endian),
+                       where=f"{source_of(ds)}, {element_label(tag)}", top_level=False,
+                       sequence=True)
         elem = _converted(ds, tag)
     value = elem.value
     if not isinstance(value, Sequence):

@@ -34,7 +34,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from bonelesion.dicom import vendors
+from bonelesion.dicom import values, vendors
 from bonelesion.dicom.catalogue.records import SUPPORTED_SOP_CLASSES, FileRecord, FileStatus
 from bonelesion.dicom.catalogue.values import (
     _first_item,
@@ -433,8 +433,8 @@ def _read_record(
 ) -> FileRecord:
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
-    def record(status: FileStatus, reason: str = "", **values: Any) -> FileRecord:
-        return FileRecord(**base, status=status.value, reason=reason, **values)
+    def record(status: FileStatus, reason: str = "", **fields: Any) -> FileRecord:
+        return FileRecord(**base, status=status.value, reason=reason, **fields)
 
     if size_bytes == 0:
         return record(FileStatus.NOT_DICOM,
@@ -586,7 +586,7 @@ def _classify(
         "notes": notes,
     }
     if sop_class == _DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
-        records = _raw(ds, "DirectoryRecordSequence") or []
+        records = values.items(ds, "DirectoryRecordSequence", strict=False)
         common["sop_class_name"] = common["sop_class_name"] or "Media Storage Directory Storage"
         return record(FileStatus.DICOMDIR,
                       f"DICOMDIR with {len(records)} directory records; recorded, not read "

@@ -153,10 +153,6 @@ def _joined(ds: Dataset | None, keyword: str) -> str:
 
 
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
-    if ds is None:
-        return None
-    seq = _raw(ds, keyword)
-    if seq is None or len(seq) == 0:
-        return None
-    item: Dataset = seq[0]
-    return item
+    """First item of a sequence; None when absent, empty or not a sequence (warned)."""
+    found = values.items(ds, keyword, strict=False)
+    return found[0] if found else None
