@@ -104,6 +104,8 @@ MAX_SPACING_MM: Final = 1e3
 MAX_POSITION_MM: Final = 1e4
 #: Longest Siemens ASCCONV protocol text parsed (real ones are ≈ 100 KiB).
 MAX_ASCCONV_BYTES: Final = 4 * 1024**2
+#: Integers are refused beyond ±2⁶³ (UV/SV values, integral DS).
+_INT64_MAX: Final = 2**63
 #: Largest IS magnitude (PS3.5 §6.2: −2³¹ … 2³¹−1).
 _IS_MAX: Final = 2**31
 
@@ -697,6 +699,9 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
                 if not (math.isfinite(v) and v.is_integer()):
                     raise _invalid(_where(ds, _key(key)[0]), "value", values, "an integer")
                 v = int(v)
+            if not -_INT64_MAX <= v < _INT64_MAX:  # beyond any use, and any database column
+                raise _invalid(_where(ds, _key(key)[0]), "value", values,
+                               "an integer within ±2**63")
             out.append(v)
         return tuple(out)
     except InputError as exc:

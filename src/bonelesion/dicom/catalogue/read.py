@@ -61,7 +61,7 @@ from bonelesion.dicom.multiframe import flatten_frames
 from bonelesion.dicom.stack_key import StackKey, stack_key
 from bonelesion.dicom.structure import HeaderScan, HeaderStructureError, scan_header
 from bonelesion.dicom.values import printable
-from bonelesion.errors import InputError
+from bonelesion.errors import DataQualityWarning, InputError
 
 __all__ = [
     "read_file_record",
@@ -266,9 +266,13 @@ class _StopAtPixels:
 
 
 def _pydicom_warnings(caught: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
-    """Warnings raised by pydicom about the file (not unrelated ones, e.g. from GC)."""
+    """Warnings about the file: pydicom's, and the reader's data-quality warnings.
+
+    Unrelated ones (e.g. from garbage collection) are left out.
+    """
     marker = os.sep + "pydicom" + os.sep
-    return [w for w in caught if marker in w.filename]
+    return [w for w in caught
+            if marker in w.filename or issubclass(w.category, DataQualityWarning)]
 
 
 def _parse(fp: BinaryIO, force: bool) -> tuple[Dataset, _StopAtPixels, list[str], int]:

@@ -105,42 +105,18 @@ def _str(ds: Dataset | None, keyword: str) -> str | None:
 
 
 def _int(ds: Dataset | None, keyword: str) -> int | None:
-    value = _raw(ds, keyword)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-            value = value[0]
-        try:
-            return int(value)
-        except ValueError:
-            return int(float(value))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    """First integer value (`bonelesion.dicom.values.get_int`); None when absent or invalid."""
+    return values.get_int(ds, keyword, strict=False)
 
 
 def _float(ds: Dataset | None, keyword: str) -> float | None:
-    value = _raw(ds, keyword)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-            value = value[0]
-        return float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
+    """First number (`bonelesion.dicom.values.get_float`); None when absent or invalid."""
+    return values.get_float(ds, keyword, strict=False)
 
 
 def _floats(ds: Dataset | None, keyword: str) -> tuple[float, ...] | None:
-    value = _raw(ds, keyword)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-            return tuple(float(v) for v in value)
-        return (float(value),)
-    except (TypeError, ValueError):
-        return None
+    """Every number of an element; None when absent or invalid."""
+    return values.get_floats(ds, keyword, strict=False)
 
 
 def _joined(ds: Dataset | None, keyword: str) -> str:
