@@ -298,6 +298,25 @@ def _print_summary(report: dict[str, Any]) -> None:
         print(f"  {f['count']:5d} × {f['signature']}  (first: case {f['case']['index']})")
 
 
+def _selftest(out: Path, exec_mode: bool) -> int:
+    """Run each self-test target on a one-file export; print {target: kind} as JSON."""
+    from fuzz.runner import SELFTEST_TARGETS
+
+    case = out / "selftest"
+    remove_tree(case)
+    (case / "export").mkdir(parents=True)
+    (case / "export" / "a.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    kinds = {}
+    for target in SELFTEST_TARGETS:
+        outcome = run_target(target, case, timeout_s=2.0, memory_bytes=1024**3,
+                             exec_mode=exec_mode)
+        kinds[target] = outcome.kind
+        for sub in ("cwd", "home", "tmp"):  # undo what the write self-test did
+            remove_tree(case / sub)
+    print(json.dumps(kinds))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m fuzz`` (tests/ on PYTHONPATH)."""
     from testdata import SHARED_DATA
@@ -326,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exec", dest="exec_mode", action="store_true",
                    help="fresh interpreter per run instead of forking")
     p.add_argument("--keep", action="store_true", help="keep every case folder")
+    p.add_argument("--selftest", action="store_true",
+                   help="run the misbehaving self-test targets once each; print their outcomes")
     args = p.parse_args(argv)
+    if args.selftest:
+        return _selftest(args.out.resolve(), args.exec_mode)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = args.out.resolve()

@@ -44,6 +44,9 @@ __all__ = ["TARGETS", "READER_TARGETS", "Outcome", "run_target", "snapshot"]
 #: Entry points of the reader, and the two that read through the pipeline.
 READER_TARGETS = ("index", "series", "convert", "load_series")
 TARGETS = (*READER_TARGETS, "load_volume", "run")
+#: Targets that misbehave on purpose: the oracles must catch each (tests of the harness).
+SELFTEST_TARGETS = ("selftest_crash", "selftest_oom", "selftest_hang", "selftest_write",
+                    "selftest_stdout", "selftest_signal", "selftest_unnamed")
 
 _EXIT_OK = {0, 3, 4}
 _MARK_EXC = "FUZZ-EXCEPTION"
@@ -101,6 +104,28 @@ def _api(target: str, export: Path) -> int:
         return 3
 
 
+def _selftest(target: str, export: Path) -> int:
+    """Misbehave as ``target`` says (child side): what each oracle must catch."""
+    if target == "selftest_crash":
+        raise ValueError("an unexpected exception")
+    if target == "selftest_oom":
+        return len(bytearray(8 * 1024**3))  # beyond the address-space limit
+    if target == "selftest_hang":
+        time.sleep(3600)
+    if target == "selftest_write":
+        Path("stray.txt").write_text("written into the working directory\n")
+        return 0
+    if target == "selftest_stdout":
+        print("[]\nnot JSON")
+        return 0
+    if target == "selftest_signal":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if target == "selftest_unnamed":
+        sys.stderr.write("bonelesion: error: something is wrong with some file\n")
+        return 3
+    return 0
+
+
 def _where(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if "bonelesion" in f.filename]
@@ -131,7 +156,9 @@ def _child(target: str, export: Path, out: Path, case: Path, memory_bytes: int,
 
         tempfile.tempdir = None
         try:
-            if target in ("load_series", "load_volume"):
+            if target.startswith("selftest_"):
+                code = _selftest(target, export)
+            elif target in ("load_series", "load_volume"):
                 code = _api(target, export)
             else:
                 from bonelesion.cli.main import main
@@ -279,6 +306,7 @@ def run_target(target: str, case: Path, *, timeout_s: float, memory_bytes: int,
     code = os.WEXITSTATUS(status)
     outcome.exit_code = code
     allowed = {0, 3} if target in ("load_series", "load_volume") else _EXIT_OK
+    judged_as = "series" if target == "selftest_stdout" else target
     if code not in allowed:
         marks = [line for line in stderr.splitlines() if line.startswith(_MARK_EXC)]
         exc_type, where = "?", "?"
@@ -307,7 +335,7 @@ def run_target(target: str, case: Path, *, timeout_s: float, memory_bytes: int,
             outcome.signature = f"index:catch-all:{caught[0][0]}"
             outcome.detail = f"{len(caught)} record(s) from a catch-all: {caught[0][1][:500]}"
             return outcome
-    if target == "series":
+    if judged_as == "series":
         text = stdout.strip()
         bad = ""
         if code == 0:

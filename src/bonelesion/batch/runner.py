@@ -538,7 +538,7 @@ def _scrub(text: str, replacements: Sequence[tuple[str, str]]) -> str:
 def _rel_to(path: str, root: str) -> str:
     try:
         return str(Path(path).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):  # outside the root; a symbolic-link loop
         return path
 
 

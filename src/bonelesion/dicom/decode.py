@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from bonelesion.dicom import values
 from bonelesion.dicom.geometry import Plan
@@ -175,10 +175,13 @@ def decode_file(source: Frame | str | os.PathLike[str]) -> NDArray[Any]:
         bits_stored=pixel.bits_stored, pixel_representation=pixel.pixel_representation,
         photometric_interpretation=pixel.photometric_interpretation,
         planar_configuration=pixel.planar_configuration, pixel_keyword="PixelData")
+    # RLE Lossless: pydicom's own decoder, which checks the segment offsets and lengths
+    # it reads (the Rust plugin panics, killing the process, on a damaged segment)
+    plugin = "pydicom" if uid == RLELossless else ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            arr, _ = decoder.as_array(data, **options)
+            arr, _ = decoder.as_array(data, decoding_plugin=plugin, **options)
         except (RuntimeError, ValueError) as exc:
             # pydicom: RuntimeError when every decoder plugin failed on the data, ValueError
             # when the data do not fit the pixel module
