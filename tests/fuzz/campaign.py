@@ -112,6 +112,7 @@ class CaseResult:
     case: Case
     outcomes: list[Outcome]
     findings: list[dict[str, Any]] = field(default_factory=list)
+    harness_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,16 @@ def _case_seed(index: int, settings: Settings) -> tuple[Seed, tuple[str, ...]]:
 def run_case(index: int, settings: Settings) -> CaseResult:
     """Build case ``index``, run its targets, save and minimise what failed."""
     seed, targets = _case_seed(index, settings)
-    case_dir = settings.work / f"case-{index:06d}"
-    case = build_case(index, seed, settings.campaign_seed, case_dir)
+    # the case's own folder holds only its box: a write to ../../ from the working folder
+    # lands there and is seen, whatever other workers do in the campaign folder
+    holder = settings.work / f"case-{index:06d}"
+    case_dir = holder / "box"
+    try:
+        case = build_case(index, seed, settings.campaign_seed, case_dir)
+    except OSError as exc:  # a fault of the harness, counted apart (never a finding)
+        remove_tree(holder)
+        broken = Case(index, seed.name, descriptions=[f"case not built: {exc!r}"])
+        return CaseResult(broken, [], harness_error=repr(exc))
     result = CaseResult(case, [])
     for target in targets:
         timeout = settings.run_timeout_s if target == "run" else settings.timeout_s
@@ -159,7 +168,7 @@ def run_case(index: int, settings: Settings) -> CaseResult:
         if outcome.kind != "ok":
             result.findings.append(_save_finding(case, seed, outcome, case_dir, settings))
     if not settings.keep:
-        remove_tree(case_dir)
+        remove_tree(holder)
     return result
 
 
@@ -192,7 +201,7 @@ def _save_finding(case: Case, seed: Seed, outcome: Outcome, case_dir: Path,
 
 def _minimise(case: Case, seed: Seed, outcome: Outcome, data: bytes, settings: Settings
               ) -> tuple[bytes, int]:
-    scratch = settings.work / f"min-{case.index:06d}"
+    scratch = settings.work / f"min-{case.index:06d}" / "box"
 
     def fails(candidate: bytes) -> bool:
         build_case(case.index, seed, settings.campaign_seed, scratch, replace=candidate)
@@ -203,7 +212,7 @@ def _minimise(case: Case, seed: Seed, outcome: Outcome, data: bytes, settings: S
     try:
         return ddmin(data, fails, budget=settings.minimise_budget)
     finally:
-        remove_tree(scratch)
+        remove_tree(scratch.parent)
 
 
 def _init_worker(seeds: list[Seed], study: list[Seed]) -> None:
@@ -278,6 +287,8 @@ def _report(results: list[CaseResult], settings: Settings, seeds: list[Seed], se
         "max_rss_mib": {t: round(v, 1) for t, v in sorted(rss.items())},
         "slowest_run_s": {t: round(v, 2) for t, v in sorted(slowest.items())},
         "refusal_messages_checked": problems_checked,
+        "harness_errors": [f"case {r.case.index}: {r.harness_error}" for r in results
+                           if r.harness_error],
         "families": dict(sorted(families.items())),
         "seeds": [s.name for s in seeds],
         "findings": sorted(unique.values(), key=lambda f: -f["count"]),
@@ -302,8 +313,8 @@ def _selftest(out: Path, exec_mode: bool) -> int:
     """Run each self-test target on a one-file export; print {target: kind} as JSON."""
     from fuzz.runner import SELFTEST_TARGETS
 
-    case = out / "selftest"
-    remove_tree(case)
+    case = out / "selftest" / "box"
+    remove_tree(case.parent)
     (case / "export").mkdir(parents=True)
     (case / "export" / "a.dcm").write_bytes(b"\0" * 128 + b"DICM")
     kinds = {}

@@ -390,34 +390,44 @@ def walk_files(root: Path) -> list[Path]:
 _files = walk_files
 
 
+def _fresh(folder: Path, name: str) -> Path:
+    """``folder / name``, or with a suffix when the seed already has such an entry."""
+    path = folder / name
+    k = 2
+    while os.path.lexists(path):
+        path = folder / f"{name}_{k}"
+        k += 1
+    return path
+
+
 def named_pipe(export: Path, rng: random.Random) -> str:
-    name = rng.choice(("IM9999.dcm", "pipe", "DICOMDIR"))
-    os.mkfifo(export / name)
+    pipe = _fresh(export, rng.choice(("IM9999.dcm", "pipe", "DICOMDIR")))
+    os.mkfifo(pipe)
     if rng.random() < 0.5:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(os.fspath(export / "sock.dcm"))
-        except OSError:
-            pass
+            sock.bind(os.fspath(_fresh(export, "sock.dcm")))
         finally:
             sock.close()
-    return f"named pipe {name}"
+    return f"named pipe {pipe.name}"
 
 
 def symlink_loop(export: Path, rng: random.Random) -> str:
-    sub = export / "loop"
-    sub.mkdir(exist_ok=True)
+    sub = _fresh(export, "loop")
+    sub.mkdir()
     os.symlink("..", sub / "up")
     os.symlink(".", sub / "self")
-    os.symlink("self_file", export / "self_file")  # a link to itself
-    os.symlink("b_link", export / "a_link")
-    os.symlink("a_link", export / "b_link")
-    os.symlink("/nonexistent/target", export / "broken.dcm")
+    self_link = _fresh(export, "self_file")
+    os.symlink(self_link.name, self_link)  # a link to itself
+    a, b = _fresh(export, "a_link"), _fresh(export, "b_link")
+    os.symlink(b.name, a)
+    os.symlink(a.name, b)
+    os.symlink("/nonexistent/target", _fresh(export, "broken.dcm"))
     if rng.random() < 0.5:
         os.symlink(os.fspath(export.resolve()), sub / "absolute_root")
     files = _files(export)
     if files:
-        os.symlink(files[0].resolve(), export / "second_path_to_file.dcm")
+        os.symlink(files[0].resolve(), _fresh(export, "second_path_to_file.dcm"))
     return "symlink loops"
 
 
@@ -445,8 +455,9 @@ def deep_folders(export: Path, rng: random.Random) -> str:
     if not files:
         return "no file to move"
     depth = rng.choice((300, 1100))
-    folder = export
-    for _ in range(depth):  # one level at a time: os.makedirs recurses
+    folder = _fresh(export, "d")
+    os.mkdir(folder)
+    for _ in range(depth - 1):  # one level at a time: os.makedirs recurses
         folder = folder / "d"
         os.mkdir(folder)
     target = rng.choice(files)
@@ -461,16 +472,16 @@ def duplicate_truncated(export: Path, rng: random.Random) -> str:
     target = rng.choice(files)
     data = target.read_bytes()
     cut = rng.randrange(len(data) // 2, len(data)) if rng.random() < 0.8 else len(data)
-    copy = target.with_name(target.name + "_copy")
+    copy = _fresh(target.parent, target.name + "_copy")
     copy.write_bytes(data[:cut])
     return f"duplicate of {target.name} cut at {cut} of {len(data)}"
 
 
 def empty_and_junk(export: Path, rng: random.Random) -> str:
-    (export / "empty.dcm").write_bytes(b"")
-    (export / "notes.txt").write_text("not DICOM\n")
-    (export / "folder.dcm").mkdir()
-    (export / "DICM_only").write_bytes(b"\x00" * 128 + b"DICM")
+    _fresh(export, "empty.dcm").write_bytes(b"")
+    _fresh(export, "notes.txt").write_text("not DICOM\n")
+    _fresh(export, "folder.dcm").mkdir()
+    _fresh(export, "DICM_only").write_bytes(b"\x00" * 128 + b"DICM")
     return "empty, text and look-alike entries"
 
 

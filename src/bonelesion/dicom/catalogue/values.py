@@ -30,7 +30,8 @@ _ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 
 
-_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in NUMBER_STRUCT_FORMATS.values()}
+#: Standard (not native) sizes: "L" is 4 bytes in a file, 8 in a C long.
+_NUMBER_SIZES = {fmt: struct.calcsize("<" + fmt) for fmt in NUMBER_STRUCT_FORMATS.values()}
 
 
 _TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
