@@ -96,21 +96,29 @@ def _transfer_syntax(frame: Frame) -> str:
     return frame.pixel.transfer_syntax if frame.pixel is not None else "?"
 
 
-def _read_exact(path: Path, offset: int, n_bytes: int) -> bytes:
+def _read_exact(path: Path, offset: int, n_bytes: int) -> bytearray:
     """``n_bytes`` from ``offset`` (the pixel module checked they are in the file)."""
-    with open(path, "rb") as fh:
+    data = bytearray(n_bytes)
+    view = memoryview(data)
+    n_read = 0
+    with open(path, "rb", buffering=0) as fh:
         fh.seek(offset)
-        data = fh.read(n_bytes)
-    if len(data) != n_bytes:
+        while n_read < n_bytes:  # a single read(2) returns at most ≈ 2 GiB
+            got = fh.readinto(view[n_read:])
+            if not got:
+                break
+            n_read += got
+    view.release()
+    if n_read != n_bytes:
         name = values.printable(path)
         raise DamagedFileError(
-            f"File {name}: {len(data)} of {n_bytes} bytes of pixel data could be read from "
+            f"File {name}: {n_read} of {n_bytes} bytes of pixel data could be read from "
             f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
             "again from the source.", name)
     return data
 
 
-def _pixel_bytes(frame: Frame, pixel: PixelModule) -> bytes:
+def _pixel_bytes(frame: Frame, pixel: PixelModule) -> bytes | bytearray:
     """Return the Pixel Data value (native, or the encapsulated items) as bytes."""
     loc = pixel.location
     if loc.inflated:
@@ -168,7 +176,7 @@ def decode_file(source: Frame | str | os.PathLike[str]) -> NDArray[Any]:
             f"not installed ({'; '.join(decoder.missing_dependencies) or 'none found'}). "
             "Potential fix: install pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle or "
             "pyjpegls, or re-export uncompressed.")
-    data = _pixel_bytes(frame, pixel)
+    data = bytes(_pixel_bytes(frame, pixel))
     options: dict[str, Any] = dict(
         rows=pixel.rows, columns=pixel.columns, number_of_frames=pixel.number_of_frames,
         samples_per_pixel=pixel.samples_per_pixel, bits_allocated=pixel.bits_allocated,
@@ -244,7 +252,7 @@ class FileCache:
                 shape = (n_frames, frame.pixel.rows, frame.pixel.columns)
                 count = int(np.prod(shape))
                 data = _read_exact(frame.path, offset, count * dtype.itemsize)
-                arr = np.frombuffer(data, dtype=dtype).copy()
+                arr = np.frombuffer(data, dtype=dtype)  # writable: one read, no copy
                 _fix_stored_bits(arr, stored)
                 self.array = arr.reshape(shape)
             if self.array is None:

@@ -50,7 +50,7 @@ from bonelesion.dicom.structure import (
     check_charset,
     check_elements,
 )
-from bonelesion.dicom.values import BINARY_FORMATS, printable
+from bonelesion.dicom.values import BINARY_FORMATS, mark_checked, printable
 
 __all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_MAX_BYTES",
            # encoding constants of `bonelesion.dicom.structure`, re-exported
@@ -157,9 +157,13 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
 
 def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: str
                    ) -> tuple[dict[BaseTag, RawDataElement | DataElement], str | list[str],
-                              tuple[int, int, int] | None]:
-    """Top-level elements up to the pixel data; returns (elements, encoding, pixel info)."""
+                              tuple[int, int, int] | None, dict[BaseTag, RawDataElement]]:
+    """Top-level elements up to the pixel data.
+
+    Returns (elements, encoding, pixel info, the sequences whose items were checked).
+    """
     elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    checked: dict[BaseTag, RawDataElement] = {}
     encoding: str | list[str] = default_encoding
     n = len(buf)
     unpack_hh = _HH.unpack_from
@@ -171,7 +175,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
     while True:
         if pos + 8 > n:
             if pos == n and complete:
-                return elements, encoding, None  # no pixel data
+                return elements, encoding, None, checked  # no pixel data
             raise _NeedMore
         group, element = unpack_hh(buf, pos)
         tag_int = group << 16 | element
@@ -199,7 +203,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             raise _Decline
         value_tell = pos + header
         if tag_int in PIXEL_TAGS:
-            return elements, encoding, (tag_int, value_tell, length)
+            return elements, encoding, (tag_int, value_tell, length), checked
         tag = BaseTag(tag_int)
         if length == UNDEFINED_LENGTH:
             if vr is None:
@@ -225,15 +229,20 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
         end = value_tell + length
         if end > n:
             raise _NeedMore
-        if length and (vr == "SQ" or (vr in (None, "UN") and _dictionary_sq(tag))
-                       or (vr is None and group & 1 and length >= 8
-                           and unpack_hh(buf, value_tell) == (0xFFFE, 0xE000))):
+        sequence = bool(length) and (
+            vr == "SQ" or (vr in (None, "UN") and _dictionary_sq(tag))
+            or (vr is None and group & 1 and length >= 8
+                and unpack_hh(buf, value_tell) == (0xFFFE, 0xE000)))
+        if sequence:
             _check_sequence(buf, value_tell, length, implicit or vr == "UN", True, where)
         value = buf[value_tell:end] if length else empty_value_for_VR(vr, raw=True)
         if tag_int == _CHARSET:
             check_charset(value if isinstance(value, bytes) else b"", where, value_tell)
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]
-        elements[tag] = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
+        raw = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
+        elements[tag] = raw
+        if sequence:
+            checked[tag] = raw
         pos = end
 
 
@@ -260,11 +269,13 @@ def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
     _need(buf, pos + 2)
     if _H.unpack_from(buf, pos)[0] == 0x0000:
         raise _Decline  # a command set: pydicom reads it apart
-    elements, encoding, pixel = _parse_dataset(buf, pos, implicit, complete, printable(path))
+    elements, encoding, pixel, checked = _parse_dataset(buf, pos, implicit, complete,
+                                                        printable(path))
     file_meta = FileMetaDataset(meta_elements)  # type: ignore[arg-type]
     file_meta.set_original_encoding(False, True, default_encoding)
     ds = FileDataset(str(path), elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
     ds.set_original_encoding(implicit, True, encoding)
+    mark_checked(ds, checked)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
     return HeaderRead(ds, pixel[0], pixel[1], pixel[2])

@@ -35,6 +35,7 @@ import numpy as np
 import pydicom
 from numpy.typing import NDArray
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
@@ -247,10 +248,13 @@ def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | 
     for w in caught:
         read_warnings.append(f"{name}: {w.message}")
     values.bind_source(ds, path)
+    # the whole header passed `check_elements`: its sequences need no second check
+    values.mark_checked(ds, {t: e for t, e in ds._dict.items() if type(e) is RawDataElement})
     return ds, scan.pixel
 
 
-def deflated_dataset(header: bytes, data_offset: int, path: Path) -> FileDataset:
+def deflated_dataset(header: bytes, data_offset: int, path: str | os.PathLike[str]
+                     ) -> FileDataset:
     """Build a deflated file's header from its File Meta Information and inflated data set."""
     meta = FileMetaDataset(read_dataset(BytesIO(header[132:data_offset]), False, True))
     data = read_dataset(BytesIO(header[data_offset:]), False, True)

@@ -48,6 +48,7 @@ from bonelesion.errors import DataQualityWarning, InputError
 __all__ = [
     "bind_source",
     "inherit_source",
+    "mark_checked",
     "source_of",
     "printable",
     "element_label",
@@ -86,6 +87,9 @@ __all__ = [
 _SOURCE_ATTR: Final = "_bonelesion_source"
 #: Attribute of a `Dataset` caching typed values: {(tag, kind): (element, value)}.
 _CACHE_ATTR: Final = "_bonelesion_values"
+#: Attribute of a `Dataset`: {tag: raw element} of sequences whose items were checked when
+#: the header was read (not checked again before pydicom parses them).
+_CHECKED_ATTR: Final = "_bonelesion_checked"
 
 #: struct format of each binary numeric VR (PS3.5 §6.2).
 BINARY_FORMATS: Final = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
@@ -137,10 +141,18 @@ def bind_source(ds: Dataset, path: str | os.PathLike[str] | None) -> None:
 
 
 def inherit_source(child: Dataset, parent: Dataset) -> None:
-    """Bind ``child`` (a flat header, an item) to the file of ``parent``."""
+    """Bind ``child`` (a flat header, an item) to the file of ``parent`` (and its checks)."""
     found = parent.__dict__.get(_SOURCE_ATTR) or parent.__dict__.get("filename")
     if found is not None:
         child.__dict__[_SOURCE_ATTR] = found
+    checked = parent.__dict__.get(_CHECKED_ATTR)
+    if checked:
+        child.__dict__[_CHECKED_ATTR] = checked
+
+
+def mark_checked(ds: Dataset, elements: dict[BaseTag, Any]) -> None:
+    """Record raw sequence elements whose items `check_elements` has already checked."""
+    ds.__dict__.setdefault(_CHECKED_ATTR, {}).update(elements)
 
 
 def source_of(ds: Dataset | None) -> str:
@@ -949,12 +961,15 @@ def _items(ds: Dataset, tag: BaseTag, dict_vr: str, elem: Any) -> list[Dataset]:
     if type(elem) is RawDataElement:
         if vr != "SQ" and not (vr in _OPAQUE_VRS and dict_vr == "SQ"):
             raise _invalid(_where(ds, tag), f"value of VR {vr}", elem.value or b"", "a sequence")
-        # the items are checked (lengths, depth, delimiters) before pydicom parses them
-        data = bytes(elem.value or b"")
-        check_elements(data, 0, len(data), implicit=bool(elem.is_implicit_VR) or vr != "SQ",
-                       little=bool(elem.is_little_endian),
-                       where=f"{source_of(ds)}, {element_label(tag)}", top_level=False,
-                       sequence=True)
+        # the items are checked (lengths, depth, delimiters) before pydicom parses them,
+        # unless the header reader checked them already
+        if ds.__dict__.get(_CHECKED_ATTR, {}).get(tag) is not elem:
+            data = bytes(elem.value or b"")
+            check_elements(data, 0, len(data),
+                           implicit=bool(elem.is_implicit_VR) or vr != "SQ",
+                           little=bool(elem.is_little_endian),
+                           where=f"{source_of(ds)}, {element_label(tag)}", top_level=False,
+                           sequence=True)
         elem = _converted(ds, tag)
     value = elem.value
     if not isinstance(value, Sequence):

@@ -174,23 +174,28 @@ def _private_element(
         As stored (raw elements are not converted); None when absent, or when the group's
         creators name another owner.
     """
-    wanted = {c.strip().upper() for c in creators}
-    found = ds._dict
-    block: int | None = None
-    any_creator = False
-    for low in range(0x10, 0x100):
-        elem = found.get(BaseTag(group << 16 | low))
-        if elem is None:
-            continue
-        any_creator = True
-        if _creator_text(elem) in wanted:
-            block = low
-            break
+    blocks = _creator_blocks(ds, group)
+    matches = [blocks[c] for c in {c.strip().upper() for c in creators} if c in blocks]
+    block = min(matches) if matches else None
     if block is None:
-        if any_creator:
+        if blocks:
             return None
         block = conventional_block
-    return found.get(BaseTag(group << 16 | (block << 8) | element_offset))
+    return ds._dict.get(BaseTag(group << 16 | (block << 8) | element_offset))
+
+
+def _creator_blocks(ds: Dataset, group: int) -> dict[str, int]:
+    """{private creator (upper case): its lowest block} of one group, cached per header."""
+    cache = ds.__dict__.setdefault("_bonelesion_creators", {})
+    found: dict[str, int] | None = cache.get(group)
+    if found is None:
+        found = {}
+        for key, elem in ds._dict.items():  # raw: nothing is converted
+            if key >> 16 == group and 0x10 <= key & 0xFFFF <= 0xFF:
+                text = _creator_text(elem)
+                found[text] = min(found.get(text, 0x100), key & 0xFF)
+        cache[group] = found
+    return found
 
 
 def _private_numbers(
