@@ -76,7 +76,8 @@ def _argv(target: str, export: Path, out: Path) -> list[str]:
         "series": ["-q", "series", e, "--json"],
         "convert": ["-q", "convert", e, os.path.join(o, "nifti")],
         "run": ["-q", "run", "combined", e, "--out", os.path.join(o, "run"), "--progress",
-                "lines"],
+                "lines"] + (["--rois", os.path.join(e, "rois.csv")]
+                            if os.path.isfile(os.path.join(e, "rois.csv")) else []),
     }[target]
 
 

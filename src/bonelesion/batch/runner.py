@@ -161,7 +161,8 @@ def _study_dir_rel(label: str, study_uid: str) -> str:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    # file names that are not UTF-8 (bad_files.csv, the summary) are written escaped
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
