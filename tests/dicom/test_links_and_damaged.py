@@ -143,6 +143,7 @@ def test_load_series_leaves_the_truncated_copy_out_by_name(
     assert refused.files == (str(copy),)
     assert copy.name in refused.problems[0] and "truncated" in refused.problems[0]
     assert "decoder" not in refused.problems[0]  # never "install a decoder plugin"
+    assert refused.info.role == "other"  # a series policy never picks a left-out file
 
 
 def test_convert_writes_the_dixon_stack_and_reports_the_copy(

@@ -307,6 +307,8 @@ def _print_summary(report: dict[str, Any]) -> None:
               + " |")
     for f in report["findings"]:
         print(f"  {f['count']:5d} × {f['signature']}  (first: case {f['case']['index']})")
+    for error in report["harness_errors"]:
+        print(f"  harness error: {error}")
 
 
 def _selftest(out: Path, exec_mode: bool) -> int:
@@ -385,4 +387,4 @@ def main(argv: list[str] | None = None) -> int:
     report = run_campaign(args.cases, settings, seeds, jobs=args.jobs, start=args.start)
     _print_summary(report)
     bad = sum(f["count"] for f in report["findings"])
-    return 1 if bad else 0
+    return 1 if bad else (2 if report["harness_errors"] else 0)

@@ -61,6 +61,7 @@ def test_fuzz_slice_finds_nothing(tmp_path: Path) -> None:
     assert all(set(counts) == {"ok"} for counts in runs.values())
     assert len(report["families"]) >= 12  # most byte and file-system families were drawn
     assert report["refusal_messages_checked"] > 0
+    assert not report["harness_errors"]
 
 
 # ------------------------------------------------------------------ harness unit tests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -220,13 +221,19 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
                 return left_out[0], left_out[1:]
 
 
+#: Role reason of a file that could not be read or was left out of its stack.
+_LEFT_OUT = "a damaged file, left out of every stack"
+
+
 def _refused_frames(frames: Sequence[Frame], exc: InputError) -> Stack:
     """Return a refused stack holding the frames of one file left out (names it)."""
     files = _ordered_files(frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the file is refused: its odd values do not matter
         info, _ = _series_info(frames, files, ())
-    return Stack(key=_empty_key(info), info=info, files=files,
+    # a left-out file plays no role: series policies never pick it as a volume
+    info = dataclasses.replace(info, role=SeriesRole.OTHER.value)
+    return Stack(key=_empty_key(info), info=info, files=files, role_reason=_LEFT_OUT,
                  problems=(_naming_files(str(exc), files),), error_class=type(exc))
 
 
@@ -333,7 +340,8 @@ def refused_file_stack(file: Path, ds: Dataset, exc: InputError) -> Stack:
         manufacturer = values.get_text(ds, "Manufacturer", strict=False) or ""
     info = SeriesInfo(series_instance_uid=series_uid, modality=modality,
                       manufacturer=manufacturer, image_type=image_type,
-                      source_files=(str(file),))
+                      role=SeriesRole.OTHER.value, source_files=(str(file),))
     files = (str(file),)
     return Stack(key=_empty_key(info, rows, columns), info=info, files=files,
-                 problems=(_naming_files(str(exc), files),), error_class=type(exc))
+                 role_reason=_LEFT_OUT, problems=(_naming_files(str(exc), files),),
+                 error_class=type(exc))

@@ -1,14 +1,15 @@
 """Fast header reader: a Part 10 file's header as pydicom would read it, in one pass.
 
 `read_header` returns the same data set as ``pydicom.dcmread(path, stop_before_pixels=True)``
-— a `pydicom.dataset.FileDataset` of *raw* (not yet converted) data elements, so values
-are converted by pydicom itself, lazily, exactly as after ``dcmread`` — plus the byte offset
-and length of the Pixel Data value. It is several times faster than ``dcmread`` because it
+— a `pydicom.dataset.FileDataset` of *raw* (not yet converted) data elements, whose values
+the reader converts through `bonelesion.dicom.values` — plus the byte offset and length of
+the Pixel Data value. It is several times faster than ``dcmread`` because it
 reads the header with one or two ``read`` calls and walks the elements over an in-memory
 buffer, instead of one file read (and its bookkeeping) per element.
 
 It *declines* (returns None) whenever the file is not the plain case, and the caller then
-uses ``dcmread``:
+reads it through `bonelesion.dicom.structure.scan_header` (a whole-header structure check)
+and pydicom:
 
 * no 128-byte preamble + ``DICM`` prefix;
 * file meta that is not Explicit VR Little Endian, or no Transfer Syntax UID;
@@ -16,8 +17,13 @@ uses ``dcmread``:
 * an unknown VR (explicit VR), an Explicit VR data set in an Implicit VR file (or the
   reverse), an undefined-length element that is not a sequence, a truncated element.
 
-Undefined-length sequences are located by a delimiter scan and parsed by pydicom's own
-``read_sequence``, like ``dcmread`` does.
+Every sequence is checked first by `bonelesion.dicom.structure.check_elements`
+(iteratively: lengths against the bytes left, at most 64 levels of nesting, delimiters),
+which raises `bonelesion.dicom.structure.HeaderStructureError` naming the file for a
+damaged or hostile one; undefined-length sequences are then parsed by pydicom's own
+``read_sequence``, like ``dcmread`` does, and defined-length ones stay raw (marked as
+checked, `bonelesion.dicom.values.mark_checked`). The Specific Character Set is checked
+before pydicom looks its terms up.
 """
 
 from __future__ import annotations

@@ -22,8 +22,15 @@ The reader follows highdicom's ``get_volume_from_series`` and nibabel's ``series
 
 **Fast path** (``fast_path=True``, the default): plain Part 10 headers are read by
 `bonelesion.dicom.fastheader.read_header`, and uncompressed little-endian pixel data
-straight from the file into the output; everything else takes the generic pydicom path.
-Both give the same volumes, voxel for voxel (tests/dicom/test_series_fastpath.py).
+straight from the file into the output; everything else takes the generic path (the
+structure check of `bonelesion.dicom.structure`, then pydicom's parser and decoders on the
+checked bytes). Both give the same volumes, voxel for voxel (tests/dicom/test_decode.py).
+
+**Hostile input.** Every value passes through `bonelesion.dicom.values`; a file that
+cannot be read (damaged structure, an invalid value, truncated or undecodable pixel data)
+is returned as a refused one-file stack that names it and says what is wrong, and is left
+out of its series' stack (`bonelesion.dicom.assembly.build_stack` plans the stack again
+without it): a damaged or duplicate file is never the reason a stack is lost.
 """
 
 from __future__ import annotations
@@ -104,8 +111,9 @@ def load_series(
     fast_path : bool
         Read plain Part 10 headers with `bonelesion.dicom.fastheader.read_header` and
         uncompressed little-endian pixel data straight from the file (the default). False
-        reads everything through pydicom (``dcmread`` and ``pixel_array``); the results are
-        the same, voxel for voxel, only slower.
+        reads every header with pydicom's parser (after the structure check) and decodes
+        every file with pydicom's decoders; the results are the same, voxel for voxel, only
+        slower.
     tilt : {"refuse", "resample"}
         What to do with a gantry-tilted CT stack: refuse it (the default), or resample it
         onto an orthogonal grid, recorded in ``SeriesInfo.notes`` and the stack's warnings
@@ -115,8 +123,10 @@ def load_series(
     -------
     list of Stack
         Sorted by series, then acquisition order. Refused stacks are included, with
-        ``problems`` and no volume. Files that are not DICOM images are logged (WARNING)
-        and skipped.
+        ``problems`` (naming the files) and no volume; after them, one refused stack per
+        DICOM file that could not be read or was left out of its stack as damaged. Files
+        that are not DICOM at all, DICOMDIRs and non-image objects are logged (WARNING) and
+        skipped.
 
     Raises
     ------
