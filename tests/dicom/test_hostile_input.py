@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fuzz.campaign import remove_tree
 from fuzz.layout import layout
 from fuzz.mutate import _element_bytes, deep_nesting, replace_element
 
@@ -97,8 +98,11 @@ def test_a_folder_1100_levels_deep_is_found(tmp_path: Path, ct_writer: Any) -> N
         folder = folder / "d"
         folder.mkdir()
     ct_writer(folder, n=3)
-    (stack,) = load_series(tmp_path / "deep")
-    assert stack.usable and stack.shape == (3, 8, 6)
+    try:
+        (stack,) = load_series(tmp_path / "deep")
+        assert stack.usable and stack.shape == (3, 8, 6)
+    finally:
+        remove_tree(tmp_path / "deep")  # iteratively: pytest's rmtree recurses per level
 
 
 # ------------------------------------------------- family 2: the guard around the parser
