@@ -4,8 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_out
+FUZZ_CASES ?= 6000
+FUZZ_SEED ?= 13
+FUZZ_JOBS ?= 1
+FUZZ_OUT ?= fuzz_out
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,5 +31,13 @@ test: install
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# A long mutational campaign over every reading entry point (index, series --json, convert,
+# load_series; load_volume and run on whole phantom studies), 20 s and 4 GiB per run. Report in
+# $(FUZZ_OUT)/report.json, minimal reproducers of any finding in $(FUZZ_OUT)/findings/.
+# Seeds: ../shared/data when present, and phantom studies. A short slice runs in `make test`.
+fuzz: install
+	PYTHONPATH=tests $(PY) -m fuzz --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS) \
+		--study-every 50 --out $(FUZZ_OUT)
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(FUZZ_OUT) .pytest_cache

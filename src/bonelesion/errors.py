@@ -10,6 +10,7 @@ __all__ = [
     "PipelineError",
     "InputError",
     "NotDicomError",
+    "DamagedFileError",
     "MissingAttributeError",
     "UnsupportedInputError",
     "SeriesSelectionError",
@@ -33,6 +34,21 @@ class InputError(PipelineError, ValueError):
 
 class NotDicomError(InputError):
     """A file is not a DICOM data set (or is truncated beyond repair)."""
+
+
+class DamagedFileError(InputError):
+    """One file is damaged (truncated, undecodable pixel data, an invalid value).
+
+    ``path`` names the file, so that a reader can leave it out and keep the rest of its
+    series (a damaged or duplicate file is never the reason a stack is lost).
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[type[DamagedFileError], tuple[str, str]]:
+        return (type(self), (str(self), self.path))
 
 
 class MissingAttributeError(InputError):

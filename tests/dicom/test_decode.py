@@ -14,6 +14,7 @@ Two fast pieces are checked against pydicom itself (the truth here):
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,19 +386,24 @@ def test_prefaulted_output_and_its_fallback_give_the_same_volume(tmp_path, monke
     _assert_same_stacks(load_series(tmp_path / "ct"), generic)
 
 
-def test_short_direct_read_falls_back_to_pydicom(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A pixel offset that runs past the end of the file: the slice is decoded by pydicom."""
+def test_short_direct_read_leaves_the_file_out_by_name(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A file that shrinks between its header and its pixels: left out, named, never a crash."""
     import bonelesion.dicom.decode as series_module
 
     _small_ct_series(tmp_path / "ct")
-    generic = load_series(tmp_path / "ct", fast_path=False)
     real = series_module._native_offset
 
-    def _late(path, flat, n_frames, location=None):  # type: ignore[no-untyped-def]
-        found = real(path, flat, n_frames, location)
-        if found is None:
-            return None
-        return path.stat().st_size - 10, found[1], found[2]  # 10 bytes left: short read
+    def _late(frame, n_frames=1):  # type: ignore[no-untyped-def]
+        found = real(frame, n_frames)
+        if found is None or frame.path.name != "4.dcm":
+            return found
+        return frame.path.stat().st_size - 10, found[1], found[2]  # 10 bytes left: short read
 
     monkeypatch.setattr(series_module, "_native_offset", _late)
-    _assert_same_stacks(load_series(tmp_path / "ct"), generic)
+    stacks = load_series(tmp_path / "ct")
+    usable = [s for s in stacks if s.usable]
+    refused = [s for s in stacks if not s.usable]
+    assert len(usable) == 1 and usable[0].shape == (4, 4, 6)  # the end slice left out
+    assert [Path(f).name for f in refused[0].files] == ["4.dcm"]
+    assert re.search(r"File .*4\.dcm: 10 of 48 bytes of pixel data", refused[0].problems[0])
+    assert any("4.dcm" in w and "left out" in w for w in usable[0].warnings)

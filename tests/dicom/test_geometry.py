@@ -10,6 +10,7 @@ import pytest
 
 from bonelesion.dicom.series import discover_files, load_series, load_volume
 from bonelesion.errors import (
+    DamagedFileError,
     InputError,
     MissingAttributeError,
     SeriesGeometryError,
@@ -205,16 +206,18 @@ def test_selection_errors_list_what_was_found(tmp_path, ct_writer) -> None:  # t
         load_volume(tmp_path, role="dwi")
 
 
-def test_undecodable_pixels_are_a_problem_not_a_crash(tmp_path, ct_writer) -> None:  # type: ignore[no-untyped-def]
-    files, _ = ct_writer(tmp_path, n=2)
+def test_short_pixel_data_refuse_the_file_not_the_stack(tmp_path, ct_writer) -> None:  # type: ignore[no-untyped-def]
+    files, _ = ct_writer(tmp_path, n=3)
     ds = pydicom.dcmread(files[0])
-    ds.PixelData = ds.PixelData[:10]  # truncated
+    ds.PixelData = ds.PixelData[:10]  # shorter than Rows × Columns × 2 bytes
     ds.save_as(files[0], enforce_file_format=True)
-    (stack,) = load_series(tmp_path)
-    assert not stack.usable
-    assert "could not be decoded" in stack.problems[0]
-    with pytest.raises(UnsupportedInputError, match=r"could not be decoded.*Potential fix"):
-        stack.raise_if_refused()
+    stacks = load_series(tmp_path)
+    (damaged,) = [s for s in stacks if not s.usable]
+    (rest,) = [s for s in stacks if s.usable]
+    assert damaged.files == (str(files[0]),) and rest.shape == (2, 8, 6)
+    assert files[0].name in damaged.problems[0]
+    with pytest.raises(DamagedFileError, match=r"pixel data hold 10 bytes.*Potential fix"):
+        damaged.raise_if_refused()
 
 
 def test_invalid_orientation_and_spacing_headers_are_refused(tmp_path, ct_writer) -> None:  # type: ignore[no-untyped-def]

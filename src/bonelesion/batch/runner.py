@@ -161,7 +161,8 @@ def _study_dir_rel(label: str, study_uid: str) -> str:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    # file names that are not UTF-8 (bad_files.csv, the summary) are written escaped
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -540,7 +541,7 @@ def _scrub(text: str, replacements: Sequence[tuple[str, str]]) -> str:
 def _rel_to(path: str, root: str) -> str:
     try:
         return str(Path(path).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):  # outside the root; a symbolic-link loop
         return path
 
 

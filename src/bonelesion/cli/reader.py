@@ -19,6 +19,18 @@ from bonelesion.cli._common import (
 logger = logging.getLogger("bonelesion.cli")
 
 
+def _print(text: str) -> None:
+    """Print a line to stdout; names that are not UTF-8 are shown escaped, never a crash."""
+    print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def printable(path: object) -> str:
+    """Show a path as text any terminal or file accepts (non-UTF-8 bytes escaped)."""
+    from bonelesion.dicom.values import printable as _printable
+
+    return _printable(path) if isinstance(path, str | bytes | Path) else str(path)
+
+
 # ---- reader commands (series, convert) ----
 def _series_record(stack: object) -> dict[str, object]:
     from bonelesion.dicom.series import Stack
@@ -68,8 +80,8 @@ def _run_series(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return EXIT_OK
     header = f"{'#':>3}  {'modality':8} {'role':20} {'shape':16} {'b':>6} {'TE ms':>7}  status"
-    print(header)
-    print("-" * len(header))
+    _print(header)
+    _print("-" * len(header))
     for i, stack in enumerate(stacks, start=1):
         shape = "×".join(str(n) for n in stack.shape) if stack.shape and stack.usable else "-"
         b = stack.info.b_value_s_per_mm2
@@ -77,10 +89,10 @@ def _run_series(args: argparse.Namespace) -> int:
         status = "ok" if stack.usable else "REFUSED: " + " ".join(stack.problems)
         if stack.role_reason:
             status += f" ({stack.role_reason})"
-        print(f"{i:>3}  {stack.info.modality:8} {stack.info.role:20} {shape:16} "
+        _print(f"{i:>3}  {stack.info.modality:8} {stack.info.role:20} {shape:16} "
               f"{'' if b is None else f'{b:g}':>6} {'' if te is None else f'{te:.2f}':>7}  "
               f"{status}")
-        print(f"     {stack.key}  ({len(stack.files)} file(s))")
+        _print(f"     {stack.key}  ({len(stack.files)} file(s))")
     return EXIT_OK
 
 
@@ -107,9 +119,10 @@ def _run_convert(args: argparse.Namespace) -> int:
         print(f"bonelesion: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     n_files = sum(1 for p in summary.written if p.name.endswith(".nii.gz"))
-    print(f"wrote {n_files} NIfTI file(s) to {args.out_dir}; {summary.n_refused} stack(s) refused")
+    _print(f"wrote {n_files} NIfTI file(s) to {printable(args.out_dir)}; "
+          f"{summary.n_refused} stack(s) refused")
     for refused in summary.refused:
-        print(f"  REFUSED {refused['stack']}: {' '.join(refused['problems'])}")
+        _print(f"  REFUSED {refused['stack']}: {' '.join(refused['problems'])}")
     return EXIT_PARTIAL if summary.n_refused else EXIT_OK
 
 
@@ -167,22 +180,22 @@ def _run_index(args: argparse.Namespace) -> int:
 
     summary = index_export(args.export_dir, args.db, workers=args.workers,
                            progress=progress, patient_key_secret=secret)
-    print(f"catalogue: {summary.db_path}")
-    print(f"files: {summary.files_seen} found, {summary.files_read} read, "
+    _print(f"catalogue: {printable(summary.db_path)}")
+    _print(f"files: {summary.files_seen} found, {summary.files_read} read, "
           f"{summary.files_unchanged} unchanged, {summary.files_removed} removed "
           f"in {summary.duration_s:.2f} s ({summary.files_read_per_s:.0f} files/s, "
           f"{summary.workers} workers)")
     for status, count in sorted(summary.status_counts.items()):
-        print(f"  {status}: {count}")
+        _print(f"  {status}: {count}")
     if args.problems:
         with Catalogue(summary.db_path) as catalogue:
             for rec in catalogue.problems():
-                print(f"{rec.path}\t{rec.status}\t{rec.reason}")
+                _print(f"{printable(rec.path)}\t{rec.status}\t{rec.reason}")
     failed = sum(summary.status_counts.get(s, 0)
                  for s in ("truncated", "error", "missing_attribute"))
     if args.strict and failed:
         print(f"bonelesion: {failed} files are truncated, corrupt or lack attributes "
-              f"(see Catalogue({str(summary.db_path)!r}).problems())", file=sys.stderr)
+              f"(see Catalogue({printable(summary.db_path)!r}).problems())", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
 

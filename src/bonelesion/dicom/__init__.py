@@ -3,7 +3,10 @@
 Modules, one job each:
 
 * `discovery` — the one walk over an export (links without loops, regular files only);
-* `fastheader`, `header` — a file's header (fast Part 10 reader, pydicom otherwise) and frames;
+* `structure` — the structure check of a header before any parser allocates or recurses;
+* `values` — the one value-reading layer: typed parsers, guarded conversion, plausibility;
+* `fastheader`, `header` — a file's header (fast Part 10 reader, pydicom otherwise), its
+  validated pixel module and frames;
 * `multiframe` — enhanced multi-frame objects → one flat header per frame;
 * `stack_key` — which frames form one volume (with the series context);
 * `identity` — substitutes for missing UIDs; the patient of a file;

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,17 +14,17 @@ from typing import Any
 import numpy as np
 from pydicom import Dataset
 
-from bonelesion.dicom import vendors
-from bonelesion.dicom.decode import _transfer_syntax, decode_plan
+from bonelesion.dicom import values, vendors
+from bonelesion.dicom.decode import decode_plan
 from bonelesion.dicom.duplicates import drop_duplicate_images
 from bonelesion.dicom.geometry import Plan, plan_stack
 from bonelesion.dicom.header import Frame
 from bonelesion.dicom.stack_key import StackKey, series_context_role
 from bonelesion.dicom.tilt import TiltPolicy, apply_tilt_correction
 from bonelesion.errors import (
+    DamagedFileError,
     InputError,
     SeriesGeometryError,
-    UnsupportedInputError,
 )
 from bonelesion.model.roles import SeriesRole
 from bonelesion.model.volume import SeriesInfo, Volume
@@ -106,24 +109,11 @@ class Stack:
 
 def _series_info(frames: Sequence[Frame], files: tuple[str, ...], notes: Sequence[str]
                  ) -> tuple[SeriesInfo, str]:
-
     rep = frames[0].flat
-
-    def _float(keyword: str) -> float | None:
-        value = rep.get(keyword, None)
-        try:
-            return float(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
-            return None
-
-    image_type = rep.get("ImageType", None) or ()
-    if isinstance(image_type, str):
-        image_type = [image_type]
     sops: list[str] = []
     for f in frames:
         if f.sop_instance_uid and f.sop_instance_uid not in sops:
             sops.append(f.sop_instance_uid)
-    series_number = rep.get("SeriesNumber", None)
     call = vendors.classify_stack(rep)
     role = call.role.value
     b_value = vendors.b_value_s_per_mm2(rep)
@@ -135,20 +125,20 @@ def _series_info(frames: Sequence[Frame], files: tuple[str, ...], notes: Sequenc
         notes = [*notes, f"b = {series_b:g} s/mm² from the vendor b-value element, in a "
                  "series that also holds b > 0 images"]
     info = SeriesInfo(
-        series_instance_uid=str(rep.get("SeriesInstanceUID", "") or ""),
-        frame_of_reference_uid=str(rep.get("FrameOfReferenceUID", "") or ""),
-        study_instance_uid=str(rep.get("StudyInstanceUID", "") or ""),
-        modality=str(rep.get("Modality", "") or ""),
-        manufacturer=str(rep.get("Manufacturer", "") or ""),
+        series_instance_uid=values.get_uid(rep, "SeriesInstanceUID", strict=False) or "",
+        frame_of_reference_uid=values.get_uid(rep, "FrameOfReferenceUID", strict=False) or "",
+        study_instance_uid=values.get_uid(rep, "StudyInstanceUID", strict=False) or "",
+        modality=(values.get_cs(rep, "Modality", strict=False) or ("",))[0],
+        manufacturer=values.get_text(rep, "Manufacturer", strict=False) or "",
         role=str(role),
         echo_time_ms=vendors.echo_time_ms(rep),
-        repetition_time_ms=_float("RepetitionTime"),
+        repetition_time_ms=values.get_float(rep, "RepetitionTime", strict=False),
         b_value_s_per_mm2=b_value,
         magnetic_field_strength_t=vendors.magnetic_field_strength_t(rep),
         diffusion_direction=vendors.diffusion_direction_lps(rep),
-        image_type=tuple(str(t) for t in image_type),
-        series_description=str(rep.get("SeriesDescription", "") or ""),
-        series_number=int(series_number) if series_number not in (None, "") else None,
+        image_type=values.get_cs(rep, "ImageType", strict=False),
+        series_description=values.get_text(rep, "SeriesDescription", strict=False) or "",
+        series_number=values.get_int(rep, "SeriesNumber", strict=False),
         sop_instance_uids=tuple(sops),
         source_files=files,
         notes=tuple(notes),
@@ -168,24 +158,111 @@ def _ordered_files(frames: Sequence[Frame]) -> tuple[str, ...]:
 
 
 def _acquisition_order(frames: Sequence[Frame]) -> tuple[float, float, float]:
-    inst = [int(f.flat.get("InstanceNumber", 0) or 0) for f in frames]
-    acq = [int(f.flat.get("AcquisitionNumber", 0) or 0) for f in frames if
-           str(f.flat.get("AcquisitionNumber", "") or "").strip().lstrip("-").isdigit()]
+    inst = [values.get_int(f.flat, "InstanceNumber", strict=False) or 0 for f in frames]
+    acq = [a for a in (values.get_int(f.flat, "AcquisitionNumber", strict=False)
+                       for f in frames) if a is not None]
     idx = [f.index if f.index is not None else 0 for f in frames]
     return (min(acq) if acq else 0, min(inst) if inst else 0, min(idx))
 
 
+def _files_text(files: Sequence[str]) -> str:
+    """Name the files of a stack for a refusal: all when few, else first … last."""
+    names = [values.printable(os.path.basename(f)) for f in files]
+    if not names:
+        return "no file"
+    folder = values.printable(os.path.dirname(files[0]))
+    if len(names) <= 4:
+        return f"{', '.join(names)} in {folder}"
+    return f"{len(names)} files in {folder}: {names[0]} … {names[-1]}"
+
+
+def _naming_files(problem: str, files: Sequence[str]) -> str:
+    """``problem``, with the stack's files appended unless it names one of them already."""
+    if any(values.printable(os.path.basename(f)) in problem for f in files):
+        return problem
+    return f"{problem.rstrip()} (files: {_files_text(files)})"
+
+
 def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: int,
-                 read_warnings: Sequence[str], fast_path: bool = True,
-                 tilt: TiltPolicy = TiltPolicy.REFUSE) -> Stack:
-    """Plan, decode and assemble one stack; a refusal is a `Stack` with ``problems``."""
+                read_warnings: Sequence[str], fast_path: bool = True,
+                tilt: TiltPolicy = TiltPolicy.REFUSE) -> tuple[Stack, list[Stack]]:
+    """Plan, decode and assemble one stack; a refusal is a `Stack` with ``problems``.
+
+    A file found damaged while the stack is read (its pixel data cannot be decoded, or a
+    duplicate of a slice is truncated) is left out of the stack and returned as a refused
+    one-file stack of its own; the stack is then planned again without it. A damaged or
+    duplicate file is never the reason a stack is lost (the stack may still be refused,
+    e.g. for the gap the file leaves: both are reported).
+
+    Returns
+    -------
+    (Stack, list of Stack)
+        The stack, and a refused stack for each file left out.
+    """
+    left_out: list[Stack] = []
+    extra_warnings: list[str] = []
+    while True:
+        try:
+            stack = _build_once(key, frames, decode=decode, max_bytes=max_bytes,
+                                read_warnings=[*read_warnings, *extra_warnings],
+                                fast_path=fast_path, tilt=tilt)
+            return stack, left_out
+        except DamagedFileError as exc:
+            bad = [f for f in frames if values.printable(f.path) == exc.path]
+            if not bad:
+                raise
+            frames = [f for f in frames if values.printable(f.path) != exc.path]
+            note = f"{exc} (this file was left out of the stack)"
+            logger.warning("Series %s: %s", key.series_instance_uid, note)
+            extra_warnings.append(note)
+            left_out.append(_refused_frames(bad, exc))
+            if not frames:
+                # every file was damaged: the first one's refusal stands for the stack
+                return left_out[0], left_out[1:]
+
+
+#: Role reason of a file that could not be read or was left out of its stack.
+_LEFT_OUT = "a damaged file, left out of every stack"
+
+
+def _refused_frames(frames: Sequence[Frame], exc: InputError) -> Stack:
+    """Return a refused stack holding the frames of one file left out (names it)."""
+    files = _ordered_files(frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the file is refused: its odd values do not matter
+        info, _ = _series_info(frames, files, ())
+    # a left-out file plays no role: series policies never pick it as a volume
+    info = dataclasses.replace(info, role=SeriesRole.OTHER.value)
+    return Stack(key=_empty_key(info), info=info, files=files, role_reason=_LEFT_OUT,
+                 problems=(_naming_files(str(exc), files),), error_class=type(exc))
+
+
+def _empty_key(info: SeriesInfo, rows: int = 0, columns: int = 0) -> StackKey:
+    return StackKey(
+        series_instance_uid=info.series_instance_uid, echo_number=None, echo_time_ms=None,
+        b_value_s_per_mm2=None, diffusion_direction=None, image_type=tuple(info.image_type),
+        orientation=None, rows=rows, columns=columns, acquisition_kind="", stack_id="",
+        temporal_position=None, acquisition_number=None)
+
+
+def _build_once(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: int,
+                read_warnings: Sequence[str], fast_path: bool = True,
+                tilt: TiltPolicy = TiltPolicy.REFUSE) -> Stack:
+    """One attempt of `build_stack` (raises `DamagedFileError` for a damaged file)."""
+    all_files = _ordered_files(frames)
     duplicates = drop_duplicate_images(frames, fast_path=fast_path)
     plan: Plan | None = None
     problems: list[str] = [duplicates.problem]
     notes: list[str] = []
     error_class: type[InputError] = SeriesGeometryError
     if not duplicates.problem:
-        plan, problems, notes, error_class = plan_stack(duplicates.frames, max_bytes, tilt=tilt)
+        try:
+            plan, problems, notes, error_class = plan_stack(duplicates.frames, max_bytes,
+                                                            tilt=tilt)
+        except DamagedFileError:
+            raise
+        except InputError as exc:  # a value the plan needs is invalid: the message names it
+            plan, problems, notes, error_class = None, [str(exc)], [], type(exc)
     notes = [*duplicates.notes, *notes]
     for identity_note in sorted({f.identity_note for f in frames} - {""}):
         logger.warning("Series %s: %s", key.series_instance_uid, identity_note)
@@ -195,6 +272,7 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
     info, role_reason = _series_info(ordered, files, notes)
     stack_warnings = list(read_warnings) + list(notes)
     if plan is None:
+        problems = [_naming_files(p, all_files) for p in problems]
         for p in problems:
             logger.warning("Series %s stack [%s] refused: %s", info.series_instance_uid, key, p)
         return Stack(key=key, info=info, files=files, role_reason=role_reason,
@@ -215,27 +293,19 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
             array = decode_plan(plan, ct, fast_path=fast_path)
             if plan.tilt is not None:
                 array = apply_tilt_correction(array, plan.tilt)
-        except InputError as exc:
+        except DamagedFileError:
+            raise
+        except InputError as exc:  # a missing decoder plugin: the whole stack
             return Stack(key=key, info=info, files=files, role_reason=role_reason,
-                     problems=(str(exc),),
+                         problems=(_naming_files(str(exc), files),),
                          warnings=tuple(stack_warnings), error_class=type(exc))
-        except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
-            msg = (
-                f"pixel data could not be decoded ({type(exc).__name__}: {exc}); transfer "
-                f"syntax {_transfer_syntax(ordered[0].flat)}. "
-                "Potential fix: install the pydicom decoder plugin for this syntax "
-                "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls) or re-export uncompressed."
-            )
-            return Stack(key=key, info=info, files=files, role_reason=role_reason,
-                     problems=(msg,),
-                         warnings=tuple(stack_warnings), error_class=UnsupportedInputError)
         unit = IntensityUnit.HU if ct else IntensityUnit.ARBITRARY
         if info.role == SeriesRole.ADC.value:
             try:
                 factor = vendors.adc_scale_to_mm2_per_s(ordered[0].flat, array)
             except InputError as exc:
                 return Stack(key=key, info=info, files=files, role_reason=role_reason,
-                     problems=(str(exc),),
+                             problems=(_naming_files(str(exc), files),),
                              warnings=tuple(stack_warnings), error_class=type(exc))
             array = array.astype(np.float32, copy=False)
             array *= np.float32(factor)
@@ -251,28 +321,27 @@ def build_stack(key: StackKey, frames: list[Frame], *, decode: bool, max_bytes: 
             )
         except InputError as exc:
             return Stack(key=key, info=info, files=files, role_reason=role_reason,
-                     problems=(str(exc),),
+                         problems=(_naming_files(str(exc), files),),
                          warnings=tuple(stack_warnings), error_class=SeriesGeometryError)
     return Stack(key=key, info=info, files=files, role_reason=role_reason,
-                     volume=volume,
+                 volume=volume,
                  warnings=tuple(stack_warnings), **geometry)
 
 
 def refused_file_stack(file: Path, ds: Dataset, exc: InputError) -> Stack:
-    flat = Dataset()
-    for kw in ("SeriesInstanceUID", "Modality", "Manufacturer", "Rows", "Columns", "ImageType"):
-        if kw in ds:
-            setattr(flat, kw, ds.get(kw))
-    key = StackKey(
-        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""), echo_number=None,
-        echo_time_ms=None, b_value_s_per_mm2=None, diffusion_direction=None,
-        image_type=tuple(str(t) for t in (ds.get("ImageType", None) or ())), orientation=None,
-        rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
-        acquisition_kind="", stack_id="", temporal_position=None, acquisition_number=None,
-    )
-    info = SeriesInfo(series_instance_uid=key.series_instance_uid,
-                      modality=str(ds.get("Modality", "") or ""),
-                      manufacturer=str(ds.get("Manufacturer", "") or ""),
-                      source_files=(str(file),))
-    return Stack(key=key, info=info, files=(str(file),), problems=(str(exc),),
+    """Return a refused one-file stack for a file that cannot be read (names the file)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the file is refused: its odd values do not matter
+        series_uid = values.get_uid(ds, "SeriesInstanceUID", strict=False) or ""
+        image_type = values.get_cs(ds, "ImageType", strict=False)
+        rows = values.get_int(ds, "Rows", strict=False) or 0
+        columns = values.get_int(ds, "Columns", strict=False) or 0
+        modality = (values.get_cs(ds, "Modality", strict=False) or ("",))[0]
+        manufacturer = values.get_text(ds, "Manufacturer", strict=False) or ""
+    info = SeriesInfo(series_instance_uid=series_uid, modality=modality,
+                      manufacturer=manufacturer, image_type=image_type,
+                      role=SeriesRole.OTHER.value, source_files=(str(file),))
+    files = (str(file),)
+    return Stack(key=_empty_key(info, rows, columns), info=info, files=files,
+                 role_reason=_LEFT_OUT, problems=(_naming_files(str(exc), files),),
                  error_class=type(exc))

@@ -94,8 +94,13 @@ def _tilt_corrected(stack: Stack) -> bool:
     return any(n.startswith(TILT_NOTE_PREFIX) for n in stack.info.notes)
 
 
+#: Longest description part of an output name (file systems allow 255 bytes per name).
+_NAME_PART_MAX_CHARS = 64
+
+
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+    """Make a file-name part: letters, digits, ``.``, ``_``, ``-``; at most 64 characters."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "x")[:_NAME_PART_MAX_CHARS]
 
 
 def _groups(stacks: Sequence[Stack]) -> list[list[Stack]]:

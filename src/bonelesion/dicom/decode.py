@@ -1,27 +1,48 @@
-"""Decoding: the pixels of a planned stack into one preallocated array, modality LUT applied."""
+"""Decoding: the pixels of a planned stack into one preallocated array, modality LUT applied.
+
+Every frame carries its file's validated `bonelesion.dicom.header.PixelModule` (where the
+pixel data are, and what they are), so decoding never parses the header again:
+
+* uncompressed little-endian pixel data are read straight from the file into the output
+  (``fast_path``);
+* everything else is decoded by pydicom's decoder for the transfer syntax from the pixel
+  data *bytes* (read by us, bounded by the file size; inflated with a bound for a deflated
+  file) and the validated module values — pydicom never reads a length from the file.
+
+A file whose pixels cannot be decoded raises `DamagedFileError` naming it (and what the
+decoder said), so that `bonelesion.dicom.assembly` can leave that one file out; a
+transfer syntax whose decoder plugin is not installed raises `UnsupportedInputError`.
+"""
 
 from __future__ import annotations
 
 import logging
 import mmap
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from numpy.typing import NDArray
-from pydicom import Dataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
+from bonelesion.dicom import values
 from bonelesion.dicom.geometry import Plan
-from bonelesion.dicom.header import Frame
+from bonelesion.dicom.header import Frame, PixelModule, pixel_module, read_file_header
+from bonelesion.dicom.structure import DEFLATED, inflate
 from bonelesion.errors import (
+    DamagedFileError,
     UnsupportedInputError,
 )
 
 __all__ = [
     "decode_plan",
+    "decode_file",
+    "frame_values",
+    "FileCache",
     "PREFAULT_MIN_BYTES",
 ]
 
@@ -31,48 +52,26 @@ logger = logging.getLogger(__name__)
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
 
-def _native_offset(path: Path, flat: Dataset, n_frames: int,
-                   location: tuple[int, int] | None = None
+def _native_offset(frame: Frame, n_frames: int = 1
                    ) -> tuple[int, np.dtype[Any], int] | None:
-    """Byte offset and dtype of uncompressed little-endian pixel data.
+    """Byte offset, dtype and BitsStored of uncompressed little-endian pixel data.
 
-    With ``location`` (offset, length of the Pixel Data value, from the fast header
-    reader) no file access is needed. Without it, the Pixel Data element must be the
-    file's last element, with its header bytes where its length says. Returns None (use
-    pydicom) otherwise.
+    None (decode through pydicom) for other syntaxes, bit depths, several samples, or a
+    Pixel Data length that is not the expected one for ``n_frames`` frames.
     """
-    meta = getattr(flat, "file_meta", None)
-    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
-    if ts and ts not in _NATIVE_LITTLE_ENDIAN:
+    pixel = frame.pixel
+    if pixel is None or pixel.transfer_syntax not in _NATIVE_LITTLE_ENDIAN:
         return None
-    bits = int(flat.get("BitsAllocated", 0) or 0)
-    if bits not in (8, 16, 32) or int(flat.get("SamplesPerPixel", 1) or 1) != 1:
+    loc = pixel.location
+    if loc.inflated or loc.encapsulated:
         return None
-    signed = int(flat.get("PixelRepresentation", 0) or 0) == 1
-    stored = int(flat.get("BitsStored", bits) or bits)
-    if not 1 <= stored <= bits:
+    bits = pixel.bits_allocated
+    if bits not in (8, 16, 32) or pixel.samples_per_pixel != 1:
         return None
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    length = int(flat.Rows) * int(flat.Columns) * n_frames * (bits // 8)
-    if location is not None:
-        offset, found = location
-        if found in (length, length + 1):  # an odd length is padded to even
-            return offset, dtype, stored
-        return None
-    size = path.stat().st_size
-    for pad in (0, 1):
-        offset = size - length - pad
-        if offset < 12:
-            continue
-        with open(path, "rb") as fh:
-            fh.seek(offset - 12)
-            head = fh.read(12)
-        tag_ok_explicit = head[0:4] == b"\xe0\x7f\x10\x00" and head[4:6] in (b"OW", b"OB") \
-            and int.from_bytes(head[8:12], "little") == length + pad
-        tag_ok_implicit = head[4:8] == b"\xe0\x7f\x10\x00" \
-            and int.from_bytes(head[8:12], "little") == length + pad
-        if tag_ok_explicit or tag_ok_implicit:
-            return offset, dtype, stored
+    dtype = np.dtype(f"<{'i' if pixel.pixel_representation == 1 else 'u'}{bits // 8}")
+    length = pixel.rows * pixel.columns * n_frames * (bits // 8)
+    if loc.length in (length, length + 1):  # an odd length is padded to even
+        return loc.offset, dtype, pixel.bits_stored
     return None
 
 
@@ -93,53 +92,143 @@ def _fix_stored_bits(arr: NDArray[Any], stored: int) -> None:
         np.right_shift(arr, shift, out=arr)
 
 
-def _transfer_syntax(flat: Dataset) -> str:
-    meta = getattr(flat, "file_meta", None)
-    return str(getattr(meta, "TransferSyntaxUID", "?")) if meta is not None else "?"
+def _transfer_syntax(frame: Frame) -> str:
+    return frame.pixel.transfer_syntax if frame.pixel is not None else "?"
 
 
-def decode_file(path: Path) -> NDArray[Any]:
-    """All frames of one file as stored values, shape (frames, rows, cols) or (rows, cols)."""
-    from pydicom.pixels import pixel_array
+def _read_exact(path: Path, offset: int, n_bytes: int) -> bytearray:
+    """``n_bytes`` from ``offset`` (the pixel module checked they are in the file)."""
+    data = bytearray(n_bytes)
+    view = memoryview(data)
+    n_read = 0
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(offset)
+        while n_read < n_bytes:  # a single read(2) returns at most ≈ 2 GiB
+            got = fh.readinto(view[n_read:])
+            if not got:
+                break
+            n_read += got
+    view.release()
+    if n_read != n_bytes:
+        name = values.printable(path)
+        raise DamagedFileError(
+            f"File {name}: {n_read} of {n_bytes} bytes of pixel data could be read from "
+            f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
+            "again from the source.", name)
+    return data
 
+
+def _pixel_bytes(frame: Frame, pixel: PixelModule) -> bytes | bytearray:
+    """Return the Pixel Data value (native, or the encapsulated items) as bytes."""
+    loc = pixel.location
+    if loc.inflated:
+        with open(frame.path, "rb") as fh:
+            head = fh.read(pixel.file_size)
+        data_at = loc.data_offset
+        limit = loc.offset + (loc.length if not loc.encapsulated else pixel.file_size * 8) + 16
+        inflated = inflate(head[data_at:], limit=limit, where=values.printable(frame.path))
+        end = len(inflated) if loc.encapsulated else loc.offset + loc.length
+        if end > len(inflated):
+            name = values.printable(frame.path)
+            raise DamagedFileError(
+                f"File {name}: the deflated data set ends {end - len(inflated)} bytes before "
+                "the end of its pixel data. Potential fix: copy the file again from the "
+                "source.", name)
+        return inflated[loc.offset:end]
+    if loc.encapsulated:
+        end = pixel.encapsulated_end if pixel.encapsulated_end is not None else pixel.file_size
+        return _read_exact(frame.path, loc.offset, end - loc.offset)
+    return _read_exact(frame.path, loc.offset, min(loc.length, pixel.native_bytes + 1))
+
+
+def decode_file(source: Frame | str | os.PathLike[str]) -> NDArray[Any]:
+    """All frames of a file as stored values: (frames, rows, cols) or (rows, cols).
+
+    Decoded by pydicom's decoder for the transfer syntax, from the pixel data bytes and
+    the validated pixel module (no header is parsed again when ``source`` is a `Frame`;
+    a path is read first with `bonelesion.dicom.header.read_file_header`).
+
+    Raises
+    ------
+    DamagedFileError
+        If the pixel data cannot be decoded (names the file and what the decoder said).
+    UnsupportedInputError
+        If the decoder plugin for the transfer syntax is not installed.
+    """
+    frame = source if isinstance(source, Frame) else _frame_of_path(Path(source))
+    pixel = frame.pixel
+    name = values.printable(frame.path)
+    if pixel is None:
+        raise DamagedFileError(f"File {name}: no pixel module; cannot decode.", name)
+    uid = UID(pixel.transfer_syntax)
+    if pixel.location.inflated or uid == DEFLATED:
+        uid = ExplicitVRLittleEndian
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        raise DamagedFileError(
+            f"File {name}: transfer syntax {pixel.transfer_syntax!r} is not one pydicom can "
+            "decode. Potential fix: re-export the file with a standard transfer syntax.",
+            name) from None
+    if not decoder.is_available:
+        raise UnsupportedInputError(
+            f"File {name}: pixel data in {uid.name} ({uid}) need a decoder plugin that is "
+            f"not installed ({'; '.join(decoder.missing_dependencies) or 'none found'}). "
+            "Potential fix: install pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle or "
+            "pyjpegls, or re-export uncompressed.")
+    data = bytes(_pixel_bytes(frame, pixel))
+    options: dict[str, Any] = dict(
+        rows=pixel.rows, columns=pixel.columns, number_of_frames=pixel.number_of_frames,
+        samples_per_pixel=pixel.samples_per_pixel, bits_allocated=pixel.bits_allocated,
+        bits_stored=pixel.bits_stored, pixel_representation=pixel.pixel_representation,
+        photometric_interpretation=pixel.photometric_interpretation,
+        planar_configuration=pixel.planar_configuration, pixel_keyword="PixelData")
+    # RLE Lossless: pydicom's own decoder, which checks the segment offsets and lengths
+    # it reads (the Rust plugin panics, killing the process, on a damaged segment)
+    plugin = "pydicom" if uid == RLELossless else ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            arr = pixel_array(str(path))
-        except Exception:  # noqa: BLE001 - retry through a forced full read (no preamble)
-            ds = pydicom.dcmread(path, force=True)
-            if "TransferSyntaxUID" not in ds.file_meta:
-                ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian \
-                    if not ds.original_encoding[0] else pydicom.uid.ImplicitVRLittleEndian
-            arr = ds.pixel_array
+            arr, _ = decoder.as_array(data, decoding_plugin=plugin, **options)
+        except (RuntimeError, ValueError) as exc:
+            # pydicom: RuntimeError when every decoder plugin failed on the data, ValueError
+            # when the data do not fit the pixel module
+            raise DamagedFileError(
+                f"File {name}: the pixel data ({uid.name}) cannot be decoded: "
+                f"{values.printable(str(exc))[:300]}. Potential fix: the file is damaged; "
+                "copy it again from the source, or remove it from the export.",
+                name) from exc
     for w in caught:
-        logger.info("%s: %s", path.name, w.message)
+        logger.info("%s: %s", name, w.message)
     return arr
 
 
-def _rescale(flat: Dataset) -> tuple[float, float]:
-    slope = flat.get("RescaleSlope", None)
-    intercept = flat.get("RescaleIntercept", None)
-    s = float(slope) if slope not in (None, "") else 1.0
-    b = float(intercept) if intercept not in (None, "") else 0.0
-    if s == 0:
-        s = 1.0
-    return s, b
+def _frame_of_path(path: Path) -> Frame:
+    """Make a frame standing for a whole file (for `decode_file` given a path)."""
+    ds, location = read_file_header(path, [], None)
+    pixel = pixel_module(ds, location, path)
+    return Frame(path=path, flat=ds, index=None, n_frames_in_file=pixel.number_of_frames,
+                 sop_instance_uid="", ipp=None, iop=None, pixel_spacing=None, pixel=pixel)
 
 
-def _stored_range(flat: Dataset) -> tuple[int, int]:
-    bits = int(flat.get("BitsStored", 16) or 16)
-    if int(flat.get("PixelRepresentation", 0) or 0) == 1:
+def _rescale(frame: Frame) -> tuple[float, float]:
+    return frame.rescale_slope, frame.rescale_intercept
+
+
+def _stored_range(frame: Frame) -> tuple[int, int]:
+    pixel = frame.pixel
+    bits = pixel.bits_stored if pixel is not None else 16
+    if pixel is not None and pixel.pixel_representation == 1:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
 
 
 def _can_use_int16(frames: Sequence[Frame]) -> bool:
     for f in frames:
-        s, b = _rescale(f.flat)
-        if s != int(s) or b != int(b):
+        s, b = _rescale(f)
+        if s != int(s) or b != int(b) or abs(s) > 2**15 or abs(b) > 2**31:
             return False
-        if int(f.flat.get("BitsStored", 16) or 16) > 16:
+        if f.pixel is not None and f.pixel.bits_stored > 16:
             return False
     return True
 
@@ -152,22 +241,23 @@ class FileCache:
         self.array: NDArray[Any] | None = None
         self.fast_path = fast_path
 
-    def get(self, path: Path, flat: Dataset | None = None, n_frames: int = 1,
-            location: tuple[int, int] | None = None) -> NDArray[Any]:
-        if self.path != path:
+    def get(self, frame: Frame) -> NDArray[Any]:
+        """Every frame of ``frame``'s file, as stored values."""
+        if self.path != frame.path:
             self.array = None
-            native = _native_offset(path, flat, n_frames, location) \
-                if flat is not None and self.fast_path else None
-            if native is not None:
+            n_frames = frame.pixel.number_of_frames if frame.pixel is not None else 1
+            native = _native_offset(frame, n_frames) if self.fast_path else None
+            if native is not None and frame.pixel is not None:
                 offset, dtype, stored = native
-                shape = (n_frames, int(flat.Rows), int(flat.Columns))  # type: ignore[union-attr]
-                arr = np.fromfile(path, dtype=dtype, count=int(np.prod(shape)), offset=offset)
-                if arr.size == int(np.prod(shape)):
-                    _fix_stored_bits(arr, stored)
-                    self.array = arr.reshape(shape)
+                shape = (n_frames, frame.pixel.rows, frame.pixel.columns)
+                count = int(np.prod(shape))
+                data = _read_exact(frame.path, offset, count * dtype.itemsize)
+                arr = np.frombuffer(data, dtype=dtype)  # writable: one read, no copy
+                _fix_stored_bits(arr, stored)
+                self.array = arr.reshape(shape)
             if self.array is None:
-                self.array = decode_file(path)
-            self.path = path
+                self.array = decode_file(frame)
+            self.path = frame.path
         assert self.array is not None
         return self.array
 
@@ -195,6 +285,16 @@ def _empty_prefaulted(shape: tuple[int, int, int], dtype: type[np.generic]) -> N
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
+def _frame_of_file(all_frames: NDArray[Any], frame: Frame) -> NDArray[Any]:
+    """One frame of a file's decoded array, checked against the pixel module."""
+    if frame.index is None:
+        raw = all_frames[0] if all_frames.ndim == 3 and all_frames.shape[0] == 1 \
+            else all_frames
+    else:
+        raw = all_frames[frame.index] if all_frames.ndim == 3 else all_frames
+    return raw
+
+
 def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]:
     """Decode the frames of ``plan`` into a (slices, rows, columns) array, rescaled.
 
@@ -203,8 +303,11 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
 
     Raises
     ------
+    DamagedFileError
+        If a file's pixel data cannot be read or decoded, or a decoded frame does not have
+        the planned (Rows, Columns) shape; names the file.
     UnsupportedInputError
-        If a decoded frame does not have the planned (Rows, Columns) shape.
+        If a decoder plugin is missing.
     """
     frames = plan.frames
     use_int16 = ct and _can_use_int16(frames)
@@ -212,101 +315,101 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     cache = FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]
-        mosaic_raw = cache.get(f.path)
+        mosaic_raw = _frame_of_file(cache.get(f), f)
         lay = plan.mosaic
-        s, b = _rescale(f.flat)
+        s, b = _rescale(f)
         for k in range(lay.n_tiles):
             per_row = lay.tiles_per_row or lay.grid
             r0 = (k // per_row) * lay.tile_rows
             c0 = (k % per_row) * lay.tile_cols
             tile = mosaic_raw[r0:r0 + lay.tile_rows, c0:c0 + lay.tile_cols]
+            if tile.shape != (lay.tile_rows, lay.tile_cols):
+                raise _shape_error(f, tile.shape, (lay.tile_rows, lay.tile_cols))
             dst = lay.n_tiles - 1 - k if plan.mosaic_reversed else k
             out = _store(out, dst, tile, s, b, f)
         return out
     direct: list[tuple[int, Frame, tuple[int, np.dtype[Any], int], float]] = []
     rest: list[tuple[int, Frame]] = []
     for s_idx, f in enumerate(frames):
-        native = _native_offset(f.path, f.flat, 1, f.pixel_location) \
-            if f.index is None and fast_path else None
+        native = _native_offset(f, 1) if f.index is None and fast_path else None
         if native is not None and out.dtype == np.int16 and native[1].itemsize == 2:
-            s, b = _rescale(f.flat)
-            lo_s, hi_s = _stored_range(f.flat)
+            s, b = _rescale(f)
+            lo_s, hi_s = _stored_range(f)
             if s == 1 and -32768 <= lo_s + b and hi_s + b <= 32767 \
                     and -32768 <= lo_s and hi_s <= 32767:
                 direct.append((s_idx, f, native, b))
                 continue
         rest.append((s_idx, f))
     if direct:
-        failed = _read_direct(out, direct)
-        rest = sorted(rest + [(s_idx, f) for s_idx, f in failed], key=lambda item: item[0])
+        _read_direct(out, direct)
     buffers: dict[tuple[int, str], NDArray[Any]] = {}
     for s_idx, f in rest:
-        s, b = _rescale(f.flat)
+        s, b = _rescale(f)
         raw: NDArray[Any] | None = None
-        if f.index is None and fast_path:
-            native = _native_offset(f.path, f.flat, 1, f.pixel_location)
-            if native is not None:
-                offset, dtype, stored = native
-                key = (plan.shape[1] * plan.shape[2], dtype.str)
-                buf = buffers.get(key)
-                if buf is None:
-                    buf = np.empty(plan.shape[1:], dtype=dtype)
-                    buffers[key] = buf
-                with open(f.path, "rb", buffering=0) as fh:  # one read, no copy
-                    fh.seek(offset)
-                    n_read = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
-                if n_read == buf.nbytes:
-                    _fix_stored_bits(buf, stored)
-                    raw = buf
-            if raw is None:
-                raw = cache.get(f.path)
+        native = _native_offset(f, 1) if f.index is None and fast_path else None
+        if native is not None:
+            offset, dtype, stored = native
+            key = (plan.shape[1] * plan.shape[2], dtype.str)
+            buf = buffers.get(key)
+            if buf is None:
+                buf = np.empty(plan.shape[1:], dtype=dtype)
+                buffers[key] = buf
+            _read_into(f.path, offset, buf)
+            _fix_stored_bits(buf, stored)
+            raw = buf
         else:
-            all_frames = cache.get(f.path, f.flat, f.n_frames_in_file, f.pixel_location)
-            raw = all_frames[f.index] if all_frames.ndim == 3 else all_frames
+            raw = _frame_of_file(cache.get(f), f)
         if raw.shape != plan.shape[1:]:
-            raise UnsupportedInputError(
-                f"File {f.path}: decoded frame has shape {raw.shape}, expected "
-                f"{plan.shape[1:]} (Rows, Columns). Potential fix: the pixel data is not a "
-                "single-sample greyscale image (e.g. RGB); select another series."
-            )
+            raise _shape_error(f, raw.shape, plan.shape[1:])
         out = _store(out, s_idx, raw, s, b, f)
     return out
 
 
+def _shape_error(frame: Frame, found: tuple[int, ...], expected: tuple[int, ...]
+                 ) -> DamagedFileError:
+    name = values.printable(frame.path)
+    return DamagedFileError(
+        f"File {name}: decoded frame has shape {found}, expected {expected} (Rows, "
+        "Columns). Potential fix: the pixel data are not a single-sample greyscale image "
+        "(e.g. RGB), or the file is damaged; select another series.", name)
+
+
+def _read_into(path: Path, offset: int, view: NDArray[Any]) -> None:
+    """Fill ``view`` with bytes from ``offset`` (one read, no copy); refuse a short read."""
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(offset)
+        n_read = fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
+    if n_read != view.nbytes:
+        name = values.printable(path)
+        raise DamagedFileError(
+            f"File {name}: {n_read} of {view.nbytes} bytes of pixel data could be read from "
+            f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
+            "again from the source.", name)
+
+
 def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, Frame, tuple[int, np.dtype[Any],
                                                                               int], float]]
-                 ) -> list[tuple[int, Frame]]:
-    """Read 16-bit uncompressed slices straight into the int16 output; return the failures.
+                 ) -> None:
+    """Read 16-bit uncompressed slices straight into the int16 output.
 
     Only called when every value BitsStored allows, plus the intercept, fits int16: the
     stored bits are masked / sign-extended in place in a view of the output slice, then the
     intercept is added. Same result as `_store` on pydicom's ``pixel_array``.
     """
-
-    def _one(job: tuple[int, Frame, tuple[int, np.dtype[Any], int], float]
-             ) -> tuple[int, Frame] | None:
-        s_idx, f, (offset, dtype, stored), intercept = job
+    for s_idx, f, (offset, dtype, stored), intercept in jobs:
         dst = out[s_idx]
         view = dst.view(dtype)
-        with open(f.path, "rb", buffering=0) as fh:  # one read, no copy
-            fh.seek(offset)
-            n_read = fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
-        if n_read != view.nbytes:
-            return s_idx, f
+        _read_into(f.path, offset, view)
         _fix_stored_bits(view, stored)
         if intercept:
             dst += np.int16(intercept)
-        return None
-
-    results = [_one(job) for job in jobs]
-    return [r for r in results if r is not None]
 
 
 def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, intercept: float,
            frame: Frame) -> NDArray[Any]:
     """Write one slice through the modality LUT; upgrade to float32 if int16 overflows."""
     if out.dtype == np.int16:
-        lo_s, hi_s = _stored_range(frame.flat)
+        lo_s, hi_s = _stored_range(frame)
         if slope == 1 and raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2 \
                 and -32768 <= lo_s + intercept and hi_s + intercept <= 32767 \
                 and -32768 <= lo_s and hi_s <= 32767:
@@ -317,7 +420,7 @@ def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, inter
             if intercept:
                 dst += np.int16(intercept)
             return out
-        tmp = raw.astype(np.int32, copy=False)
+        tmp = raw.astype(np.int64, copy=False)
         if slope != 1:
             tmp = tmp * int(slope)
         if intercept:
@@ -327,21 +430,22 @@ def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, inter
             out[index] = tmp
             return out
         out = out.astype(np.float32)  # rare: values beyond int16 after rescale
-    np.multiply(raw, slope, out=out[index], casting="unsafe")
-    if intercept:
-        out[index] += np.float32(intercept)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.multiply(raw, slope, out=out[index], casting="unsafe")
+        if intercept:
+            out[index] += np.float32(intercept)
     return out
 
 
 def frame_values(frame: Frame, cache: FileCache) -> NDArray[np.float64]:
-    """Pixel values of one frame after the modality rescale, as float64 (rows, columns)."""
-    if frame.index is None:
-        raw = cache.get(frame.path, frame.flat, 1, frame.pixel_location)
-        if raw.ndim == 3 and raw.shape[0] == 1:  # the native reader keeps a frame axis
-            raw = raw[0]
-    else:
-        all_frames = cache.get(frame.path, frame.flat, frame.n_frames_in_file,
-                               frame.pixel_location)
-        raw = all_frames[frame.index] if all_frames.ndim == 3 else all_frames
-    slope, intercept = _rescale(frame.flat)
-    return raw.astype(np.float64) * slope + intercept
+    """Pixel values of one frame after the modality rescale, as float64 (rows, columns).
+
+    Raises
+    ------
+    DamagedFileError
+        If the file's pixel data cannot be read or decoded.
+    """
+    raw = _frame_of_file(cache.get(frame), frame)
+    slope, intercept = _rescale(frame)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return raw.astype(np.float64) * slope + intercept

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from bonelesion.dicom.fastheader import VR_BYTES
+from bonelesion.dicom.structure import VR_BYTES
 from bonelesion.errors import InputError
 
 __all__ = [

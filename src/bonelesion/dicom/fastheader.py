@@ -1,14 +1,15 @@
 """Fast header reader: a Part 10 file's header as pydicom would read it, in one pass.
 
 `read_header` returns the same data set as ``pydicom.dcmread(path, stop_before_pixels=True)``
-— a `pydicom.dataset.FileDataset` of *raw* (not yet converted) data elements, so values
-are converted by pydicom itself, lazily, exactly as after ``dcmread`` — plus the byte offset
-and length of the Pixel Data value. It is several times faster than ``dcmread`` because it
+— a `pydicom.dataset.FileDataset` of *raw* (not yet converted) data elements, whose values
+the reader converts through `bonelesion.dicom.values` — plus the byte offset and length of
+the Pixel Data value. It is several times faster than ``dcmread`` because it
 reads the header with one or two ``read`` calls and walks the elements over an in-memory
 buffer, instead of one file read (and its bookkeeping) per element.
 
 It *declines* (returns None) whenever the file is not the plain case, and the caller then
-uses ``dcmread``:
+reads it through `bonelesion.dicom.structure.scan_header` (a whole-header structure check)
+and pydicom:
 
 * no 128-byte preamble + ``DICM`` prefix;
 * file meta that is not Explicit VR Little Endian, or no Transfer Syntax UID;
@@ -16,8 +17,13 @@ uses ``dcmread``:
 * an unknown VR (explicit VR), an Explicit VR data set in an Implicit VR file (or the
   reverse), an undefined-length element that is not a sequence, a truncated element.
 
-Undefined-length sequences are located by a delimiter scan and parsed by pydicom's own
-``read_sequence``, like ``dcmread`` does.
+Every sequence is checked first by `bonelesion.dicom.structure.check_elements`
+(iteratively: lengths against the bytes left, at most 64 levels of nesting, delimiters),
+which raises `bonelesion.dicom.structure.HeaderStructureError` naming the file for a
+damaged or hostile one; undefined-length sequences are then parsed by pydicom's own
+``read_sequence``, like ``dcmread`` does, and defined-length ones stay raw (marked as
+checked, `bonelesion.dicom.values.mark_checked`). The Specific Character Set is checked
+before pydicom looks its terms up.
 """
 
 from __future__ import annotations
@@ -35,32 +41,39 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.filereader import read_sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+from pydicom.valuerep import VR
 from pydicom.values import convert_string
 
-__all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_MAX_BYTES"]
+from bonelesion.dicom.structure import (
+    ITEM_DELIMITER_TAG,
+    ITEM_TAG,
+    LONG_VR_BYTES,
+    PIXEL_TAGS,
+    SEQUENCE_DELIMITER_TAG,
+    UNDEFINED_LENGTH,
+    VR_BYTES,
+    NeedMoreBytes,
+    check_charset,
+    check_elements,
+)
+from bonelesion.dicom.values import BINARY_FORMATS, mark_checked, printable
+
+__all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_MAX_BYTES",
+           # encoding constants of `bonelesion.dicom.structure`, re-exported
+           "UNDEFINED_LENGTH", "ITEM_TAG", "ITEM_DELIMITER_TAG", "SEQUENCE_DELIMITER_TAG",
+           "PIXEL_TAGS", "VR_BYTES", "LONG_VR_BYTES", "NUMBER_STRUCT_FORMATS"]
 
 #: First read of a file: most headers fit (Siemens MR CSA headers need a second read).
 HEADER_CHUNK_BYTES = 16 * 1024
 #: Give up (decline) on headers larger than this: pydicom reads them.
 HEADER_MAX_BYTES = 64 * 1024 * 1024
 
-# DICOM encoding constants (PS3.5 §7), shared by the other readers of this package.
-#: Value length of an undefined-length sequence, item or encapsulated Pixel Data.
-UNDEFINED_LENGTH = 0xFFFFFFFF
-ITEM_TAG = 0xFFFEE000
-ITEM_DELIMITER_TAG = 0xFFFEE00D
-SEQUENCE_DELIMITER_TAG = 0xFFFEE0DD
-#: Pixel Data, Float Pixel Data, Double Float Pixel Data.
-PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+# DICOM encoding constants (PS3.5 §7) live in `bonelesion.dicom.structure`; re-exported here
+# for the other readers of this package.
 _CHARSET = 0x00080005
 #: struct format of each binary numeric VR (PS3.5 §6.2).
-NUMBER_STRUCT_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
-_VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR}
-#: The two-letter VRs of the standard, as they appear in an explicit VR element.
-VR_BYTES = frozenset(code for code in _VALID_VRS if len(code) == 2)
-#: Explicit VRs with a 2-byte reserved field and a 4-byte value length.
-LONG_VR_BYTES = frozenset(vr.value.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
+NUMBER_STRUCT_FORMATS = {vr: BINARY_FORMATS[vr] for vr in ("US", "SS", "UL", "SL", "FL", "FD")}
+_VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) == 2}
 _HH = struct.Struct("<HH")
 _L = struct.Struct("<L")
 _H = struct.Struct("<H")
@@ -89,8 +102,7 @@ class HeaderRead:
     pixel_data_length: int | None
 
 
-class _NeedMore(Exception):
-    """The buffer ends inside the header: read more bytes and start again."""
+_NeedMore = NeedMoreBytes
 
 
 class _Decline(Exception):
@@ -102,53 +114,22 @@ def _need(buf: bytes, end: int) -> None:
         raise _NeedMore
 
 
-def _skip_sequence(buf: bytes, pos: int, implicit: bool) -> int:
-    """Return the position after the Sequence Delimitation Item of a sequence at ``pos``."""
-    while True:
-        _need(buf, pos + 8)
-        group, element = _HH.unpack_from(buf, pos)
-        tag = group << 16 | element
-        length = _L.unpack_from(buf, pos + 4)[0]
-        pos += 8
-        if tag == SEQUENCE_DELIMITER_TAG:
-            return pos
-        if tag != ITEM_TAG:
-            raise _Decline
-        if length == UNDEFINED_LENGTH:
-            pos = _skip_item(buf, pos, implicit)
-        else:
-            pos += length
-            _need(buf, pos)
+def _check_sequence(buf: bytes, pos: int, length: int, implicit: bool, complete: bool,
+                    where: str) -> int:
+    """Check the items of a sequence value at ``pos`` (iteratively, depth- and size-bounded).
 
-
-def _skip_item(buf: bytes, pos: int, implicit: bool) -> int:
-    """Return the position after the Item Delimitation Item of an item at ``pos``."""
-    while True:
-        _need(buf, pos + 8)
-        group, element = _HH.unpack_from(buf, pos)
-        if group << 16 | element == ITEM_DELIMITER_TAG:
-            return pos + 8
-        if implicit:
-            length = _L.unpack_from(buf, pos + 4)[0]
-            pos += 8
-            nested_implicit = True
-        else:
-            vr = buf[pos + 4:pos + 6]
-            if vr not in _VALID_VRS:
-                raise _Decline
-            if vr in LONG_VR_BYTES:
-                _need(buf, pos + 12)
-                length = _L.unpack_from(buf, pos + 8)[0]
-                pos += 12
-            else:
-                length = _H.unpack_from(buf, pos + 6)[0]
-                pos += 8
-            nested_implicit = vr == b"UN"  # undefined-length UN holds implicit VR items
-        if length == UNDEFINED_LENGTH:
-            pos = _skip_sequence(buf, pos, nested_implicit)
-        else:
-            pos += length
-            _need(buf, pos)
+    Returns the position after the sequence (after its delimiter for an undefined length).
+    Raises `bonelesion.dicom.structure.HeaderStructureError` for a damaged or hostile
+    structure (too deep, lengths beyond the bytes left, missing delimiters).
+    """
+    undefined = length == UNDEFINED_LENGTH
+    end = len(buf) if undefined else pos + length
+    if end > len(buf):
+        raise _NeedMore
+    stop, _ = check_elements(buf, pos, end, implicit=implicit, little=True, where=where,
+                             top_level=False, complete=complete, sequence=True,
+                             undefined=undefined)
+    return stop
 
 
 def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
@@ -180,11 +161,15 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
         pos += length
 
 
-def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
+def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: str
                    ) -> tuple[dict[BaseTag, RawDataElement | DataElement], str | list[str],
-                              tuple[int, int, int] | None]:
-    """Top-level elements up to the pixel data; returns (elements, encoding, pixel info)."""
+                              tuple[int, int, int] | None, dict[BaseTag, RawDataElement]]:
+    """Top-level elements up to the pixel data.
+
+    Returns (elements, encoding, pixel info, the sequences whose items were checked).
+    """
     elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    checked: dict[BaseTag, RawDataElement] = {}
     encoding: str | list[str] = default_encoding
     n = len(buf)
     unpack_hh = _HH.unpack_from
@@ -196,7 +181,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
     while True:
         if pos + 8 > n:
             if pos == n and complete:
-                return elements, encoding, None  # no pixel data
+                return elements, encoding, None, checked  # no pixel data
             raise _NeedMore
         group, element = unpack_hh(buf, pos)
         tag_int = group << 16 | element
@@ -224,7 +209,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
             raise _Decline
         value_tell = pos + header
         if tag_int in PIXEL_TAGS:
-            return elements, encoding, (tag_int, value_tell, length)
+            return elements, encoding, (tag_int, value_tell, length), checked
         tag = BaseTag(tag_int)
         if length == UNDEFINED_LENGTH:
             if vr is None:
@@ -238,7 +223,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
                     vr = VR.SQ
             if vr != VR.SQ:
                 raise _Decline
-            end = _skip_sequence(buf, value_tell, implicit)
+            end = _check_sequence(buf, value_tell, UNDEFINED_LENGTH, implicit, complete, where)
             fp = BytesIO(buf)
             fp.seek(value_tell)
             seq = read_sequence(fp, implicit, True, UNDEFINED_LENGTH, encoding)
@@ -250,11 +235,28 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool
         end = value_tell + length
         if end > n:
             raise _NeedMore
+        sequence = bool(length) and (
+            vr == "SQ" or (vr in (None, "UN") and _dictionary_sq(tag))
+            or (vr is None and group & 1 and length >= 8
+                and unpack_hh(buf, value_tell) == (0xFFFE, 0xE000)))
+        if sequence:
+            _check_sequence(buf, value_tell, length, implicit or vr == "UN", True, where)
         value = buf[value_tell:end] if length else empty_value_for_VR(vr, raw=True)
         if tag_int == _CHARSET:
+            check_charset(value if isinstance(value, bytes) else b"", where, value_tell)
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]
-        elements[tag] = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
+        raw = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
+        elements[tag] = raw
+        if sequence:
+            checked[tag] = raw
         pos = end
+
+
+def _dictionary_sq(tag: BaseTag) -> bool:
+    try:
+        return bool(dictionary_VR(tag) == VR.SQ)
+    except KeyError:
+        return False
 
 
 def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
@@ -273,11 +275,13 @@ def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
     _need(buf, pos + 2)
     if _H.unpack_from(buf, pos)[0] == 0x0000:
         raise _Decline  # a command set: pydicom reads it apart
-    elements, encoding, pixel = _parse_dataset(buf, pos, implicit, complete)
+    elements, encoding, pixel, checked = _parse_dataset(buf, pos, implicit, complete,
+                                                        printable(path))
     file_meta = FileMetaDataset(meta_elements)  # type: ignore[arg-type]
     file_meta.set_original_encoding(False, True, default_encoding)
     ds = FileDataset(str(path), elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
     ds.set_original_encoding(implicit, True, encoding)
+    mark_checked(ds, checked)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
     return HeaderRead(ds, pixel[0], pixel[1], pixel[2])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from bonelesion.dicom import vendors
+from bonelesion.dicom import values, vendors
 from bonelesion.dicom.header import Frame
 from bonelesion.dicom.tilt import (
     TiltCorrection,
@@ -86,7 +86,26 @@ class Plan:
 
 
 def _uid(frames: Sequence[Frame]) -> str:
-    return str(frames[0].flat.get("SeriesInstanceUID", "") or "(no UID)")
+    return values.get_text(frames[0].flat, "SeriesInstanceUID", strict=False) or "(no UID)"
+
+
+def _files_text(frames: Sequence[Frame]) -> str:
+    """Name the files of a stack for a refusal: all when few, else first … last."""
+    names: list[str] = []
+    for f in frames:
+        name = values.printable(f.path.name)
+        if not names or names[-1] != name:
+            names.append(name)
+    folder = values.printable(frames[0].path.parent) if frames else ""
+    if len(names) <= 4:
+        return f"{', '.join(names)} in {folder}"
+    return f"{len(names)} files in {folder}: {names[0]} … {names[-1]}"
+
+
+def _rows_columns(frame: Frame) -> tuple[int, int]:
+    if frame.pixel is not None:
+        return frame.pixel.rows, frame.pixel.columns
+    return (values.get_int(frame.flat, "Rows") or 0, values.get_int(frame.flat, "Columns") or 0)
 
 
 def orthonormal(iop: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -121,11 +140,11 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
             "another series."
         )
         return None, problems, notes, MissingAttributeError
-    rows, cols = int(frames[0].flat.Rows), int(frames[0].flat.Columns)
+    rows, cols = _rows_columns(frames[0])
     if rows < 1 or cols < 1:
         problems.append(f"Rows×Columns is {rows}×{cols}; expected ≥ 1. {fix_geom}images.")
         return None, problems, notes, UnsupportedInputError
-    fors = sorted({str(f.flat.get("FrameOfReferenceUID", "") or "") for f in frames} - {""})
+    fors = sorted({values.get_uid(f.flat, "FrameOfReferenceUID") or "" for f in frames} - {""})
     if len(fors) > 1:
         problems.append(
             f"mixed frames of reference ({len(fors)} FrameOfReferenceUID values: "
@@ -158,6 +177,22 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
             f"positive values. {fix_geom}images with a valid header."
         )
         return None, problems, notes, SeriesGeometryError
+    if not np.all((ps0 >= values.MIN_SPACING_MM) & (ps0 <= values.MAX_SPACING_MM)):
+        problems.append(
+            f"implausible PixelSpacing (0028,0030) {ps0.tolist()} mm in {frames[0].path.name}; "
+            f"expected {values.MIN_SPACING_MM:g}–{values.MAX_SPACING_MM:g} mm. "
+            f"{fix_geom}images with a valid header."
+        )
+        return None, problems, notes, SeriesGeometryError
+    far = [f for f in frames if f.ipp is not None
+           and not np.all(np.abs(f.ipp) <= values.MAX_POSITION_MM)]
+    if far:
+        problems.append(
+            f"implausible ImagePositionPatient (0020,0032) {far[0].ipp.tolist()} mm in "  # type: ignore[union-attr]
+            f"{far[0].path.name}; expected coordinates within ±{values.MAX_POSITION_MM:g} mm. "
+            f"{fix_geom}images with a valid header."
+        )
+        return None, problems, notes, SeriesGeometryError
     dev = float(np.max(np.abs(np.array([f.iop for f in frames]) - iop0)))
     if dev > ORIENTATION_ATOL:
         problems.append(
@@ -181,9 +216,12 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
             return None, problems, notes, SeriesGeometryError
         try:
             layout = mosaic_layout(frames[0].flat, row_dir, col_dir)
-        except MissingAttributeError as exc:
-            return None, [str(exc)], notes, MissingAttributeError
+        except InputError as exc:
+            return None, [str(exc)], notes, type(exc)
         notes.extend(layout.notes)
+        bad = _implausible_spacing(layout.spacing_mm, "mosaic slice spacing", frames)
+        if bad:
+            return None, [bad], notes, SeriesGeometryError
         # nibabel MosaicWrapper.image_position: IPP is the corner of the whole mosaic; moved
         # to the corner of the tile it describes.
         rd = np.array([rows, cols], dtype=np.float64)
@@ -268,9 +306,9 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
         elif tilted:
             total_inplane = float(np.linalg.norm(inplane[-1]))
             tilt_deg = math.degrees(math.atan2(total_inplane, float(along[-1])))
-            gantry = frames[0].flat.get("GantryDetectorTilt", None)
-            gantry_txt = (f", GantryDetectorTilt (0018,1120) = {gantry}"
-                          if gantry not in (None, "") else "")
+            gantry = values.get_float(frames[0].flat, "GantryDetectorTilt", strict=False)
+            gantry_txt = (f", GantryDetectorTilt (0018,1120) = {gantry:g}"
+                          if gantry is not None else "")
             problems.append(
                 f"gantry tilt: the stacking direction is {tilt_deg:.2f}° from the slice normal "
                 f"(in-plane drift {offset:.3g} mm over {n} slices{gantry_txt}); expected slices "
@@ -281,17 +319,20 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
         if problems:
             return None, problems, notes, SeriesGeometryError
     else:
-        sbs = frames[0].flat.get("SpacingBetweenSlices", None)
-        st = frames[0].flat.get("SliceThickness", None)
-        if sbs not in (None, "") and float(sbs) > 0:
-            spacing = float(sbs)
+        sbs = values.get_float(frames[0].flat, "SpacingBetweenSlices")
+        st = values.get_float(frames[0].flat, "SliceThickness")
+        if sbs is not None and sbs > 0:
+            spacing = sbs
             notes.append("single slice: slice spacing from SpacingBetweenSlices")
-        elif st not in (None, "") and float(st) > 0:
-            spacing = float(st)
+        elif st is not None and st > 0:
+            spacing = st
             notes.append("single slice: slice spacing from SliceThickness")
         else:
             spacing = 1.0
             notes.append("single slice without thickness: slice spacing set to 1 mm")
+    bad = _implausible_spacing(spacing, "slice spacing", frames)
+    if bad:
+        return None, [bad], notes, SeriesGeometryError
     shape = (n, rows, cols)
     err = check_size(shape, max_bytes, uid)
     if err:
@@ -304,6 +345,17 @@ def plan_stack(frames: list[Frame], max_bytes: int, *, tilt: TiltPolicy = TiltPo
             return None, [err], notes, UnsupportedInputError
     return (Plan(frames, shape, (spacing, ps_row, ps_col), origin, direction, None, False, notes,
                  tilt_plan), [], notes, SeriesGeometryError)
+
+
+def _implausible_spacing(spacing_mm: float, what: str, frames: Sequence[Frame]) -> str:
+    """Return a refusal when a spacing is implausible (e.g. 1e-320 mm), else ""."""
+    try:
+        values.plausible_spacing_mm(spacing_mm, what=what, where=f"File {frames[0].path}")
+    except InputError:
+        return (f"implausible {what} {spacing_mm!r} mm ({_files_text(frames)}); expected "
+                f"{values.MIN_SPACING_MM:g}–{values.MAX_SPACING_MM:g} mm. Potential fix: the "
+                "header is damaged; re-export the series.")
+    return ""
 
 
 def check_size(shape: tuple[int, int, int], max_bytes: int, uid: str) -> str:
@@ -348,8 +400,12 @@ def _plan_uih_mosaic(frames: list[Frame], size: tuple[int, int], row_dir: NDArra
     diffs = np.diff(proj)
     reverse = bool(n > 1 and np.all(diffs < 0))
     steps = np.abs(diffs)
-    spacing = float(np.median(steps)) if n > 1 else float(flat.get("SpacingBetweenSlices", 0)
-                                                            or flat.get("SliceThickness", 1))
+    spacing = float(np.median(steps)) if n > 1 else (
+        values.get_float(flat, "SpacingBetweenSlices")
+        or values.get_float(flat, "SliceThickness") or 1.0)
+    bad = _implausible_spacing(spacing, "UIH mosaic slice spacing", frames)
+    if bad:
+        return None, [bad], notes, SeriesGeometryError
     if n > 1 and (not (np.all(diffs > 0) or reverse)
                   or np.any(np.abs(steps - spacing) > SPACING_RTOL * spacing)):
         return None, [

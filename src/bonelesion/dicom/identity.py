@@ -28,6 +28,9 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.tag import BaseTag
 
+from bonelesion.dicom import values
+from bonelesion.errors import InputError
+
 __all__ = [
     "derived_series_instance_uid",
     "ensure_series_instance_uid",
@@ -47,16 +50,23 @@ _STUDY_KEYWORDS = ("PatientID", "StudyDate", "StudyTime", "StudyID", "AccessionN
 
 
 def _value_text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, None)
-    if value is None:
+    """Text of a value for hashing (raw text when it is not valid: still deterministic)."""
+    if not values.has(ds, keyword):
         return ""
-    text = str(value).strip()
-    if keyword == "SeriesNumber":
-        try:
-            return str(int(float(text)))
-        except ValueError:
-            return text
-    return text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an invalid value is recorded where it is used
+        if keyword == "SeriesNumber":
+            number = values.get_int(ds, keyword, strict=False)
+            if number is not None:
+                return str(number)
+        text = values.get_text(ds, keyword, strict=False)
+    if text is not None:
+        return text
+    try:
+        raw = values.element_bytes(ds, keyword) or b""
+    except InputError:  # a sequence where text belongs: nothing to hash
+        return ""
+    return raw.decode("latin-1").strip(" \x00")
 
 
 def derived_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
@@ -150,10 +160,11 @@ def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str
     """
     notes: list[str] = []
     if _absent(ds, "SOPInstanceUID"):
-        meta = getattr(ds, "file_meta", None)
-        media = meta.get("MediaStorageSOPInstanceUID", None) if meta is not None else None
-        if media is not None and str(media).strip():
-            ds.SOPInstanceUID = str(media).strip()
+        meta = ds.__dict__.get("file_meta")
+        media = values.get_uid(meta, "MediaStorageSOPInstanceUID", strict=False) \
+            if meta is not None else None
+        if media:
+            ds.SOPInstanceUID = media
             notes.append("SOPInstanceUID (0008,0018) is absent; MediaStorageSOPInstanceUID "
                          "(0002,0003) of the file meta used")
         else:
@@ -197,22 +208,24 @@ _CONTEXT_KEYWORDS = ("PatientID", "PatientName", "StudyDate", "StudyDescription"
 def study_context(path: str | os.PathLike[str]) -> StudyContext:
     """Read the `StudyContext` of one file (header only); never raises, never logs it.
 
+    The header is read through the structure check and the value layer
+    (`bonelesion.dicom.header.read_file_header`), so a damaged file gives "" values.
+
     Parameters
     ----------
     path : path
         A DICOM file (Part 10 or a raw data set).
     """
-    import pydicom
+    from bonelesion.dicom.header import read_file_header
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=list(_CONTEXT_KEYWORDS), force=True)
-            values = [str(ds.get(k, "") or "").strip() for k in _CONTEXT_KEYWORDS]
-    except Exception:  # noqa: BLE001 - naming only; the file was catalogued already
+            ds, _ = read_file_header(Path(path), [], None)
+            texts = [values.get_text(ds, k, strict=False) or "" for k in _CONTEXT_KEYWORDS]
+    except InputError:
         return StudyContext()
-    return StudyContext(*values)
+    return StudyContext(*(t.strip() for t in texts))
 
 
 def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -221,7 +234,8 @@ def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str]:
     Returns
     -------
     (patient_id, patient_name) : tuple of str
-        "" for each that is absent, and for both when the file cannot be read.
+        "" for each that is absent or unreadable, and for both when the file cannot be
+        read as DICOM.
     """
     context = study_context(path)
     return context.patient_id, context.patient_name

@@ -37,11 +37,11 @@ from __future__ import annotations
 import logging
 
 from pydicom import Dataset
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import BaseTag, Tag
 
-from bonelesion.dicom import vendors
-from bonelesion.dicom.fastheader import PIXEL_TAGS
+from bonelesion.dicom import values, vendors
 
 # Re-exported: the stack signature now lives in its own module.
 from bonelesion.dicom.stack_key import (  # noqa: E402
@@ -50,7 +50,9 @@ from bonelesion.dicom.stack_key import (  # noqa: E402
     series_stack_keys,
     stack_key,
 )
+from bonelesion.dicom.structure import PIXEL_TAGS
 from bonelesion.dicom.vendors.siemens import is_mosaic  # noqa: E402
+from bonelesion.errors import InputError
 
 __all__ = [
     "flatten_frames",
@@ -66,6 +68,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+#: Most frames one object may declare (NumberOfFrames), before any flat header is built.
+MAX_FRAMES = 100_000
 
 
 #: Private block that records which frame a flat header came from.
@@ -104,42 +110,77 @@ _FRAME_NUMBER_CREATOR_TAG = Tag(FRAME_NUMBER_PRIVATE_GROUP, 0x0010)
 
 def is_multiframe(ds: Dataset) -> bool:
     """Return True for an object with functional groups (enhanced or legacy multi-frame)."""
-    return _PER_FRAME in ds or _SHARED in ds
+    return _PER_FRAME in ds._dict or _SHARED in ds._dict
 
 
 def frame_number(flat: Dataset) -> int | None:
     """1-based frame number recorded by `flatten_frames`, None for a classic header."""
-    if _FRAME_NUMBER_TAG not in flat:
+    if _FRAME_NUMBER_TAG not in flat._dict:
         return None
-    return int(flat[_FRAME_NUMBER_TAG].value)
+    return values.get_int(flat, _FRAME_NUMBER_TAG)
 
 
-def _merge_item(target: dict[BaseTag, DataElement], item: Dataset) -> None:
+def _creator_text(elem: DataElement | RawDataElement) -> str:
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1").strip("\x00 ")
+    return str(value).strip("\x00 ")
+
+
+def _renamed(elem: DataElement | RawDataElement, old: BaseTag, new: BaseTag
+             ) -> DataElement | RawDataElement:
+    """``elem`` under another tag, keeping its VR (and its raw bytes: no conversion)."""
+    if isinstance(elem, RawDataElement):
+        return elem._replace(tag=new, VR=elem.VR or _dictionary_vr(old))
+    return DataElement(new, elem.VR, elem.value)
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def _merge_item(target: dict[BaseTag, DataElement | RawDataElement], item: Dataset) -> None:
     """Copy the elements of one functional-group macro item into ``target`` (a tag dict).
 
+    Elements are copied as they are (raw ones stay raw: nothing is converted here).
     Private elements are copied only when their private creator does not clash with the
     creator already at that slot (a clash would relabel the top-level private block).
     """
     blocked: set[tuple[int, int]] = set()
-    for elem in item:
-        tag = elem.tag
+    for key, elem in item._dict.items():
+        tag = BaseTag(key)
         if tag.is_private_creator:
             existing = target.get(tag)
-            if existing is not None and existing.value != elem.value:
+            if existing is not None and _creator_text(existing) != _creator_text(elem):
                 blocked.add((tag.group, tag.element))
                 continue
         elif tag.is_private:
             if (tag.group, tag.element >> 8) in blocked:
                 continue
         if tag == _FRAME_TYPE:
-            target[_IMAGE_TYPE] = DataElement(_IMAGE_TYPE, "CS", elem.value)
+            target[_IMAGE_TYPE] = _renamed(elem, _FRAME_TYPE, _IMAGE_TYPE)
             continue
         if tag == _EFFECTIVE_ECHO_TIME:
-            target[_ECHO_TIME] = DataElement(_ECHO_TIME, "DS", elem.value)
+            target[_ECHO_TIME] = _renamed(elem, _EFFECTIVE_ECHO_TIME, _ECHO_TIME)
         target[tag] = elem
-        if tag == _DIFFUSION_GRADIENT_DIRECTION_SEQ and elem.value:
-            for inner in elem.value[0]:
-                target[inner.tag] = inner
+        if tag == _DIFFUSION_GRADIENT_DIRECTION_SEQ:
+            for inner in values.items(item, tag)[:1]:
+                for inner_key, inner_elem in inner._dict.items():
+                    target[BaseTag(inner_key)] = inner_elem
+
+
+def _first_items_of_groups(item: Dataset) -> list[Dataset]:
+    """First item of every (standard) functional group sequence inside one item."""
+    out: list[Dataset] = []
+    for key in list(item._dict):
+        tag = BaseTag(key)
+        if tag.is_private or values.vr_of(item, tag) != "SQ":
+            continue
+        out.extend(values.items(item, tag)[:1])
+    return out
 
 
 def flatten_frames(ds: Dataset) -> list[Dataset]:
@@ -154,7 +195,14 @@ def flatten_frames(ds: Dataset) -> list[Dataset]:
     -------
     list of pydicom.Dataset
         In frame order. Each flat header shares data elements with ``ds`` (treat them as
-        read-only) and carries its 1-based frame number (see `frame_number`).
+        read-only; raw elements stay raw), carries its 1-based frame number (see
+        `frame_number`) and the file of ``ds`` (`bonelesion.dicom.values.source_of`).
+
+    Raises
+    ------
+    InputError
+        If a functional-group element is not a sequence, or NumberOfFrames is not a
+        number from 1 to `MAX_FRAMES` (names the file, the element and the value).
 
     Notes
     -----
@@ -175,22 +223,23 @@ def flatten_frames(ds: Dataset) -> list[Dataset]:
     """
     if not is_multiframe(ds):
         return [ds]
-    base: dict[BaseTag, DataElement] = {}
-    for elem in ds:
-        if elem.tag in PIXEL_TAGS or elem.tag in (_SHARED, _PER_FRAME):
+    base: dict[BaseTag, DataElement | RawDataElement] = {}
+    for key, elem in ds._dict.items():
+        if key in PIXEL_TAGS or key in (_SHARED, _PER_FRAME):
             continue
-        base[elem.tag] = elem
+        base[BaseTag(key)] = elem
     shared_items: list[Dataset] = []
-    shared_seq = ds.get(_SHARED)
-    if shared_seq is not None and shared_seq.value:
-        for elem in shared_seq.value[0]:
-            if elem.VR == "SQ" and elem.value and not elem.tag.is_private:
-                shared_items.append(elem.value[0])
-    per_frame_seq = ds.get(_PER_FRAME)
-    per_frame = list(per_frame_seq.value) if per_frame_seq is not None else []
-    n_frames = int(ds.get("NumberOfFrames", None) or len(per_frame) or 1)
+    for shared in values.items(ds, _SHARED)[:1]:
+        shared_items = _first_items_of_groups(shared)
+    per_frame = values.items(ds, _PER_FRAME)
+    n_frames = values.get_int(ds, "NumberOfFrames") or len(per_frame) or 1
+    if not 1 <= n_frames <= MAX_FRAMES:
+        raise InputError(
+            f"File {values.source_of(ds)}: NumberOfFrames (0028,0008) is {n_frames}; expected "
+            f"1–{MAX_FRAMES}. Potential fix: the header is damaged; re-export the file.")
     creator = DataElement(_FRAME_NUMBER_CREATOR_TAG, "LO", FRAME_NUMBER_PRIVATE_CREATOR)
     flats: list[Dataset] = []
+    meta = ds.__dict__.get("file_meta")
     for index in range(n_frames):
         tags = dict(base)
         frame_item = per_frame[index] if index < len(per_frame) else None
@@ -200,13 +249,13 @@ def flatten_frames(ds: Dataset) -> list[Dataset]:
         for item in shared_items:
             _merge_item(tags, item)
         if frame_item is not None:
-            for elem in frame_item:
-                if elem.VR == "SQ" and elem.value and not elem.tag.is_private:
-                    _merge_item(tags, elem.value[0])
+            for item in _first_items_of_groups(frame_item):
+                _merge_item(tags, item)
         tags[_FRAME_NUMBER_CREATOR_TAG] = creator
         tags[_FRAME_NUMBER_TAG] = DataElement(_FRAME_NUMBER_TAG, "UL", index + 1)
         flat = Dataset(tags)  # type: ignore[arg-type]
-        if hasattr(ds, "file_meta"):
-            flat.file_meta = ds.file_meta
+        values.inherit_source(flat, ds)
+        if meta is not None:
+            flat.file_meta = meta
         flats.append(flat)
     return flats

@@ -22,8 +22,15 @@ The reader follows highdicom's ``get_volume_from_series`` and nibabel's ``series
 
 **Fast path** (``fast_path=True``, the default): plain Part 10 headers are read by
 `bonelesion.dicom.fastheader.read_header`, and uncompressed little-endian pixel data
-straight from the file into the output; everything else takes the generic pydicom path.
-Both give the same volumes, voxel for voxel (tests/dicom/test_series_fastpath.py).
+straight from the file into the output; everything else takes the generic path (the
+structure check of `bonelesion.dicom.structure`, then pydicom's parser and decoders on the
+checked bytes). Both give the same volumes, voxel for voxel (tests/dicom/test_decode.py).
+
+**Hostile input.** Every value passes through `bonelesion.dicom.values`; a file that
+cannot be read (damaged structure, an invalid value, truncated or undecodable pixel data)
+is returned as a refused one-file stack that names it and says what is wrong, and is left
+out of its series' stack (`bonelesion.dicom.assembly.build_stack` plans the stack again
+without it): a damaged or duplicate file is never the reason a stack is lost.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydicom import Dataset
+
+from bonelesion.dicom import values
 from bonelesion.dicom.assembly import Stack, _acquisition_order, build_stack, refused_file_stack
 
 # Re-exported for callers of the former one-module reader.
@@ -60,7 +70,6 @@ from bonelesion.errors import (
     InputError,
     NotDicomError,
     SeriesSelectionError,
-    UnsupportedInputError,
 )
 from bonelesion.model.volume import Volume
 
@@ -102,8 +111,9 @@ def load_series(
     fast_path : bool
         Read plain Part 10 headers with `bonelesion.dicom.fastheader.read_header` and
         uncompressed little-endian pixel data straight from the file (the default). False
-        reads everything through pydicom (``dcmread`` and ``pixel_array``); the results are
-        the same, voxel for voxel, only slower.
+        reads every header with pydicom's parser (after the structure check) and decodes
+        every file with pydicom's decoders; the results are the same, voxel for voxel, only
+        slower.
     tilt : {"refuse", "resample"}
         What to do with a gantry-tilted CT stack: refuse it (the default), or resample it
         onto an orthogonal grid, recorded in ``SeriesInfo.notes`` and the stack's warnings
@@ -113,8 +123,10 @@ def load_series(
     -------
     list of Stack
         Sorted by series, then acquisition order. Refused stacks are included, with
-        ``problems`` and no volume. Files that are not DICOM images are logged (WARNING)
-        and skipped.
+        ``problems`` (naming the files) and no volume; after them, one refused stack per
+        DICOM file that could not be read or was left out of its stack as damaged. Files
+        that are not DICOM at all, DICOMDIRs and non-image objects are logged (WARNING) and
+        skipped.
 
     Raises
     ------
@@ -136,7 +148,7 @@ def load_series(
         ) from None
     discovery = discover_files(path)
     for skipped in discovery.skipped:
-        logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
+        logger.warning("Skipped %s: %s", values.printable(skipped.path), skipped.reason)
     entries: list[tuple[Frame, StackKey, list[str]]] = []
     refused_files: list[Stack] = []
     for file, has_preamble in zip(discovery.files, discovery.has_preamble, strict=True):
@@ -145,7 +157,7 @@ def load_series(
             warnings.simplefilter("always")
             result = _file_frames(file, has_preamble, max_bytes, read_warnings,
                                   fast_path=fast_path)
-        read_warnings.extend(f"{file.name}: {w.message}" for w in caught)
+        read_warnings.extend(f"{values.printable(file.name)}: {w.message}" for w in caught)
         for w in read_warnings:
             logger.warning("%s", w)
         if isinstance(result, Stack):
@@ -165,9 +177,11 @@ def load_series(
     for key, frames in groups.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stack = build_stack(key, frames, decode=decode, max_bytes=max_bytes, tilt=policy,
-                                 read_warnings=sorted(set(group_warnings.get(key, []))),
-                                 fast_path=fast_path)
+            stack, left_out = build_stack(key, frames, decode=decode, max_bytes=max_bytes,
+                                          tilt=policy,
+                                          read_warnings=sorted(set(group_warnings.get(key, []))),
+                                          fast_path=fast_path)
+        refused_files.extend(left_out)
         if caught:
             extra = tuple(sorted({f"{key.series_instance_uid}: {w.message}" for w in caught}))
             for w in extra:
@@ -202,34 +216,43 @@ def _with_series_b_values(entries: list[tuple[Frame, StackKey, list[str]]]
 
 def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: list[str],
                  *, fast_path: bool = True) -> list[tuple[Frame, StackKey]] | Stack:
-    """Header, frames and stack keys of one file ([] when it is skipped)."""
+    """Header, frames and stack keys of one file ([] when it is not an image to read).
+
+    A file that cannot be read (damaged structure, invalid values, truncated pixel data,
+    too large) comes back as a refused one-file `Stack` naming it: reported, never a
+    reason for its series to be lost.
+    """
+    ds: Dataset | None = None
     try:
-        ds, pixel_location = read_file_header(file, read_warnings, has_preamble,
-                                          fast_path=fast_path)
-    except NotDicomError as exc:
-        logger.warning("Skipped %s: %s", file, exc)
-        return []
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS:
-        logger.info("Skipped %s: DICOMDIR", file)
-        return []
-    if "Rows" not in ds or "Columns" not in ds:
-        logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
-                       file, ds.get("SOPClassUID", "?"))
-        return []
-    sop_class = str(ds.get("SOPClassUID", "") or "")
-    if sop_class in _NON_IMAGE_SOP_CLASSES:
-        logger.info("Skipped %s: %s, not an image series", file, _NON_IMAGE_SOP_CLASSES[sop_class])
-        return []
-    uid_note = ensure_series_instance_uid(ds, file)
-    try:
-        frames = frames_of(file, ds, max_bytes, pixel_location)
-    except UnsupportedInputError as exc:
-        logger.warning("%s", exc)
-        return refused_file_stack(file, ds, exc)
-    for fr in frames:
-        fr.identity_note = uid_note
-    return [(fr, stack_key(fr.flat)) for fr in frames]
+        ds, location = read_file_header(file, read_warnings, has_preamble, fast_path=fast_path)
+        meta = ds.__dict__.get("file_meta")
+        if meta is not None and values.get_text(meta, "MediaStorageSOPClassUID",
+                                                strict=False) == _DICOMDIR_SOP_CLASS:
+            logger.info("Skipped %s: DICOMDIR", values.printable(file))
+            return []
+        if not values.has(ds, "Rows") or not values.has(ds, "Columns"):
+            logger.warning("Skipped %s: no image (SOP class %s has no Rows/Columns)",
+                           values.printable(file),
+                           values.get_text(ds, "SOPClassUID", strict=False) or "?")
+            return []
+        sop_class = values.get_text(ds, "SOPClassUID", strict=False) or ""
+        if sop_class in _NON_IMAGE_SOP_CLASSES:
+            logger.info("Skipped %s: %s, not an image series", values.printable(file),
+                        _NON_IMAGE_SOP_CLASSES[sop_class])
+            return []
+        uid_note = ensure_series_instance_uid(ds, file)
+        frames = frames_of(file, ds, max_bytes, location, file_size=file.stat().st_size)
+        for fr in frames:
+            fr.identity_note = uid_note
+        return [(fr, stack_key(fr.flat)) for fr in frames]
+    except OSError as exc:
+        err: InputError = NotDicomError(
+            f"File {values.printable(file)}: cannot be read ({exc.strerror or exc}). "
+            "Potential fix: check the file's permissions, or copy it again.")
+    except InputError as exc:
+        err = exc
+    logger.warning("%s", err)
+    return refused_file_stack(file, ds if ds is not None else Dataset(), err)
 
 
 _FILTERS = {

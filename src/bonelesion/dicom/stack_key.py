@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 
-from bonelesion.dicom import vendors
+from bonelesion.dicom import values, vendors
 from bonelesion.dicom.vendors.ge import ge_volume_label
 from bonelesion.dicom.vendors.siemens import is_mosaic
 from bonelesion.errors import (
@@ -115,50 +115,33 @@ def _round_or_none(value: float | None, decimals: int) -> float | None:
     return 0.0 if out == 0 else out  # no "-0.0" in keys
 
 
-def _int_or_none(value: object) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
-
-
-def _first_int(ds: Dataset, keyword: str) -> int | None:
-    value = ds.get(keyword, None)
-    if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
-        items = list(value)  # type: ignore[call-overload]
-        value = items[0] if items else None
-    return _int_or_none(value)
-
-
 def stack_key(flat: Dataset) -> StackKey:
     """Return the `StackKey` of one flat header (classic data set or flattened frame).
 
     Uses the vendor rules of `bonelesion.dicom.vendors` for the b-value, gradient
-    direction, echo time and diffusion kind.
+    direction, echo time and diffusion kind; every value is read through
+    `bonelesion.dicom.values` (descriptive values that are invalid are ignored with a
+    `DataQualityWarning`).
+
+    Raises
+    ------
+    InputError
+        If SeriesInstanceUID, Rows or Columns is invalid (names the file and the value).
     """
-    image_type = flat.get("ImageType", None) or ()
-    if isinstance(image_type, str):
-        image_type = [image_type]
-    iop = flat.get("ImageOrientationPatient", None)
+    image_type = values.get_cs(flat, "ImageType", strict=False)
+    iop = values.get_floats(flat, "ImageOrientationPatient", strict=False)
     orientation: tuple[float, ...] | None = None
     if iop is not None and len(iop) == 6:
-        try:
-            orientation = tuple(
-                _round_or_none(float(v), _KEY_ORIENTATION_DECIMALS) or 0.0 for v in iop
-            )
-        except (TypeError, ValueError):
-            orientation = None
+        orientation = tuple(_round_or_none(v, _KEY_ORIENTATION_DECIMALS) or 0.0 for v in iop)
     b_value = vendors.b_value_s_per_mm2(flat)
     direction = vendors.diffusion_direction_lps(flat)
     kind = vendors.diffusion_kind(flat)
     echo_time = vendors.echo_time_ms(flat)
-    temporal = _int_or_none(flat.get("TemporalPositionIndex", None))
+    temporal = values.get_int(flat, "TemporalPositionIndex", strict=False)
     if temporal is None:
-        temporal = _int_or_none(flat.get("TemporalPositionIdentifier", None))
+        temporal = values.get_int(flat, "TemporalPositionIdentifier", strict=False)
         # Classic headers often write TemporalPositionIdentifier 1 of 1: not a separator.
-        n_temporal = _int_or_none(flat.get("NumberOfTemporalPositions", None))
+        n_temporal = values.get_int(flat, "NumberOfTemporalPositions", strict=False)
         if n_temporal is not None and n_temporal <= 1:
             temporal = None
     direction_key: tuple[float, float, float] | None = None
@@ -166,19 +149,19 @@ def stack_key(flat: Dataset) -> StackKey:
         dx, dy, dz = (_round_or_none(v, _KEY_DIRECTION_DECIMALS) or 0.0 for v in direction)
         direction_key = (dx, dy, dz)
     return StackKey(
-        series_instance_uid=str(flat.get("SeriesInstanceUID", "") or ""),
-        echo_number=_first_int(flat, "EchoNumbers"),
+        series_instance_uid=values.get_uid(flat, "SeriesInstanceUID") or "",
+        echo_number=values.get_int(flat, "EchoNumbers", strict=False),
         echo_time_ms=_round_or_none(echo_time, _KEY_ECHO_TIME_DECIMALS),
         b_value_s_per_mm2=_round_or_none(b_value, _KEY_B_VALUE_DECIMALS),
         diffusion_direction=direction_key,
-        image_type=tuple(str(t).strip().upper() for t in image_type),
+        image_type=image_type,
         orientation=orientation,
-        rows=int(flat.get("Rows", 0) or 0),
-        columns=int(flat.get("Columns", 0) or 0),
+        rows=values.get_int(flat, "Rows") or 0,
+        columns=values.get_int(flat, "Columns") or 0,
         acquisition_kind=getattr(kind, "value", str(kind)),
-        stack_id=str(flat.get("StackID", "") or ""),
+        stack_id=values.get_text(flat, "StackID", strict=False) or "",
         temporal_position=temporal,
-        acquisition_number=_int_or_none(flat.get("AcquisitionNumber", None))
+        acquisition_number=values.get_int(flat, "AcquisitionNumber", strict=False)
         if is_mosaic(flat)
         else None,
         vendor_volume=ge_volume_label(flat) if kind in _DWI_KINDS else "",

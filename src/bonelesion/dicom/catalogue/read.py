@@ -24,9 +24,7 @@ import hmac
 import io
 import logging
 import os
-import struct
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, Literal
 
@@ -36,7 +34,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from bonelesion.dicom import vendors
+from bonelesion.dicom import values, vendors
 from bonelesion.dicom.catalogue.records import SUPPORTED_SOP_CLASSES, FileRecord, FileStatus
 from bonelesion.dicom.catalogue.values import (
     _first_item,
@@ -57,9 +55,13 @@ from bonelesion.dicom.fastheader import (
     HeaderRead,
     read_header,
 )
+from bonelesion.dicom.header import deflated_dataset
 from bonelesion.dicom.identity import ensure_series_instance_uid
 from bonelesion.dicom.multiframe import flatten_frames
 from bonelesion.dicom.stack_key import StackKey, stack_key
+from bonelesion.dicom.structure import HeaderScan, HeaderStructureError, scan_header
+from bonelesion.dicom.values import printable
+from bonelesion.errors import DataQualityWarning, InputError
 
 __all__ = [
     "read_file_record",
@@ -188,8 +190,8 @@ def _vendor_value(name: str, ds: Dataset) -> Any:
         return getattr(vendors, name)(ds)
     except NotImplementedError:
         return None
-    except Exception as exc:  # noqa: BLE001 - vendor parsing of odd headers is best effort
-        logger.debug("vendors.%s failed: %s", name, exc)
+    except InputError as exc:  # an invalid value: recorded by the stack keys already
+        logger.debug("vendors.%s: %s", name, exc)
         return None
 
 
@@ -264,9 +266,13 @@ class _StopAtPixels:
 
 
 def _pydicom_warnings(caught: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
-    """Warnings raised by pydicom about the file (not unrelated ones, e.g. from GC)."""
+    """Warnings about the file: pydicom's, and the reader's data-quality warnings.
+
+    Unrelated ones (e.g. from garbage collection) are left out.
+    """
     marker = os.sep + "pydicom" + os.sep
-    return [w for w in caught if marker in w.filename]
+    return [w for w in caught
+            if marker in w.filename or issubclass(w.category, DataQualityWarning)]
 
 
 def _parse(fp: BinaryIO, force: bool) -> tuple[Dataset, _StopAtPixels, list[str], int]:
@@ -431,8 +437,8 @@ def _read_record(
 ) -> FileRecord:
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
-    def record(status: FileStatus, reason: str = "", **values: Any) -> FileRecord:
-        return FileRecord(**base, status=status.value, reason=reason, **values)
+    def record(status: FileStatus, reason: str = "", **fields: Any) -> FileRecord:
+        return FileRecord(**base, status=status.value, reason=reason, **fields)
 
     if size_bytes == 0:
         return record(FileStatus.NOT_DICOM,
@@ -440,6 +446,9 @@ def _read_record(
                       "Potential fix: copy the file again from the source if the export "
                       "was interrupted.")
     fast = _fast_header(path)
+    if isinstance(fast, HeaderStructureError):
+        return record(FileStatus.TRUNCATED if fast.truncated else FileStatus.ERROR,
+                      str(fast), has_file_meta=True)
     if fast is not None:
         stop = _StopAtPixels()
         if fast.pixel_data_tag is not None:
@@ -476,51 +485,52 @@ def _read_record(
                           f"bytes ({found}) are not a File Meta Information element "
                           "(group 0002). Potential fix: re-export the file.",
                           has_file_meta=True)
-
-        complete = len(head) >= size_bytes
-        parsed: tuple[Dataset, _StopAtPixels, list[str], int] | None = None
-        try:
-            parsed = _parse(io.BytesIO(head), force=not part10)
-        except Exception:  # noqa: BLE001 - a chunk cut inside the header; retried below
-            if complete:
-                raise
-        if parsed is None or (not complete and parsed[1].tag is None):
-            # The header is longer than the first chunk: parse from the file itself.
-            fp_file.seek(0)
-            parsed = _parse(fp_file, force=not part10)
-        ds, stop, texts, stop_pos = parsed
-        return _classify(ds, stop, texts, stop_pos, path, part10, size_bytes, secret,
-                         record, frames_out)
-    except zlib.error as exc:  # deflated transfer syntax
-        status = FileStatus.TRUNCATED if "truncated" in str(exc) else FileStatus.ERROR
-        return record(status,
-                      f"The deflated data set cannot be inflated ({exc}); the file has "
-                      f"{size_bytes} bytes. Potential fix: copy the file again from the source.",
-                      has_file_meta=part10, transfer_syntax_uid=_DEFLATED_SYNTAX)
-    except (EOFError, struct.error) as exc:
-        return record(FileStatus.TRUNCATED,
-                      f"The header ends early ({exc}); the file has {size_bytes} bytes. "
-                      "Potential fix: copy the file again from the source.",
-                      has_file_meta=part10)
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on junk
-        return record(FileStatus.ERROR,
-                      f"The header cannot be parsed: {type(exc).__name__}: {exc}. "
-                      "Potential fix: re-export the file; check it with dciodvfy.",
-                      has_file_meta=part10)
     finally:
         fp_file.close()
+    # The structure is checked first (lengths against the bytes left, nesting depth,
+    # delimiters, deflate with a bound): pydicom then parses validated bytes only.
+    try:
+        scan = scan_header(path, where=printable(relpath))
+    except HeaderStructureError as exc:
+        return record(FileStatus.TRUNCATED if exc.truncated else FileStatus.ERROR, str(exc),
+                      has_file_meta=part10)
+    ds, stop, texts, stop_pos = _parse_scanned(scan, path, force=not part10)
+    return _classify(ds, stop, texts, stop_pos, path, part10, size_bytes, secret,
+                     record, frames_out, header_complete=True)
 
 
-def _fast_header(path: str) -> HeaderRead | None:
+def _parse_scanned(scan: HeaderScan, path: str, force: bool
+                   ) -> tuple[Dataset, _StopAtPixels, list[str], int]:
+    """Parse a header whose structure `scan_header` checked; the pixel element from the scan."""
+    if scan.deflated:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds: Dataset = deflated_dataset(scan.header, scan.data_offset, path)
+        texts = list(dict.fromkeys(str(w.message) for w in _pydicom_warnings(caught)))
+        stop = _StopAtPixels()
+    else:
+        ds, stop, texts, _ = _parse(io.BytesIO(scan.header), force=force)
+    if scan.pixel is not None:
+        stop.tag = scan.pixel.tag
+        stop.vr = scan.pixel.vr
+        stop.length = scan.pixel.length
+        stop.value_offset = scan.pixel.offset
+    return ds, stop, texts, len(scan.header)
+
+
+def _fast_header(path: str) -> HeaderRead | HeaderStructureError | None:
     """Read a plain Part 10 header with `bonelesion.dicom.fastheader.read_header`.
 
     None when the fast reader declines the file (not Part 10, big endian, deflated, a
-    header that ends early …) or fails on it: pydicom then reads it and reports the problem.
+    header that ends early …) or cannot open it: the checked pydicom path then reads it
+    and reports the problem. A damaged structure comes back as its `HeaderStructureError`.
     """
     try:
         return read_header(path, chunk_bytes=_HEAD_BYTES)
-    except Exception as exc:  # noqa: BLE001 - the pydicom path reads and reports the file
-        logger.debug("%s: fast header reader failed (%s); reading with pydicom", path, exc)
+    except HeaderStructureError as exc:
+        return exc
+    except OSError as exc:
+        logger.debug("%s: fast header reader cannot read it (%s)", path, exc)
         return None
 
 
@@ -580,7 +590,7 @@ def _classify(
         "notes": notes,
     }
     if sop_class == _DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
-        records = _raw(ds, "DirectoryRecordSequence") or []
+        records = values.items(ds, "DirectoryRecordSequence", strict=False)
         common["sop_class_name"] = common["sop_class_name"] or "Media Storage Directory Storage"
         return record(FileStatus.DICOMDIR,
                       f"DICOMDIR with {len(records)} directory records; recorded, not read "
@@ -597,13 +607,16 @@ def _classify(
                       f"{' (' + eof_warning + ')' if eof_warning else ''}. "
                       "Potential fix: copy the file again from the source.", **common)
 
-    if sop_class in SUPPORTED_SOP_CLASSES and sop_class != _RTSTRUCT_SOP_CLASS:
-        uid_note = ensure_series_instance_uid(ds, path)
-        if uid_note:
-            notes = "; ".join(t for t in (uid_note, notes) if t)[:_NOTES_MAX_CHARS]
-            common["notes"] = notes
-    values = _header_values(ds, secret, frames_out)
-    common.update(values)
+    try:
+        if sop_class in SUPPORTED_SOP_CLASSES and sop_class != _RTSTRUCT_SOP_CLASS:
+            uid_note = ensure_series_instance_uid(ds, path)
+            if uid_note:
+                notes = "; ".join(t for t in (uid_note, notes) if t)[:_NOTES_MAX_CHARS]
+                common["notes"] = notes
+        header_values = _header_values(ds, secret, frames_out)
+    except InputError as exc:  # an invalid value the stack keys need: names file and value
+        return record(FileStatus.ERROR, str(exc), **common)
+    common.update(header_values)
     if sop_class is None:
         return record(FileStatus.MISSING_ATTRIBUTE,
                       "SOP Class UID (0008,0016) and Media Storage SOP Class UID (0002,0002) "

@@ -15,7 +15,9 @@ from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag
 
+from bonelesion.dicom import values
 from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
+from bonelesion.errors import InputError
 
 __all__: list[str] = []
 
@@ -28,7 +30,8 @@ _ASCII_VRS = frozenset({"UI", "CS", "IS", "DS", "AS", "DA", "TM", "DT", "AE"})
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 
 
-_NUMBER_SIZES = {fmt: struct.calcsize(fmt) for fmt in NUMBER_STRUCT_FORMATS.values()}
+#: Standard (not native) sizes: "L" is 4 bytes in a file, 8 in a C long.
+_NUMBER_SIZES = {fmt: struct.calcsize("<" + fmt) for fmt in NUMBER_STRUCT_FORMATS.values()}
 
 
 _TAG_VR_CACHE: dict[str, tuple[BaseTag, str]] = {}
@@ -84,8 +87,8 @@ def _raw(ds: Dataset | None, keyword: str) -> Any:
         if simple:
             return None if value == "" else value
         try:
-            value = ds[tag].value
-        except Exception:  # noqa: BLE001 - a malformed value must not fail the file
+            value = values.converted_value(ds, tag)
+        except InputError:  # a malformed value must not fail the file
             return None
     else:
         value = elem.value  # already converted (e.g. by stack_key): no lookup again
@@ -103,42 +106,18 @@ def _str(ds: Dataset | None, keyword: str) -> str | None:
 
 
 def _int(ds: Dataset | None, keyword: str) -> int | None:
-    value = _raw(ds, keyword)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-            value = value[0]
-        try:
-            return int(value)
-        except ValueError:
-            return int(float(value))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    """First integer value (`bonelesion.dicom.values.get_int`); None when absent or invalid."""
+    return values.get_int(ds, keyword, strict=False)
 
 
 def _float(ds: Dataset | None, keyword: str) -> float | None:
-    value = _raw(ds, keyword)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-            value = value[0]
-        return float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
+    """First number (`bonelesion.dicom.values.get_float`); None when absent or invalid."""
+    return values.get_float(ds, keyword, strict=False)
 
 
 def _floats(ds: Dataset | None, keyword: str) -> tuple[float, ...] | None:
-    value = _raw(ds, keyword)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-            return tuple(float(v) for v in value)
-        return (float(value),)
-    except (TypeError, ValueError):
-        return None
+    """Every number of an element; None when absent or invalid."""
+    return values.get_floats(ds, keyword, strict=False)
 
 
 def _joined(ds: Dataset | None, keyword: str) -> str:
@@ -151,10 +130,6 @@ def _joined(ds: Dataset | None, keyword: str) -> str:
 
 
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
-    if ds is None:
-        return None
-    seq = _raw(ds, keyword)
-    if seq is None or len(seq) == 0:
-        return None
-    item: Dataset = seq[0]
-    return item
+    """First item of a sequence; None when absent, empty or not a sequence (warned)."""
+    found = values.items(ds, keyword, strict=False)
+    return found[0] if found else None

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
+from bonelesion.dicom import values
 from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
 from bonelesion.errors import DataQualityWarning
 
@@ -40,68 +40,29 @@ _SEP_R = r"(?![A-Z0-9])"
 _ZERO_GRADIENT_NORM = 1e-3
 
 
-_TAGS: dict[str, int] = {}
-
-
-def _raw_ascii(ds: Dataset, keyword: str) -> str | None:
-    """Text of a single-valued, not yet converted, plain-ASCII element; None otherwise.
-
-    Converting a raw element through pydicom (character sets, validation) costs more than
-    the rule that reads it; a plain-ASCII single value needs none of that.
-    """
-    tag = _TAGS.get(keyword)
-    if tag is None:
-        found = tag_for_keyword(keyword)
-        if found is None:
-            return None
-        tag = _TAGS[keyword] = int(found)
-    elem = getattr(ds, "_dict", {}).get(tag)
-    if type(elem) is not RawDataElement:
-        return None
-    raw = elem.value
-    if raw is None:
-        return ""
-    if not isinstance(raw, bytes) or not raw.isascii() or b"\\" in raw or b"\x1b" in raw:
-        return None
-    return raw.decode("ascii").strip("\x00 ")
-
-
 def _text(ds: Dataset, keyword: str) -> str:
-    """Return a string attribute upper-cased and stripped ("" when absent or empty)."""
-    fast = _raw_ascii(ds, keyword)
-    if fast is not None:
-        return fast.strip().upper()
-    value = ds.get(keyword)
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1", errors="replace")
-    if not isinstance(value, str) and isinstance(value, Iterable):
-        value = "\\".join(str(v) for v in value)
-    return str(value).strip().upper()
+    """Return a string attribute upper-cased and stripped ("" when absent, empty or invalid).
+
+    Read through `bonelesion.dicom.values` (an invalid value is a `DataQualityWarning`).
+    """
+    return (values.get_text(ds, keyword, strict=False) or "").upper()
 
 
 def _image_type_tokens(ds: Dataset) -> list[str]:
     """ImageType values, upper-case, stripped (FrameType for an unflattened frame)."""
     for keyword in ("ImageType", "FrameType"):
-        value = ds.get(keyword)
-        if value is None:
-            continue
-        if isinstance(value, str):
-            values = value.split("\\")
-        else:
-            values = [str(v) for v in value]
-        return [v.strip().upper() for v in values if v is not None]
+        if values.has(ds, keyword):
+            return list(values.get_cs(ds, keyword, strict=False))
     return []
 
 
 def _series_uid(ds: Dataset) -> str:
-    uid = ds.get("SeriesInstanceUID")
-    return str(uid) if uid else "<unknown series>"
+    uid = values.get_text(ds, "SeriesInstanceUID", strict=False)
+    return uid if uid else "<unknown series>"
 
 
 def _float_or_none(value: Any) -> float | None:
-    """First numeric value of an attribute value (DS/IS/FD/MultiValue), None if unusable."""
+    """First numeric value of an already typed value (CSA item, list), None if unusable."""
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -111,11 +72,23 @@ def _float_or_none(value: Any) -> float | None:
         if not items:
             return None
         value = items[0]
+    if isinstance(value, str):
+        parsed = values.parse_number_tokens(value)
+        value = parsed[0] if parsed else None
+        if value is None:
+            return None
     try:
         result = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return result if math.isfinite(result) else None
+
+
+def _finite_int(value: float) -> int | None:
+    """``value`` as an int when it is a finite whole number, else None."""
+    if math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
 
 
 def _quality_warning(message: str) -> None:
@@ -124,47 +97,51 @@ def _quality_warning(message: str) -> None:
     warnings.warn(message, DataQualityWarning, stacklevel=3)
 
 
-def _element_numbers(elem: DataElement, vr: str) -> list[float]:
-    """Numeric values of a (possibly VR UN, undecoded) element read as `vr`.
+def _element_numbers(elem: DataElement | RawDataElement, vr: str) -> list[float]:
+    """Numeric values of a private element read as `vr`, without pydicom's conversion.
 
-    Private elements arrive as raw bytes (VR UN) when their creator was removed or the file
-    is implicit VR without a private dictionary entry; they are decoded here as the vendor
-    writes them (little endian).
+    Private elements arrive as raw bytes (VR UN when their creator was removed or the file
+    is implicit VR without a private dictionary entry): binary VRs are decoded as the
+    vendor writes them (little endian), text is read token by token
+    (`bonelesion.dicom.values.parse_number_tokens`). Never raises.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        value = elem.value
-    for w in caught:
-        logger.debug("reading %s: %s", elem.tag, w.message)
+    value = elem.value
+    own_vr = elem.VR if elem.VR not in (None, "UN", "OB", "OW") else vr
     if value is None:
         return []
     if isinstance(value, bytes | bytearray):
         raw = bytes(value)
-        if vr in NUMBER_STRUCT_FORMATS:
-            code = NUMBER_STRUCT_FORMATS[vr]
-            size = struct.calcsize("<" + code)
+        fmt = NUMBER_STRUCT_FORMATS.get(own_vr)
+        if fmt is not None:
+            size = struct.calcsize("<" + fmt)
             count = len(raw) // size
             if count == 0:
                 return []
-            return [float(v) for v in struct.unpack("<" + code * count, raw[: count * size])]
-        text = raw.decode("latin-1", errors="replace").strip("\x00 ")
-        values: Iterable[Any] = text.split("\\")
-    elif isinstance(value, str):
-        values = value.split("\\")
-    elif isinstance(value, Iterable):
-        values = value
-    else:
-        values = [value]
-    out: list[float] = []
-    for v in values:
-        try:
-            if isinstance(v, bytes):
-                v = v.decode("latin-1", errors="replace")
-            number = float(v.strip()) if isinstance(v, str) else float(v)
-        except (TypeError, ValueError):
-            continue
-        out.append(number)
-    return out
+            little = getattr(elem, "is_little_endian", True) if type(elem) is RawDataElement \
+                and own_vr == elem.VR else True
+            order = "<" if little else ">"
+            return [float(v) for v in struct.unpack(order + fmt * count, raw[: count * size])]
+        return values.parse_number_tokens(raw)
+    if isinstance(value, str):
+        return values.parse_number_tokens(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [float(value)]
+    if isinstance(value, Iterable):
+        out: list[float] = []
+        for v in value:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out.append(float(v))
+            elif isinstance(v, str | bytes):
+                out.extend(values.parse_number_tokens(v))
+        return out
+    return []
+
+
+def _creator_text(elem: DataElement | RawDataElement) -> str:
+    raw = elem.value
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("latin-1").strip("\x00 ").upper()
+    return str(raw).strip("\x00 ").upper()
 
 
 def _private_element(
@@ -174,7 +151,7 @@ def _private_element(
     element_offset: int,
     *,
     conventional_block: int = 0x10,
-) -> DataElement | None:
+) -> DataElement | RawDataElement | None:
     """Find the private element (group, BBxx) in the block reserved by one of `creators`.
 
     Parameters
@@ -193,29 +170,32 @@ def _private_element(
 
     Returns
     -------
-    DataElement or None
-        None when absent, or when the group's creators name another owner.
+    DataElement, RawDataElement or None
+        As stored (raw elements are not converted); None when absent, or when the group's
+        creators name another owner.
     """
-    wanted = {c.strip().upper() for c in creators}
-    block: int | None = None
-    any_creator = False
-    for low in range(0x10, 0x100):
-        tag = Tag(group, low)
-        if tag not in ds:
-            continue
-        any_creator = True
-        raw = ds[tag].value
-        if isinstance(raw, bytes):
-            raw = raw.decode("latin-1", errors="replace")
-        if str(raw).strip("\x00 ").upper() in wanted:
-            block = low
-            break
+    blocks = _creator_blocks(ds, group)
+    matches = [blocks[c] for c in {c.strip().upper() for c in creators} if c in blocks]
+    block = min(matches) if matches else None
     if block is None:
-        if any_creator:
+        if blocks:
             return None
         block = conventional_block
-    tag = Tag(group, (block << 8) | element_offset)
-    return ds[tag] if tag in ds else None
+    return ds._dict.get(BaseTag(group << 16 | (block << 8) | element_offset))
+
+
+def _creator_blocks(ds: Dataset, group: int) -> dict[str, int]:
+    """{private creator (upper case): its lowest block} of one group, cached per header."""
+    cache = ds.__dict__.setdefault("_bonelesion_creators", {})
+    found: dict[str, int] | None = cache.get(group)
+    if found is None:
+        found = {}
+        for key, elem in ds._dict.items():  # raw: nothing is converted
+            if key >> 16 == group and 0x10 <= key & 0xFFFF <= 0xFF:
+                text = _creator_text(elem)
+                found[text] = min(found.get(text, 0x100), key & 0xFF)
+        cache[group] = found
+    return found
 
 
 def _private_numbers(
@@ -228,13 +208,10 @@ def _private_numbers(
 def _private_creators(ds: Dataset) -> list[str]:
     """Every private creator string of the header (top level only)."""
     creators: list[str] = []
-    for key in ds.keys():  # tags only: iterating the data set would decode every element
+    for key, elem in ds._dict.items():  # raw: nothing is converted
         tag = Tag(key)
         if tag.is_private and 0x10 <= tag.element <= 0xFF:
-            value = ds[tag].value
-            if isinstance(value, bytes):
-                value = value.decode("latin-1", errors="replace")
-            creators.append(str(value).strip("\x00 ").upper())
+            creators.append(_creator_text(elem))
     return creators
 
 

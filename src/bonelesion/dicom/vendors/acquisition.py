@@ -7,7 +7,8 @@ import math
 
 from pydicom import Dataset
 
-from bonelesion.dicom.vendors._elements import _float_or_none, _quality_warning, _series_uid, _text
+from bonelesion.dicom import values
+from bonelesion.dicom.vendors._elements import _quality_warning, _series_uid, _text
 from bonelesion.units import FAT_WATER_SHIFT_PPM, GYROMAGNETIC_RATIO_MHZ_PER_T
 
 __all__ = [
@@ -57,12 +58,11 @@ def echo_time_ms(ds: Dataset) -> float | None:
         None when absent or not positive (derived frames such as field maps store 0).
     """
     for keyword in ("EchoTime", "EffectiveEchoTime"):
-        value = _float_or_none(ds.get(keyword))
+        value = values.get_float(ds, keyword, strict=False)
         if value is not None:
             return value if value > 0.0 else None
-    seq = ds.get("MREchoSequence")
-    if seq:
-        value = _float_or_none(seq[0].get("EffectiveEchoTime"))
+    for item in values.items(ds, "MREchoSequence", strict=False)[:1]:
+        value = values.get_float(item, "EffectiveEchoTime", strict=False)
         if value is not None and value > 0.0:
             return value
     return None
@@ -83,7 +83,7 @@ def magnetic_field_strength_t(ds: Dataset) -> float | None:
         When absent (anonymised exports), the proton ImagingFrequency (0018,0084) divided
         by the gyromagnetic ratio, rounded to 0.01 T. None when neither is usable.
     """
-    value = _float_or_none(ds.get("MagneticFieldStrength"))
+    value = values.get_float(ds, "MagneticFieldStrength", strict=False)
     if value is not None and value > 0.0:
         if value > _FIELD_STRENGTH_GAUSS_THRESHOLD:
             return value / _GAUSS_PER_TESLA
@@ -97,7 +97,7 @@ def magnetic_field_strength_t(ds: Dataset) -> float | None:
         )
         return None
     nucleus = _text(ds, "ImagedNucleus")
-    frequency_mhz = _float_or_none(ds.get("ImagingFrequency"))
+    frequency_mhz = values.get_float(ds, "ImagingFrequency", strict=False)
     if frequency_mhz is not None and frequency_mhz > 0.0 and nucleus in ("", "1H", "H1"):
         return round(frequency_mhz / GYROMAGNETIC_RATIO_MHZ_PER_T, 2)
     return None

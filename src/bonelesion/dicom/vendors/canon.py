@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
 
+from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import _quality_warning, _series_uid, _text, _unit_or_none
 
 __all__: list[str] = []
@@ -23,7 +24,7 @@ _CANON_COMMENT = re.compile(
 
 def _canon_comment_gradient(ds: Dataset) -> list[float] | None:
     """Canon classic DWI: the vector of ImageComments ``b=1500(0.445,0.000,0.895)``."""
-    match = _CANON_COMMENT.search(str(ds.get("ImageComments", "")))
+    match = _CANON_COMMENT.search(values.get_text(ds, "ImageComments", strict=False) or "")
     if match is None:
         return None
     try:

@@ -14,11 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
 
+from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import (
     _SEP_L,
     _SEP_R,
     _ZERO_GRADIENT_NORM,
-    _float_or_none,
     _image_type_tokens,
     _private_numbers,
     _quality_warning,
@@ -128,11 +128,12 @@ def _standard_b_value(ds: Dataset) -> float | None:
     A present but unreadable or non-finite value comes back as NaN, so the sanity check
     reports it instead of silently falling through to a private element.
     """
-    for item in (ds, *(ds.get("MRDiffusionSequence") or [])[:1]):
-        raw = item.get("DiffusionBValue")
-        if raw is None or (isinstance(raw, str | bytes | list) and len(raw) == 0):
+    for item in (ds, *values.items(ds, "MRDiffusionSequence", strict=False)[:1]):
+        if not values.has(item, "DiffusionBValue"):
             continue
-        value = _float_or_none(raw)
+        value = values.get_float(item, "DiffusionBValue", strict=False, finite=False)
+        if value is None and values.is_empty(item, "DiffusionBValue"):
+            continue
         return math.nan if value is None else value
     return None
 
@@ -140,9 +141,8 @@ def _standard_b_value(ds: Dataset) -> float | None:
 def _directionality(ds: Dataset) -> str:
     value = _text(ds, "DiffusionDirectionality")
     if not value:
-        seq = ds.get("MRDiffusionSequence")
-        if seq:
-            value = _text(seq[0], "DiffusionDirectionality")
+        for item in values.items(ds, "MRDiffusionSequence", strict=False)[:1]:
+            value = _text(item, "DiffusionDirectionality")
     return value
 
 
@@ -156,7 +156,7 @@ def _stored_b_value(ds: Dataset) -> tuple[float | None, str]:
     """Return the b-value as stored (standard first, then vendor elements), unvalidated."""
     standard = _standard_b_value(ds)
     if standard is not None:
-        if standard >= _GE_B_VALUE_OFFSET:
+        if math.isfinite(standard) and standard >= _GE_B_VALUE_OFFSET:
             standard = math.fmod(standard, _GE_B_VALUE_OFFSET)
         return standard, "(0018,9087)"
     return _vendor_b_value(ds, vendor_of(ds))
@@ -336,20 +336,15 @@ def _standard_gradient(ds: Dataset) -> list[float] | None:
     None when absent.
     """
     candidates: list[Dataset] = [ds]
-    seq = ds.get("DiffusionGradientDirectionSequence")
-    if seq:
-        candidates.append(seq[0])
-    mr_diffusion = ds.get("MRDiffusionSequence")
-    if mr_diffusion:
-        inner = mr_diffusion[0].get("DiffusionGradientDirectionSequence")
-        if inner:
-            candidates.append(inner[0])
+    candidates.extend(values.items(ds, "DiffusionGradientDirectionSequence", strict=False)[:1])
+    for outer in values.items(ds, "MRDiffusionSequence", strict=False)[:1]:
+        candidates.extend(
+            values.items(outer, "DiffusionGradientDirectionSequence", strict=False)[:1])
     for item in candidates:
-        value = item.get("DiffusionGradientOrientation")
-        if value is not None:
-            values = [float(v) for v in value]
-            if len(values) == 3:
-                return values
+        if values.has(item, "DiffusionGradientOrientation"):
+            found = values.get_floats(item, "DiffusionGradientOrientation", strict=False)
+            if found is not None and len(found) == 3:
+                return list(found)
     return None
 
 

@@ -10,8 +10,10 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
 
+from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import (
     _ZERO_GRADIENT_NORM,
+    _finite_int,
     _private_numbers,
     _quality_warning,
     _series_uid,
@@ -55,7 +57,7 @@ def _ge_raw_b_value(ds: Dataset) -> float | None:
     if not values:
         return None
     b_value = values[0]
-    if b_value >= _GE_B_VALUE_OFFSET:
+    if math.isfinite(b_value) and b_value >= _GE_B_VALUE_OFFSET:
         b_value = math.fmod(b_value, _GE_B_VALUE_OFFSET)
     return b_value
 
@@ -82,7 +84,7 @@ def _ge_strong_diffusion_tags(ds: Dataset) -> tuple[bool, bool]:
     code = _private_numbers(ds, 0x0021, _GE_RELA, 0x5A, "SL")
     n_dirs = _private_numbers(ds, 0x0019, _GE_ACQU, 0xE0, "DS")
     present = bool(vas or code or n_dirs)
-    says = (bool(vas) and int(vas[0]) in (14, 16)) or (bool(code) and code[0] > 0)
+    says = (bool(vas) and _finite_int(vas[0]) in (14, 16)) or (bool(code) and code[0] > 0)
     says = says or (bool(n_dirs) and n_dirs[0] > 0)
     return present, says
 
@@ -104,10 +106,11 @@ def _ge_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None:
     The overall sign of a gradient direction is irrelevant to diffusion weighting.
     """
     logical = _ge_logical_gradient(ds)
-    if logical is None or float(np.linalg.norm(logical)) < _ZERO_GRADIENT_NORM:
+    if logical is None or not np.all(np.isfinite(logical)) \
+            or float(np.linalg.norm(logical)) < _ZERO_GRADIENT_NORM:
         return None
-    orientation = ds.get("ImageOrientationPatient")
-    if orientation is None or len(orientation) != 6:
+    orientation = values.get_floats(ds, "ImageOrientationPatient", count=6, strict=False)
+    if orientation is None:
         _quality_warning(
             f"Series {_series_uid(ds)}: GE gradient (0019,10BB-BD) present but "
             "ImageOrientationPatient (0020,0037) is missing, so the gradient cannot be rotated "
@@ -115,8 +118,8 @@ def _ge_gradient_lps(ds: Dataset) -> NDArray[np.float64] | None:
             "with its image plane attributes."
         )
         return None
-    row = np.asarray([float(v) for v in orientation[:3]])
-    col = np.asarray([float(v) for v in orientation[3:]])
+    row = np.asarray(orientation[:3])
+    col = np.asarray(orientation[3:])
     normal = np.cross(row, col)
     x, y, z = (float(v) for v in logical)
     phase_dir = _text(ds, "InPlanePhaseEncodingDirection")
@@ -184,4 +187,5 @@ def ge_volume_label(ds: Dataset) -> str:
     if vendor_of(ds) is not Vendor.GE:
         return ""
     vas = _private_numbers(ds, 0x0043, _GE_PARM, 0x30, "SS")
-    return str(int(vas[0])) if vas and math.isfinite(vas[0]) else ""
+    label = _finite_int(vas[0]) if vas else None
+    return "" if label is None else str(label)

@@ -8,6 +8,7 @@ from enum import Enum
 
 from pydicom import Dataset
 
+from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import _SEP_L, _SEP_R, _private_creators, _text
 
 __all__ = ["Vendor", "vendor_of"]
@@ -103,15 +104,15 @@ def vendor_of(ds: Dataset) -> Vendor:
         "SOPInstanceUID",
         "FrameOfReferenceUID",
     ):
-        value = ds.get(keyword)
+        value = values.get_text(ds, keyword, strict=False)
         if value:
-            uids.append(str(value))
-    meta = getattr(ds, "file_meta", None)
+            uids.append(value)
+    meta = ds.__dict__.get("file_meta")
     if meta is not None:
         for keyword in ("MediaStorageSOPInstanceUID", "ImplementationClassUID"):
-            value = meta.get(keyword)
+            value = values.get_text(meta, keyword, strict=False)
             if value:
-                uids.append(str(value))
+                uids.append(value)
     for uid in uids:
         for root, vendor in _UID_ROOTS:
             if uid.startswith(root):

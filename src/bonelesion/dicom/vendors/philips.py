@@ -7,7 +7,8 @@ import math
 
 from pydicom import Dataset
 
-from bonelesion.dicom.vendors._elements import _float_or_none, _private_numbers
+from bonelesion.dicom import values
+from bonelesion.dicom.vendors._elements import _private_numbers
 from bonelesion.dicom.vendors.identify import Vendor, vendor_of
 from bonelesion.model.roles import SeriesRole as Role
 
@@ -56,9 +57,11 @@ def philips_private_frame_items(frame_item: Dataset) -> list[Dataset]:
     >>> philips_private_frame_items(Dataset())
     []
     """
-    return [elem.value[0] for elem in frame_item
-            if elem.tag.group == 0x2005 and elem.tag.element == _PHILIPS_PRIVATE_PER_FRAME
-            and elem.VR == "SQ" and elem.value]
+    out: list[Dataset] = []
+    for key in list(frame_item._dict):
+        if key == 0x2005 << 16 | _PHILIPS_PRIVATE_PER_FRAME:
+            out.extend(values.items(frame_item, key, strict=False)[:1])
+    return out
 
 
 def _philips_gradient(ds: Dataset) -> list[float] | None:
@@ -101,8 +104,8 @@ def philips_float_rescale(ds: Dataset) -> tuple[float, float] | None:
     if vendor_of(ds) is not Vendor.PHILIPS:
         return None
     scale_slope = _private_numbers(ds, 0x2005, _PHILIPS_MR_IMAGING, 0x0E, "FL")
-    rescale_slope = _float_or_none(ds.get("RescaleSlope"))
-    rescale_intercept = _float_or_none(ds.get("RescaleIntercept")) or 0.0
+    rescale_slope = values.get_float(ds, "RescaleSlope", strict=False)
+    rescale_intercept = values.get_float(ds, "RescaleIntercept", strict=False) or 0.0
     if not scale_slope or rescale_slope is None:
         return None
     ss = scale_slope[0]

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 
+from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import (
     _SEP_L,
     _SEP_R,
-    _float_or_none,
     _image_type_tokens,
     _series_uid,
     _text,
@@ -152,8 +152,8 @@ def _is_multi_echo_gre(ds: Dataset) -> bool:
     gradient_echo = "GR" in scanning or any("FFE" in t for t in tokens)
     if not gradient_echo:
         return False
-    echo_train = _float_or_none(ds.get("EchoTrainLength"))
-    echo_number = _float_or_none(ds.get("EchoNumbers"))
+    echo_train = values.get_float(ds, "EchoTrainLength", strict=False)
+    echo_number = values.get_float(ds, "EchoNumbers", strict=False)
     if (echo_train is not None and echo_train >= 2) or (
         echo_number is not None and echo_number >= 2
     ):
@@ -190,7 +190,7 @@ def _content_role(ds: Dataset) -> Role:
     water or fat image.
     """
     modality = _text(ds, "Modality")
-    sop_class = str(ds.get("SOPClassUID", ""))
+    sop_class = values.get_text(ds, "SOPClassUID", strict=False) or ""
     if modality == "CT" or (not modality and sop_class in _CT_SOP_CLASSES):
         return Role.CT
     if modality not in ("MR", ""):

@@ -13,14 +13,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
+from pydicom.tag import BaseTag
 
+from bonelesion.dicom import values
 from bonelesion.dicom.vendors._elements import (
+    _element_numbers,
+    _finite_int,
     _float_or_none,
     _private_element,
     _private_numbers,
     _series_uid,
 )
-from bonelesion.errors import MissingAttributeError
+from bonelesion.errors import InputError, MissingAttributeError
 
 __all__: list[str] = []
 
@@ -58,7 +62,8 @@ def _siemens_csa_image_header(ds: Dataset) -> dict[str, Any] | None:
 
     try:
         header: dict[str, Any] = csareader.read(bytes(raw))
-    except (csareader.CSAReadError, struct.error, ValueError, IndexError) as exc:
+    except (csareader.CSAReadError, struct.error, ValueError, IndexError,
+            AssertionError) as exc:  # nibabel asserts on some malformed item lengths
         logger.debug("series %s: unreadable CSA image header: %s", _series_uid(ds), exc)
         return None
     return header
@@ -90,7 +95,9 @@ def siemens_gradient(ds: Dataset) -> list[float] | None:
     """Gradient (patient frame) of the CSA ``DiffusionGradientDirection`` or (0019,xx0E)."""
     items = _csa_items(_siemens_csa_image_header(ds), "DiffusionGradientDirection")
     if len(items) == 3:
-        return [float(v) for v in items]
+        vector = [_float_or_none(v) for v in items]
+        if all(v is not None for v in vector):
+            return [float(v) for v in vector if v is not None]
     values = _private_numbers(ds, 0x0019, _SIEMENS_MR_HEADER, 0x0E, "FD")
     if len(values) == 3:
         return values
@@ -99,29 +106,26 @@ def siemens_gradient(ds: Dataset) -> list[float] | None:
 
 def is_mosaic(ds: Dataset) -> bool:
     """Return True for a Siemens mosaic (several slices tiled into one image)."""
-    image_type = ds.get("ImageType", None) or ()
-    if isinstance(image_type, str):
-        image_type = [image_type]
-    return any(str(t).strip().upper() == "MOSAIC" for t in image_type)
+    return "MOSAIC" in values.get_cs(ds, "ImageType", strict=False)
 
 
-_ASCCONV = re.compile(rb"### ASCCONV BEGIN.*?### ASCCONV END ###", re.S)
+#: Elements that may hold the ASCCONV protocol text (MR protocol, CSA series header).
+_ASCCONV_TAGS = (0x00291020, 0x00291120, 0x00211019)
+#: Most tiles accepted in one mosaic (real ones: ≤ 128).
+MAX_MOSAIC_TILES = 4096
 
 
-def _ascconv(ds: Dataset) -> dict[str, str]:
-    for tag in ((0x0029, 0x1020), (0x0029, 0x1120), (0x0021, 0x1019)):
-        elem = ds.get(tag)
-        if elem is None or not isinstance(elem.value, bytes):
+def _ascconv(ds: Dataset) -> tuple[dict[str, str], str]:
+    """Return the ASCCONV protocol (`bonelesion.dicom.values.parse_ascconv`), its element."""
+    for tag in _ASCCONV_TAGS:
+        raw = values.element_bytes(ds, tag)
+        if not raw:
             continue
-        match = _ASCCONV.search(elem.value)
-        if match:
-            out: dict[str, str] = {}
-            for line in match.group(0).decode("latin-1").splitlines():
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    out[k.strip()] = v.split("#", 1)[0].strip()
-            return out
-    return {}
+        where = f"File {values.source_of(ds)}, {values.element_label(tag)}"
+        asc = values.parse_ascconv(raw, where=where)
+        if asc:
+            return asc, where
+    return {}, ""
 
 
 @dataclass(frozen=True)
@@ -140,77 +144,91 @@ class MosaicLayout:
     tiles_per_row: int = 0
 
 
+def _csa_tile_count_and_normal(flat: Dataset) -> tuple[int | None, NDArray[np.float64] | None]:
+    """NumberOfImagesInMosaic and SliceNormalVector of the CSA image header (None if absent)."""
+    csa = _siemens_csa_image_header(flat)
+    n_items = _csa_items(csa, "NumberOfImagesInMosaic")
+    n = _float_or_none(n_items[0]) if n_items else None
+    normal_items = _csa_items(csa, "SliceNormalVector")
+    normal = None
+    if len(normal_items) == 3:
+        vector = [_float_or_none(v) for v in normal_items]
+        if all(v is not None for v in vector):
+            normal = np.array(vector, dtype=np.float64)
+    n_tiles = _finite_int(n) if n is not None and n > 0 else None
+    return n_tiles, normal
+
+
 def mosaic_layout(flat: Dataset, row_dir: NDArray[np.float64], col_dir: NDArray[np.float64]
                    ) -> MosaicLayout:
-    """Return tile count, slice normal and spacing of a Siemens mosaic (nibabel/dcm2niix)."""
-    notes: list[str] = []
-    n_tiles: int | None = None
-    normal: NDArray[np.float64] | None = None
-    csa: dict[str, Any] | None = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # nibabel.nicom warns "experimental" on import
-            from nibabel.nicom import csareader
+    """Return tile count, slice normal and spacing of a Siemens mosaic (nibabel/dcm2niix).
 
-            csa = csareader.get_csa_header(flat, "image")
-        if csa is not None:
-            n = csareader.get_n_mosaic(csa)
-            n_tiles = int(n) if n else None
-            sn = csareader.get_slice_normal(csa)
-            if sn is not None:
-                normal = np.asarray(sn, dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001 - a damaged CSA header falls back to other sources
-        logger.debug("CSA image header unreadable: %s", exc)
+    Raises
+    ------
+    MissingAttributeError
+        When the tile count or the slice spacing cannot be found.
+    InputError
+        When a value is invalid (names the file, the element or ASCCONV key, the value).
+    """
+    notes: list[str] = []
+    where = f"File {values.source_of(flat)}"
+    n_tiles, normal = _csa_tile_count_and_normal(flat)
     if n_tiles is None:
-        elem = flat.get((0x0019, 0x100A))
-        if elem is not None and elem.value not in (None, b"", ""):
-            value = elem.value
-            if isinstance(value, bytes):
-                value = int.from_bytes(value[:2], "little")
-            n_tiles = int(value)
-    asc = _ascconv(flat)
+        elem = flat._dict.get(BaseTag(0x0019100A))
+        if elem is not None:
+            found = _element_numbers(elem, "US")
+            if found and _finite_int(found[0]):
+                n_tiles = _finite_int(found[0])
+    asc, asc_where = _ascconv(flat)
     if n_tiles is None and "sSliceArray.lSize" in asc:
-        n_tiles = int(asc["sSliceArray.lSize"])
+        size = values.ascconv_number(asc, "sSliceArray.lSize", where=asc_where)
+        n_tiles = _finite_int(size) if size is not None else None
         notes.append("mosaic tile count from the ASCCONV protocol (sSliceArray.lSize)")
     if normal is None and any(k.startswith("sSliceArray.asSlice[0].sNormal") for k in asc):
         normal = np.array(
-            [float(asc.get(f"sSliceArray.asSlice[0].sNormal.d{a}", 0.0))
-             for a in ("Sag", "Cor", "Tra")]
+            [values.ascconv_number(asc, f"sSliceArray.asSlice[0].sNormal.d{a}",
+                                   where=asc_where) or 0.0 for a in ("Sag", "Cor", "Tra")]
         )
-    if normal is None:
+    if normal is None or not np.all(np.isfinite(normal)) or np.linalg.norm(normal) < 1e-6:
         normal = np.cross(row_dir, col_dir)
     normal = normal / np.linalg.norm(normal)
     if n_tiles is None:
         raise MissingAttributeError(
-            "Siemens mosaic: number of images in the mosaic not found (CSA "
+            f"{where}: Siemens mosaic: number of images in the mosaic not found (CSA "
             "NumberOfImagesInMosaic, (0019,100A) or ASCCONV sSliceArray.lSize). "
             "Potential fix: export the series without removing Siemens private tags."
         )
-    spacing = flat.get("SpacingBetweenSlices", None)
-    spacing_mm: float | None = float(spacing) if spacing not in (None, "") else None
-    if spacing_mm is None and "sSliceArray.asSlice[1].sPosition.dTra" in asc or (
-        spacing_mm is None and "sSliceArray.asSlice[1].sPosition.dCor" in asc
-    ):
-        p = [np.array([float(asc.get(f"sSliceArray.asSlice[{i}].sPosition.d{a}", 0.0))
+    rows = values.get_int(flat, "Rows") or 0
+    cols = values.get_int(flat, "Columns") or 0
+    grid = int(math.ceil(math.sqrt(n_tiles))) if n_tiles > 0 else 0
+    if not 1 <= n_tiles <= MAX_MOSAIC_TILES or grid > min(rows, cols):
+        raise InputError(
+            f"{where}: Siemens mosaic of {n_tiles} tiles in a {rows}×{cols} image; expected "
+            f"1–{MAX_MOSAIC_TILES} tiles of at least one pixel. Potential fix: the header is "
+            "damaged; re-export the series.")
+    spacing_mm = values.get_float(flat, "SpacingBetweenSlices")
+    if spacing_mm is None and ("sSliceArray.asSlice[1].sPosition.dTra" in asc
+                               or "sSliceArray.asSlice[1].sPosition.dCor" in asc):
+        p = [np.array([values.ascconv_number(asc, f"sSliceArray.asSlice[{i}].sPosition.d{a}",
+                                             where=asc_where) or 0.0
                        for a in ("Sag", "Cor", "Tra")]) for i in (0, 1)]
         spacing_mm = float(abs(np.dot(p[1] - p[0], normal)))
         notes.append("mosaic slice spacing from the ASCCONV slice positions")
-    if spacing_mm is None and flat.get("SliceThickness", None) not in (None, ""):
-        spacing_mm = float(flat.SliceThickness)
-        notes.append("mosaic slice spacing from SliceThickness (no SpacingBetweenSlices)")
+    if spacing_mm is None:
+        thickness = values.get_float(flat, "SliceThickness")
+        if thickness is not None:
+            spacing_mm = thickness
+            notes.append("mosaic slice spacing from SliceThickness (no SpacingBetweenSlices)")
     if spacing_mm is None or spacing_mm <= 0:
         raise MissingAttributeError(
-            "Siemens mosaic: no slice spacing (SpacingBetweenSlices, ASCCONV positions or "
-            "SliceThickness). Potential fix: export with the full header."
+            f"{where}: Siemens mosaic: no slice spacing (SpacingBetweenSlices, ASCCONV "
+            "positions or SliceThickness). Potential fix: export with the full header."
         )
-    grid = int(math.ceil(math.sqrt(n_tiles)))
     positions: NDArray[np.float64] | None = None
     keys = [f"sSliceArray.asSlice[{i}].sPosition" for i in range(n_tiles)]
     if n_tiles > 1 and all(any(k.startswith(p) for k in asc) for p in (keys[0], keys[-1])):
-        positions = np.array([[float(asc.get(f"{p}.d{a}", 0.0)) for a in ("Sag", "Cor", "Tra")]
-                              for p in keys])
-    rows = int(flat.Rows)
-    cols = int(flat.Columns)
+        positions = np.array([[values.ascconv_number(asc, f"{p}.d{a}", where=asc_where) or 0.0
+                               for a in ("Sag", "Cor", "Tra")] for p in keys])
     return MosaicLayout(
         n_tiles=n_tiles,
         grid=grid,
