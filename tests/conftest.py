@@ -29,17 +29,25 @@ def _restore_bonelesion_log_level() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def small_spine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """``small_spine(name)``: a small spine-phantom CT of ``detect_kit.SMALL_VARIANTS``,
-    written once per session (shared by the detection tests of roi/ and pipeline/)."""
-    from detect_kit import SMALL_VARIANTS, SmallSpine, write_small_spine
+    """``small_spine(name)``: a spine-phantom CT of ``detect_kit.SMALL_VARIANTS`` (small
+    protocol) or ``CROP_VARIANTS`` (thin-slice crops), written once per session (shared by
+    the detection tests of roi/ and pipeline/)."""
+    from detect_kit import (
+        CROP_VARIANTS,
+        SMALL_VARIANTS,
+        SmallSpine,
+        write_crop_spine,
+        write_small_spine,
+    )
 
     cache: dict[str, SmallSpine] = {}
 
     def get(name: str) -> SmallSpine:
-        if name not in SMALL_VARIANTS:
+        if name not in SMALL_VARIANTS and name not in CROP_VARIANTS:
             raise KeyError(name)
         if name not in cache:
-            cache[name] = write_small_spine(tmp_path_factory.mktemp(name) / "study", name)
+            write = write_small_spine if name in SMALL_VARIANTS else write_crop_spine
+            cache[name] = write(tmp_path_factory.mktemp(name) / "study", name)
         return cache[name]
 
     return get

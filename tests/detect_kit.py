@@ -64,3 +64,43 @@ def crop_slices(ct: Volume, start: int, stop: int) -> Volume:
 def slice_of(ct: Volume, s_mm: float) -> int:
     """Index of the slice nearest to an LPS S coordinate (axial volumes)."""
     return int(round(float(ct.lps_to_index([[0.0, 0.0, s_mm]])[0][0])))
+
+
+#: Thin-slice spine CTs cropped around the spine and pelvis (full in-plane resolution:
+#: 0.78 mm pixels, the vendor's slices), L2-S2 (``crop``) or T10-S2 (``tall``): what the
+#: lesion detector is validated on. Seeds 31-33 are not among the tuning seeds.
+CROP_VARIANTS: dict[str, dict[str, Any]] = {
+    "siemens_crop": {"vendor": "siemens", "seed": 31, "noise": 13.0, "s_range": (-485.0, -300.0),
+                     "options": {}},
+    "philips_osteoporotic_crop": {"vendor": "philips", "seed": 32, "noise": 15.0,
+                                  "s_range": (-485.0, -195.0),
+                                  "options": {"osteoporotic": True}},
+    "ge_mr_crop": {"vendor": "ge", "seed": 33, "noise": 12.0, "s_range": (-485.0, -300.0),
+                   "options": {}, "mr": True},
+}
+
+
+def write_crop_spine(out: Path, name: str) -> SmallSpine:
+    """Write one variant of `CROP_VARIANTS` into ``out`` and load its CT."""
+    from bonelesion.dicom.series import load_series
+    from bonelesion.phantom.spine import SpineOptions
+    from bonelesion.phantom.spine_study import SAMPLE_MR, CtProtocol, MrProtocol, write_spine_study
+
+    spec = SMALL_VARIANTS.get(name) or CROP_VARIANTS[name]
+    ct = CtProtocol(matrix=512, field_of_view_mm=400.0, rows=200, columns=260,
+                    centre_lp_mm=(0.0, 60.0), s_range_mm=spec["s_range"],
+                    noise_sd_hu=spec["noise"])
+    mr = SAMPLE_MR if spec.get("mr") else MrProtocol(dixon_slices=0)
+    write_spine_study(out, vendor=spec["vendor"], seed=spec["seed"],
+                      options=SpineOptions(**spec["options"]), ct=ct, mr=mr)
+    stacks = load_series(sorted(glob.glob(str(out / "DICOM" / "*Br*" / "*.dcm"))
+                                or glob.glob(str(out / "DICOM" / "*" / "*.dcm"))))
+    ct_stack = next(s for s in stacks if s.volume.series.modality == "CT")
+    truth = json.loads((out / "truth.json").read_text())
+    return SmallSpine(name=name, folder=out, ct=ct_stack.volume, truth=truth)
+
+
+def in_view(ct: Volume, point: Any) -> bool:
+    """Whether an LPS point lies inside a volume's grid."""
+    idx = ct.lps_to_index([list(point)])[0]
+    return bool(np.all(idx >= 0) and np.all(idx <= np.asarray(ct.shape) - 1))

@@ -94,7 +94,8 @@ def test_help_documents_the_columns(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["detect", "--help"])
     text = capsys.readouterr().out
-    for word in ("vertebrae.csv", "trabecular_mean_hu", "confidence", "Pickhardt",
+    for word in ("vertebrae.csv", "trabecular_mean_hu", "confidence", "Pickhardt", "candidates.csv",
+                 "radius_mm", "--rois", "candidates_seg.dcm",
                  "vertebrae_seg.dcm", "overview.png", "T12", "S1"):
         assert word in text
 
@@ -161,3 +162,126 @@ def test_measure_names_the_level_of_each_lesion(tmp_path: Path) -> None:
     lesion = next(le for le in document["lesions"] if le["vertebra"] == "L3")
     assert lesion["call"]["sins"]["items"]["sins_location"] == "mobile"
     assert "vertebra labelling" in lesion["annotations"]["sins_location_from"]
+
+
+# ------------------------------------------------------------------ lesion candidates
+def _truth_lesions(folder: Path) -> list[dict]:
+    return json.loads((folder / "truth.json").read_text())["spine"]["lesions"]
+
+
+def _nearest(row: dict[str, str], lesions: list[dict]) -> dict | None:
+    centre = [float(row[f"center_{a}_mm"]) for a in "lps"]
+    best = min(lesions, key=lambda les: float(np.linalg.norm(np.subtract(centre,
+                                                                       les["centre_lps_mm"]))))
+    d = float(np.linalg.norm(np.subtract(centre, best["centre_lps_mm"])))
+    return best if d <= max(6.0, best["equivalent_radius_mm"] + 2.0) else None
+
+
+@pytest.fixture(scope="module")
+def crop_run(small_spine, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`run ct_sclerotic` without --rois on a thin-slice crop, unknown treatment taken as
+    untreated (a site setting; see the README on `treated`)."""
+    study = small_spine("siemens_crop")
+    root = tmp_path_factory.mktemp("crop_run")
+    untreated = root / "untreated.toml"
+    untreated.write_text("[treatment]\nassume_untreated = true\n")
+    out = root / "out"
+    code = main(["-q", "run", "ct_sclerotic", str(study.folder), "--out", str(out),
+                 "--classifier-config", str(untreated), "--no-dicom", "--no-qc"])
+    assert code in (0, 4)
+    return study.folder, out
+
+
+def test_run_without_rois_detects_measures_and_calls(crop_run: tuple[Path, Path]) -> None:
+    folder, out = crop_run
+    lesions = _truth_lesions(folder)
+    rows = _rows(out / "lesions.csv")
+    assert rows
+    for row in rows:
+        assert row["detected"] == "true" and 0 < float(row["detection_score"]) <= 1
+        truth = _nearest(row, lesions)
+        assert truth is not None, row["lesion_id"]
+        if truth["bone"][:1] in "TL":
+            assert row["vertebra"] == truth["bone"]
+        if truth["volume_ml"] >= 0.3:
+            # measured on its own mask: the volume of the lesion, not of a sphere around it
+            assert float(row["ct_volume_ml"]) == pytest.approx(truth["volume_ml"], rel=0.5)
+        if truth["kind"] == "bone_island":
+            assert row["label"] == "benign", row
+        else:
+            assert row["label"] != "benign", row
+    document = json.loads(next(out.glob("studies/*/*/results.json")).read_text())
+    assert document["rois"]["kind"] == "detection"
+    entry = document["lesions"][0]
+    assert entry["detected"] and entry["detection"]["kind"] == "sclerotic"
+    assert entry["detection"]["reasons"]
+    assert entry["annotations"]["treated"] is None  # detection cannot know the treatment
+
+
+def test_unknown_treatment_keeps_detected_lesions_indeterminate(small_spine,
+                                                                tmp_path: Path) -> None:
+    study = small_spine("siemens_crop")
+    out = tmp_path / "out"
+    assert main(["-q", "run", "ct_sclerotic", str(study.folder), "--out", str(out),
+                 "--no-dicom", "--no-qc"]) in (0, 4)
+    rows = _rows(out / "lesions.csv")
+    assert rows and all(r["label"] == "indeterminate" for r in rows)
+    assert all("treatment status not given" in r["reasons"] for r in rows)
+
+
+def test_candidates_csv_works_as_rois(small_spine, tmp_path: Path) -> None:
+    study = small_spine("siemens_crop")
+    det = tmp_path / "det"
+    assert main(["-q", "detect", str(study.folder), "--out", str(det)]) == 0
+    candidates = _rows(det / "candidates.csv")
+    assert candidates
+    assert list(candidates[0])[:5] == ["lesion_id", "center_l_mm", "center_p_mm", "center_s_mm",
+                                       "radius_mm"]
+    summary = json.loads((det / "detection.json").read_text())
+    files = summary["studies"][0]["files"]
+    assert any(f.endswith("candidates_seg.dcm") for f in files)
+    out = tmp_path / "out"
+    assert main(["-q", "measure", str(study.folder), "--out", str(out), "--rois",
+                 str(det / "candidates.csv"), "--no-dicom", "--no-qc",
+                 "--pipeline", "ct_sclerotic"]) in (0, 4)
+    rows = _rows(out / "lesions.csv")
+    assert [r["lesion_id"] for r in rows] == [c["lesion_id"] for c in candidates]
+    assert all(r["detected"] == "true" for r in rows)
+    assert [r["vertebra"] for r in rows] == [c["vertebra"] for c in candidates]
+
+
+def test_mr_stages_measure_detected_lesions_through_lps(small_spine, tmp_path: Path) -> None:
+    study = small_spine("ge_mr_crop")
+    out = tmp_path / "out"
+    assert main(["-q", "measure", str(study.folder), "--out", str(out), "--no-dicom",
+                 "--no-qc"]) in (0, 4)
+    rows = _rows(out / "lesions.csv")
+    assert rows
+    measured = [r for r in rows if r["mr_chemical_shift_ratio"]]
+    assert measured, [r["missing"] for r in rows]
+    # a sclerotic lesion is a signal void on the Dixon images: no fat signal drop
+    assert all(r["detected"] == "true" for r in rows)
+
+
+def test_pipeline_requiring_a_file_fails_at_roi(tmp_path: Path) -> None:
+    pipeline = tmp_path / "file.toml"
+    pipeline.write_text('name = "ct_file"\nstages = ["ct_attenuation"]\nrois = "file"\n'
+                        '[roles.ct]\nmodality = "CT"\nstack_roles = ["ct"]\nrequired = true\n')
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(pipeline), str(STUDY), "--out", str(out), "--no-dicom",
+                 "--no-qc"]) == 4
+    failures = _rows(out / "failures.csv")
+    assert failures and failures[0]["stage"] == "roi"
+    assert "rois = 'file'" in failures[0]["message"]
+
+
+def test_coarse_ct_is_measured_with_zero_lesions_not_failed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["-q", "run", "combined", str(STUDY), "--out", str(out), "--no-dicom",
+                 "--no-qc"])
+    assert code in (0, 4)
+    document = json.loads(next(out.glob("studies/*/*/results.json")).read_text())
+    assert document["lesions"] == []
+    assert any("coarser than the detector is validated for" in w
+               for w in document["warnings"])
+    assert document["spine"]["vertebrae"]  # the levels are still labelled

@@ -1,4 +1,4 @@
-"""``bonelesion detect``: vertebra levels (and lesion candidates) on each study's CT."""
+"""``bonelesion detect``: vertebra levels and sclerotic-lesion candidates on each CT."""
 
 from __future__ import annotations
 
@@ -19,8 +19,16 @@ DESCRIPTION = (
     "opportunistic osteoporosis category at L1 with its thresholds: <= 110 HU highly "
     "specific, <= 160 HU sensitive, Pickhardt et al., Ann Intern Med 2013); per study "
     "studies/<StudyInstanceUID>/vertebrae_seg.dcm (DICOM SEG of the vertebral bodies) and "
-    "overview.png (curved sagittal and coronal reformats, each vertebra labelled); and "
-    "detection.json (per study: status, notes such as 'no spinal column in view', files). "
+    "overview.png (curved sagittal and coronal reformats, each vertebra labelled and each "
+    "candidate circled); candidates.csv (one row per sclerotic-lesion candidate inside the "
+    "vertebral bodies and pelvis: lesion_id, center_l/p/s_mm, radius_mm of the "
+    "volume-equivalent sphere - the annotations CSV columns, so the file works as --rois - "
+    "then study and series UIDs, volume_ml, vertebra, kind, score, attenuation, contrast over "
+    "the marrow, depth, and the reasons it was accepted) and studies/<StudyInstanceUID>/"
+    "candidates_seg.dcm (DICOM SEG of the candidate masks); and detection.json (per study: "
+    "status, notes such as 'no spinal column in view' or the foci rejected and why, files). "
+    "Candidates are searched on thin-slice CTs (pixels <= 1 mm, slices <= 2 mm); a coarser CT "
+    "gets a note instead. "
     "Levels come from anchors: the last rib-bearing vertebra is T12, the first segment fused "
     "with the iliac bones is S1, counting in between. Where anchors disagree or are missing "
     "(lumbar rib, transitional vertebra, partial field of view) the confidence is low and the "
@@ -31,7 +39,7 @@ DESCRIPTION = (
 
 def register(sub: SubParsers) -> None:
     """Add the ``detect`` command."""
-    p = sub.add_parser("detect", help="label vertebrae (levels, bone density) on each CT",
+    p = sub.add_parser("detect", help="label vertebrae and find sclerotic lesions on each CT",
                        description=DESCRIPTION)
     p.add_argument("export_dir", type=existing_path, metavar="EXPORT_DIR")
     p.add_argument("--out", required=True, type=Path, metavar="OUT_DIR", help="output folder")
@@ -57,8 +65,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                             command=tuple(args.command_line), progress=print)
     total = len(summary.studies)
     vertebrae = sum(s.vertebrae for s in summary.studies)
+    candidates = sum(s.candidates for s in summary.studies)
     print(f"{total} studies: {total - summary.failed} analysed, {summary.failed} not; "
-          f"{vertebrae} vertebrae. Tables in {summary.out_dir}/")
+          f"{vertebrae} vertebrae, {candidates} lesion candidates. Tables in "
+          f"{summary.out_dir}/")
     for s in summary.studies:
         if s.status != "ok":
             print(f"NOT ANALYSED study {s.study_instance_uid} at {s.stage}: {s.message}",

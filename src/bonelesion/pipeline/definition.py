@@ -169,6 +169,10 @@ class PipelineDefinition:
     detection : mapping
         CT detection settings (``configs/detection.toml`` layout) laid over the defaults:
         vertebra labelling and lesion candidates (`bonelesion.roi.config.DetectionConfig`).
+    rois : {"auto", "file"}
+        Where a study's lesions come from without ``--rois``: ``auto`` (the default) detects
+        sclerotic-lesion candidates on the study's CT (`bonelesion.roi.candidates`); ``file``
+        requires an ROI file (the study fails at stage ``roi`` without one).
     """
 
     name: str
@@ -179,11 +183,15 @@ class PipelineDefinition:
     config_file: str = ""
     tilt: str = "refuse"
     detection: Mapping[str, Any] = field(default_factory=dict)
+    rois: str = "auto"
     source: str = ""
 
     def __post_init__(self) -> None:
         if self.tilt not in ("refuse", "resample"):
             raise ConfigError(f"tilt: expected 'refuse' or 'resample', found {self.tilt!r}")
+        if self.rois not in ("auto", "file"):
+            raise ConfigError(f"rois: expected 'auto' (detect on the CT) or 'file' (require "
+                              f"--rois), found {self.rois!r}")
         from bonelesion.roi.config import detection_config_from_mapping
 
         detection_config_from_mapping(dict(self.detection))  # refuse a bad table at load

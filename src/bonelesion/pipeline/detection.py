@@ -1,14 +1,17 @@
-"""CT detection along the one per-study path: vertebra levels (and lesion candidates).
+"""CT detection along the one per-study path: vertebra levels and lesion candidates.
 
 `detect_on_ct(ct, config)` is what a study's CT gives: the vertebra labelling
-(`bonelesion.roi.vertebrae`) and, in `run_study`, the study document's ``spine`` section and
-each lesion's level. `detect_export` is ``bonelesion detect``: index the export
-(`bonelesion.pipeline.inventory`), plan each study with the CT role of the ``ct_sclerotic``
-pipeline (`bonelesion.pipeline.selection`, the one series policy), load the chosen CT
+(`bonelesion.roi.vertebrae`) and the sclerotic-lesion candidates (`bonelesion.roi.candidates`);
+in `run_study`, the study document's ``spine`` section, each lesion's level, and, without an
+ROI file (``rois = "auto"``), the lesions themselves.
+
+`detect_export` is ``bonelesion detect``: index the export (`bonelesion.pipeline.inventory`),
+plan each study with the CT role of the ``ct_sclerotic`` pipeline
+(`bonelesion.pipeline.selection`, the one series policy), load the chosen CT
 (`bonelesion.pipeline.loading`, which refuses a tilted CT unless the pipeline resamples),
-detect, and write ``vertebrae.csv``, a DICOM SEG of the vertebral bodies and a QC overview per
-study. A study without a CT, or whose CT is refused, is recorded with the reason; the run goes
-on (a batch never stops for one study).
+detect, and write ``vertebrae.csv`` and ``candidates.csv``, DICOM SEGs of the vertebral bodies
+and of the candidates, and a QC overview per study. A study without a CT, or whose CT is
+refused, is recorded with the reason; the run goes on (a batch never stops for one study).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from bonelesion.errors import InputError, PipelineError
 from bonelesion.model.volume import Volume
+from bonelesion.roi.candidates import Candidate, CandidateSearch, detect_candidates
 from bonelesion.roi.config import DetectionConfig, detection_config_from_mapping
 from bonelesion.roi.lesion import Lesion
 from bonelesion.roi.vertebrae import AnchorCountingLabeller, SpineLabelling
@@ -33,6 +37,7 @@ from bonelesion.roi.vertebrae import AnchorCountingLabeller, SpineLabelling
 __all__ = [
     "CtDetection",
     "detect_on_ct",
+    "detected_lesions",
     "detection_config_of",
     "lesion_centre_lps",
     "spine_section",
@@ -47,20 +52,29 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Files ``detect`` writes at the top of its output folder.
-DETECTION_FILENAMES = {"vertebrae": "vertebrae.csv", "summary": "detection.json"}
+DETECTION_FILENAMES = {"vertebrae": "vertebrae.csv", "candidates": "candidates.csv",
+                       "summary": "detection.json"}
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class CtDetection:
-    """What detection found on one CT."""
+    """What detection found on one CT: the vertebra labelling and the lesion candidates."""
 
     labelling: SpineLabelling
+    candidates: CandidateSearch | None = None
     duration_s: float = 0.0
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """Study-level notes (no spine in view, partial field of view …)."""
-        return self.labelling.notes
+        """Study-level notes (no spine in view, partial field of view, foci rejected …)."""
+        extra = self.candidates.notes if self.candidates is not None else ()
+        return (*self.labelling.notes, *extra)
+
+    def candidate(self, lesion_id: str) -> Candidate | None:
+        """Return the accepted candidate of a lesion id, or None."""
+        if self.candidates is None:
+            return None
+        return next((c for c in self.candidates.accepted if c.lesion_id == lesion_id), None)
 
 
 def detection_config_of(pipeline: Mapping[str, Any]) -> DetectionConfig:
@@ -74,8 +88,11 @@ def detection_config_of(pipeline: Mapping[str, Any]) -> DetectionConfig:
     return detection_config_from_mapping(dict(pipeline.get("detection") or {}))
 
 
-def detect_on_ct(ct: Volume, config: DetectionConfig) -> CtDetection:
-    """Label the vertebrae of a CT (pure: no file I/O).
+def detect_on_ct(ct: Volume, config: DetectionConfig, *, candidates: bool = True
+                 ) -> CtDetection:
+    """Label the vertebrae of a CT and (``candidates``) find sclerotic-lesion candidates.
+
+    Pure: no file I/O.
 
     Raises
     ------
@@ -84,7 +101,27 @@ def detect_on_ct(ct: Volume, config: DetectionConfig) -> CtDetection:
     """
     start = time.perf_counter()
     labelling = AnchorCountingLabeller(config).label(ct)
-    return CtDetection(labelling=labelling, duration_s=time.perf_counter() - start)
+    search = detect_candidates(labelling, config=config) if candidates else None
+    return CtDetection(labelling=labelling, candidates=search,
+                       duration_s=time.perf_counter() - start)
+
+
+def detected_lesions(detection: CtDetection | None, study_instance_uid: str,
+                     warnings_out: list[str]) -> list[Lesion]:
+    """Return a study's accepted candidates as mask lesions (none, with the reason, if none)."""
+    if detection is None:
+        warnings_out.append("no CT in the study (or it could not be analysed): no lesion "
+                            "candidates detected; measured with zero lesions")
+        return []
+    search = detection.candidates
+    if search is None or not search.accepted:
+        why = "; ".join(search.notes) if search is not None and search.notes else ""
+        warnings_out.append("detection found no sclerotic-lesion candidate on the CT"
+                            + (f" ({why})" if why else "") + ": measured with zero lesions")
+        return []
+    for note in search.notes:
+        warnings_out.append(f"detection: {note}")
+    return [c.lesion(study_instance_uid=study_instance_uid) for c in search.accepted]
 
 
 def lesion_centre_lps(lesion: Lesion) -> tuple[float, float, float] | None:
@@ -108,20 +145,38 @@ def lesion_centre_lps(lesion: Lesion) -> tuple[float, float, float] | None:
 def lesion_location(lesion: Lesion, detection: CtDetection | None,
                     config: DetectionConfig) -> dict[str, Any]:
     """Return a lesion's entry fields: its centre, level (with confidence), detection facts."""
+    found = detection.candidate(lesion.lesion_id) if detection is not None and \
+        lesion.mask is not None and dict(lesion.annotations).get("detected") is True else None
+    if found is not None:
+        return {
+            "vertebra": found.vertebra,
+            "vertebra_confidence": round(found.vertebra_confidence, 3) if found.vertebra
+            else None,
+            "center_lps_mm": [round(c, 2) for c in found.centre_lps_mm],
+            "detected": True,
+            "detection_score": round(found.score, 4),
+            "detection": found.record(),
+        }
     centre = lesion_centre_lps(lesion)
     vertebra, confidence = "", None
     if detection is not None and centre is not None:
         where = detection.labelling.locate(centre)
         vertebra = where.vertebra
         confidence = round(where.confidence, 3) if where.vertebra else None
-    detected = dict(lesion.annotations).get("detected") in (True, "true")
-    score = dict(lesion.annotations).get("detection_score")
+    annotations = dict(lesion.annotations)
+    detected = annotations.get("detected") in (True, "true")  # a candidates.csv given as ROIs
+    score = annotations.get("detection_score", annotations.get("score"))
+    try:
+        score_value = float(score) if score not in (None, "") else None
+    except (TypeError, ValueError):
+        score_value = None
     return {
         "vertebra": vertebra,
         "vertebra_confidence": confidence,
         "center_lps_mm": [round(c, 2) for c in centre] if centre is not None else None,
         "detected": bool(detected),
-        "detection_score": float(score) if isinstance(score, (int, float)) else None,
+        "detection_score": score_value if detected else None,
+        "detection": None,
     }
 
 
@@ -196,6 +251,7 @@ class DetectStudy:
     notes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     vertebrae: int = 0
+    candidates: int = 0
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,7 +259,7 @@ class DetectStudy:
         return {"study_instance_uid": self.study_instance_uid, "status": self.status,
                 "stage": self.stage, "message": self.message, "notes": list(self.notes),
                 "files": list(self.files), "vertebrae": self.vertebrae,
-                "duration_s": round(self.duration_s, 2)}
+                "candidates": self.candidates, "duration_s": round(self.duration_s, 2)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,14 +282,22 @@ def _write_study(folder: Path, study_uid: str, ct: Volume, detection: CtDetectio
     """SEG of the vertebral bodies and the QC overview of one study (views: never fatal)."""
     from pydicom.sr.codedict import codes
 
-    from bonelesion.report.detection import SegmentMask, render_overview, write_label_seg
+    from bonelesion.report.detection import (
+        OverviewMark,
+        SegmentMask,
+        render_overview,
+        write_label_seg,
+    )
 
     written: list[Path] = []
     lab = detection.labelling
     folder.mkdir(parents=True, exist_ok=True)
     if lab.analysis is not None and lab.analysis.axis is not None:
+        marks = [OverviewMark(centre_lps_mm=c.centre_lps_mm, radius_mm=c.radius_mm,
+                              text=f"{c.lesion_id} {c.score:.2f}")
+                 for c in (detection.candidates.accepted if detection.candidates else ())]
         try:
-            written.append(render_overview(lab, folder / "overview.png",
+            written.append(render_overview(lab, folder / "overview.png", marks=marks,
                                            title=f"study {study_uid}"))
         except PipelineError as exc:
             notes.append(f"no QC overview: {exc}")
@@ -255,6 +319,21 @@ def _write_study(folder: Path, study_uid: str, ct: Volume, detection: CtDetectio
                 series_number=9911))
         except InputError as exc:
             notes.append(f"no DICOM SEG of the vertebral bodies: {exc}")
+    accepted = detection.candidates.accepted if detection.candidates is not None else ()
+    if accepted:
+        lesion_segments = [SegmentMask(label=f"{c.lesion_id} {c.kind} candidate"
+                                       + (f" {c.vertebra}" if c.vertebra else ""),
+                                       mask=c.mask, property_type=codes.SCT.Lesion,
+                                       property_category=codes.SCT.MorphologicallyAbnormalStructure,
+                                       tracking_id=f"candidate {c.lesion_id}")
+                           for c in accepted]
+        try:
+            written.append(write_label_seg(
+                ct, lesion_segments, folder / "candidates_seg.dcm",
+                series_description="bonelesion lesion candidates", content_label="CANDIDATES",
+                series_number=9912))
+        except InputError as exc:
+            notes.append(f"no DICOM SEG of the lesion candidates: {exc}")
     return written
 
 
@@ -311,7 +390,12 @@ def detect_export(
     from bonelesion.pipeline.inventory import build_inventory
     from bonelesion.pipeline.loading import load_study_volumes
     from bonelesion.pipeline.selection import plan_study
-    from bonelesion.report.detection import vertebra_rows, write_vertebrae_csv
+    from bonelesion.report.detection import (
+        candidate_rows,
+        vertebra_rows,
+        write_candidates_csv,
+        write_vertebrae_csv,
+    )
     from bonelesion.report.document import run_record
     from bonelesion.report.result import safe_name
 
@@ -343,7 +427,7 @@ def detect_export(
                          "choose --out outside the export.")
     except ValueError:
         pass
-    existing = [n for n in (*DETECTION_FILENAMES.values(), "candidates.csv") if (out / n).exists()]
+    existing = [n for n in DETECTION_FILENAMES.values() if (out / n).exists()]
     if existing and not force:
         raise InputError(f"Output folder {out} already holds {', '.join(existing)}; refusing to "
                          "overwrite. Potential fix: pass --force or choose another --out.")
@@ -351,6 +435,7 @@ def detect_export(
     catalogue_path = Path(catalogue) if catalogue else out / "catalogue.sqlite"
     inventory = build_inventory(export, catalogue_path, workers=workers)
     rows: list[dict[str, Any]] = []
+    candidate_table: list[dict[str, Any]] = []
     studies: list[DetectStudy] = []
     for study in inventory.studies:
         uid = study.study_instance_uid
@@ -375,14 +460,20 @@ def detect_export(
             rows.extend(vertebra_rows(uid, detection.labelling,
                                       osteoporosis=config.osteoporosis,
                                       vertebrae=config.vertebrae))
+            if detection.candidates is not None:
+                candidate_table.extend(candidate_rows(uid, detection.candidates.accepted,
+                                                      ct.series.series_instance_uid))
             if not detection.labelling.vertebrae:
                 notes.append("no vertebra found on this CT: no rows")
             studies.append(DetectStudy(
                 study_instance_uid=uid, status="ok", notes=tuple(notes),
                 files=tuple(str(p.relative_to(out)) for p in written),
                 vertebrae=len(detection.labelling.vertebrae),
+                candidates=len(detection.candidates.accepted) if detection.candidates else 0,
                 duration_s=time.perf_counter() - start))
-            _say(progress, f"{uid}: {len(detection.labelling.vertebrae)} vertebrae"
+            n_cand = len(detection.candidates.accepted) if detection.candidates else 0
+            _say(progress, f"{uid}: {len(detection.labelling.vertebrae)} vertebrae, {n_cand} "
+                 "candidates"
                  + (f" ({'; '.join(notes)})" if notes else ""))
         except PipelineError as exc:
             studies.append(DetectStudy(study_instance_uid=uid, status="failed", stage="load",
@@ -397,7 +488,9 @@ def detect_export(
                 message=(f"Study {uid}: unexpected {type(exc).__name__}: {exc}. Potential fix: "
                          "this is a bug; rerun with -v and report the traceback."),
                 notes=tuple(notes), duration_s=time.perf_counter() - start))
-    files = {"vertebrae": str(write_vertebrae_csv(out / DETECTION_FILENAMES["vertebrae"], rows))}
+    files = {"vertebrae": str(write_vertebrae_csv(out / DETECTION_FILENAMES["vertebrae"], rows)),
+             "candidates": str(write_candidates_csv(out / DETECTION_FILENAMES["candidates"],
+                                                    candidate_table))}
     summary = {
         "document": "detection",
         "pipeline": definition.name,

@@ -218,16 +218,23 @@ def run_study(task: StudyTask) -> StudyOutcome:
     )
 
 
-def _lesions(task: StudyTask) -> list[Any]:
-    """Read the study's lesions from the ROI source (stage ``roi``)."""
+def _lesions(task: StudyTask) -> list[Any] | None:
+    """Read the study's lesions from the ROI source (stage ``roi``).
+
+    None: no ROI source, and the pipeline detects lesions on the CT (``rois = "auto"``).
+    """
     from bonelesion.roi.sources import load_lesions
 
     if task.lesions is not None:
         return list(task.lesions)
     if not task.rois_path:
+        if str(task.pipeline.get("rois") or "auto") == "auto":
+            return None
         raise InputError(
-            f"Study {task.study_instance_uid}: no ROI source given. Potential fix: pass "
-            "--rois FILE (annotations CSV, DICOM SEG, RTSTRUCT or NIfTI labels)."
+            f"Study {task.study_instance_uid}: no ROI source given and pipeline "
+            f"{task.pipeline.get('name', '')!r} says rois = 'file'. Potential fix: pass "
+            "--rois FILE (annotations CSV, DICOM SEG, RTSTRUCT or NIfTI labels), or use a "
+            "pipeline with rois = 'auto' (lesion candidates detected on the CT)."
         )
     return [le for le in load_lesions(task.rois_path)
             if le.applies_to_study(task.study_instance_uid)]
@@ -271,6 +278,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     from bonelesion.config import build_config, config_to_dict
     from bonelesion.pipeline.detection import (
         detect_on_ct,
+        detected_lesions,
         detection_config_of,
         lesion_location,
         spine_section,
@@ -302,12 +310,16 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
     ct = volumes.one("ct")
     detection = None
+    auto = lesions is None
     if ct is not None:
         with _stage("detect", ct.series.series_instance_uid):
             try:
-                detection = detect_on_ct(ct, detection_cfg)
+                detection = detect_on_ct(ct, detection_cfg, candidates=auto)
             except InputError as exc:  # a CT that cannot be analysed: said, not fatal
-                study_warnings.append(f"vertebrae not labelled: {exc}")
+                study_warnings.append(f"vertebrae not labelled, no candidates: {exc}")
+    if auto:
+        lesions = detected_lesions(detection, uid, study_warnings)
+    assert lesions is not None
     locations = {le.lesion_id: lesion_location(le, detection, detection_cfg) for le in lesions}
     lesions = [with_level(le, locations[le.lesion_id], detection_cfg) for le in lesions]
     first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
@@ -316,7 +328,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     with _stage("classify"):
         calls = call_lesions(measurements, config=classifier_cfg, model=model)
     with _stage("report"):
-        if not lesions:
+        if not lesions and not auto:
             study_warnings.append("no lesion of the ROI source applies to this study")
         shown = {role: vols[0] for role, vols in volumes.by_role.items()
                  if role != "dwi" and vols}

@@ -44,6 +44,9 @@ __all__ = [
     "write_label_seg",
     "render_overview",
     "OverviewMark",
+    "CANDIDATE_COLUMNS",
+    "candidate_rows",
+    "write_candidates_csv",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,44 @@ VERTEBRA_COLUMNS = (
     "partial", "sins_location", "osteoporosis_category", "osteoporosis_level",
     "osteoporosis_highly_specific_hu", "osteoporosis_sensitive_hu",
 )
+
+
+#: Columns of candidates.csv, in order: the leading ones are the annotations CSV format
+#: (`bonelesion.roi.sources.read_annotations_csv`), so the file works as ``--rois``; the
+#: others are kept there as per-lesion annotations.
+CANDIDATE_COLUMNS = (
+    "lesion_id", "center_l_mm", "center_p_mm", "center_s_mm", "radius_mm",
+    "study_instance_uid", "series_instance_uid", "volume_ml", "vertebra",
+    "vertebra_confidence", "kind", "score", "detected", "attenuation_mean_hu",
+    "attenuation_max_hu", "background_hu", "contrast_hu", "depth_mm", "part", "reasons",
+)
+
+
+def candidate_rows(study_instance_uid: str, candidates: Iterable[Any], series_instance_uid: str
+                   ) -> list[dict[str, Any]]:
+    """Rows of candidates.csv for one study (`bonelesion.roi.candidates.Candidate`)."""
+    rows = []
+    for c in candidates:
+        rows.append({
+            "lesion_id": c.lesion_id, "center_l_mm": round(c.centre_lps_mm[0], 2),
+            "center_p_mm": round(c.centre_lps_mm[1], 2),
+            "center_s_mm": round(c.centre_lps_mm[2], 2), "radius_mm": round(c.radius_mm, 2),
+            "study_instance_uid": study_instance_uid,
+            "series_instance_uid": series_instance_uid, "volume_ml": round(c.volume_ml, 4),
+            "vertebra": c.vertebra,
+            "vertebra_confidence": round(c.vertebra_confidence, 3) if c.vertebra else None,
+            "kind": c.kind, "score": round(c.score, 4), "detected": True,
+            "attenuation_mean_hu": round(c.attenuation_mean_hu, 1),
+            "attenuation_max_hu": round(c.attenuation_max_hu, 1),
+            "background_hu": round(c.background_hu, 1), "contrast_hu": round(c.contrast_hu, 1),
+            "depth_mm": round(c.depth_mm, 2), "part": c.part, "reasons": "; ".join(c.reasons),
+        })
+    return rows
+
+
+def write_candidates_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write candidates.csv (`CANDIDATE_COLUMNS`)."""
+    return write_rows_csv(path, CANDIDATE_COLUMNS, rows)
 
 
 def osteoporosis_category(trabecular_mean_hu: float | None, config: OsteoporosisConfig) -> str:

@@ -138,6 +138,7 @@ class VertebraConfig:
     short_rib_max_lateral_mm: float = 80.0
     ilium_min_lateral_mm: float = 70.0
     sacrum_min_height_mm: float = 45.0
+    sacral_band_contrast_hu: float = 250.0
     s1_height_ratio: float = 1.0
     trabecular_erosion_mm: float = 3.0
     dense_exclusion_hu: float = 400.0
@@ -170,6 +171,7 @@ class VertebraConfig:
                   rib_max_volume_ml=self.rib_max_volume_ml,
                   ilium_min_lateral_mm=self.ilium_min_lateral_mm,
                   sacrum_min_height_mm=self.sacrum_min_height_mm,
+                  sacral_band_contrast_hu=self.sacral_band_contrast_hu,
                   s1_height_ratio=self.s1_height_ratio)
         _non_negative(p, body_opening_mm=self.body_opening_mm,
                       disc_merge_gap_mm=self.disc_merge_gap_mm,
@@ -227,38 +229,64 @@ class CandidateConfig:
 
     seed_contrast_hu: float = 280.0
     seed_min_hu: float = 420.0
+    seed_mean_contrast_hu: float = 120.0
     grow_contrast_hu: float = 180.0
     background_sigma_mm: float = 6.0
     background_max_hu: float = 350.0
     interior_margin_mm: float = 1.5
-    min_volume_ml: float = 0.05
+    cortex_margin_mm: float = 3.0
+    shell_mm: float = 3.0
+    core_erosion_mm: float = 1.5
+    min_core_fraction: float = 0.15
+    split_contrast_hu: float = 150.0
+    split_similarity: float = 0.25
+    min_marrow_fraction: float = 0.5
+    fragment_max_volume_ml: float = 1.0
+    fragment_max_depth_mm: float = 5.0
+    hole_min_hu: float = 40.0
+    min_volume_ml: float = 0.2
     min_depth_mm: float = 2.0
     box_margin_mm: float = 6.0
     endplate_band_max_thickness_ratio: float = 0.35
     endplate_band_min_width_mm: float = 15.0
     endplate_distance_mm: float = 6.0
+    band_max_thickness_mm: float = 7.0
     osteophyte_outside_fraction: float = 0.5
     plate_max_thickness_ratio: float = 0.3
     max_candidates: int = 500
     score_contrast_hu: float = 400.0
     score_volume_ml: float = 0.3
     column_radius_mm: float = 60.0
+    max_pixel_mm: float = 1.0
+    max_slice_mm: float = 2.0
+    coarse_ct: str = "refuse"
+    body_posterior_margin_mm: float = 4.0
 
     def __post_init__(self) -> None:
         p = "candidates"
         _positive(p, seed_contrast_hu=self.seed_contrast_hu, grow_contrast_hu=self.grow_contrast_hu,
+                  seed_mean_contrast_hu=self.seed_mean_contrast_hu,
                   background_sigma_mm=self.background_sigma_mm, min_volume_ml=self.min_volume_ml,
+                  shell_mm=self.shell_mm, split_contrast_hu=self.split_contrast_hu,
+                  fragment_max_volume_ml=self.fragment_max_volume_ml,
+                  fragment_max_depth_mm=self.fragment_max_depth_mm,
                   endplate_band_min_width_mm=self.endplate_band_min_width_mm,
                   score_contrast_hu=self.score_contrast_hu, score_volume_ml=self.score_volume_ml,
                   column_radius_mm=self.column_radius_mm)
         _non_negative(p, interior_margin_mm=self.interior_margin_mm,
+                      cortex_margin_mm=self.cortex_margin_mm,
                       min_depth_mm=self.min_depth_mm, box_margin_mm=self.box_margin_mm,
-                      endplate_distance_mm=self.endplate_distance_mm)
+                      endplate_distance_mm=self.endplate_distance_mm,
+                      band_max_thickness_mm=self.band_max_thickness_mm)
         _ordered(p, "grow_contrast_hu", self.grow_contrast_hu, "seed_contrast_hu",
                  self.seed_contrast_hu)
         _fraction(p, endplate_band_max_thickness_ratio=self.endplate_band_max_thickness_ratio,
                   osteophyte_outside_fraction=self.osteophyte_outside_fraction,
+                  min_marrow_fraction=self.min_marrow_fraction,
                   plate_max_thickness_ratio=self.plate_max_thickness_ratio)
+        if self.coarse_ct not in ("refuse", "search"):
+            raise ConfigError(f"{p}.coarse_ct: expected 'refuse' or 'search', found "
+                              f"{self.coarse_ct!r}.")
         if self.max_candidates < 1:
             raise ConfigError(f"{p}.max_candidates: must be ≥ 1, found {self.max_candidates}.")
 

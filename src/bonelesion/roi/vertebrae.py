@@ -195,6 +195,9 @@ class SpineLabelling:
         Arc length of the L5–S1 disc (None without a sacrum).
     pelvis : (S, P, L) ndarray of uint8 or None
         Coarse canonical map of the pelvic bone: 1 sacrum, 2 ilium.
+    sacral_bands : tuple of DiscPlane
+        Dense transverse bands inside the sacrum: the fused discs between sacral segments
+        with their endplates (a look-alike of sclerotic lesions).
     """
 
     labeller: str
@@ -204,6 +207,7 @@ class SpineLabelling:
     analysis: BoneAnalysis | None = field(default=None, repr=False)
     sacrum_arc_mm: float | None = None
     pelvis: NDArray[np.uint8] | None = field(default=None, repr=False)
+    sacral_bands: tuple[DiscPlane, ...] = ()
 
     def by_label(self, label: str) -> Vertebra | None:
         """Return the vertebra with this label, or None."""
@@ -641,6 +645,43 @@ def _pelvis_map(an: BoneAnalysis, arc_top: float) -> NDArray[np.uint8] | None:
     return out
 
 
+def _sacral_bands(an: BoneAnalysis, sacrum_arc: float, cfg: VertebraConfig
+                  ) -> tuple[DiscPlane, ...]:
+    """Dense transverse bands of the central profile below the sacral top (fused discs).
+
+    Runs ``sacral_band_contrast_hu`` above the sacrum's median central attenuation,
+    ``disc_min_height_mm``–``disc_max_height_mm`` long, more than ``endplate_search_mm``
+    below the L5–S1 disc (whose S1 endplate belongs to that disc).
+    """
+    axis = an.axis
+    assert axis is not None
+    arcs, central = an.profile_arc_mm, an.profile_centre_hu
+    inside = arcs < sacrum_arc - cfg.endplate_search_mm
+    if inside.sum() < 3:
+        return ()
+    level = float(np.median(central[inside]))
+    step = float(arcs[1] - arcs[0]) if len(arcs) > 1 else 1.0
+    out = []
+    runs: list[tuple[int, int]] = []
+    for a, b in _runs(inside & (central >= level + cfg.sacral_band_contrast_hu)):
+        if runs and (a - runs[-1][1]) * step <= cfg.disc_merge_gap_mm:
+            runs[-1] = (runs[-1][0], b)  # the two endplates of one fused disc
+        else:
+            runs.append((a, b))
+    for a, b in runs:
+        height = (b - a) * step
+        if not cfg.disc_min_height_mm <= height <= cfg.disc_max_height_mm:
+            continue
+        centre_arc = (float(arcs[a]) + float(arcs[b - 1])) / 2.0
+        p, t = axis.at_arc(centre_arc)
+        c = an.mm_to_lps(p[None])[0]
+        tip = an.mm_to_lps((p + t)[None])[0]
+        normal = (tip - c) / np.linalg.norm(tip - c)
+        out.append(DiscPlane(centre_lps_mm=_t3(c), normal_lps=_t3(normal), height_mm=height,
+                             arc_mm=centre_arc))
+    return tuple(out)
+
+
 def _slab_mask(an: BoneAnalysis, seg_bottom: float, seg_top: float, shape_lo: NDArray[np.int_],
                shape_hi: NDArray[np.int_]) -> NDArray[np.bool_]:
     """Coarse voxels of a box lying between the axis-normal planes at two arc lengths."""
@@ -1000,6 +1041,7 @@ class AnchorCountingLabeller:
             if not is_s1 and vertebrae[-1].body_mask is not None:
                 l5_semi = _semi_lateral(vertebrae[-1].body_mask)
         pelvis = _pelvis_map(an, sacrum_arc) if sacrum_arc is not None else None
+        bands = _sacral_bands(an, sacrum_arc, cfg) if sacrum_arc is not None else ()
         if s1_seg is None:
             notes.append("no sacrum in view (no segment fused with the iliac bones below a "
                          "disc)")
@@ -1007,7 +1049,7 @@ class AnchorCountingLabeller:
             notes.append("no rib-bearing vertebra followed by one without ribs in view")
         return SpineLabelling(labeller=self.name, vertebrae=tuple(vertebrae),
                               anchors=counted.anchors, notes=tuple(notes), analysis=an,
-                              sacrum_arc_mm=sacrum_arc, pelvis=pelvis)
+                              sacrum_arc_mm=sacrum_arc, pelvis=pelvis, sacral_bands=bands)
 
     def _vertebra(self, an: BoneAnalysis, seg: _Segment, index: int, counted: _Labels,
                   is_s1: bool, l5_semi: float | None, cfg: VertebraConfig) -> Vertebra:
