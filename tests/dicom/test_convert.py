@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from testdata import shared_path
 
@@ -42,7 +43,8 @@ def _restore_logging():  # type: ignore[no-untyped-def]
 SERIES_KEYS = {
     "series_instance_uid", "modality", "manufacturer", "role", "role_reason", "shape", "n_volumes",
     "spacing_mm", "origin_lps_mm", "direction_lps", "b_values_s_per_mm2", "echo_time_ms",
-    "files", "problems",
+    "files", "problems", "study_instance_uid", "patient_id", "series_number",
+    "series_description",
 }
 
 
@@ -135,6 +137,12 @@ def test_series_json_has_exactly_the_documented_keys(capsys) -> None:  # type: i
         direction = np.array(r["direction_lps"])
         np.testing.assert_allclose(direction.T @ direction, np.eye(3), atol=1e-6)
         assert r["role"] == "dwi" and r["modality"] == "MR"
+        # what a user writing an ROI file needs, as pydicom reads it from the first file
+        ds = pydicom.dcmread(r["files"][0], stop_before_pixels=True)
+        assert r["study_instance_uid"] == ds.StudyInstanceUID
+        assert r["patient_id"] == str(ds.PatientID)
+        assert r["series_number"] == int(ds.SeriesNumber)
+        assert r["series_description"] == str(ds.get("SeriesDescription", ""))
 
 
 def test_series_table_and_module_entry_point(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -148,3 +156,7 @@ def test_series_table_and_module_entry_point(tmp_path) -> None:  # type: ignore[
     assert proc.returncode == EXIT_OK, proc.stderr
     assert "REFUSED: duplicate positions" in proc.stdout
     assert "role" in proc.stdout.splitlines()[0]
+    ds = pydicom.dcmread(next(p for p in sorted(src.rglob("*")) if p.is_file()),
+                         stop_before_pixels=True)
+    assert f"series {ds.SeriesNumber} " in proc.stdout
+    assert f"study {ds.StudyInstanceUID}" in proc.stdout

@@ -207,3 +207,20 @@ def test_level_arithmetic() -> None:
     assert level_offset("S1", -6) == "T12"
     assert level_offset("C1", -1) == ""
     assert region_of("L3") == "lumbar" and region_of("") == ""
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_prominent_peaks_are_scipys(seed: int) -> None:
+    """The labeller's peak finder gives scipy.signal.find_peaks' peaks (plateaus included)."""
+    from scipy.signal import find_peaks
+
+    from bonelesion.roi.vertebrae import _prominent_peaks
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 300))
+    profile = np.round(rng.normal(0.0, 100.0, n).cumsum() / 10.0)  # integer steps: plateaus
+    if seed % 4 == 0:
+        profile = np.repeat(profile[: n // 3 + 1], 3)[:n]  # long flat runs
+    for prominence in (0.0, 5.0, 40.0, 150.0):
+        expected, _ = find_peaks(profile, prominence=prominence)
+        assert _prominent_peaks(profile, prominence).tolist() == expected.tolist()

@@ -36,8 +36,15 @@ def _series_record(stack: object) -> dict[str, object]:
     from bonelesion.dicom.series import Stack
 
     assert isinstance(stack, Stack)
+    from bonelesion.dicom.identity import patient_identity
+
     info = stack.info
+    patient_id = patient_identity(stack.files[0])[0] if stack.files else ""
     return {
+        "study_instance_uid": info.study_instance_uid,
+        "patient_id": patient_id,
+        "series_number": info.series_number,
+        "series_description": info.series_description,
         "series_instance_uid": info.series_instance_uid,
         "modality": info.modality,
         "manufacturer": info.manufacturer,
@@ -62,7 +69,8 @@ def _series_record(stack: object) -> dict[str, object]:
 def _add_series(sub: SubParsers) -> None:
     p = sub.add_parser(
         "series",
-        help="list the stacks of a DICOM export (headers only) with geometry and problems",
+        help="list the stacks of a DICOM export (headers only): series number and "
+             "description, patient ID, study UID, geometry and problems",
     )
     p.add_argument("export_dir", type=existing_path, metavar="EXPORT_DIR")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per stack")
@@ -82,7 +90,7 @@ def _run_series(args: argparse.Namespace) -> int:
     header = f"{'#':>3}  {'modality':8} {'role':20} {'shape':16} {'b':>6} {'TE ms':>7}  status"
     _print(header)
     _print("-" * len(header))
-    for i, stack in enumerate(stacks, start=1):
+    for i, (stack, record) in enumerate(zip(stacks, records, strict=True), start=1):
         shape = "×".join(str(n) for n in stack.shape) if stack.shape and stack.usable else "-"
         b = stack.info.b_value_s_per_mm2
         te = stack.info.echo_time_ms
@@ -92,6 +100,10 @@ def _run_series(args: argparse.Namespace) -> int:
         _print(f"{i:>3}  {stack.info.modality:8} {stack.info.role:20} {shape:16} "
               f"{'' if b is None else f'{b:g}':>6} {'' if te is None else f'{te:.2f}':>7}  "
               f"{status}")
+        number = record["series_number"]
+        _print(f"     series {'-' if number is None else number} "
+               f"{record['series_description'] or '(no description)'}; "
+               f"patient {record['patient_id'] or '-'}; study {record['study_instance_uid']}")
         _print(f"     {stack.key}  ({len(stack.files)} file(s))")
     return EXIT_OK
 

@@ -434,13 +434,11 @@ def _central_discs(arcs: NDArray[np.float64], central: NDArray[np.float64], lo: 
         if (cfg.disc_min_height_mm <= height <= cfg.disc_max_height_mm and lo < centre < hi
                 and not any(abs(c - centre) < cfg.disc_max_height_mm for c, _ in found)):
             found.append((centre, height))
-    from scipy.signal import find_peaks
-
     # an endplate at the edge of the view is still a peak: pad both ends with the minimum
     pad = 3
     floor = float(central.min())
     padded = np.concatenate([np.full(pad, floor), central, np.full(pad, floor)])
-    peaks, _ = find_peaks(padded, prominence=cfg.endplate_prominence_hu)
+    peaks = _prominent_peaks(padded, cfg.endplate_prominence_hu)
     peaks = peaks[(peaks >= pad) & (peaks < pad + n)] - pad
     for p, q in zip(peaks[:-1], peaks[1:], strict=True):
         gap = (q - p) * step
@@ -452,6 +450,54 @@ def _central_discs(arcs: NDArray[np.float64], central: NDArray[np.float64], lo: 
                 and not any(abs(c - centre) < cfg.disc_max_height_mm for c, _ in found)):
             found.append((centre, gap - 2.0))
     return found
+
+
+
+def _prominent_peaks(profile: np.ndarray, min_prominence: float) -> np.ndarray:
+    """Indices of the local maxima of a 1-D profile at least ``min_prominence`` prominent.
+
+    The definitions of ``scipy.signal.find_peaks(profile, prominence=min_prominence)``
+    (a flat peak at the middle of its plateau, rounded down; prominence: the peak's height
+    above the higher of the lowest points on each side before a higher sample), without
+    importing ``scipy.signal`` (about 0.7 s, more than the labelling's whole profile step).
+
+    Parameters
+    ----------
+    profile : (n,) array
+    min_prominence : float
+
+    Returns
+    -------
+    (k,) int array, ascending.
+    """
+    x = np.asarray(profile, dtype=np.float64)
+    n = x.size
+    peaks: list[int] = []
+    i = 1
+    while i < n - 1:
+        if x[i - 1] < x[i]:
+            ahead = i + 1
+            while ahead < n - 1 and x[ahead] == x[i]:
+                ahead += 1
+            if x[ahead] < x[i]:
+                peaks.append((i + ahead - 1) // 2)
+                i = ahead
+                continue
+        i += 1
+    kept: list[int] = []
+    for peak in peaks:
+        top = x[peak]
+        j, left_min = peak, top
+        while j >= 0 and x[j] <= top:
+            left_min = min(left_min, x[j])
+            j -= 1
+        j, right_min = peak, top
+        while j < n and x[j] <= top:
+            right_min = min(right_min, x[j])
+            j += 1
+        if top - max(left_min, right_min) >= min_prominence:
+            kept.append(peak)
+    return np.asarray(kept, dtype=np.intp)
 
 
 def _split_tall(an: BoneAnalysis, segments: list[_Segment], cfg: VertebraConfig
