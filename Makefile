@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# No ROI file: lesions are detected on each study's CT (rois = "auto"); the vertebrae are
-# labelled. sample_data's CTs are coarse (2-3 mm voxels): candidates are refused there, with the
-# reason in the results, and the studies are measured with zero lesions (see README).
+# No ROI file: lesions are detected on each study's CT (rois = "auto") and the vertebrae
+# labelled. lumbar_thin_ct (2 mm slices) gives its lesions; the other two sample CTs are coarse
+# (2.5-3 mm slices), so the detector refuses to search them, says why in their results and
+# measures them with zero lesions. The phantoms are untreated: treatment_naive.toml says so
+# (without it, CT-only calls of detected lesions stay indeterminate; see README).
 demo: install
-	$(PY) -m bonelesion run combined sample_data --out $(DEMO_OUT)
+	$(PY) -m bonelesion run combined sample_data --out $(DEMO_OUT) \
+		--classifier-config sample_data/treatment_naive.toml
 	@echo "Results are in $(DEMO_OUT)/ (lesions.csv, results.json, summary.txt, studies/*/report.html)"
 
 test: install

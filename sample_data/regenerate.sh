@@ -8,7 +8,8 @@
 set -eu
 BONELESION=${BONELESION:-bonelesion}
 cd "$(dirname "$0")"
-rm -rf spine_phantom thoracolumbar_phantom
+rm -rf spine_phantom thoracolumbar_phantom lumbar_thin_ct
 $BONELESION -q phantom spine_phantom --vendor siemens --seed 0
 $BONELESION -q phantom thoracolumbar_phantom --anatomy spine --small --vendor siemens --seed 0
-find spine_phantom thoracolumbar_phantom -type f | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+$BONELESION -q phantom lumbar_thin_ct --anatomy spine --small --vendor siemens --seed 7 --matrix 512 --fov-mm 512 --slice-thickness-mm 2 --slice-spacing-mm 2 --psf-fwhm-mm 0.8 --noise-sd-hu 13 --s-range-mm -485 -300 --crop 160 210 --compressed
+find spine_phantom thoracolumbar_phantom lumbar_thin_ct -type f | LC_ALL=C sort | xargs sha256sum > SHA256SUMS

@@ -20,7 +20,21 @@ logger = logging.getLogger("bonelesion.cli")
 _SPINE_ONLY = ("lumbar_rib", "sacralised_l5", "osteoporotic", "contrast", "lytic",
                "no_lesions", "no_look_alikes", "matrix", "fov_mm", "slice_thickness_mm",
                "slice_spacing_mm", "patient_position", "psf_fwhm_mm", "noise_sd_hu", "no_mr",
-               "small", "s_range_mm")
+               "small", "s_range_mm", "crop")
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a whole number, found {value!r}") \
+                from exc
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"expected {lo} to {hi}, found {n}")
+        return n
+
+    return parse
 
 
 def _float_in(lo: float, hi: float) -> Callable[[str], float]:
@@ -88,6 +102,9 @@ def _add_phantom(sub: SubParsers) -> None:
     s.add_argument("--s-range-mm", type=float, nargs=2, metavar=("INFERIOR", "SUPERIOR"),
                    default=None, help="CT scan range along S in patient mm (default: from "
                    "above T10 to S4, about -530 to -160)")
+    s.add_argument("--crop", type=_int_in(16, 1024), nargs=2, metavar=("ROWS", "COLUMNS"),
+                   default=None, help="CT rows and columns: a rectangle of the reconstruction "
+                   "around the spine and pelvis, same pixel size (default: the whole matrix)")
     s.add_argument("--no-mr", action="store_true", help="CT only")
     s.add_argument("--small", action="store_true",
                    help="the small study of sample_data: cropped 2 mm CT, 3 mm slices, "
@@ -123,7 +140,8 @@ def _run_phantom(args: argparse.Namespace) -> int:
             slice_spacing_mm=args.slice_spacing_mm, patient_position=args.patient_position,
             psf_fwhm_mm=args.psf_fwhm_mm, noise_sd_hu=args.noise_sd_hu, mr=not args.no_mr,
             small=args.small,
-            s_range_mm=None if args.s_range_mm is None else tuple(args.s_range_mm))
+            s_range_mm=None if args.s_range_mm is None else tuple(args.s_range_mm),
+            crop=None if args.crop is None else (args.crop[0], args.crop[1]))
     print(f"{args.out_dir}: {len(truth.series)} series, {len(truth.lesions)} lesions, "
           f"study {truth.study_instance_uid}")
     return EXIT_OK

@@ -1044,11 +1044,13 @@ def write_spine_study_from_options(
     mr: bool = True,
     small: bool = False,
     s_range_mm: tuple[float, float] | None = None,
+    crop: tuple[int, int] | None = None,
 ) -> StudyTruth:
     """`write_spine_study` with flat options (what ``bonelesion phantom --anatomy spine`` takes).
 
     ``small`` starts from `SAMPLE_CT` / `SAMPLE_MR` (the sample_data study) instead of the
-    defaults; every option given (not None) overrides the protocol value; ``mr=False``
+    defaults; every option given (not None) overrides the protocol value (``crop``: rows
+    and columns of the CT, a rectangle of the reconstruction around the spine); ``mr=False``
     writes the CT only. See `write_spine_study` for the rest.
     """
     base_ct = SAMPLE_CT if small else CtProtocol()
@@ -1057,7 +1059,9 @@ def write_spine_study_from_options(
                                  ("slice_spacing_mm", slice_spacing_mm),
                                  ("patient_position", patient_position),
                                  ("psf_fwhm_mm", psf_fwhm_mm), ("noise_sd_hu", noise_sd_hu),
-                                 ("s_range_mm", s_range_mm))
+                                 ("s_range_mm", s_range_mm),
+                                 ("rows", None if crop is None else int(crop[0])),
+                                 ("columns", None if crop is None else int(crop[1])))
                if v is not None}
     ct = dataclasses.replace(base_ct, **changes)  # type: ignore[arg-type]
     mr_proto = (SAMPLE_MR if small else MrProtocol()) if mr else MrProtocol(dixon_slices=0)

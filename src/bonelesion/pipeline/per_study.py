@@ -185,8 +185,14 @@ def run_study(task: StudyTask) -> StudyOutcome:
             warnings.simplefilter("always")
             document, rows = _run(task, work)
         caught = sorted({f"{w.category.__name__}: {w.message}" for w in record})
+        if caught:
+            # one line per study (a study with many small lesions warns about each on each
+            # series); every warning is stored with the results, and logged with -v
+            logger.warning("study %s: %d warning(s), stored with its results (-v lists them); "
+                           "the first: %s",
+                           task.study_instance_uid, len(caught), caught[0])
         for w in caught:
-            logger.warning("study %s: %s", task.study_instance_uid, w)
+            logger.debug("study %s: %s", task.study_instance_uid, w)
     except _StageFailed as failed:
         exc = failed.exc
         message = str(exc)

@@ -108,9 +108,13 @@ def mask_array_on(
 
 
 def warn_data_quality(message: str, sink: list[str]) -> None:
-    """Emit a `DataQualityWarning`, log it, and append it to a result's warning list."""
+    """Emit a `DataQualityWarning`, log it (debug), and append it to a result's warning list.
+
+    The warning itself reaches the caller (the pipeline counts them per study and stores
+    each in the results); logging it at warning level too would print every one twice.
+    """
     sink.append(message)
-    logger.warning("%s", message)
+    logger.debug("%s", message)
     warnings.warn(message, DataQualityWarning, stacklevel=3)
 
 
