@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from classify_factory import lesion  # noqa: E402
+from support.classify_factory import lesion  # noqa: E402
 
 from bonelesion.classify import classify_lesion  # noqa: E402
 from bonelesion.classify.model import fit_logistic_model  # noqa: E402

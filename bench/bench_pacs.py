@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))  # the Orthanc launcher the tests use
 
-from orthanc_server import PASSWORD, USER, OrthancServer, free_port, modality  # noqa: E402
+from support.orthanc_server import PASSWORD, USER, OrthancServer, free_port, modality  # noqa: E402
 
 from bonelesion.batch import Progress, run_export  # noqa: E402
 from bonelesion.pacs import NetworkPolicy, WatchOptions, parse_source, watch  # noqa: E402

@@ -1,4 +1,4 @@
-"""Shared fixtures. Data-location helpers are in tests/testdata.py."""
+"""Shared fixtures. Data-location helpers are in tests/support/testdata.py."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def small_spine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     """``small_spine(name)``: a spine-phantom CT of ``detect_kit.SMALL_VARIANTS`` (small
     protocol) or ``CROP_VARIANTS`` (thin-slice crops), written once per session (shared by
     the detection tests of roi/ and pipeline/)."""
-    from detect_kit import (
+    from support.detect_kit import (
         CROP_VARIANTS,
         SMALL_VARIANTS,
         SmallSpine,

@@ -1,6 +1,7 @@
 """Subprocess driver of the kill/resume test: run_batch over a pickled inventory.
 
 Usage: python run_engine.py INVENTORY.pickle OUT_DIR EXECUTOR WORKERS
+(with ``src`` and ``tests`` on PYTHONPATH, as the test starts it)
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ import pickle
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import batchkit
 
-import batchkit  # noqa: E402
-
-from bonelesion.batch.progress import Progress  # noqa: E402
-from bonelesion.batch.runner import BatchOptions, run_batch  # noqa: E402
-from bonelesion.pipeline.definition import load_pipeline  # noqa: E402
+from bonelesion.batch.progress import Progress
+from bonelesion.batch.runner import BatchOptions, run_batch
+from bonelesion.pipeline.definition import load_pipeline
 
 
 def main() -> int:

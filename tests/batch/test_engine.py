@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import batchkit
 import pytest
+from support import batchkit
 
 from bonelesion.batch.names import Pseudonymiser
 from bonelesion.batch.progress import Progress
@@ -183,7 +183,7 @@ def _engine_cmd(inv_pickle: Path, out: Path, executor: str = "local", workers: i
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE)])
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE.parent)])
     return env
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from classify_factory import lesion
+from support.classify_factory import lesion
 
 from bonelesion.classify import FeatureStatus
 from bonelesion.classify.model import fit_logistic_model

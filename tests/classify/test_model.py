@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from classify_factory import lesion
+from support.classify_factory import lesion
 
 from bonelesion.classify import FeatureStatus, Label
 from bonelesion.classify.model import (
@@ -251,7 +251,7 @@ def test_train_from_csv_records_files(tmp_path: Path, rng: np.random.Generator) 
 
 
 def test_reads_the_lesion_table_written_by_measure(tmp_path: Path) -> None:
-    from report_series import write_study_views
+    from support.report_series import write_study_views
 
     from bonelesion.report.result import study_result
 

@@ -7,7 +7,7 @@ their ``expected_nature``), whose values are the exact noise-free core values of
 from __future__ import annotations
 
 import pytest
-from classify_factory import lesion
+from support.classify_factory import lesion
 
 from bonelesion.classify import classify_lesion
 from bonelesion.phantom import DEFAULT_LESIONS, LesionSpec

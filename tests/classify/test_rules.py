@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from classify_factory import lesion
 from scipy.stats import norm
+from support.classify_factory import lesion
 
 from bonelesion.classify import (
     ClassifierConfig,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_series import study_documents
+from support.report_series import study_documents
 
 from bonelesion.cli import EXIT_OK, main
 from bonelesion.phantom import SIGNAL_VOID_LESIONS, SMALL_BONE_ISLAND, write_study

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from classify_factory import lesion
+from support.classify_factory import lesion
 
 from bonelesion.classify import SinsBand, classify_lesion, grade_escc, score_sins
 from bonelesion.classify.spine import location_category_from_level

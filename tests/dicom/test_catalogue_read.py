@@ -47,7 +47,7 @@ def _compare(folder: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 @pytest.mark.parametrize("name", SHARED_SETS)
 def test_fast_header_records_equal_pydicom_records_on_scanner_files(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     assert _compare(shared_path(name), monkeypatch) > 0
 

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, main
 from bonelesion.dicom.convert import convert_export

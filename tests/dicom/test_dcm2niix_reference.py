@@ -32,7 +32,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from testdata import SHARED_DATA
+from support.testdata import SHARED_DATA
 
 from bonelesion.dicom.convert import convert_export
 from bonelesion.dicom.series import load_series

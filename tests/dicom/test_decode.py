@@ -29,7 +29,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from testdata import SHARED_DATA, shared_path
+from support.testdata import SHARED_DATA, shared_path
 
 from bonelesion.dicom.fastheader import read_header
 from bonelesion.dicom.series import Stack, load_series

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.dicom.series import load_series, load_volume
 from bonelesion.errors import SeriesGeometryError

@@ -232,7 +232,7 @@ def test_invalid_orientation_and_spacing_headers_are_refused(tmp_path, ct_writer
 def test_several_mosaics_with_one_signature_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pydicom
     from pydicom.uid import generate_uid
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     src = shared_path("ts_siemens_trio_mr_9syntaxes", "dicom", "1.dcm")
     ds = pydicom.dcmread(src)
@@ -247,7 +247,7 @@ def test_several_mosaics_with_one_signature_are_refused(tmp_path) -> None:  # ty
 
 
 def test_copies_of_one_mosaic_instance_load_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     src = shared_path("ts_siemens_trio_mr_9syntaxes", "dicom", "1.dcm")
     (tmp_path / "copy.dcm").write_bytes(src.read_bytes())

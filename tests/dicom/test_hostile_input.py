@@ -182,7 +182,7 @@ def test_values_the_volume_needs_refuse_the_file_by_element_and_value(
 
 
 def test_nul_inside_the_siemens_ascconv_is_named(tmp_path: Path) -> None:
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     src = shared_path("multivendor_cases_dicom2nifti", "dicom", "siemens", "dti", "001")
     mosaic = sorted(p for p in src.iterdir() if p.is_file())[0]
@@ -203,7 +203,7 @@ def test_nul_inside_the_siemens_ascconv_is_named(tmp_path: Path) -> None:
 
 # --------------------------------------------- family 5: wrong types, absurd geometry
 def test_a_number_where_the_per_frame_sequence_belongs_is_refused(tmp_path: Path) -> None:
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     src = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", "11_DWI_dir80_PA")
     target = tmp_path / "adc.dcm"

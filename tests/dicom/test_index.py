@@ -22,7 +22,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, main
 from bonelesion.dicom import discovery

@@ -150,7 +150,7 @@ def test_rows_of_an_older_reader_are_read_again(classic_study: Path, tmp_path: P
 
 def test_every_frame_has_its_stack_in_a_multi_b_file() -> None:
     """Philips enhanced DWI: one file, 32 frames = b 0 + b 1300 × 3 directions, 8 slices."""
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     folder = shared_path("multivendor_cases_dicom2nifti", "dicom", "philips_enhanced", "dti",
                          "001")

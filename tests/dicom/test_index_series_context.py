@@ -198,7 +198,7 @@ def test_catalogue_stack_keys_are_the_readers_on_scanner_files(name: str,
     """Every stack of real GE, Philips, Siemens and Canon exports, classic and enhanced."""
     import warnings
 
-    from testdata import shared_path
+    from support.testdata import shared_path
 
     folder = shared_path(name)
     with warnings.catch_warnings():

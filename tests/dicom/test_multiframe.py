@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.dicom.multiframe import (
     StackKey,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion import load_series as top_load_series
 from bonelesion import load_volume as top_load_volume

@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from scipy import ndimage
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.cli.main import main
 from bonelesion.dicom.series import load_series, load_volume

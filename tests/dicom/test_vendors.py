@@ -21,7 +21,7 @@ import pydicom
 import pytest
 from pydicom import Dataset
 from pydicom.tag import Tag
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.dicom import vendors as v
 from bonelesion.dicom.vendors import DiffusionKind, Role, Vendor

@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.cli.main import main
 from bonelesion.dicom.convert import convert_export

@@ -332,7 +332,7 @@ def _selftest(out: Path, exec_mode: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m fuzz`` (tests/ on PYTHONPATH)."""
-    from testdata import SHARED_DATA
+    from support.testdata import SHARED_DATA
 
     p = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__)
     p.add_argument("--cases", type=int, default=200)

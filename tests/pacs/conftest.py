@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from support.pacs_kit import PhantomSet, PhantomStudy, merge_rois
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from pacs_kit import PhantomSet, PhantomStudy, merge_rois  # noqa: E402
-
-from bonelesion.phantom import write_study  # noqa: E402
+from bonelesion.phantom import write_study
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from orthanc_server import PASSWORD, USER, OrthancServer, free_port, modality
-from pacs_kit import PhantomStudy, merge_rois
+from support.orthanc_server import PASSWORD, USER, OrthancServer, free_port, modality
+from support.pacs_kit import PhantomStudy, merge_rois
 
 from bonelesion.cli.main import main
 from bonelesion.pacs.inbox import Inbox

@@ -25,9 +25,9 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from orthanc_server import PASSWORD, USER, OrthancServer, free_port, modality
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from support.orthanc_server import PASSWORD, USER, OrthancServer, free_port, modality
 
 from bonelesion.cli.main import main
 from bonelesion.pacs.inbox import Inbox

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from phantom._readers import core_radius_mm, read_series, sphere_values
-from testdata import SAMPLE_DATA, sample_path
+from support.testdata import SAMPLE_DATA, sample_path
 
 from bonelesion.cli import main
 from bonelesion.phantom import load_truth

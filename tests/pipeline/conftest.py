@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import csv
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from support.phantom_kit import STUDIES, PhantomExport
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from phantom_kit import STUDIES, PhantomExport  # noqa: E402
-
-from bonelesion.cli import main  # noqa: E402
+from bonelesion.cli import main
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testdata import SAMPLE_DATA, shared_path
+from support.testdata import SAMPLE_DATA, shared_path
 
 from bonelesion.cli import main
 

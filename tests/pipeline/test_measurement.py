@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import STUDY_UID, ct_cube, dixon_series, dwi_series
+from support.synthetic import STUDY_UID, ct_cube, dixon_series, dwi_series
 
 from bonelesion.errors import StageError
 from bonelesion.model.volume import Volume

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from phantom_kit import PhantomExport
-from synthetic import FOR_UID, STUDY_UID, make_volume
+from support.phantom_kit import PhantomExport
+from support.synthetic import FOR_UID, STUDY_UID, make_volume
 
 from bonelesion.model.volume import IndexBox, Volume
 from bonelesion.pipeline.loading import StudyVolumes

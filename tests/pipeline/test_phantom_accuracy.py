@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from report_series import study_documents
+from support.report_series import study_documents
 
 from bonelesion.batch import measure_export
 from bonelesion.report.outputs import OutputOptions

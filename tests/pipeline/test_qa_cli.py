@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from phantom_kit import PhantomExport
+from support.phantom_kit import PhantomExport
 
 from bonelesion.cli import main
 from bonelesion.phantom.qa import load_qa_spec, spec_from_truth

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.batch import Progress, run_export
 

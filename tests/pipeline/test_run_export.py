@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from phantom_kit import STUDIES, PhantomExport
+from support.phantom_kit import STUDIES, PhantomExport
 
 from bonelesion.batch import run_export
 from bonelesion.batch.names import KEY_ENV, KEY_FILE_ENV

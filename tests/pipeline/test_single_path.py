@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
-from report_series import study_documents
+from support.report_series import study_documents
 
 from bonelesion.cli import EXIT_OK, main
 from bonelesion.phantom import write_study

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from phantom_kit import PhantomExport
+from support.phantom_kit import PhantomExport
 
 from bonelesion.roi.lesion import Lesion
 

@@ -1,6 +1,6 @@
 """DICOM SEG + TID 1500 SR: valid per dciodvfy, read back by highdicom with the same numbers.
 
-Truth: the masks and HU values written by tests/report_series.py (analytic balls), and the
+Truth: the masks and HU values written by tests/support/report_series.py (analytic balls), and the
 source files' own headers read with pydicom.
 """
 
@@ -14,8 +14,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from classify_factory import lesion
-from report_series import SHAPE, lesion_masks, write_ct_series
+from support.classify_factory import lesion
+from support.report_series import SHAPE, lesion_masks, write_ct_series
 
 from bonelesion.errors import (
     GeometryMismatchError,

@@ -25,10 +25,10 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from classify_factory import lesion
 from pydicom.dataset import Dataset
-from report_series import write_study_views
-from testdata import shared_path
+from support.classify_factory import lesion
+from support.report_series import write_study_views
+from support.testdata import shared_path
 
 import bonelesion
 from bonelesion.errors import (

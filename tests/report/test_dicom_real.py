@@ -15,9 +15,9 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pytest
-from classify_factory import lesion
 from scipy import ndimage
-from testdata import shared_path
+from support.classify_factory import lesion
+from support.testdata import shared_path
 
 import bonelesion
 from bonelesion.errors import DataQualityWarning

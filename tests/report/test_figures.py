@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import make_volume, sphere_mask_truth
+from support.synthetic import make_volume, sphere_mask_truth
 
 from bonelesion.report.figures import (
     CORE_COLOUR,
@@ -274,10 +274,10 @@ def test_report_without_images_never_imports_matplotlib(tmp_path: Path) -> None:
 import sys
 sys.path[:0] = {[str(Path(__file__).parents[1]), str(Path(__file__).parents[2] / 'src')]!r}
 import numpy as np
-from classify_factory import lesion
-from synthetic import make_volume
+from support.classify_factory import lesion
+from support.synthetic import make_volume
 from bonelesion.report.result import study_result
-from report_series import write_study_views
+from support.report_series import write_study_views
 from bonelesion.units import IntensityUnit
 vol = make_volume(np.full((6, 30, 30), 700.0), intensity_unit=IntensityUnit.HU)
 mask = np.zeros(vol.shape, bool); mask[2:4, 10:16, 10:16] = True

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_series import write_study_views
+from support.report_series import write_study_views
 
 from bonelesion.model.results import (
     AdcResult,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import highdicom as hd
 import pytest
-from report_series import study_documents
+from support.report_series import study_documents
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, main
 from bonelesion.phantom import load_truth, write_study

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from report_series import study_documents
-from testdata import sample_path
+from support.report_series import study_documents
+from support.testdata import sample_path
 
 import bonelesion
 import bonelesion.dicom.series

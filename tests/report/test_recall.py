@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from classify_factory import lesion
-from report_series import measurement_table as write_lesions_csv
+from support.classify_factory import lesion
+from support.report_series import measurement_table as write_lesions_csv
 
 from bonelesion.classify import classify_lesion
 from bonelesion.classify.model import FEATURES, fit_logistic_model

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from chromium_cdp import Browser, Page, find_chromium
 from PIL import Image
-from report_series import study_documents
+from support.chromium_cdp import Browser, Page, find_chromium
+from support.report_series import study_documents
 
 from bonelesion.cli import EXIT_OK, main
 from bonelesion.phantom import load_truth, write_study

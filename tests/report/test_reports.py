@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from classify_factory import lesion
-from report_series import lesion_masks, write_ct_series, write_study_views
+from support.classify_factory import lesion
+from support.report_series import lesion_masks, write_ct_series, write_study_views
 
 from bonelesion.classify import Label
 from bonelesion.model.volume import SeriesInfo, Volume

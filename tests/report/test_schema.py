@@ -11,8 +11,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from classify_factory import lesion
-from report_series import write_ct_series, write_study_views
+from support.classify_factory import lesion
+from support.report_series import write_ct_series, write_study_views
 
 from bonelesion.report.document import STUDY_CONTENT_KEYS, batch_document
 from bonelesion.report.result import study_result

@@ -17,8 +17,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from classify_factory import lesion
-from report_series import write_ct_series
+from support.classify_factory import lesion
+from support.report_series import write_ct_series
 
 from bonelesion.model.volume import Volume
 from bonelesion.report import dicom_seg

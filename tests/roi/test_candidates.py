@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from detect_kit import CROP_VARIANTS, SmallSpine, in_view
+from support.detect_kit import CROP_VARIANTS, SmallSpine, in_view
 
 from bonelesion.model.volume import Volume
 from bonelesion.roi.candidates import CandidateSearch, detect_candidates

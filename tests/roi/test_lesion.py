@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from synthetic import FOR_UID, make_volume, sphere_mask_truth
+from support.synthetic import FOR_UID, make_volume, sphere_mask_truth
 
 from bonelesion.errors import (
     EmptyMaskError,

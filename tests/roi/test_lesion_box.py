@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from synthetic import FOR_UID, make_volume, sphere_mask_truth
+from support.synthetic import FOR_UID, make_volume, sphere_mask_truth
 
 from bonelesion.errors import EmptyMaskError, FrameOfReferenceError, GeometryMismatchError
 from bonelesion.model.sitk_bridge import volume_to_sitk

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from synthetic import FOR_UID, STUDY_UID, ct_datasets, make_volume, sphere_mask_truth
+from support.synthetic import FOR_UID, STUDY_UID, ct_datasets, make_volume, sphere_mask_truth
 
 from bonelesion.errors import InputError, NotDicomError, UnsupportedInputError
 from bonelesion.roi.sources import load_lesions, read_annotations_csv

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from detect_kit import SMALL_VARIANTS, SmallSpine, crop_slices, slice_of
+from support.detect_kit import SMALL_VARIANTS, SmallSpine, crop_slices, slice_of
 
 from bonelesion.errors import InputError
 from bonelesion.model.volume import Volume

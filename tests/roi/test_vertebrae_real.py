@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage
-from testdata import shared_path
+from support.testdata import shared_path
 
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.config import DetectionConfig
@@ -53,7 +53,7 @@ def _nearest(lab: SpineLabelling, point: np.ndarray) -> Vertebra:
 def tptbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Volume, np.ndarray, np.ndarray]:
     """The TPTBox CT written as axial DICOM and read back; vertebra and sub-region masks."""
     import nibabel as nib
-    from synthetic import ct_datasets
+    from support.synthetic import ct_datasets
 
     from bonelesion.dicom.series import load_series
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from synthetic import ct_cube
+from support.synthetic import ct_cube
 
 from bonelesion.errors import DataQualityWarning, EmptyMaskError, GeometryMismatchError, InputError
 from bonelesion.model.sitk_bridge import volume_to_sitk

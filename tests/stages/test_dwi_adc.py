@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import dwi_series
+from support.synthetic import dwi_series
 
 from bonelesion.errors import (
     DataQualityWarning,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import dixon_series
+from support.synthetic import dixon_series
 
 from bonelesion.errors import DataQualityWarning, EmptyMaskError, InputError
 from bonelesion.roi.lesion import Lesion, Sphere

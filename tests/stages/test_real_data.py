@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from testdata import plan_and_load, shared_path
+from support.testdata import plan_and_load, shared_path
 
 from bonelesion.cli import EXIT_OK, main
 from bonelesion.roi.lesion import Lesion, Sphere
@@ -141,7 +141,7 @@ def test_measure_command_on_chaos_dixon(tmp_path: Path) -> None:
     _series_module()
     import csv
 
-    from report_series import study_documents
+    from support.report_series import study_documents
 
     folder = shared_path("dixon_philips15T_chaos_set1", "dicom")
     rois = tmp_path / "rois.csv"

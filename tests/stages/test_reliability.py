@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import ct_cube, dixon_series, dwi_series, make_volume
+from support.synthetic import ct_cube, dixon_series, dwi_series, make_volume
 
 from bonelesion.errors import DataQualityWarning
 from bonelesion.roi.lesion import Lesion, Sphere

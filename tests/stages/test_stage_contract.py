@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from synthetic import ct_cube, dixon_series, dwi_series
+from support.synthetic import ct_cube, dixon_series, dwi_series
 
 from bonelesion.errors import EmptyMaskError, InputError
 from bonelesion.model.volume import Volume

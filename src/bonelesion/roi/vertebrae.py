@@ -454,7 +454,7 @@ def _central_discs(arcs: NDArray[np.float64], central: NDArray[np.float64], lo: 
 
 
 def _prominent_peaks(profile: np.ndarray, min_prominence: float) -> np.ndarray:
-    """Indices of the local maxima of a 1-D profile at least ``min_prominence`` prominent.
+    """Return the local maxima of a 1-D profile at least ``min_prominence`` prominent.
 
     The definitions of ``scipy.signal.find_peaks(profile, prominence=min_prominence)``
     (a flat peak at the middle of its plateau, rounded down; prominence: the peak's height

@@ -1,4 +1,4 @@
-"""Phantom studies for the PACS-loop tests (importable as ``pacs_kit``)."""
+"""Phantom studies for the PACS-loop tests (``support.pacs_kit``)."""
 
 from __future__ import annotations
 

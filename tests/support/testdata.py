@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("BONELESION_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SAMPLE_DATA = REPO_ROOT / "sample_data"
 

@@ -1,4 +1,4 @@
-"""Phantom export kit for the pipeline tests (importable as ``phantom_kit``)."""
+"""Phantom export kit for the pipeline tests (``support.phantom_kit``)."""
 
 from __future__ import annotations
 
