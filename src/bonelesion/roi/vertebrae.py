@@ -607,15 +607,18 @@ def _ribs(an: BoneAnalysis, cfg: VertebraConfig, arc_limit: float | None) -> lis
     ribs = []
     voxel_ml = float(np.prod(sp)) / 1000.0
     attach = cfg.rib_core_radius_mm + cfg.rib_attach_gap_mm
-    for k, sl in enumerate(objects, start=1):
+    # the two cheap tests for every component at once (most are small fragments): starting
+    # at the column (else a rib shaft or other bone), and not a plate such as the ilium
+    index = np.arange(1, count + 1)
+    nearest = np.asarray(ndimage.minimum(np.broadcast_to(dist, labels.shape), labels, index))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    candidates = (nearest <= attach) & (sizes * voxel_ml <= cfg.rib_max_volume_ml)
+    for k in index[candidates]:
+        sl = objects[k - 1]
         if sl is None:
             continue
         own = labels[sl] == k
         d = dist[sl][own]
-        if d.min() > attach:
-            continue  # a rib shaft (or other bone) not starting at the column
-        if own.sum() * voxel_ml > cfg.rib_max_volume_ml:
-            continue  # a plate such as the ilium, not a rib
         dl = np.broadcast_to(ll[0, 0, sl[2]][None, None, :] - al[sl[0]], own.shape)[own]
         reach = float(np.abs(dl).max())
         if reach < cfg.rib_min_lateral_mm:
