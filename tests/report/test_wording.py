@@ -55,6 +55,8 @@ def test_vertebral_level_from_the_document() -> None:
     assert vertebral_level({"vertebra": "l3"}) == "L3"
     assert vertebral_level({"annotations": {"sins_location": "T12"}}) == "T12"
     assert vertebral_level({"annotations": {"sins_location": "junctional"}}) == ""
+    assert vertebral_level({"vertebra": "ilium"}) == "Ilium"  # detected in the pelvis
+    assert vertebral_level({"vertebra": "femur"}) == ""
     assert vertebral_level({"annotations": {"vertebra": "C7-T1"}}) == "C7-T1"
     assert vertebral_level({"annotations": {}}) == ""
 

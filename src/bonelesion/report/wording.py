@@ -234,16 +234,20 @@ def humanise(text: str) -> str:
     return "".join(p if re.fullmatch(r";\s*", p) else _adc_clause(p) for p in parts)
 
 
+#: Bones detection names outside the labelled segments (`bonelesion.roi.candidates`).
+_PELVIC_BONES = frozenset({"sacrum", "ilium", "pelvis"})
 _LEVEL = re.compile(r"^(C[1-7]|T(?:[1-9]|1[0-2])|L[1-5]|S[1-5]|Co\d?)(?:[-–/](?:C[1-7]|T(?:[1-9]|"
                     r"1[0-2])|L[1-5]|S[1-5]))?$", re.IGNORECASE)
 
 
 def vertebral_level(lesion: Mapping[str, Any]) -> str:
-    """Return the lesion's vertebral level when the document knows it ("" otherwise).
+    """Return the lesion's vertebral level, or its pelvic bone, when the document knows it.
 
     Read from a ``vertebra`` field, else the annotations ``vertebra``, ``vertebral_level``,
     ``level`` or a ``sins_location`` written as a level (``"T12"``; a SINS category such
-    as ``"junctional"`` is not a level).
+    as ``"junctional"`` is not a level). A lesion that detection placed in the pelvis
+    outside a labelled segment has the bone instead (``"Ilium"``, ``"Sacrum"``); "" when
+    neither is known.
     """
     candidates = [lesion.get("vertebra")]
     annotations = lesion.get("annotations") or {}
@@ -253,6 +257,9 @@ def vertebral_level(lesion: Mapping[str, Any]) -> str:
         if isinstance(value, str) and _LEVEL.match(value.strip()):
             text = value.strip()
             return text[0].upper() + text[1:]
+    bone = lesion.get("vertebra")
+    if isinstance(bone, str) and bone.strip().lower() in _PELVIC_BONES:
+        return bone.strip().capitalize()
     return ""
 
 
