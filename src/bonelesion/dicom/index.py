@@ -224,9 +224,15 @@ def index_export(
                 summary.files_read, summary.files_read_per_s, unchanged, removed, reread,
                 counts)
     if summary.n_problems:
-        logger.warning("%s: %d entries are truncated, corrupt, not DICOM or lack attributes; "
-                       "list them with Catalogue(%r).problems()", root_path,
-                       summary.n_problems, os.fspath(db))
+        # files that are simply not DICOM (a README, the export's CSVs) are worth a line,
+        # not a warning; damaged or incomplete DICOM is
+        not_dicom = summary.status_counts.get(FileStatus.NOT_DICOM.value, 0)
+        damaged = summary.n_problems - not_dicom
+        parts = ([f"{damaged} entries are truncated, damaged or lack required attributes"]
+                 if damaged else []) + ([f"{not_dicom} files are not DICOM"] if not_dicom else [])
+        (logger.warning if damaged else logger.info)(
+            "%s: %s; list them with Catalogue(%r).problems()", root_path, " and ".join(parts),
+            os.fspath(db))
     return summary
 
 
