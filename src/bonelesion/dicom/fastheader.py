@@ -20,9 +20,11 @@ and pydicom:
 Every sequence is checked first by `bonelesion.dicom.structure.check_elements`
 (iteratively: lengths against the bytes left, at most 64 levels of nesting, delimiters),
 which raises `bonelesion.dicom.structure.HeaderStructureError` naming the file for a
-damaged or hostile one; undefined-length sequences are then parsed by pydicom's own
-``read_sequence``, like ``dcmread`` does, and defined-length ones stay raw (marked as
-checked, `bonelesion.dicom.values.mark_checked`). The Specific Character Set is checked
+damaged or hostile one. Every sequence then stays a raw element (an undefined-length one
+holds its items without the sequence delimiter), marked as checked
+(`bonelesion.dicom.values.mark_checked`): pydicom parses its items only when they are read
+(an enhanced object's functional groups are read by `bonelesion.dicom.framegroups`, not
+pydicom). The Specific Character Set is checked
 before pydicom looks its terms up.
 """
 
@@ -31,14 +33,12 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.filereader import read_sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
@@ -56,7 +56,7 @@ from bonelesion.dicom.structure import (
     check_charset,
     check_elements,
 )
-from bonelesion.dicom.values import BINARY_FORMATS, mark_checked, printable
+from bonelesion.dicom.values import BINARY_FORMATS, canonical_tag, mark_checked, printable
 
 __all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_MAX_BYTES",
            # encoding constants of `bonelesion.dicom.structure`, re-exported
@@ -156,7 +156,7 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
             raise _Decline
         _need(buf, pos + length)
         value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
-        tag = BaseTag(group << 16 | element)
+        tag = canonical_tag(group << 16 | element)
         elements[tag] = RawDataElement(tag, vr, length, value, pos, False, True)  # type: ignore[arg-type]
         pos += length
 
@@ -210,7 +210,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
         value_tell = pos + header
         if tag_int in PIXEL_TAGS:
             return elements, encoding, (tag_int, value_tell, length), checked
-        tag = BaseTag(tag_int)
+        tag = canonical_tag(tag_int)
         if length == UNDEFINED_LENGTH:
             if vr is None:
                 try:
@@ -224,12 +224,16 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             if vr != VR.SQ:
                 raise _Decline
             end = _check_sequence(buf, value_tell, UNDEFINED_LENGTH, implicit, complete, where)
-            fp = BytesIO(buf)
-            fp.seek(value_tell)
-            seq = read_sequence(fp, implicit, True, UNDEFINED_LENGTH, encoding)
-            if fp.tell() != end:
-                raise _Decline
-            elements[tag] = DataElement(tag, VR.SQ, seq, value_tell, is_undefined_length=True)
+            if end - 8 < value_tell or \
+                    unpack_hh(buf, end - 8) != (0xFFFE, 0xE0DD) or unpack_l(buf, end - 4)[0]:
+                raise _Decline  # the check ended it otherwise: let pydicom read the file
+            # kept raw, like a defined-length sequence: its items (without the delimiter)
+            # are parsed only when read (the check above bounds that parse)
+            item_bytes = buf[value_tell:end - 8]
+            raw = RawDataElement(tag, VR.SQ, len(item_bytes), item_bytes, value_tell,
+                                 implicit, True)  # type: ignore[arg-type]
+            elements[tag] = raw
+            checked[tag] = raw
             pos = end
             continue
         end = value_tell + length

@@ -589,7 +589,7 @@ def _classify(
         "sop_class_name": UID(sop_class).name if sop_class else None,
         "notes": notes,
     }
-    if sop_class == _DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+    if sop_class == _DICOMDIR_SOP_CLASS or values.has(ds, "DirectoryRecordSequence"):
         records = values.items(ds, "DirectoryRecordSequence", strict=False)
         common["sop_class_name"] = common["sop_class_name"] or "Media Storage Directory Storage"
         return record(FileStatus.DICOMDIR,
@@ -704,7 +704,7 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
     spacing = _floats(ds, "PixelSpacing")
     thickness = _float(ds, "SliceThickness")
     image_type = _joined(ds, "ImageType")
-    multiframe = "PerFrameFunctionalGroupsSequence" in ds
+    multiframe = values.has(ds, "PerFrameFunctionalGroupsSequence")
     if multiframe:
         shared = _first_item(ds, "SharedFunctionalGroupsSequence")
         first = _first_item(ds, "PerFrameFunctionalGroupsSequence")
