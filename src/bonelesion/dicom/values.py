@@ -487,9 +487,9 @@ def ascconv_number(asc: dict[str, str], key: str, *, where: str = "ASCCONV"
 
 
 # ----------------------------------------------------------------------------- accessors
-#: One `BaseTag` object per tag number (see `canonical_tag`).
-_CANONICAL_TAGS: dict[int, BaseTag] = {}
-#: Bound of `_CANONICAL_TAGS` (hostile files may hold many private tags).
+#: One `BaseTag` object per tag number (see `canonical_tag`; read-only for others).
+CANONICAL_TAGS: dict[int, BaseTag] = {}
+#: Bound of `CANONICAL_TAGS` (hostile files may hold many private tags).
 _MAX_CANONICAL_TAGS: Final = 200_000
 
 
@@ -500,11 +500,11 @@ def canonical_tag(tag_int: int) -> BaseTag:
     with the same ones: a dictionary lookup then matches by identity, without calling
     ``BaseTag.__eq__`` (a Python method) for every element read.
     """
-    tag = _CANONICAL_TAGS.get(tag_int)
+    tag = CANONICAL_TAGS.get(tag_int)
     if tag is None:
-        if len(_CANONICAL_TAGS) >= _MAX_CANONICAL_TAGS:
-            _CANONICAL_TAGS.clear()
-        tag = _CANONICAL_TAGS[tag_int] = BaseTag(tag_int)
+        if len(CANONICAL_TAGS) >= _MAX_CANONICAL_TAGS:
+            CANONICAL_TAGS.clear()
+        tag = CANONICAL_TAGS[tag_int] = BaseTag(tag_int)
     return tag
 
 
