@@ -35,16 +35,16 @@ from bonelesion.dicom.structure import (
     UNDEFINED_LENGTH,
     VR_BYTES,
 )
-from bonelesion.dicom.values import canonical_tag
+from bonelesion.dicom.values import CANONICAL_TAGS, canonical_tag
 
-__all__ = ["NotPlain", "Item", "sequence_items", "raw_sequence_bytes"]
+__all__ = ["NotPlain", "Item", "sequence_items", "items_with_firsts", "raw_sequence_bytes"]
 
 #: One sequence item: tag → raw element, in file order.
 Item = dict[BaseTag, RawDataElement]
 
-_HH: Final = struct.Struct("<HH")
 _L: Final = struct.Struct("<L")
-_H: Final = struct.Struct("<H")
+_HHL: Final = struct.Struct("<HHL")
+_EXPLICIT_SHORT: Final = struct.Struct("<HH2sH")
 _VRS: Final = {vr: vr.decode("ascii") for vr in VR_BYTES}
 _LONG: Final = LONG_VR_BYTES
 
@@ -62,37 +62,66 @@ def raw_sequence_bytes(elem: RawDataElement) -> bytes:
     return bytes(value)
 
 
-def _skip_sequence(buf: bytes, pos: int, limit: int, depth: int) -> int:
-    """Position after the sequence delimiter of an undefined-length sequence at ``pos``."""
+def _skip_sequence(buf: bytes, pos: int, limit: int, depth: int, want_first: bool = False
+                   ) -> tuple[int, Item | None]:
+    """Walk an undefined-length sequence at ``pos``.
+
+    Returns the position after its sequence delimiter and (``want_first``) the elements
+    of its first item (None when it has none).
+    """
     if depth > MAX_SEQUENCE_DEPTH:
         raise NotPlain
+    first: Item | None = None
     while True:
         if pos + 8 > limit:
             raise NotPlain
-        group, element = _HH.unpack_from(buf, pos)
+        group, element, length = _HHL.unpack_from(buf, pos)
         tag = group << 16 | element
-        length = _L.unpack_from(buf, pos + 4)[0]
         pos += 8
         if tag == SEQUENCE_DELIMITER_TAG:
-            return pos
+            return pos, first
         if tag != ITEM_TAG:
             raise NotPlain
+        keep = want_first and first is None
         if length == UNDEFINED_LENGTH:
-            _, pos = _read_item(buf, pos, limit, True, depth + 1, False)
+            item, pos = _read_item(buf, pos, limit, True, depth + 1, keep, None)
         else:
             if pos + length > limit:
                 raise NotPlain
+            item = _read_item(buf, pos, pos + length, False, depth + 1, True, None)[0] \
+                if keep else {}
             pos += length
+        if keep:
+            first = item
 
 
-def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, keep: bool
-               ) -> tuple[Item, int]:
+def _first_of_defined(buf: bytes, pos: int, end: int, depth: int) -> Item | None:
+    """Elements of the first item of a defined-length sequence value ``buf[pos:end]``."""
+    if pos >= end:
+        return None
+    if pos + 8 > end:
+        raise NotPlain
+    group, element, length = _HHL.unpack_from(buf, pos)
+    if group << 16 | element != ITEM_TAG:
+        raise NotPlain
+    pos += 8
+    if length == UNDEFINED_LENGTH:
+        return _read_item(buf, pos, end, True, depth + 1, True, None)[0]
+    if pos + length > end:
+        raise NotPlain
+    return _read_item(buf, pos, pos + length, False, depth + 1, True, None)[0]
+
+
+def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, keep: bool,
+               firsts: dict[BaseTag, Item] | None) -> tuple[Item, int]:
     """Elements of one item from ``pos`` to ``limit`` (or its item delimiter).
 
     Returns the elements (empty unless ``keep``) and the position after the item.
+    ``firsts`` (with ``keep``) receives the first item of each of its sequences.
     """
     out: Item = {}
     vrs = _VRS
+    tags = CANONICAL_TAGS
     while True:
         if pos >= limit and not undefined:
             if pos > limit:
@@ -100,13 +129,12 @@ def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, ke
             return out, pos
         if pos + 8 > limit:
             raise NotPlain
-        group, element = _HH.unpack_from(buf, pos)
+        group, element, vr_bytes, length = _EXPLICIT_SHORT.unpack_from(buf, pos)
         tag_int = group << 16 | element
         if tag_int == ITEM_DELIMITER_TAG:
             if not undefined:
                 raise NotPlain
             return out, pos + 8
-        vr_bytes = buf[pos + 4:pos + 6]
         vr = vrs.get(vr_bytes)
         if vr is None:
             raise NotPlain  # an implicit VR item, or an unknown VR: pydicom's business
@@ -116,25 +144,32 @@ def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, ke
             length = _L.unpack_from(buf, pos + 8)[0]
             start = pos + 12
         else:
-            length = _H.unpack_from(buf, pos + 6)[0]
             start = pos + 8
         if length == UNDEFINED_LENGTH:
             if vr != "SQ":
                 raise NotPlain
-            end = _skip_sequence(buf, start, limit, depth + 1)
+            end, first = _skip_sequence(buf, start, limit, depth + 1,
+                                        keep and firsts is not None)
             if keep:
+                tag = tags.get(tag_int) or canonical_tag(tag_int)
                 item_bytes = buf[start:end - 8]
-                out[canonical_tag(tag_int)] = RawDataElement(
-                    canonical_tag(tag_int), vr, len(item_bytes), item_bytes, start, False, True)  # type: ignore[arg-type]
+                out[tag] = RawDataElement(tag, vr, len(item_bytes), item_bytes, start, False,  # type: ignore[arg-type]
+                                          True)
+                if first is not None and firsts is not None:
+                    firsts[tag] = first
             pos = end
             continue
         end = start + length
         if end > limit:
             raise NotPlain
         if keep:
+            tag = tags.get(tag_int) or canonical_tag(tag_int)
             value = buf[start:end] if length else empty_value_for_VR(vr, raw=True)
-            out[canonical_tag(tag_int)] = RawDataElement(
-                canonical_tag(tag_int), vr, length, value, start, False, True)  # type: ignore[arg-type]
+            out[tag] = RawDataElement(tag, vr, length, value, start, False, True)  # type: ignore[arg-type]
+            if firsts is not None and vr == "SQ":
+                first = _first_of_defined(buf, start, end, depth + 1)
+                if first is not None:
+                    firsts[tag] = first
         pos = end
 
 
@@ -165,25 +200,46 @@ def sequence_items(buf: bytes, *, first_only: bool = False) -> list[Item]:
     >>> sequence_items(b"")
     []
     """
-    items: list[Item] = []
+    return [item for item, _ in _items(buf, first_only, False)]
+
+
+def items_with_firsts(buf: bytes) -> list[tuple[Item, dict[BaseTag, Item]]]:
+    """Return each item of a sequence value with the first item of each of its sequences.
+
+    One walk over the bytes gives a per-frame functional groups item and the first item
+    of each functional group in it (what `bonelesion.dicom.multiframe` needs).
+
+    Raises
+    ------
+    NotPlain
+        As `sequence_items`.
+    """
+    return _items(buf, False, True)
+
+
+def _items(buf: bytes, first_only: bool, with_firsts: bool
+           ) -> list[tuple[Item, dict[BaseTag, Item]]]:
+    items: list[tuple[Item, dict[BaseTag, Item]]] = []
     pos = 0
     limit = len(buf)
     while pos < limit:
         if pos + 8 > limit:
             raise NotPlain
-        group, element = _HH.unpack_from(buf, pos)
-        length = _L.unpack_from(buf, pos + 4)[0]
+        group, element, length = _HHL.unpack_from(buf, pos)
         if group << 16 | element != ITEM_TAG:
             raise NotPlain
         pos += 8
+        firsts: dict[BaseTag, Item] = {}
         if length == UNDEFINED_LENGTH:
-            item, pos = _read_item(buf, pos, limit, True, 1, True)
+            item, pos = _read_item(buf, pos, limit, True, 1, True,
+                                   firsts if with_firsts else None)
         else:
             if pos + length > limit:
                 raise NotPlain
-            item, _ = _read_item(buf, pos, pos + length, False, 1, True)
+            item, _ = _read_item(buf, pos, pos + length, False, 1, True,
+                                 firsts if with_firsts else None)
             pos += length
-        items.append(item)
+        items.append((item, firsts))
         if first_only:
             break
     return items

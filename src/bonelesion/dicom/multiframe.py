@@ -44,7 +44,13 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
 from bonelesion.dicom import values, vendors
-from bonelesion.dicom.framegroups import Item, NotPlain, raw_sequence_bytes, sequence_items
+from bonelesion.dicom.framegroups import (
+    Item,
+    NotPlain,
+    items_with_firsts,
+    raw_sequence_bytes,
+    sequence_items,
+)
 
 # Re-exported: the stack signature now lives in its own module.
 from bonelesion.dicom.stack_key import (  # noqa: E402
@@ -265,18 +271,23 @@ def _with_gradient_items(item: Item, source: Dataset
     return out
 
 
-def _raw_group_items(item: Item, source: Dataset) -> list[_GroupItem]:
-    """First item of every standard functional group sequence of one raw item."""
+def _raw_group_items(item: Item, firsts: dict[BaseTag, Item], source: Dataset
+                     ) -> list[_GroupItem]:
+    """First item of every standard functional group sequence of one raw item.
+
+    ``firsts`` holds the first item of each sequence of ``item`` (`items_with_firsts`).
+    """
     out: list[_GroupItem] = []
     for tag, elem in item.items():
-        if tag.is_private or elem.VR != "SQ":
+        if tag & 0x10000 or elem.VR != "SQ":  # private, or not a sequence
             continue
-        for first in sequence_items(raw_sequence_bytes(elem), first_only=True):
+        first = firsts.get(tag)
+        if first is not None:
             out.append((_with_gradient_items(first, source), _raw_first_inner(first)))
     return out
 
 
-def _philips_raw_items(item: Item) -> list[_GroupItem]:
+def _philips_raw_items(item: Item, firsts: dict[BaseTag, Item]) -> list[_GroupItem]:
     """`bonelesion.dicom.vendors.philips_private_frame_items` of one raw per-frame item."""
     elem = item.get(_PHILIPS_PRIVATE_PER_FRAME)
     if elem is None:
@@ -285,8 +296,8 @@ def _philips_raw_items(item: Item) -> list[_GroupItem]:
         if elem.VR in ("UN", "OB", "OW"):
             return []  # what the pydicom path makes of it (an opaque value, ignored)
         raise NotPlain  # the pydicom path warns about it
-    return [(first, _raw_first_inner(first))
-            for first in sequence_items(raw_sequence_bytes(elem), first_only=True)]
+    first = firsts.get(_PHILIPS_PRIVATE_PER_FRAME)
+    return [] if first is None else [(first, _raw_first_inner(first))]
 
 
 def _fast_group_items(ds: Dataset) -> tuple[list[_GroupItem], list[_FrameItems]] | None:
@@ -308,11 +319,11 @@ def _fast_group_items(ds: Dataset) -> tuple[list[_GroupItem], list[_FrameItems]]
     try:
         shared_items: list[_GroupItem] = []
         if shared_elem is not None:
-            for shared in sequence_items(raw_sequence_bytes(shared_elem), first_only=True):
-                shared_items = _raw_group_items(shared, ds)
+            for shared, firsts in items_with_firsts(raw_sequence_bytes(shared_elem))[:1]:
+                shared_items = _raw_group_items(shared, firsts, ds)
         frames: list[_FrameItems] = [
-            (_philips_raw_items(item), _raw_group_items(item, ds))
-            for item in sequence_items(raw_sequence_bytes(per_frame_elem))]
+            (_philips_raw_items(item, firsts), _raw_group_items(item, firsts, ds))
+            for item, firsts in items_with_firsts(raw_sequence_bytes(per_frame_elem))]
     except NotPlain:
         return None
     return shared_items, frames
