@@ -28,6 +28,13 @@ A flat header holds
 Flat headers share (do not copy) the data elements of the source data set, so flattening
 819 frames costs milliseconds, not a deep copy of the object per frame.
 
+The functional groups of a header read by the fast reader are raw Explicit VR Little
+Endian sequences: `bonelesion.dicom.framegroups` walks their checked bytes once and gives
+the first item of each group of each frame, without a pydicom data set per item (the
+819-frame XA30 DWI: ~60 000 elements). Any other encoding, or anything unusual in the
+items, goes through pydicom (``flatten_frames(ds, fast=False)`` forces that path); both
+give the same flat headers (tests/dicom/test_framegroups.py).
+
 The stack signature moved to `bonelesion.dicom.stack_key`; its names are re-exported here
 for existing callers.
 """
@@ -236,39 +243,34 @@ def _generic_group_items(ds: Dataset) -> tuple[list[_GroupItem], list[_FrameItem
     return shared_items, frames
 
 
-def _raw_first_inner(item: Item) -> Callable[[BaseTag], Item | None]:
-    def first_inner(tag: BaseTag) -> Item | None:
-        elem = item.get(tag)
-        if elem is None:
-            return None
-        if elem.VR != "SQ":
-            raise NotPlain
-        found = sequence_items(raw_sequence_bytes(elem), first_only=True)
-        return found[0] if found else None
-    return first_inner
+def _no_inner(tag: BaseTag) -> None:
+    """``first_inner`` of an item without a Diffusion Gradient Direction Sequence."""
+    return None
 
 
-def _with_gradient_items(item: Item, source: Dataset
-                         ) -> dict[BaseTag, DataElement | RawDataElement]:
-    """``item`` with its Diffusion Gradient Direction Sequence parsed into data sets.
+def _raw_group_item(item: Item, source: Dataset) -> _GroupItem:
+    """Return a raw item ready for `_merge_item`, its gradient sequence parsed once.
 
-    Every frame's diffusion direction is read from it: parsed here from the walked items
-    (as the pydicom path holds it), not once more by pydicom per frame.
+    Every frame's diffusion direction is read from the Diffusion Gradient Direction
+    Sequence: it is parsed here, from the walked items, into data sets (as the pydicom
+    path holds it), not again by pydicom for every frame.
     """
     elem = item.get(_DIFFUSION_GRADIENT_DIRECTION_SEQ)
     if elem is None:
-        return item  # type: ignore[return-value]
+        return item, _no_inner
     if elem.VR != "SQ":
         raise NotPlain
-    inner = []
-    for found in sequence_items(raw_sequence_bytes(elem)):
+    inner = sequence_items(raw_sequence_bytes(elem))
+    datasets = []
+    for found in inner:
         ds = Dataset(found)  # type: ignore[arg-type]
         values.inherit_source(ds, source)
-        inner.append(ds)
+        datasets.append(ds)
     out: dict[BaseTag, DataElement | RawDataElement] = dict(item)
     out[_DIFFUSION_GRADIENT_DIRECTION_SEQ] = DataElement(
-        _DIFFUSION_GRADIENT_DIRECTION_SEQ, "SQ", DicomSequence(inner))
-    return out
+        _DIFFUSION_GRADIENT_DIRECTION_SEQ, "SQ", DicomSequence(datasets))
+    first = inner[0] if inner else None
+    return out, lambda tag: first
 
 
 def _raw_group_items(item: Item, firsts: dict[BaseTag, Item], source: Dataset
@@ -283,11 +285,12 @@ def _raw_group_items(item: Item, firsts: dict[BaseTag, Item], source: Dataset
             continue
         first = firsts.get(tag)
         if first is not None:
-            out.append((_with_gradient_items(first, source), _raw_first_inner(first)))
+            out.append(_raw_group_item(first, source))
     return out
 
 
-def _philips_raw_items(item: Item, firsts: dict[BaseTag, Item]) -> list[_GroupItem]:
+def _philips_raw_items(item: Item, firsts: dict[BaseTag, Item], source: Dataset
+                       ) -> list[_GroupItem]:
     """`bonelesion.dicom.vendors.philips_private_frame_items` of one raw per-frame item."""
     elem = item.get(_PHILIPS_PRIVATE_PER_FRAME)
     if elem is None:
@@ -297,7 +300,7 @@ def _philips_raw_items(item: Item, firsts: dict[BaseTag, Item]) -> list[_GroupIt
             return []  # what the pydicom path makes of it (an opaque value, ignored)
         raise NotPlain  # the pydicom path warns about it
     first = firsts.get(_PHILIPS_PRIVATE_PER_FRAME)
-    return [] if first is None else [(first, _raw_first_inner(first))]
+    return [] if first is None else [_raw_group_item(first, source)]
 
 
 def _fast_group_items(ds: Dataset) -> tuple[list[_GroupItem], list[_FrameItems]] | None:
@@ -322,7 +325,7 @@ def _fast_group_items(ds: Dataset) -> tuple[list[_GroupItem], list[_FrameItems]]
             for shared, firsts in items_with_firsts(raw_sequence_bytes(shared_elem))[:1]:
                 shared_items = _raw_group_items(shared, firsts, ds)
         frames: list[_FrameItems] = [
-            (_philips_raw_items(item, firsts), _raw_group_items(item, firsts, ds))
+            (_philips_raw_items(item, firsts, ds), _raw_group_items(item, firsts, ds))
             for item, firsts in items_with_firsts(raw_sequence_bytes(per_frame_elem))]
     except NotPlain:
         return None

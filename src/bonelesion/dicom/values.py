@@ -667,15 +667,17 @@ def _strict_or_warn(exc: InputError, strict: bool) -> None:
 
 def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] | None:
     """Numbers of an element, parsed by VR; None when absent or empty."""
-    tag, dict_vr = _key(key)
+    tag, dict_vr = _KEYS.get(key) or _key(key)
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    hit = _cached(ds, tag, kind, elem)
-    if hit is not _MISSING:
-        if isinstance(hit, InputError):
-            raise hit
-        return hit  # type: ignore[no-any-return]
+    cache = ds.__dict__.get(_CACHE_ATTR)  # `_cached`, inlined: the hot path of every read
+    if cache is not None:
+        hit = cache.get((tag, kind))
+        if hit is not None and hit[0] is elem:
+            if isinstance(hit[1], InputError):
+                raise hit[1]
+            return hit[1]  # type: ignore[no-any-return]
     try:
         value = _parse_numbers(ds, tag, dict_vr)
     except InputError as exc:
@@ -824,15 +826,17 @@ def get_float(ds: Dataset | None, key: str | int, *, strict: bool = True,
 
 
 def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | None:
-    tag, dict_vr = _key(key)
+    tag, dict_vr = _KEYS.get(key) or _key(key)
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    hit = _cached(ds, tag, kind, elem)
-    if hit is not _MISSING:
-        if isinstance(hit, InputError):
-            raise hit
-        return hit  # type: ignore[no-any-return]
+    cache = ds.__dict__.get(_CACHE_ATTR)  # `_cached`, inlined: the hot path of every read
+    if cache is not None:
+        hit = cache.get((tag, kind))
+        if hit is not None and hit[0] is elem:
+            if isinstance(hit[1], InputError):
+                raise hit[1]
+            return hit[1]  # type: ignore[no-any-return]
     try:
         value = _parse_strings(ds, tag, dict_vr, kind)
     except InputError as exc:
