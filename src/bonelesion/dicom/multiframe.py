@@ -67,6 +67,7 @@ from bonelesion.dicom.stack_key import (  # noqa: E402
     stack_key,
 )
 from bonelesion.dicom.structure import PIXEL_TAGS
+from bonelesion.dicom.vendors.philips import PHILIPS_PRIVATE_FRAME_TAG
 from bonelesion.dicom.vendors.siemens import is_mosaic  # noqa: E402
 from bonelesion.errors import InputError
 
@@ -118,7 +119,7 @@ _ECHO_TIME = Tag(0x0018, 0x0081)
 _DIFFUSION_GRADIENT_DIRECTION_SEQ = Tag(0x0018, 0x9076)
 
 
-_PHILIPS_PRIVATE_PER_FRAME = Tag(0x2005, 0x140F)
+_PHILIPS_PRIVATE_PER_FRAME = Tag(PHILIPS_PRIVATE_FRAME_TAG)
 
 
 #: Tags `_merge_item` treats apart (renamed, or with their inner item copied).
@@ -409,4 +410,5 @@ def flatten_frames(ds: Dataset, *, fast: bool = True) -> list[Dataset]:
         if meta is not None:
             flat.file_meta = meta
         flats.append(flat)
+    values.share_value_cache(flats)
     return flats

@@ -49,6 +49,7 @@ __all__ = [
     "bind_source",
     "inherit_source",
     "mark_checked",
+    "share_value_cache",
     "canonical_tag",
     "raw_sequence",
     "source_of",
@@ -150,6 +151,19 @@ def inherit_source(child: Dataset, parent: Dataset) -> None:
     checked = parent.__dict__.get(_CHECKED_ATTR)
     if checked:
         child.__dict__[_CHECKED_ATTR] = checked
+
+
+def share_value_cache(datasets: list[Dataset]) -> None:
+    """Give ``datasets`` one cache of typed values (the flat headers of one file's frames).
+
+    Frames share most of their elements (the same objects): a value parsed for one frame
+    is then not parsed again for the next. Every cache entry holds the element it was
+    parsed from and is used only for that very element, so frames whose elements differ
+    still get their own values.
+    """
+    cache: dict[Any, Any] = {}
+    for ds in datasets:
+        ds.__dict__[_CACHE_ATTR] = cache
 
 
 def mark_checked(ds: Dataset, elements: dict[BaseTag, Any]) -> None:
