@@ -456,7 +456,9 @@ def test_short_direct_read_leaves_the_file_out_by_name(tmp_path, monkeypatch) ->
     (8, 8, False), (16, 12, False), (16, 12, True), (16, 16, True), (32, 32, False),
     (32, 24, True),
 ])
-def test_fast_path_equals_generic_path_on_mr_bit_depths(tmp_path, bits, stored, signed) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("slope", ["0.5", "1"])
+def test_fast_path_equals_generic_path_on_mr_bit_depths(tmp_path, bits, stored, signed,  # type: ignore[no-untyped-def]
+                                                        slope) -> None:
     """Classic MR of every native integer depth: junk above BitsStored, a float rescale.
 
     Truth: the stored integers written here, masked or sign-extended to BitsStored, times
@@ -481,7 +483,7 @@ def test_fast_path_equals_generic_path_on_mr_bit_depths(tmp_path, bits, stored, 
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, stored, stored - 1
         ds.PixelRepresentation = int(signed)
-        ds.RescaleSlope, ds.RescaleIntercept = "0.5", "-3"
+        ds.RescaleSlope, ds.RescaleIntercept = slope, "-3"
         raw = rng.integers(info.min, info.max, (5, 7), dtype=dtype, endpoint=True)
         ds.PixelData = raw.tobytes()
         shift = bits - stored
@@ -489,7 +491,7 @@ def test_fast_path_equals_generic_path_on_mr_bit_depths(tmp_path, bits, stored, 
             stored_values = (raw.astype(np.int64) << shift).astype(dtype) >> shift
         else:
             stored_values = raw.astype(np.int64) & ((1 << stored) - 1)
-        truth.append(stored_values.astype(np.float64) * 0.5 - 3)
+        truth.append(stored_values.astype(np.float64) * float(slope) - 3)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = \
             ds.SOPClassUID, ds.SOPInstanceUID

@@ -381,7 +381,7 @@ def flatten_frames(ds: Dataset, *, fast: bool = True) -> list[Dataset]:
     for key, elem in ds._dict.items():
         if key in PIXEL_TAGS or key in (_SHARED, _PER_FRAME):
             continue
-        base[BaseTag(key)] = elem
+        base[key] = elem  # the header's own tag objects (shared, see values.canonical_tag)
     found = _fast_group_items(ds) if fast else None
     shared_items, per_frame = found if found is not None else _generic_group_items(ds)
     n_frames = values.get_int(ds, "NumberOfFrames") or len(per_frame) or 1
