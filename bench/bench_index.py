@@ -6,6 +6,11 @@ half of them), then indexes them with 1 and 2 workers, ``--repeat`` times each (
 catalogue each time; the 1-minute load average is printed before every run, since other
 processes share the CPUs), and re-indexes once more (every file unchanged, so skipped).
 
+Reference, in the same run: a plain one-process loop over the same files of
+``pydicom.dcmread(path, stop_before_pixels=True, specific_tags=REFERENCE_TAGS)`` that also
+reads those values (what any indexer needs), storing nothing. The index does more per file
+(value checks, stack keys, series roles, SQLite rows): the ratio per core is printed.
+
 Run:  python bench/bench_index.py [--files 3000] [--repeat 3] [--keep DIR]
 """
 
@@ -27,6 +32,31 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bonelesion.dicom.index import index_export  # noqa: E402
+
+#: What the reference loop reads from each header: the identity, series and geometry
+#: attributes the catalogue records.
+REFERENCE_TAGS = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "FrameOfReferenceUID", "Modality", "Manufacturer", "PatientID", "SeriesNumber",
+    "InstanceNumber", "SeriesDescription", "ImageType", "ImageOrientationPatient",
+    "ImagePositionPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns",
+    "BitsAllocated", "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "EchoTime",
+    "EchoNumbers", "ConvolutionKernel", "SpecificCharacterSet",
+)
+
+
+def reference_loop(folder: Path) -> tuple[int, float, float]:
+    """(files, wall s, CPU s) of a plain ``dcmread(specific_tags=…)`` loop over ``folder``."""
+    import pydicom
+
+    paths = [Path(root) / name for root, _, names in os.walk(folder) for name in names]
+    cpu0 = _cpu_s()
+    t0 = time.perf_counter()
+    for path in paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(REFERENCE_TAGS))
+        for keyword in REFERENCE_TAGS:
+            ds.get(keyword)
+    return len(paths), time.perf_counter() - t0, _cpu_s() - cpu0
 
 SLICES_PER_SERIES = 150
 MATRIX = 64
@@ -111,8 +141,20 @@ def main() -> None:
         print(f"generated {args.files} files of {MATRIX}x{MATRIX} CT in "
               f"{time.perf_counter() - t0:.1f} s into {folder}")
         print(f"cpus available: {len(os.sched_getaffinity(0))}")
+        ref_rates = []
+        for run in range(args.repeat):
+            load_1min = os.getloadavg()[0]
+            n_ref, wall_s, cpu_s = reference_loop(folder)
+            ref_rates.append(n_ref / cpu_s)
+            print(f"reference dcmread(specific_tags) loop, 1 process, run {run + 1}: {n_ref} "
+                  f"files in {wall_s:.2f} s = {n_ref / wall_s:.0f} files/s wall = "
+                  f"{n_ref / cpu_s:.0f} files per CPU-second; load average (1 min) before "
+                  f"{load_1min:.2f}")
+        ref_per_cpu = statistics.median(ref_rates)
+        print(f"reference: median {ref_per_cpu:.0f} files per CPU-second")
         db = Path(tmp) / "index.sqlite"
         for workers in (1, 2):
+            per_cpu = []
             rates = []
             for run in range(args.repeat):
                 db = Path(tmp) / f"index-{workers}-{run}.sqlite"
@@ -122,13 +164,17 @@ def main() -> None:
                 cpu_s = _cpu_s() - cpu0
                 assert summary.status_counts == {"ok": args.files}, summary.status_counts
                 rates.append(summary.files_read_per_s)
+                per_cpu.append(summary.files_read / cpu_s)
                 print(f"index, {workers} worker(s), run {run + 1}: {summary.files_read} files "
                       f"in {summary.duration_s:.2f} s = {summary.files_read_per_s:.0f} files/s "
                       f"wall; CPU {1e3 * cpu_s / summary.files_read:.3f} ms/file (all "
                       f"processes) = {summary.files_read / cpu_s:.0f} files per CPU-second; "
                       f"load average (1 min) before {load_1min:.2f}")
             print(f"index, {workers} worker(s): median {statistics.median(rates):.0f} files/s, "
-                  f"best {max(rates):.0f} files/s over {args.repeat} runs")
+                  f"best {max(rates):.0f} files/s over {args.repeat} runs; median "
+                  f"{statistics.median(per_cpu):.0f} files per CPU-second = "
+                  f"{statistics.median(per_cpu) / ref_per_cpu:.2f}x the reference loop per "
+                  "core")
         summary = index_export(folder, db, workers=2)
         rate = summary.files_unchanged / summary.duration_s
         print(f"re-index (all unchanged, skipped): {summary.files_unchanged} files in "

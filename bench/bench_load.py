@@ -8,9 +8,17 @@ file); ``bonelesion_generic`` is the same reader with ``fast_path=False`` (pydic
 ``dcmread`` + ``pixel_array``). The 1-minute load average is printed before and after,
 since the figures mean little on a busy machine. The checksums of all loaders must agree.
 
+MR and enhanced cases (real scanner files of the shared test data, when present; skip
+with ``--no-mr``): one volume each, loaded by bonelesion (fast and generic) and SimpleITK
+in turns in one process per case (after a warm-up run each) — a classic 16-bit Philips MR echo (35 files), the
+Siemens XA30 enhanced trace-weighted DWI (one 39-frame file) and ADC map, the Philips
+enhanced DTI (one 32-frame file, its first stack for bonelesion; SimpleITK reads the
+whole file, so its time is an upper bound of the work). Target: bonelesion ≤ 0.6×
+SimpleITK.
+
 Usage::
 
-    python bench/bench_load.py [--slices 300] [--repeats 3] [--keep DIR]
+    python bench/bench_load.py [--slices 300] [--repeats 3] [--keep DIR] [--data DIR] [--no-mr]
 
 The series is written with ``bonelesion.phantom.write_ct_series`` when available, else with
 a small pydicom writer below (uncompressed, 16-bit, RescaleIntercept −1024).
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +59,7 @@ def run(folder):
     (uid,) = reader.GetGDCMSeriesIDs(folder)
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder, uid))
     global image  # keep the image alive: the array below is a view of its buffer
-    image = reader.Execute()
+    image = reader.Execute()  # one enhanced file: all its frames, as one 3-D image
     return sitk.GetArrayViewFromImage(image)
 """,
     "pydicom_loop": """
@@ -129,6 +138,100 @@ def _write_series(folder: Path, n_slices: int) -> None:
     print(f"series written by the bench's pydicom writer ({n_slices} slices)")
 
 
+def _mr_cases(data: Path, scratch: Path) -> list[tuple[str, Path]]:
+    """(label, folder holding one volume) of each MR case found in the shared data."""
+    import pydicom
+
+    cases: list[tuple[str, Path]] = []
+    dixon = data / "dixon_philips15T_chaos_set1" / "dicom" / "801_T1DUAL"
+    if dixon.is_dir():  # both echoes share the series: copy echo 1 apart
+        echo1 = scratch / "dixon_echo1"
+        echo1.mkdir(exist_ok=True)
+        for path in sorted(dixon.iterdir()):
+            if int(pydicom.dcmread(path, stop_before_pixels=True).EchoNumbers) == 1:
+                shutil.copy(path, echo1 / path.name)
+        cases.append(("mr_classic_16bit_35_files", echo1))
+    xa30 = data / "dwi_siemens_xa30_enhanced_pa" / "dicom"
+    for series, label in (("12_DWI_dir80_PA", "mr_enhanced_xa30_tracew"),
+                          ("11_DWI_dir80_PA", "mr_enhanced_xa30_adc")):
+        if (xa30 / series).is_dir():
+            cases.append((label, xa30 / series))
+    philips = data / "multivendor_cases_dicom2nifti" / "dicom" / "philips_enhanced" / "dti" / "001"
+    if philips.is_dir():
+        cases.append(("mr_enhanced_philips_dti", philips))
+    return cases
+
+
+#: One process per MR case: every loader warmed up once, then run in turns (medians).
+MR_CHILD = """
+import json, os, statistics, sys, time
+sys.path.insert(0, {src!r})
+import numpy as np
+import SimpleITK as sitk
+from bonelesion.dicom.series import load_series
+
+def bonelesion(folder):
+    return load_series(folder)[0].volume.array  # the file's first stack
+
+def bonelesion_generic(folder):
+    return load_series(folder, fast_path=False)[0].volume.array
+
+def simpleitk(folder):
+    files = os.listdir(folder)
+    if len(files) == 1:  # one enhanced file: all its frames, as one 3-D image
+        return sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, files[0])))
+    reader = sitk.ImageSeriesReader()
+    (uid,) = reader.GetGDCMSeriesIDs(folder)
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder, uid))
+    return sitk.GetArrayFromImage(reader.Execute())
+
+loaders = dict(bonelesion=bonelesion, bonelesion_generic=bonelesion_generic,
+               simpleitk=simpleitk)
+folder = {folder!r}
+times = {{name: [] for name in loaders}}
+shapes = {{}}
+for name, run in loaders.items():  # warm-up: lazy imports, caches
+    arr = run(folder)
+    shapes[name] = [list(arr.shape), str(arr.dtype)]
+for _ in range({repeats}):
+    for name, run in loaders.items():
+        t0 = time.perf_counter()
+        run(folder)
+        times[name].append(time.perf_counter() - t0)
+print(json.dumps({{name: [statistics.median(t), min(t), shapes[name]]
+                  for name, t in times.items()}}))
+"""
+
+
+def _bench_mr(data: Path, repeats: int) -> None:
+    """Time the MR cases (loaders in turns in one process); print the ratio to SimpleITK."""
+    with tempfile.TemporaryDirectory(prefix="bonelesion_bench_mr_") as tmp:
+        cases = _mr_cases(data, Path(tmp))
+        if not cases:
+            print(f"\nMR cases: shared data not found under {data}; skipped")
+            return
+        print(f"\nMR and enhanced cases (real scanner data, {data}): the three loaders in "
+              "turns in one process per case, after one warm-up run each; load average "
+              f"(1 min) {os.getloadavg()[0]:.2f}")
+        ratios = []
+        for label, folder in cases:
+            code = MR_CHILD.format(src=str(ROOT / "src"), folder=str(folder),
+                                   repeats=repeats)
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{label} failed:\n{proc.stderr}")
+            results = json.loads(proc.stdout.strip().splitlines()[-1])
+            ref = results["simpleitk"][0]
+            ratios.append(results["bonelesion"][0] / ref)
+            for loader, (median_s, min_s, (shape, dtype)) in results.items():
+                print(f"  {label:28} {loader:18} median {median_s * 1e3:7.1f} ms (min "
+                      f"{min_s * 1e3:6.1f}) {median_s / ref:5.2f}x SimpleITK  {shape} {dtype}")
+        print(f"MR cases: bonelesion / SimpleITK (medians) worst {max(ratios):.2f}x, best "
+              f"{min(ratios):.2f}x (target <= 0.6x); load average (1 min) "
+              f"{os.getloadavg()[0]:.2f}")
+
+
 def _run(loader: str, folder: Path) -> dict[str, float]:
     code = CHILD.format(src=str(ROOT / "src"), loader=LOADERS[loader], folder=str(folder))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -143,7 +246,15 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write/reuse the series here")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get(
+        "BONELESION_SHARED_DATA", ROOT.parent / "shared" / "data")),
+        help="shared test data (MR cases)")
+    parser.add_argument("--no-mr", action="store_true", help="skip the MR cases")
+    parser.add_argument("--mr-only", action="store_true", help="run the MR cases only")
     args = parser.parse_args()
+    if args.mr_only:
+        _bench_mr(args.data, max(args.repeats, 5))
+        return
     tmp = None
     if args.keep:
         folder = args.keep
@@ -179,6 +290,8 @@ def main() -> None:
           "peak ≤ 1.5× float32 volume")
     if tmp is not None:
         tmp.cleanup()
+    if not args.no_mr:
+        _bench_mr(args.data, max(args.repeats, 5))
 
 
 if __name__ == "__main__":

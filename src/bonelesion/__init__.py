@@ -11,17 +11,25 @@ load_series(path)
 from __future__ import annotations
 
 import logging
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from bonelesion.errors import DataQualityWarning, PipelineError
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.units import IntensityUnit
 
-try:
-    __version__ = version("bonelesion")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+unknown"
+
+def __getattr__(name: str) -> Any:
+    """``__version__``, looked up on first use (importlib.metadata costs ~40 ms to import)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("bonelesion")
+    except PackageNotFoundError:  # running from a source tree
+        found = "0.0.0+unknown"
+    globals()["__version__"] = found
+    return found
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

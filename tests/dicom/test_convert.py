@@ -160,3 +160,22 @@ def test_series_table_and_module_entry_point(tmp_path) -> None:  # type: ignore[
                          stop_before_pixels=True)
     assert f"series {ds.SeriesNumber} " in proc.stdout
     assert f"study {ds.StudyInstanceUID}" in proc.stdout
+
+
+def test_whole_number_volumes_are_written_as_16_bit_integers_exactly() -> None:
+    """float32 volumes holding whole numbers → (u)int16 with the same values; others as is."""
+    from bonelesion.dicom.convert import exact_integer_array
+
+    unsigned = np.array([[0.0, 4095.0], [65535.0, 7.0]], dtype=np.float32)
+    signed = np.array([-1024.0, 3071.0, -32768.0, 32767.0], dtype=np.float32)
+    for array, dtype in ((unsigned, np.uint16), (signed, np.int16)):
+        out = exact_integer_array(array)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out.astype(np.float64), array.astype(np.float64))
+    for kept in (np.array([0.5, 1.0], dtype=np.float32),       # a fraction
+                 np.array([-1.0, 40000.0], dtype=np.float32),  # beyond both ranges
+                 np.array([1.0, np.nan], dtype=np.float32),
+                 np.array([70000.0], dtype=np.float32)):
+        assert exact_integer_array(kept) is kept
+    ints = np.array([1, 2], dtype=np.int16)
+    assert exact_integer_array(ints) is ints

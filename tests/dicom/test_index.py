@@ -857,3 +857,18 @@ def test_missing_series_uid_substituted_alike_by_reader_and_catalogue(tmp_path: 
     assert any(SERIES_UID_SUBSTITUTE_NOTE in w for w in stacks[0].warnings)
     assert any(SERIES_UID_SUBSTITUTE_NOTE in n for n in stacks[0].info.notes)
     assert stacks[0].shape == (20, 512, 512)
+
+
+def test_record_json_arrays_are_written_as_json_dumps_writes_them() -> None:
+    """The catalogue's fast JSON writer gives json.dumps's text, byte for byte."""
+    import json
+
+    from bonelesion.dicom.catalogue.records import _json_array
+
+    cases = [("ORIGINAL", "PRIMARY", "AXIAL"), (0.1, -2.5e-07, 1e22, 3.0), (1, None, "é\n\"x"),
+             ((0.5, -1.25, 3.0), (1e-320, 2.0, 0.0)), (), (True, float("nan")),
+             ("1.2.840.10008.5.1.4.1.1.2", None)]
+    for value in cases:
+        assert _json_array(value) == json.dumps(list(value))
+        assert json.loads(_json_array(value)) == json.loads(json.dumps(list(value))) or \
+            any(v != v for v in value if isinstance(v, float))

@@ -156,3 +156,45 @@ def test_stack_key_is_hashable_and_readable() -> None:
     assert hash(key) == hash(StackKey(**key.__dict__))
     text = str(key)
     assert "b 2500" in text and "72x72" in text and key.series_instance_uid in text
+
+
+@pytest.mark.parametrize("parts", [
+    ("dwi_siemens_xa30_enhanced_pa", "dicom"),
+    ("dwi_ge_signa_pioneer", "dicom"),
+    ("dwi_canon_galan_v60_classic", "dicom"),
+    ("multivendor_cases_dicom2nifti", "dicom", "philips_enhanced"),
+    ("dixon_philips15T_chaos_set1", "dicom"),
+    ("ct_bone_phantom_ge_ctpace", "dicom"),
+])
+def test_stack_key_b_value_and_direction_are_the_vendor_rules(parts) -> None:  # type: ignore[no-untyped-def]
+    """The key asks for a b-value / direction only when the image is diffusion (directional).
+
+    Against the vendor rules called directly on every frame: the same b-value and
+    direction (rounded as the key rounds them).
+    """
+    from bonelesion.dicom import stack_key as sk
+    from bonelesion.dicom import vendors
+    from bonelesion.dicom.header import read_file_header
+    from bonelesion.errors import InputError
+
+    n = 0
+    for path in sorted(p for p in shared_path(*parts).rglob("*") if p.is_file())[:60]:
+        try:
+            ds, _ = read_file_header(path, [])
+        except InputError:
+            continue  # not DICOM (a licence, a reference file)
+        for flat in flatten_frames(ds):
+            if "Rows" not in flat:
+                continue
+            key = stack_key(flat)
+            b_value = vendors.b_value_s_per_mm2(flat)
+            direction = vendors.diffusion_direction_lps(flat)
+            assert key.b_value_s_per_mm2 == sk._round_or_none(b_value,
+                                                              sk._KEY_B_VALUE_DECIMALS)
+            if direction is None:
+                assert key.diffusion_direction is None
+            else:
+                assert key.diffusion_direction == tuple(
+                    sk._round_or_none(v, sk._KEY_DIRECTION_DECIMALS) or 0.0 for v in direction)
+            n += 1
+    assert n > 0

@@ -431,7 +431,10 @@ def _store(out: NDArray[Any], index: int, raw: NDArray[Any], slope: float, inter
             return out
         out = out.astype(np.float32)  # rare: values beyond int16 after rescale
     with np.errstate(over="ignore", invalid="ignore"):
-        np.multiply(raw, slope, out=out[index], casting="unsafe")
+        if slope == 1:  # the values of raw × 1.0 (each integer rounded once to float32)
+            np.copyto(out[index], raw, casting="unsafe")
+        else:
+            np.multiply(raw, slope, out=out[index], casting="unsafe")
         if intercept:
             out[index] += np.float32(intercept)
     return out

@@ -20,9 +20,11 @@ and pydicom:
 Every sequence is checked first by `bonelesion.dicom.structure.check_elements`
 (iteratively: lengths against the bytes left, at most 64 levels of nesting, delimiters),
 which raises `bonelesion.dicom.structure.HeaderStructureError` naming the file for a
-damaged or hostile one; undefined-length sequences are then parsed by pydicom's own
-``read_sequence``, like ``dcmread`` does, and defined-length ones stay raw (marked as
-checked, `bonelesion.dicom.values.mark_checked`). The Specific Character Set is checked
+damaged or hostile one. Every sequence then stays a raw element (an undefined-length one
+holds its items without the sequence delimiter), marked as checked
+(`bonelesion.dicom.values.mark_checked`): pydicom parses its items only when they are read
+(an enhanced object's functional groups are read by `bonelesion.dicom.framegroups`, not
+pydicom). The Specific Character Set is checked
 before pydicom looks its terms up.
 """
 
@@ -31,14 +33,11 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from io import BytesIO
-from pathlib import Path
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.filereader import read_sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
@@ -56,7 +55,15 @@ from bonelesion.dicom.structure import (
     check_charset,
     check_elements,
 )
-from bonelesion.dicom.values import BINARY_FORMATS, mark_checked, printable
+from bonelesion.dicom.values import (
+    BINARY_FORMATS,
+    canonical_tag,
+    mark_checked,
+    printable,
+)
+from bonelesion.dicom.values import (
+    CANONICAL_TAGS as _TAGS,
+)
 
 __all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_MAX_BYTES",
            # encoding constants of `bonelesion.dicom.structure`, re-exported
@@ -77,6 +84,8 @@ _VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) =
 _HH = struct.Struct("<HH")
 _L = struct.Struct("<L")
 _H = struct.Struct("<H")
+#: Tag, VR and 16-bit length of an explicit VR element, in one unpack.
+_EXPLICIT_SHORT = struct.Struct("<HH2sH")
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,7 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
             raise _Decline
         _need(buf, pos + length)
         value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
-        tag = BaseTag(group << 16 | element)
+        tag = canonical_tag(group << 16 | element)
         elements[tag] = RawDataElement(tag, vr, length, value, pos, False, True)  # type: ignore[arg-type]
         pos += length
 
@@ -174,25 +183,27 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
     n = len(buf)
     unpack_hh = _HH.unpack_from
     unpack_l = _L.unpack_from
-    unpack_h = _H.unpack_from
+    unpack_explicit = _EXPLICIT_SHORT.unpack_from
     valid = _VALID_VRS
     long_vrs = LONG_VR_BYTES
+    tags = _TAGS
     first = True
     while True:
         if pos + 8 > n:
             if pos == n and complete:
                 return elements, encoding, None, checked  # no pixel data
             raise _NeedMore
-        group, element = unpack_hh(buf, pos)
-        tag_int = group << 16 | element
         if implicit:
+            group, element = unpack_hh(buf, pos)
+            tag_int = group << 16 | element
             if first and buf[pos + 4:pos + 6] in valid:
                 raise _Decline  # explicit VR data set in an implicit VR file
             vr: str | None = None
             length = unpack_l(buf, pos + 4)[0]
             header = 8
         else:
-            vr_bytes = buf[pos + 4:pos + 6]
+            group, element, vr_bytes, length = unpack_explicit(buf, pos)
+            tag_int = group << 16 | element
             vr = valid.get(vr_bytes)
             if vr is None:
                 raise _Decline  # implicit VR switch or unknown VR
@@ -202,7 +213,6 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
                 length = unpack_l(buf, pos + 8)[0]
                 header = 12
             else:
-                length = unpack_h(buf, pos + 6)[0]
                 header = 8
         first = False
         if tag_int == ITEM_DELIMITER_TAG:
@@ -210,7 +220,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
         value_tell = pos + header
         if tag_int in PIXEL_TAGS:
             return elements, encoding, (tag_int, value_tell, length), checked
-        tag = BaseTag(tag_int)
+        tag = tags.get(tag_int) or canonical_tag(tag_int)
         if length == UNDEFINED_LENGTH:
             if vr is None:
                 try:
@@ -224,12 +234,16 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             if vr != VR.SQ:
                 raise _Decline
             end = _check_sequence(buf, value_tell, UNDEFINED_LENGTH, implicit, complete, where)
-            fp = BytesIO(buf)
-            fp.seek(value_tell)
-            seq = read_sequence(fp, implicit, True, UNDEFINED_LENGTH, encoding)
-            if fp.tell() != end:
-                raise _Decline
-            elements[tag] = DataElement(tag, VR.SQ, seq, value_tell, is_undefined_length=True)
+            if end - 8 < value_tell or \
+                    unpack_hh(buf, end - 8) != (0xFFFE, 0xE0DD) or unpack_l(buf, end - 4)[0]:
+                raise _Decline  # the check ended it otherwise: let pydicom read the file
+            # kept raw, like a defined-length sequence: its items (without the delimiter)
+            # are parsed only when read (the check above bounds that parse)
+            item_bytes = buf[value_tell:end - 8]
+            raw = RawDataElement(tag, VR.SQ, len(item_bytes), item_bytes, value_tell,
+                                 implicit, True)  # type: ignore[arg-type]
+            elements[tag] = raw
+            checked[tag] = raw
             pos = end
             continue
         end = value_tell + length
@@ -259,7 +273,28 @@ def _dictionary_sq(tag: BaseTag) -> bool:
         return False
 
 
-def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
+#: Transfer Syntax UID value → implicit VR (True/False), or None: not the plain case.
+_SYNTAXES: dict[bytes, bool | None] = {}
+
+
+def _plain_syntax(value: bytes) -> bool | None:
+    """Implicit VR for a plain (non-deflated little-endian) syntax; None to decline."""
+    found = _SYNTAXES.get(value, _UNKNOWN)
+    if found is not _UNKNOWN:
+        return found  # type: ignore[return-value]
+    ts = UID(value.rstrip(b"\x00 ").decode("ascii", "replace"))
+    plain: bool | None = None
+    if ts.is_transfer_syntax and not ts.is_deflated and ts.is_little_endian:
+        plain = bool(ts.is_implicit_VR)
+    if len(_SYNTAXES) < 1000:  # private syntaxes of hostile files must not grow it forever
+        _SYNTAXES[value] = plain
+    return plain
+
+
+_UNKNOWN = object()
+
+
+def _parse(buf: bytes, path: str, complete: bool) -> HeaderRead:
     if len(buf) < 132:
         raise _NeedMore
     if buf[128:132] != b"DICM":
@@ -268,10 +303,9 @@ def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
     ts_raw = meta_elements.get(BaseTag(0x00020010))
     if ts_raw is None or not ts_raw.value:
         raise _Decline
-    ts = UID(ts_raw.value.rstrip(b"\x00 ").decode("ascii", "replace"))  # type: ignore[union-attr]
-    if not ts.is_transfer_syntax or ts.is_deflated or not ts.is_little_endian:
+    implicit = _plain_syntax(ts_raw.value)  # type: ignore[arg-type]
+    if implicit is None:
         raise _Decline
-    implicit = bool(ts.is_implicit_VR)
     _need(buf, pos + 2)
     if _H.unpack_from(buf, pos)[0] == 0x0000:
         raise _Decline  # a command set: pydicom reads it apart
@@ -279,7 +313,7 @@ def _parse(buf: bytes, path: Path, complete: bool) -> HeaderRead:
                                                         printable(path))
     file_meta = FileMetaDataset(meta_elements)  # type: ignore[arg-type]
     file_meta.set_original_encoding(False, True, default_encoding)
-    ds = FileDataset(str(path), elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
+    ds = FileDataset(path, elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
     ds.set_original_encoding(implicit, True, encoding)
     mark_checked(ds, checked)
     if pixel is None:
@@ -313,7 +347,7 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     --------
     >>> read_header("/no/such/file")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = os.fspath(path)
     with open(path, "rb") as fh:
         buf = fh.read(chunk_bytes)
         complete = len(buf) < chunk_bytes

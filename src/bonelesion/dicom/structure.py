@@ -84,6 +84,8 @@ _BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
 _IMPLICIT: Final = "1.2.840.10008.1.2"
 #: The two-letter VRs of the standard, as they appear in an explicit VR element.
 VR_BYTES: Final = frozenset(v.value.encode("ascii") for v in VR if len(v.value) == 2)
+#: The text of each VR in `VR_BYTES`.
+_VR_TEXT: Final = {v: v.decode("ascii") for v in VR_BYTES}
 #: Explicit VRs with a 2-byte reserved field and a 4-byte value length.
 LONG_VR_BYTES: Final = frozenset(v.value.encode("ascii") for v in EXPLICIT_VR_LENGTH_32)
 _FIRST_CHUNK: Final = 64 * 1024
@@ -261,7 +263,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
     order = "<" if little else ">"
     hh = struct.Struct(order + "HH")
     l32 = struct.Struct(order + "L")
-    h16 = struct.Struct(order + "H")
+    # tag, VR bytes and 16-bit length of an element header, in one unpack
+    element_head = struct.Struct(order + "HH2sH")
     delimiter = _DELIMITER_LE if little else _DELIMITER_BE
     n_elements = 0
     # stack of (kind, end, implicit, undefined): ``end`` is the container's last byte + 1
@@ -334,7 +337,7 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
                 break
             raise fail("the file ends inside an element header", pos,
                        complete and limit >= len(buf))
-        group, element = hh.unpack_from(buf, pos)
+        group, element, vr_bytes, length16 = element_head.unpack_from(buf, pos)
         tag = group << 16 | element
         header = 8
         vr: str | None
@@ -351,9 +354,8 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
             vr = None
             length = l32.unpack_from(buf, pos + 4)[0]
         else:
-            vr_bytes = buf[pos + 4:pos + 6]
-            if vr_bytes in VR_BYTES:
-                vr = vr_bytes.decode("ascii")
+            vr = _VR_TEXT.get(vr_bytes)
+            if vr is not None:
                 if vr_bytes in LONG_VR_BYTES:
                     if pos + 12 > limit:
                         if not complete and limit >= len(buf):
@@ -363,7 +365,7 @@ def check_elements(buf: bytes, pos: int, end: int, *, implicit: bool, little: bo
                     length = l32.unpack_from(buf, pos + 8)[0]
                     header = 12
                 else:
-                    length = h16.unpack_from(buf, pos + 6)[0]
+                    length = length16
             elif b"AA" <= vr_bytes <= b"ZZ":
                 raise fail(f"element {_label(tag)} has the unknown VR "
                            f"{vr_bytes.decode('ascii', 'replace')!r}", pos)

@@ -49,6 +49,9 @@ __all__ = [
     "bind_source",
     "inherit_source",
     "mark_checked",
+    "share_value_cache",
+    "canonical_tag",
+    "raw_sequence",
     "source_of",
     "printable",
     "element_label",
@@ -150,6 +153,19 @@ def inherit_source(child: Dataset, parent: Dataset) -> None:
         child.__dict__[_CHECKED_ATTR] = checked
 
 
+def share_value_cache(datasets: list[Dataset]) -> None:
+    """Give ``datasets`` one cache of typed values (the flat headers of one file's frames).
+
+    Frames share most of their elements (the same objects): a value parsed for one frame
+    is then not parsed again for the next. Every cache entry holds the element it was
+    parsed from and is used only for that very element, so frames whose elements differ
+    still get their own values.
+    """
+    cache: dict[Any, Any] = {}
+    for ds in datasets:
+        ds.__dict__[_CACHE_ATTR] = cache
+
+
 def mark_checked(ds: Dataset, elements: dict[BaseTag, Any]) -> None:
     """Record raw sequence elements whose items `check_elements` has already checked."""
     ds.__dict__.setdefault(_CHECKED_ATTR, {}).update(elements)
@@ -197,7 +213,7 @@ def element_label(tag: int, keyword: str = "") -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X}){' ' + keyword if keyword else ''}"
 
 
-def _invalid(where: str, what: str, value: Any, expected: str) -> InputError:
+def _invalid(where: str | Where, what: str, value: Any, expected: str) -> InputError:
     return InputError(
         f"{where}: {what} {_show(value)} is not {expected}. Potential fix: the file is "
         "damaged or was written by a non-conforming exporter; re-export it, or remove it "
@@ -209,7 +225,7 @@ def _components(text: str) -> list[str]:
     return [c.strip(" \x00") for c in text.rstrip("\x00 ").split("\\")]
 
 
-def _as_text(raw: bytes | str, where: str, what: str) -> str:
+def _as_text(raw: bytes | str, where: str | Where, what: str) -> str:
     if isinstance(raw, str):
         return raw
     try:
@@ -218,7 +234,7 @@ def _as_text(raw: bytes | str, where: str, what: str) -> str:
         raise _invalid(where, what, raw, "ASCII text") from None
 
 
-def parse_is(raw: bytes | str, *, where: str = "value") -> tuple[int, ...]:
+def parse_is(raw: bytes | str, *, where: str | Where = "value") -> tuple[int, ...]:
     r"""Integer String (IS) values, PS3.5 §6.2; () for an empty value.
 
     Leading and trailing spaces (and NUL padding) are allowed, as is a zero fraction
@@ -261,7 +277,7 @@ def parse_is(raw: bytes | str, *, where: str = "value") -> tuple[int, ...]:
     return tuple(out)
 
 
-def parse_ds(raw: bytes | str, *, where: str = "value") -> tuple[float, ...]:
+def parse_ds(raw: bytes | str, *, where: str | Where = "value") -> tuple[float, ...]:
     r"""Decimal String (DS) values, PS3.5 §6.2; () for an empty value.
 
     Raises
@@ -289,7 +305,7 @@ def parse_ds(raw: bytes | str, *, where: str = "value") -> tuple[float, ...]:
     return tuple(out)
 
 
-def parse_binary(raw: bytes, vr: str, *, little: bool = True, where: str = "value"
+def parse_binary(raw: bytes, vr: str, *, little: bool = True, where: str | Where = "value"
                  ) -> tuple[int | float, ...]:
     r"""Binary numbers of VR US, SS, UL, SL, UV, SV, FL, FD (and OF, OD, OL, OV).
 
@@ -315,7 +331,7 @@ def parse_binary(raw: bytes, vr: str, *, little: bool = True, where: str = "valu
     return struct.unpack(("<" if little else ">") + fmt * count, raw)
 
 
-def parse_ui(raw: bytes | str, *, where: str = "value") -> str | None:
+def parse_ui(raw: bytes | str, *, where: str | Where = "value") -> str | None:
     r"""Parse a Unique Identifier (UI); None when empty.
 
     Accepts the digits and dots of PS3.5 §9.1 and, as real exporters write them, letters,
@@ -340,7 +356,7 @@ def parse_ui(raw: bytes | str, *, where: str = "value") -> str | None:
     return text
 
 
-def parse_cs(raw: bytes | str, *, where: str = "value") -> tuple[str, ...]:
+def parse_cs(raw: bytes | str, *, where: str | Where = "value") -> tuple[str, ...]:
     r"""Code String (CS) values, stripped; () when empty.
 
     Printable ASCII is accepted (upper case, digits, space and ``_`` by the standard;
@@ -366,7 +382,7 @@ def parse_cs(raw: bytes | str, *, where: str = "value") -> tuple[str, ...]:
     return tuple(comps)
 
 
-def parse_text(raw: bytes | str, *, where: str = "value") -> str:
+def parse_text(raw: bytes | str, *, where: str | Where = "value") -> str:
     r"""Text of an ASCII string value, padding removed, NULs dropped.
 
     Non-ASCII text is decoded by `get_text` with the header's character set; here it is
@@ -411,7 +427,7 @@ def parse_number_tokens(raw: bytes | str) -> list[float]:
     return out
 
 
-def parse_ascconv(raw: bytes, *, where: str = "value") -> dict[str, str]:
+def parse_ascconv(raw: bytes, *, where: str | Where = "value") -> dict[str, str]:
     r"""Parse the Siemens ASCCONV protocol (``### ASCCONV BEGIN …`` … ``END ###``), key → text.
 
     Parameters
@@ -485,6 +501,27 @@ def ascconv_number(asc: dict[str, str], key: str, *, where: str = "ASCCONV"
 
 
 # ----------------------------------------------------------------------------- accessors
+#: One `BaseTag` object per tag number (see `canonical_tag`; read-only for others).
+CANONICAL_TAGS: dict[int, BaseTag] = {}
+#: Bound of `CANONICAL_TAGS` (hostile files may hold many private tags).
+_MAX_CANONICAL_TAGS: Final = 200_000
+
+
+def canonical_tag(tag_int: int) -> BaseTag:
+    """Return the one shared `BaseTag` object of a tag number.
+
+    Header readers key their data sets with these objects, and the accessors look them up
+    with the same ones: a dictionary lookup then matches by identity, without calling
+    ``BaseTag.__eq__`` (a Python method) for every element read.
+    """
+    tag = CANONICAL_TAGS.get(tag_int)
+    if tag is None:
+        if len(CANONICAL_TAGS) >= _MAX_CANONICAL_TAGS:
+            CANONICAL_TAGS.clear()
+        tag = CANONICAL_TAGS[tag_int] = BaseTag(tag_int)
+    return tag
+
+
 def _key(key: str | int) -> tuple[BaseTag, str]:
     found = _KEYS.get(key)
     if found is None:
@@ -494,7 +531,7 @@ def _key(key: str | int) -> tuple[BaseTag, str]:
                 raise KeyError(f"unknown DICOM keyword {key!r}")
         else:
             tag_int = int(key)
-        tag = BaseTag(tag_int)
+        tag = canonical_tag(tag_int)
         try:
             vr = str(dictionary_VR(tag))
         except KeyError:
@@ -534,6 +571,26 @@ def vr_of(ds: Dataset, key: str | int) -> str | None:
         return None
     vr = elem.VR
     return str(vr) if vr else dict_vr
+
+
+class Where:
+    """Where a value is: "File …, (0028,0030) PixelSpacing", formatted only for a message.
+
+    The typed accessors parse thousands of values per second; the file name and element
+    label are put together only when a value is refused.
+    """
+
+    __slots__ = ("_ds", "_tag")
+
+    def __init__(self, ds: Dataset, tag: int) -> None:
+        self._ds = ds
+        self._tag = tag
+
+    def __str__(self) -> str:
+        return _where(self._ds, self._tag)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def _where(ds: Dataset, tag: int) -> str:
@@ -624,15 +681,17 @@ def _strict_or_warn(exc: InputError, strict: bool) -> None:
 
 def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] | None:
     """Numbers of an element, parsed by VR; None when absent or empty."""
-    tag, dict_vr = _key(key)
+    tag, dict_vr = _KEYS.get(key) or _key(key)
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    hit = _cached(ds, tag, kind, elem)
-    if hit is not _MISSING:
-        if isinstance(hit, InputError):
-            raise hit
-        return hit  # type: ignore[no-any-return]
+    cache = ds.__dict__.get(_CACHE_ATTR)  # `_cached`, inlined: the hot path of every read
+    if cache is not None:
+        hit = cache.get((tag, kind))
+        if hit is not None and hit[0] is elem:
+            if isinstance(hit[1], InputError):
+                raise hit[1]
+            return hit[1]  # type: ignore[no-any-return]
     try:
         value = _parse_numbers(ds, tag, dict_vr)
     except InputError as exc:
@@ -646,7 +705,7 @@ def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str) -> tuple[float | int
     if found is None:
         return None
     value, vr, is_raw, little = found
-    where = _where(ds, tag)
+    where = Where(ds, tag)
     if is_raw:
         data = bytes(value)
         if vr in BINARY_FORMATS:
@@ -781,15 +840,17 @@ def get_float(ds: Dataset | None, key: str | int, *, strict: bool = True,
 
 
 def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | None:
-    tag, dict_vr = _key(key)
+    tag, dict_vr = _KEYS.get(key) or _key(key)
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    hit = _cached(ds, tag, kind, elem)
-    if hit is not _MISSING:
-        if isinstance(hit, InputError):
-            raise hit
-        return hit  # type: ignore[no-any-return]
+    cache = ds.__dict__.get(_CACHE_ATTR)  # `_cached`, inlined: the hot path of every read
+    if cache is not None:
+        hit = cache.get((tag, kind))
+        if hit is not None and hit[0] is elem:
+            if isinstance(hit[1], InputError):
+                raise hit[1]
+            return hit[1]  # type: ignore[no-any-return]
     try:
         value = _parse_strings(ds, tag, dict_vr, kind)
     except InputError as exc:
@@ -804,7 +865,7 @@ def _parse_strings(ds: Dataset, tag: BaseTag, dict_vr: str, kind: str
     if found is None:
         return None
     value, vr, is_raw, _ = found
-    where = _where(ds, tag)
+    where = Where(ds, tag)
     if vr == "SQ" or isinstance(value, Sequence):
         raise _invalid(where, "sequence", "(items)", "text")
     if is_raw:
@@ -956,6 +1017,40 @@ def items(ds: Dataset | None, key: str | int, *, strict: bool = True) -> list[Da
     return _store(ds, tag, "sq", elem, out)  # type: ignore[no-any-return]
 
 
+def raw_sequence(ds: Dataset | None, key: str | int) -> RawDataElement | None:
+    """Return a sequence element still in its raw (unparsed) form, its items checked.
+
+    For readers that walk the items' bytes themselves (`bonelesion.dicom.framegroups`).
+    The items are checked by `check_elements` first, unless the header reader checked
+    them already.
+
+    Returns
+    -------
+    RawDataElement or None
+        None when the element is absent, already converted by pydicom, or not written as
+        a sequence (VR SQ).
+
+    Raises
+    ------
+    InputError
+        If the items' encoding is damaged (names the file and the element).
+    """
+    if ds is None:
+        return None
+    tag, _ = _key(key)
+    elem = ds._dict.get(tag)
+    if type(elem) is not RawDataElement or elem.VR != "SQ":
+        return None
+    if ds.__dict__.get(_CHECKED_ATTR, {}).get(tag) is not elem:
+        data = bytes(elem.value or b"")
+        check_elements(data, 0, len(data), implicit=bool(elem.is_implicit_VR),
+                       little=bool(elem.is_little_endian),
+                       where=f"{source_of(ds)}, {element_label(tag)}", top_level=False,
+                       sequence=True)
+        mark_checked(ds, {tag: elem})
+    return elem
+
+
 def _items(ds: Dataset, tag: BaseTag, dict_vr: str, elem: Any) -> list[Dataset]:
     vr = elem.VR or dict_vr
     if type(elem) is RawDataElement:
@@ -986,7 +1081,7 @@ def _items(ds: Dataset, tag: BaseTag, dict_vr: str, elem: Any) -> list[Dataset]:
 
 
 # ------------------------------------------------------------------ geometry plausibility
-def plausible_spacing_mm(value: float, *, what: str, where: str) -> float:
+def plausible_spacing_mm(value: float, *, what: str, where: str | Where) -> float:
     """``value`` if it is a plausible spacing in mm (`MIN_SPACING_MM` … `MAX_SPACING_MM`).
 
     Raises

@@ -19,6 +19,7 @@ pixel data), PS3.3 §C.7.6.16 (multi-frame functional groups).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import io
@@ -547,6 +548,12 @@ def _transfer_syntax(ds: Dataset) -> str | None:
     return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
 
 
+@functools.lru_cache(maxsize=1024)
+def _uid_name(uid: str) -> str:
+    """Pydicom's name of a UID (cached: a few SOP classes per export)."""
+    return str(UID(uid).name)
+
+
 def _classify(
     ds: Dataset,
     stop: _StopAtPixels,
@@ -586,10 +593,10 @@ def _classify(
         "has_file_meta": part10,
         "transfer_syntax_uid": ts,
         "sop_class_uid": sop_class,
-        "sop_class_name": UID(sop_class).name if sop_class else None,
+        "sop_class_name": _uid_name(sop_class) if sop_class else None,
         "notes": notes,
     }
-    if sop_class == _DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+    if sop_class == _DICOMDIR_SOP_CLASS or values.has(ds, "DirectoryRecordSequence"):
         records = values.items(ds, "DirectoryRecordSequence", strict=False)
         common["sop_class_name"] = common["sop_class_name"] or "Media Storage Directory Storage"
         return record(FileStatus.DICOMDIR,
@@ -704,7 +711,7 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
     spacing = _floats(ds, "PixelSpacing")
     thickness = _float(ds, "SliceThickness")
     image_type = _joined(ds, "ImageType")
-    multiframe = "PerFrameFunctionalGroupsSequence" in ds
+    multiframe = values.has(ds, "PerFrameFunctionalGroupsSequence")
     if multiframe:
         shared = _first_item(ds, "SharedFunctionalGroupsSequence")
         first = _first_item(ds, "PerFrameFunctionalGroupsSequence")

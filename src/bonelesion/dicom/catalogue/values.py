@@ -43,7 +43,7 @@ def _tag_vr(keyword: str) -> tuple[BaseTag, str]:
         tag = pydicom.datadict.tag_for_keyword(keyword)
         if tag is None:
             raise KeyError(keyword)
-        found = (BaseTag(tag), pydicom.datadict.dictionary_VR(tag))
+        found = (values.canonical_tag(tag), pydicom.datadict.dictionary_VR(tag))
         _TAG_VR_CACHE[keyword] = found
     return found
 

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 
 from bonelesion.dicom import values
 from bonelesion.dicom.fastheader import NUMBER_STRUCT_FORMATS
@@ -209,8 +209,8 @@ def _private_creators(ds: Dataset) -> list[str]:
     """Every private creator string of the header (top level only)."""
     creators: list[str] = []
     for key, elem in ds._dict.items():  # raw: nothing is converted
-        tag = Tag(key)
-        if tag.is_private and 0x10 <= tag.element <= 0xFF:
+        # a private creator: odd group, element 0x0010-0x00FF (integer tests: no Tag objects)
+        if key & 0x10000 and 0x10 <= key & 0xFFFF <= 0xFF:
             creators.append(_creator_text(elem))
     return creators
 

@@ -12,7 +12,7 @@ from bonelesion.dicom.vendors._elements import _private_numbers
 from bonelesion.dicom.vendors.identify import Vendor, vendor_of
 from bonelesion.model.roles import SeriesRole as Role
 
-__all__ = ["philips_private_frame_items", "philips_float_rescale"]
+__all__ = ["philips_private_frame_items", "philips_float_rescale", "PHILIPS_PRIVATE_FRAME_TAG"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ _PHILIPS_MR_IMAGING = ("Philips MR Imaging DD 001",)
 
 #: Philips per-frame private item (2005,140F): a sequence in the Philips block at 0x14.
 _PHILIPS_PRIVATE_PER_FRAME = 0x140F
+
+
+#: Tag of the Philips per-frame private sequence, for readers that walk per-frame items
+#: themselves (`bonelesion.dicom.multiframe`); `philips_private_frame_items` reads it.
+PHILIPS_PRIVATE_FRAME_TAG = 0x2005 << 16 | _PHILIPS_PRIVATE_PER_FRAME
 
 
 #: Philips mDIXON short forms, matched as ``_W_`` etc. in the joined ImageType (dcm2niix).
