@@ -33,11 +33,10 @@ def printable(path: object) -> str:
 
 # ---- reader commands (series, convert) ----
 def _series_record(stack: object) -> dict[str, object]:
+    from bonelesion.dicom.identity import patient_identity
     from bonelesion.dicom.series import Stack
 
     assert isinstance(stack, Stack)
-    from bonelesion.dicom.identity import patient_identity
-
     info = stack.info
     patient_id = patient_identity(stack.files[0])[0] if stack.files else ""
     return {
