@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bonelesion"
 
 # Rank of each layer; a module may import from its own rank or lower ones.
 LAYER_RANK = {
-    "errors": 0, "units": 0, "config": 0, "model": 1, "dicom": 2, "phantom": 2,
+    "errors": 0, "units": 0, "config": 0, "sqlite_file": 0, "model": 1, "dicom": 2, "phantom": 2,
     "roi": 3, "stages": 4, "classify": 5, "report": 6, "pipeline": 7, "batch": 8,
     "pacs": 9, "cli": 10, "__main__": 10, "__init__": 10,
 }

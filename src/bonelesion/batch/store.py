@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bonelesion.errors import InputError
+from bonelesion.sqlite_file import SqliteFile
 
 __all__ = ["ResultsStore", "StoredStudy", "input_hash", "SCHEMA_VERSION"]
 
@@ -97,7 +95,7 @@ class StoredStudy:
     duration_s: float
 
 
-class ResultsStore:
+class ResultsStore(SqliteFile):
     """SQLite results store (see module docstring).
 
     Parameters
@@ -115,53 +113,15 @@ class ResultsStore:
     """
 
     def __init__(self, path: str | Path, *, reset: bool = False) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if reset:
             for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-        try:
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._conn.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise InputError(
-                    f"Results store {self.path}: schema version {row[0]}, "
-                    f"expected {SCHEMA_VERSION} (written by another bonelesion version). "
-                    "Potential fix: use a new --out folder, or rerun with --force."
-                )
-        except sqlite3.DatabaseError as exc:
-            raise InputError(
-                f"Results store {self.path} cannot be opened as SQLite ({exc}). "
-                "Potential fix: choose another --out folder, or delete the damaged file."
-            ) from exc
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
-
-    def __enter__(self) -> ResultsStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        super().__init__(
+            path, schema=_SCHEMA, version=SCHEMA_VERSION, what="Results store",
+            version_fix="it was written by another bonelesion version: use a new --out "
+                        "folder, or rerun with --force.",
+            damaged_fix="choose another --out folder, or delete the damaged file.",
+            foreign_keys=True)
 
     def is_current(self, study_instance_uid: str, input_hash: str, pipeline_hash: str) -> bool:
         """Tell whether the store holds this study with these exact input and pipeline hashes."""

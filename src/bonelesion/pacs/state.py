@@ -19,15 +19,13 @@ moment leaves the old state or the new one. The file keeps its own schema versio
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from bonelesion.errors import InputError
+from bonelesion.sqlite_file import SqliteFile
 
 __all__ = ["PacsState", "StudyState", "Phase", "PushedSeries", "signature", "STATE_NAME",
            "STATE_SCHEMA_VERSION"]
@@ -113,7 +111,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class PacsState:
+class PacsState(SqliteFile):
     """The loop's SQLite state file (see module docstring).
 
     Raises
@@ -123,50 +121,11 @@ class PacsState:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
-            with self._transaction() as conn:
-                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                                 (str(STATE_SCHEMA_VERSION),))
-                elif int(row[0]) != STATE_SCHEMA_VERSION:
-                    raise InputError(
-                        f"PACS state {self.path}: schema version {row[0]}, expected "
-                        f"{STATE_SCHEMA_VERSION}. Potential fix: use the bonelesion version that "
-                        "wrote it, or a new --out folder."
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise InputError(
-                f"PACS state {self.path} cannot be opened as SQLite ({exc}). Potential fix: "
-                "choose another --out folder, or move the damaged file away (the next pass "
-                "then retrieves every study again)."
-            ) from exc
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
-
-    def __enter__(self) -> PacsState:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        super().__init__(
+            path, schema=_SCHEMA, version=STATE_SCHEMA_VERSION, what="PACS state",
+            version_fix="use the bonelesion version that wrote it, or a new --out folder.",
+            damaged_fix="choose another --out folder, or move the damaged file away (the next "
+                        "pass then retrieves every study again).")
 
     # ---- studies ----
 
