@@ -14,8 +14,6 @@ Rendered from the objects the detector returns (`bonelesion.roi.vertebrae.SpineL
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import warnings
@@ -29,6 +27,7 @@ from numpy.typing import NDArray
 
 from bonelesion.errors import InputError, UnsupportedInputError
 from bonelesion.model.volume import Volume
+from bonelesion.report.table import rows_csv_text
 from bonelesion.roi.config import OsteoporosisConfig, VertebraConfig
 from bonelesion.roi.vertebrae import SpineLabelling, Vertebra
 
@@ -190,26 +189,14 @@ def vertebra_rows(study_instance_uid: str, labelling: SpineLabelling, *,
     return rows
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else repr(value)
-    return str(value)
-
-
 def write_rows_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
                    ) -> Path:
-    """Write rows (header always present, Unix line ends, UTF-8); returns the path."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+    """Write rows (header always present, Unix line ends, UTF-8); returns the path.
+
+    Cells as in lesions.csv (`bonelesion.report.table.csv_cell`).
+    """
     path = Path(path)
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    path.write_text(rows_csv_text(columns, rows), encoding="utf-8")
     return path
 
 

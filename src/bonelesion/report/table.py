@@ -23,7 +23,8 @@ from typing import Any
 from bonelesion.model.results import ANNOTATION_KEYS
 
 __all__ = ["Column", "LESION_COLUMNS", "COLUMN_NAMES", "MEASUREMENT_FIELDS", "CALL_COLUMNS",
-           "call_cells", "lesion_rows", "csv_cell", "lesions_csv_text", "write_lesions_csv"]
+           "call_cells", "lesion_rows", "csv_cell", "rows_csv_text", "lesions_csv_text",
+           "write_lesions_csv"]
 
 Entry = Mapping[str, Any]
 
@@ -210,7 +211,14 @@ def lesions_csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
     """
     rows = list(rows)
     extra = sorted({k for r in rows for k in r} - set(COLUMN_NAMES))
-    columns = [*COLUMN_NAMES, *extra]
+    return rows_csv_text([*COLUMN_NAMES, *extra], rows)
+
+
+def rows_csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """Return CSV text of rows over ``columns`` (header always present, Unix line ends).
+
+    Every cell is written by `csv_cell`; a column a row lacks is empty.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
