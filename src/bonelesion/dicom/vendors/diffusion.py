@@ -348,6 +348,14 @@ def _standard_gradient(ds: Dataset) -> list[float] | None:
     return None
 
 
+
+#: Vendors whose private gradient is already in the patient (LPS) frame, and its reader.
+_LPS_GRADIENTS: dict[Vendor, Callable[[Dataset], list[float] | None]] = {
+    Vendor.SIEMENS: siemens_gradient,
+    Vendor.PHILIPS: _philips_gradient,
+    Vendor.UIH: uih_gradient,
+}
+
 def _raw_gradient_lps(
     ds: Dataset, *, rotate: bool = True
 ) -> NDArray[np.float64] | None | Literal[False]:
@@ -358,30 +366,14 @@ def _raw_gradient_lps(
     """
     standard = _standard_gradient(ds)
     if standard is not None:
-        unit = _unit_or_none(standard)
-        return False if unit is None else unit
+        return _unit_or_false(standard)
     vendor = vendor_of(ds)
-    if vendor is Vendor.SIEMENS:
-        siemens = siemens_gradient(ds)
-        if siemens is not None:
-            unit = _unit_or_none(siemens)
-            return False if unit is None else unit
-    elif vendor is Vendor.GE:
+    if vendor is Vendor.GE:
         logical = _ge_logical_gradient(ds)
         if logical is not None:
             if float(np.linalg.norm(logical)) < _ZERO_GRADIENT_NORM:
                 return False
             return _unit_or_none(_ge_gradient_lps(ds) if rotate else logical)
-    elif vendor is Vendor.PHILIPS:
-        philips = _philips_gradient(ds)
-        if philips is not None:
-            unit = _unit_or_none(philips)
-            return False if unit is None else unit
-    elif vendor is Vendor.UIH:
-        uih = uih_gradient(ds)
-        if uih is not None:
-            unit = _unit_or_none(uih)
-            return False if unit is None else unit
     elif vendor is Vendor.CANON:
         canon = _canon_comment_gradient(ds)
         if canon is not None:
@@ -390,7 +382,18 @@ def _raw_gradient_lps(
             if not rotate:
                 return _unit_or_none(canon)
             return _canon_gradient_lps(ds, canon)
+    elif vendor in _LPS_GRADIENTS:  # vendors that store the gradient in LPS already
+        gradient = _LPS_GRADIENTS[vendor](ds)
+        if gradient is not None:
+            return _unit_or_false(gradient)
     return None
+
+
+def _unit_or_false(vector: Sequence[float] | NDArray[np.float64]
+                   ) -> NDArray[np.float64] | Literal[False]:
+    """Return the unit vector, or False for a zero gradient (a source saying "no gradient")."""
+    unit = _unit_or_none(vector)
+    return False if unit is None else unit
 
 
 def diffusion_direction_lps(ds: Dataset) -> tuple[float, float, float] | None:
