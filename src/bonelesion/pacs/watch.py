@@ -132,28 +132,15 @@ class StudyProblem:
 
 
 @dataclass(kw_only=True)
-class PassSummary:
-    """What one pass did (the polling loop returns the last one)."""
+class _Outcome:
+    """What every command of the loop reports: the studies that failed, an unreachable PACS."""
 
-    listed: int = 0
-    unchanged: int = 0
-    settling: int = 0
-    retrieved: list[str] = field(default_factory=list)
-    instances_retrieved: int = 0
-    measured: list[str] = field(default_factory=list)
-    pushed: list[str] = field(default_factory=list)
-    instances_pushed: int = 0
     problems: list[StudyProblem] = field(default_factory=list)
     unavailable: str = ""
-    stopped: bool = False
-    abandoned: bool = False
-    duration_s: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        """130 abandoned, 5 PACS unavailable, 4 some study failed, else 0."""
-        if self.abandoned:
-            return EXIT_ABANDONED
+        """5 PACS unavailable, 4 some study failed, else 0."""
         if self.unavailable:
             return EXIT_UNAVAILABLE
         return EXIT_PROBLEMS if self.problems else EXIT_OK
@@ -165,37 +152,45 @@ class PassSummary:
 
 
 @dataclass(kw_only=True)
-class PullSummary:
+class PassSummary(_Outcome):
+    """What one pass did (the polling loop returns the last one)."""
+
+    listed: int = 0
+    unchanged: int = 0
+    settling: int = 0
+    retrieved: list[str] = field(default_factory=list)
+    instances_retrieved: int = 0
+    measured: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    instances_pushed: int = 0
+    stopped: bool = False
+    abandoned: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """130 abandoned, 5 PACS unavailable, 4 some study failed, else 0."""
+        return EXIT_ABANDONED if self.abandoned else super().exit_code
+
+
+@dataclass(kw_only=True)
+class PullSummary(_Outcome):
     """What ``pull`` did."""
 
     listed: int = 0
     retrieved: list[str] = field(default_factory=list)
     instances_retrieved: int = 0
     present: int = 0
-    problems: list[StudyProblem] = field(default_factory=list)
-    unavailable: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """5 PACS unavailable, 4 some study failed, else 0."""
-        return EXIT_UNAVAILABLE if self.unavailable else (EXIT_PROBLEMS if self.problems else 0)
 
 
 @dataclass(kw_only=True)
-class PushSummary:
+class PushSummary(_Outcome):
     """What ``push`` did."""
 
     found: int = 0
     pushed: int = 0
     already: int = 0
     studies: int = 0
-    problems: list[StudyProblem] = field(default_factory=list)
-    unavailable: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """5 PACS unavailable, 4 some study failed, else 0."""
-        return EXIT_UNAVAILABLE if self.unavailable else (EXIT_PROBLEMS if self.problems else 0)
 
 
 class SettleTracker:
@@ -641,9 +636,7 @@ def pull(peer: Peer, dest: str | Path, *, studies: Sequence[str] = (),
             except PacsUnavailableError:
                 raise
             except PacsError as exc:
-                summary.problems.append(StudyProblem(study_instance_uid=uid, step="retrieve",
-                                                     message=str(exc)))
-                logger.error("study %s: %s", uid, exc)
+                summary.problem(uid, "retrieve", str(exc))
                 continue
             summary.retrieved.append(uid)
             summary.instances_retrieved += len(got)
@@ -680,9 +673,7 @@ def push(peer: Peer, run_out: str | Path, *, policy: NetworkPolicy | None = None
                 except PacsUnavailableError:
                     raise
                 except PacsError as exc:
-                    summary.problems.append(StudyProblem(study_instance_uid=group, step="push",
-                                                         message=str(exc)))
-                    logger.error("%s", exc)
+                    summary.problem(group, "push", str(exc))
                     continue
                 summary.pushed += len(stored)
                 summary.already += skipped
