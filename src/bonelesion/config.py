@@ -19,9 +19,38 @@ from typing import Any, TypeVar
 
 from bonelesion.errors import ConfigError
 
-__all__ = ["build_config", "read_toml", "config_to_dict", "configs_dir", "shipped_config"]
+__all__ = ["build_config", "read_toml", "config_to_dict", "configs_dir", "shipped_config",
+           "check_positive", "check_non_negative", "check_fraction", "check_ordered"]
 
 T = TypeVar("T")
+
+
+# ---- range checks of config values (each error names the key: ``prefix.name``) ----
+def check_positive(prefix: str, **values: float) -> None:
+    """Raise `ConfigError` unless every value is > 0."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{prefix}.{name}: must be > 0, found {value}.")
+
+
+def check_non_negative(prefix: str, **values: float) -> None:
+    """Raise `ConfigError` unless every value is ≥ 0."""
+    for name, value in values.items():
+        if not value >= 0:
+            raise ConfigError(f"{prefix}.{name}: must be ≥ 0, found {value}.")
+
+
+def check_fraction(prefix: str, **values: float) -> None:
+    """Raise `ConfigError` unless every value is in [0, 1]."""
+    for name, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{prefix}.{name}: must be in [0, 1], found {value}.")
+
+
+def check_ordered(prefix: str, low_name: str, low: float, high_name: str, high: float) -> None:
+    """Raise `ConfigError` unless ``low < high``."""
+    if not low < high:
+        raise ConfigError(f"{prefix}.{low_name} ({low}) must be < {prefix}.{high_name} ({high}).")
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bonelesion.config import build_config, read_toml
+from bonelesion.config import (
+    build_config,
+    check_fraction,
+    check_non_negative,
+    check_ordered,
+    check_positive,
+    read_toml,
+)
 from bonelesion.errors import ConfigError
 
 __all__ = [
@@ -24,29 +31,6 @@ __all__ = [
     "detection_config_from_mapping",
     "load_detection_config",
 ]
-
-
-def _positive(prefix: str, **values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"{prefix}.{name}: must be > 0, found {value}.")
-
-
-def _non_negative(prefix: str, **values: float) -> None:
-    for name, value in values.items():
-        if not value >= 0:
-            raise ConfigError(f"{prefix}.{name}: must be ≥ 0, found {value}.")
-
-
-def _fraction(prefix: str, **values: float) -> None:
-    for name, value in values.items():
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{prefix}.{name}: must be in [0, 1], found {value}.")
-
-
-def _ordered(prefix: str, low_name: str, low: float, high_name: str, high: float) -> None:
-    if not low < high:
-        raise ConfigError(f"{prefix}.{low_name} ({low}) must be < {prefix}.{high_name} ({high}).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,27 +61,29 @@ class BoneConfig:
 
     def __post_init__(self) -> None:
         p = "bone"
-        _positive(p, work_spacing_mm=self.work_spacing_mm, midline_window_mm=self.midline_window_mm,
-                  min_column_length_mm=self.min_column_length_mm,
-                  axis_median_window_mm=self.axis_median_window_mm,
-                  axis_outlier_mm=self.axis_outlier_mm, axis_smoothing_mm=self.axis_smoothing_mm,
-                  tangent_smoothing_mm=self.tangent_smoothing_mm,
-                  ray_length_mm=self.ray_length_mm, central_radius_mm=self.central_radius_mm)
-        _non_negative(p, ray_start_mm=self.ray_start_mm)
-        _ordered(p, "body_depth_min_mm", self.body_depth_min_mm, "body_depth_max_mm",
-                 self.body_depth_max_mm)
-        _ordered(p, "ray_start_mm", self.ray_start_mm, "ray_length_mm", self.ray_length_mm)
-        _ordered(p, "patient_threshold_hu", self.patient_threshold_hu, "bone_threshold_hu",
-                 self.bone_threshold_hu)
-        _fraction(p, min_found_fraction=self.min_found_fraction)
+        check_positive(p, work_spacing_mm=self.work_spacing_mm,
+                       midline_window_mm=self.midline_window_mm,
+                       min_column_length_mm=self.min_column_length_mm,
+                       axis_median_window_mm=self.axis_median_window_mm,
+                       axis_outlier_mm=self.axis_outlier_mm,
+                       axis_smoothing_mm=self.axis_smoothing_mm,
+                       tangent_smoothing_mm=self.tangent_smoothing_mm,
+                       ray_length_mm=self.ray_length_mm, central_radius_mm=self.central_radius_mm)
+        check_non_negative(p, ray_start_mm=self.ray_start_mm)
+        check_ordered(p, "body_depth_min_mm", self.body_depth_min_mm, "body_depth_max_mm",
+                      self.body_depth_max_mm)
+        check_ordered(p, "ray_start_mm", self.ray_start_mm, "ray_length_mm", self.ray_length_mm)
+        check_ordered(p, "patient_threshold_hu", self.patient_threshold_hu, "bone_threshold_hu",
+                      self.bone_threshold_hu)
+        check_fraction(p, min_found_fraction=self.min_found_fraction)
         if len(self.fallback_thresholds_hu) != len(self.fallback_closings_mm):
             raise ConfigError(f"{p}.fallback_thresholds_hu and {p}.fallback_closings_mm: need "
                               "the same number of values (one closing per threshold).")
         for value in self.fallback_thresholds_hu:
-            _ordered(p, "patient_threshold_hu", self.patient_threshold_hu,
-                     "fallback_thresholds_hu", value)
+            check_ordered(p, "patient_threshold_hu", self.patient_threshold_hu,
+                          "fallback_thresholds_hu", value)
         for value in self.fallback_closings_mm:
-            _non_negative(p, fallback_closings_mm=value)
+            check_non_negative(p, fallback_closings_mm=value)
         if not 0 <= self.ray_percentile <= 100:
             raise ConfigError(f"{p}.ray_percentile: must be in [0, 100], found "
                               f"{self.ray_percentile}.")
@@ -155,49 +141,49 @@ class VertebraConfig:
 
     def __post_init__(self) -> None:
         p = "vertebrae"
-        _positive(p, disc_min_height_mm=self.disc_min_height_mm,
-                  endplate_contrast_hu=self.endplate_contrast_hu,
-                  endplate_search_mm=self.endplate_search_mm,
-                  dark_disc_contrast_hu=self.dark_disc_contrast_hu,
-                  endplate_prominence_hu=self.endplate_prominence_hu,
-                  endplate_pair_max_mm=self.endplate_pair_max_mm,
-                  partial_split_min_height_mm=self.partial_split_min_height_mm,
-                  body_min_height_mm=self.body_min_height_mm,
-                  body_max_semi_lateral_mm=self.body_max_semi_lateral_mm,
-                  body_max_semi_ap_mm=self.body_max_semi_ap_mm,
-                  rib_core_radius_mm=self.rib_core_radius_mm,
-                  rib_core_half_width_mm=self.rib_core_half_width_mm,
-                  rib_min_lateral_mm=self.rib_min_lateral_mm,
-                  rib_max_volume_ml=self.rib_max_volume_ml,
-                  ilium_min_lateral_mm=self.ilium_min_lateral_mm,
-                  sacrum_min_height_mm=self.sacrum_min_height_mm,
-                  sacral_band_contrast_hu=self.sacral_band_contrast_hu,
-                  s1_height_ratio=self.s1_height_ratio)
-        _non_negative(p, body_opening_mm=self.body_opening_mm,
-                      disc_merge_gap_mm=self.disc_merge_gap_mm,
-                      rib_attach_gap_mm=self.rib_attach_gap_mm,
-                      rib_search_margin_mm=self.rib_search_margin_mm,
-                      trabecular_erosion_mm=self.trabecular_erosion_mm,
-                      dense_exclusion_margin_mm=self.dense_exclusion_margin_mm)
-        _ordered(p, "disc_min_height_mm", self.disc_min_height_mm, "disc_max_height_mm",
-                 self.disc_max_height_mm)
-        _ordered(p, "body_min_height_mm", self.body_min_height_mm, "body_max_height_mm",
-                 self.body_max_height_mm)
-        _ordered(p, "rib_core_radius_mm", self.rib_core_radius_mm, "rib_min_lateral_mm",
-                 self.rib_min_lateral_mm)
-        _ordered(p, "rib_min_lateral_mm", self.rib_min_lateral_mm, "short_rib_max_lateral_mm",
-                 self.short_rib_max_lateral_mm)
+        check_positive(p, disc_min_height_mm=self.disc_min_height_mm,
+                       endplate_contrast_hu=self.endplate_contrast_hu,
+                       endplate_search_mm=self.endplate_search_mm,
+                       dark_disc_contrast_hu=self.dark_disc_contrast_hu,
+                       endplate_prominence_hu=self.endplate_prominence_hu,
+                       endplate_pair_max_mm=self.endplate_pair_max_mm,
+                       partial_split_min_height_mm=self.partial_split_min_height_mm,
+                       body_min_height_mm=self.body_min_height_mm,
+                       body_max_semi_lateral_mm=self.body_max_semi_lateral_mm,
+                       body_max_semi_ap_mm=self.body_max_semi_ap_mm,
+                       rib_core_radius_mm=self.rib_core_radius_mm,
+                       rib_core_half_width_mm=self.rib_core_half_width_mm,
+                       rib_min_lateral_mm=self.rib_min_lateral_mm,
+                       rib_max_volume_ml=self.rib_max_volume_ml,
+                       ilium_min_lateral_mm=self.ilium_min_lateral_mm,
+                       sacrum_min_height_mm=self.sacrum_min_height_mm,
+                       sacral_band_contrast_hu=self.sacral_band_contrast_hu,
+                       s1_height_ratio=self.s1_height_ratio)
+        check_non_negative(p, body_opening_mm=self.body_opening_mm,
+                           disc_merge_gap_mm=self.disc_merge_gap_mm,
+                           rib_attach_gap_mm=self.rib_attach_gap_mm,
+                           rib_search_margin_mm=self.rib_search_margin_mm,
+                           trabecular_erosion_mm=self.trabecular_erosion_mm,
+                           dense_exclusion_margin_mm=self.dense_exclusion_margin_mm)
+        check_ordered(p, "disc_min_height_mm", self.disc_min_height_mm, "disc_max_height_mm",
+                      self.disc_max_height_mm)
+        check_ordered(p, "body_min_height_mm", self.body_min_height_mm, "body_max_height_mm",
+                      self.body_max_height_mm)
+        check_ordered(p, "rib_core_radius_mm", self.rib_core_radius_mm, "rib_min_lateral_mm",
+                      self.rib_min_lateral_mm)
+        check_ordered(p, "rib_min_lateral_mm", self.rib_min_lateral_mm, "short_rib_max_lateral_mm",
+                      self.short_rib_max_lateral_mm)
         if self.trabecular_min_voxels < 1:
             raise ConfigError(f"{p}.trabecular_min_voxels: must be ≥ 1, found "
                               f"{self.trabecular_min_voxels}.")
-        _fraction(p, confidence_anchors_agree=self.confidence_anchors_agree,
-                  confidence_conflict_explained=self.confidence_conflict_explained,
-                  confidence_sacrum_only=self.confidence_sacrum_only,
-                  confidence_ribs_only=self.confidence_ribs_only,
-                  confidence_ribs_at_edge=self.confidence_ribs_at_edge,
-                  confidence_conflict_unexplained=self.confidence_conflict_unexplained,
-                  confidence_no_anchor=self.confidence_no_anchor,
-                  min_confidence_for_level=self.min_confidence_for_level)
+        check_fraction(p, confidence_anchors_agree=self.confidence_anchors_agree,
+                       confidence_conflict_explained=self.confidence_conflict_explained,
+                       confidence_sacrum_only=self.confidence_sacrum_only,
+                       confidence_ribs_only=self.confidence_ribs_only,
+                       confidence_ribs_at_edge=self.confidence_ribs_at_edge,
+                       confidence_conflict_unexplained=self.confidence_conflict_unexplained,
+                       confidence_no_anchor=self.confidence_no_anchor,
+                       min_confidence_for_level=self.min_confidence_for_level)
         if not (self.confidence_anchors_agree > self.confidence_conflict_explained
                 >= self.confidence_conflict_unexplained > self.confidence_no_anchor):
             raise ConfigError(
@@ -217,8 +203,8 @@ class OsteoporosisConfig:
                      "osteoporosis (DXA T-score <= -2.5)")
 
     def __post_init__(self) -> None:
-        _ordered("osteoporosis", "highly_specific_hu", self.highly_specific_hu, "sensitive_hu",
-                 self.sensitive_hu)
+        check_ordered("osteoporosis", "highly_specific_hu", self.highly_specific_hu, "sensitive_hu",
+                      self.sensitive_hu)
         if not self.level.strip():
             raise ConfigError("osteoporosis.level: must name a vertebra such as 'L1'.")
 
@@ -264,26 +250,29 @@ class CandidateConfig:
 
     def __post_init__(self) -> None:
         p = "candidates"
-        _positive(p, seed_contrast_hu=self.seed_contrast_hu, grow_contrast_hu=self.grow_contrast_hu,
-                  seed_mean_contrast_hu=self.seed_mean_contrast_hu,
-                  background_sigma_mm=self.background_sigma_mm, min_volume_ml=self.min_volume_ml,
-                  shell_mm=self.shell_mm, split_contrast_hu=self.split_contrast_hu,
-                  fragment_max_volume_ml=self.fragment_max_volume_ml,
-                  fragment_max_depth_mm=self.fragment_max_depth_mm,
-                  endplate_band_min_width_mm=self.endplate_band_min_width_mm,
-                  score_contrast_hu=self.score_contrast_hu, score_volume_ml=self.score_volume_ml,
-                  column_radius_mm=self.column_radius_mm)
-        _non_negative(p, interior_margin_mm=self.interior_margin_mm,
-                      cortex_margin_mm=self.cortex_margin_mm,
-                      min_depth_mm=self.min_depth_mm, box_margin_mm=self.box_margin_mm,
-                      endplate_distance_mm=self.endplate_distance_mm,
-                      band_max_thickness_mm=self.band_max_thickness_mm)
-        _ordered(p, "grow_contrast_hu", self.grow_contrast_hu, "seed_contrast_hu",
-                 self.seed_contrast_hu)
-        _fraction(p, endplate_band_max_thickness_ratio=self.endplate_band_max_thickness_ratio,
-                  osteophyte_outside_fraction=self.osteophyte_outside_fraction,
-                  min_marrow_fraction=self.min_marrow_fraction,
-                  plate_max_thickness_ratio=self.plate_max_thickness_ratio)
+        check_positive(p, seed_contrast_hu=self.seed_contrast_hu,
+                       grow_contrast_hu=self.grow_contrast_hu,
+                       seed_mean_contrast_hu=self.seed_mean_contrast_hu,
+                       background_sigma_mm=self.background_sigma_mm,
+                       min_volume_ml=self.min_volume_ml,
+                       shell_mm=self.shell_mm, split_contrast_hu=self.split_contrast_hu,
+                       fragment_max_volume_ml=self.fragment_max_volume_ml,
+                       fragment_max_depth_mm=self.fragment_max_depth_mm,
+                       endplate_band_min_width_mm=self.endplate_band_min_width_mm,
+                       score_contrast_hu=self.score_contrast_hu,
+                       score_volume_ml=self.score_volume_ml,
+                       column_radius_mm=self.column_radius_mm)
+        check_non_negative(p, interior_margin_mm=self.interior_margin_mm,
+                           cortex_margin_mm=self.cortex_margin_mm,
+                           min_depth_mm=self.min_depth_mm, box_margin_mm=self.box_margin_mm,
+                           endplate_distance_mm=self.endplate_distance_mm,
+                           band_max_thickness_mm=self.band_max_thickness_mm)
+        check_ordered(p, "grow_contrast_hu", self.grow_contrast_hu, "seed_contrast_hu",
+                      self.seed_contrast_hu)
+        check_fraction(p, endplate_band_max_thickness_ratio=self.endplate_band_max_thickness_ratio,
+                       osteophyte_outside_fraction=self.osteophyte_outside_fraction,
+                       min_marrow_fraction=self.min_marrow_fraction,
+                       plate_max_thickness_ratio=self.plate_max_thickness_ratio)
         if self.coarse_ct not in ("refuse", "search"):
             raise ConfigError(f"{p}.coarse_ct: expected 'refuse' or 'search', found "
                               f"{self.coarse_ct!r}.")

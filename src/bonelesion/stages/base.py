@@ -11,8 +11,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from bonelesion.config import check_non_negative
 from bonelesion.errors import (
-    ConfigError,
     DataQualityWarning,
     EmptyMaskError,
     GeometryMismatchError,
@@ -121,10 +121,9 @@ def warn_data_quality(message: str, sink: list[str]) -> None:
 # ---------------------------------------------------------------------------- core ROI
 def check_erosion_margin(prefix: str, margin_voxels: int, margin_mm: float | None) -> None:
     """Range-check the erosion settings of a stage config (``ConfigError`` names the key)."""
-    if margin_voxels < 0:
-        raise ConfigError(f"{prefix}.erosion_margin_voxels: must be ≥ 0, found {margin_voxels}.")
-    if margin_mm is not None and not margin_mm >= 0:
-        raise ConfigError(f"{prefix}.erosion_margin_mm: must be ≥ 0, found {margin_mm}.")
+    check_non_negative(prefix, erosion_margin_voxels=margin_voxels)
+    if margin_mm is not None:
+        check_non_negative(prefix, erosion_margin_mm=margin_mm)
 
 
 def ellipsoid_footprint(radii_voxels: tuple[float, float, float]) -> NDArray[np.bool_]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bonelesion.config import build_config, read_toml
+from bonelesion.config import build_config, check_non_negative, check_positive, read_toml
 from bonelesion.errors import ConfigError
 from bonelesion.stages.base import check_erosion_margin
 
@@ -33,10 +33,8 @@ __all__ = [
 def _check_reliability(prefix: str, gap_mm: float, width_mm: float, fraction: float,
                        min_voxels: int) -> None:
     """Range-check the reference-shell and background-noise settings of a stage config."""
-    if not gap_mm >= 0:
-        raise ConfigError(f"{prefix}.reference_shell_gap_mm: must be ≥ 0, found {gap_mm}.")
-    if not width_mm > 0:
-        raise ConfigError(f"{prefix}.reference_shell_width_mm: must be > 0, found {width_mm}.")
+    check_non_negative(prefix, reference_shell_gap_mm=gap_mm)
+    check_positive(prefix, reference_shell_width_mm=width_mm)
     if not 0 < fraction < 1:
         raise ConfigError(
             f"{prefix}.noise_background_fraction: must be in (0, 1), found {fraction}.")
@@ -180,14 +178,9 @@ class DwiAdcConfig:
         _check_reliability("stages.dwi_adc", self.reference_shell_gap_mm,
                            self.reference_shell_width_mm, self.noise_background_fraction,
                            self.noise_min_background_voxels)
-        if not self.degenerate_max_abs_mm2_per_s >= 0:
-            raise ConfigError(
-                "stages.dwi_adc.degenerate_max_abs_mm2_per_s: must be ≥ 0, found "
-                f"{self.degenerate_max_abs_mm2_per_s}.")
-        if not self.b_min_s_per_mm2 >= 0:
-            raise ConfigError(
-                f"stages.dwi_adc.b_min_s_per_mm2: must be ≥ 0, found {self.b_min_s_per_mm2}."
-            )
+        check_non_negative("stages.dwi_adc",
+                           degenerate_max_abs_mm2_per_s=self.degenerate_max_abs_mm2_per_s,
+                           b_min_s_per_mm2=self.b_min_s_per_mm2)
         if not 0 <= self.noise_floor_fraction < 1:
             raise ConfigError(
                 "stages.dwi_adc.noise_floor_fraction: must be in [0, 1), found "
