@@ -311,29 +311,24 @@ def _write_study(folder: Path, study_uid: str, ct: Volume, detection: CtDetectio
                                     property_type=prop or codes.SCT.Vertebra,
                                     property_category=codes.SCT.AnatomicalStructure,
                                     tracking_id=f"vertebra {v.label or v.index + 1}"))
-    if segments:
-        try:
-            written.append(write_label_seg(
-                ct, segments, folder / "vertebrae_seg.dcm",
-                series_description="bonelesion vertebral bodies", content_label="VERTEBRAE",
-                series_number=9911))
-        except InputError as exc:
-            notes.append(f"no DICOM SEG of the vertebral bodies: {exc}")
     accepted = detection.candidates.accepted if detection.candidates is not None else ()
-    if accepted:
-        lesion_segments = [SegmentMask(label=f"{c.lesion_id} {c.kind} candidate"
-                                       + (f" {c.vertebra}" if c.vertebra else ""),
-                                       mask=c.mask, property_type=codes.SCT.Lesion,
-                                       property_category=codes.SCT.MorphologicallyAbnormalStructure,
-                                       tracking_id=f"candidate {c.lesion_id}")
-                           for c in accepted]
+    lesion_segments = [SegmentMask(label=f"{c.lesion_id} {c.kind} candidate"
+                                   + (f" {c.vertebra}" if c.vertebra else ""),
+                                   mask=c.mask, property_type=codes.SCT.Lesion,
+                                   property_category=codes.SCT.MorphologicallyAbnormalStructure,
+                                   tracking_id=f"candidate {c.lesion_id}")
+                       for c in accepted]
+    for what, masks, name, label, number in (
+            ("vertebral bodies", segments, "vertebrae_seg.dcm", "VERTEBRAE", 9911),
+            ("lesion candidates", lesion_segments, "candidates_seg.dcm", "CANDIDATES", 9912)):
+        if not masks:
+            continue
         try:
             written.append(write_label_seg(
-                ct, lesion_segments, folder / "candidates_seg.dcm",
-                series_description="bonelesion lesion candidates", content_label="CANDIDATES",
-                series_number=9912))
+                ct, masks, folder / name, series_description=f"bonelesion {what}",
+                content_label=label, series_number=number))
         except InputError as exc:
-            notes.append(f"no DICOM SEG of the lesion candidates: {exc}")
+            notes.append(f"no DICOM SEG of the {what}: {exc}")
     return written
 
 
