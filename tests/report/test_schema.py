@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 from support.classify_factory import lesion
 from support.report_series import write_ct_series, write_study_views
@@ -117,3 +118,76 @@ def test_schema_module_prints_the_built_schema() -> None:
     out = subprocess.run([sys.executable, "-m", "bonelesion.report.schema"],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == build_schema()
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path of a document, container paths included."""
+    found = [path] if path else []
+    items: Any = (node.items() if isinstance(node, dict)
+                  else enumerate(node) if isinstance(node, list) else ())
+    for key, item in items:
+        found.extend(_paths(item, (*path, key)))
+    return found
+
+
+_REPLACEMENTS: tuple[object, ...] = (None, "x", "", 3, -2, 1.5, 2.0, True, False, [], {},
+                                     ["x"], [1.0, 2.0, 3.0], {"zz": 1}, 1e9, -1e9, "benign")
+
+
+def _mutations(document: dict, rng: np.random.Generator, count: int) -> list[dict]:
+    paths = _paths(document)
+    out = []
+    for _ in range(count):
+        path = paths[rng.integers(len(paths))]
+        broken = copy.deepcopy(document)
+        parent = broken
+        for key in path[:-1]:
+            parent = parent[key]
+        action = rng.integers(4)
+        if action == 0 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action == 1 and isinstance(parent[path[-1]], dict):
+            parent[path[-1]]["zz_unexpected"] = 1
+        elif action == 2 and isinstance(parent[path[-1]], list):
+            parent[path[-1]].append(parent[path[-1]][0] if parent[path[-1]] else "x")
+        else:
+            parent[path[-1]] = copy.deepcopy(_REPLACEMENTS[rng.integers(len(_REPLACEMENTS))])
+        out.append(broken)
+    return out
+
+
+def test_the_fast_check_agrees_with_jsonschema_on_mutated_documents(
+        documents: tuple[dict, dict]) -> None:
+    """validate_results answers with its own compiled check, jsonschema being the reference:
+    the two must give the same verdict on every mutation of a written study and batch."""
+    doc, batch = documents
+    rng = np.random.default_rng(20261207)
+    reference = jsonschema.Draft202012Validator(build_schema())
+    refused = accepted = 0
+    for document in [doc, batch, *_mutations(doc, rng, 200), *_mutations(batch, rng, 80)]:
+        valid = not any(True for _ in reference.iter_errors(document))
+        try:
+            validate_results(document)
+        except SchemaError:
+            assert not valid, "the fast check refused a document jsonschema accepts"
+            refused += 1
+        else:
+            assert valid, "the fast check accepted a document jsonschema refuses"
+            accepted += 1
+    assert refused > 150 and accepted > 25  # both verdicts exercised
+
+
+def test_nan_and_infinity_are_refused_naming_the_path(documents: tuple[dict, dict]) -> None:
+    doc, _ = documents
+    for value in (float("nan"), float("inf")):
+        broken = _set(doc, ("lesions", 0, "measurements", "ct", "attenuation_max_hu"), value)
+        with pytest.raises(SchemaError, match="lesions/0/measurements/ct/attenuation_max_hu: "
+                                              "NaN or infinity"):
+            validate_results(broken)
+
+
+def test_the_fast_check_refuses_a_keyword_it_does_not_know() -> None:
+    from bonelesion.report.schema import _FastSchema
+
+    with pytest.raises(ValueError, match="unsupported keywords.*pattern"):
+        _FastSchema({"type": "string", "pattern": "^L"})
