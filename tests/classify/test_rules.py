@@ -366,6 +366,30 @@ def test_macroscopic_fat_is_benign_evidence() -> None:
     assert reason(none, "macroscopic_fat").status is FeatureStatus.ABSENT
 
 
+def test_air_in_a_ct_roi_is_not_fat() -> None:
+    """An ROI reaching air (−1000 HU: outside the patient, a vacuum cleft) is no fat evidence:
+    before, its 5th percentile passed the fat test and the lesion was called benign."""
+    air = classify_lesion(lesion(ct=(-1001.6, -975.0), annotations=UNTREATED,
+                                 ct_kw={"attenuation_p05_hu": -1015.0}))
+    fat = reason(air, "macroscopic_fat")
+    assert fat.status is FeatureStatus.ABSENT and not fat.counted
+    assert "gas or air in the ROI, not fat" in fat.note
+    assert air.label is not Label.BENIGN
+    # the window's lower edge: −190 HU is still fat, −191 HU is not
+    edge = classify_lesion(lesion(ct=320.0, ct_kw={"attenuation_p05_hu": -190.0}))
+    assert reason(edge, "macroscopic_fat").counted
+    below = classify_lesion(lesion(ct=320.0, ct_kw={"attenuation_p05_hu": -191.0}))
+    assert reason(below, "macroscopic_fat").status is FeatureStatus.ABSENT
+
+
+def test_fat_window_must_be_ordered() -> None:
+    from bonelesion.classify.config import FatConfig
+    from bonelesion.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ct_fat_p05_min_hu < ct_fat_p05_max_hu"):
+        FatConfig(ct_fat_p05_min_hu=-20.0)
+
+
 # ----------------------------------------------------------------------------- ADC
 @pytest.mark.parametrize(("adc", "b", "protocol"),
                          [(0.8e-3, EPI_B, "epi"), (1.14e-3, EPI_B, "epi"),

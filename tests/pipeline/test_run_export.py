@@ -38,6 +38,31 @@ def _table(out: Path, name: str) -> object:
         doc.pop("run")
         return doc
     return (out / name).read_bytes()
+
+
+def _difference(a: object, b: object, path: str = "") -> str:
+    """The first path where two tables differ (an assertion message a CI log can act on)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                return _difference(a.get(key), b.get(key), f"{path}/{key}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _difference(x, y, f"{path}/{i}")
+    elif isinstance(a, bytes) and isinstance(b, bytes):
+        lines_a, lines_b = a.splitlines(), b.splitlines()
+        for i, (x, y) in enumerate(zip(lines_a, lines_b, strict=False)):
+            if x != y:
+                return f"line {i + 1}: {x[:300]!r} != {y[:300]!r}"
+        return f"{len(lines_a)} lines != {len(lines_b)} lines"
+    return f"{path or '(top)'}: {str(a)[:300]} != {str(b)[:300]}"
+
+
+def _same_tables(out: Path, ref: Path) -> None:
+    for name in TABLES:
+        got, want = _table(out, name), _table(ref, name)
+        assert got == want, f"{name} differs at {_difference(got, want)}"
 #: Phantom CT noise is 10 HU SD (truth.json) over ≥ 100 core voxels: SE ≤ 1 HU; 3 HU = 3 SE.
 ATOL_CT_MEAN_HU = 3.0
 #: ADC of a lesion core against truth: the scanner-style map is fitted from noisy DWI and
@@ -131,8 +156,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
     rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{len(STUDIES) - done} studies to run, {done} already done" in rerun.stderr
-    for name in TABLES:
-        assert _table(out, name) == _table(ref, name), name
+    _same_tables(out, ref)
     with sqlite3.connect(db) as conn:
         n_rows = conn.execute("SELECT COUNT(*) FROM lesions").fetchone()[0]
     assert n_rows == len(_rows(ref))
@@ -148,8 +172,7 @@ def test_dask_local_cluster_two_workers_equals_local_run(
                          rois=phantom_export.rois, workers=2, executor="dask",
                          progress=Progress(0, tty=False))
     assert summary.exit_code == 0
-    for name in TABLES:
-        assert _table(tmp_path / "dask", name) == _table(ref, name), name
+    _same_tables(tmp_path / "dask", ref)
 
 
 def _clone_study(src: Path, dst: Path, patient_id: str, description: str) -> dict[str, str]:
@@ -411,8 +434,7 @@ def test_stopping_a_pool_run_leaves_no_worker_and_the_rerun_resumes(
     rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "already done" in rerun.stderr
-    for name in TABLES:
-        assert _table(out, name) == _table(ref, name), name
+    _same_tables(out, ref)
 
 
 def test_roi_rows_checked_against_the_export(phantom_export: PhantomExport, tmp_path: Path,

@@ -224,3 +224,21 @@ def test_prominent_peaks_are_scipys(seed: int) -> None:
     for prominence in (0.0, 5.0, 40.0, 150.0):
         expected, _ = find_peaks(profile, prominence=prominence)
         assert _prominent_peaks(profile, prominence).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("dtype", "factors"), [(np.int16, (2, 3, 3)), (np.float32, (1, 2, 3)),
+                                                (np.int16, (3, 1, 2))])
+def test_block_mean_and_maximum_are_numpys(dtype: Any, factors: tuple[int, int, int]) -> None:
+    """The work grid's block reduction against numpy's mean and max over reshaped blocks
+    (partial blocks at the far edges dropped), across a slab boundary."""
+    from bonelesion.roi.bone import _block_reduce
+
+    rng = np.random.default_rng(7)
+    array = rng.integers(-1024, 3000, size=(37, 20, 23)).astype(dtype)
+    mean, peak = _block_reduce(array, factors)
+    shape = [n // f for n, f in zip(array.shape, factors, strict=True)]
+    blocks = array[:shape[0] * factors[0], :shape[1] * factors[1], :shape[2] * factors[2]]
+    blocks = blocks.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2])
+    np.testing.assert_allclose(mean, blocks.astype(np.float64).mean(axis=(1, 3, 5)), atol=1e-3)
+    np.testing.assert_array_equal(peak, blocks.max(axis=(1, 3, 5)))
+    assert mean.dtype == peak.dtype == np.float32

@@ -172,12 +172,21 @@ class FatConfig:
     enabled: bool = True
     likelihood_ratio: float = 0.052
     ct_fat_p05_max_hu: float = -30.0
+    #: Below this the low voxels are gas or air, not fat: adipose tissue is taken as
+    #: −190 to −30 HU on CT (the body-composition convention, Kvist 1988 Am J Clin Nutr
+    #: 48:1351; Yoshizumi 1999 Radiology 211:283). An ROI reaching air is not fat evidence.
+    ct_fat_p05_min_hu: float = -190.0
     citation: str = (
         "Eur Radiol Exp 2025;9 (Dixon fat % > 18.3 %: sensitivity 96.3 %, specificity 70.8 % "
         "for malignancy at <= 18.3 %, LR- 0.052); CLINICAL_REFERENCE Defaults 8 (fat dominance)"
     )
 
     def __post_init__(self) -> None:
+        if not self.ct_fat_p05_min_hu < self.ct_fat_p05_max_hu:
+            raise ConfigError(
+                f"fat: need ct_fat_p05_min_hu < ct_fat_p05_max_hu, found "
+                f"{self.ct_fat_p05_min_hu} / {self.ct_fat_p05_max_hu}. Potential fix: "
+                "-190 / -30 (the CT attenuation window of adipose tissue).")
         if not 0.0 < self.likelihood_ratio < 1.0:
             raise ConfigError(
                 f"fat.likelihood_ratio: benign evidence needs an LR in (0, 1), found "

@@ -313,6 +313,7 @@ class _Fat:
     value: float | None
     unit: str
     measured: bool
+    not_fat: str = ""  # what was found instead (gas), said when fat is absent
 
 
 def _fat_evidence(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal) -> _Fat:
@@ -320,6 +321,7 @@ def _fat_evidence(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal)
     sources: list[str] = []
     value: float | None = None
     unit = ""
+    not_fat = ""
     measured = False
     # a lesion dark on every MR image holds no fat signal: its Dixon fat fraction is that of
     # partial-volume marrow or noise, not of the lesion
@@ -351,13 +353,17 @@ def _fat_evidence(m: LesionMeasurements, config: ClassifierConfig, sig: _Signal)
         p05 = _finite(ct.attenuation_p05_hu)
         if p05 is not None:
             measured = True
-            if p05 <= config.fat.ct_fat_p05_max_hu:
-                sources.append(f"CT: ≥ 5 % of the core voxels at fat attenuation (p05 {p05:.0f} ≤ "
-                               f"{config.fat.ct_fat_p05_max_hu:g} {UNIT_HU})")
+            low, high = config.fat.ct_fat_p05_min_hu, config.fat.ct_fat_p05_max_hu
+            if low <= p05 <= high:
+                sources.append(f"CT: ≥ 5 % of the core voxels at fat attenuation (p05 {p05:.0f} "
+                               f"in [{low:g}, {high:g}] {UNIT_HU})")
                 if value is None:
                     value, unit = p05, UNIT_HU
+            elif p05 < low:
+                not_fat = (f"CT p05 {p05:.0f} {UNIT_HU} is below fat attenuation ({low:g} "
+                           f"{UNIT_HU}): gas or air in the ROI, not fat (is the ROI on the bone?)")
     return _Fat(present=bool(sources), sources=tuple(sources), value=value, unit=unit,
-                measured=measured)
+                measured=measured, not_fat=not_fat)
 
 
 def _fat_reason(config: ClassifierConfig, fat: _Fat, treatment: str) -> FeatureReason:
@@ -372,7 +378,8 @@ def _fat_reason(config: ClassifierConfig, fat: _Fat, treatment: str) -> FeatureR
                          direction=direction, citation=cfg.citation)
     if not fat.present:
         return _not_used(name, FeatureStatus.ABSENT,
-                         "looked for, not found (absence of fat is not counted either way)",
+                         "looked for, not found (absence of fat is not counted either way)"
+                         + (f"; {fat.not_fat}" if fat.not_fat else ""),
                          direction=direction, citation=cfg.citation)
     found = "; ".join(fat.sources)
     if treatment == TREATED:

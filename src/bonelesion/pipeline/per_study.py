@@ -11,11 +11,13 @@ folder into place.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,9 +294,10 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     )
     from bonelesion.pipeline.loading import load_study_volumes
     from bonelesion.pipeline.measurement import measure_study
-    from bonelesion.report.document import study_document
+    from bonelesion.report.document import file_hashes, study_document
     from bonelesion.report.outputs import write_study_outputs
     from bonelesion.report.result import study_result
+    from bonelesion.roi.sources import annotations_of
     from bonelesion.stages.config import PipelineConfig
 
     plan = task.plan
@@ -315,22 +318,38 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
                                  tilt=str(task.pipeline.get("tilt") or "refuse"))
     study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
     ct = volumes.one("ct")
-    detection = None
     auto = lesions is None
-    if ct is not None:
-        with _stage("detect", ct.series.series_instance_uid):
-            try:
-                detection = detect_on_ct(ct, detection_cfg, candidates=auto)
-            except InputError as exc:  # a CT that cannot be analysed: said, not fatal
-                study_warnings.append(f"vertebrae not labelled, no candidates: {exc}")
+    first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
+    measurements: list[Any] = []
+    # The vertebra labelling (and, with rois = "auto", the candidates) runs on a second
+    # thread, its array work releasing the GIL: meanwhile this thread measures the given
+    # ROIs, which do not depend on it, and hashes the source files for the provenance.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonelesion-detect") as side:
+        pending = (side.submit(detect_on_ct, ct, detection_cfg, candidates=auto)
+                   if ct is not None else None)
+        if not auto:
+            with _stage("measure", first_series):
+                measurements = measure_study(volumes, lesions or [], cfg)
+        hashes = file_hashes(f for _, v in volumes.all() for f in v.series.source_files)
+        detection = None
+        if pending is not None and ct is not None:
+            with _stage("detect", ct.series.series_instance_uid):
+                try:
+                    detection = pending.result()
+                except InputError as exc:  # a CT that cannot be analysed: said, not fatal
+                    study_warnings.append(f"vertebrae not labelled, no candidates: {exc}")
     if auto:
         lesions = detected_lesions(detection, uid, study_warnings)
     assert lesions is not None
     locations = {le.lesion_id: lesion_location(le, detection, detection_cfg) for le in lesions}
-    lesions = [with_level(le, locations[le.lesion_id], detection_cfg) for le in lesions]
-    first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
-    with _stage("measure", first_series):
-        measurements = measure_study(volumes, lesions, cfg)
+    levelled = [with_level(le, locations[le.lesion_id], detection_cfg) for le in lesions]
+    if auto:
+        with _stage("measure", first_series):
+            measurements = measure_study(volumes, levelled, cfg)
+    else:  # measured before their levels were known: the levels join their annotations
+        measurements = [m if new is old else dataclasses.replace(m, annotations=annotations_of(new))
+                        for m, old, new in zip(measurements, lesions, levelled, strict=True)]
+    lesions = levelled
     with _stage("classify"):
         calls = call_lesions(measurements, config=classifier_cfg, model=model)
     with _stage("report"):
@@ -362,6 +381,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             study_description=task.study_description,
             spine=spine_section(detection, detection_cfg),
             lesion_locations=locations,
+            source_hashes=hashes,
         )
         if task.pseudonymise:
             from bonelesion.pipeline.privacy import scrub

@@ -28,7 +28,7 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ __all__ = [
     "DEPENDENCIES",
     "to_jsonable",
     "sha256_file",
+    "file_hashes",
+    "source_files",
     "dependency_versions",
     "provenance",
     "run_record",
@@ -93,6 +95,27 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def file_hashes(paths: Iterable[str]) -> dict[str, str]:
+    """SHA-256 of each file (``"unreadable: <why>"`` for one that cannot be read).
+
+    The provenance of every source file of a study document: `study_document` takes the
+    result, so a caller can compute it while other work runs (`hashlib` releases the GIL).
+    """
+    out: dict[str, str] = {}
+    for path in paths:
+        if path not in out:
+            try:
+                out[path] = sha256_file(path)
+            except OSError as exc:
+                out[path] = f"unreadable: {exc.strerror or exc}"
+    return out
+
+
+def source_files(result: StudyResult) -> list[str]:
+    """Every source file of the series a study document lists."""
+    return [f for _, vol in result.ordered_volumes() for f in vol.series.source_files]
+
+
 def dependency_versions() -> dict[str, str]:
     """Installed versions of bonelesion's dependencies ("not installed" when absent)."""
     out: dict[str, str] = {}
@@ -124,13 +147,11 @@ def run_record(command: Sequence[str] | None) -> dict[str, Any]:
     }
 
 
-def _series(result: StudyResult, hashes: dict[str, str]) -> list[dict[str, Any]]:
+def _series(result: StudyResult, hashes: Mapping[str, str]) -> list[dict[str, Any]]:
+    missing = [f for f in source_files(result) if f not in hashes]
+    hashes = {**hashes, **file_hashes(missing)} if missing else hashes
+
     def file_entry(path: str, sop_uid: str | None) -> dict[str, Any]:
-        if path not in hashes:
-            try:
-                hashes[path] = sha256_file(path)
-            except OSError as exc:
-                hashes[path] = f"unreadable: {exc.strerror or exc}"
         entry: dict[str, Any] = {"path": path, "sha256": hashes[path]}
         if sop_uid is not None:
             entry["sop_instance_uid"] = sop_uid
@@ -203,6 +224,7 @@ def study_document(
     study_description: str = "",
     spine: Mapping[str, Any] | None = None,
     lesion_locations: Mapping[str, Mapping[str, Any]] | None = None,
+    source_hashes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build the study document of one study (its ``outputs`` are filled when written).
 
@@ -236,6 +258,9 @@ def study_document(
     lesion_locations : mapping, optional
         Lesion id → ``vertebra``, ``vertebra_confidence``, ``center_lps_mm``, ``detected``,
         ``detection_score``, ``detection`` (the candidate's features and reasons).
+    source_hashes : mapping, optional
+        `file_hashes` of the `source_files`, when already computed (the files not in it are
+        hashed here).
     """
     return {
         "schema_version": SCHEMA_VERSION,
@@ -244,7 +269,7 @@ def study_document(
                   "study_date": study_date, "study_description": study_description},
         "pipeline": {k: str(pipeline.get(k, "")) for k in ("name", "description", "hash")},
         "plan": to_jsonable(plan),
-        "series": _series(result, {}),
+        "series": _series(result, source_hashes or {}),
         "rois": dict(rois),
         "spine": to_jsonable(spine) if spine is not None else None,
         "lesions": _lesions(result, lesion_locations or {}),

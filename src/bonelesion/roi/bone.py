@@ -185,32 +185,45 @@ def _canonical_order(direction_lps: NDArray[np.float64]
     return (order[0], order[1], order[2]), (flips[0], flips[1], flips[2]), obliquity
 
 
+def _reduce_axis(array: NDArray[Any], factor: int, axis: int, *, peak: bool) -> NDArray[Any]:
+    """Sum (float32) or maximum of each run of ``factor`` elements along ``axis``."""
+    n = array.shape[axis] // factor
+    index: list[slice] = [slice(None)] * array.ndim
+    out: NDArray[Any] | None = None
+    for k in range(factor):
+        index[axis] = slice(k, n * factor, factor)
+        part = array[tuple(index)]
+        if out is None:
+            out = part.copy() if peak else part.astype(np.float32)
+        elif peak:
+            np.maximum(out, part, out=out)
+        else:
+            out += part
+    assert out is not None
+    return out
+
+
 def _block_reduce(array: NDArray[np.generic], factors: tuple[int, int, int]
                   ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Block mean and block maximum (float32), computed a slab at a time."""
+    """Block mean and block maximum (float32), computed a slab at a time.
+
+    One axis at a time, the slowest first: each pass reads runs of contiguous rows, and
+    the strided pass along the rows comes last, on data already reduced by the others.
+    """
     shape = [n // f for n, f in zip(array.shape, factors, strict=True)]
     mean = np.empty(shape, np.float32)
     peak = np.empty(shape, np.float32)
-    f0, f1, f2 = factors
-    n1, n2 = shape[1] * f1, shape[2] * f2
-    step = 16  # coarse slices per slab: strided views of a slab stay in cache
+    step = 8  # coarse slices per slab: a slab's passes stay in cache
     for i in range(0, shape[0], step):
         j = min(shape[0], i + step)
-        slab = array[i * f0:j * f0]
-        total: NDArray[np.float32] | None = None
-        top: NDArray[Any] | None = None
-        for a in range(f0):
-            for b in range(f1):
-                for c in range(f2):
-                    part: NDArray[Any] = slab[a::f0, b:n1:f1, c:n2:f2]
-                    if total is None or top is None:
-                        total = part.astype(np.float32)
-                        top = part.copy()
-                    else:
-                        total += part
-                        np.maximum(top, part, out=top)
-        assert total is not None and top is not None
-        mean[i:j] = total / float(f0 * f1 * f2)
+        slab = array[i * factors[0]:j * factors[0], :shape[1] * factors[1],
+                     :shape[2] * factors[2]]
+        total: NDArray[Any] = slab
+        top: NDArray[Any] = slab
+        for axis in range(3):
+            total = _reduce_axis(total, factors[axis], axis, peak=False)
+            top = _reduce_axis(top, factors[axis], axis, peak=True)
+        mean[i:j] = total / float(factors[0] * factors[1] * factors[2])
         peak[i:j] = top
     return mean, peak
 

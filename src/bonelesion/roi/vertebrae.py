@@ -824,7 +824,9 @@ def _body_on_ct(an: BoneAnalysis, coarse: NDArray[np.bool_], lo: NDArray[np.int_
     coords = np.argwhere(coarse) + lo
     box = grid.source_box(coords.min(axis=0) * sp - sp, coords.max(axis=0) * sp + sp)
     blocks = grid.source_box_mask(full, box)
-    inner = grid.source_box_mask(ndimage.binary_erosion(full), box)
+    # eroded within its own box: outside it the grid is empty, as the border is to erosion
+    full[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = ndimage.binary_erosion(coarse)
+    inner = grid.source_box_mask(full, box)
     ct = np.asarray(an.ct.array[box])
     # the boundary from the CT grid (cortex), the interior from the coarse mask (marrow that
     # is not enclosed by cortex on every section, as in the sacrum)
