@@ -65,3 +65,46 @@ def test_seg_sr_on_ge_ctpace_bone_phantom(tmp_path: Path, caplog: pytest.LogCapt
     for path in (written.seg_path, written.sr_path):
         out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
         assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")] == []
+
+
+@pytest.mark.shared_data
+def test_seg_sr_on_a_source_whose_anonymiser_blanked_its_uids(tmp_path: Path) -> None:
+    """Siemens Biograph PET/CT CT (TotalSegmentator's tests): SOPClassUID, SOPInstanceUID,
+    SeriesInstanceUID and StudyInstanceUID are blank in every file. highdicom failed on it
+    (KeyError ''); the SEG/SR now reference each file by its file meta SOP instance, in the
+    reader's substituted series and study, and add no dciodvfy error."""
+    import pydicom
+
+    folder = shared_path("ct_siemens_biograph_j2k_spine", "dicom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        ct = bonelesion.load_volume(folder)
+    metas = {}
+    for path in ct.series.source_files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert not ds.get("SOPInstanceUID") and not ds.get("SeriesInstanceUID")
+        metas[str(ds.file_meta.MediaStorageSOPInstanceUID)] = ds.ImagePositionPatient
+    arr = np.asarray(ct.array)
+    mask = np.zeros(arr.shape, dtype=bool)
+    mask[8:12, 240:260, 240:260] = True
+    uid = ct.series.study_instance_uid
+    study = study_result(
+        [lesion(ct=(float(arr[mask].mean()), float(arr[mask].max())), lesion_id="box",
+                study=uid)],
+        volumes={"ct": ct}, masks={"box": ct.with_array(mask, intensity_unit=IntensityUnit.MASK)})
+    written = write_study_dicom(study, tmp_path)
+    seg = hd.seg.segread(written.seg_path)
+    assert seg.StudyInstanceUID == uid
+    (series,) = seg.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == ct.series.series_instance_uid
+    referenced = {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence}
+    assert referenced and referenced <= set(metas)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(ct.series.sop_instance_uids), segment_numbers=[1])
+    np.testing.assert_array_equal(pixels[..., 0].astype(bool), mask)
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy not found (Debian package dicom3tools)")
+    for path in (written.seg_path, written.sr_path):
+        out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+        assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")] == []

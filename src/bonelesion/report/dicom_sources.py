@@ -28,7 +28,7 @@ from bonelesion.errors import (
     NotDicomError,
     UnsupportedInputError,
 )
-from bonelesion.model.volume import Volume
+from bonelesion.model.volume import SeriesInfo, Volume
 
 __all__ = [
     "OTHER_STACK", "HIGHDICOM_FAILURES", "read_source", "read_source_datasets",
@@ -166,6 +166,40 @@ def _stack_frames(volume: Volume, ds: Dataset, path: str) -> list[int]:
     return matches[0]
 
 
+#: Identifying attributes an anonymiser may blank, and the file meta element to take instead.
+_IDENTITY_FROM_META = {"SOPClassUID": "MediaStorageSOPClassUID",
+                       "SOPInstanceUID": "MediaStorageSOPInstanceUID"}
+
+
+def _with_identity(ds: Dataset, info: SeriesInfo, path: str) -> Dataset:
+    """Return ``ds``, or a view of it with blank identifying UIDs filled as the reader did.
+
+    Some anonymisers blank SOPClassUID, SOPInstanceUID, SeriesInstanceUID and
+    StudyInstanceUID (e.g. the Siemens Biograph PET/CT CT of TotalSegmentator's tests): the
+    SOP UIDs are taken from the file meta (MediaStorageSOP…), the series and study UIDs from
+    the loaded series, which holds the reader's substitutes (logged as a warning at load).
+    highdicom cannot reference a source without them. ``ds`` itself is not modified.
+    """
+    meta = getattr(ds, "file_meta", None)
+    fill: dict[str, str] = {}
+    for keyword, meta_keyword in _IDENTITY_FROM_META.items():
+        value = str(meta.get(meta_keyword, "") or "") if meta is not None else ""
+        if not ds.get(keyword) and value:
+            fill[keyword] = value
+    for keyword, value in (("SeriesInstanceUID", info.series_instance_uid),
+                           ("StudyInstanceUID", info.study_instance_uid)):
+        if not ds.get(keyword) and value:
+            fill[keyword] = value
+    if not fill:
+        return ds
+    view = _view(ds)
+    for keyword, value in fill.items():
+        setattr(view, keyword, value)
+    logger.info("DICOM out: %s has blank %s; taken from the file meta and the reader's "
+                "substitutes", path, ", ".join(fill))
+    return view
+
+
 def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
     """Read the source DICOM of ``volume``: datasets and the slice index of each source frame.
 
@@ -185,6 +219,9 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
         volume slice it shows; `OTHER_STACK` (-1) for a frame of another stack of the
         same multi-frame object.
 
+    Blank identifying UIDs (an anonymiser's) are filled as the reader filled them
+    (`_with_identity`).
+
     Raises
     ------
     UnsupportedInputError
@@ -199,7 +236,7 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
     files = list(info.source_files)
     n = volume.shape[0]
     if len(files) == 1 and n > 1:
-        ds = _read(files[0])
+        ds = _with_identity(_read(files[0]), info, files[0])
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         if frames == n and "PerFrameFunctionalGroupsSequence" in ds:
             slices = []
@@ -224,7 +261,7 @@ def read_source(volume: Volume) -> tuple[list[Dataset], list[int]]:
         )
     out: list[Dataset | None] = [None] * n
     for path in files:
-        ds = _read(path)
+        ds = _with_identity(_read(path), info, path)
         s = _slice_of(volume, ds.get("ImagePositionPatient"), f"file {path}")
         if out[s] is not None:
             raise GeometryMismatchError(
