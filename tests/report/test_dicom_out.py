@@ -7,7 +7,6 @@ source files' own headers read with pydicom.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -15,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from support.classify_factory import lesion
+from support.dciodvfy import dciodvfy_errors
 from support.report_series import SHAPE, lesion_masks, write_ct_series
 
 from bonelesion.errors import (
@@ -127,20 +127,10 @@ def test_sr_numbers_round_trip(ct_study) -> None:  # type: ignore[no-untyped-def
     assert evidence == {*study.volumes["ct"].series.sop_instance_uids, seg.SOPInstanceUID}
 
 
-def _dciodvfy_errors(path: Path) -> list[str]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.skip("dciodvfy not found (Debian package dicom3tools; `make install` installs it "
-                    "when apt-get is available)")
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (proc.stdout + proc.stderr).splitlines()
-            if line.startswith("Error")]
-
-
 @pytest.mark.parametrize("which", ["seg_path", "sr_path"])
 def test_dciodvfy_reports_no_errors(ct_study, which: str) -> None:  # type: ignore[no-untyped-def]
     _, _, written = ct_study
-    assert _dciodvfy_errors(getattr(written, which)) == []
+    assert dciodvfy_errors(getattr(written, which)) == []
 
 
 def test_dciodvfy_catches_a_broken_object(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -150,7 +140,7 @@ def test_dciodvfy_catches_a_broken_object(ct_study, tmp_path: Path) -> None:  # 
     del ds.SegmentSequence
     bad = tmp_path / "bad_seg.dcm"
     ds.save_as(bad)
-    assert _dciodvfy_errors(bad)
+    assert dciodvfy_errors(bad)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -238,7 +228,7 @@ def test_seg_on_a_multiframe_source(ct_study, tmp_path: Path) -> None:  # type: 
         pts = got.map_indices_to_reference(np.argwhere(arr))
         idx = np.rint(ct.lps_to_index(pts)).astype(int)
         assert np.asarray(masks[lid].array)[tuple(idx.T)].all()
-    assert _dciodvfy_errors(written.seg_path) == []
+    assert dciodvfy_errors(written.seg_path) == []
 
 
 def test_unreadable_or_foreign_source_files(ct_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,8 +14,6 @@ judges the objects.
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from support.classify_factory import lesion
+from support.dciodvfy import dciodvfy_errors
 from support.report_series import write_study_views
 from support.testdata import shared_path
 
@@ -80,14 +79,6 @@ def _frame_slices(path: str, volume: Volume) -> list[int]:
     np.testing.assert_allclose(idx[:, 0], np.rint(idx[:, 0]), atol=ATOL_SLICE_INDEX_VOXELS)
     np.testing.assert_allclose(idx[:, 1:], 0.0, atol=ATOL_SLICE_INDEX_VOXELS)
     return [int(v) for v in np.rint(idx[:, 0])]
-
-
-def _dciodvfy_errors(path: Path) -> list[str]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.skip("dciodvfy not found (Debian package dicom3tools)")
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
 
 
 def _sr_source_references(sr: Dataset) -> list[tuple[str, list[int]]]:
@@ -235,7 +226,7 @@ def test_xa30_sr_numbers(xa30: Any) -> None:
 @pytest.mark.shared_data
 @pytest.mark.parametrize("which", ["seg_path", "sr_path"])
 def test_xa30_dciodvfy_reports_no_errors(xa30: Any, which: str) -> None:
-    assert _dciodvfy_errors(getattr(xa30[3], which)) == []
+    assert dciodvfy_errors(getattr(xa30[3], which)) == []
 
 
 # ----------------------------------------------------------------------------- phantom
@@ -275,8 +266,8 @@ def test_phantom_enhanced_seg_sr(phantoms: dict[str, tuple[Path, Any]], vendor: 
         assert "PixelMeasuresSequence" not in shared
     written = write_study_dicom(_study(volume, masks, role), tmp_path / "out")
     _check_seg_and_sr(volume, masks, written.seg_path, written.sr_path)
-    assert _dciodvfy_errors(written.seg_path) == []
-    assert _dciodvfy_errors(written.sr_path) == []
+    assert dciodvfy_errors(written.seg_path) == []
+    assert dciodvfy_errors(written.sr_path) == []
 
 
 # ----------------------------------------------------------------------------- errors
@@ -491,8 +482,8 @@ def test_philips_field_map_one_stack_of_two(frame_type: str, tmp_path: Path) -> 
     refs = _sr_source_references(pydicom.dcmread(written.sr_path))
     assert {u for u, _ in refs} == {sop}
     assert sorted({f for _, frames in refs for f in frames}) == sorted(expected)
-    assert _dciodvfy_errors(written.seg_path) == []
-    assert _dciodvfy_errors(written.sr_path) == []
+    assert dciodvfy_errors(written.seg_path) == []
+    assert dciodvfy_errors(written.sr_path) == []
 
 
 def test_multi_stack_object_without_a_matching_stack(siemens_adc: Any) -> None:

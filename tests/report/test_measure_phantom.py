@@ -8,13 +8,12 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import highdicom as hd
 import pytest
+from support.dciodvfy import dciodvfy_errors
 from support.report_series import study_documents
 
 from bonelesion.cli import EXIT_INPUT, EXIT_OK, main
@@ -92,14 +91,6 @@ def test_results_json_and_table_format(measured) -> None:  # type: ignore[no-unt
         assert json.loads(row["reasons"])["features"] == call["features"]
 
 
-def _dciodvfy_errors(path: Path) -> set[str]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.skip("dciodvfy not found (Debian package dicom3tools)")
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
-    return {line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")}
-
-
 def test_seg_and_sr_of_the_phantom(measured) -> None:  # type: ignore[no-untyped-def]
     study, out, truth, doc = measured
     seg_path, sr_path = (out / p for p in doc["outputs"]["dicom"])
@@ -115,9 +106,9 @@ def test_seg_and_sr_of_the_phantom(measured) -> None:  # type: ignore[no-untyped
     # the phantom's source images are valid (tests/phantom/test_dciodvfy.py), so SEG and SR
     # must be too: no error of their own and none inherited
     source = next(study.rglob("*.dcm"))
-    assert _dciodvfy_errors(source) == set()
-    assert _dciodvfy_errors(seg_path) == set()
-    assert _dciodvfy_errors(sr_path) == set()
+    assert dciodvfy_errors(source) == []
+    assert dciodvfy_errors(seg_path) == []
+    assert dciodvfy_errors(sr_path) == []
 
 
 class _Imgs(HTMLParser):

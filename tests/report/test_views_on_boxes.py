@@ -9,8 +9,6 @@ segments.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -18,6 +16,7 @@ import numpy as np
 import pydicom
 import pytest
 from support.classify_factory import lesion
+from support.dciodvfy import dciodvfy_errors
 from support.report_series import write_ct_series
 
 from bonelesion.model.volume import Volume
@@ -37,15 +36,6 @@ def _sphere(ct: Volume, lid: str, idx: tuple[float, float, float], radius_mm: fl
     centre = ct.index_to_lps([idx])[0]
     return Lesion(lesion_id=lid, sphere=Sphere(tuple(float(v) for v in centre), radius_mm),
                   frame_of_reference_uid=ct.series.frame_of_reference_uid)
-
-
-def _dciodvfy_errors(path: Path) -> list[str]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.skip("dciodvfy not found (Debian package dicom3tools; `make install` installs it "
-                    "when apt-get is available)")
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
 
 
 def _segments(seg_path: Path, ct: Volume, n: int) -> np.ndarray:
@@ -79,7 +69,7 @@ def test_seg_of_lesions_equals_their_whole_masks(ct: Volume, tmp_path: Path,
     referenced = {item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
                   for item in ds.PerFrameFunctionalGroupsSequence}
     assert referenced == {ct.series.sop_instance_uids[s] for s in touched}
-    assert _dciodvfy_errors(seg_path) == []
+    assert dciodvfy_errors(seg_path) == []
     if overlap:
         # the frames and pixels highdicom makes from one binary array per lesion
         dense = tmp_path / "seg_dense.dcm"
@@ -117,7 +107,7 @@ def test_seg_of_lesions_sharing_their_only_pixel(ct: Volume, tmp_path: Path) -> 
         assert truth.sum() == 1
         np.testing.assert_array_equal(pixels[..., k], truth)
     assert pydicom.dcmread(seg_path).SegmentsOverlap == "YES"
-    assert _dciodvfy_errors(seg_path) == []
+    assert dciodvfy_errors(seg_path) == []
 
 
 def test_study_dicom_from_lesions(ct: Volume, tmp_path: Path) -> None:
@@ -131,6 +121,6 @@ def test_study_dicom_from_lesions(ct: Volume, tmp_path: Path) -> None:
     pixels = _segments(written.seg_path, ct, 2)
     for k, le in enumerate(shapes.values()):
         np.testing.assert_array_equal(pixels[..., k], np.asarray(le.mask_on(ct).array))
-    assert _dciodvfy_errors(written.seg_path) == [] and _dciodvfy_errors(written.sr_path) == []
+    assert dciodvfy_errors(written.seg_path) == [] and dciodvfy_errors(written.sr_path) == []
 
 
