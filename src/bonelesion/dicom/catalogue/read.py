@@ -35,7 +35,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from bonelesion.dicom import values, vendors
+from bonelesion.dicom import kept_headers, values, vendors
 from bonelesion.dicom.catalogue.records import SUPPORTED_SOP_CLASSES, FileRecord, FileStatus
 from bonelesion.dicom.catalogue.values import (
     _first_item,
@@ -57,7 +57,7 @@ from bonelesion.dicom.fastheader import (
     read_header,
 )
 from bonelesion.dicom.header import deflated_dataset
-from bonelesion.dicom.identity import ensure_series_instance_uid
+from bonelesion.dicom.identity import ensure_series_instance_uid, has_instance_uids
 from bonelesion.dicom.multiframe import flatten_frames
 from bonelesion.dicom.stack_key import StackKey, stack_key
 from bonelesion.dicom.structure import HeaderScan, HeaderStructureError, scan_header
@@ -366,6 +366,7 @@ def read_file_record(
     size_bytes: int | None = None,
     mtime_ns: int | None = None,
     patient_key_secret: bytes | None = None,
+    keep_header: bool = False,
 ) -> FileRecord:
     """Read the header of one file and return its catalogue record; never raises.
 
@@ -379,6 +380,10 @@ def read_file_record(
         File size and modification time from the walk (``os.stat`` when omitted).
     patient_key_secret : bytes, optional
         Secret of the HMAC stored as ``patient_key``; no patient key without it.
+    keep_header : bool
+        Keep the parsed header of a usable file (status ``ok``) for a load that follows in
+        this process (`bonelesion.dicom.kept_headers`): the series reader then takes it
+        instead of parsing the file again.
 
     Returns
     -------
@@ -387,7 +392,8 @@ def read_file_record(
         the file's own: keys that depend on the rest of the series (see
         `bonelesion.dicom.multiframe.series_stack_keys`) are applied by `index_export`.
     """
-    return _read_file_record(root, relpath, size_bytes, mtime_ns, patient_key_secret, None)
+    return _read_file_record(root, relpath, size_bytes, mtime_ns, patient_key_secret, None,
+                             keep_header=keep_header)
 
 
 #: Receives (flat headers, stack keys) of a file's frames (see `_read_file_record`).
@@ -401,6 +407,8 @@ def _read_file_record(
     mtime_ns: int | None,
     secret: bytes | None,
     frames_out: _FramesOut | None,
+    *,
+    keep_header: bool = False,
 ) -> FileRecord:
     """`read_file_record`; ``frames_out`` also receives the flat headers and frame keys."""
     path = os.path.join(os.fspath(root), relpath)
@@ -411,7 +419,12 @@ def _read_file_record(
         # pydicom warns about odd values while converting them; keep those as notes.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rec = _read_record(path, relpath, size_bytes, mtime_ns, secret, frames_out)
+            fresh: list[HeaderRead] | None = [] if keep_header else None
+            rec = _read_record(path, relpath, size_bytes, mtime_ns, secret, frames_out,
+                               fresh=fresh)
+        if fresh and not caught and rec.status == FileStatus.OK.value:
+            # a usable file read without a warning: the load may take its header
+            kept_headers.keep(path, os.stat(path), fresh[0])
         if caught and rec.status not in (FileStatus.NOT_DICOM.value,):
             extra = []
             for w in _pydicom_warnings(caught):
@@ -435,7 +448,14 @@ def _read_file_record(
 def _read_record(
     path: str, relpath: str, size_bytes: int, mtime_ns: int, secret: bytes | None,
     frames_out: _FramesOut | None = None,
+    *,
+    fresh: list[HeaderRead] | None = None,
 ) -> FileRecord:
+    """Read the record of one file.
+
+    ``fresh`` receives a fast-read header that the reading left as a fresh parse gives it
+    (no UID substituted).
+    """
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
     def record(status: FileStatus, reason: str = "", **fields: Any) -> FileRecord:
@@ -456,6 +476,8 @@ def _read_record(
             stop.tag = fast.pixel_data_tag
             stop.length = fast.pixel_data_length or 0
             stop.value_offset = fast.pixel_data_offset
+        if fresh is not None and has_instance_uids(fast.dataset):
+            fresh.append(fast)
         return _classify(fast.dataset, stop, [], size_bytes, path, True, size_bytes, secret,
                          record, frames_out, header_complete=True)
     try:
