@@ -184,6 +184,37 @@ def test_fast_header_equals_dcmread_with_sequences(tmp_path, implicit, undefined
     np.testing.assert_array_equal(pixels.reshape(3, 5), pydicom.dcmread(path).pixel_array)
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_fast_header_dataset_attributes_equal_pydicom_constructors(tmp_path, implicit) -> None:  # type: ignore[no-untyped-def]
+    """The fast reader copies a prototype's attributes instead of running pydicom's
+    constructors: every instance attribute equals what those constructors set."""
+    from pydicom.charset import convert_encodings, default_encoding
+    from pydicom.dataset import FileDataset, FileMetaDataset
+
+    path = _write(tmp_path, "a.dcm", implicit=implicit, private_sq=True)
+    fast = read_header(path)
+    again = read_header(path)
+    assert fast is not None and again is not None
+    ds = fast.dataset
+    dcm = _dcmread_header(path)
+    meta = FileMetaDataset(dict(ds.file_meta._dict))
+    meta.set_original_encoding(False, True, default_encoding)
+    ref = FileDataset(str(path), dict(ds._dict), dcm.preamble, meta, implicit, True)
+    ref.set_original_encoding(implicit, True, dcm.original_character_set)
+    ours = {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta")
+            and not k.startswith("_bonelesion")}
+    assert ours == {k: v for k, v in vars(ref).items() if k not in ("_dict", "file_meta")}
+    assert {k: v for k, v in vars(ds.file_meta).items() if k != "_dict"} == \
+        {k: v for k, v in vars(meta).items() if k != "_dict"}
+    assert type(ds) is FileDataset and type(ds.file_meta) is FileMetaDataset
+    for name in ("_private_blocks", "_pixel_array_opts", "_pixel_id"):  # never shared
+        assert getattr(ds, name) is not getattr(again.dataset, name)
+        assert getattr(ds.file_meta, name) is not getattr(again.dataset.file_meta, name)
+    assert ds.original_character_set == dcm.original_character_set \
+        == convert_encodings(["ISO_IR 192"])
+    assert ds.timestamp == os.stat(path).st_mtime
+
+
 @pytest.mark.parametrize("chunk_bytes", [140, 200, 1000])
 def test_fast_header_grows_its_buffer_for_long_headers(tmp_path, chunk_bytes) -> None:  # type: ignore[no-untyped-def]
     path = _write(tmp_path, "long.dcm", long_header_bytes=5000)

@@ -84,6 +84,8 @@ _VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) =
 _HH = struct.Struct("<HH")
 _L = struct.Struct("<L")
 _H = struct.Struct("<H")
+#: ``RawDataElement(*fields)`` without the named tuple's keyword-argument layer.
+_new_raw = tuple.__new__
 #: Tag, VR and 16-bit length of an explicit VR element, in one unpack.
 _EXPLICIT_SHORT = struct.Struct("<HH2sH")
 
@@ -166,7 +168,7 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
         _need(buf, pos + length)
         value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
         tag = canonical_tag(group << 16 | element)
-        elements[tag] = RawDataElement(tag, vr, length, value, pos, False, True)  # type: ignore[arg-type]
+        elements[tag] = _new_raw(RawDataElement, (tag, vr, length, value, pos, False, True))
         pos += length
 
 
@@ -240,8 +242,8 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             # kept raw, like a defined-length sequence: its items (without the delimiter)
             # are parsed only when read (the check above bounds that parse)
             item_bytes = buf[value_tell:end - 8]
-            raw = RawDataElement(tag, VR.SQ, len(item_bytes), item_bytes, value_tell,
-                                 implicit, True)  # type: ignore[arg-type]
+            raw = _new_raw(RawDataElement, (tag, VR.SQ, len(item_bytes), item_bytes,
+                                             value_tell, implicit, True))
             elements[tag] = raw
             checked[tag] = raw
             pos = end
@@ -259,7 +261,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
         if tag_int == _CHARSET:
             check_charset(value if isinstance(value, bytes) else b"", where, value_tell)
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]
-        raw = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
+        raw = _new_raw(RawDataElement, (tag, vr, length, value, value_tell, implicit, True))
         elements[tag] = raw
         if sequence:
             checked[tag] = raw
@@ -293,8 +295,63 @@ def _plain_syntax(value: bytes) -> bool | None:
 
 _UNKNOWN = object()
 
+#: Instance attributes of a fresh `FileMetaDataset` and of a fresh `FileDataset` (implicit
+#: VR False/True) as pydicom's constructors set them (`_prototypes`).
+_PROTOTYPES: dict[object, dict[str, object]] = {}
 
-def _parse(buf: bytes, path: str, complete: bool) -> HeaderRead:
+
+def _prototypes() -> dict[object, dict[str, object]]:
+    """Build (once) the attributes of pydicom's constructors, to copy instead of running them.
+
+    ``FileDataset(path, elements, preamble, file_meta, implicit, True)`` and
+    ``FileMetaDataset(elements)`` set about 45 attributes through ``Dataset.__setattr__``
+    (a keyword look-up each) and check every meta tag; the fast reader copies the
+    attributes of one instance built by those very constructors and sets the per-file ones
+    (elements, file name, time stamp, preamble, meta, encoding) as they would.
+    tests/dicom/test_fastheader_equivalence.py pins the result to the constructors'.
+    """
+    if not _PROTOTYPES:
+        meta = FileMetaDataset()
+        meta.set_original_encoding(False, True, default_encoding)
+        _PROTOTYPES[FileMetaDataset] = dict(vars(meta))
+        for implicit in (False, True):
+            ds = FileDataset("", {}, b"", FileMetaDataset(), implicit, True)
+            ds.set_original_encoding(implicit, True, default_encoding)
+            attrs = dict(vars(ds))
+            del attrs["file_meta"]
+            _PROTOTYPES[implicit] = attrs
+    return _PROTOTYPES
+
+
+def _instance(cls: type, prototype: dict[str, object], attrs: dict[str, object]) -> object:
+    """Make a ``cls`` with ``prototype``'s attributes (fresh copies of its dicts) and ``attrs``."""
+    state = {k: (v.copy() if type(v) is dict else v) for k, v in prototype.items()}
+    state.update(attrs)
+    obj: object = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", state)
+    return obj
+
+
+def _file_dataset(path: str, elements: dict[BaseTag, RawDataElement | DataElement],
+                  preamble: bytes, meta_elements: dict[BaseTag, RawDataElement],
+                  implicit: bool, encoding: str | list[str], mtime_s: float | None
+                  ) -> FileDataset:
+    """``FileDataset(path, elements, preamble, FileMetaDataset(meta), implicit, True)``.
+
+    With ``set_original_encoding(implicit, True, encoding)``; ``mtime_s`` is the file's
+    modification time (pydicom's ``timestamp``).
+    """
+    prototypes = _prototypes()
+    file_meta = _instance(FileMetaDataset, prototypes[FileMetaDataset],
+                          {"_dict": meta_elements})
+    ds = _instance(FileDataset, prototypes[implicit], {
+        "_dict": elements, "preamble": preamble, "file_meta": file_meta, "filename": path,
+        "timestamp": mtime_s if path else None, "_read_charset": encoding})
+    return ds  # type: ignore[return-value]
+
+
+def _parse(buf: bytes, path: str, complete: bool, mtime_s: float | None = None
+           ) -> HeaderRead:
     if len(buf) < 132:
         raise _NeedMore
     if buf[128:132] != b"DICM":
@@ -311,10 +368,7 @@ def _parse(buf: bytes, path: str, complete: bool) -> HeaderRead:
         raise _Decline  # a command set: pydicom reads it apart
     elements, encoding, pixel, checked = _parse_dataset(buf, pos, implicit, complete,
                                                         printable(path))
-    file_meta = FileMetaDataset(meta_elements)  # type: ignore[arg-type]
-    file_meta.set_original_encoding(False, True, default_encoding)
-    ds = FileDataset(path, elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
-    ds.set_original_encoding(implicit, True, encoding)
+    ds = _file_dataset(path, elements, buf[:128], meta_elements, implicit, encoding, mtime_s)
     mark_checked(ds, checked)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
@@ -351,9 +405,10 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     with open(path, "rb") as fh:
         buf = fh.read(chunk_bytes)
         complete = len(buf) < chunk_bytes
+        mtime_s = os.fstat(fh.fileno()).st_mtime
         while True:
             try:
-                return _parse(buf, path, complete)
+                return _parse(buf, path, complete, mtime_s)
             except _Decline:
                 return None
             except _NeedMore:

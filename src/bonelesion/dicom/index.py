@@ -50,6 +50,8 @@ from typing import Any
 
 from pydicom import Dataset
 
+from bonelesion.dicom import kept_headers
+
 # Re-exported: the catalogue's public names, from the modules that define them.
 from bonelesion.dicom.catalogue.query import Catalogue  # noqa: E402
 from bonelesion.dicom.catalogue.read import (
@@ -259,8 +261,9 @@ def _read_all(
 ) -> int:
     """Read every file of ``todo`` (in chunks, in workers) and write the rows chunk by chunk.
 
-    Fewer than `_POOL_MIN_FILES` files are read in this process, their headers kept for a
-    load that follows (`bonelesion.dicom.kept_headers`).
+    Fewer than `_POOL_MIN_FILES` files are read in this process. Files read in this process
+    keep their headers for a load that follows (`bonelesion.dicom.kept_headers`) when they
+    are few enough to be kept all.
     A worker pool that breaks (a worker killed, e.g. out of memory) does not stop the run:
     the chunks not yet written are read in this process instead. Returns the number of
     worker processes used (1: this process).
@@ -285,8 +288,9 @@ def _read_all(
     if n_workers > 1 and len(chunks) > 1 and total >= _POOL_MIN_FILES:
         used = min(n_workers, len(chunks))
         left = _read_in_pool(root, chunks, n_workers, secret, write)
+    keep = total <= kept_headers.MAX_KEPT_HEADERS  # a larger export would only churn it
     for chunk in left:
-        write(_read_chunk(os.fspath(root), chunk, secret, keep_headers=True))
+        write(_read_chunk(os.fspath(root), chunk, secret, keep_headers=keep))
     return used
 
 
