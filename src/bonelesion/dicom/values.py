@@ -742,6 +742,24 @@ def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str) -> tuple[float | int
     return out
 
 
+def _final_hit(ds: Dataset, key: str | int, kind: str) -> Any:
+    """Return a typed accessor's own result cached for this element (None: not cached)."""
+    cache = ds.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        return None
+    tag = (_KEYS.get(key) or _key(key))[0]
+    hit = cache.get((tag, kind))
+    if hit is None or hit[0] is not ds._dict.get(tag):
+        return None
+    return hit[1]
+
+
+def _final_store(ds: Dataset, key: str | int, kind: str, value: Any) -> Any:
+    """Cache a typed accessor's valid result (its errors go through `_numbers`' cache)."""
+    tag = (_KEYS.get(key) or _key(key))[0]
+    return _store(ds, tag, kind, ds._dict.get(tag), value)
+
+
 def _finite(values: tuple[float | int, ...], ds: Dataset, key: str | int) -> None:
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
@@ -760,6 +778,9 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
     """
     if ds is None:
         return None
+    hit = _final_hit(ds, key, "ints")
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
     try:
         values = _numbers(ds, key, "n")
         if values is None:
@@ -774,7 +795,7 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
                 raise _invalid(_where(ds, _key(key)[0]), "value", values,
                                "an integer within ±2**63")
             out.append(v)
-        return tuple(out)
+        return _final_store(ds, key, "ints", tuple(out))  # type: ignore[no-any-return]
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
@@ -811,6 +832,9 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
     """
     if ds is None:
         return None
+    hit = _final_hit(ds, key, "floats") if finite else None
+    if hit is not None and (count is None or len(hit) == count):
+        return hit  # type: ignore[no-any-return]
     try:
         values = _numbers(ds, key, "n")
         if values is None:
@@ -820,7 +844,8 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
         if count is not None and len(values) != count:
             raise _invalid(_where(ds, _key(key)[0]), f"value with {len(values)} number(s)",
                            values, f"{count} numbers")
-        return tuple(float(v) for v in values)
+        out = tuple(float(v) for v in values)
+        return _final_store(ds, key, "floats", out) if finite else out
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
