@@ -50,6 +50,15 @@ def _plain(ds: Dataset, tag: int) -> object:
     return value
 
 
+def _assert_complete_raw_elements(ds: Dataset) -> None:
+    """Every raw element is what pydicom's own constructor makes of its first 7 fields."""
+    for elem in ds._dict.values():
+        if isinstance(elem, pydicom.dataelem.RawDataElement):
+            assert len(elem) == len(pydicom.dataelem.RawDataElement._fields)
+            assert elem == pydicom.dataelem.RawDataElement(*elem[:7])
+            assert (elem.is_raw, elem.is_buffered) == (True, False)
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize("parts", ENHANCED_SETS, ids=lambda p: p[0])
 def test_fast_flat_headers_equal_the_pydicom_parse(parts: tuple[str, ...]) -> None:
@@ -71,6 +80,7 @@ def test_fast_flat_headers_equal_the_pydicom_parse(parts: tuple[str, ...]) -> No
             # frame order, and every element (in order) with the same value
             assert multiframe.frame_number(a) == multiframe.frame_number(b) == index + 1
             assert list(a._dict) == list(b._dict), path
+            _assert_complete_raw_elements(a)
             for tag in a._dict:
                 assert _plain(a, tag) == _plain(b, tag), (path.name, index, hex(tag))
             # what the reader takes from them: b-value and gradient direction

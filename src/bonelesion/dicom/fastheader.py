@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
@@ -58,6 +58,7 @@ from bonelesion.dicom.structure import (
 from bonelesion.dicom.values import (
     BINARY_FORMATS,
     canonical_tag,
+    empty_raw,
     mark_checked,
     printable,
 )
@@ -84,7 +85,9 @@ _VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) =
 _HH = struct.Struct("<HH")
 _L = struct.Struct("<L")
 _H = struct.Struct("<H")
-#: ``RawDataElement(*fields)`` without the named tuple's keyword-argument layer.
+#: ``RawDataElement(*fields)`` without the named tuple's keyword-argument layer: every call
+#: passes all nine fields (is_raw True, is_buffered False: the defaults; pinned by
+#: tests/dicom/test_decode.py).
 _new_raw = tuple.__new__
 #: Tag, VR and 16-bit length of an explicit VR element, in one unpack.
 _EXPLICIT_SHORT = struct.Struct("<HH2sH")
@@ -166,9 +169,10 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
         if length == UNDEFINED_LENGTH:
             raise _Decline
         _need(buf, pos + length)
-        value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
+        value = buf[pos:pos + length] if length else empty_raw(vr)
         tag = canonical_tag(group << 16 | element)
-        elements[tag] = _new_raw(RawDataElement, (tag, vr, length, value, pos, False, True))
+        elements[tag] = _new_raw(RawDataElement, (tag, vr, length, value, pos, False, True,
+                                                    True, False))
         pos += length
 
 
@@ -243,7 +247,7 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             # are parsed only when read (the check above bounds that parse)
             item_bytes = buf[value_tell:end - 8]
             raw = _new_raw(RawDataElement, (tag, VR.SQ, len(item_bytes), item_bytes,
-                                             value_tell, implicit, True))
+                                             value_tell, implicit, True, True, False))
             elements[tag] = raw
             checked[tag] = raw
             pos = end
@@ -257,11 +261,12 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
                 and unpack_hh(buf, value_tell) == (0xFFFE, 0xE000)))
         if sequence:
             _check_sequence(buf, value_tell, length, implicit or vr == "UN", True, where)
-        value = buf[value_tell:end] if length else empty_value_for_VR(vr, raw=True)
+        value = buf[value_tell:end] if length else empty_raw(vr)
         if tag_int == _CHARSET:
             check_charset(value if isinstance(value, bytes) else b"", where, value_tell)
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]
-        raw = _new_raw(RawDataElement, (tag, vr, length, value, value_tell, implicit, True))
+        raw = _new_raw(RawDataElement, (tag, vr, length, value, value_tell, implicit, True,
+                                         True, False))
         elements[tag] = raw
         if sequence:
             checked[tag] = raw

@@ -34,9 +34,9 @@ import struct
 import warnings
 from typing import Any, Final
 
-from pydicom import Dataset
+from pydicom import Dataset, config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.errors import BytesLengthException
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -51,6 +51,7 @@ __all__ = [
     "mark_checked",
     "share_value_cache",
     "canonical_tag",
+    "empty_raw",
     "raw_sequence",
     "source_of",
     "printable",
@@ -520,6 +521,24 @@ def canonical_tag(tag_int: int) -> BaseTag:
             CANONICAL_TAGS.clear()
         tag = CANONICAL_TAGS[tag_int] = BaseTag(tag_int)
     return tag
+
+
+#: ``empty_value_for_VR(vr, raw=True)`` by VR (and pydicom's empty-text option).
+_EMPTY_RAW: dict[tuple[str | None, bool], Any] = {}
+
+
+def empty_raw(vr: str | None) -> Any:
+    """Return ``pydicom.dataelem.empty_value_for_VR(vr, raw=True)``, looked up once per VR.
+
+    The value of an empty raw element, as pydicom's parser gives it (the readers of
+    `bonelesion.dicom.fastheader` and `bonelesion.dicom.framegroups` make thousands).
+    """
+    key = (vr, config.use_none_as_empty_text_VR_value)
+    try:
+        return _EMPTY_RAW[key]
+    except KeyError:
+        value = _EMPTY_RAW[key] = empty_value_for_VR(vr, raw=True)
+        return value
 
 
 def _key(key: str | int) -> tuple[BaseTag, str]:
