@@ -73,6 +73,24 @@ def _native_offset(frame: Frame, n_frames: int = 1
     return None
 
 
+def _frame_native(frame: Frame) -> tuple[int, np.dtype[Any], int] | None:
+    """`_native_offset` of one frame: of its file, or of its place in a multi-frame file.
+
+    A frame of a multi-frame object is read from its own bytes (offset + index × frame
+    bytes), as the frame of the file's decoded array would be, not with the whole file.
+    """
+    if frame.index is None:
+        return _native_offset(frame, 1)
+    pixel = frame.pixel
+    if pixel is None:
+        return None
+    whole = _native_offset(frame, pixel.number_of_frames)
+    if whole is None or not 0 <= frame.index < pixel.number_of_frames:
+        return None
+    offset, dtype, stored = whole
+    return offset + frame.index * pixel.rows * pixel.columns * dtype.itemsize, dtype, stored
+
+
 def _fix_stored_bits(arr: NDArray[Any], stored: int) -> None:
     """Mask (unsigned) or sign-extend (signed) values stored in fewer bits, in place.
 
@@ -309,7 +327,7 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     direct: list[tuple[int, Frame, tuple[int, np.dtype[Any], int], float]] = []
     rest: list[tuple[int, Frame]] = []
     for s_idx, f in enumerate(frames):
-        native = _native_offset(f, 1) if f.index is None and fast_path else None
+        native = _frame_native(f) if fast_path else None
         if native is not None and out.dtype == np.int16 and native[1].itemsize == 2:
             s, b = _rescale(f)
             lo_s, hi_s = _stored_range(f)
@@ -324,7 +342,7 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     for s_idx, f in rest:
         s, b = _rescale(f)
         raw: NDArray[Any] | None = None
-        native = _native_offset(f, 1) if f.index is None and fast_path else None
+        native = _frame_native(f) if fast_path else None
         if native is not None:
             offset, dtype, stored = native
             key = (plan.shape[1] * plan.shape[2], dtype.str)
