@@ -66,7 +66,7 @@ from bonelesion.dicom.values import (
     CANONICAL_TAGS as _TAGS,
 )
 
-__all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_SECOND_READ_BYTES",
+__all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_LONG_READ_BYTES",
            "HEADER_MAX_BYTES",
            # encoding constants of `bonelesion.dicom.structure`, re-exported
            "UNDEFINED_LENGTH", "ITEM_TAG", "ITEM_DELIMITER_TAG", "SEQUENCE_DELIMITER_TAG",
@@ -74,9 +74,9 @@ __all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_SECOND_REA
 
 #: First read of a file: most headers fit (Siemens MR CSA headers need a second read).
 HEADER_CHUNK_BYTES = 16 * 1024
-#: A header longer than the first read is read again with at least this many bytes in all
-#: (then ×4 while it is still longer).
-HEADER_SECOND_READ_BYTES = 1024 * 1024
+#: A header longer than four times the first read is read again with at least this many
+#: bytes in all (then ×4 while it is still longer).
+HEADER_LONG_READ_BYTES = 1024 * 1024
 #: Give up (decline) on headers larger than this: pydicom reads them.
 HEADER_MAX_BYTES = 64 * 1024 * 1024
 
@@ -393,8 +393,8 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     path : path
         A DICOM Part 10 file.
     chunk_bytes : int
-        Size of the first read; the buffer then grows to `HEADER_SECOND_READ_BYTES`, and ×4
-        while the header is longer.
+        Size of the first read; the buffer grows ×4 while the header is longer (to at least
+        `HEADER_LONG_READ_BYTES` from the third read).
 
     Returns
     -------
@@ -416,6 +416,7 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
         buf = fh.read(chunk_bytes)
         complete = len(buf) < chunk_bytes
         mtime_s = os.fstat(fh.fileno()).st_mtime
+        passes = 0
         while True:
             try:
                 return _parse(buf, path, complete, mtime_s)
@@ -424,10 +425,13 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
             except _NeedMore:
                 if complete or len(buf) >= HEADER_MAX_BYTES:
                     return None  # file ends inside the header: pydicom reports it
-                # at least `HEADER_SECOND_READ_BYTES` in all: a long header (an enhanced
-                # object's functional groups, often of undefined length, which each pass
-                # walks again up to the end of the buffer) is then read in two passes
-                want = max(len(buf) * 3, HEADER_SECOND_READ_BYTES - len(buf))
+                # ×4, and from the third pass at least `HEADER_LONG_READ_BYTES` in all: a
+                # long header (an enhanced object's functional groups, often of undefined
+                # length, which each pass walks again up to the end of the buffer) is then
+                # read in three passes, not five
+                passes += 1
+                want = len(buf) * 3 if passes < 2 else \
+                    max(len(buf) * 3, HEADER_LONG_READ_BYTES - len(buf))
                 more = fh.read(want)
                 complete = len(more) < want
                 buf += more

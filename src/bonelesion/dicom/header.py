@@ -222,7 +222,8 @@ def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | 
         has_preamble = sniff_dicom(path)[1]
     try:
         if fast_path and has_preamble:
-            fast = kept_headers.take(os.fspath(path), os.stat(path)) if reuse else None
+            fast = kept_headers.take(os.fspath(path), os.stat(path)) \
+                if reuse and kept_headers.n_kept() else None
             if fast is None:
                 fast = read_header(path)
             if fast is not None:
