@@ -325,7 +325,7 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
             out = _store(out, dst, tile, s, b, f)
         return out
     direct: list[tuple[int, Frame, tuple[int, np.dtype[Any], int], float]] = []
-    rest: list[tuple[int, Frame]] = []
+    rest: list[tuple[int, Frame, tuple[int, np.dtype[Any], int] | None]] = []
     for s_idx, f in enumerate(frames):
         native = _frame_native(f) if fast_path else None
         if native is not None and out.dtype == np.int16 and native[1].itemsize == 2:
@@ -335,29 +335,32 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
                     and -32768 <= lo_s and hi_s <= 32767:
                 direct.append((s_idx, f, native, b))
                 continue
-        rest.append((s_idx, f))
-    if direct:
-        _read_direct(out, direct)
-    buffers: dict[tuple[int, str], NDArray[Any]] = {}
-    for s_idx, f in rest:
-        s, b = _rescale(f)
-        raw: NDArray[Any] | None = None
-        native = _frame_native(f) if fast_path else None
-        if native is not None:
-            offset, dtype, stored = native
-            key = (plan.shape[1] * plan.shape[2], dtype.str)
-            buf = buffers.get(key)
-            if buf is None:
-                buf = np.empty(plan.shape[1:], dtype=dtype)
-                buffers[key] = buf
-            _read_into(f.path, offset, buf)
-            _fix_stored_bits(buf, stored)
-            raw = buf
-        else:
-            raw = _frame_of_file(cache.get(f), f)
-        if raw.shape != plan.shape[1:]:
-            raise _shape_error(f, raw.shape, plan.shape[1:])
-        out = _store(out, s_idx, raw, s, b, f)
+        rest.append((s_idx, f, native))
+    opened = _OpenFile()
+    try:
+        if direct:
+            _read_direct(out, direct, opened)
+        buffers: dict[tuple[int, str], NDArray[Any]] = {}
+        for s_idx, f, native in rest:
+            s, b = _rescale(f)
+            raw: NDArray[Any] | None = None
+            if native is not None:
+                offset, dtype, stored = native
+                key = (plan.shape[1] * plan.shape[2], dtype.str)
+                buf = buffers.get(key)
+                if buf is None:
+                    buf = np.empty(plan.shape[1:], dtype=dtype)
+                    buffers[key] = buf
+                opened.read_into(f.path, offset, buf)
+                _fix_stored_bits(buf, stored)
+                raw = buf
+            else:
+                raw = _frame_of_file(cache.get(f), f)
+            if raw.shape != plan.shape[1:]:
+                raise _shape_error(f, raw.shape, plan.shape[1:])
+            out = _store(out, s_idx, raw, s, b, f)
+    finally:
+        opened.close()
     return out
 
 
@@ -370,22 +373,45 @@ def _shape_error(frame: Frame, found: tuple[int, ...], expected: tuple[int, ...]
         "(e.g. RGB), or the file is damaged; select another series.", name)
 
 
-def _read_into(path: Path, offset: int, view: NDArray[Any]) -> None:
-    """Fill ``view`` with bytes from ``offset`` (one read, no copy); refuse a short read."""
-    with open(path, "rb", buffering=0) as fh:
-        fh.seek(offset)
-        n_read = fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
-    if n_read != view.nbytes:
-        name = values.printable(path)
-        raise DamagedFileError(
-            f"File {name}: {n_read} of {view.nbytes} bytes of pixel data could be read from "
-            f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
-            "again from the source.", name)
+class _OpenFile:
+    """The file pixels were last read from, kept open for the next frame read from it.
+
+    The frames of a multi-frame file are read with one ``open``, not one per frame.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.fh: Any = None
+
+    def read_into(self, path: Path, offset: int, view: NDArray[Any]) -> None:
+        """Fill ``view`` with bytes from ``offset`` (one read, no copy); refuse a short read."""
+        if self.path != path or self.fh is None:
+            self.close()
+            self.fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            self.path = path
+        self.fh.seek(offset)
+        n_read = self.fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
+        if n_read != view.nbytes:
+            raise _short_read(path, n_read, view.nbytes, offset)
+
+    def close(self) -> None:
+        """Close the open file, if any."""
+        if self.fh is not None:
+            self.fh.close()
+        self.fh = self.path = None
+
+
+def _short_read(path: Path, n_read: int, n_bytes: int, offset: int) -> DamagedFileError:
+    name = values.printable(path)
+    return DamagedFileError(
+        f"File {name}: {n_read} of {n_bytes} bytes of pixel data could be read from "
+        f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
+        "again from the source.", name)
 
 
 def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, Frame, tuple[int, np.dtype[Any],
-                                                                              int], float]]
-                 ) -> None:
+                                                                              int], float]],
+                 opened: _OpenFile) -> None:
     """Read 16-bit uncompressed slices straight into the int16 output.
 
     Only called when every value BitsStored allows, plus the intercept, fits int16: the
@@ -395,7 +421,7 @@ def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, Frame, tuple[int, 
     for s_idx, f, (offset, dtype, stored), intercept in jobs:
         dst = out[s_idx]
         view = dst.view(dtype)
-        _read_into(f.path, offset, view)
+        opened.read_into(f.path, offset, view)
         _fix_stored_bits(view, stored)
         if intercept:
             dst += np.int16(intercept)
