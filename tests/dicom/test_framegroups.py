@@ -50,6 +50,17 @@ def _plain(ds: Dataset, tag: int) -> object:
     return value
 
 
+def _assert_constructor_attributes(flat: Dataset) -> None:
+    """A flat header has the instance attributes ``Dataset(elements)`` gives (own dicts)."""
+    ref = Dataset(dict(flat._dict))
+    ours = {k: v for k, v in vars(flat).items()
+            if k not in ("_dict", "file_meta") and not k.startswith("_bonelesion")}
+    assert ours == {k: v for k, v in vars(ref).items() if k != "_dict"}
+    assert type(flat) is Dataset
+    for name in ("_private_blocks", "_pixel_array_opts", "_pixel_id"):
+        assert getattr(flat, name) is not getattr(ref, name)
+
+
 def _assert_complete_raw_elements(ds: Dataset) -> None:
     """Every raw element is what pydicom's own constructor makes of its first 7 fields."""
     for elem in ds._dict.values():
@@ -81,6 +92,7 @@ def test_fast_flat_headers_equal_the_pydicom_parse(parts: tuple[str, ...]) -> No
             assert multiframe.frame_number(a) == multiframe.frame_number(b) == index + 1
             assert list(a._dict) == list(b._dict), path
             _assert_complete_raw_elements(a)
+            _assert_constructor_attributes(a)
             for tag in a._dict:
                 assert _plain(a, tag) == _plain(b, tag), (path.name, index, hex(tag))
             # what the reader takes from them: b-value and gradient direction

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
@@ -66,7 +66,8 @@ from bonelesion.dicom.values import (
     CANONICAL_TAGS as _TAGS,
 )
 
-__all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_LONG_READ_BYTES",
+__all__ = ["HeaderRead", "read_header", "new_dataset", "HEADER_CHUNK_BYTES",
+           "HEADER_LONG_READ_BYTES",
            "HEADER_MAX_BYTES",
            # encoding constants of `bonelesion.dicom.structure`, re-exported
            "UNDEFINED_LENGTH", "ITEM_TAG", "ITEM_DELIMITER_TAG", "SEQUENCE_DELIMITER_TAG",
@@ -320,6 +321,7 @@ def _prototypes() -> dict[object, dict[str, object]]:
     tests/dicom/test_fastheader_equivalence.py pins the result to the constructors'.
     """
     if not _PROTOTYPES:
+        _PROTOTYPES[Dataset] = dict(vars(Dataset()))
         meta = FileMetaDataset()
         meta.set_original_encoding(False, True, default_encoding)
         _PROTOTYPES[FileMetaDataset] = dict(vars(meta))
@@ -357,6 +359,17 @@ def _file_dataset(path: str, elements: dict[BaseTag, RawDataElement | DataElemen
         "_dict": elements, "preamble": preamble, "file_meta": file_meta, "filename": path,
         "timestamp": mtime_s if path else None, "_read_charset": encoding})
     return ds  # type: ignore[return-value]
+
+
+def new_dataset(elements: dict[BaseTag, RawDataElement | DataElement]) -> Dataset:
+    """Return ``pydicom.Dataset(elements)``, its attributes copied from a prototype.
+
+    For the thousands of flat frame headers of an enhanced object
+    (`bonelesion.dicom.multiframe.flatten_frames`); the same instance attributes as the
+    constructor sets (tests/dicom/test_framegroups.py).
+    """
+    ds: Dataset = _instance(Dataset, _prototypes()[Dataset], {"_dict": elements})  # type: ignore[assignment]
+    return ds
 
 
 def _parse(buf: bytes, path: str, complete: bool, mtime_s: float | None = None

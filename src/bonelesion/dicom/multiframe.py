@@ -51,6 +51,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
 from bonelesion.dicom import values, vendors
+from bonelesion.dicom.fastheader import new_dataset
 from bonelesion.dicom.framegroups import (
     Item,
     NotPlain,
@@ -405,7 +406,7 @@ def flatten_frames(ds: Dataset, *, fast: bool = True) -> list[Dataset]:
                 _merge_item(tags, item, first_inner)
         tags[_FRAME_NUMBER_CREATOR_TAG] = creator
         tags[_FRAME_NUMBER_TAG] = DataElement(_FRAME_NUMBER_TAG, "UL", index + 1)
-        flat = Dataset(tags)  # type: ignore[arg-type]
+        flat = new_dataset(tags)  # Dataset(tags), without its constructor's setattr calls
         values.inherit_source(flat, ds)
         if meta is not None:
             flat.file_meta = meta
