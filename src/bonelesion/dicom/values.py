@@ -634,6 +634,42 @@ def _store(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
     return value
 
 
+def _twin_key(tag: BaseTag, kind: str, elem: Any) -> tuple[Any, ...] | None:
+    """Cache key of a raw element by its bytes: equal raw elements give equal values."""
+    if type(elem) is not RawDataElement or type(elem.value) is not bytes:
+        return None
+    return tag, kind, elem.VR, elem.is_little_endian, elem.value
+
+
+def _twin_hit(cache: dict[Any, Any], tag: BaseTag, kind: str, elem: Any) -> Any:
+    """Return the value (or error) parsed from another raw element of the same tag and bytes.
+
+    A cache is shared only by the flat headers of one file (`share_value_cache`): the
+    frames of an enhanced object repeat the same per-frame values (orientation, FrameType,
+    spacing …) in distinct elements, whose bytes, VR, encoding, character set and file —
+    everything a value and its error message depend on — are the same.
+    """
+    key = _twin_key(tag, kind, elem)
+    if key is None:
+        return _MISSING
+    found = cache.get(key, _MISSING)
+    if found is _MISSING:
+        return _MISSING
+    cache[(tag, kind)] = (elem, found)
+    if isinstance(found, InputError):
+        raise found
+    return found
+
+
+def _store_raw(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
+    """`_store`, also under the element's bytes (`_twin_hit`)."""
+    _store(ds, tag, kind, elem, value)
+    key = _twin_key(tag, kind, elem)
+    if key is not None:
+        ds.__dict__[_CACHE_ATTR][key] = value
+    return value
+
+
 def _converted(ds: Dataset, tag: BaseTag) -> DataElement:
     """Convert one element with pydicom, inside the guard (the only call of it)."""
     try:
@@ -711,12 +747,15 @@ def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] 
             if isinstance(hit[1], InputError):
                 raise hit[1]
             return hit[1]  # type: ignore[no-any-return]
+        found = _twin_hit(cache, tag, kind, elem)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
     try:
         value = _parse_numbers(ds, tag, dict_vr)
     except InputError as exc:
-        _store(ds, tag, kind, elem, exc)
+        _store_raw(ds, tag, kind, elem, exc)
         raise
-    return _store(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
+    return _store_raw(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
 
 
 def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str) -> tuple[float | int, ...] | None:
@@ -895,12 +934,15 @@ def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | 
             if isinstance(hit[1], InputError):
                 raise hit[1]
             return hit[1]  # type: ignore[no-any-return]
+        found = _twin_hit(cache, tag, kind, elem)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
     try:
         value = _parse_strings(ds, tag, dict_vr, kind)
     except InputError as exc:
-        _store(ds, tag, kind, elem, exc)
+        _store_raw(ds, tag, kind, elem, exc)
         raise
-    return _store(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
+    return _store_raw(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
 
 
 def _parse_strings(ds: Dataset, tag: BaseTag, dict_vr: str, kind: str
