@@ -219,7 +219,8 @@ def index_export(
         logger.info("Index %s: %d files found, %d to read, %d unchanged", root_path,
                     len(walk.files), len(todo), unchanged)
         _write_rows(con, [_to_row(_entry_record(p)) for p in walk.problems], stamp)
-        used = _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp)
+        used = _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp,
+                         new_paths=not known)
         removed = _remove_gone(con, walk)
         reread = _apply_series_context(con, root_path, patient_key_secret, stamp)
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -258,6 +259,8 @@ def _read_all(
     progress: Callable[[int, int], None] | None,
     secret: bytes | None,
     stamp: str,
+    *,
+    new_paths: bool = False,
 ) -> int:
     """Read every file of ``todo`` (in chunks, in workers) and write the rows chunk by chunk.
 
@@ -278,7 +281,7 @@ def _read_all(
 
     def write(rows: list[tuple[Any, ...]]) -> None:
         nonlocal done
-        _write_rows(con, rows, stamp)
+        _write_rows(con, rows, stamp, new_paths=new_paths)
         done += len(rows)
         if progress is not None:
             progress(done, total)
