@@ -94,6 +94,8 @@ _CACHE_ATTR: Final = "_bonelesion_values"
 #: Attribute of a `Dataset`: {tag: raw element} of sequences whose items were checked when
 #: the header was read (not checked again before pydicom parses them).
 _CHECKED_ATTR: Final = "_bonelesion_checked"
+#: Key marking a value cache shared by the flat headers of one file (`share_value_cache`).
+_SHARED: Final = ("shared by frames",)
 
 #: struct format of each binary numeric VR (PS3.5 §6.2).
 BINARY_FORMATS: Final = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
@@ -162,7 +164,7 @@ def share_value_cache(datasets: list[Dataset]) -> None:
     parsed from and is used only for that very element, so frames whose elements differ
     still get their own values.
     """
-    cache: dict[Any, Any] = {}
+    cache: dict[Any, Any] = {_SHARED: True}
     for ds in datasets:
         ds.__dict__[_CACHE_ATTR] = cache
 
@@ -664,9 +666,11 @@ def _twin_hit(cache: dict[Any, Any], tag: BaseTag, kind: str, elem: Any) -> Any:
 def _store_raw(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
     """`_store`, also under the element's bytes (`_twin_hit`)."""
     _store(ds, tag, kind, elem, value)
-    key = _twin_key(tag, kind, elem)
-    if key is not None:
-        ds.__dict__[_CACHE_ATTR][key] = value
+    cache = ds.__dict__[_CACHE_ATTR]
+    if _SHARED in cache:
+        key = _twin_key(tag, kind, elem)
+        if key is not None:
+            cache[key] = value
     return value
 
 
@@ -747,9 +751,10 @@ def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] 
             if isinstance(hit[1], InputError):
                 raise hit[1]
             return hit[1]  # type: ignore[no-any-return]
-        found = _twin_hit(cache, tag, kind, elem)
-        if found is not _MISSING:
-            return found  # type: ignore[no-any-return]
+        if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
+            found = _twin_hit(cache, tag, kind, elem)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
     try:
         value = _parse_numbers(ds, tag, dict_vr)
     except InputError as exc:
@@ -934,9 +939,10 @@ def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | 
             if isinstance(hit[1], InputError):
                 raise hit[1]
             return hit[1]  # type: ignore[no-any-return]
-        found = _twin_hit(cache, tag, kind, elem)
-        if found is not _MISSING:
-            return found  # type: ignore[no-any-return]
+        if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
+            found = _twin_hit(cache, tag, kind, elem)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
     try:
         value = _parse_strings(ds, tag, dict_vr, kind)
     except InputError as exc:
