@@ -218,6 +218,30 @@ def test_fast_header_dataset_attributes_equal_pydicom_constructors(tmp_path, imp
         assert len(elem) == len(pydicom.dataelem.RawDataElement._fields)
 
 
+@pytest.mark.shared_data
+def test_long_enhanced_header_is_read_in_two_passes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The second read goes up to where the pixel data should start (from the image size):
+    a 414 KB XA30 header is parsed twice (16 KB, then all), not at every ×4 step."""
+    import bonelesion.dicom.fastheader as fastheader
+
+    folder = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", "11_DWI_dir80_PA")
+    (path,) = sorted(folder.iterdir())
+    real = fastheader._parse
+    sizes: list[int] = []
+
+    def counting(buf, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(buf))
+        return real(buf, *args, **kwargs)
+
+    monkeypatch.setattr(fastheader, "_parse", counting)
+    fast = read_header(path)
+    assert fast is not None and fast.pixel_data_offset is not None
+    assert fast.pixel_data_offset > 400_000
+    assert sizes[0] == fastheader.HEADER_CHUNK_BYTES and len(sizes) == 2
+    assert fast.pixel_data_offset < sizes[1] < fast.pixel_data_offset + 8192
+    _assert_same_header(path, fast.dataset, _dcmread_header(path))
+
+
 @pytest.mark.parametrize("chunk_bytes", [140, 200, 1000])
 def test_fast_header_grows_its_buffer_for_long_headers(tmp_path, chunk_bytes) -> None:  # type: ignore[no-untyped-def]
     path = _write(tmp_path, "long.dcm", long_header_bytes=5000)

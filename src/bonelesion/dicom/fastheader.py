@@ -181,14 +181,15 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
         pos += length
 
 
-def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: str
+def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: str,
+                   elements: dict[BaseTag, RawDataElement | DataElement]
                    ) -> tuple[dict[BaseTag, RawDataElement | DataElement], str | list[str],
                               tuple[int, int, int] | None, dict[BaseTag, RawDataElement]]:
-    """Top-level elements up to the pixel data.
+    """Top-level elements up to the pixel data, added to ``elements`` (empty).
 
     Returns (elements, encoding, pixel info, the sequences whose items were checked).
+    When the buffer ends first (`NeedMoreBytes`), ``elements`` holds those before.
     """
-    elements: dict[BaseTag, RawDataElement | DataElement] = {}
     checked: dict[BaseTag, RawDataElement] = {}
     encoding: str | list[str] = default_encoding
     n = len(buf)
@@ -372,8 +373,8 @@ def new_dataset(elements: dict[BaseTag, RawDataElement | DataElement]) -> Datase
     return ds
 
 
-def _parse(buf: bytes, path: str, complete: bool, mtime_s: float | None = None
-           ) -> HeaderRead:
+def _parse(buf: bytes, path: str, complete: bool, mtime_s: float | None = None,
+           elements: dict[BaseTag, RawDataElement | DataElement] | None = None) -> HeaderRead:
     if len(buf) < 132:
         raise _NeedMore
     if buf[128:132] != b"DICM":
@@ -388,13 +389,40 @@ def _parse(buf: bytes, path: str, complete: bool, mtime_s: float | None = None
     _need(buf, pos + 2)
     if _H.unpack_from(buf, pos)[0] == 0x0000:
         raise _Decline  # a command set: pydicom reads it apart
-    elements, encoding, pixel, checked = _parse_dataset(buf, pos, implicit, complete,
-                                                        printable(path))
+    elements, encoding, pixel, checked = _parse_dataset(
+        buf, pos, implicit, complete, printable(path), {} if elements is None else elements)
     ds = _file_dataset(path, elements, buf[:128], meta_elements, implicit, encoding, mtime_s)
     mark_checked(ds, checked)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
     return HeaderRead(ds, pixel[0], pixel[1], pixel[2])
+
+
+#: Bytes read beyond the estimated start of the pixel data (`_pixel_data_start`).
+_HINT_MARGIN_BYTES = 4096
+_ROWS, _COLUMNS, _FRAMES = BaseTag(0x00280010), BaseTag(0x00280011), BaseTag(0x00280008)
+_SAMPLES, _BITS = BaseTag(0x00280002), BaseTag(0x00280100)
+
+
+def _pixel_data_start(elements: dict[BaseTag, RawDataElement | DataElement], file_size: int
+                      ) -> int | None:
+    """Estimate where the Pixel Data element starts: file size − native pixel bytes − 12.
+
+    From the image size read before the buffer ran out (Rows, Columns, BitsAllocated,
+    SamplesPerPixel, NumberOfFrames, which come before the functional groups); None when
+    they are not all there or give no plausible position (compressed pixel data: read ×4).
+    Only the size of the next read: the header is parsed, and checked, as always.
+    """
+    try:
+        rows, columns, bits = (_H.unpack(elements[t].value)[0]  # type: ignore[arg-type]
+                               for t in (_ROWS, _COLUMNS, _BITS))
+        samples = _H.unpack(elements[_SAMPLES].value)[0] if _SAMPLES in elements else 1  # type: ignore[arg-type]
+        frames_raw = elements[_FRAMES].value if _FRAMES in elements else b"1"
+        frames = int(bytes(frames_raw).strip(b"\x00 ") or b"1")  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, struct.error):
+        return None
+    end = file_size - rows * columns * samples * frames * bits // 8 - 12
+    return end if 0 < end <= HEADER_MAX_BYTES else None
 
 
 def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK_BYTES
@@ -428,23 +456,28 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     with open(path, "rb") as fh:
         buf = fh.read(chunk_bytes)
         complete = len(buf) < chunk_bytes
-        mtime_s = os.fstat(fh.fileno()).st_mtime
+        st = os.fstat(fh.fileno())
         passes = 0
         while True:
+            before: dict[BaseTag, RawDataElement | DataElement] = {}
             try:
-                return _parse(buf, path, complete, mtime_s)
+                return _parse(buf, path, complete, st.st_mtime, before)
             except _Decline:
                 return None
             except _NeedMore:
                 if complete or len(buf) >= HEADER_MAX_BYTES:
                     return None  # file ends inside the header: pydicom reports it
-                # ×4, and from the third pass at least `HEADER_LONG_READ_BYTES` in all: a
-                # long header (an enhanced object's functional groups, often of undefined
-                # length, which each pass walks again up to the end of the buffer) is then
-                # read in three passes, not five
+                # A long header (an enhanced object's functional groups, often of undefined
+                # length, which each pass walks again up to the end of the buffer) is read
+                # again up to where its pixel data should start, from the image size read
+                # so far; else ×4, and from the third pass at least `HEADER_LONG_READ_BYTES`.
                 passes += 1
-                want = len(buf) * 3 if passes < 2 else \
-                    max(len(buf) * 3, HEADER_LONG_READ_BYTES - len(buf))
+                end = _pixel_data_start(before, st.st_size)
+                if end is not None and end > len(buf):
+                    want = min(end - len(buf) + _HINT_MARGIN_BYTES, HEADER_MAX_BYTES)
+                else:
+                    want = len(buf) * 3 if passes < 2 else \
+                        max(len(buf) * 3, HEADER_LONG_READ_BYTES - len(buf))
                 more = fh.read(want)
                 complete = len(more) < want
                 buf += more
