@@ -210,18 +210,20 @@ def sequence_items(buf: bytes, *, first_only: bool = False) -> list[Item]:
     return [item for item, _ in _items(buf, first_only, False)]
 
 
-def items_with_firsts(buf: bytes) -> list[tuple[Item, dict[BaseTag, Item]]]:
+def items_with_firsts(buf: bytes, *, first_only: bool = False
+                      ) -> list[tuple[Item, dict[BaseTag, Item]]]:
     """Return each item of a sequence value with the first item of each of its sequences.
 
     One walk over the bytes gives a per-frame functional groups item and the first item
-    of each functional group in it (what `bonelesion.dicom.multiframe` needs).
+    of each functional group in it (what `bonelesion.dicom.multiframe` needs);
+    ``first_only`` stops after the first item (the catalogue's first frame).
 
     Raises
     ------
     NotPlain
         As `sequence_items`.
     """
-    return _items(buf, False, True)
+    return _items(buf, first_only, True)
 
 
 def _items(buf: bytes, first_only: bool, with_firsts: bool

@@ -54,8 +54,10 @@ from bonelesion.dicom.fastheader import (
     UNDEFINED_LENGTH,
     VR_BYTES,
     HeaderRead,
+    new_dataset,
     read_header,
 )
+from bonelesion.dicom.framegroups import NotPlain, items_with_firsts, raw_sequence_bytes
 from bonelesion.dicom.header import deflated_dataset
 from bonelesion.dicom.identity import ensure_series_instance_uid, has_instance_uids
 from bonelesion.dicom.multiframe import flatten_frames
@@ -353,10 +355,25 @@ def _missing(ds: Dataset, sop_class: str, has_pixels: bool) -> list[str]:
     if "ImagePositionPatient" in need and _raw(ds, "ImagePositionPatient") is None \
             and vendors.uih.is_uih_mosaic(ds) and vendors.uih.uih_tile_positions(ds) is not None:
         need.remove("ImagePositionPatient")  # a UIH mosaic: per-tile positions (0065,1051)
-    missing = [kw for kw in need if _raw(ds, kw) is None]
+    missing = [kw for kw in need if not _present(ds, kw)]
     if sop_class != _RTSTRUCT_SOP_CLASS and not has_pixels:
         missing.append("PixelData")
     return missing
+
+
+def _present(ds: Dataset, keyword: str) -> bool:
+    """Whether an attribute has a readable value (`_raw`), a raw sequence without parsing it.
+
+    A raw sequence is present when its items pass the structure check
+    (`bonelesion.dicom.values.raw_sequence`): pydicom parsing a functional-groups sequence
+    only to see it exists cost 30 ms an enhanced file.
+    """
+    try:
+        if values.raw_sequence(ds, keyword) is not None:
+            return True
+    except InputError:
+        return False
+    return _raw(ds, keyword) is not None
 
 
 def read_file_record(
@@ -735,12 +752,7 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
     image_type = _joined(ds, "ImageType")
     multiframe = values.has(ds, "PerFrameFunctionalGroupsSequence")
     if multiframe:
-        shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-        first = _first_item(ds, "PerFrameFunctionalGroupsSequence")
-
-        def fg(group: str) -> Dataset | None:
-            item = _first_item(first, group)
-            return item if item is not None else _first_item(shared, group)
+        fg = _first_frame_groups(ds) or _first_frame_groups_parsed(ds)
 
         position = position or _floats(fg("PlanePositionSequence"), "ImagePositionPatient")
         orientation = orientation or _floats(fg("PlaneOrientationSequence"),
@@ -805,6 +817,58 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
         "frame_positions_lps_mm": frame_positions,
         **key_values,
     }
+
+
+#: The functional groups the catalogue reads for the first frame.
+_FIRST_FRAME_GROUPS = ("PlanePositionSequence", "PlaneOrientationSequence",
+                       "PixelMeasuresSequence", "MREchoSequence")
+
+
+def _first_frame_groups_parsed(ds: Dataset) -> Callable[[str], Dataset | None]:
+    """Return ``fg(group)``, the first item of a functional group of the first frame.
+
+    From the first per-frame item, else the shared item; the sequences parsed by pydicom.
+    """
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    first = _first_item(ds, "PerFrameFunctionalGroupsSequence")
+
+    def fg(group: str) -> Dataset | None:
+        item = _first_item(first, group)
+        return item if item is not None else _first_item(shared, group)
+    return fg
+
+
+def _first_frame_groups(ds: Dataset) -> Callable[[str], Dataset | None] | None:
+    """`_first_frame_groups_parsed` read from the raw sequence bytes (`framegroups`).
+
+    Only the first per-frame item is walked, and no sequence is parsed by pydicom (an
+    819-frame enhanced object's per-frame sequence cost 30 ms a file). None when the
+    sequences are not raw Explicit VR Little Endian ones: the caller parses them.
+    """
+    try:
+        per_frame = values.raw_sequence(ds, "PerFrameFunctionalGroupsSequence")
+        shared = values.raw_sequence(ds, "SharedFunctionalGroupsSequence") \
+            if values.has(ds, "SharedFunctionalGroupsSequence") else None
+        if per_frame is None or (shared is None
+                                 and values.has(ds, "SharedFunctionalGroupsSequence")):
+            return None
+        firsts = [found[0][1] for found in (
+            items_with_firsts(raw_sequence_bytes(elem), first_only=True)
+            for elem in (per_frame, shared) if elem is not None) if found]
+    except (NotPlain, InputError):
+        return None
+    items: dict[str, Dataset] = {}
+    for group in _FIRST_FRAME_GROUPS:
+        tag = values.canonical_tag(pydicom.datadict.tag_for_keyword(group) or 0)
+        found = next((f[tag] for f in firsts if tag in f), None)
+        if found is not None:
+            item = new_dataset(dict(found))
+            values.inherit_source(item, ds)
+            items[group] = item
+
+    def fg(group: str) -> Dataset | None:
+        return items.get(group)
+    return fg
 
 
 def _uih_first_tile(flat: Dataset) -> tuple[float, ...] | None:
