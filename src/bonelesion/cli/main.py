@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bonelesion import __version__
 from bonelesion.cli import classify, detect, measure, pacs, phantom, qa, reader
 from bonelesion.cli._common import EXIT_CONFIG, EXIT_ERROR, EXIT_INPUT, Handler
 from bonelesion.errors import ConfigError, InputError, PipelineError
@@ -21,29 +22,13 @@ logger = logging.getLogger("bonelesion.cli")
 COMMAND_GROUPS = (reader, measure, detect, classify, qa, pacs, phantom)
 
 
-class _VersionAction(argparse.Action):
-    """``--version``, the version looked up only when asked for (importlib.metadata, 20 ms)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
-                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # noqa: A002
-        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
-                         help=help or "show program's version number and exit")
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
-        import bonelesion
-
-        parser._print_message(f"bonelesion {bonelesion.__version__}\n", sys.stdout)
-        parser.exit()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``bonelesion`` command."""
     parser = argparse.ArgumentParser(
         prog="bonelesion",
         description="Quantitative bone-lesion imaging from CT and MR DICOM series.",
     )
-    parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument("--version", action="version", version=f"bonelesion {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--log-file", type=Path, help="also write the log to this file")
