@@ -99,3 +99,44 @@ def test_fast_header_decline_falls_back_to_checked_pydicom(
 
     monkeypatch.setattr(catalogue_read, "read_header", declines)
     assert read_file_record(folder, rel) == expected
+
+
+@pytest.mark.shared_data
+def test_first_frame_groups_from_bytes_equal_the_pydicom_parse() -> None:
+    """The first frame's position, orientation, spacing, thickness and echo time the
+    catalogue reads from the raw functional-group bytes = those of pydicom's parse."""
+    import warnings
+
+    from support.testdata import SHARED_DATA
+
+    from bonelesion.dicom.catalogue.values import _float, _floats
+    from bonelesion.dicom.header import read_file_header
+    from bonelesion.dicom.multiframe import is_multiframe
+
+    keywords = {"PlanePositionSequence": ["ImagePositionPatient"],
+                "PlaneOrientationSequence": ["ImageOrientationPatient"],
+                "PixelMeasuresSequence": ["PixelSpacing", "SliceThickness"],
+                "MREchoSequence": ["EffectiveEchoTime"]}
+    n_files = 0
+    for name in ("dwi_siemens_xa30_enhanced_pa", "enhanced_philips_siemens_small",
+                 "multivendor_cases_dicom2nifti"):
+        for path in sorted(p for p in (SHARED_DATA / name).rglob("*") if p.is_file()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    ds, _ = read_file_header(path, [])
+                except Exception:  # noqa: BLE001 - not DICOM (README, NIfTI …)
+                    continue
+                if not is_multiframe(ds):
+                    continue
+                fast = catalogue_read._first_frame_groups(ds)
+                assert fast is not None, path  # the raw path is the one taken
+                slow = catalogue_read._first_frame_groups_parsed(ds)
+                for group, names in keywords.items():
+                    a, b = fast(group), slow(group)
+                    assert (a is None) == (b is None), (path, group)
+                    for keyword in names:
+                        assert _floats(a, keyword) == _floats(b, keyword), (path, keyword)
+                        assert _float(a, keyword) == _float(b, keyword), (path, keyword)
+            n_files += 1
+    assert n_files >= 25

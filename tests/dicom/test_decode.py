@@ -184,6 +184,64 @@ def test_fast_header_equals_dcmread_with_sequences(tmp_path, implicit, undefined
     np.testing.assert_array_equal(pixels.reshape(3, 5), pydicom.dcmread(path).pixel_array)
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_fast_header_dataset_attributes_equal_pydicom_constructors(tmp_path, implicit) -> None:  # type: ignore[no-untyped-def]
+    """The fast reader copies a prototype's attributes instead of running pydicom's
+    constructors: every instance attribute equals what those constructors set."""
+    from pydicom.charset import convert_encodings, default_encoding
+    from pydicom.dataset import FileDataset, FileMetaDataset
+
+    path = _write(tmp_path, "a.dcm", implicit=implicit, private_sq=True)
+    fast = read_header(path)
+    again = read_header(path)
+    assert fast is not None and again is not None
+    ds = fast.dataset
+    dcm = _dcmread_header(path)
+    meta = FileMetaDataset(dict(ds.file_meta._dict))
+    meta.set_original_encoding(False, True, default_encoding)
+    ref = FileDataset(str(path), dict(ds._dict), dcm.preamble, meta, implicit, True)
+    ref.set_original_encoding(implicit, True, dcm.original_character_set)
+    ours = {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta")
+            and not k.startswith("_bonelesion")}
+    assert ours == {k: v for k, v in vars(ref).items() if k not in ("_dict", "file_meta")}
+    assert {k: v for k, v in vars(ds.file_meta).items() if k != "_dict"} == \
+        {k: v for k, v in vars(meta).items() if k != "_dict"}
+    assert type(ds) is FileDataset and type(ds.file_meta) is FileMetaDataset
+    for name in ("_private_blocks", "_pixel_array_opts", "_pixel_id"):  # never shared
+        assert getattr(ds, name) is not getattr(again.dataset, name)
+        assert getattr(ds.file_meta, name) is not getattr(again.dataset.file_meta, name)
+    assert ds.original_character_set == dcm.original_character_set \
+        == convert_encodings(["ISO_IR 192"])
+    assert ds.timestamp == os.stat(path).st_mtime
+    for elem in [*ds._dict.values(), *ds.file_meta._dict.values()]:  # all nine fields
+        assert elem == pydicom.dataelem.RawDataElement(*elem[:7])
+        assert len(elem) == len(pydicom.dataelem.RawDataElement._fields)
+
+
+@pytest.mark.shared_data
+def test_long_enhanced_header_is_read_in_two_passes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The second read goes up to where the pixel data should start (from the image size):
+    a 414 KB XA30 header is parsed twice (16 KB, then all), not at every ×4 step."""
+    import bonelesion.dicom.fastheader as fastheader
+
+    folder = shared_path("dwi_siemens_xa30_enhanced_pa", "dicom", "11_DWI_dir80_PA")
+    (path,) = sorted(folder.iterdir())
+    real = fastheader._parse
+    sizes: list[int] = []
+
+    def counting(buf, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(buf))
+        return real(buf, *args, **kwargs)
+
+    monkeypatch.setattr(fastheader, "_parse", counting)
+    fast = read_header(path)
+    assert fast is not None and fast.pixel_data_offset is not None
+    assert fast.pixel_data_offset > 400_000
+    assert sizes[0] == fastheader.HEADER_CHUNK_BYTES and len(sizes) == 2
+    assert fast.pixel_data_offset < sizes[1] < fast.pixel_data_offset + 8192
+    _assert_same_header(path, fast.dataset, _dcmread_header(path))
+
+
 @pytest.mark.parametrize("chunk_bytes", [140, 200, 1000])
 def test_fast_header_grows_its_buffer_for_long_headers(tmp_path, chunk_bytes) -> None:  # type: ignore[no-untyped-def]
     path = _write(tmp_path, "long.dcm", long_header_bytes=5000)
@@ -402,31 +460,6 @@ def _small_ct_series(folder: Path, n_slices: int = 5) -> None:
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta = meta
         ds.save_as(folder / f"{k}.dcm", enforce_file_format=True)
-
-
-def test_prefaulted_output_and_its_fallback_give_the_same_volume(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import bonelesion.dicom.decode as series_module
-
-    _small_ct_series(tmp_path / "ct")
-    generic = load_series(tmp_path / "ct", fast_path=False)
-    monkeypatch.setattr(series_module, "PREFAULT_MIN_BYTES", 0)  # mmap even a tiny volume
-    real_mmap = series_module.mmap.mmap
-    calls: list[int] = []
-
-    def _counting_mmap(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real_mmap(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(series_module.mmap, "mmap", _counting_mmap)
-    mapped = load_series(tmp_path / "ct")
-    _assert_same_stacks(mapped, generic)
-    assert calls == ([1] if hasattr(series_module.mmap, "MAP_POPULATE") else [])
-
-    def _no_mmap(*args: object, **kwargs: object) -> None:
-        raise OSError("address space exhausted")
-
-    monkeypatch.setattr(series_module.mmap, "mmap", _no_mmap)
-    _assert_same_stacks(load_series(tmp_path / "ct"), generic)
 
 
 def test_short_direct_read_leaves_the_file_out_by_name(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -50,6 +50,26 @@ def _plain(ds: Dataset, tag: int) -> object:
     return value
 
 
+def _assert_constructor_attributes(flat: Dataset) -> None:
+    """A flat header has the instance attributes ``Dataset(elements)`` gives (own dicts)."""
+    ref = Dataset(dict(flat._dict))
+    ours = {k: v for k, v in vars(flat).items()
+            if k not in ("_dict", "file_meta") and not k.startswith("_bonelesion")}
+    assert ours == {k: v for k, v in vars(ref).items() if k != "_dict"}
+    assert type(flat) is Dataset
+    for name in ("_private_blocks", "_pixel_array_opts", "_pixel_id"):
+        assert getattr(flat, name) is not getattr(ref, name)
+
+
+def _assert_complete_raw_elements(ds: Dataset) -> None:
+    """Every raw element is what pydicom's own constructor makes of its first 7 fields."""
+    for elem in ds._dict.values():
+        if isinstance(elem, pydicom.dataelem.RawDataElement):
+            assert len(elem) == len(pydicom.dataelem.RawDataElement._fields)
+            assert elem == pydicom.dataelem.RawDataElement(*elem[:7])
+            assert (elem.is_raw, elem.is_buffered) == (True, False)
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize("parts", ENHANCED_SETS, ids=lambda p: p[0])
 def test_fast_flat_headers_equal_the_pydicom_parse(parts: tuple[str, ...]) -> None:
@@ -71,6 +91,8 @@ def test_fast_flat_headers_equal_the_pydicom_parse(parts: tuple[str, ...]) -> No
             # frame order, and every element (in order) with the same value
             assert multiframe.frame_number(a) == multiframe.frame_number(b) == index + 1
             assert list(a._dict) == list(b._dict), path
+            _assert_complete_raw_elements(a)
+            _assert_constructor_attributes(a)
             for tag in a._dict:
                 assert _plain(a, tag) == _plain(b, tag), (path.name, index, hex(tag))
             # what the reader takes from them: b-value and gradient direction
@@ -205,3 +227,43 @@ def test_unchecked_raw_sequence_is_checked_before_the_walk() -> None:
     ds._dict[tag] = pydicom.dataelem.RawDataElement(tag, "SQ", len(bad), bad, 0, False, True)
     with pytest.raises(InputError, match="runs past its container"):
         values.raw_sequence(ds, tag)
+
+
+def _merged_frame_by_frame(ds: Dataset) -> list[dict]:  # type: ignore[type-arg]
+    """Every frame's elements merged from scratch: top level < Philips private < shared <
+    per-frame (the rule of `flatten_frames`, without its once-per-file shared merge)."""
+    found = multiframe._fast_group_items(ds)
+    assert found is not None
+    shared_items, per_frame = found
+    base = {k: e for k, e in ds._dict.items()
+            if k not in multiframe.PIXEL_TAGS and k not in (multiframe._SHARED,
+                                                             multiframe._PER_FRAME)}
+    out = []
+    for index in range(int(ds.NumberOfFrames)):
+        tags = dict(base)
+        frame_items = per_frame[index] if index < len(per_frame) else None
+        for group in ([frame_items[0]] if frame_items else []) + [shared_items] + \
+                ([frame_items[1]] if frame_items else []):
+            for item, first_inner in group:
+                multiframe._merge_item(tags, item, first_inner)
+        out.append(tags)
+    return out
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("parts", ENHANCED_SETS, ids=lambda p: p[0])
+def test_flat_headers_equal_a_frame_by_frame_merge(parts: tuple[str, ...]) -> None:
+    n_frames = 0
+    for path in _multiframe_files(parts)[:4]:
+        ds, _ = read_file_header(path, [])
+        if not multiframe.is_multiframe(ds):
+            continue
+        flats = multiframe.flatten_frames(ds)
+        for flat, want in zip(flats, _merged_frame_by_frame(ds), strict=True):
+            got = {k: e for k, e in flat._dict.items()
+                   if k not in (multiframe._FRAME_NUMBER_TAG,
+                                multiframe._FRAME_NUMBER_CREATOR_TAG)}
+            assert list(got) == list(want), path  # the same elements, in the same order
+            assert all(got[k] == want[k] for k in want), path
+            n_frames += 1
+    assert n_frames > 0

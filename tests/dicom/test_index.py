@@ -463,12 +463,13 @@ def test_reindex_skips_unchanged_and_rereads_changed(export: dict[str, Any],
 def test_parallel_and_serial_catalogues_identical(indexed: dict[str, Any],
                                                   tmp_path: Path) -> None:
     db = tmp_path / "parallel.sqlite"
-    ix_chunk = ix._CHUNK_FILES
+    ix_chunk, ix_pool_min = ix._CHUNK_FILES, ix._POOL_MIN_FILES
     try:
         ix._CHUNK_FILES = 7  # several chunks so that both workers take part
+        ix._POOL_MIN_FILES = 0  # a small export is otherwise read in this process
         summary = index_export(indexed["root"], db, workers=2)
     finally:
-        ix._CHUNK_FILES = ix_chunk
+        ix._CHUNK_FILES, ix._POOL_MIN_FILES = ix_chunk, ix_pool_min
     assert summary.workers == 2
 
     def dump(path: Path) -> tuple[list[Any], list[Any]]:
@@ -491,6 +492,7 @@ def test_interrupt_leaves_consistent_catalogue_and_resumes(export: dict[str, Any
     """Ctrl-C after two chunks: two complete chunks stored, the next run reads the rest."""
     db = tmp_path / "interrupted.sqlite"
     monkeypatch.setattr(ix, "_CHUNK_FILES", 5)
+    monkeypatch.setattr(ix, "_POOL_MIN_FILES", 0)  # workers=2: the pool, even for few files
     calls: list[int] = []
 
     def progress(done: int, total: int) -> None:
@@ -796,11 +798,11 @@ def test_cli_patient_key_from_environment(indexed: dict[str, Any], tmp_path: Pat
     assert PATIENT_ID.encode() not in db.read_bytes()
 
 
-def _exit_in_worker(root: str, items: Any, secret: Any) -> Any:
+def _exit_in_worker(root: str, items: Any, secret: Any, keep_headers: bool = False) -> Any:
     """Stand-in for ix._read_chunk that kills a worker process (as an OOM kill would)."""
     if os.getpid() != _PARENT_PID[0]:
         os._exit(1)
-    return _REAL_READ_CHUNK(root, items, secret)
+    return _REAL_READ_CHUNK(root, items, secret, keep_headers)
 
 
 _PARENT_PID = [os.getpid()]
@@ -818,6 +820,7 @@ def test_broken_worker_pool_falls_back_to_in_process(export: dict[str, Any], tmp
     _PARENT_PID[0] = os.getpid()
     monkeypatch.setattr(ix, "_read_chunk", _exit_in_worker)
     monkeypatch.setattr(ix, "_CHUNK_FILES", 6)
+    monkeypatch.setattr(ix, "_POOL_MIN_FILES", 0)
     db = tmp_path / "broken.sqlite"
     with caplog.at_level("WARNING", logger="bonelesion.dicom.index"):
         summary = index_export(export["root"], db, workers=2)

@@ -1108,3 +1108,59 @@ def test_philips_private_gradient() -> None:
         ds[Tag(0x2005, 0x1000 | offset)].value = 0.0
     assert v.diffusion_kind(ds) is DiffusionKind.TRACE  # Philips isotropic: b > 0, no gradient
     assert v.diffusion_direction_lps(ds) is None
+
+
+def _scanner_files(per_folder: int) -> list[Path]:
+    """The first files of every folder of DICOM files in the shared data."""
+    from support.testdata import SHARED_DATA
+
+    found = []
+    for folder in sorted(p for p in SHARED_DATA.rglob("*") if p.is_dir()):
+        if "dicom" not in folder.parts:
+            continue
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        found.extend(files[:per_folder])
+    return found
+
+
+def _flats_of(path: Path) -> list[pydicom.Dataset] | None:
+    from bonelesion.dicom.header import read_file_header
+    from bonelesion.dicom.multiframe import flatten_frames
+    from bonelesion.errors import InputError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds, _ = read_file_header(path, [])
+            return flatten_frames(ds)
+    except InputError:
+        return None
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_diffusion_facts_equal_the_three_calls_on_scanner_files() -> None:
+    """`diffusion_facts` (one read of the evidence) = diffusion_kind, b_value_s_per_mm2 and
+    diffusion_direction_lps called in turn: values and warnings, every frame."""
+    n_frames = 0
+    kinds: Counter[str] = Counter()
+    for path in _scanner_files(per_folder=10):
+        ours, reference = _flats_of(path), _flats_of(path)  # two fresh reads
+        if ours is None or reference is None:
+            continue
+        for a, b in zip(ours, reference, strict=True):
+            with warnings.catch_warnings(record=True) as got_warnings:
+                warnings.simplefilter("always")
+                got = v.diffusion_facts(a)
+            with warnings.catch_warnings(record=True) as want_warnings:
+                warnings.simplefilter("always")
+                want = (v.diffusion_kind(b), v.b_value_s_per_mm2(b),
+                        v.diffusion_direction_lps(b))
+            assert got == want, (path, a.get((0x0021, 0x1001)))
+            assert {str(w.message) for w in got_warnings} == \
+                {str(w.message) for w in want_warnings}, path
+            kinds[got[0].value] += 1
+            n_frames += 1
+    assert n_frames > 800, n_frames
+    # every kind but a scanner-labelled "other derived" map occurs in the data
+    assert {"none", "b0", "directional", "trace", "adc"} <= set(kinds), kinds

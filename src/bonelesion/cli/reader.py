@@ -164,7 +164,8 @@ def _add_index(sub: SubParsers) -> None:
                    help="catalogue file (default: ./bonelesion-index.sqlite in the current "
                         "folder)")
     p.add_argument("--workers", type=positive_int, default=None,
-                   help="worker processes reading headers (default: every CPU)")
+                   help="worker processes reading headers (default: every CPU; fewer than "
+                        "600 files to read are read in this process)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 4 when any file is truncated, corrupt or lacks "
                         "attributes")

@@ -17,7 +17,6 @@ transfer syntax whose decoder plugin is not installed raises `UnsupportedInputEr
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import warnings
 from collections.abc import Sequence
@@ -43,7 +42,6 @@ __all__ = [
     "decode_file",
     "frame_values",
     "FileCache",
-    "PREFAULT_MIN_BYTES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +71,24 @@ def _native_offset(frame: Frame, n_frames: int = 1
     if loc.length in (length, length + 1):  # an odd length is padded to even
         return loc.offset, dtype, pixel.bits_stored
     return None
+
+
+def _frame_native(frame: Frame) -> tuple[int, np.dtype[Any], int] | None:
+    """`_native_offset` of one frame: of its file, or of its place in a multi-frame file.
+
+    A frame of a multi-frame object is read from its own bytes (offset + index × frame
+    bytes), as the frame of the file's decoded array would be, not with the whole file.
+    """
+    if frame.index is None:
+        return _native_offset(frame, 1)
+    pixel = frame.pixel
+    if pixel is None:
+        return None
+    whole = _native_offset(frame, pixel.number_of_frames)
+    if whole is None or not 0 <= frame.index < pixel.number_of_frames:
+        return None
+    offset, dtype, stored = whole
+    return offset + frame.index * pixel.rows * pixel.columns * dtype.itemsize, dtype, stored
 
 
 def _fix_stored_bits(arr: NDArray[Any], stored: int) -> None:
@@ -262,29 +278,6 @@ class FileCache:
         return self.array
 
 
-#: Output arrays at least this large are allocated with their pages already mapped.
-PREFAULT_MIN_BYTES = 4 * 1024**2
-
-
-def _empty_prefaulted(shape: tuple[int, int, int], dtype: type[np.generic]) -> NDArray[Any]:
-    """``np.empty`` whose memory pages are mapped up front (Linux ``MAP_POPULATE``).
-
-    Filling a fresh 150 MiB array page by page costs one page fault per 4 KiB; on virtual
-    machines that is several times the cost of reading the pixels. One ``mmap`` with
-    ``MAP_POPULATE`` maps them in one system call. Elsewhere (no ``MAP_POPULATE``), or for
-    small arrays, this is ``np.empty``.
-    """
-    n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    populate = getattr(mmap, "MAP_POPULATE", None)
-    if populate is None or n_bytes < PREFAULT_MIN_BYTES:
-        return np.empty(shape, dtype=dtype)
-    try:
-        buffer = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
-    except (OSError, ValueError):  # e.g. an address-space limit: let numpy try
-        return np.empty(shape, dtype=dtype)
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
-
-
 def _frame_of_file(all_frames: NDArray[Any], frame: Frame) -> NDArray[Any]:
     """One frame of a file's decoded array, checked against the pixel module."""
     if frame.index is None:
@@ -311,7 +304,10 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     """
     frames = plan.frames
     use_int16 = ct and _can_use_int16(frames)
-    out = _empty_prefaulted(plan.shape, np.int16 if use_int16 else np.float32)
+    # a plain np.empty: mapping the pages up front (MAP_POPULATE) was measured slower, in
+    # fresh processes (300×512² CT: 223 vs 194 ms) and in a process that loads series after
+    # series (the allocator reuses freed memory; bench/bench_load.py)
+    out = np.empty(plan.shape, dtype=np.int16 if use_int16 else np.float32)
     cache = FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]
@@ -329,9 +325,9 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
             out = _store(out, dst, tile, s, b, f)
         return out
     direct: list[tuple[int, Frame, tuple[int, np.dtype[Any], int], float]] = []
-    rest: list[tuple[int, Frame]] = []
+    rest: list[tuple[int, Frame, tuple[int, np.dtype[Any], int] | None]] = []
     for s_idx, f in enumerate(frames):
-        native = _native_offset(f, 1) if f.index is None and fast_path else None
+        native = _frame_native(f) if fast_path else None
         if native is not None and out.dtype == np.int16 and native[1].itemsize == 2:
             s, b = _rescale(f)
             lo_s, hi_s = _stored_range(f)
@@ -339,29 +335,32 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
                     and -32768 <= lo_s and hi_s <= 32767:
                 direct.append((s_idx, f, native, b))
                 continue
-        rest.append((s_idx, f))
-    if direct:
-        _read_direct(out, direct)
-    buffers: dict[tuple[int, str], NDArray[Any]] = {}
-    for s_idx, f in rest:
-        s, b = _rescale(f)
-        raw: NDArray[Any] | None = None
-        native = _native_offset(f, 1) if f.index is None and fast_path else None
-        if native is not None:
-            offset, dtype, stored = native
-            key = (plan.shape[1] * plan.shape[2], dtype.str)
-            buf = buffers.get(key)
-            if buf is None:
-                buf = np.empty(plan.shape[1:], dtype=dtype)
-                buffers[key] = buf
-            _read_into(f.path, offset, buf)
-            _fix_stored_bits(buf, stored)
-            raw = buf
-        else:
-            raw = _frame_of_file(cache.get(f), f)
-        if raw.shape != plan.shape[1:]:
-            raise _shape_error(f, raw.shape, plan.shape[1:])
-        out = _store(out, s_idx, raw, s, b, f)
+        rest.append((s_idx, f, native))
+    opened = _OpenFile()
+    try:
+        if direct:
+            _read_direct(out, direct, opened)
+        buffers: dict[tuple[int, str], NDArray[Any]] = {}
+        for s_idx, f, native in rest:
+            s, b = _rescale(f)
+            raw: NDArray[Any] | None = None
+            if native is not None:
+                offset, dtype, stored = native
+                key = (plan.shape[1] * plan.shape[2], dtype.str)
+                buf = buffers.get(key)
+                if buf is None:
+                    buf = np.empty(plan.shape[1:], dtype=dtype)
+                    buffers[key] = buf
+                opened.read_into(f.path, offset, buf)
+                _fix_stored_bits(buf, stored)
+                raw = buf
+            else:
+                raw = _frame_of_file(cache.get(f), f)
+            if raw.shape != plan.shape[1:]:
+                raise _shape_error(f, raw.shape, plan.shape[1:])
+            out = _store(out, s_idx, raw, s, b, f)
+    finally:
+        opened.close()
     return out
 
 
@@ -374,22 +373,45 @@ def _shape_error(frame: Frame, found: tuple[int, ...], expected: tuple[int, ...]
         "(e.g. RGB), or the file is damaged; select another series.", name)
 
 
-def _read_into(path: Path, offset: int, view: NDArray[Any]) -> None:
-    """Fill ``view`` with bytes from ``offset`` (one read, no copy); refuse a short read."""
-    with open(path, "rb", buffering=0) as fh:
-        fh.seek(offset)
-        n_read = fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
-    if n_read != view.nbytes:
-        name = values.printable(path)
-        raise DamagedFileError(
-            f"File {name}: {n_read} of {view.nbytes} bytes of pixel data could be read from "
-            f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
-            "again from the source.", name)
+class _OpenFile:
+    """The file pixels were last read from, kept open for the next frame read from it.
+
+    The frames of a multi-frame file are read with one ``open``, not one per frame.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.fh: Any = None
+
+    def read_into(self, path: Path, offset: int, view: NDArray[Any]) -> None:
+        """Fill ``view`` with bytes from ``offset`` (one read, no copy); refuse a short read."""
+        if self.path != path or self.fh is None:
+            self.close()
+            self.fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            self.path = path
+        self.fh.seek(offset)
+        n_read = self.fh.readinto(memoryview(view).cast("B"))  # type: ignore[arg-type]
+        if n_read != view.nbytes:
+            raise _short_read(path, n_read, view.nbytes, offset)
+
+    def close(self) -> None:
+        """Close the open file, if any."""
+        if self.fh is not None:
+            self.fh.close()
+        self.fh = self.path = None
+
+
+def _short_read(path: Path, n_read: int, n_bytes: int, offset: int) -> DamagedFileError:
+    name = values.printable(path)
+    return DamagedFileError(
+        f"File {name}: {n_read} of {n_bytes} bytes of pixel data could be read from "
+        f"byte {offset} (the file changed or is truncated). Potential fix: copy the file "
+        "again from the source.", name)
 
 
 def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, Frame, tuple[int, np.dtype[Any],
-                                                                              int], float]]
-                 ) -> None:
+                                                                              int], float]],
+                 opened: _OpenFile) -> None:
     """Read 16-bit uncompressed slices straight into the int16 output.
 
     Only called when every value BitsStored allows, plus the intercept, fits int16: the
@@ -399,7 +421,7 @@ def _read_direct(out: NDArray[Any], jobs: Sequence[tuple[int, Frame, tuple[int, 
     for s_idx, f, (offset, dtype, stored), intercept in jobs:
         dst = out[s_idx]
         view = dst.view(dtype)
-        _read_into(f.path, offset, view)
+        opened.read_into(f.path, offset, view)
         _fix_stored_bits(view, stored)
         if intercept:
             dst += np.int16(intercept)

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
@@ -58,6 +58,7 @@ from bonelesion.dicom.structure import (
 from bonelesion.dicom.values import (
     BINARY_FORMATS,
     canonical_tag,
+    empty_raw,
     mark_checked,
     printable,
 )
@@ -65,13 +66,18 @@ from bonelesion.dicom.values import (
     CANONICAL_TAGS as _TAGS,
 )
 
-__all__ = ["HeaderRead", "read_header", "HEADER_CHUNK_BYTES", "HEADER_MAX_BYTES",
+__all__ = ["HeaderRead", "read_header", "new_dataset", "HEADER_CHUNK_BYTES",
+           "HEADER_LONG_READ_BYTES",
+           "HEADER_MAX_BYTES",
            # encoding constants of `bonelesion.dicom.structure`, re-exported
            "UNDEFINED_LENGTH", "ITEM_TAG", "ITEM_DELIMITER_TAG", "SEQUENCE_DELIMITER_TAG",
            "PIXEL_TAGS", "VR_BYTES", "LONG_VR_BYTES", "NUMBER_STRUCT_FORMATS"]
 
 #: First read of a file: most headers fit (Siemens MR CSA headers need a second read).
 HEADER_CHUNK_BYTES = 16 * 1024
+#: A header longer than four times the first read is read again with at least this many
+#: bytes in all (then ×4 while it is still longer).
+HEADER_LONG_READ_BYTES = 1024 * 1024
 #: Give up (decline) on headers larger than this: pydicom reads them.
 HEADER_MAX_BYTES = 64 * 1024 * 1024
 
@@ -84,6 +90,10 @@ _VALID_VRS = {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) =
 _HH = struct.Struct("<HH")
 _L = struct.Struct("<L")
 _H = struct.Struct("<H")
+#: ``RawDataElement(*fields)`` without the named tuple's keyword-argument layer: every call
+#: passes all nine fields (is_raw True, is_buffered False: the defaults; pinned by
+#: tests/dicom/test_decode.py).
+_new_raw = tuple.__new__
 #: Tag, VR and 16-bit length of an explicit VR element, in one unpack.
 _EXPLICIT_SHORT = struct.Struct("<HH2sH")
 
@@ -164,20 +174,22 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
         if length == UNDEFINED_LENGTH:
             raise _Decline
         _need(buf, pos + length)
-        value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
+        value = buf[pos:pos + length] if length else empty_raw(vr)
         tag = canonical_tag(group << 16 | element)
-        elements[tag] = RawDataElement(tag, vr, length, value, pos, False, True)  # type: ignore[arg-type]
+        elements[tag] = _new_raw(RawDataElement, (tag, vr, length, value, pos, False, True,
+                                                    True, False))
         pos += length
 
 
-def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: str
+def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: str,
+                   elements: dict[BaseTag, RawDataElement | DataElement]
                    ) -> tuple[dict[BaseTag, RawDataElement | DataElement], str | list[str],
                               tuple[int, int, int] | None, dict[BaseTag, RawDataElement]]:
-    """Top-level elements up to the pixel data.
+    """Top-level elements up to the pixel data, added to ``elements`` (empty).
 
     Returns (elements, encoding, pixel info, the sequences whose items were checked).
+    When the buffer ends first (`NeedMoreBytes`), ``elements`` holds those before.
     """
-    elements: dict[BaseTag, RawDataElement | DataElement] = {}
     checked: dict[BaseTag, RawDataElement] = {}
     encoding: str | list[str] = default_encoding
     n = len(buf)
@@ -240,8 +252,8 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
             # kept raw, like a defined-length sequence: its items (without the delimiter)
             # are parsed only when read (the check above bounds that parse)
             item_bytes = buf[value_tell:end - 8]
-            raw = RawDataElement(tag, VR.SQ, len(item_bytes), item_bytes, value_tell,
-                                 implicit, True)  # type: ignore[arg-type]
+            raw = _new_raw(RawDataElement, (tag, VR.SQ, len(item_bytes), item_bytes,
+                                             value_tell, implicit, True, True, False))
             elements[tag] = raw
             checked[tag] = raw
             pos = end
@@ -255,11 +267,12 @@ def _parse_dataset(buf: bytes, pos: int, implicit: bool, complete: bool, where: 
                 and unpack_hh(buf, value_tell) == (0xFFFE, 0xE000)))
         if sequence:
             _check_sequence(buf, value_tell, length, implicit or vr == "UN", True, where)
-        value = buf[value_tell:end] if length else empty_value_for_VR(vr, raw=True)
+        value = buf[value_tell:end] if length else empty_raw(vr)
         if tag_int == _CHARSET:
             check_charset(value if isinstance(value, bytes) else b"", where, value_tell)
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]
-        raw = RawDataElement(tag, vr, length, value, value_tell, implicit, True)  # type: ignore[arg-type]
+        raw = _new_raw(RawDataElement, (tag, vr, length, value, value_tell, implicit, True,
+                                         True, False))
         elements[tag] = raw
         if sequence:
             checked[tag] = raw
@@ -293,8 +306,75 @@ def _plain_syntax(value: bytes) -> bool | None:
 
 _UNKNOWN = object()
 
+#: Instance attributes of a fresh `FileMetaDataset` and of a fresh `FileDataset` (implicit
+#: VR False/True) as pydicom's constructors set them (`_prototypes`).
+_PROTOTYPES: dict[object, dict[str, object]] = {}
 
-def _parse(buf: bytes, path: str, complete: bool) -> HeaderRead:
+
+def _prototypes() -> dict[object, dict[str, object]]:
+    """Build (once) the attributes of pydicom's constructors, to copy instead of running them.
+
+    ``FileDataset(path, elements, preamble, file_meta, implicit, True)`` and
+    ``FileMetaDataset(elements)`` set about 45 attributes through ``Dataset.__setattr__``
+    (a keyword look-up each) and check every meta tag; the fast reader copies the
+    attributes of one instance built by those very constructors and sets the per-file ones
+    (elements, file name, time stamp, preamble, meta, encoding) as they would.
+    tests/dicom/test_fastheader_equivalence.py pins the result to the constructors'.
+    """
+    if not _PROTOTYPES:
+        _PROTOTYPES[Dataset] = dict(vars(Dataset()))
+        meta = FileMetaDataset()
+        meta.set_original_encoding(False, True, default_encoding)
+        _PROTOTYPES[FileMetaDataset] = dict(vars(meta))
+        for implicit in (False, True):
+            ds = FileDataset("", {}, b"", FileMetaDataset(), implicit, True)
+            ds.set_original_encoding(implicit, True, default_encoding)
+            attrs = dict(vars(ds))
+            del attrs["file_meta"]
+            _PROTOTYPES[implicit] = attrs
+    return _PROTOTYPES
+
+
+def _instance(cls: type, prototype: dict[str, object], attrs: dict[str, object]) -> object:
+    """Make a ``cls`` with ``prototype``'s attributes (fresh copies of its dicts) and ``attrs``."""
+    state = {k: (v.copy() if type(v) is dict else v) for k, v in prototype.items()}
+    state.update(attrs)
+    obj: object = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", state)
+    return obj
+
+
+def _file_dataset(path: str, elements: dict[BaseTag, RawDataElement | DataElement],
+                  preamble: bytes, meta_elements: dict[BaseTag, RawDataElement],
+                  implicit: bool, encoding: str | list[str], mtime_s: float | None
+                  ) -> FileDataset:
+    """``FileDataset(path, elements, preamble, FileMetaDataset(meta), implicit, True)``.
+
+    With ``set_original_encoding(implicit, True, encoding)``; ``mtime_s`` is the file's
+    modification time (pydicom's ``timestamp``).
+    """
+    prototypes = _prototypes()
+    file_meta = _instance(FileMetaDataset, prototypes[FileMetaDataset],
+                          {"_dict": meta_elements})
+    ds = _instance(FileDataset, prototypes[implicit], {
+        "_dict": elements, "preamble": preamble, "file_meta": file_meta, "filename": path,
+        "timestamp": mtime_s if path else None, "_read_charset": encoding})
+    return ds  # type: ignore[return-value]
+
+
+def new_dataset(elements: dict[BaseTag, RawDataElement | DataElement]) -> Dataset:
+    """Return ``pydicom.Dataset(elements)``, its attributes copied from a prototype.
+
+    For the thousands of flat frame headers of an enhanced object
+    (`bonelesion.dicom.multiframe.flatten_frames`); the same instance attributes as the
+    constructor sets (tests/dicom/test_framegroups.py).
+    """
+    ds: Dataset = _instance(Dataset, _prototypes()[Dataset], {"_dict": elements})  # type: ignore[assignment]
+    return ds
+
+
+def _parse(buf: bytes, path: str, complete: bool, mtime_s: float | None = None,
+           elements: dict[BaseTag, RawDataElement | DataElement] | None = None) -> HeaderRead:
     if len(buf) < 132:
         raise _NeedMore
     if buf[128:132] != b"DICM":
@@ -309,16 +389,40 @@ def _parse(buf: bytes, path: str, complete: bool) -> HeaderRead:
     _need(buf, pos + 2)
     if _H.unpack_from(buf, pos)[0] == 0x0000:
         raise _Decline  # a command set: pydicom reads it apart
-    elements, encoding, pixel, checked = _parse_dataset(buf, pos, implicit, complete,
-                                                        printable(path))
-    file_meta = FileMetaDataset(meta_elements)  # type: ignore[arg-type]
-    file_meta.set_original_encoding(False, True, default_encoding)
-    ds = FileDataset(path, elements, buf[:128], file_meta, implicit, True)  # type: ignore[arg-type]
-    ds.set_original_encoding(implicit, True, encoding)
+    elements, encoding, pixel, checked = _parse_dataset(
+        buf, pos, implicit, complete, printable(path), {} if elements is None else elements)
+    ds = _file_dataset(path, elements, buf[:128], meta_elements, implicit, encoding, mtime_s)
     mark_checked(ds, checked)
     if pixel is None:
         return HeaderRead(ds, None, None, None)
     return HeaderRead(ds, pixel[0], pixel[1], pixel[2])
+
+
+#: Bytes read beyond the estimated start of the pixel data (`_pixel_data_start`).
+_HINT_MARGIN_BYTES = 4096
+_ROWS, _COLUMNS, _FRAMES = BaseTag(0x00280010), BaseTag(0x00280011), BaseTag(0x00280008)
+_SAMPLES, _BITS = BaseTag(0x00280002), BaseTag(0x00280100)
+
+
+def _pixel_data_start(elements: dict[BaseTag, RawDataElement | DataElement], file_size: int
+                      ) -> int | None:
+    """Estimate where the Pixel Data element starts: file size − native pixel bytes − 12.
+
+    From the image size read before the buffer ran out (Rows, Columns, BitsAllocated,
+    SamplesPerPixel, NumberOfFrames, which come before the functional groups); None when
+    they are not all there or give no plausible position (compressed pixel data: read ×4).
+    Only the size of the next read: the header is parsed, and checked, as always.
+    """
+    try:
+        rows, columns, bits = (_H.unpack(elements[t].value)[0]  # type: ignore[arg-type]
+                               for t in (_ROWS, _COLUMNS, _BITS))
+        samples = _H.unpack(elements[_SAMPLES].value)[0] if _SAMPLES in elements else 1  # type: ignore[arg-type]
+        frames_raw = elements[_FRAMES].value if _FRAMES in elements else b"1"
+        frames = int(bytes(frames_raw).strip(b"\x00 ") or b"1")  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, struct.error):
+        return None
+    end = file_size - rows * columns * samples * frames * bits // 8 - 12
+    return end if 0 < end <= HEADER_MAX_BYTES else None
 
 
 def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK_BYTES
@@ -330,7 +434,8 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     path : path
         A DICOM Part 10 file.
     chunk_bytes : int
-        Size of the first read; the buffer grows ×4 while the header is longer.
+        Size of the first read; the buffer grows ×4 while the header is longer (to at least
+        `HEADER_LONG_READ_BYTES` from the third read).
 
     Returns
     -------
@@ -351,15 +456,28 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     with open(path, "rb") as fh:
         buf = fh.read(chunk_bytes)
         complete = len(buf) < chunk_bytes
+        st = os.fstat(fh.fileno())
+        passes = 0
         while True:
+            before: dict[BaseTag, RawDataElement | DataElement] = {}
             try:
-                return _parse(buf, path, complete)
+                return _parse(buf, path, complete, st.st_mtime, before)
             except _Decline:
                 return None
             except _NeedMore:
                 if complete or len(buf) >= HEADER_MAX_BYTES:
                     return None  # file ends inside the header: pydicom reports it
-                want = len(buf) * 3
+                # A long header (an enhanced object's functional groups, often of undefined
+                # length, which each pass walks again up to the end of the buffer) is read
+                # again up to where its pixel data should start, from the image size read
+                # so far; else ×4, and from the third pass at least `HEADER_LONG_READ_BYTES`.
+                passes += 1
+                end = _pixel_data_start(before, st.st_size)
+                if end is not None and end > len(buf):
+                    want = min(end - len(buf) + _HINT_MARGIN_BYTES, HEADER_MAX_BYTES)
+                else:
+                    want = len(buf) * 3 if passes < 2 else \
+                        max(len(buf) * 3, HEADER_LONG_READ_BYTES - len(buf))
                 more = fh.read(want)
                 complete = len(more) < want
                 buf += more

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from pydicom.dataelem import RawDataElement, empty_value_for_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag
 
 from bonelesion.dicom.structure import (
@@ -35,7 +35,7 @@ from bonelesion.dicom.structure import (
     UNDEFINED_LENGTH,
     VR_BYTES,
 )
-from bonelesion.dicom.values import CANONICAL_TAGS, canonical_tag
+from bonelesion.dicom.values import CANONICAL_TAGS, canonical_tag, empty_raw
 
 __all__ = ["NotPlain", "Item", "sequence_items", "items_with_firsts", "raw_sequence_bytes"]
 
@@ -47,6 +47,10 @@ _HHL: Final = struct.Struct("<HHL")
 _EXPLICIT_SHORT: Final = struct.Struct("<HH2sH")
 _VRS: Final = {vr: vr.decode("ascii") for vr in VR_BYTES}
 _LONG: Final = LONG_VR_BYTES
+#: ``RawDataElement(*fields)`` without the named tuple's keyword-argument layer: every call
+#: passes all nine fields (is_raw True, is_buffered False: the defaults; pinned by
+#: tests/dicom/test_decode.py).
+_new_raw: Final = tuple.__new__
 
 
 class NotPlain(Exception):
@@ -122,6 +126,8 @@ def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, ke
     out: Item = {}
     vrs = _VRS
     tags = CANONICAL_TAGS
+    unpack_explicit = _EXPLICIT_SHORT.unpack_from
+    new_raw = _new_raw
     while True:
         if pos >= limit and not undefined:
             if pos > limit:
@@ -129,7 +135,7 @@ def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, ke
             return out, pos
         if pos + 8 > limit:
             raise NotPlain
-        group, element, vr_bytes, length = _EXPLICIT_SHORT.unpack_from(buf, pos)
+        group, element, vr_bytes, length = unpack_explicit(buf, pos)
         tag_int = group << 16 | element
         if tag_int == ITEM_DELIMITER_TAG:
             if not undefined:
@@ -153,8 +159,8 @@ def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, ke
             if keep:
                 tag = tags.get(tag_int) or canonical_tag(tag_int)
                 item_bytes = buf[start:end - 8]
-                out[tag] = RawDataElement(tag, vr, len(item_bytes), item_bytes, start, False,  # type: ignore[arg-type]
-                                          True)
+                out[tag] = new_raw(RawDataElement, (tag, vr, len(item_bytes), item_bytes,
+                                                     start, False, True, True, False))
                 if first is not None and firsts is not None:
                     firsts[tag] = first
             pos = end
@@ -164,8 +170,9 @@ def _read_item(buf: bytes, pos: int, limit: int, undefined: bool, depth: int, ke
             raise NotPlain
         if keep:
             tag = tags.get(tag_int) or canonical_tag(tag_int)
-            value = buf[start:end] if length else empty_value_for_VR(vr, raw=True)
-            out[tag] = RawDataElement(tag, vr, length, value, start, False, True)  # type: ignore[arg-type]
+            value = buf[start:end] if length else empty_raw(vr)
+            out[tag] = new_raw(RawDataElement, (tag, vr, length, value, start, False, True,
+                                                 True, False))
             if firsts is not None and vr == "SQ":
                 first = _first_of_defined(buf, start, end, depth + 1)
                 if first is not None:
@@ -203,18 +210,20 @@ def sequence_items(buf: bytes, *, first_only: bool = False) -> list[Item]:
     return [item for item, _ in _items(buf, first_only, False)]
 
 
-def items_with_firsts(buf: bytes) -> list[tuple[Item, dict[BaseTag, Item]]]:
+def items_with_firsts(buf: bytes, *, first_only: bool = False
+                      ) -> list[tuple[Item, dict[BaseTag, Item]]]:
     """Return each item of a sequence value with the first item of each of its sequences.
 
     One walk over the bytes gives a per-frame functional groups item and the first item
-    of each functional group in it (what `bonelesion.dicom.multiframe` needs).
+    of each functional group in it (what `bonelesion.dicom.multiframe` needs);
+    ``first_only`` stops after the first item (the catalogue's first frame).
 
     Raises
     ------
     NotPlain
         As `sequence_items`.
     """
-    return _items(buf, False, True)
+    return _items(buf, first_only, True)
 
 
 def _items(buf: bytes, first_only: bool, with_firsts: bool

@@ -40,7 +40,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 
-from bonelesion.dicom import values, vendors
+from bonelesion.dicom import kept_headers, values, vendors
 from bonelesion.dicom.discovery import sniff_dicom
 from bonelesion.dicom.fastheader import read_header
 from bonelesion.dicom.multiframe import flatten_frames, frame_number
@@ -186,7 +186,8 @@ class Frame:
 
 
 def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | None = None,
-                     *, fast_path: bool = True) -> tuple[Dataset, PixelLocation | None]:
+                     *, fast_path: bool = True, reuse: bool = False
+                     ) -> tuple[Dataset, PixelLocation | None]:
     """Read a header (no pixels); return it and where its pixel data are.
 
     Parameters
@@ -199,6 +200,10 @@ def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | 
         From discovery (sniffed when None).
     fast_path : bool
         Use the fast reader for plain Part 10 files.
+    reuse : bool
+        Take the header the index just parsed of this file, if it kept it and the file is
+        unchanged (`bonelesion.dicom.kept_headers`; the fast path only), instead of
+        parsing it again.
 
     Returns
     -------
@@ -217,7 +222,10 @@ def read_file_header(path: Path, read_warnings: list[str], has_preamble: bool | 
         has_preamble = sniff_dicom(path)[1]
     try:
         if fast_path and has_preamble:
-            fast = read_header(path)
+            fast = kept_headers.take(os.fspath(path), os.stat(path)) \
+                if reuse and kept_headers.n_kept() else None
+            if fast is None:
+                fast = read_header(path)
             if fast is not None:
                 values.bind_source(fast.dataset, path)
                 location = None

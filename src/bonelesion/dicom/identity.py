@@ -130,6 +130,17 @@ def _absent(ds: Dataset, keyword: str) -> bool:
     return value is None or not str(value).strip()
 
 
+def has_instance_uids(ds: Dataset) -> bool:
+    """Tell whether SOPInstanceUID, StudyInstanceUID and SeriesInstanceUID are all present.
+
+    When they are, `ensure_series_instance_uid` leaves ``ds`` as it is.
+    """
+    return not any(_absent(ds, k) for k in _INSTANCE_UID_KEYWORDS)
+
+
+_INSTANCE_UID_KEYWORDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
 def ensure_series_instance_uid(ds: Dataset, path: str | os.PathLike[str]) -> str:
     """Give ``ds`` substitutes for absent instance, study and series UIDs; return the note.
 

@@ -50,6 +50,8 @@ from typing import Any
 
 from pydicom import Dataset
 
+from bonelesion.dicom import kept_headers
+
 # Re-exported: the catalogue's public names, from the modules that define them.
 from bonelesion.dicom.catalogue.query import Catalogue  # noqa: E402
 from bonelesion.dicom.catalogue.read import (
@@ -108,14 +110,24 @@ DEFAULT_DB_NAME = "bonelesion-index.sqlite"
 #: Files per work item sent to a worker process.
 _CHUNK_FILES = 128
 
+#: Fewer files to read than this are read in this process: starting worker processes costs
+#: more than they save below it (bench/bench_index.py), and the headers read here are kept
+#: for a load that follows (`bonelesion.dicom.kept_headers`).
+_POOL_MIN_FILES = 600
+
 
 def _read_chunk(
-    root: str, items: Sequence[tuple[str, int, int]], secret: bytes | None
+    root: str, items: Sequence[tuple[str, int, int]], secret: bytes | None,
+    keep_headers: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Worker entry point: read a chunk of files, return database rows."""
+    """Worker entry point: read a chunk of files, return database rows.
+
+    ``keep_headers`` (in the main process only) keeps each usable file's parsed header for
+    the series reader (`bonelesion.dicom.kept_headers`).
+    """
     return [
         _to_row(read_file_record(root, rel, size_bytes=size, mtime_ns=mtime,
-                                 patient_key_secret=secret))
+                                 patient_key_secret=secret, keep_header=keep_headers))
         for rel, size, mtime in items
     ]
 
@@ -150,7 +162,9 @@ def index_export(
     db_path : path
         Catalogue file; created when absent, updated incrementally when present.
     workers : int, optional
-        Worker processes reading headers; 1 reads in this process. Default: CPU count.
+        Worker processes reading headers; 1 reads in this process, as does any run with
+        fewer than 600 files to read (worker start-up would cost more than it saves).
+        Default: CPU count.
     progress : callable, optional
         Called as ``progress(files_done, files_to_read)`` after each chunk.
     patient_key_secret : bytes, optional
@@ -205,7 +219,8 @@ def index_export(
         logger.info("Index %s: %d files found, %d to read, %d unchanged", root_path,
                     len(walk.files), len(todo), unchanged)
         _write_rows(con, [_to_row(_entry_record(p)) for p in walk.problems], stamp)
-        _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp)
+        used = _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp,
+                         new_paths=not known)
         removed = _remove_gone(con, walk)
         reread = _apply_series_context(con, root_path, patient_key_secret, stamp)
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -213,7 +228,7 @@ def index_export(
     finally:
         con.close()
     summary = IndexSummary(
-        root=root_path, db_path=db, workers=n_workers,
+        root=root_path, db_path=db, workers=used,
         files_seen=len(walk.files) + len(walk.problems), files_read=len(todo),
         files_unchanged=unchanged, files_removed=removed, files_reread=reread,
         status_counts=counts,
@@ -244,32 +259,42 @@ def _read_all(
     progress: Callable[[int, int], None] | None,
     secret: bytes | None,
     stamp: str,
-) -> None:
+    *,
+    new_paths: bool = False,
+) -> int:
     """Read every file of ``todo`` (in chunks, in workers) and write the rows chunk by chunk.
 
+    Fewer than `_POOL_MIN_FILES` files are read in this process. Files read in this process
+    keep their headers for a load that follows (`bonelesion.dicom.kept_headers`) when they
+    are few enough to be kept all.
     A worker pool that breaks (a worker killed, e.g. out of memory) does not stop the run:
-    the chunks not yet written are read in this process instead.
+    the chunks not yet written are read in this process instead. Returns the number of
+    worker processes used (1: this process).
     """
     total = len(todo)
     if total == 0:
         if progress is not None:
             progress(0, 0)
-        return
+        return 1
     chunks = [todo[i:i + _CHUNK_FILES] for i in range(0, total, _CHUNK_FILES)]
     done = 0
 
     def write(rows: list[tuple[Any, ...]]) -> None:
         nonlocal done
-        _write_rows(con, rows, stamp)
+        _write_rows(con, rows, stamp, new_paths=new_paths)
         done += len(rows)
         if progress is not None:
             progress(done, total)
 
     left: list[list[tuple[str, int, int]]] = chunks
-    if n_workers > 1 and len(chunks) > 1:
+    used = 1
+    if n_workers > 1 and len(chunks) > 1 and total >= _POOL_MIN_FILES:
+        used = min(n_workers, len(chunks))
         left = _read_in_pool(root, chunks, n_workers, secret, write)
+    keep = total <= kept_headers.MAX_KEPT_HEADERS  # a larger export would only churn it
     for chunk in left:
-        write(_read_chunk(os.fspath(root), chunk, secret))
+        write(_read_chunk(os.fspath(root), chunk, secret, keep_headers=keep))
+    return used
 
 
 def _read_in_pool(

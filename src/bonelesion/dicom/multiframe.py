@@ -51,6 +51,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
 from bonelesion.dicom import values, vendors
+from bonelesion.dicom.fastheader import new_dataset
 from bonelesion.dicom.framegroups import (
     Item,
     NotPlain,
@@ -392,20 +393,29 @@ def flatten_frames(ds: Dataset, *, fast: bool = True) -> list[Dataset]:
     creator = DataElement(_FRAME_NUMBER_CREATOR_TAG, "LO", FRAME_NUMBER_PRIVATE_CREATOR)
     flats: list[Dataset] = []
     meta = ds.__dict__.get("file_meta")
+    with_shared: dict[BaseTag, DataElement | RawDataElement] | None = None
     for index in range(n_frames):
-        tags = dict(base)
         frame_items = per_frame[index] if index < len(per_frame) else None
-        if frame_items is not None:
+        if frame_items is None or not frame_items[0]:
+            # no Philips private item: top level < shared is the same for every frame,
+            # merged once (the same merges, in the same order, as below)
+            if with_shared is None:
+                with_shared = dict(base)
+                for item, first_inner in shared_items:
+                    _merge_item(with_shared, item, first_inner)
+            tags = dict(with_shared)
+        else:
+            tags = dict(base)
             for item, first_inner in frame_items[0]:
                 _merge_item(tags, item, first_inner)
-        for item, first_inner in shared_items:
-            _merge_item(tags, item, first_inner)
+            for item, first_inner in shared_items:
+                _merge_item(tags, item, first_inner)
         if frame_items is not None:
             for item, first_inner in frame_items[1]:
                 _merge_item(tags, item, first_inner)
         tags[_FRAME_NUMBER_CREATOR_TAG] = creator
         tags[_FRAME_NUMBER_TAG] = DataElement(_FRAME_NUMBER_TAG, "UL", index + 1)
-        flat = Dataset(tags)  # type: ignore[arg-type]
+        flat = new_dataset(tags)  # Dataset(tags), without its constructor's setattr calls
         values.inherit_source(flat, ds)
         if meta is not None:
             flat.file_meta = meta

@@ -224,7 +224,8 @@ def _file_frames(file: Path, has_preamble: bool, max_bytes: int, read_warnings: 
     """
     ds: Dataset | None = None
     try:
-        ds, location = read_file_header(file, read_warnings, has_preamble, fast_path=fast_path)
+        ds, location = read_file_header(file, read_warnings, has_preamble, fast_path=fast_path,
+                                        reuse=True)
         meta = ds.__dict__.get("file_meta")
         if meta is not None and values.get_text(meta, "MediaStorageSOPClassUID",
                                                 strict=False) == _DICOMDIR_SOP_CLASS:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pydicom import Dataset
 
 from bonelesion.dicom import values, vendors
-from bonelesion.dicom.vendors.diffusion import DiffusionKind
 from bonelesion.dicom.vendors.ge import ge_volume_label
 from bonelesion.dicom.vendors.siemens import is_mosaic
 from bonelesion.errors import (
@@ -134,13 +133,9 @@ def stack_key(flat: Dataset) -> StackKey:
     orientation: tuple[float, ...] | None = None
     if iop is not None and len(iop) == 6:
         orientation = tuple(_round_or_none(v, _KEY_ORIENTATION_DECIMALS) or 0.0 for v in iop)
-    kind = vendors.diffusion_kind(flat)
-    # Not a diffusion image (kind NONE): no b-value and no direction, by the rules of
-    # `b_value_s_per_mm2` and `diffusion_direction_lps` (both decline such an image);
-    # a direction exists only for a DIRECTIONAL image. Neither is asked again then.
-    b_value = None if kind is DiffusionKind.NONE else vendors.b_value_s_per_mm2(flat)
-    direction = vendors.diffusion_direction_lps(flat) \
-        if kind is DiffusionKind.DIRECTIONAL else None
+    # kind, b-value and direction as `diffusion_kind`, `b_value_s_per_mm2` and
+    # `diffusion_direction_lps` give them, the evidence read once
+    kind, b_value, direction = vendors.diffusion_facts(flat)
     echo_time = vendors.echo_time_ms(flat)
     temporal = values.get_int(flat, "TemporalPositionIndex", strict=False)
     if temporal is None:

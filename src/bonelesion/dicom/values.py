@@ -34,9 +34,9 @@ import struct
 import warnings
 from typing import Any, Final
 
-from pydicom import Dataset
+from pydicom import Dataset, config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.errors import BytesLengthException
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -51,6 +51,7 @@ __all__ = [
     "mark_checked",
     "share_value_cache",
     "canonical_tag",
+    "empty_raw",
     "raw_sequence",
     "source_of",
     "printable",
@@ -93,6 +94,8 @@ _CACHE_ATTR: Final = "_bonelesion_values"
 #: Attribute of a `Dataset`: {tag: raw element} of sequences whose items were checked when
 #: the header was read (not checked again before pydicom parses them).
 _CHECKED_ATTR: Final = "_bonelesion_checked"
+#: Key marking a value cache shared by the flat headers of one file (`share_value_cache`).
+_SHARED: Final = ("shared by frames",)
 
 #: struct format of each binary numeric VR (PS3.5 §6.2).
 BINARY_FORMATS: Final = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
@@ -161,7 +164,7 @@ def share_value_cache(datasets: list[Dataset]) -> None:
     parsed from and is used only for that very element, so frames whose elements differ
     still get their own values.
     """
-    cache: dict[Any, Any] = {}
+    cache: dict[Any, Any] = {_SHARED: True}
     for ds in datasets:
         ds.__dict__[_CACHE_ATTR] = cache
 
@@ -522,6 +525,24 @@ def canonical_tag(tag_int: int) -> BaseTag:
     return tag
 
 
+#: ``empty_value_for_VR(vr, raw=True)`` by VR (and pydicom's empty-text option).
+_EMPTY_RAW: dict[tuple[str | None, bool], Any] = {}
+
+
+def empty_raw(vr: str | None) -> Any:
+    """Return ``pydicom.dataelem.empty_value_for_VR(vr, raw=True)``, looked up once per VR.
+
+    The value of an empty raw element, as pydicom's parser gives it (the readers of
+    `bonelesion.dicom.fastheader` and `bonelesion.dicom.framegroups` make thousands).
+    """
+    key = (vr, config.use_none_as_empty_text_VR_value)
+    try:
+        return _EMPTY_RAW[key]
+    except KeyError:
+        value = _EMPTY_RAW[key] = empty_value_for_VR(vr, raw=True)
+        return value
+
+
 def _key(key: str | int) -> tuple[BaseTag, str]:
     found = _KEYS.get(key)
     if found is None:
@@ -615,6 +636,44 @@ def _store(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
     return value
 
 
+def _twin_key(tag: BaseTag, kind: str, elem: Any) -> tuple[Any, ...] | None:
+    """Cache key of a raw element by its bytes: equal raw elements give equal values."""
+    if type(elem) is not RawDataElement or type(elem.value) is not bytes:
+        return None
+    return tag, kind, elem.VR, elem.is_little_endian, elem.value
+
+
+def _twin_hit(cache: dict[Any, Any], tag: BaseTag, kind: str, elem: Any) -> Any:
+    """Return the value (or error) parsed from another raw element of the same tag and bytes.
+
+    A cache is shared only by the flat headers of one file (`share_value_cache`): the
+    frames of an enhanced object repeat the same per-frame values (orientation, FrameType,
+    spacing …) in distinct elements, whose bytes, VR, encoding, character set and file —
+    everything a value and its error message depend on — are the same.
+    """
+    key = _twin_key(tag, kind, elem)
+    if key is None:
+        return _MISSING
+    found = cache.get(key, _MISSING)
+    if found is _MISSING:
+        return _MISSING
+    cache[(tag, kind)] = (elem, found)
+    if isinstance(found, InputError):
+        raise found
+    return found
+
+
+def _store_raw(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
+    """`_store`, also under the element's bytes (`_twin_hit`)."""
+    _store(ds, tag, kind, elem, value)
+    cache = ds.__dict__[_CACHE_ATTR]
+    if _SHARED in cache:
+        key = _twin_key(tag, kind, elem)
+        if key is not None:
+            cache[key] = value
+    return value
+
+
 def _converted(ds: Dataset, tag: BaseTag) -> DataElement:
     """Convert one element with pydicom, inside the guard (the only call of it)."""
     try:
@@ -692,12 +751,16 @@ def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] 
             if isinstance(hit[1], InputError):
                 raise hit[1]
             return hit[1]  # type: ignore[no-any-return]
+        if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
+            found = _twin_hit(cache, tag, kind, elem)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
     try:
         value = _parse_numbers(ds, tag, dict_vr)
     except InputError as exc:
-        _store(ds, tag, kind, elem, exc)
+        _store_raw(ds, tag, kind, elem, exc)
         raise
-    return _store(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
+    return _store_raw(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
 
 
 def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str) -> tuple[float | int, ...] | None:
@@ -742,6 +805,24 @@ def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str) -> tuple[float | int
     return out
 
 
+def _final_hit(ds: Dataset, key: str | int, kind: str) -> Any:
+    """Return a typed accessor's own result cached for this element (None: not cached)."""
+    cache = ds.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        return None
+    tag = (_KEYS.get(key) or _key(key))[0]
+    hit = cache.get((tag, kind))
+    if hit is None or hit[0] is not ds._dict.get(tag):
+        return None
+    return hit[1]
+
+
+def _final_store(ds: Dataset, key: str | int, kind: str, value: Any) -> Any:
+    """Cache a typed accessor's valid result (its errors go through `_numbers`' cache)."""
+    tag = (_KEYS.get(key) or _key(key))[0]
+    return _store(ds, tag, kind, ds._dict.get(tag), value)
+
+
 def _finite(values: tuple[float | int, ...], ds: Dataset, key: str | int) -> None:
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
@@ -760,6 +841,9 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
     """
     if ds is None:
         return None
+    hit = _final_hit(ds, key, "ints")
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
     try:
         values = _numbers(ds, key, "n")
         if values is None:
@@ -774,7 +858,7 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
                 raise _invalid(_where(ds, _key(key)[0]), "value", values,
                                "an integer within ±2**63")
             out.append(v)
-        return tuple(out)
+        return _final_store(ds, key, "ints", tuple(out))  # type: ignore[no-any-return]
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
@@ -811,6 +895,9 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
     """
     if ds is None:
         return None
+    hit = _final_hit(ds, key, "floats") if finite else None
+    if hit is not None and (count is None or len(hit) == count):
+        return hit  # type: ignore[no-any-return]
     try:
         values = _numbers(ds, key, "n")
         if values is None:
@@ -820,7 +907,8 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
         if count is not None and len(values) != count:
             raise _invalid(_where(ds, _key(key)[0]), f"value with {len(values)} number(s)",
                            values, f"{count} numbers")
-        return tuple(float(v) for v in values)
+        out = tuple(float(v) for v in values)
+        return _final_store(ds, key, "floats", out) if finite else out
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
@@ -851,12 +939,16 @@ def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | 
             if isinstance(hit[1], InputError):
                 raise hit[1]
             return hit[1]  # type: ignore[no-any-return]
+        if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
+            found = _twin_hit(cache, tag, kind, elem)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
     try:
         value = _parse_strings(ds, tag, dict_vr, kind)
     except InputError as exc:
-        _store(ds, tag, kind, elem, exc)
+        _store_raw(ds, tag, kind, elem, exc)
         raise
-    return _store(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
+    return _store_raw(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
 
 
 def _parse_strings(ds: Dataset, tag: BaseTag, dict_vr: str, kind: str

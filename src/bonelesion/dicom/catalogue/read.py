@@ -35,7 +35,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from bonelesion.dicom import values, vendors
+from bonelesion.dicom import kept_headers, values, vendors
 from bonelesion.dicom.catalogue.records import SUPPORTED_SOP_CLASSES, FileRecord, FileStatus
 from bonelesion.dicom.catalogue.values import (
     _first_item,
@@ -54,10 +54,12 @@ from bonelesion.dicom.fastheader import (
     UNDEFINED_LENGTH,
     VR_BYTES,
     HeaderRead,
+    new_dataset,
     read_header,
 )
+from bonelesion.dicom.framegroups import NotPlain, items_with_firsts, raw_sequence_bytes
 from bonelesion.dicom.header import deflated_dataset
-from bonelesion.dicom.identity import ensure_series_instance_uid
+from bonelesion.dicom.identity import ensure_series_instance_uid, has_instance_uids
 from bonelesion.dicom.multiframe import flatten_frames
 from bonelesion.dicom.stack_key import StackKey, stack_key
 from bonelesion.dicom.structure import HeaderScan, HeaderStructureError, scan_header
@@ -353,10 +355,25 @@ def _missing(ds: Dataset, sop_class: str, has_pixels: bool) -> list[str]:
     if "ImagePositionPatient" in need and _raw(ds, "ImagePositionPatient") is None \
             and vendors.uih.is_uih_mosaic(ds) and vendors.uih.uih_tile_positions(ds) is not None:
         need.remove("ImagePositionPatient")  # a UIH mosaic: per-tile positions (0065,1051)
-    missing = [kw for kw in need if _raw(ds, kw) is None]
+    missing = [kw for kw in need if not _present(ds, kw)]
     if sop_class != _RTSTRUCT_SOP_CLASS and not has_pixels:
         missing.append("PixelData")
     return missing
+
+
+def _present(ds: Dataset, keyword: str) -> bool:
+    """Whether an attribute has a readable value (`_raw`), a raw sequence without parsing it.
+
+    A raw sequence is present when its items pass the structure check
+    (`bonelesion.dicom.values.raw_sequence`): pydicom parsing a functional-groups sequence
+    only to see it exists cost 30 ms an enhanced file.
+    """
+    try:
+        if values.raw_sequence(ds, keyword) is not None:
+            return True
+    except InputError:
+        return False
+    return _raw(ds, keyword) is not None
 
 
 def read_file_record(
@@ -366,6 +383,7 @@ def read_file_record(
     size_bytes: int | None = None,
     mtime_ns: int | None = None,
     patient_key_secret: bytes | None = None,
+    keep_header: bool = False,
 ) -> FileRecord:
     """Read the header of one file and return its catalogue record; never raises.
 
@@ -379,6 +397,10 @@ def read_file_record(
         File size and modification time from the walk (``os.stat`` when omitted).
     patient_key_secret : bytes, optional
         Secret of the HMAC stored as ``patient_key``; no patient key without it.
+    keep_header : bool
+        Keep the parsed header of a usable file (status ``ok``) for a load that follows in
+        this process (`bonelesion.dicom.kept_headers`): the series reader then takes it
+        instead of parsing the file again.
 
     Returns
     -------
@@ -387,7 +409,8 @@ def read_file_record(
         the file's own: keys that depend on the rest of the series (see
         `bonelesion.dicom.multiframe.series_stack_keys`) are applied by `index_export`.
     """
-    return _read_file_record(root, relpath, size_bytes, mtime_ns, patient_key_secret, None)
+    return _read_file_record(root, relpath, size_bytes, mtime_ns, patient_key_secret, None,
+                             keep_header=keep_header)
 
 
 #: Receives (flat headers, stack keys) of a file's frames (see `_read_file_record`).
@@ -401,6 +424,8 @@ def _read_file_record(
     mtime_ns: int | None,
     secret: bytes | None,
     frames_out: _FramesOut | None,
+    *,
+    keep_header: bool = False,
 ) -> FileRecord:
     """`read_file_record`; ``frames_out`` also receives the flat headers and frame keys."""
     path = os.path.join(os.fspath(root), relpath)
@@ -411,7 +436,12 @@ def _read_file_record(
         # pydicom warns about odd values while converting them; keep those as notes.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rec = _read_record(path, relpath, size_bytes, mtime_ns, secret, frames_out)
+            fresh: list[HeaderRead] | None = [] if keep_header else None
+            rec = _read_record(path, relpath, size_bytes, mtime_ns, secret, frames_out,
+                               fresh=fresh)
+        if fresh and not caught and rec.status == FileStatus.OK.value:
+            # a usable file read without a warning: the load may take its header
+            kept_headers.keep(path, os.stat(path), fresh[0])
         if caught and rec.status not in (FileStatus.NOT_DICOM.value,):
             extra = []
             for w in _pydicom_warnings(caught):
@@ -435,7 +465,14 @@ def _read_file_record(
 def _read_record(
     path: str, relpath: str, size_bytes: int, mtime_ns: int, secret: bytes | None,
     frames_out: _FramesOut | None = None,
+    *,
+    fresh: list[HeaderRead] | None = None,
 ) -> FileRecord:
+    """Read the record of one file.
+
+    ``fresh`` receives a fast-read header that the reading left as a fresh parse gives it
+    (no UID substituted).
+    """
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
     def record(status: FileStatus, reason: str = "", **fields: Any) -> FileRecord:
@@ -456,6 +493,8 @@ def _read_record(
             stop.tag = fast.pixel_data_tag
             stop.length = fast.pixel_data_length or 0
             stop.value_offset = fast.pixel_data_offset
+        if fresh is not None and has_instance_uids(fast.dataset):
+            fresh.append(fast)
         return _classify(fast.dataset, stop, [], size_bytes, path, True, size_bytes, secret,
                          record, frames_out, header_complete=True)
     try:
@@ -713,12 +752,7 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
     image_type = _joined(ds, "ImageType")
     multiframe = values.has(ds, "PerFrameFunctionalGroupsSequence")
     if multiframe:
-        shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-        first = _first_item(ds, "PerFrameFunctionalGroupsSequence")
-
-        def fg(group: str) -> Dataset | None:
-            item = _first_item(first, group)
-            return item if item is not None else _first_item(shared, group)
+        fg = _first_frame_groups(ds) or _first_frame_groups_parsed(ds)
 
         position = position or _floats(fg("PlanePositionSequence"), "ImagePositionPatient")
         orientation = orientation or _floats(fg("PlaneOrientationSequence"),
@@ -783,6 +817,58 @@ def _header_values(ds: Dataset, secret: bytes | None, frames_out: _FramesOut | N
         "frame_positions_lps_mm": frame_positions,
         **key_values,
     }
+
+
+#: The functional groups the catalogue reads for the first frame.
+_FIRST_FRAME_GROUPS = ("PlanePositionSequence", "PlaneOrientationSequence",
+                       "PixelMeasuresSequence", "MREchoSequence")
+
+
+def _first_frame_groups_parsed(ds: Dataset) -> Callable[[str], Dataset | None]:
+    """Return ``fg(group)``, the first item of a functional group of the first frame.
+
+    From the first per-frame item, else the shared item; the sequences parsed by pydicom.
+    """
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    first = _first_item(ds, "PerFrameFunctionalGroupsSequence")
+
+    def fg(group: str) -> Dataset | None:
+        item = _first_item(first, group)
+        return item if item is not None else _first_item(shared, group)
+    return fg
+
+
+def _first_frame_groups(ds: Dataset) -> Callable[[str], Dataset | None] | None:
+    """`_first_frame_groups_parsed` read from the raw sequence bytes (`framegroups`).
+
+    Only the first per-frame item is walked, and no sequence is parsed by pydicom (an
+    819-frame enhanced object's per-frame sequence cost 30 ms a file). None when the
+    sequences are not raw Explicit VR Little Endian ones: the caller parses them.
+    """
+    try:
+        per_frame = values.raw_sequence(ds, "PerFrameFunctionalGroupsSequence")
+        shared = values.raw_sequence(ds, "SharedFunctionalGroupsSequence") \
+            if values.has(ds, "SharedFunctionalGroupsSequence") else None
+        if per_frame is None or (shared is None
+                                 and values.has(ds, "SharedFunctionalGroupsSequence")):
+            return None
+        firsts = [found[0][1] for found in (
+            items_with_firsts(raw_sequence_bytes(elem), first_only=True)
+            for elem in (per_frame, shared) if elem is not None) if found]
+    except (NotPlain, InputError):
+        return None
+    items: dict[str, Dataset] = {}
+    for group in _FIRST_FRAME_GROUPS:
+        tag = values.canonical_tag(pydicom.datadict.tag_for_keyword(group) or 0)
+        found = next((f[tag] for f in firsts if tag in f), None)
+        if found is not None:
+            item = new_dataset(dict(found))
+            values.inherit_source(item, ds)
+            items[group] = item
+
+    def fg(group: str) -> Dataset | None:
+        return items.get(group)
+    return fg
 
 
 def _uih_first_tile(flat: Dataset) -> tuple[float, ...] | None:

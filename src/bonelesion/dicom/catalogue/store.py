@@ -124,12 +124,14 @@ def _prepare(con: sqlite3.Connection, db_path: Path, root: Path) -> None:
 
 
 def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], stamp: str,
-                *, series_done: str | None = None) -> None:
+                *, series_done: str | None = None, new_paths: bool = False) -> None:
     """Insert rows (read with ``stamp``) and their stack memberships in one transaction.
 
     The series of the rows (and the series the same paths were in before) are marked for
     the series-context pass (`_apply_series_context`), unless ``series_done`` is given:
     the series-context pass of that series is writing, and it is marked done instead.
+    ``new_paths``: no row's path is in the catalogue yet (a first index), so there is no
+    former series to mark and no former stack membership to delete.
     """
     if not rows:
         return
@@ -154,13 +156,15 @@ def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], stamp:
     con.execute("BEGIN IMMEDIATE")
     try:
         if series_done is None:
-            con.executemany(_MARK_OLD_SERIES, [(r[pi],) for r in rows])
+            if not new_paths:
+                con.executemany(_MARK_OLD_SERIES, [(r[pi],) for r in rows])
             con.executemany("INSERT OR IGNORE INTO pending_series VALUES (?)",
                             [(uid,) for uid in {r[si] for r in rows} if uid is not None])
         else:
             con.execute("DELETE FROM pending_series WHERE series_instance_uid = ?",
                         (series_done,))
-        con.executemany("DELETE FROM file_stacks WHERE path = ?", [(r[pi],) for r in rows])
+        if not new_paths:
+            con.executemany("DELETE FROM file_stacks WHERE path = ?", [(r[pi],) for r in rows])
         con.executemany(_INSERT_FILE, [(*row, stamp) for row in rows])
         con.executemany("INSERT INTO file_stacks VALUES (?, ?, ?, ?, ?, ?, ?)", stack_rows)
         con.execute("COMMIT")

@@ -41,6 +41,7 @@ from bonelesion.dicom.vendors.diffusion import (
     b_value_s_per_mm2,
     b_values_of_series_s_per_mm2,
     diffusion_direction_lps,
+    diffusion_facts,
     diffusion_kind,
     is_diffusion_acquisition,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "b_value_s_per_mm2",
     "diffusion_direction_lps",
     "diffusion_kind",
+    "diffusion_facts",
     "echo_time_ms",
     "magnetic_field_strength_t",
     "stack_role",

@@ -56,6 +56,7 @@ __all__ = [
     "b_values_of_series_s_per_mm2",
     "diffusion_direction_lps",
     "diffusion_kind",
+    "diffusion_facts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -420,10 +421,48 @@ def diffusion_direction_lps(ds: Dataset) -> tuple[float, float, float] | None:
     """
     if diffusion_kind(ds) is not DiffusionKind.DIRECTIONAL:
         return None
+    return _direction_of_directional(ds)
+
+
+def _direction_of_directional(ds: Dataset) -> tuple[float, float, float] | None:
+    """`diffusion_direction_lps` of an image whose kind is DIRECTIONAL."""
     gradient = _raw_gradient_lps(ds)
     if gradient is None or gradient is False:
         return None
     return (float(gradient[0]), float(gradient[1]), float(gradient[2]))
+
+
+def diffusion_facts(ds: Dataset
+                    ) -> tuple[DiffusionKind, float | None, tuple[float, float, float] | None]:
+    """Return `diffusion_kind`, `b_value_s_per_mm2` and `diffusion_direction_lps` of ``ds``.
+
+    The same three values, and the same warnings, as the three calls in turn
+    (tests/dicom/test_vendors.py pins it on every scanner file of the test data), with
+    the evidence read once: each of those calls re-derives the kind (vendor, ImageType
+    tokens, diffusion evidence, stored b-value), and the stack key of every frame needs all
+    three.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Flat header.
+
+    Returns
+    -------
+    (DiffusionKind, float or None, tuple of 3 float or None)
+    """
+    kind, stored = _kind_and_stored_b_value(ds)
+    if kind is DiffusionKind.NONE:
+        return kind, None, None
+    if stored is None and kind in (DiffusionKind.ADC, DiffusionKind.OTHER_DERIVED):
+        # a map by its ImageType tokens: no b-value; the evidence is still weighed, for the
+        # warnings b_value_s_per_mm2 gives on the way
+        is_diffusion_acquisition(ds)
+        return kind, None, None
+    value, source = stored if stored is not None else _stored_b_value(ds)
+    b_value = _sane_b_value(value, source, ds)  # warns as b_value_s_per_mm2 does
+    direction = _direction_of_directional(ds) if kind is DiffusionKind.DIRECTIONAL else None
+    return kind, b_value, direction
 
 
 def _kind_from_tokens(ds: Dataset) -> DiffusionKind | None:
@@ -479,39 +518,45 @@ def diffusion_kind(ds: Dataset) -> DiffusionKind:
        reports 0 directions (0019,xxE0), or the stored gradient is zero (Philips isotropic
        images); directional otherwise.
     """
+    return _kind_and_stored_b_value(ds)[0]
+
+
+def _kind_and_stored_b_value(ds: Dataset
+                             ) -> tuple[DiffusionKind, tuple[float | None, str] | None]:
+    """`diffusion_kind`, and the stored b-value (value, source) when it was read for it."""
     if _text(ds, "Modality") not in ("", "MR"):
-        return DiffusionKind.NONE
+        return DiffusionKind.NONE, None
     by_tokens = _kind_from_tokens(ds)
     if by_tokens is not None and by_tokens is not DiffusionKind.B0:
-        return by_tokens
+        return by_tokens, None
     if not is_diffusion_acquisition(ds):
-        return DiffusionKind.NONE
+        return DiffusionKind.NONE, None
     if by_tokens is DiffusionKind.B0:
-        return DiffusionKind.B0
-    value, source = _stored_b_value(ds)
+        return DiffusionKind.B0, None
+    stored = value, source = _stored_b_value(ds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)  # b_value_s_per_mm2 reports it
         b_value = _sane_b_value(value, source, ds)
     if b_value is None:
         # A diffusion-series image without a usable b-value: an unlabelled derived map
         # (e.g. an ISOTROPIC frame with no b) or a damaged header; not fit for fitting.
-        return DiffusionKind.OTHER_DERIVED
+        return DiffusionKind.OTHER_DERIVED, stored
     if b_value <= 0.0:
-        return DiffusionKind.B0
+        return DiffusionKind.B0, stored
     tokens = set(_image_type_tokens(ds))
     directionality = _directionality(ds)
     if directionality == "ISOTROPIC" or tokens & _TRACE_TOKENS:
-        return DiffusionKind.TRACE
+        return DiffusionKind.TRACE, stored
     if directionality in ("DIRECTIONAL", "BMATRIX"):
-        return DiffusionKind.DIRECTIONAL
+        return DiffusionKind.DIRECTIONAL, stored
     vendor = vendor_of(ds)
     if vendor is Vendor.SIEMENS and _SIEMENS_TRACE_SEQUENCE.search(_text(ds, "SequenceName")):
-        return DiffusionKind.TRACE
+        return DiffusionKind.TRACE, stored
     if vendor is Vendor.GE:
         n_dirs = _private_numbers(ds, 0x0019, _GE_ACQU, 0xE0, "DS")
         if n_dirs and n_dirs[0] == 0:
-            return DiffusionKind.TRACE
+            return DiffusionKind.TRACE, stored
     gradient = _raw_gradient_lps(ds, rotate=False)
     if gradient is False:
-        return DiffusionKind.TRACE
-    return DiffusionKind.DIRECTIONAL
+        return DiffusionKind.TRACE, stored
+    return DiffusionKind.DIRECTIONAL, stored
