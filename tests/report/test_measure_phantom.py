@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -80,7 +81,10 @@ def test_results_json_and_table_format(measured) -> None:  # type: ignore[no-unt
     assert doc["classifier"]["method"] == "rules"
     assert doc["config"]["classifier"]["ct"]["mean_threshold_hu"] == 885.0
     files = [f for series in doc["series"] for f in series["files"]]
-    assert files and all(len(f["sha256"]) == 64 and f["sop_instance_uid"] for f in files)
+    assert files and all(f["sop_instance_uid"] for f in files)
+    # the provenance hashes (computed beside the labelling) are the files' own SHA-256
+    assert all(f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest()
+               for f in files)
     with (out / "lesions.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == COLUMN_NAMES

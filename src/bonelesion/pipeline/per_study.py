@@ -330,7 +330,10 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         if not auto:
             with _stage("measure", first_series):
                 measurements = measure_study(volumes, lesions or [], cfg)
-        hashes = file_hashes(f for _, v in volumes.all() for f in v.series.source_files)
+        # the series the study document lists (every role's first series; DWI's is not)
+        shown = {role: vols[0] for role, vols in volumes.by_role.items()
+                 if role != "dwi" and vols}
+        hashes = file_hashes(f for v in shown.values() for f in v.series.source_files)
         detection = None
         if pending is not None and ct is not None:
             with _stage("detect", ct.series.series_instance_uid):
@@ -355,8 +358,6 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     with _stage("report"):
         if not lesions and not auto:
             study_warnings.append("no lesion of the ROI source applies to this study")
-        shown = {role: vols[0] for role, vols in volumes.by_role.items()
-                 if role != "dwi" and vols}
         views = task.outputs.qc or task.outputs.dicom or task.outputs.html
         masks = _masks(shown, lesions, study_warnings) if views else {}
         result = study_result(
