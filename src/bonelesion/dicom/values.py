@@ -663,6 +663,24 @@ def _twin_hit(cache: dict[Any, Any], tag: BaseTag, kind: str, elem: Any) -> Any:
     return found
 
 
+def _cache_hit(ds: Dataset, tag: BaseTag, kind: str, elem: Any) -> Any:
+    """Return the cached value (or raise the cached error) of ``elem``; `_MISSING` if none.
+
+    The element's own entry first, then (flat headers of one file) a twin's (`_twin_hit`).
+    """
+    cache = ds.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        return _MISSING
+    hit = cache.get((tag, kind))
+    if hit is not None and hit[0] is elem:
+        if isinstance(hit[1], InputError):
+            raise hit[1]
+        return hit[1]
+    if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
+        return _twin_hit(cache, tag, kind, elem)
+    return _MISSING
+
+
 def _store_raw(ds: Dataset, tag: BaseTag, kind: str, elem: Any, value: Any) -> Any:
     """`_store`, also under the element's bytes (`_twin_hit`)."""
     _store(ds, tag, kind, elem, value)
@@ -744,17 +762,9 @@ def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] 
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    cache = ds.__dict__.get(_CACHE_ATTR)  # `_cached`, inlined: the hot path of every read
-    if cache is not None:
-        hit = cache.get((tag, kind))
-        if hit is not None and hit[0] is elem:
-            if isinstance(hit[1], InputError):
-                raise hit[1]
-            return hit[1]  # type: ignore[no-any-return]
-        if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
-            found = _twin_hit(cache, tag, kind, elem)
-            if found is not _MISSING:
-                return found  # type: ignore[no-any-return]
+    found = _cache_hit(ds, tag, kind, elem)
+    if found is not _MISSING:
+        return found  # type: ignore[no-any-return]
     try:
         value = _parse_numbers(ds, tag, dict_vr)
     except InputError as exc:
@@ -932,17 +942,9 @@ def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | 
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    cache = ds.__dict__.get(_CACHE_ATTR)  # `_cached`, inlined: the hot path of every read
-    if cache is not None:
-        hit = cache.get((tag, kind))
-        if hit is not None and hit[0] is elem:
-            if isinstance(hit[1], InputError):
-                raise hit[1]
-            return hit[1]  # type: ignore[no-any-return]
-        if _SHARED in cache:  # flat headers of one file: the same bytes, the same value
-            found = _twin_hit(cache, tag, kind, elem)
-            if found is not _MISSING:
-                return found  # type: ignore[no-any-return]
+    found = _cache_hit(ds, tag, kind, elem)
+    if found is not _MISSING:
+        return found  # type: ignore[no-any-return]
     try:
         value = _parse_strings(ds, tag, dict_vr, kind)
     except InputError as exc:
