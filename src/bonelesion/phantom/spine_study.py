@@ -74,6 +74,7 @@ from bonelesion.phantom.study import (
     DIXON_FULL_SCALE,
     DWI_B_VALUES_S_PER_MM2,
     DWI_S0_FULL_SCALE,
+    check_output_folder,
     echo_times_ms,
     fit_adc_map,
 )
@@ -730,17 +731,7 @@ def _check(out: Path, vendor: str, seed: int, ct: CtProtocol) -> None:
                 f"Spine phantom {out}: {what}. Potential fix: use the defaults "
                 "(512 matrix, 400 mm, vendor slice thickness, 0.8 mm PSF, 13 HU)."
             )
-    if out.exists() and not out.is_dir():
-        raise InputError(
-            f"Spine phantom: output path {out} exists and is not a folder. Potential fix: "
-            "choose a new folder name."
-        )
-    if out.is_dir() and any(out.iterdir()):
-        raise InputError(
-            f"Spine phantom: output folder {out} is not empty; expected an empty or new folder "
-            "(files of another study would mix with this one). Potential fix: choose a new "
-            "folder or empty it."
-        )
+    check_output_folder(out, "Spine phantom")
 
 
 def write_spine_study(

@@ -264,14 +264,25 @@ def _check_args(out_dir: Path, vendor: str, seed: int) -> None:
             f"Phantom {out_dir}: seed must be a non-negative integer, found {seed!r}. "
             "Potential fix: pass --seed 0 (or any integer ≥ 0)."
         )
+    check_output_folder(out_dir, "Phantom")
+
+
+def check_output_folder(out_dir: Path, what: str) -> None:
+    """Refuse an output path that is a file, or a folder that is not empty.
+
+    Raises
+    ------
+    InputError
+        Naming ``what`` (the phantom kind) and the path.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(
-            f"Phantom: output path {out_dir} exists and is not a folder. Potential fix: "
+            f"{what}: output path {out_dir} exists and is not a folder. Potential fix: "
             "choose a new folder name."
         )
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise InputError(
-            f"Phantom: output folder {out_dir} is not empty; expected an empty or new folder "
+            f"{what}: output folder {out_dir} is not empty; expected an empty or new folder "
             "(files of another study would mix with this one). Potential fix: choose a new "
             "folder or empty it."
         )
