@@ -42,7 +42,6 @@ __all__ = [
     "to_jsonable",
     "sha256_file",
     "file_hashes",
-    "source_files",
     "dependency_versions",
     "provenance",
     "run_record",
@@ -111,11 +110,6 @@ def file_hashes(paths: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def source_files(result: StudyResult) -> list[str]:
-    """Every source file of the series a study document lists."""
-    return [f for _, vol in result.ordered_volumes() for f in vol.series.source_files]
-
-
 def dependency_versions() -> dict[str, str]:
     """Installed versions of bonelesion's dependencies ("not installed" when absent)."""
     out: dict[str, str] = {}
@@ -148,7 +142,8 @@ def run_record(command: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _series(result: StudyResult, hashes: Mapping[str, str]) -> list[dict[str, Any]]:
-    missing = [f for f in source_files(result) if f not in hashes]
+    missing = [f for _, vol in result.ordered_volumes() for f in vol.series.source_files
+               if f not in hashes]
     hashes = {**hashes, **file_hashes(missing)} if missing else hashes
 
     def file_entry(path: str, sop_uid: str | None) -> dict[str, Any]:
@@ -259,8 +254,8 @@ def study_document(
         Lesion id → ``vertebra``, ``vertebra_confidence``, ``center_lps_mm``, ``detected``,
         ``detection_score``, ``detection`` (the candidate's features and reasons).
     source_hashes : mapping, optional
-        `file_hashes` of the `source_files`, when already computed (the files not in it are
-        hashed here).
+        `file_hashes` of the listed series' source files, when already computed (the files
+        not in it are hashed here).
     """
     return {
         "schema_version": SCHEMA_VERSION,
