@@ -13,23 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bonelesion._version import __version__
 from bonelesion.errors import DataQualityWarning, PipelineError
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.units import IntensityUnit
-
-
-def __getattr__(name: str) -> Any:
-    """``__version__``, looked up on first use (importlib.metadata costs ~40 ms to import)."""
-    if name != "__version__":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        found = version("bonelesion")
-    except PackageNotFoundError:  # running from a source tree
-        found = "0.0.0+unknown"
-    globals()["__version__"] = found
-    return found
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

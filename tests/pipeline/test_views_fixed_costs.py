@@ -94,3 +94,32 @@ def test_report_masks_only_for_the_views_asked_for(
     assert 0 < calls["box_mask_on"] <= 2 * summary.lesions and calls["mask_on"] > 0
     ct_voxels = 42 * 128 * 128  # the phantom CT (slices × rows × columns)
     assert max(voxels) < ct_voxels // 4
+
+
+_IMPORTS_CHILD = """
+import json, sys
+from bonelesion.pipeline.per_study import import_study_modules
+from bonelesion.report.outputs import OutputOptions
+before = set(sys.modules)
+thread = import_study_modules(OutputOptions(html=sys.argv[1] == "html"))
+thread.join()
+again = import_study_modules(OutputOptions(html=sys.argv[1] == "html"))
+print(json.dumps({"new": sorted(set(sys.modules) - before), "again": again is None}))
+"""
+
+
+@pytest.mark.parametrize("html", [True, False])
+def test_study_modules_imported_in_the_background(html: bool) -> None:
+    """The modules a study's run needs are imported by the background thread (fresh
+    interpreter: they were not there before), the report's template engine only with the
+    HTML report, and a second call starts no thread."""
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS_CHILD, "html" if html else "bare"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    new = set(result["new"])
+    assert {"bonelesion.pipeline.detection", "bonelesion.roi.vertebrae", "scipy.ndimage"} <= new
+    assert ("bonelesion.report.html_report" in new) is html
+    assert ("jinja2" in new) is html
+    assert not new & QC_MODULES
+    assert result["again"] is True

@@ -242,3 +242,49 @@ def test_block_mean_and_maximum_are_numpys(dtype: Any, factors: tuple[int, int, 
     np.testing.assert_allclose(mean, blocks.astype(np.float64).mean(axis=(1, 3, 5)), atol=1e-3)
     np.testing.assert_array_equal(peak, blocks.max(axis=(1, 3, 5)))
     assert mean.dtype == peak.dtype == np.float32
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_axial_hole_filling_is_scipys_slice_by_slice(seed: int) -> None:
+    """One labelling of the background equals `binary_fill_holes` on every axial slice:
+    rings, nested rings, holes touching the edge, empty and full slices."""
+    from scipy import ndimage
+
+    from bonelesion.roi.bone import fill_holes_2d
+
+    rng = np.random.default_rng(seed)
+    shape = (9, 31, 27)
+    rings = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=2) ^ \
+        ndimage.binary_dilation(rng.random(shape) > 0.99)
+    blobs = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.5
+    for mask in (rings, blobs, rings | blobs):
+        mask[0] = False
+        mask[1] = True
+        expected = np.stack([ndimage.binary_fill_holes(s) for s in mask])
+        filled = fill_holes_2d(mask)
+        assert filled.dtype == np.bool_
+        np.testing.assert_array_equal(filled, expected)
+        assert (filled & ~mask).any()  # the case has holes to fill
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 0.7, 0.7), (3.0, 0.5, 0.9)])
+def test_dense_margin_on_a_box_is_the_whole_grid_distance_map(
+        spacing: tuple[float, float, float]) -> None:
+    """The trabecular ROI's dense-focus exclusion, computed on the ROI's box grown by the
+    margin, equals thresholding the whole grid's distance map (seeds outside the box too)."""
+    from scipy import ndimage
+
+    from bonelesion.roi.vertebrae import _near
+
+    rng = np.random.default_rng(3)
+    shape = (24, 40, 36)
+    seeds = rng.random(shape) > 0.998
+    where = np.zeros(shape, dtype=bool)
+    where[6:15, 10:25, 9:20] = rng.random((9, 15, 11)) > 0.3
+    for margin_mm in (2.0, 3.0, 4.5):
+        expected = where & (ndimage.distance_transform_edt(~seeds, sampling=spacing)
+                            <= margin_mm)
+        assert expected.any() and (where & ~expected).any()
+        np.testing.assert_array_equal(_near(seeds, where, margin_mm, spacing), expected)
+    assert not _near(seeds, np.zeros(shape, dtype=bool), 2.0, spacing).any()
+    assert not _near(np.zeros(shape, dtype=bool), where, 2.0, spacing).any()

@@ -19,7 +19,7 @@ from bonelesion.batch.runner import BatchOptions, BatchSummary, run_batch
 from bonelesion.errors import InputError
 from bonelesion.pipeline.definition import load_pipeline, with_overrides
 from bonelesion.pipeline.inventory import build_inventory
-from bonelesion.pipeline.per_study import StudyOutcome, StudyTask, run_study
+from bonelesion.pipeline.per_study import StudyOutcome, StudyTask, import_study_modules, run_study
 from bonelesion.report.outputs import OutputOptions
 
 __all__ = ["run_export", "measure_export", "CATALOGUE_NAME"]
@@ -127,6 +127,10 @@ def run_export(
             "own outputs. Potential fix: choose --out outside the export."
         )
     out.mkdir(parents=True, exist_ok=True)
+    if executor == "local" and workers == 1 and study_function is run_study:
+        # overlaps the indexing, which then runs in this process (no pool is forked while
+        # the thread imports)
+        import_study_modules(outputs or OutputOptions())
     logger.info("indexing export %s", export)
     bar = progress if progress is not None else Progress(0)
     catalogue_path = Path(catalogue) if catalogue else out / CATALOGUE_NAME

@@ -851,8 +851,7 @@ def _trabecular(an: BoneAnalysis, body: NDArray[np.bool_], box: tuple[slice, sli
     if dense.any() and cfg.dense_exclusion_margin_mm > 0:
         # partial volume spreads a dense focus over a slice thickness: at least one voxel
         margin = max(cfg.dense_exclusion_margin_mm, max(sp))
-        near_dense = ndimage.distance_transform_edt(~dense, sampling=sp)
-        roi &= near_dense > margin
+        roi &= ~_near(dense, roi, margin, sp)
     else:
         roi &= ~dense
     n = int(roi.sum())
@@ -860,6 +859,28 @@ def _trabecular(an: BoneAnalysis, body: NDArray[np.bool_], box: tuple[slice, sli
         return None, None, n
     values = ct[roi]
     return float(values.mean()), float(values.std(ddof=1)), n
+
+
+def _near(seeds: NDArray[np.bool_], where: NDArray[np.bool_], distance_mm: float,
+          spacing_mm: tuple[float, float, float]) -> NDArray[np.bool_]:
+    """Voxels of ``where`` within ``distance_mm`` of a seed (the rest False).
+
+    The distance map is computed over the box of ``where`` grown by ``distance_mm`` and a
+    voxel: no seed outside it is that close to ``where``, so the answer is that of the whole
+    grid's distance map.
+    """
+    out = np.zeros(where.shape, dtype=bool)
+    found = np.argwhere(where)
+    if not len(found):
+        return out
+    pad = np.ceil(distance_mm / np.asarray(spacing_mm)).astype(int) + 1
+    lo = np.maximum(found.min(axis=0) - pad, 0)
+    hi = np.minimum(found.max(axis=0) + 1 + pad, where.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    if seeds[box].any():
+        distance = ndimage.distance_transform_edt(~seeds[box], sampling=spacing_mm)
+        out[box] = where[box] & (distance <= distance_mm)
+    return out
 
 
 def _box_volume(ct: Volume, array: NDArray[np.bool_], box: tuple[slice, slice, slice]
