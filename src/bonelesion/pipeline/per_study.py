@@ -28,7 +28,7 @@ from typing import Any
 
 from bonelesion.errors import InputError, PipelineError
 from bonelesion.pipeline.plan import StudyPlan
-from bonelesion.report.outputs import OutputOptions
+from bonelesion.report.outputs import LesionViews, OutputOptions
 
 __all__ = ["StudyTask", "StudyOutcome", "StudyFailure", "run_study", "failed_outcome",
            "import_study_modules"]
@@ -298,28 +298,32 @@ def _rois_record(task: StudyTask) -> dict[str, Any]:
     return {"kind": "file", "path": task.rois_path, "sha256": sha256_file(task.rois_path)}
 
 
-def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[str]
-           ) -> dict[str, Any]:
+def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[str], *,
+           draw: bool) -> tuple[dict[str, Any], LesionViews | None]:
     """Return the lesions the views can draw (QC, SEG): those with a voxel on the first volume.
 
     The first volume in report role order is the SEG's first choice. Each lesion is put on
-    it within its bounding box only (`Lesion.box_mask_on`); the views rasterise the lesions
-    on their own grids and boxes, so no full-volume mask is built.
+    it within its bounding box only (`Lesion.box_mask_on`); the SEG rasterises the lesions
+    on its own grids and boxes, so no full-volume mask is built. With ``draw`` (figures or
+    report.html), those masks and their geometry are kept for the views, which then do not
+    rasterise the lesions again.
     """
+    from bonelesion.report.outputs import lesion_views
     from bonelesion.report.result import ROLE_ORDER
 
     primary = next((volumes[r] for r in ROLE_ORDER if r in volumes), None)
     masks: dict[str, Any] = {}
+    drawn: dict[str, Any] = {}
     if primary is None:
-        return masks
+        return masks, None
     for lesion in lesions:
         try:
-            lesion.box_mask_on(primary)
+            _, drawn[lesion.lesion_id] = lesion.box_mask_on(primary)
         except InputError as exc:
             warnings_out.append(f"lesion {lesion.lesion_id}: no mask for QC/SEG: {exc}")
             continue
         masks[lesion.lesion_id] = lesion
-    return masks
+    return masks, lesion_views(drawn, list(drawn)) if draw else None
 
 
 def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -378,7 +382,9 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         hashes = file_hashes(f for v in shown.values() for f in v.series.source_files)
         # the report's level-independent preparation, also while the labelling runs
         views = task.outputs.qc or task.outputs.dicom or task.outputs.html
-        drawable = _masks(shown, lesions or [], study_warnings) if views and not auto else {}
+        draw = task.outputs.qc or task.outputs.html
+        drawable, drawn = (_masks(shown, lesions or [], study_warnings, draw=draw)
+                           if views and not auto else ({}, None))
         if task.outputs.html:
             from bonelesion.report.html_report import prepare_study_template
 
@@ -408,7 +414,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         if not lesions and not auto:
             study_warnings.append("no lesion of the ROI source applies to this study")
         if auto:
-            masks = _masks(shown, lesions, study_warnings) if views else {}
+            masks, drawn = (_masks(shown, lesions, study_warnings, draw=draw)
+                            if views else ({}, None))
         else:  # the lesions found drawable before their levels were known
             masks = {le.lesion_id: le for le in lesions if le.lesion_id in drawable}
         result = study_result(
@@ -439,7 +446,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             from bonelesion.pipeline.privacy import scrub
 
             document = scrub(document, [(i, task.patient_label) for i in task.identifiers])
-        document, rows = write_study_outputs(work, result, document, options=task.outputs)
+        document, rows = write_study_outputs(work, result, document, options=task.outputs,
+                                             views=drawn)
         if task.pseudonymise:
             from bonelesion.pipeline.privacy import pseudonymise_dicom
 

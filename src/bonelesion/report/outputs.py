@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from bonelesion.report.table import lesion_rows, write_lesions_csv
 if TYPE_CHECKING:  # pragma: no cover - typing only; the renderers are imported when used
     from bonelesion.report.figures import LesionGeometry, StudyFigures
 
-__all__ = ["OutputOptions", "write_study_outputs"]
+__all__ = ["OutputOptions", "LesionViews", "lesion_views", "write_study_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,38 @@ def _drawn_masks(result: StudyResult, warnings: list[str]) -> dict[str, Volume]:
     return out
 
 
-def _geometry(result: StudyResult, masks: Mapping[str, Volume], warnings: list[str]
-              ) -> dict[str, LesionGeometry]:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LesionViews:
+    """The lesions as the figures and the report draw them: on the study's first series.
+
+    Attributes
+    ----------
+    masks : mapping of str to Volume
+        Lesion id → boolean mask on the first series of `StudyResult.ordered_volumes`,
+        within the lesion's box.
+    geometry : mapping of str to LesionGeometry
+        Lesion id → centroid, axes and key slices of that mask
+        (`bonelesion.report.figures.lesion_geometry`).
+    problems : tuple of str
+        Lesions without a size or position, as warnings.
+    """
+
+    masks: Mapping[str, Volume]
+    geometry: Mapping[str, LesionGeometry]
+    problems: tuple[str, ...] = ()
+
+
+def lesion_views(masks: Mapping[str, Volume], lesion_ids: Sequence[str]) -> LesionViews:
+    """Measure the geometry of each lesion's mask on the first series (see `LesionViews`).
+
+    The per-study run calls this with the masks it put on the first series while finding
+    which lesions can be drawn, so each lesion is rasterised for the views once.
+    """
     from bonelesion.report.figures import lesion_geometries
 
-    return lesion_geometries(masks, [m.lesion_id for m in result.lesions], warnings)
+    problems: list[str] = []
+    geometry = lesion_geometries(masks, lesion_ids, problems)
+    return LesionViews(masks=dict(masks), geometry=geometry, problems=tuple(problems))
 
 
 def _figures(folder: Path, result: StudyResult, document: dict[str, Any],
@@ -175,6 +202,7 @@ def write_study_outputs(
     document: dict[str, Any],
     *,
     options: OutputOptions = OutputOptions(),
+    views: LesionViews | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Render every view of one study into ``folder`` (created).
 
@@ -189,6 +217,9 @@ def write_study_outputs(
         and ``warnings`` are completed here.
     options : OutputOptions
         Which views to render.
+    views : LesionViews, optional
+        The lesions already put on the first series (`lesion_views`); without it, each
+        lesion of ``result.masks`` is put on it here.
 
     Returns
     -------
@@ -203,8 +234,11 @@ def write_study_outputs(
     outputs = document["outputs"]
     figures: StudyFigures | None = None
     if options.qc or options.html:
-        masks = _drawn_masks(result, warnings)
-        geometry = _geometry(result, masks, warnings)
+        if views is None:
+            views = lesion_views(_drawn_masks(result, warnings),
+                                 [m.lesion_id for m in result.lesions])
+        warnings.extend(views.problems)
+        masks, geometry = views.masks, views.geometry
         if options.qc:
             figures = _figures(out, result, document, masks, geometry, warnings)
         else:
