@@ -118,8 +118,8 @@ def test_study_modules_imported_in_the_background(html: bool) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     new = set(result["new"])
-    assert {"bonelesion.pipeline.detection", "bonelesion.roi.vertebrae", "scipy.ndimage"} <= new
-    assert ("bonelesion.report.html_report" in new) is html
+    assert "scipy.ndimage" in new
     assert ("jinja2" in new) is html
+    assert not {n for n in new if n.startswith("bonelesion")}
     assert not new & QC_MODULES
     assert result["again"] is True

@@ -36,11 +36,12 @@ __all__ = ["StudyTask", "StudyOutcome", "StudyFailure", "run_study", "failed_out
 logger = logging.getLogger(__name__)
 
 
-#: What a study's run imports beyond the batch machinery (`scipy.ndimage`, through the
-#: detection, alone takes ~0.15 s); the HTML report's template engine when it is written.
-_STUDY_MODULES = ("bonelesion.pipeline.detection", "bonelesion.pipeline.loading",
-                  "bonelesion.pipeline.measurement", "bonelesion.classify")
-_HTML_MODULES = ("bonelesion.report.html_report", "jinja2")
+#: The third-party modules a study's run imports that the indexing does not: the vertebra
+#: labelling's `scipy.ndimage` (~0.15 s) and, for report.html, the template engine. Only
+#: these: two threads importing modules of one package that import each other (as a package
+#: and its submodules do) could deadlock, and the indexing imports none of these.
+_STUDY_MODULES = ("scipy.ndimage",)
+_HTML_MODULES = ("jinja2",)
 
 
 def import_study_modules(outputs: OutputOptions) -> threading.Thread | None:
