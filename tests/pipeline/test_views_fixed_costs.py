@@ -123,3 +123,33 @@ def test_study_modules_imported_in_the_background(html: bool) -> None:
     assert not {n for n in new if n.startswith("bonelesion")}
     assert not new & QC_MODULES
     assert result["again"] is True
+
+
+def test_each_role_is_handed_over_as_soon_as_it_is_read(
+        one_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``on_loaded`` gets each role's first volume (the very object the study volumes hold)
+    right after its series is read, before the next series is: the per-study run starts
+    the CT's vertebra labelling there while the MR series load."""
+    from support.testdata import plan_and_load
+
+    import bonelesion.dicom.series as series_module
+    from bonelesion.pipeline.loading import load_study_volumes
+
+    plan, _ = plan_and_load(one_study, tmp_path)
+    events: list[tuple[str, object]] = []
+    real = series_module.load_series
+
+    def read(files, **kwargs):  # type: ignore[no-untyped-def]
+        events.append(("read", len(files)))
+        return real(files, **kwargs)
+
+    monkeypatch.setattr(series_module, "load_series", read)
+    volumes = load_study_volumes(plan, on_loaded=lambda role, v: events.append((role, v)))
+    handed = [(e[0], e[1]) for e in events if e[0] != "read"]
+    assert [role for role, _ in handed] == list(volumes.by_role)  # once per role, plan order
+    assert {"ct", "dixon_in_phase"} <= set(volumes.by_role)
+    for role, volume in handed:
+        assert volume is volumes.one(role)
+    first = events.index(handed[0])
+    assert [e[0] for e in events[:first + 1]] == ["read", "ct"]  # CT first, before any MR read
+    assert sum(e[0] == "read" for e in events) > 1

@@ -69,7 +69,8 @@ def _pick_stack(stacks: list[Any], cand: StackCandidate) -> Any:
 
 
 def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage,
-                       tilt: str = "refuse") -> StudyVolumes:
+                       tilt: str = "refuse",
+                       on_loaded: Callable[[str, Volume], None] | None = None) -> StudyVolumes:
     """Read the stacks ``plan`` chose for the roles the stages use.
 
     Parameters
@@ -82,6 +83,10 @@ def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage,
     tilt : {"refuse", "resample"}
         A gantry-tilted CT stack: refused, or resampled onto an orthogonal grid (the
         pipeline's ``tilt``).
+    on_loaded : callable, optional
+        ``on_loaded(role, volume)`` as soon as a role's first volume is read, before the
+        next series is (the per-study run starts the CT's vertebra labelling there, while
+        the MR series load).
 
     Returns
     -------
@@ -120,5 +125,7 @@ def load_study_volumes(plan: StudyPlan, *, stage: StageContext = _no_stage,
                     stack.raise_if_refused()
                     if all(stack.volume is not v for v in volumes):
                         volumes.append(stack.volume)
+                        if on_loaded is not None and len(volumes) == 1:
+                            on_loaded(choice.role, stack.volume)
     return StudyVolumes(study_instance_uid=plan.study_instance_uid,
                         by_role={r: tuple(v) for r, v in by_role.items()})

@@ -20,7 +20,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,19 +361,26 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         detection_cfg = detection_config_of(task.pipeline)
     with _stage("roi"):
         lesions = _lesions(task)
-    volumes = load_study_volumes(plan, stage=_stage,
-                                 tilt=str(task.pipeline.get("tilt") or "refuse"))
     study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
-    ct = volumes.one("ct")
     auto = lesions is None
-    first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
     measurements: list[Any] = []
     # The vertebra labelling (and, with rois = "auto", the candidates) runs on a second
-    # thread, its array work releasing the GIL: meanwhile this thread measures the given
-    # ROIs, which do not depend on it, and hashes the source files for the provenance.
+    # thread, its array work releasing the GIL, from the moment the CT is read: meanwhile
+    # this thread reads the MR series, measures the given ROIs, which do not depend on it,
+    # and hashes the source files for the provenance.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonelesion-detect") as side:
-        pending = (side.submit(detect_on_ct, ct, detection_cfg, candidates=auto)
-                   if ct is not None else None)
+        started: dict[str, Future[Any]] = {}
+
+        def start_labelling(role: str, volume: Any) -> None:
+            if role == "ct":
+                started[role] = side.submit(detect_on_ct, volume, detection_cfg,
+                                            candidates=auto)
+
+        volumes = load_study_volumes(plan, stage=_stage, on_loaded=start_labelling,
+                                     tilt=str(task.pipeline.get("tilt") or "refuse"))
+        ct = volumes.one("ct")
+        pending = started.get("ct")
+        first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
         if not auto:
             with _stage("measure", first_series):
                 measurements = measure_study(volumes, lesions or [], cfg)
