@@ -288,3 +288,27 @@ def test_dense_margin_on_a_box_is_the_whole_grid_distance_map(
         np.testing.assert_array_equal(_near(seeds, where, margin_mm, spacing), expected)
     assert not _near(seeds, np.zeros(shape, dtype=bool), 2.0, spacing).any()
     assert not _near(np.zeros(shape, dtype=bool), where, 2.0, spacing).any()
+
+
+def test_spine_overview_circles_each_marker_in_its_colour(
+        labelled: dict[str, tuple[SmallSpine, SpineLabelling]], tmp_path: Any) -> None:
+    """The spine overview circles a marker (a candidate) at its position on the sagittal
+    and the coronal reformat, in the marker's colour; without markers, no such pixel."""
+    from PIL import Image
+
+    from bonelesion.report.detection import CANDIDATE_COLOUR, render_overview
+    from bonelesion.report.figures import OverviewMarker
+
+    _, lab = next(iter(labelled.values()))
+    centre = lab.vertebrae[len(lab.vertebrae) // 2].centroid_lps_mm
+    marker = OverviewMarker(label="C1 0.90", centroid_lps_mm=centre, radius_mm=5.0,
+                            colour=CANDIDATE_COLOUR)
+    red = []
+    for name, marks in (("bare", []), ("marked", [marker])):
+        with Image.open(render_overview(lab, tmp_path / f"{name}.png", marks=marks)) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        red.append(np.all(pixels == (0xFF, 0x3C, 0x3C), axis=-1))
+    assert not red[0].any()
+    columns = np.nonzero(red[1])[1]
+    assert red[1].sum() > 50
+    assert columns.min() < pixels.shape[1] // 2 < columns.max()  # on both reformats

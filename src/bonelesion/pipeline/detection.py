@@ -283,18 +283,19 @@ def _write_study(folder: Path, study_uid: str, ct: Volume, detection: CtDetectio
     from pydicom.sr.codedict import codes
 
     from bonelesion.report.detection import (
-        OverviewMark,
+        CANDIDATE_COLOUR,
         SegmentMask,
         render_overview,
         write_label_seg,
     )
+    from bonelesion.report.figures import OverviewMarker
 
     written: list[Path] = []
     lab = detection.labelling
     folder.mkdir(parents=True, exist_ok=True)
     if lab.analysis is not None and lab.analysis.axis is not None:
-        marks = [OverviewMark(centre_lps_mm=c.centre_lps_mm, radius_mm=c.radius_mm,
-                              text=f"{c.lesion_id} {c.score:.2f}")
+        marks = [OverviewMarker(centroid_lps_mm=c.centre_lps_mm, radius_mm=c.radius_mm,
+                                label=f"{c.lesion_id} {c.score:.2f}", colour=CANDIDATE_COLOUR)
                  for c in (detection.candidates.accepted if detection.candidates else ())]
         try:
             written.append(render_overview(lab, folder / "overview.png", marks=marks,

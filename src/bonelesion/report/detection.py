@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from bonelesion.errors import InputError, UnsupportedInputError
 from bonelesion.model.volume import Volume
+from bonelesion.report.figures import OverviewMarker
 from bonelesion.report.table import rows_csv_text
 from bonelesion.roi.config import OsteoporosisConfig, VertebraConfig
 from bonelesion.roi.vertebrae import SpineLabelling, Vertebra
@@ -42,7 +43,7 @@ __all__ = [
     "write_rows_csv",
     "write_label_seg",
     "render_overview",
-    "OverviewMark",
+    "CANDIDATE_COLOUR",
     "CANDIDATE_COLUMNS",
     "candidate_rows",
     "write_candidates_csv",
@@ -356,16 +357,8 @@ def write_label_seg(
 
 
 # ------------------------------------------------------------------------------ overview
-@dataclass(frozen=True, kw_only=True)
-class OverviewMark:
-    """A point to circle on the overview (a lesion candidate), with its text."""
-
-    centre_lps_mm: tuple[float, float, float]
-    radius_mm: float
-    text: str
-    colour: tuple[int, int, int] = (255, 60, 60)
-
-
+#: Colour of a lesion candidate's circle on the spine overview.
+CANDIDATE_COLOUR = "#ff3c3c"
 _WINDOW_HU = (400.0, 1800.0)  # bone window (level, width)
 _MIN_HEIGHT_PX = 700
 _PALETTE = ((80, 200, 255), (255, 210, 60), (120, 255, 120), (255, 130, 200))
@@ -384,7 +377,7 @@ def render_overview(
     labelling: SpineLabelling,
     path: str | Path,
     *,
-    marks: Sequence[OverviewMark] = (),
+    marks: Sequence[OverviewMarker] = (),
     title: str = "",
 ) -> Path:
     """Write a PNG: curved sagittal and coronal reformats through the spinal axis.
@@ -467,11 +460,11 @@ def render_overview(
         draw.text((x_right + 26, y - 6), text, fill=colour, font=font)
         draw.line((x_cor + l_ * fx_l, y, x_right + 22, y), fill=colour)
     for mark in marks:
-        s, p, l_ = _to_canon(ct, grid.order, grid.flips, mark.centre_lps_mm)
+        s, p, l_ = _to_canon(ct, grid.order, grid.flips, mark.centroid_lps_mm)
         r = max(5.0, mark.radius_mm * zoom / unit + 3.0)
         for x, y in ((x_sag + p * fx_p, y_of(s)), (x_cor + l_ * fx_l, y_of(s))):
             draw.ellipse((x - r, y - r, x + r, y + r), outline=mark.colour, width=2)
-            draw.text((x + r + 2, y - 4), mark.text, fill=mark.colour, font=font)
+            draw.text((x + r + 2, y - 4), mark.label, fill=mark.colour, font=font)
     head = title or "bonelesion spine overview: curved sagittal (left), coronal (right)"
     draw.text((4, 3), head, fill=(255, 255, 255), font=font)
     path = Path(path)
