@@ -312,3 +312,60 @@ def test_spine_overview_circles_each_marker_in_its_colour(
     columns = np.nonzero(red[1])[1]
     assert red[1].sum() > 50
     assert columns.min() < pixels.shape[1] // 2 < columns.max()  # on both reformats
+
+
+def _oblique_grid(order: tuple[int, int, int], flips: tuple[bool, bool, bool]) -> Any:
+    """A work grid whose canonical axes are source axes ``order``, ``flips`` reversed, with
+    source lengths that leave voxels past the last whole block."""
+    from bonelesion.roi.bone import WorkGrid
+
+    factors = (2, 3, 1)
+    source_shape = (13, 17, 7)
+    shape = [source_shape[a] // factors[a] for a in order]
+    empty = np.zeros(shape, np.float32)
+    return WorkGrid(hu=empty, hu_max=empty, spacing_mm=(2.0, 2.0, 2.0), factors=factors,
+                    order=order, flips=flips, source_shape=source_shape, obliquity_deg=0.0)
+
+
+@pytest.mark.parametrize(("order", "flips"), [((0, 1, 2), (False, False, False)),
+                                              ((2, 0, 1), (True, False, True)),
+                                              ((1, 2, 0), (False, True, True))])
+def test_block_maps_between_source_box_and_coarse_grid(
+        order: tuple[int, int, int], flips: tuple[bool, bool, bool]) -> None:
+    """`source_box_mask` spreads each coarse block over its source voxels and
+    `source_box_counts` counts a source mask per block, both with the block of a source
+    voxel given by the grid's own continuous map (`from_source_index`, rounded and clipped):
+    transposed and flipped grids, partial blocks at the far edges, a box off the origin."""
+    grid = _oblique_grid(order, flips)
+    rng = np.random.default_rng(5)
+    coarse = rng.random(grid.shape) > 0.5
+    box = (slice(1, 13), slice(2, 17), slice(0, 6))
+    src = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"),
+                   axis=-1).reshape(-1, 3)
+    block = np.clip(np.round(grid.from_source_index(src)).astype(int), 0,
+                    np.asarray(grid.shape) - 1)
+    box_shape = tuple(b.stop - b.start for b in box)
+    expected = coarse[tuple(block.T)].reshape(box_shape)
+    np.testing.assert_array_equal(grid.source_box_mask(coarse, box), expected)
+    fine = rng.random(box_shape) > 0.3
+    counts = np.zeros(grid.shape, np.int64)
+    np.add.at(counts, tuple(block[fine.ravel()].T), 1)
+    got = grid.source_box_counts(fine, box)
+    assert got.shape == grid.shape and got.sum() == fine.sum()
+    np.testing.assert_array_equal(got, counts)
+
+
+def test_minimum_per_label_is_scipys() -> None:
+    """The rib search's nearest distance of each bone component: `ndimage.minimum` over
+    labels, including a label with no voxel (inf)."""
+    from scipy import ndimage
+
+    from bonelesion.roi.vertebrae import _label_minimum
+
+    rng = np.random.default_rng(9)
+    labels, count = ndimage.label(ndimage.gaussian_filter(rng.random((20, 30, 30)), 1) > 0.55)
+    values = rng.random(labels.shape) * 100.0
+    expected = np.asarray(ndimage.minimum(values, labels, np.arange(1, count + 1)))
+    assert count > 20
+    np.testing.assert_array_equal(_label_minimum(values, labels, count), expected)
+    assert np.isinf(_label_minimum(values, labels, count + 1)[-1])

@@ -154,17 +154,35 @@ class WorkGrid:
 
         Any dtype: a mask, or values such as a background map (nearest block).
         """
-        per_axis: list[NDArray[np.intp]] = [np.zeros(0, np.intp)] * 3
-        for k in range(3):
-            a = self.order[k]
-            sl = box[a]
-            src = np.arange(sl.start, sl.stop)
-            j = np.clip(src // self.factors[a], 0, self.shape[k] - 1)
-            per_axis[a] = (self.shape[k] - 1 - j) if self.flips[k] else j
-        # index the canonical mask with source-axis order
-        inverse = [self.order.index(a) for a in range(3)]
-        arranged = np.transpose(mask, inverse)
-        return np.asarray(arranged[np.ix_(per_axis[0], per_axis[1], per_axis[2])])
+        # the canonical mask in source-axis order, then each source axis taken in turn
+        out = np.transpose(mask, [self.order.index(a) for a in range(3)])
+        for a in range(3):
+            out = out.take(self._coarse_of(box[a], a), axis=a)
+        return np.asarray(out)
+
+    def source_box_counts(self, mask: NDArray[np.bool_], box: tuple[slice, slice, slice]
+                          ) -> NDArray[np.int64]:
+        """Count the voxels of a source-box mask in each coarse block (canonical shape).
+
+        The inverse of `source_box_mask`: each source voxel counts in the block that
+        method maps it from (the voxels past the last whole block in the last block).
+        """
+        shape = self.shape
+        strides = (shape[1] * shape[2], shape[2], 1)
+        # the canonical flat index of every voxel of the box, built from one axis at a time
+        flat: NDArray[np.intp] = np.zeros((1, 1, 1), np.intp)
+        for a in range(3):
+            along = self._coarse_of(box[a], a) * strides[self.order.index(a)]
+            flat = flat + along.reshape([-1 if k == a else 1 for k in range(3)])
+        counts = np.bincount(flat[np.asarray(mask, dtype=bool)],
+                             minlength=shape[0] * shape[1] * shape[2])
+        return counts.reshape(shape)
+
+    def _coarse_of(self, sl: slice, axis: int) -> NDArray[np.intp]:
+        """Canonical coarse index of each source index of ``sl`` along source ``axis``."""
+        k = self.order.index(axis)
+        j = np.clip(np.arange(sl.start, sl.stop) // self.factors[axis], 0, self.shape[k] - 1)
+        return (self.shape[k] - 1 - j) if self.flips[k] else j
 
 
 def _canonical_order(direction_lps: NDArray[np.float64]

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -610,7 +610,7 @@ def _ribs(an: BoneAnalysis, cfg: VertebraConfig, arc_limit: float | None) -> lis
     # the two cheap tests for every component at once (most are small fragments): starting
     # at the column (else a rib shaft or other bone), and not a plate such as the ilium
     index = np.arange(1, count + 1)
-    nearest = np.asarray(ndimage.minimum(np.broadcast_to(dist, labels.shape), labels, index))
+    nearest = _label_minimum(np.broadcast_to(dist, labels.shape), labels, count)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     candidates = (nearest <= attach) & (sizes * voxel_ml <= cfg.rib_max_volume_ml)
     for k in index[candidates]:
@@ -639,6 +639,20 @@ def _ribs(an: BoneAnalysis, cfg: VertebraConfig, arc_limit: float | None) -> lis
         ribs.append(_Rib(side="left" if l_mean > 0 else "right", arc_mm=arc, reach_mm=reach,
                          cut=cut))
     return ribs
+
+
+def _label_minimum(values: NDArray[np.floating[Any]], labels: NDArray[np.integer[Any]],
+                   count: int) -> NDArray[np.float64]:
+    """Minimum of ``values`` over each label 1..``count`` (inf for a label with no voxel).
+
+    ``scipy.ndimage.minimum(values, labels, range(1, count + 1))``, without its sort of the
+    whole array (1.4 s → 0.03 s for 20,000 components on a 227×205×205 grid).
+    """
+    flat = labels.ravel()
+    found = flat > 0
+    out = np.full(count + 1, np.inf)
+    np.minimum.at(out, flat[found], np.asarray(values, dtype=np.float64).ravel()[found])
+    return out[1:]
 
 
 def _pelvis_map(an: BoneAnalysis, arc_top: float) -> NDArray[np.uint8] | None:
@@ -680,18 +694,11 @@ def _pelvis_map(an: BoneAnalysis, arc_top: float) -> NDArray[np.uint8] | None:
         return None
     sacrum = int(np.bincount(hits).argmax())
     # back onto the coarse canonical grid: majority label of each block
-    out = np.zeros(grid.shape, np.uint8)
-    fine_lab = np.where(labels == sacrum, 1, np.where(labels > 0, 2, 0)).astype(np.uint8)
-    src = np.argwhere(fine_lab > 0)
-    values = fine_lab[fine_lab > 0]
-    coarse_idx = np.round(grid.from_source_index(src + starts)).astype(int)
-    coarse_idx = np.clip(coarse_idx, 0, np.asarray(grid.shape) - 1)
-    flat = np.ravel_multi_index(coarse_idx.T, grid.shape)
-    ilium_votes = np.bincount(flat, weights=(values == 2), minlength=out.size)
-    sacrum_votes = np.bincount(flat, weights=(values == 1), minlength=out.size)
-    result = np.where(ilium_votes > sacrum_votes, 2, np.where(sacrum_votes > 0, 1, 0))
-    out[:] = result.reshape(grid.shape).astype(np.uint8)
-    return out
+    sacral = labels == sacrum
+    sacrum_votes = grid.source_box_counts(sacral, box)
+    ilium_votes = grid.source_box_counts((labels > 0) & ~sacral, box)
+    return np.where(ilium_votes > sacrum_votes, 2,
+                    np.where(sacrum_votes > 0, 1, 0)).astype(np.uint8)
 
 
 def _sacral_bands(an: BoneAnalysis, sacrum_arc: float, cfg: VertebraConfig
