@@ -369,3 +369,27 @@ def test_minimum_per_label_is_scipys() -> None:
     assert count > 20
     np.testing.assert_array_equal(_label_minimum(values, labels, count), expected)
     assert np.isinf(_label_minimum(values, labels, count + 1)[-1])
+
+
+@pytest.mark.parametrize("sampling", [(2.0, 2.0), (1.6, 2.34)])
+def test_depth_on_the_mask_box_is_the_whole_arrays(sampling: tuple[float, float]) -> None:
+    """A mask's depth map (the spine axis' slices, the trabecular ROI's body), computed over
+    the mask's box grown by a voxel, equals the distance transform of the whole array bit
+    for bit: 2-D and 3-D masks inside, touching the edges, filling the array, and empty."""
+    from scipy import ndimage
+
+    from bonelesion.roi.bone import mask_depth
+
+    rng = np.random.default_rng(11)
+    inside = np.zeros((60, 70), dtype=bool)
+    inside[20:41, 15:50] = ndimage.gaussian_filter(rng.random((21, 35)), 1.5) > 0.45
+    edge = np.zeros((60, 70), dtype=bool)
+    edge[:25, 40:] = rng.random((25, 30)) > 0.2
+    body = np.zeros((16, 30, 30), dtype=bool)
+    body[3:12, 5:22, 8:25] = ndimage.gaussian_filter(rng.random((9, 17, 17)), 1.0) > 0.47
+    for mask, spacing in ((inside, sampling), (edge, sampling),
+                          (np.ones((60, 70), dtype=bool), sampling), (body, (1.0, *sampling))):
+        assert mask.any()
+        np.testing.assert_array_equal(
+            mask_depth(mask, spacing), ndimage.distance_transform_edt(mask, sampling=spacing))
+    assert not mask_depth(np.zeros((5, 5), dtype=bool), sampling).any()

@@ -56,6 +56,7 @@ __all__ = [
     "BoneAnalysis",
     "analyse_bone",
     "fill_holes_2d",
+    "mask_depth",
     "disk",
 ]
 
@@ -290,6 +291,25 @@ def work_grid(volume: Volume, *, config: BoneConfig) -> WorkGrid:
                     flips=flips, source_shape=volume.shape, obliquity_deg=obliquity)
 
 
+def mask_depth(mask: NDArray[np.bool_], spacing_mm: Any) -> NDArray[np.float64]:
+    """Distance of each voxel of a mask to the nearest voxel outside it (0 outside).
+
+    ``scipy.ndimage.distance_transform_edt(mask, sampling=spacing_mm)``, computed over the
+    mask's bounding box grown by one voxel: every voxel beyond lies outside the mask, and
+    none of them is nearer to a voxel of the mask than that shell, so the values are the
+    whole array's.
+    """
+    out = np.zeros(mask.shape, np.float64)
+    box = []
+    for axis in range(mask.ndim):
+        found = np.nonzero(np.any(mask, axis=tuple(k for k in range(mask.ndim) if k != axis)))[0]
+        if not len(found):
+            return out
+        box.append(slice(max(int(found[0]) - 1, 0), min(int(found[-1]) + 2, mask.shape[axis])))
+    out[tuple(box)] = ndimage.distance_transform_edt(mask[tuple(box)], sampling=spacing_mm)
+    return out
+
+
 def disk(radius_mm: float, spacing_mm: tuple[float, float]) -> NDArray[np.bool_]:
     """2-D elliptical structuring element of a physical radius on an anisotropic grid."""
     half = [max(0, int(math.floor(radius_mm / s))) for s in spacing_mm]
@@ -450,7 +470,7 @@ def spine_axis(grid: WorkGrid, masks: BoneMasks, *, config: BoneConfig) -> Spine
         window = filled[:, lo:hi]
         if not window.any():
             continue
-        dt = ndimage.distance_transform_edt(filled, sampling=sp[1:])[:, lo:hi]
+        dt = mask_depth(filled, sp[1:])[:, lo:hi]
         d = float(dt.max())
         depth[i] = d
         if config.body_depth_min_mm <= d <= config.body_depth_max_mm:

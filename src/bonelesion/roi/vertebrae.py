@@ -51,7 +51,14 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from bonelesion.model.volume import SeriesInfo, Volume
-from bonelesion.roi.bone import BoneAnalysis, analyse_bone, disk, fill_holes_2d, normal_frames
+from bonelesion.roi.bone import (
+    BoneAnalysis,
+    analyse_bone,
+    disk,
+    fill_holes_2d,
+    mask_depth,
+    normal_frames,
+)
 from bonelesion.roi.config import DetectionConfig, VertebraConfig
 from bonelesion.units import IntensityUnit
 
@@ -851,7 +858,7 @@ def _trabecular(an: BoneAnalysis, body: NDArray[np.bool_], box: tuple[slice, sli
                 cfg: VertebraConfig) -> tuple[float | None, float | None, int]:
     """Mean and SD of the body eroded by ``trabecular_erosion_mm``, dense foci left out."""
     sp = an.ct.spacing_mm
-    depth = ndimage.distance_transform_edt(body, sampling=sp)
+    depth = mask_depth(body, sp)
     roi = depth >= cfg.trabecular_erosion_mm + 0.5 * max(sp)
     ct = np.asarray(an.ct.array[box], dtype=np.float32)
     dense = ct >= cfg.dense_exclusion_hu
