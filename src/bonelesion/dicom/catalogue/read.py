@@ -36,7 +36,12 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from bonelesion.dicom import kept_headers, values, vendors
-from bonelesion.dicom.catalogue.records import SUPPORTED_SOP_CLASSES, FileRecord, FileStatus
+from bonelesion.dicom.catalogue.records import (
+    SUPPORTED_SOP_CLASSES,
+    FileRecord,
+    FileStatus,
+    _new_record,
+)
 from bonelesion.dicom.catalogue.values import (
     _first_item,
     _float,
@@ -476,7 +481,8 @@ def _read_record(
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
     def record(status: FileStatus, reason: str = "", **fields: Any) -> FileRecord:
-        return FileRecord(**base, status=status.value, reason=reason, **fields)
+        fields.update(base, status=status.value, reason=reason)
+        return _new_record(fields)
 
     if size_bytes == 0:
         return record(FileStatus.NOT_DICOM,
