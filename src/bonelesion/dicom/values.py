@@ -1067,7 +1067,7 @@ def get_cs(ds: Dataset | None, key: str | int, *, strict: bool = True) -> tuple[
     if not values:
         return ()
     assert isinstance(values, tuple)
-    return tuple(v.upper() for v in values)
+    return tuple([v.upper() for v in values])
 
 
 def element_bytes(ds: Dataset | None, key: str | int) -> bytes | None:

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
@@ -50,6 +51,7 @@ from bonelesion.dicom.catalogue.values import (
     _joined,
     _raw,
     _str,
+    _tag_vr,
 )
 from bonelesion.dicom.fastheader import (
     ITEM_TAG,
@@ -373,11 +375,14 @@ def _present(ds: Dataset, keyword: str) -> bool:
     (`bonelesion.dicom.values.raw_sequence`): pydicom parsing a functional-groups sequence
     only to see it exists cost 30 ms an enhanced file.
     """
-    try:
-        if values.raw_sequence(ds, keyword) is not None:
-            return True
-    except InputError:
+    elem = ds._dict.get(_tag_vr(keyword)[0])
+    if elem is None:
         return False
+    if type(elem) is RawDataElement and elem.VR == "SQ":  # what `raw_sequence` takes
+        try:
+            return values.raw_sequence(ds, keyword) is not None
+        except InputError:
+            return False
     return _raw(ds, keyword) is not None
 
 
