@@ -823,6 +823,19 @@ def _remember(memo: tuple[str, str, bool, bytes], value: Any) -> None:
     _PARSED[memo] = value
 
 
+def _memo_key(elem: Any, dict_vr: str, kind: str) -> tuple[str, str, bool, bytes] | None:
+    """Return the `_PARSED` key of a raw element's bytes as `_plain` reads them (None: none)."""
+    if type(elem) is not RawDataElement:
+        return None
+    vr = elem.VR or dict_vr
+    if vr in _OPAQUE_VRS and dict_vr not in _OPAQUE_VRS:
+        vr = dict_vr
+    data = elem.value
+    if vr == "SQ" or type(data) is not bytes or len(data) > _PARSED_MAX_BYTES:
+        return None
+    return kind, vr, bool(elem.is_little_endian), data
+
+
 def _parse_number_bytes(data: bytes, vr: str, little: bool, where: Where
                         ) -> tuple[float | int, ...] | None:
     """Numbers of raw bytes of VR ``vr``; None when empty. A pure function of its inputs."""
@@ -857,6 +870,11 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
         hit = cache.get((tag, "ints"))
         if hit is not None and hit[0] is elem:
             return hit[1]  # type: ignore[no-any-return]
+    memo = _memo_key(elem, dict_vr, "ints")  # the result is a function of the bytes
+    if memo is not None:
+        found = _PARSED.get(memo)
+        if found is not None:
+            return _store(ds, tag, "ints", elem, found)  # type: ignore[no-any-return]
     try:
         values = _numbers(ds, tag, dict_vr, elem, cache)
         if values is None:
@@ -870,7 +888,10 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
             if not -_INT64_MAX <= v < _INT64_MAX:  # beyond any use, and any database column
                 raise _invalid(_where(ds, tag), "value", values, "an integer within ±2**63")
             out.append(v)
-        return _store(ds, tag, "ints", elem, tuple(out))  # type: ignore[no-any-return]
+        result = tuple(out)
+        if memo is not None:
+            _remember(memo, result)
+        return _store(ds, tag, "ints", elem, result)  # type: ignore[no-any-return]
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
@@ -916,6 +937,11 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
         hit = cache.get((tag, "floats"))
         if hit is not None and hit[0] is elem and (count is None or len(hit[1]) == count):
             return hit[1]  # type: ignore[no-any-return]
+    memo = _memo_key(elem, dict_vr, "floats") if finite else None
+    if memo is not None:
+        found = _PARSED.get(memo)
+        if found is not None and (count is None or len(found) == count):
+            return _store(ds, tag, "floats", elem, found)  # type: ignore[no-any-return]
     try:
         values = _numbers(ds, tag, dict_vr, elem, cache)
         if values is None:
@@ -928,7 +954,11 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
             raise _invalid(_where(ds, tag), f"value with {len(values)} number(s)",
                            values, f"{count} numbers")
         out = tuple([float(v) for v in values])
-        return _store(ds, tag, "floats", elem, out) if finite else out  # type: ignore[no-any-return]
+        if not finite:
+            return out
+        if memo is not None:
+            _remember(memo, out)
+        return _store(ds, tag, "floats", elem, out)  # type: ignore[no-any-return]
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
