@@ -154,13 +154,16 @@ def _check_sequence(buf: bytes, pos: int, length: int, implicit: bool, complete:
 def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
     """Group 0002 (always Explicit VR Little Endian) from offset 132."""
     pos = 132
+    n = len(buf)
+    unpack_explicit = _EXPLICIT_SHORT.unpack_from
     elements: dict[BaseTag, RawDataElement] = {}
     while True:
-        _need(buf, pos + 8)
-        group, element = _HH.unpack_from(buf, pos)
+        if pos + 8 > n:
+            raise _NeedMore
+        # tag, VR and 16-bit length in one unpack (the length is re-read for a long VR)
+        group, element, vr_bytes, length = unpack_explicit(buf, pos)
         if group != 0x0002:
             return elements, pos
-        vr_bytes = buf[pos + 4:pos + 6]
         vr = _VALID_VRS.get(vr_bytes)
         if vr is None:
             raise _Decline
@@ -169,7 +172,6 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
             length = _L.unpack_from(buf, pos + 8)[0]
             pos += 12
         else:
-            length = _H.unpack_from(buf, pos + 6)[0]
             pos += 8
         if length == UNDEFINED_LENGTH:
             raise _Decline

@@ -44,6 +44,7 @@ from bonelesion.dicom.catalogue.records import (
     _new_record,
 )
 from bonelesion.dicom.catalogue.values import (
+    _element_value,
     _first_item,
     _float,
     _floats,
@@ -375,7 +376,8 @@ def _present(ds: Dataset, keyword: str) -> bool:
     (`bonelesion.dicom.values.raw_sequence`): pydicom parsing a functional-groups sequence
     only to see it exists cost 30 ms an enhanced file.
     """
-    elem = ds._dict.get(_tag_vr(keyword)[0])
+    tag, vr = _tag_vr(keyword)
+    elem = ds._dict.get(tag)
     if elem is None:
         return False
     if type(elem) is RawDataElement and elem.VR == "SQ":  # what `raw_sequence` takes
@@ -383,7 +385,7 @@ def _present(ds: Dataset, keyword: str) -> bool:
             return values.raw_sequence(ds, keyword) is not None
         except InputError:
             return False
-    return _raw(ds, keyword) is not None
+    return _element_value(ds, tag, vr, elem) is not None
 
 
 def read_file_record(

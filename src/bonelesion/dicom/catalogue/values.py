@@ -107,6 +107,11 @@ def _raw(ds: Dataset | None, keyword: str) -> Any:
     elem = ds._dict.get(tag)  # no conversion of the other elements
     if elem is None:
         return None
+    return _element_value(ds, tag, vr, elem)
+
+
+def _element_value(ds: Dataset, tag: BaseTag, vr: str, elem: Any) -> Any:
+    """`_raw` of the element ``elem`` (tag ``tag``, dictionary VR ``vr``) of ``ds``."""
     if isinstance(elem, RawDataElement):
         simple, value = _fast_value(elem, elem.VR or vr)
         if simple:
