@@ -140,3 +140,30 @@ def test_first_frame_groups_from_bytes_equal_the_pydicom_parse() -> None:
                         assert _float(a, keyword) == _float(b, keyword), (path, keyword)
             n_files += 1
     assert n_files >= 25
+
+
+def test_values_decoded_once_per_process_equal_a_fresh_decode() -> None:
+    """`_raw` of equal bytes in two headers (the process-wide decode memo) is the fresh
+    decode; a list value is a copy: changing it changes nothing for the next header."""
+    from pydicom import Dataset
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    from bonelesion.dicom.catalogue import values as catalogue_values
+
+    def header(vr: str, raw: bytes, little: bool = True) -> Dataset:
+        tag = BaseTag(0x00080008)
+        return Dataset({tag: RawDataElement(tag, vr, len(raw), raw, 0, False, little)})
+
+    cases = [("CS", b"ORIGINAL\\PRIMARY\\AXIAL "), ("CS", b""), ("US", b"\x00\x02"),
+             ("US", b"\x00\x02\x01\x00"), ("LO", b"caf\xe9"), ("FD", b"\x00" * 7)]
+    for vr, raw in cases:
+        for little in (True, False):
+            catalogue_values._DECODED.clear()
+            first = catalogue_values._raw(header(vr, raw, little), "ImageType")
+            fresh = first.copy() if isinstance(first, list) else first
+            if isinstance(first, list):
+                first.append("changed")
+            second = catalogue_values._raw(header(vr, raw, little), "ImageType")
+            assert second == fresh, (vr, raw, little)
+            assert len(catalogue_values._DECODED) == 1

@@ -875,3 +875,31 @@ def test_record_json_arrays_are_written_as_json_dumps_writes_them() -> None:
         assert _json_array(value) == json.dumps(list(value))
         assert json.loads(_json_array(value)) == json.loads(json.dumps(list(value))) or \
             any(v != v for v in value if isinstance(v, float))
+
+
+def test_fast_record_constructor_and_stack_rows_equal_the_plain_ones(
+        indexed: dict[str, Any]) -> None:
+    """`_new_record` builds what ``FileRecord(**fields)`` builds (and refuses what it
+    refuses); `_to_entry`'s stack rows are the row's JSON arrays, parsed back."""
+    import dataclasses
+    import json
+
+    from bonelesion.dicom.catalogue.records import _FIELD_NAMES, _new_record, _to_entry
+
+    recs = list(_records(indexed["db"]).values())
+    assert sum(len(r.stack_keys) for r in recs) > len(recs) / 2
+    for rec in recs:
+        fields = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+        fast = _new_record(dict(fields))
+        assert fast == ix.FileRecord(**fields)
+        assert vars(fast) == vars(ix.FileRecord(**fields))
+        row, stacks = _to_entry(rec)
+        parsed = [json.loads(row[_FIELD_NAMES.index(n)]) for n in (
+            "stack_keys", "stack_n_frames", "stack_b_values_s_per_mm2", "stack_roles",
+            "stack_role_reasons")]
+        assert stacks == [(row[0], k, rec.series_instance_uid, n, b, r, why)
+                          for k, n, b, r, why in zip(*parsed, strict=True)]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        _new_record({"path": "a", "size_bytes": 0, "mtime_ns": 0, "status": "ok", "x": 1})
+    with pytest.raises(TypeError, match="status"):
+        _new_record({"path": "a", "size_bytes": 0, "mtime_ns": 0})

@@ -280,6 +280,28 @@ def test_lenient_accessor_warns_once_and_converts_once() -> None:
         values.get_int(ds, "SeriesNumber")
 
 
+@PROPERTY
+@given(st.sampled_from(["IS", "DS", "US", "FD", "CS", "UI", "LO"]), st.binary(max_size=24),
+       st.sampled_from(["ints", "floats", "text", "uid", "cs"]))
+def test_values_shared_between_headers_equal_a_fresh_parse(vr: str, raw: bytes,
+                                                           kind: str) -> None:
+    """Values parsed from equal bytes in another header (the process-wide memo) are the
+    ones the parsers give; an invalid value names its own file in every header."""
+    read = {"ints": values.get_ints, "floats": values.get_floats, "text": values.get_text,
+            "uid": values.get_uid, "cs": values.get_cs}[kind]
+    outcomes = []
+    values._PARSED.clear()
+    for name in ("first", "second"):
+        ds = _header({0x00200011: (vr, raw)})
+        values.bind_source(ds, f"/export/{name}.dcm")
+        try:
+            outcomes.append(read(ds, "SeriesNumber"))
+        except InputError as exc:
+            assert f"/export/{name}.dcm" in str(exc)
+            outcomes.append(type(exc))
+    assert outcomes[0] == outcomes[1]
+
+
 def test_a_number_where_a_sequence_belongs_is_named() -> None:
     ds = _header({0x52009230: ("US", b"\x02\x00")})
     with pytest.raises(InputError, match=r"\(5200,9230\) PerFrameFunctionalGroupsSequence: .*"

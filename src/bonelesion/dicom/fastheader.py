@@ -154,13 +154,16 @@ def _check_sequence(buf: bytes, pos: int, length: int, implicit: bool, complete:
 def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
     """Group 0002 (always Explicit VR Little Endian) from offset 132."""
     pos = 132
+    n = len(buf)
+    unpack_explicit = _EXPLICIT_SHORT.unpack_from
     elements: dict[BaseTag, RawDataElement] = {}
     while True:
-        _need(buf, pos + 8)
-        group, element = _HH.unpack_from(buf, pos)
+        if pos + 8 > n:
+            raise _NeedMore
+        # tag, VR and 16-bit length in one unpack (the length is re-read for a long VR)
+        group, element, vr_bytes, length = unpack_explicit(buf, pos)
         if group != 0x0002:
             return elements, pos
-        vr_bytes = buf[pos + 4:pos + 6]
         vr = _VALID_VRS.get(vr_bytes)
         if vr is None:
             raise _Decline
@@ -169,7 +172,6 @@ def _parse_meta(buf: bytes) -> tuple[dict[BaseTag, RawDataElement], int]:
             length = _L.unpack_from(buf, pos + 8)[0]
             pos += 12
         else:
-            length = _H.unpack_from(buf, pos + 6)[0]
             pos += 8
         if length == UNDEFINED_LENGTH:
             raise _Decline
@@ -309,6 +311,8 @@ _UNKNOWN = object()
 #: Instance attributes of a fresh `FileMetaDataset` and of a fresh `FileDataset` (implicit
 #: VR False/True) as pydicom's constructors set them (`_prototypes`).
 _PROTOTYPES: dict[object, dict[str, object]] = {}
+#: Names of each prototype's attributes that hold a dict (copied per instance), by id.
+_PROTOTYPE_DICTS: dict[int, tuple[str, ...]] = {}
 
 
 def _prototypes() -> dict[object, dict[str, object]]:
@@ -332,12 +336,17 @@ def _prototypes() -> dict[object, dict[str, object]]:
             attrs = dict(vars(ds))
             del attrs["file_meta"]
             _PROTOTYPES[implicit] = attrs
+        for prototype in _PROTOTYPES.values():  # kept for the life of the process
+            _PROTOTYPE_DICTS[id(prototype)] = tuple(
+                k for k, v in prototype.items() if type(v) is dict)
     return _PROTOTYPES
 
 
 def _instance(cls: type, prototype: dict[str, object], attrs: dict[str, object]) -> object:
     """Make a ``cls`` with ``prototype``'s attributes (fresh copies of its dicts) and ``attrs``."""
-    state = {k: (v.copy() if type(v) is dict else v) for k, v in prototype.items()}
+    state = prototype.copy()
+    for key in _PROTOTYPE_DICTS[id(prototype)]:
+        state[key] = dict(state[key])  # type: ignore[call-overload]
     state.update(attrs)
     obj: object = object.__new__(cls)
     object.__setattr__(obj, "__dict__", state)
@@ -453,10 +462,12 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
     >>> read_header("/no/such/file")  # doctest: +SKIP
     """
     path = os.fspath(path)
-    with open(path, "rb") as fh:
-        buf = fh.read(chunk_bytes)
+    # os-level reads: a buffered file object costs more than the read of a small file
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        buf = _read_up_to(fd, chunk_bytes)
         complete = len(buf) < chunk_bytes
-        st = os.fstat(fh.fileno())
+        st = os.fstat(fd)
         passes = 0
         while True:
             before: dict[BaseTag, RawDataElement | DataElement] = {}
@@ -478,6 +489,27 @@ def read_header(path: str | os.PathLike[str], *, chunk_bytes: int = HEADER_CHUNK
                 else:
                     want = len(buf) * 3 if passes < 2 else \
                         max(len(buf) * 3, HEADER_LONG_READ_BYTES - len(buf))
-                more = fh.read(want)
+                more = _read_up_to(fd, want)
                 complete = len(more) < want
                 buf += more
+    finally:
+        os.close(fd)
+
+
+def _read_up_to(fd: int, n_bytes: int) -> bytes:
+    """Read ``n_bytes`` from ``fd``, fewer only at the end of the file.
+
+    As ``read`` of a buffered file object does: one ``os.read`` may return less.
+    """
+    data = os.read(fd, n_bytes)
+    if not data or len(data) == n_bytes:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n_bytes:
+        more = os.read(fd, n_bytes - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)

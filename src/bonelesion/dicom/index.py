@@ -46,7 +46,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
 
 from pydicom import Dataset
 
@@ -71,7 +70,8 @@ from bonelesion.dicom.catalogue.records import (  # noqa: E402
     SeriesRecord,
     StackRecord,
     StudyRecord,
-    _to_row,
+    _Entry,
+    _to_entry,
     loaded_path,
     stored_path,
 )
@@ -119,14 +119,14 @@ _POOL_MIN_FILES = 600
 def _read_chunk(
     root: str, items: Sequence[tuple[str, int, int]], secret: bytes | None,
     keep_headers: bool = False,
-) -> list[tuple[Any, ...]]:
-    """Worker entry point: read a chunk of files, return database rows.
+) -> list[_Entry]:
+    """Worker entry point: read a chunk of files, return their database rows (`_to_entry`).
 
     ``keep_headers`` (in the main process only) keeps each usable file's parsed header for
     the series reader (`bonelesion.dicom.kept_headers`).
     """
     return [
-        _to_row(read_file_record(root, rel, size_bytes=size, mtime_ns=mtime,
+        _to_entry(read_file_record(root, rel, size_bytes=size, mtime_ns=mtime,
                                  patient_key_secret=secret, keep_header=keep_headers))
         for rel, size, mtime in items
     ]
@@ -218,7 +218,7 @@ def index_export(
         unchanged = len(walk.files) - len(todo)
         logger.info("Index %s: %d files found, %d to read, %d unchanged", root_path,
                     len(walk.files), len(todo), unchanged)
-        _write_rows(con, [_to_row(_entry_record(p)) for p in walk.problems], stamp)
+        _write_rows(con, [_to_entry(_entry_record(p)) for p in walk.problems], stamp)
         used = _read_all(con, root_path, todo, n_workers, progress, patient_key_secret, stamp,
                          new_paths=not known)
         removed = _remove_gone(con, walk)
@@ -279,7 +279,7 @@ def _read_all(
     chunks = [todo[i:i + _CHUNK_FILES] for i in range(0, total, _CHUNK_FILES)]
     done = 0
 
-    def write(rows: list[tuple[Any, ...]]) -> None:
+    def write(rows: list[_Entry]) -> None:
         nonlocal done
         _write_rows(con, rows, stamp, new_paths=new_paths)
         done += len(rows)
@@ -302,12 +302,12 @@ def _read_in_pool(
     chunks: list[list[tuple[str, int, int]]],
     n_workers: int,
     secret: bytes | None,
-    write: Callable[[list[tuple[Any, ...]]], None],
+    write: Callable[[list[_Entry]], None],
 ) -> list[list[tuple[str, int, int]]]:
     """Read chunks in a process pool; return the chunks left unread if the pool broke."""
     executor = ProcessPoolExecutor(max_workers=min(n_workers, len(chunks)),
                                    initializer=_worker_init)
-    pending: dict[Future[list[tuple[Any, ...]]], list[tuple[str, int, int]]] = {}
+    pending: dict[Future[list[_Entry]], list[tuple[str, int, int]]] = {}
     n_sent = 0
 
     def send() -> None:
@@ -369,14 +369,14 @@ def _apply_series_context(con: sqlite3.Connection, root: Path, secret: bytes | N
     n_reread = 0
     idle: list[str] = []
     for uid in pending:
-        rows: list[tuple[Any, ...]] = []
+        rows: list[_Entry] = []
         if con.execute(_NEEDS_SERIES_CONTEXT, (uid,)).fetchone()[0]:
             files = con.execute(
                 "SELECT DISTINCT f.path, f.size_bytes, f.mtime_ns FROM files f JOIN "
                 "file_stacks s ON s.path = f.path WHERE s.series_instance_uid = ? "
                 "ORDER BY f.path", (uid,)).fetchall()
             files = [(loaded_path(p), size, mtime) for p, size, mtime in files]
-            rows = [_to_row(rec) for rec in _series_context_records(root, files, secret)]
+            rows = [_to_entry(rec) for rec in _series_context_records(root, files, secret)]
         if not rows:
             idle.append(uid)
             continue

@@ -132,7 +132,9 @@ def stack_key(flat: Dataset) -> StackKey:
     iop = values.get_floats(flat, "ImageOrientationPatient", strict=False)
     orientation: tuple[float, ...] | None = None
     if iop is not None and len(iop) == 6:
-        orientation = tuple(_round_or_none(v, _KEY_ORIENTATION_DECIMALS) or 0.0 for v in iop)
+        # as `_round_or_none` (no "-0.0"), inline: six values of every frame
+        orientation = tuple([r if (r := round(v, _KEY_ORIENTATION_DECIMALS)) else 0.0
+                             for v in iop])
     # kind, b-value and direction as `diffusion_kind`, `b_value_s_per_mm2` and
     # `diffusion_direction_lps` give them, the evidence read once
     kind, b_value, direction = vendors.diffusion_facts(flat)

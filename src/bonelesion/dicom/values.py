@@ -130,6 +130,16 @@ _MAX_SHOWN: Final = 60
 _MISSING: Final = object()
 _KEYS: dict[str | int, tuple[BaseTag, str]] = {}
 
+#: Valid values parsed from raw bytes, shared by every header of this process: the typed
+#: parsers are pure functions of the bytes, VR and byte order, and the files of a series
+#: repeat most values (UIDs, orientation, spacing, matrix, ImageType). Only valid results
+#: of short values are kept: an invalid value is parsed again, and named with its own file,
+#: every time. {(kind, VR, little endian, bytes): value}
+_PARSED: dict[tuple[str, str, bool, bytes], Any] = {}
+#: Entries of `_PARSED` (emptied when full) and the longest value kept in it.
+_PARSED_MAX_ENTRIES: Final = 4096
+_PARSED_MAX_BYTES: Final = 64
+
 
 # ---------------------------------------------------------------------- the file of a header
 def bind_source(ds: Dataset, path: str | os.PathLike[str] | None) -> None:
@@ -663,12 +673,12 @@ def _twin_hit(cache: dict[Any, Any], tag: BaseTag, kind: str, elem: Any) -> Any:
     return found
 
 
-def _cache_hit(ds: Dataset, tag: BaseTag, kind: str, elem: Any) -> Any:
+def _cache_hit(cache: dict[Any, Any] | None, tag: BaseTag, kind: str, elem: Any) -> Any:
     """Return the cached value (or raise the cached error) of ``elem``; `_MISSING` if none.
 
-    The element's own entry first, then (flat headers of one file) a twin's (`_twin_hit`).
+    ``cache`` is the header's value cache (None: it has none yet). The element's own
+    entry first, then (flat headers of one file) a twin's (`_twin_hit`).
     """
-    cache = ds.__dict__.get(_CACHE_ATTR)
     if cache is None:
         return _MISSING
     hit = cache.get((tag, kind))
@@ -725,16 +735,12 @@ def converted_value(ds: Dataset, key: str | int) -> Any:
     return _converted(ds, tag).value
 
 
-def _plain(ds: Dataset, tag: BaseTag, dict_vr: str
-           ) -> tuple[Any, str, bool, bool] | None:
-    """(value, VR, is raw bytes, little endian) of an element; None when absent.
+def _plain(elem: Any, dict_vr: str) -> tuple[Any, str, bool, bool]:
+    """(value, VR, is raw bytes, little endian) of an element (raw or converted).
 
     Raw elements give their bytes (no conversion); converted ones their value. An element
     written as UN (or OB/OW) is read as its dictionary VR.
     """
-    elem = ds._dict.get(tag)
-    if elem is None:
-        return None
     if type(elem) is RawDataElement:
         vr = elem.VR or dict_vr
         if vr in _OPAQUE_VRS and dict_vr not in _OPAQUE_VRS:
@@ -756,88 +762,92 @@ def _strict_or_warn(exc: InputError, strict: bool) -> None:
     warnings.warn(f"{exc} The value is ignored.", DataQualityWarning, stacklevel=4)
 
 
-def _numbers(ds: Dataset, key: str | int, kind: str) -> tuple[float | int, ...] | None:
-    """Numbers of an element, parsed by VR; None when absent or empty."""
-    tag, dict_vr = _KEYS.get(key) or _key(key)
-    elem = ds._dict.get(tag)
-    if elem is None:
-        return None
-    found = _cache_hit(ds, tag, kind, elem)
+def _numbers(ds: Dataset, tag: BaseTag, dict_vr: str, elem: Any,
+             cache: dict[Any, Any] | None) -> tuple[float | int, ...] | None:
+    """Numbers of the element ``elem`` (``ds``'s, present), parsed by VR; None when empty.
+
+    ``cache`` is ``ds``'s value cache (None: none yet).
+    """
+    found = _cache_hit(cache, tag, "n", elem)
     if found is not _MISSING:
         return found  # type: ignore[no-any-return]
     try:
-        value = _parse_numbers(ds, tag, dict_vr)
+        value = _parse_numbers(ds, tag, dict_vr, elem)
     except InputError as exc:
-        _store_raw(ds, tag, kind, elem, exc)
+        _store_raw(ds, tag, "n", elem, exc)
         raise
-    return _store_raw(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
+    return _store_raw(ds, tag, "n", elem, value)  # type: ignore[no-any-return]
 
 
-def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str) -> tuple[float | int, ...] | None:
-    found = _plain(ds, tag, dict_vr)
-    if found is None:
-        return None
-    value, vr, is_raw, little = found
-    where = Where(ds, tag)
+def _parse_numbers(ds: Dataset, tag: BaseTag, dict_vr: str, elem: Any
+                   ) -> tuple[float | int, ...] | None:
+    value, vr, is_raw, little = _plain(elem, dict_vr)
     if is_raw:
         data = bytes(value)
-        if vr in BINARY_FORMATS:
-            out: tuple[float | int, ...] = parse_binary(data, vr, little=little, where=where)
-        elif vr == "IS":
-            out = parse_is(data, where=where)
-        elif vr in _STRING_VRS:
-            out = parse_ds(data, where=where)
-        else:
-            raise _invalid(where, f"value of VR {vr}", data, "a number")
-    elif vr == "SQ" or isinstance(value, Sequence):
+        memo = ("n", vr, bool(little), data) if len(data) <= _PARSED_MAX_BYTES else None
+        if memo is not None:
+            found = _PARSED.get(memo, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
+        out = _parse_number_bytes(data, vr, little, Where(ds, tag))
+        if memo is not None:
+            _remember(memo, out)
+        return out
+    where = Where(ds, tag)
+    if vr == "SQ" or isinstance(value, Sequence):
         raise _invalid(where, "sequence", "(items)", "a number")
-    elif value is None or value == "":
+    if value is None or value == "":
         return None
+    seq = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    parsed: list[float | int] = []
+    for v in seq:
+        if isinstance(v, bool) or v is None:
+            raise _invalid(where, "value", v, "a number")
+        if isinstance(v, int):
+            parsed.append(int(v))
+        elif isinstance(v, float):
+            parsed.append(float(v))
+        elif isinstance(v, str):
+            text = v.strip()
+            parsed.extend(parse_is(text, where=where) if vr == "IS"
+                          else parse_ds(text, where=where))
+        else:
+            raise _invalid(where, "value", v, "a number")
+    return tuple(parsed) or None
+
+
+def _remember(memo: tuple[str, str, bool, bytes], value: Any) -> None:
+    """Keep a valid parsed value in `_PARSED` (emptied first when full)."""
+    if len(_PARSED) >= _PARSED_MAX_ENTRIES:
+        _PARSED.clear()
+    _PARSED[memo] = value
+
+
+def _memo_key(elem: Any, dict_vr: str, kind: str) -> tuple[str, str, bool, bytes] | None:
+    """Return the `_PARSED` key of a raw element's bytes as `_plain` reads them (None: none)."""
+    if type(elem) is not RawDataElement:
+        return None
+    vr = elem.VR or dict_vr
+    if vr in _OPAQUE_VRS and dict_vr not in _OPAQUE_VRS:
+        vr = dict_vr
+    data = elem.value
+    if vr == "SQ" or type(data) is not bytes or len(data) > _PARSED_MAX_BYTES:
+        return None
+    return kind, vr, bool(elem.is_little_endian), data
+
+
+def _parse_number_bytes(data: bytes, vr: str, little: bool, where: Where
+                        ) -> tuple[float | int, ...] | None:
+    """Numbers of raw bytes of VR ``vr``; None when empty. A pure function of its inputs."""
+    if vr in BINARY_FORMATS:
+        out: tuple[float | int, ...] = parse_binary(data, vr, little=little, where=where)
+    elif vr == "IS":
+        out = parse_is(data, where=where)
+    elif vr in _STRING_VRS:
+        out = parse_ds(data, where=where)
     else:
-        seq = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
-        parsed: list[float | int] = []
-        for v in seq:
-            if isinstance(v, bool) or v is None:
-                raise _invalid(where, "value", v, "a number")
-            if isinstance(v, int):
-                parsed.append(int(v))
-            elif isinstance(v, float):
-                parsed.append(float(v))
-            elif isinstance(v, str):
-                text = v.strip()
-                parsed.extend(parse_is(text, where=where) if vr == "IS"
-                              else parse_ds(text, where=where))
-            else:
-                raise _invalid(where, "value", v, "a number")
-        out = tuple(parsed)
-    if not out:
-        return None
-    return out
-
-
-def _final_hit(ds: Dataset, key: str | int, kind: str) -> Any:
-    """Return a typed accessor's own result cached for this element (None: not cached)."""
-    cache = ds.__dict__.get(_CACHE_ATTR)
-    if cache is None:
-        return None
-    tag = (_KEYS.get(key) or _key(key))[0]
-    hit = cache.get((tag, kind))
-    if hit is None or hit[0] is not ds._dict.get(tag):
-        return None
-    return hit[1]
-
-
-def _final_store(ds: Dataset, key: str | int, kind: str, value: Any) -> Any:
-    """Cache a typed accessor's valid result (its errors go through `_numbers`' cache)."""
-    tag = (_KEYS.get(key) or _key(key))[0]
-    return _store(ds, tag, kind, ds._dict.get(tag), value)
-
-
-def _finite(values: tuple[float | int, ...], ds: Dataset, key: str | int) -> None:
-    for v in values:
-        if isinstance(v, float) and not math.isfinite(v):
-            tag = _key(key)[0]
-            raise _invalid(_where(ds, tag), "value", values, "finite")
+        raise _invalid(where, f"value of VR {vr}", data, "a number")
+    return out or None
 
 
 def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
@@ -851,24 +861,37 @@ def get_ints(ds: Dataset | None, key: str | int, *, strict: bool = True
     """
     if ds is None:
         return None
-    hit = _final_hit(ds, key, "ints")
-    if hit is not None:
-        return hit  # type: ignore[no-any-return]
+    tag, dict_vr = _KEYS.get(key) or _key(key)
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return None
+    cache = ds.__dict__.get(_CACHE_ATTR)
+    if cache is not None:
+        hit = cache.get((tag, "ints"))
+        if hit is not None and hit[0] is elem:
+            return hit[1]  # type: ignore[no-any-return]
+    memo = _memo_key(elem, dict_vr, "ints")  # the result is a function of the bytes
+    if memo is not None:
+        found = _PARSED.get(memo)
+        if found is not None:
+            return _store(ds, tag, "ints", elem, found)  # type: ignore[no-any-return]
     try:
-        values = _numbers(ds, key, "n")
+        values = _numbers(ds, tag, dict_vr, elem, cache)
         if values is None:
             return None
         out = []
         for v in values:
             if isinstance(v, float):
                 if not (math.isfinite(v) and v.is_integer()):
-                    raise _invalid(_where(ds, _key(key)[0]), "value", values, "an integer")
+                    raise _invalid(_where(ds, tag), "value", values, "an integer")
                 v = int(v)
             if not -_INT64_MAX <= v < _INT64_MAX:  # beyond any use, and any database column
-                raise _invalid(_where(ds, _key(key)[0]), "value", values,
-                               "an integer within ±2**63")
+                raise _invalid(_where(ds, tag), "value", values, "an integer within ±2**63")
             out.append(v)
-        return _final_store(ds, key, "ints", tuple(out))  # type: ignore[no-any-return]
+        result = tuple(out)
+        if memo is not None:
+            _remember(memo, result)
+        return _store(ds, tag, "ints", elem, result)  # type: ignore[no-any-return]
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
@@ -905,20 +928,37 @@ def get_floats(ds: Dataset | None, key: str | int, *, strict: bool = True, count
     """
     if ds is None:
         return None
-    hit = _final_hit(ds, key, "floats") if finite else None
-    if hit is not None and (count is None or len(hit) == count):
-        return hit  # type: ignore[no-any-return]
+    tag, dict_vr = _KEYS.get(key) or _key(key)
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return None
+    cache = ds.__dict__.get(_CACHE_ATTR)
+    if finite and cache is not None:
+        hit = cache.get((tag, "floats"))
+        if hit is not None and hit[0] is elem and (count is None or len(hit[1]) == count):
+            return hit[1]  # type: ignore[no-any-return]
+    memo = _memo_key(elem, dict_vr, "floats") if finite else None
+    if memo is not None:
+        found = _PARSED.get(memo)
+        if found is not None and (count is None or len(found) == count):
+            return _store(ds, tag, "floats", elem, found)  # type: ignore[no-any-return]
     try:
-        values = _numbers(ds, key, "n")
+        values = _numbers(ds, tag, dict_vr, elem, cache)
         if values is None:
             return None
         if finite:
-            _finite(values, ds, key)
+            for v in values:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise _invalid(_where(ds, tag), "value", values, "finite")
         if count is not None and len(values) != count:
-            raise _invalid(_where(ds, _key(key)[0]), f"value with {len(values)} number(s)",
+            raise _invalid(_where(ds, tag), f"value with {len(values)} number(s)",
                            values, f"{count} numbers")
-        out = tuple(float(v) for v in values)
-        return _final_store(ds, key, "floats", out) if finite else out
+        out = tuple([float(v) for v in values])
+        if not finite:
+            return out
+        if memo is not None:
+            _remember(memo, out)
+        return _store(ds, tag, "floats", elem, out)  # type: ignore[no-any-return]
     except InputError as exc:
         _strict_or_warn(exc, strict)
         return None
@@ -942,23 +982,32 @@ def _strings(ds: Dataset, key: str | int, kind: str) -> tuple[str, ...] | str | 
     elem = ds._dict.get(tag)
     if elem is None:
         return None
-    found = _cache_hit(ds, tag, kind, elem)
+    found = _cache_hit(ds.__dict__.get(_CACHE_ATTR), tag, kind, elem)
     if found is not _MISSING:
         return found  # type: ignore[no-any-return]
     try:
-        value = _parse_strings(ds, tag, dict_vr, kind)
+        value = _parse_strings(ds, tag, dict_vr, kind, elem)
     except InputError as exc:
         _store_raw(ds, tag, kind, elem, exc)
         raise
     return _store_raw(ds, tag, kind, elem, value)  # type: ignore[no-any-return]
 
 
-def _parse_strings(ds: Dataset, tag: BaseTag, dict_vr: str, kind: str
+def _parse_strings(ds: Dataset, tag: BaseTag, dict_vr: str, kind: str, elem: Any
                    ) -> tuple[str, ...] | str | None:
-    found = _plain(ds, tag, dict_vr)
-    if found is None:
-        return None
-    value, vr, is_raw, _ = found
+    value, vr, is_raw, _ = _plain(elem, dict_vr)
+    if is_raw and vr not in BINARY_FORMATS and vr != "SQ":
+        data = bytes(value)
+        if len(data) <= _PARSED_MAX_BYTES and (kind != "text" or data.isascii()):
+            memo = (kind, vr, True, data)
+            found = _PARSED.get(memo, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
+            where = Where(ds, tag)
+            parsed = parse_ui(data, where=where) if kind == "uid" else \
+                parse_cs(data, where=where) if kind == "cs" else parse_text(data, where=where)
+            _remember(memo, parsed)
+            return parsed
     where = Where(ds, tag)
     if vr == "SQ" or isinstance(value, Sequence):
         raise _invalid(where, "sequence", "(items)", "text")
@@ -1048,7 +1097,7 @@ def get_cs(ds: Dataset | None, key: str | int, *, strict: bool = True) -> tuple[
     if not values:
         return ()
     assert isinstance(values, tuple)
-    return tuple(v.upper() for v in values)
+    return tuple([v.upper() for v in values])
 
 
 def element_bytes(ds: Dataset | None, key: str | int) -> bytes | None:

@@ -31,13 +31,20 @@ from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from bonelesion.dicom import kept_headers, values, vendors
-from bonelesion.dicom.catalogue.records import SUPPORTED_SOP_CLASSES, FileRecord, FileStatus
+from bonelesion.dicom.catalogue.records import (
+    SUPPORTED_SOP_CLASSES,
+    FileRecord,
+    FileStatus,
+    _new_record,
+)
 from bonelesion.dicom.catalogue.values import (
+    _element_value,
     _first_item,
     _float,
     _floats,
@@ -45,6 +52,7 @@ from bonelesion.dicom.catalogue.values import (
     _joined,
     _raw,
     _str,
+    _tag_vr,
 )
 from bonelesion.dicom.fastheader import (
     ITEM_TAG,
@@ -368,12 +376,16 @@ def _present(ds: Dataset, keyword: str) -> bool:
     (`bonelesion.dicom.values.raw_sequence`): pydicom parsing a functional-groups sequence
     only to see it exists cost 30 ms an enhanced file.
     """
-    try:
-        if values.raw_sequence(ds, keyword) is not None:
-            return True
-    except InputError:
+    tag, vr = _tag_vr(keyword)
+    elem = ds._dict.get(tag)
+    if elem is None:
         return False
-    return _raw(ds, keyword) is not None
+    if type(elem) is RawDataElement and elem.VR == "SQ":  # what `raw_sequence` takes
+        try:
+            return values.raw_sequence(ds, keyword) is not None
+        except InputError:
+            return False
+    return _element_value(ds, tag, vr, elem) is not None
 
 
 def read_file_record(
@@ -476,7 +488,8 @@ def _read_record(
     base: dict[str, Any] = {"path": relpath, "size_bytes": size_bytes, "mtime_ns": mtime_ns}
 
     def record(status: FileStatus, reason: str = "", **fields: Any) -> FileRecord:
-        return FileRecord(**base, status=status.value, reason=reason, **fields)
+        fields.update(base, status=status.value, reason=reason)
+        return _new_record(fields)
 
     if size_bytes == 0:
         return record(FileStatus.NOT_DICOM,

@@ -8,15 +8,19 @@ rows, so an interrupt leaves complete rows only. File names that are not valid U
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from bonelesion.dicom.catalogue.records import _FIELD_NAMES, SCHEMA_VERSION, _sql_type, stored_path
+from bonelesion.dicom.catalogue.records import (
+    _FIELD_NAMES,
+    SCHEMA_VERSION,
+    _Entry,
+    _sql_type,
+    stored_path,
+)
 from bonelesion.dicom.discovery import WalkResult
 from bonelesion.errors import (
     InputError,
@@ -123,32 +127,22 @@ def _prepare(con: sqlite3.Connection, db_path: Path, root: Path) -> None:
         raise
 
 
-def _write_rows(con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], stamp: str,
+def _write_rows(con: sqlite3.Connection, entries: Sequence[_Entry], stamp: str,
                 *, series_done: str | None = None, new_paths: bool = False) -> None:
-    """Insert rows (read with ``stamp``) and their stack memberships in one transaction.
+    """Insert records' rows (read with ``stamp``) and their stack rows in one transaction.
 
+    ``entries`` are `bonelesion.dicom.catalogue.records._to_entry` of the records.
     The series of the rows (and the series the same paths were in before) are marked for
     the series-context pass (`_apply_series_context`), unless ``series_done`` is given:
     the series-context pass of that series is writing, and it is marked done instead.
     ``new_paths``: no row's path is in the catalogue yet (a first index), so there is no
     former series to mark and no former stack membership to delete.
     """
-    if not rows:
+    if not entries:
         return
     pi, si = _POS["path"], _POS["series_instance_uid"]
-    ki, ni, bi = _POS["stack_keys"], _POS["stack_n_frames"], _POS["stack_b_values_s_per_mm2"]
-    ri, rri = _POS["stack_roles"], _POS["stack_role_reasons"]
-    stack_rows: list[tuple[Any, ...]] = []
-    for row in rows:
-        if row[ki] is None:
-            continue
-        keys = json.loads(row[ki])
-        counts = json.loads(row[ni]) if row[ni] is not None else [1] * len(keys)
-        b_values = json.loads(row[bi]) if row[bi] is not None else [None] * len(keys)
-        roles = json.loads(row[ri]) if row[ri] is not None else [None] * len(keys)
-        reasons = json.loads(row[rri]) if row[rri] is not None else [""] * len(keys)
-        stack_rows.extend((row[pi], k, row[si], n, b, r, why) for k, n, b, r, why
-                          in zip(keys, counts, b_values, roles, reasons, strict=True))
+    rows = [row for row, _ in entries]
+    stack_rows = [stack for _, stacks in entries for stack in stacks]
     if logger.isEnabledFor(logging.DEBUG):
         reason_i, status_i = _POS["reason"], _POS["status"]
         for row in rows:

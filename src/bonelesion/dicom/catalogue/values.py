@@ -48,15 +48,40 @@ def _tag_vr(keyword: str) -> tuple[BaseTag, str]:
     return found
 
 
+#: `_fast_value` results of short values, shared by every header of this process (the
+#: files of a series repeat most values): {(VR, little endian, bytes): (simple, value)}.
+_DECODED: dict[tuple[str, bool, bytes], tuple[bool, Any]] = {}
+#: Entries of `_DECODED` (emptied when full) and the longest value kept in it.
+_DECODED_MAX_ENTRIES = 4096
+_DECODED_MAX_BYTES = 64
+
+
 def _fast_value(raw: RawDataElement, vr: str) -> tuple[bool, Any]:
     """Decode the value of a raw element of a simple VR; (False, None) when not simple.
 
     pydicom's generic conversion (charset handling, validation) costs most of the read
-    time of a small file; ASCII-only strings and binary numbers need none of it.
+    time of a small file; ASCII-only strings and binary numbers need none of it. Short
+    values are decoded once per process (`_DECODED`; a list value is returned as a copy).
     """
     data = raw.value
     if data is None:
         return False, None
+    if type(data) is not bytes or len(data) > _DECODED_MAX_BYTES:
+        return _decoded(data, vr, raw.is_little_endian)
+    memo = (vr, bool(raw.is_little_endian), data)
+    found = _DECODED.get(memo)
+    if found is None:
+        found = _decoded(data, vr, raw.is_little_endian)
+        if len(_DECODED) >= _DECODED_MAX_ENTRIES:
+            _DECODED.clear()
+        _DECODED[memo] = found
+    if type(found[1]) is list:
+        return True, list(found[1])
+    return found
+
+
+def _decoded(data: Any, vr: str, little: bool) -> tuple[bool, Any]:
+    """`_fast_value` of the bytes ``data`` of VR ``vr``: a pure function of its inputs."""
     if vr in _ASCII_VRS or (vr in _TEXT_VRS and data.isascii()):
         text = data.decode("ascii", "replace").rstrip("\x00 ")
         if vr in _ASCII_VRS and "\\" in text:
@@ -68,7 +93,7 @@ def _fast_value(raw: RawDataElement, vr: str) -> tuple[bool, Any]:
         count = len(data) // size
         if count == 0:
             return True, None
-        values = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * count,
+        values = struct.unpack(("<" if little else ">") + fmt * count,
                                data[:count * size])
         return True, values[0] if count == 1 else list(values)
     return False, None
@@ -82,6 +107,11 @@ def _raw(ds: Dataset | None, keyword: str) -> Any:
     elem = ds._dict.get(tag)  # no conversion of the other elements
     if elem is None:
         return None
+    return _element_value(ds, tag, vr, elem)
+
+
+def _element_value(ds: Dataset, tag: BaseTag, vr: str, elem: Any) -> Any:
+    """`_raw` of the element ``elem`` (tag ``tag``, dictionary VR ``vr``) of ``ds``."""
     if isinstance(elem, RawDataElement):
         simple, value = _fast_value(elem, elem.VR or vr)
         if simple:
