@@ -57,6 +57,8 @@ def test_no_qc_no_dicom_import_no_renderer(one_study: Path, phantom_export: Phan
                                            tmp_path: Path) -> None:
     bare = _modules(one_study, phantom_export.rois, tmp_path / "bare", "--no-qc", "--no-dicom")
     assert not bare & (QC_MODULES | DICOM_MODULES)
+    # sphere ROIs, and the report's lesion sizes, need no scikit-image (70 ms to import)
+    assert not {m for m in bare if m.split(".")[0] == "skimage"}
     with_qc = _modules(one_study, phantom_export.rois, tmp_path / "qc", "--no-dicom")
     assert "matplotlib" in with_qc and not with_qc & DICOM_MODULES
     assert any((tmp_path / "qc").rglob("*.png"))

@@ -296,3 +296,31 @@ print("ok")
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
+
+
+def test_outline_points_are_marching_squares_vertices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calipers' outline, listed directly, is the vertex set of scikit-image's marching
+    squares at level 0.5 on the padded mask (the reference): blobs with holes, diagonal
+    neighbours (saddle cells), one pixel, masks touching the edges; and the diameters are
+    those measured on scikit-image's contours, bit for bit."""
+    from scipy import ndimage
+    from skimage.measure import find_contours
+
+    import bonelesion.report.figures as figures
+
+    def marching_squares(mask: np.ndarray) -> np.ndarray:
+        return np.concatenate(find_contours(np.pad(mask.astype(np.float64), 1), 0.5))
+
+    rng = np.random.default_rng(4)
+    saddle = np.zeros((4, 4), dtype=bool)
+    saddle[1, 1] = saddle[2, 2] = True
+    masks = [ndimage.gaussian_filter(rng.random((30, 40)), 1.2) > 0.5,
+             rng.random((12, 15)) > 0.5, saddle, np.ones((1, 1), dtype=bool),
+             np.ones((5, 7), dtype=bool)]
+    ours = [figures._axes_on_slice(mask, 0.7, 1.3) for mask in masks]
+    for mask in masks:
+        np.testing.assert_array_equal(np.unique(figures._outline_points(mask), axis=0),
+                                      np.unique(marching_squares(mask), axis=0))
+    monkeypatch.setattr(figures, "_outline_points", marching_squares)
+    assert ours == [figures._axes_on_slice(mask, 0.7, 1.3) for mask in masks]
+    assert all(0 < short <= long for long, short in ours)
