@@ -130,3 +130,45 @@ def test_no_spine_gives_no_candidate_and_a_note(rng: np.random.Generator) -> Non
 
 def test_variants_are_declared() -> None:
     assert {"siemens_crop", "philips_osteoporotic_crop", "ge_mr_crop"} <= set(CROP_VARIANTS)
+
+
+def test_bone_without_canal_is_scipys_slice_by_slice() -> None:
+    """The fine bone map of the candidate search, all slices at once, equals the per-slice
+    computation with scipy (holes by `binary_fill_holes`, each hole's mean by
+    `ndimage.mean`, kept when it is marrow, not canal): rings around marrow and around
+    fluid, a ring open to the edge, slices without bone."""
+    from scipy import ndimage
+
+    from bonelesion.roi.candidates import _bone_without_canal
+
+    rng = np.random.default_rng(2)
+    hu = rng.normal(40.0, 30.0, size=(6, 40, 50)).astype(np.float32)
+    yy, xx = np.mgrid[:40, :50]
+    for k, (cy, cx, inside) in enumerate([(12, 12, 180.0), (25, 30, 5.0), (20, 45, 150.0)]):
+        r = np.hypot(yy - cy, xx - cx)
+        for i in range(1, 5):
+            hu[i][(r >= 6) & (r <= 8)] = 700.0  # cortex ring (the third runs off the edge)
+            hu[i][r < 6] = inside + k
+    hu[3, 10:14, 10:14] = 600.0  # a dense spot inside the marrow: two holes around it
+
+    def reference(hu: np.ndarray, threshold: float, hole_min: float) -> np.ndarray:
+        dense = hu >= threshold
+        out = dense.copy()
+        for i in range(hu.shape[0]):
+            if not dense[i].any():
+                continue
+            holes = ndimage.binary_fill_holes(dense[i]) & ~dense[i]
+            labels, n = ndimage.label(holes)
+            if n == 0:
+                continue
+            means = ndimage.mean(hu[i], labels, index=np.arange(1, n + 1))
+            keep = np.concatenate([[False], np.asarray(means) >= hole_min])
+            out[i] |= keep[labels]
+        return out
+
+    for threshold, hole_min in ((250.0, 60.0), (400.0, 100.0), (250.0, 2000.0)):
+        expected = reference(hu, threshold, hole_min)
+        np.testing.assert_array_equal(_bone_without_canal(hu, threshold, hole_min), expected)
+    assert (reference(hu, 250.0, 60.0) & ~(hu >= 250.0)).any()  # marrow holes filled
+    assert not reference(hu, 250.0, 60.0)[1:5][(np.hypot(yy - 25, xx - 30) < 5)[None]
+                                                 .repeat(4, 0)].any()  # fluid hole not

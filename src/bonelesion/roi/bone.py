@@ -56,6 +56,7 @@ __all__ = [
     "BoneAnalysis",
     "analyse_bone",
     "fill_holes_2d",
+    "label_2d",
     "mask_depth",
     "disk",
 ]
@@ -323,6 +324,16 @@ _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
+def label_2d(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
+    """Label the 4-connected components of every axial (axis-0) slice of a 3-D mask.
+
+    As `scipy.ndimage.label` on each slice, numbered across the volume: no component spans
+    two slices.
+    """
+    labels, n = ndimage.label(mask, structure=_IN_PLANE)
+    return labels, int(n)
+
+
 def fill_holes_2d(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Fill the holes of every axial (axis-0) slice of a 3-D mask.
 
@@ -333,7 +344,7 @@ def fill_holes_2d(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     mask = np.asarray(mask, dtype=bool)
     if mask.size == 0:
         return mask.copy()
-    background, n = ndimage.label(~mask, structure=_IN_PLANE)
+    background, n = label_2d(~mask)
     open_ = np.zeros(n + 1, dtype=bool)
     open_[0] = True  # the mask itself
     for edge in (background[:, 0, :], background[:, -1, :], background[:, :, 0],

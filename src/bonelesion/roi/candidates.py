@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from bonelesion.model.volume import SeriesInfo, Volume
-from bonelesion.roi.bone import BoneAnalysis
+from bonelesion.roi.bone import BoneAnalysis, fill_holes_2d, label_2d
 from bonelesion.roi.config import CandidateConfig, DetectionConfig
 from bonelesion.roi.lesion import Lesion
 from bonelesion.roi.vertebrae import SpineLabelling
@@ -247,20 +247,20 @@ def _bone_without_canal(hu: NDArray[np.float32], threshold_hu: float, hole_min_h
 
     A hole of the cortex holds marrow (60–250 HU, also osteoporotic) or, for the canal and the
     sacral foramina, CSF, cord and fat (below ``hole_min_hu``): only the former is bone.
+    Every axial (axis-0) slice at once: a hole is a 4-connected component of its slice, and
+    its mean HU is ``scipy.ndimage.mean`` over it.
     """
     dense = hu >= threshold_hu
-    out = dense.copy()
-    for i in range(hu.shape[0]):
-        if not dense[i].any():
-            continue
-        holes = ndimage.binary_fill_holes(dense[i]) & ~dense[i]
-        labels, n = ndimage.label(holes)
-        if n == 0:
-            continue
-        means = ndimage.mean(hu[i], labels, index=np.arange(1, n + 1))
-        keep = np.concatenate([[False], np.asarray(means) >= hole_min_hu])
-        out[i] |= keep[labels]
-    return out
+    holes = fill_holes_2d(dense) & ~dense
+    labels, n = label_2d(holes)
+    if n == 0:
+        return dense
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n + 1)
+    sums = np.bincount(flat, weights=np.asarray(hu, dtype=np.float64).ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[1:] = sums[1:] / counts[1:].astype(np.float64) >= hole_min_hu
+    return np.asarray(dense | keep[labels])
 
 
 def _intersect(a: tuple[slice, slice, slice], b: tuple[slice, slice, slice]
@@ -275,23 +275,18 @@ def _fine_bone(ct: Volume, an: BoneAnalysis, region: NDArray[np.bool_], threshol
                hole_min_hu: float) -> tuple[tuple[slice, slice, slice], NDArray[np.bool_]]:
     """Bone on the CT grid over the search region's box: cortex with its marrow, no canal.
 
-    Computed once per CT, a slice at a time, so that every body's cortex ring is whole when
-    its holes are filled (a box around a focus would cut it).
+    Computed once per CT, over the region's whole box (the holes of each axial slice), so that
+    every body's cortex ring is whole when its holes are filled (a box around a focus would
+    cut it).
     """
     grid = an.grid
     coords = np.argwhere(region)
     sp = np.asarray(grid.spacing_mm)
     box = grid.source_box(coords.min(axis=0) * sp - 2 * sp, coords.max(axis=0) * sp + 2 * sp)
     near = ndimage.binary_dilation(region, iterations=2)
-    out = np.zeros(tuple(b.stop - b.start for b in box), dtype=bool)
-    axis0 = box[0]
-    for i in range(axis0.start, axis0.stop):
-        plane = (slice(i, i + 1), box[1], box[2])
-        hu = np.asarray(ct.array[plane], dtype=np.float32)
-        allowed = grid.source_box_mask(near, plane)
-        out[i - axis0.start] = (_bone_without_canal(hu, threshold_hu, hole_min_hu)
-                                & allowed)[0]
-    return box, out
+    hu = np.asarray(ct.array[box], dtype=np.float32)
+    return box, _bone_without_canal(hu, threshold_hu, hole_min_hu) & \
+        grid.source_box_mask(near, box)
 
 
 def _carve_discs(ct: Volume, lab: SpineLabelling, box: tuple[slice, slice, slice],
