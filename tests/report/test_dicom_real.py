@@ -20,30 +20,41 @@ from support.testdata import shared_path
 
 import bonelesion
 from bonelesion.errors import DataQualityWarning
-from bonelesion.report.dicom_out import write_study_dicom
+from bonelesion.report.dicom_out import StudyDicom, write_study_dicom
 from bonelesion.report.result import study_result
 from bonelesion.units import IntensityUnit
 
 BONE_FLOOR_HU = 1000.0  # MANIFEST: bone blocks reach +1300 to +1430 HU, tissue far below
 
 
+def _load(folder: Path) -> bonelesion.Volume:
+    """The series of ``folder`` (its DataQualityWarnings, expected for these files, muted)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return bonelesion.load_volume(folder)
+
+
+def _write_one_lesion(ct: bonelesion.Volume, mask: np.ndarray, lesion_id: str,
+                      out: Path) -> StudyDicom:
+    """SEG and SR of a study with one lesion, ``mask`` on ``ct``, measured on ``ct``."""
+    arr = np.asarray(ct.array)
+    study = study_result(
+        [lesion(ct=(float(arr[mask].mean()), float(arr[mask].max())), lesion_id=lesion_id,
+                study=ct.series.study_instance_uid)],
+        volumes={"ct": ct},
+        masks={lesion_id: ct.with_array(mask, intensity_unit=IntensityUnit.MASK)})
+    return write_study_dicom(study, out)
+
+
 @pytest.mark.shared_data
 def test_seg_sr_on_ge_ctpace_bone_phantom(tmp_path: Path, caplog: pytest.LogCaptureFixture
                                           ) -> None:
-    folder = shared_path("ct_bone_phantom_ge_ctpace", "dicom")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataQualityWarning)  # headerless files: expected
-        ct = bonelesion.load_volume(folder)
+    ct = _load(shared_path("ct_bone_phantom_ge_ctpace", "dicom"))  # headerless files
     arr = np.asarray(ct.array)
     labels, n = ndimage.label(arr > BONE_FLOOR_HU)
     sizes = ndimage.sum(np.ones_like(arr), labels, range(1, n + 1))
     mask = labels == int(np.argmax(sizes)) + 1
-    uid = ct.series.study_instance_uid
-    study = study_result(
-        [lesion(ct=(float(arr[mask].mean()), float(arr[mask].max())), lesion_id="block",
-                study=uid)],
-        volumes={"ct": ct}, masks={"block": ct.with_array(mask, intensity_unit=IntensityUnit.MASK)})
-    written = write_study_dicom(study, tmp_path)
+    written = _write_one_lesion(ct, mask, "block", tmp_path)
     # highdicom warns about the source's single-component PatientName: logged, value withheld
     assert "value withheld" in caplog.text
     assert "BAREX" not in caplog.text.upper()
@@ -70,26 +81,17 @@ def test_seg_sr_on_a_source_whose_anonymiser_blanked_its_uids(tmp_path: Path) ->
     reader's substituted series and study, and add no dciodvfy error."""
     import pydicom
 
-    folder = shared_path("ct_siemens_biograph_j2k_spine", "dicom")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataQualityWarning)
-        ct = bonelesion.load_volume(folder)
+    ct = _load(shared_path("ct_siemens_biograph_j2k_spine", "dicom"))
     metas = {}
     for path in ct.series.source_files:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         assert not ds.get("SOPInstanceUID") and not ds.get("SeriesInstanceUID")
         metas[str(ds.file_meta.MediaStorageSOPInstanceUID)] = ds.ImagePositionPatient
-    arr = np.asarray(ct.array)
-    mask = np.zeros(arr.shape, dtype=bool)
+    mask = np.zeros(ct.shape, dtype=bool)
     mask[8:12, 240:260, 240:260] = True
-    uid = ct.series.study_instance_uid
-    study = study_result(
-        [lesion(ct=(float(arr[mask].mean()), float(arr[mask].max())), lesion_id="box",
-                study=uid)],
-        volumes={"ct": ct}, masks={"box": ct.with_array(mask, intensity_unit=IntensityUnit.MASK)})
-    written = write_study_dicom(study, tmp_path)
+    written = _write_one_lesion(ct, mask, "box", tmp_path)
     seg = hd.seg.segread(written.seg_path)
-    assert seg.StudyInstanceUID == uid
+    assert seg.StudyInstanceUID == ct.series.study_instance_uid
     (series,) = seg.ReferencedSeriesSequence
     assert series.SeriesInstanceUID == ct.series.series_instance_uid
     referenced = {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence}

@@ -389,10 +389,10 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
                  if role != "dwi" and vols}
         hashes = file_hashes(f for v in shown.values() for f in v.series.source_files)
         # the report's level-independent preparation, also while the labelling runs
-        views = task.outputs.qc or task.outputs.dicom or task.outputs.html
+        any_view = task.outputs.qc or task.outputs.dicom or task.outputs.html
         draw = task.outputs.qc or task.outputs.html
         drawable, drawn = (_masks(shown, lesions or [], study_warnings, draw=draw)
-                           if views and not auto else ({}, None))
+                           if any_view and not auto else ({}, None))
         if task.outputs.html:
             from bonelesion.report.html_report import prepare_study_template
 
@@ -423,7 +423,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             study_warnings.append("no lesion of the ROI source applies to this study")
         if auto:
             masks, drawn = (_masks(shown, lesions, study_warnings, draw=draw)
-                            if views else ({}, None))
+                            if any_view else ({}, None))
         else:  # the lesions found drawable before their levels were known
             masks = {le.lesion_id: le for le in lesions if le.lesion_id in drawable}
         result = study_result(

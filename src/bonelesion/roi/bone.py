@@ -57,6 +57,7 @@ __all__ = [
     "analyse_bone",
     "fill_holes_2d",
     "label_2d",
+    "grown_box",
     "mask_depth",
     "disk",
 ]
@@ -292,6 +293,22 @@ def work_grid(volume: Volume, *, config: BoneConfig) -> WorkGrid:
                     flips=flips, source_shape=volume.shape, obliquity_deg=obliquity)
 
 
+def grown_box(mask: NDArray[np.bool_], pad: Any) -> tuple[slice, ...] | None:
+    """Bounding box of a mask's voxels grown by ``pad`` voxels, clipped to the array.
+
+    ``pad`` is one int or one per axis. None for an empty mask.
+    """
+    pads = np.broadcast_to(np.asarray(pad, dtype=int), (mask.ndim,))
+    box = []
+    for axis in range(mask.ndim):
+        found = np.flatnonzero(np.any(mask, axis=tuple(k for k in range(mask.ndim) if k != axis)))
+        if not len(found):
+            return None
+        box.append(slice(max(int(found[0]) - int(pads[axis]), 0),
+                         min(int(found[-1]) + 1 + int(pads[axis]), mask.shape[axis])))
+    return tuple(box)
+
+
 def mask_depth(mask: NDArray[np.bool_], spacing_mm: Any) -> NDArray[np.float64]:
     """Distance of each voxel of a mask to the nearest voxel outside it (0 outside).
 
@@ -301,13 +318,9 @@ def mask_depth(mask: NDArray[np.bool_], spacing_mm: Any) -> NDArray[np.float64]:
     whole array's.
     """
     out = np.zeros(mask.shape, np.float64)
-    box = []
-    for axis in range(mask.ndim):
-        found = np.nonzero(np.any(mask, axis=tuple(k for k in range(mask.ndim) if k != axis)))[0]
-        if not len(found):
-            return out
-        box.append(slice(max(int(found[0]) - 1, 0), min(int(found[-1]) + 2, mask.shape[axis])))
-    out[tuple(box)] = ndimage.distance_transform_edt(mask[tuple(box)], sampling=spacing_mm)
+    box = grown_box(mask, 1)
+    if box is not None:
+        out[box] = ndimage.distance_transform_edt(mask[box], sampling=spacing_mm)
     return out
 
 

@@ -56,6 +56,7 @@ from bonelesion.roi.bone import (
     analyse_bone,
     disk,
     fill_holes_2d,
+    grown_box,
     mask_depth,
     normal_frames,
 )
@@ -884,14 +885,8 @@ def _near(seeds: NDArray[np.bool_], where: NDArray[np.bool_], distance_mm: float
     grid's distance map.
     """
     out = np.zeros(where.shape, dtype=bool)
-    found = np.argwhere(where)
-    if not len(found):
-        return out
-    pad = np.ceil(distance_mm / np.asarray(spacing_mm)).astype(int) + 1
-    lo = np.maximum(found.min(axis=0) - pad, 0)
-    hi = np.minimum(found.max(axis=0) + 1 + pad, where.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    if seeds[box].any():
+    box = grown_box(where, np.ceil(distance_mm / np.asarray(spacing_mm)).astype(int) + 1)
+    if box is not None and seeds[box].any():
         distance = ndimage.distance_transform_edt(~seeds[box], sampling=spacing_mm)
         out[box] = where[box] & (distance <= distance_mm)
     return out
