@@ -11,12 +11,14 @@ load_series(path)
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bonelesion._version import __version__
 from bonelesion.errors import DataQualityWarning, PipelineError
-from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.units import IntensityUnit
+
+if TYPE_CHECKING:
+    from bonelesion.model.volume import SeriesInfo, Volume
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -30,6 +32,24 @@ __all__ = [
     "load_volume",
     "load_series",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`Volume` and `SeriesInfo`, imported at first use.
+
+    ``import bonelesion`` (and so every ``bonelesion.*`` import, the command line's too)
+    does not import numpy: the ``bonelesion`` program sets numpy's start-up options first
+    (`bonelesion.cli.main.run`).
+    """
+    if name in ("Volume", "SeriesInfo"):
+        from bonelesion.model import volume
+
+        return getattr(volume, name)
+    raise AttributeError(f"module 'bonelesion' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_volume(path: Any, **kwargs: Any) -> Volume:

@@ -1,7 +1,5 @@
 """``python -m bonelesion``."""
 
-import sys
+from bonelesion.cli.main import run
 
-from bonelesion.cli import main
-
-sys.exit(main())
+run()
