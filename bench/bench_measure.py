@@ -6,8 +6,10 @@ alternated with the reference ``import bonelesion; load_volume(CT)`` (import + l
 several rounds after one untimed warm-up run (bytecode cached, as in an installed package;
 ``PYTHONDONTWRITEBYTECODE`` is dropped for the children); the median of each is printed
 with the ratio to import + load, and the peak
-resident memory of each measure process (``ru_maxrss`` of the child) as a multiple of the
-float32 volume. Targets (issue "per-lesion work on the lesion"): 40 lesions ≤ 1.5× and
+resident memory of each measure process (``ru_maxrss`` of the child: the larger of it and its
+labelling helper process) as a multiple of the float32 volume; on Linux also the peak of the
+summed proportional set size of the command and its helper, sampled in one more run per
+count (memory they share counts once). Targets (issue "per-lesion work on the lesion"): 40 lesions ≤ 1.5× and
 200 lesions ≤ 2.5× import + load; peak memory ≤ 1.5× the float32 volume.
 
 Lesions are spheres of radius 3–12 mm spread through the whole volume (bone and soft tissue
@@ -60,6 +62,49 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     if code != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} … exited {code}:\n{err[-2000:]}")
     return wall, usage.ru_maxrss / 1024.0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return out
+
+
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _peak_tree_pss(cmd: list[str], env: dict[str, str]) -> float:
+    """Peak of the summed proportional set size of a command and its child processes (MiB).
+
+    Memory shared between them (the CT the labelling helper maps) counts once, split
+    between them; sampled every 5 ms, in a run of its own (the sampling costs time).
+    """
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, sum(_pss_mib(p) for p in _tree(proc.pid)))
+            time.sleep(0.005)
+        if proc.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"{' '.join(cmd[:4])} … exited {proc.returncode}:\n"
+                             f"{stderr.read().decode(errors='replace')[-2000:]}")
+    return peak
 
 
 #: The peer route's Python part: a label map of the ROI spheres on the NIfTI grid (each
@@ -177,13 +222,22 @@ def main() -> None:
             if args.peer_python and r == 0:  # minutes per run: once
                 peer_times.append(_peer(args.peer_python, ct, rois[args.peer_lesions],
                                         root / f"peer_{r}"))
+        tree_pss = {}
+        if Path("/proc/self/smaps_rollup").exists():
+            for n in args.counts:
+                tree_pss[n] = _peak_tree_pss(
+                    [sys.executable, "-m", "bonelesion", "-q", "measure", str(ct), "--rois",
+                     str(rois[n]), "--out", str(root / f"out_{n}_pss"), "--no-dicom",
+                     "--no-qc"], env)
         load = statistics.median(load_times)
         print(f"{'import + load_volume':28s} {load:7.2f} s   (median of {args.rounds})")
         for n in args.counts:
             wall = statistics.median(w for w, _ in results[n])
             peak = max(p for _, p in results[n])
+            pss = (f"; all processes {tree_pss[n]:6.0f} MiB = "
+                   f"{tree_pss[n] / volume_mib:4.2f}×" if n in tree_pss else "")
             print(f"{f'measure, {n} lesions':28s} {wall:7.2f} s   {wall / load:5.2f}× load   "
-                  f"peak RSS {peak:6.0f} MiB = {peak / volume_mib:4.2f}× float32 volume")
+                  f"peak RSS {peak:6.0f} MiB = {peak / volume_mib:4.2f}× float32 volume{pss}")
         if peer_times:
             peer = peer_times[0]
             print(f"{f'peer route, {args.peer_lesions} lesions':28s} {peer:7.2f} s   "

@@ -7,8 +7,9 @@ earlier result unless forced.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,16 @@ from bonelesion.batch.names import Pseudonymiser
 from bonelesion.batch.progress import Progress
 from bonelesion.batch.runner import BatchOptions, BatchSummary, run_batch
 from bonelesion.errors import InputError
+from bonelesion.pipeline import side
 from bonelesion.pipeline.definition import load_pipeline, with_overrides
 from bonelesion.pipeline.inventory import build_inventory
-from bonelesion.pipeline.per_study import StudyOutcome, StudyTask, import_study_modules, run_study
+from bonelesion.pipeline.per_study import (
+    LABELLING_MODULES,
+    StudyOutcome,
+    StudyTask,
+    import_study_modules,
+    run_study,
+)
 from bonelesion.report.outputs import OutputOptions
 
 __all__ = ["run_export", "measure_export", "CATALOGUE_NAME"]
@@ -127,10 +135,29 @@ def run_export(
             "own outputs. Potential fix: choose --out outside the export."
         )
     out.mkdir(parents=True, exist_ok=True)
-    if executor == "local" and workers == 1 and study_function is run_study:
-        # overlaps the indexing, which then runs in this process (no pool is forked while
-        # the thread imports)
-        import_study_modules(outputs or OutputOptions())
+    here = executor == "local" and workers == 1 and study_function is run_study
+    with side.started(LABELLING_MODULES) if here else contextlib.nullcontext() as helper:
+        if here and helper is None:
+            # overlaps the indexing, which then runs in this process (no pool is forked
+            # while the thread imports)
+            import_study_modules(outputs or OutputOptions())
+        return _index_and_run(
+            definition, export, out, rois=rois, lesions=lesions, workers=workers,
+            executor=executor, scheduler=scheduler, force=force, retry_failed=retry_failed,
+            pseudonymiser=pseudonymiser, outputs=outputs, model=model, command=command,
+            catalogue=catalogue, progress=progress, study_function=study_function,
+            rois_cover_other_studies=rois_cover_other_studies)
+
+
+def _index_and_run(definition: Any, export: Path, out: Path, *, rois: str | Path | None,
+                   lesions: list[Any] | None, workers: int, executor: str,
+                   scheduler: str | None, force: bool, retry_failed: bool,
+                   pseudonymiser: Pseudonymiser | None, outputs: OutputOptions | None,
+                   model: str | Path | None, command: Sequence[str],
+                   catalogue: str | Path | None, progress: Progress | None,
+                   study_function: Callable[[StudyTask], StudyOutcome],
+                   rois_cover_other_studies: bool) -> BatchSummary:
+    """Index the export, then run its studies (the second half of `run_export`)."""
     logger.info("indexing export %s", export)
     bar = progress if progress is not None else Progress(0)
     catalogue_path = Path(catalogue) if catalogue else out / CATALOGUE_NAME

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,34 @@ from bonelesion.errors import (
 
 __all__ = [
     "decode_plan",
+    "output_arrays",
     "decode_file",
     "frame_values",
     "FileCache",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+#: ``allocate(shape, dtype)`` for `decode_plan`'s output arrays; None: ``np.empty``.
+_ALLOCATE: ContextVar[Callable[[tuple[int, ...], Any], NDArray[Any]] | None] = ContextVar(
+    "bonelesion_decode_allocate", default=None)
+
+
+@contextmanager
+def output_arrays(allocate: Callable[[tuple[int, ...], Any], NDArray[Any]] | None
+                  ) -> Iterator[None]:
+    """Let `decode_plan` allocate its output arrays with ``allocate(shape, dtype)``.
+
+    For a caller that wants the volumes it reads in memory of its own kind (the per-study
+    run: memory its labelling process maps, `bonelesion.pipeline.side`). The values are the
+    same; only where they live differs. None restores ``np.empty``.
+    """
+    token = _ALLOCATE.set(allocate)
+    try:
+        yield
+    finally:
+        _ALLOCATE.reset(token)
 
 
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
@@ -307,7 +331,10 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     # a plain np.empty: mapping the pages up front (MAP_POPULATE) was measured slower, in
     # fresh processes (300×512² CT: 223 vs 194 ms) and in a process that loads series after
     # series (the allocator reuses freed memory; bench/bench_load.py)
-    out = np.empty(plan.shape, dtype=np.int16 if use_int16 else np.float32)
+    out_dtype = np.dtype(np.int16 if use_int16 else np.float32)
+    allocate = _ALLOCATE.get()
+    out = (np.empty(plan.shape, dtype=out_dtype) if allocate is None
+           else allocate(plan.shape, out_dtype))
     cache = FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]

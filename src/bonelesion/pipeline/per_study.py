@@ -11,6 +11,7 @@ folder into place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -20,18 +21,19 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bonelesion.errors import InputError, PipelineError
+from bonelesion.pipeline import side
 from bonelesion.pipeline.plan import StudyPlan
 from bonelesion.report.outputs import LesionViews, OutputOptions
 
 __all__ = ["StudyTask", "StudyOutcome", "StudyFailure", "run_study", "failed_outcome",
-           "import_study_modules"]
+           "import_study_modules", "LABELLING_MODULES"]
 
 logger = logging.getLogger(__name__)
 
@@ -327,23 +329,45 @@ def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[st
     return masks, lesion_views(drawn, list(drawn)) if draw else None
 
 
+#: The labelling, named for the helper process (which imports it; this process need not).
+_DETECT = "bonelesion.pipeline.detection:detect_on_ct"
+#: What a run's helper process imports while the export is indexed (scipy.ndimage with it).
+LABELLING_MODULES = ("bonelesion.pipeline.detection",)
+
+
+@contextmanager
+def _collected(started: Mapping[str, Any]) -> Iterator[None]:
+    """On the way out, take a helper call's answer nobody took (the study failed first).
+
+    The helper then serves the next study; the thread's future is waited for by its pool.
+    """
+    try:
+        yield
+    finally:
+        for call in started.values():
+            if isinstance(call, side.PendingCall) and not call.collected:
+                with contextlib.suppress(Exception):
+                    call.result()
+
+
+def _detect(ct: Any, config: Any, candidates: bool) -> Any:
+    """`detect_on_ct` in this process (the thread, or after the helper failed)."""
+    from bonelesion.pipeline.detection import detect_on_ct
+
+    return detect_on_ct(ct, config, candidates=candidates)
+
+
 def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from bonelesion.classify import call_lesions
     from bonelesion.classify.config import classifier_config_from_mapping
     from bonelesion.config import build_config, config_to_dict
-    from bonelesion.pipeline.detection import (
-        detect_on_ct,
-        detected_lesions,
-        detection_config_of,
-        lesion_location,
-        spine_section,
-        with_level,
-    )
+    from bonelesion.dicom.decode import output_arrays
     from bonelesion.pipeline.loading import load_study_volumes
     from bonelesion.pipeline.measurement import measure_study
     from bonelesion.report.document import file_hashes, study_document
     from bonelesion.report.outputs import write_study_outputs
     from bonelesion.report.result import study_result
+    from bonelesion.roi.config import detection_config_from_mapping
     from bonelesion.roi.sources import annotations_of
     from bonelesion.stages.config import PipelineConfig
 
@@ -358,26 +382,35 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
             from bonelesion.classify.model import load_model
 
             model = load_model(task.model_path)
-        detection_cfg = detection_config_of(task.pipeline)
+        detection_cfg = detection_config_from_mapping(dict(task.pipeline.get("detection") or {}))
     with _stage("roi"):
         lesions = _lesions(task)
     study_warnings = [f"stage {k} skipped: {v}" for k, v in plan.skipped_stages.items()]
     auto = lesions is None
     measurements: list[Any] = []
-    # The vertebra labelling (and, with rois = "auto", the candidates) runs on a second
-    # thread, its array work releasing the GIL, from the moment the CT is read: meanwhile
-    # this thread reads the MR series, measures the given ROIs, which do not depend on it,
-    # and hashes the source files for the provenance.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonelesion-detect") as side:
-        started: dict[str, Future[Any]] = {}
+    # The vertebra labelling (and, with rois = "auto", the candidates) starts the moment the
+    # CT is read: in the run's helper process when there is one (`bonelesion.pipeline.side`;
+    # the volumes are read into memory it maps), else on a second thread. Meanwhile this
+    # thread reads the MR series, measures the given ROIs, which do not depend on it, and
+    # hashes the source files for the provenance.
+    helper = side.current()
+    started: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonelesion-detect") as thread, \
+            _collected(started):
 
         def start_labelling(role: str, volume: Any) -> None:
-            if role == "ct":
-                started[role] = side.submit(detect_on_ct, volume, detection_cfg,
-                                            candidates=auto)
+            if role != "ct":
+                return
+            if helper is not None:
+                with contextlib.suppress(side.SideProcessLost):  # then labelled here
+                    started[role] = helper.call(_DETECT, volume, detection_cfg,
+                                                candidates=auto)
+                    return
+            started[role] = thread.submit(_detect, volume, detection_cfg, auto)
 
-        volumes = load_study_volumes(plan, stage=_stage, on_loaded=start_labelling,
-                                     tilt=str(task.pipeline.get("tilt") or "refuse"))
+        with output_arrays(helper.shared_array if helper is not None else None):
+            volumes = load_study_volumes(plan, stage=_stage, on_loaded=start_labelling,
+                                         tilt=str(task.pipeline.get("tilt") or "refuse"))
         ct = volumes.one("ct")
         pending = started.get("ct")
         first_series = next((v.series.series_instance_uid for _, v in volumes.all()), "")
@@ -401,9 +434,19 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         if pending is not None and ct is not None:
             with _stage("detect", ct.series.series_instance_uid):
                 try:
-                    detection = pending.result()
+                    try:
+                        detection = pending.result()
+                    except side.SideProcessLost:  # the helper failed: labelled here
+                        detection = _detect(ct, detection_cfg, auto)
                 except InputError as exc:  # a CT that cannot be analysed: said, not fatal
                     study_warnings.append(f"vertebrae not labelled, no candidates: {exc}")
+    from bonelesion.pipeline.detection import (
+        detected_lesions,
+        lesion_location,
+        spine_section,
+        with_level,
+    )
+
     if auto:
         lesions = detected_lesions(detection, uid, study_warnings)
     assert lesions is not None
