@@ -240,6 +240,36 @@ def test_a_study_that_fails_while_the_helper_labels_leaves_it_for_the_next(
     assert len(calls) == 3 and len(set(calls)) == 1  # one helper labelled all three
 
 
+def test_a_ct_measure_with_the_helper_imports_no_scipy_in_the_main_process(tmp_path: Path
+                                                                           ) -> None:
+    # the point of the helper for `measure`: scipy.ndimage (≈ 0.15 s) is imported by the
+    # helper only; the lesion cores are eroded without it. A fresh interpreter, as the
+    # program runs (this one may run other threads, or have scipy imported already).
+    from bonelesion.phantom import write_ct_series
+
+    ct = write_ct_series(tmp_path / "ct", shape=(60, 96, 96), seed=3)
+    rois = tmp_path / "rois.csv"
+    rois.write_text("lesion_id,center_l_mm,center_p_mm,center_s_mm,radius_mm\n"
+                    "a,0,0,-20,5\nb,10,-5,-30,3\n")
+    code = f"""
+import sys
+from bonelesion.cli.main import main
+calls = []
+import bonelesion.pipeline.side as side
+call = side.SideProcess.call
+side.SideProcess.call = lambda self, *a, **k: calls.append(a[0]) or call(self, *a, **k)
+code = main(["-q", "measure", {str(ct)!r}, "--rois", {str(rois)!r}, "--out",
+             {str(tmp_path / "out")!r}, "--no-dicom", "--no-qc"])
+print(code, len(calls), "scipy" in sys.modules)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-3:] == ["0", "1", "False"], done.stdout + done.stderr
+    assert (tmp_path / "out" / "lesions.csv").read_text().count("\n") == 3
+
+
 def test_zz_tests_skipped_for_another_thread_pass_in_a_fresh_interpreter() -> None:
     # last in this module: pytest runs a module's tests in the order they are written
     if not NOT_RUN_HERE:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,57 +136,43 @@ def run_export(
         )
     out.mkdir(parents=True, exist_ok=True)
     here = executor == "local" and workers == 1 and study_function is run_study
-    with side.started(LABELLING_MODULES) if here else contextlib.nullcontext() as helper:
-        if here and helper is None:
-            # overlaps the indexing, which then runs in this process (no pool is forked
-            # while the thread imports)
+    with contextlib.ExitStack() as stack:
+        # in this process: a helper process labels the CTs (started now, it imports while
+        # the export is indexed), or, where none can be forked, a thread imports what the
+        # studies need meanwhile (no pool is forked while it imports)
+        if here and stack.enter_context(side.started(LABELLING_MODULES)) is None:
             import_study_modules(outputs or OutputOptions())
-        return _index_and_run(
-            definition, export, out, rois=rois, lesions=lesions, workers=workers,
-            executor=executor, scheduler=scheduler, force=force, retry_failed=retry_failed,
-            pseudonymiser=pseudonymiser, outputs=outputs, model=model, command=command,
-            catalogue=catalogue, progress=progress, study_function=study_function,
-            rois_cover_other_studies=rois_cover_other_studies)
-
-
-def _index_and_run(definition: Any, export: Path, out: Path, *, rois: str | Path | None,
-                   lesions: list[Any] | None, workers: int, executor: str,
-                   scheduler: str | None, force: bool, retry_failed: bool,
-                   pseudonymiser: Pseudonymiser | None, outputs: OutputOptions | None,
-                   model: str | Path | None, command: Sequence[str],
-                   catalogue: str | Path | None, progress: Progress | None,
-                   study_function: Callable[[StudyTask], StudyOutcome],
-                   rois_cover_other_studies: bool) -> BatchSummary:
-    """Index the export, then run its studies (the second half of `run_export`)."""
-    logger.info("indexing export %s", export)
-    bar = progress if progress is not None else Progress(0)
-    catalogue_path = Path(catalogue) if catalogue else out / CATALOGUE_NAME
-    catalogue_path.parent.mkdir(parents=True, exist_ok=True)
-    inventory = build_inventory(
-        export,
-        catalogue_path,
-        workers=workers,
-        progress=bar.indexing,
-    )
-    logger.info("%d studies, %d bad files", len(inventory.studies), len(inventory.bad_files))
-    run_warnings = (roi_warnings(lesions, inventory, Path(rois), rois_cover_other_studies)
-                    if lesions is not None and rois is not None else ())
-    options = BatchOptions(
-        out_dir=out,
-        rois_path=Path(rois) if rois else None,
-        workers=workers,
-        executor=executor,
-        scheduler=scheduler,
-        force=force,
-        retry_failed=retry_failed,
-        pseudonymiser=pseudonymiser,
-        outputs=outputs or OutputOptions(),
-        model_path=Path(model) if model is not None else None,
-        command=tuple(command),
-        warnings=tuple(run_warnings),
-        lesions=tuple(lesions) if lesions is not None else None,
-    )
-    return run_batch(definition, inventory, options, study_function=study_function, progress=bar)
+        logger.info("indexing export %s", export)
+        bar = progress if progress is not None else Progress(0)
+        catalogue_path = Path(catalogue) if catalogue else out / CATALOGUE_NAME
+        catalogue_path.parent.mkdir(parents=True, exist_ok=True)
+        inventory = build_inventory(
+            export,
+            catalogue_path,
+            workers=workers,
+            progress=bar.indexing,
+        )
+        logger.info("%d studies, %d bad files", len(inventory.studies),
+                    len(inventory.bad_files))
+        run_warnings = (roi_warnings(lesions, inventory, Path(rois), rois_cover_other_studies)
+                        if lesions is not None and rois is not None else ())
+        options = BatchOptions(
+            out_dir=out,
+            rois_path=Path(rois) if rois else None,
+            workers=workers,
+            executor=executor,
+            scheduler=scheduler,
+            force=force,
+            retry_failed=retry_failed,
+            pseudonymiser=pseudonymiser,
+            outputs=outputs or OutputOptions(),
+            model_path=Path(model) if model is not None else None,
+            command=tuple(command),
+            warnings=tuple(run_warnings),
+            lesions=tuple(lesions) if lesions is not None else None,
+        )
+        return run_batch(definition, inventory, options, study_function=study_function,
+                         progress=bar)
 
 
 def roi_warnings(lesions: list[Any], inventory: Any, rois: Path, other_studies_ok: bool

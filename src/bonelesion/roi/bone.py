@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from bonelesion.errors import InputError
 from bonelesion.model.volume import Volume
@@ -317,6 +316,8 @@ def mask_depth(mask: NDArray[np.bool_], spacing_mm: Any) -> NDArray[np.float64]:
     none of them is nearer to a voxel of the mask than that shell, so the values are the
     whole array's.
     """
+    from scipy import ndimage
+
     out = np.zeros(mask.shape, np.float64)
     box = grown_box(mask, 1)
     if box is not None:
@@ -334,7 +335,7 @@ def disk(radius_mm: float, spacing_mm: tuple[float, float]) -> NDArray[np.bool_]
 
 #: 4-connectivity within an axial slice, none across slices.
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
-_IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
+_IN_PLANE[1] = [[False, True, False], [True, True, True], [False, True, False]]
 
 
 def label_2d(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
@@ -343,6 +344,8 @@ def label_2d(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
     As `scipy.ndimage.label` on each slice, numbered across the volume: no component spans
     two slices.
     """
+    from scipy import ndimage
+
     labels, n = ndimage.label(mask, structure=_IN_PLANE)
     return labels, int(n)
 
@@ -394,6 +397,8 @@ def bone_masks(grid: WorkGrid, *, config: BoneConfig, threshold_hu: float | None
     ``closing_mm`` before the holes are filled are the fallback of `analyse_bone` for noisy
     or low-contrast CTs, whose thin cortex breaks into dots at the default threshold.
     """
+    from scipy import ndimage
+
     bone = grid.hu >= (config.bone_threshold_hu if threshold_hu is None else threshold_hu)
     closed = bone
     if closing_mm > 0:
@@ -476,6 +481,8 @@ def spine_axis(grid: WorkGrid, masks: BoneMasks, *, config: BoneConfig) -> Spine
     ``axis_outlier_mm`` from the running median of their neighbours are dropped; the others are
     interpolated over the discs and smoothed.
     """
+    from scipy import ndimage
+
     sp = grid.spacing_mm
     n = grid.shape[0]
     centres = np.full((n, 2), np.nan)
@@ -559,6 +566,8 @@ def lateral_ray_profile(grid: WorkGrid, axis: SpineAxis, *, config: BoneConfig,
     rib heads out. The central profile is the mean HU of the disc of ``central_radius_mm``
     around the axis in the same plane: endplates are its peaks.
     """
+    from scipy import ndimage
+
     arcs = np.arange(0.0, float(axis.arc_mm[-1]) + 1e-9, step_mm)
     pts = np.stack([np.interp(arcs, axis.arc_mm, axis.points_mm[:, k]) for k in range(3)], 1)
     tan = np.stack([np.interp(arcs, axis.arc_mm, axis.tangents[:, k]) for k in range(3)], 1)

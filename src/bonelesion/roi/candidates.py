@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.bone import BoneAnalysis, fill_holes_2d, label_2d
@@ -230,6 +229,8 @@ def _search_region(an: BoneAnalysis, lab: SpineLabelling, cfg: CandidateConfig,
 def _background(an: BoneAnalysis, interior: NDArray[np.bool_], cfg: CandidateConfig
                 ) -> NDArray[np.float32]:
     """Local marrow HU: normalized Gaussian average over non-dense interior voxels."""
+    from scipy import ndimage
+
     hu = an.grid.hu
     weight = (interior & (hu < cfg.background_max_hu)).astype(np.float32)
     sigma = [cfg.background_sigma_mm / s for s in an.grid.spacing_mm]
@@ -279,6 +280,8 @@ def _fine_bone(ct: Volume, an: BoneAnalysis, region: NDArray[np.bool_], threshol
     every body's cortex ring is whole when its holes are filled (a box around a focus would
     cut it).
     """
+    from scipy import ndimage
+
     grid = an.grid
     coords = np.argwhere(region)
     sp = np.asarray(grid.spacing_mm)
@@ -333,6 +336,8 @@ def _perpendicular(n: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray
 
 def _boxes(seeds: NDArray[np.bool_], margin: int) -> list[tuple[slice, slice, slice]]:
     """Coarse boxes around groups of seeds (they may overlap: foci are counted once)."""
+    from scipy import ndimage
+
     labels, n = ndimage.label(seeds, structure=np.ones((3, 3, 3), bool))
     boxes = []
     shape = seeds.shape
@@ -373,6 +378,8 @@ def _merge_similar(parts: list[NDArray[np.bool_]], hu: NDArray[np.float32],
     The watershed splits at every attenuation peak; a spiculated lesion has several of the
     same density, while a lesion beside an endplate band differs from the band.
     """
+    from scipy import ndimage
+
     parts = [p for p in parts if p.any()]
     merged = True
     while merged and len(parts) > 1:
@@ -424,6 +431,8 @@ def _plate(points_mm: NDArray[np.float64], cfg: CandidateConfig
 def _shell(mask: NDArray[np.bool_], width_mm: float, spacing: tuple[float, float, float]
            ) -> NDArray[np.bool_]:
     """Voxels within ``width_mm`` outside a mask (not the mask itself)."""
+    from scipy import ndimage
+
     outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
     return np.asarray((outside > 0) & (outside <= width_mm))
 
@@ -554,6 +563,8 @@ def detect_candidates(lab: SpineLabelling, *, config: DetectionConfig | None = N
         Accepted and rejected foci with their reasons; no candidate, with a note, when no
         spinal column was found.
     """
+    from scipy import ndimage
+
     cfg = (config or DetectionConfig()).candidates
     bone_cfg = (config or DetectionConfig()).bone
     an = lab.analysis

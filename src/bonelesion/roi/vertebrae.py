@@ -48,7 +48,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from bonelesion.model.volume import SeriesInfo, Volume
 from bonelesion.roi.bone import (
@@ -357,6 +356,8 @@ def _axis_point_index(an: BoneAnalysis, slice_index: int) -> tuple[int, int] | N
 
 def _fused_slices(an: BoneAnalysis, cfg: VertebraConfig) -> NDArray[np.bool_]:
     """Tell, per axis slice, whether the body joins bone beyond ``ilium_min_lateral_mm``."""
+    from scipy import ndimage
+
     axis = an.axis
     assert axis is not None
     sp = an.grid.spacing_mm
@@ -593,6 +594,8 @@ class _Rib:
 
 def _ribs(an: BoneAnalysis, cfg: VertebraConfig, arc_limit: float | None) -> list[_Rib]:
     """Bone components starting at the column core and reaching far to the side."""
+    from scipy import ndimage
+
     axis = an.axis
     assert axis is not None
     grid = an.grid
@@ -670,6 +673,8 @@ def _pelvis_map(an: BoneAnalysis, arc_top: float) -> NDArray[np.uint8] | None:
     the filled bone below the sacral top is labelled there, the component holding the axis
     is the sacrum, components reaching far laterally are iliac bones.
     """
+    from scipy import ndimage
+
     axis = an.axis
     assert axis is not None
     grid = an.grid
@@ -769,6 +774,8 @@ def _body_mask_coarse(an: BoneAnalysis, seg: _Segment, cfg: VertebraConfig,
 
     Filled bone between its disc planes, the canal and posterior elements cut off.
     """
+    from scipy import ndimage
+
     axis = an.axis
     assert axis is not None
     grid = an.grid
@@ -831,6 +838,8 @@ def _body_mask_coarse(an: BoneAnalysis, seg: _Segment, cfg: VertebraConfig,
 def _body_on_ct(an: BoneAnalysis, coarse: NDArray[np.bool_], lo: NDArray[np.int_],
                 bone_threshold_hu: float) -> tuple[NDArray[np.bool_], tuple[slice, slice, slice]]:
     """Refine a coarse body mask on the CT grid: blocks ∩ thresholded, hole-filled bone."""
+    from scipy import ndimage
+
     grid = an.grid
     sp = np.asarray(grid.spacing_mm)
     full = np.zeros(grid.shape, dtype=bool)
@@ -884,6 +893,8 @@ def _near(seeds: NDArray[np.bool_], where: NDArray[np.bool_], distance_mm: float
     voxel: no seed outside it is that close to ``where``, so the answer is that of the whole
     grid's distance map.
     """
+    from scipy import ndimage
+
     out = np.zeros(where.shape, dtype=bool)
     box = grown_box(where, np.ceil(distance_mm / np.asarray(spacing_mm)).astype(int) + 1)
     if box is not None and seeds[box].any():

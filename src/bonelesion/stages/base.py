@@ -158,8 +158,6 @@ def erode_mask(
     ``margin_mm`` (converted per axis with the spacing) overrides ``margin_voxels``. Voxels
     outside the array count as background, so a mask touching the border is eroded there too.
     """
-    from scipy import ndimage
-
     if margin_mm is not None:
         radii = tuple(float(margin_mm) / s for s in spacing_mm)
     else:
@@ -167,8 +165,36 @@ def erode_mask(
     footprint = ellipsoid_footprint(radii)  # type: ignore[arg-type]
     if footprint.sum() <= 1:
         return mask.copy(), radii  # type: ignore[return-value]
+    if footprint.sum() <= _SHIFTED_EROSION_MAX:
+        return _eroded_by_shifts(np.asarray(mask, dtype=bool), footprint), radii  # type: ignore[return-value]
+    from scipy import ndimage
+
     core = ndimage.binary_erosion(mask, structure=footprint, border_value=0)
     return np.asarray(core, dtype=bool), radii  # type: ignore[return-value]
+
+
+#: Footprints of up to this many voxels are applied as shifted ANDs (`_eroded_by_shifts`):
+#: the default one-voxel margin's seven, and the radius-2 ball's 33.
+_SHIFTED_EROSION_MAX = 64
+
+
+def _eroded_by_shifts(mask: NDArray[np.bool_], footprint: NDArray[np.bool_]
+                      ) -> NDArray[np.bool_]:
+    """Binary erosion as the AND of the mask shifted by each footprint offset.
+
+    The definition ``scipy.ndimage.binary_erosion(mask, structure=footprint,
+    border_value=0)`` computes, for an odd-sized footprint centred on its middle voxel
+    (voxels outside the array are background); pinned equal to it in the tests. A lesion's
+    core needs no scipy import this way (≈ 0.15 s per process).
+    """
+    half = [n // 2 for n in footprint.shape]
+    padded = np.zeros([s + 2 * h for s, h in zip(mask.shape, half, strict=True)], dtype=bool)
+    padded[tuple(slice(h, h + s) for h, s in zip(half, mask.shape, strict=True))] = mask
+    out = np.ones(mask.shape, dtype=bool)
+    for offset in np.argwhere(footprint):
+        out &= padded[tuple(slice(int(o), int(o) + s)
+                            for o, s in zip(offset, mask.shape, strict=True))]
+    return out
 
 
 class CoreRoi(NamedTuple):
