@@ -113,6 +113,18 @@ def test_an_answer_that_cannot_come_back_is_lost_and_the_helper_still_serves(hel
     assert helper.call(f"{HERE}:summarise", volume, None).result()["sum"] == 0.0
 
 
+def test_without_shared_memory_the_array_goes_through_the_socket(
+        helper: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "memfd_create", refuse)
+    volume = helper.shared_array((5, 6, 7), np.int16)
+    volume[...] = 3
+    got = helper.call(f"{HERE}:summarise", volume, None).result()
+    assert got["sum"] == 3.0 * volume.size and got["writeable"] is True  # a copy there
+
+
 def test_a_helper_that_dies_is_lost_reaped_and_not_used_again(helper: Any) -> None:
     pid = helper.pid
     with pytest.raises(side.SideProcessLost):
@@ -149,12 +161,13 @@ def test_volumes_read_into_shared_memory_equal_the_plain_read(helper: Any) -> No
 
     folder = shared_path("ct_bone_phantom_ge_ctpace", "dicom")
     plain = bonelesion.load_volume(folder)
-    with output_arrays(helper.shared_array):
+    with output_arrays(helper.ct_array):
         shared = bonelesion.load_volume(folder)
     root: Any = shared.array
     while isinstance(root, np.ndarray) and root.base is not None:
         root = root.base
     assert type(root).__name__ in ("memoryview", "mmap")  # in the helper's memory
+    assert helper.ct_array((2, 3, 4), np.float32, False) is None  # only CTs are shared
     assert shared.array.dtype == plain.array.dtype
     np.testing.assert_array_equal(shared.array, plain.array)
     assert shared.geometry_equal(plain)

@@ -50,19 +50,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: ``allocate(shape, dtype)`` for `decode_plan`'s output arrays; None: ``np.empty``.
-_ALLOCATE: ContextVar[Callable[[tuple[int, ...], Any], NDArray[Any]] | None] = ContextVar(
-    "bonelesion_decode_allocate", default=None)
+#: ``allocate(shape, dtype, ct)`` for `decode_plan`'s output arrays (None: ``np.empty``).
+Allocate = Callable[[tuple[int, ...], np.dtype[Any], bool], "NDArray[Any] | None"]
+_ALLOCATE: ContextVar[Allocate | None] = ContextVar("bonelesion_decode_allocate", default=None)
 
 
 @contextmanager
-def output_arrays(allocate: Callable[[tuple[int, ...], Any], NDArray[Any]] | None
-                  ) -> Iterator[None]:
-    """Let `decode_plan` allocate its output arrays with ``allocate(shape, dtype)``.
+def output_arrays(allocate: Allocate | None) -> Iterator[None]:
+    """Let `decode_plan` allocate its output arrays with ``allocate(shape, dtype, ct)``.
 
     For a caller that wants the volumes it reads in memory of its own kind (the per-study
-    run: memory its labelling process maps, `bonelesion.pipeline.side`). The values are the
-    same; only where they live differs. None restores ``np.empty``.
+    run: its CTs in memory its labelling process maps, `bonelesion.pipeline.side`). The
+    values are the same; only where they live differs. ``allocate`` returning None, or
+    ``allocate=None``, means ``np.empty``.
     """
     token = _ALLOCATE.set(allocate)
     try:
@@ -333,8 +333,9 @@ def decode_plan(plan: Plan, ct: bool, *, fast_path: bool = True) -> NDArray[Any]
     # series (the allocator reuses freed memory; bench/bench_load.py)
     out_dtype = np.dtype(np.int16 if use_int16 else np.float32)
     allocate = _ALLOCATE.get()
-    out = (np.empty(plan.shape, dtype=out_dtype) if allocate is None
-           else allocate(plan.shape, out_dtype))
+    out = allocate(plan.shape, out_dtype, ct) if allocate is not None else None
+    if out is None:
+        out = np.empty(plan.shape, dtype=out_dtype)
     cache = FileCache(fast_path=fast_path)
     if plan.mosaic is not None:
         f = frames[0]

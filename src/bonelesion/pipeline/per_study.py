@@ -408,7 +408,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
                     return
             started[role] = thread.submit(_detect, volume, detection_cfg, auto)
 
-        with output_arrays(helper.shared_array if helper is not None else None):
+        with output_arrays(helper.ct_array if helper is not None else None):
             volumes = load_study_volumes(plan, stage=_stage, on_loaded=start_labelling,
                                          tilt=str(task.pipeline.get("tilt") or "refuse"))
         ct = volumes.one("ct")

@@ -332,20 +332,39 @@ class SideProcess:
         return self._alive and os.getpid() == self.owner
 
     def shared_array(self, shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
-        """Return a new array (zeros) in memory the helper can map: pass it in a `call`."""
+        """Return a new array (zeros) in memory the helper can map: pass it in a `call`.
+
+        Where the system refuses the shared file (no memory, too many open files), a plain
+        array: a call then sends its values through the socket instead, slower but alike.
+        """
         dt = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
         nbytes = max(count * dt.itemsize, 1)
-        fd = os.memfd_create("bonelesion-array", os.MFD_CLOEXEC)
+        try:
+            fd = os.memfd_create("bonelesion-array", os.MFD_CLOEXEC)
+        except OSError as exc:
+            logger.debug("no shared memory for a %s array (%s)", shape, exc)
+            return np.zeros(shape, dtype=dt)
         try:
             os.ftruncate(fd, nbytes)
             mapping = mmap.mmap(fd, nbytes)
+        except OSError as exc:
+            os.close(fd)
+            logger.debug("no shared memory for a %s array (%s)", shape, exc)
+            return np.zeros(shape, dtype=dt)
         except BaseException:
             os.close(fd)
             raise
         self._shared_fds[id(mapping)] = fd
         weakref.finalize(mapping, self._release, id(mapping), fd)
         return np.frombuffer(mapping, dtype=dt, count=count).reshape(shape)
+
+    def ct_array(self, shape: tuple[int, ...], dtype: Any, ct: bool) -> NDArray[Any] | None:
+        """`shared_array` for a CT (what the helper labels), None (a plain array) otherwise.
+
+        The allocator `bonelesion.dicom.decode.output_arrays` takes.
+        """
+        return self.shared_array(shape, dtype) if ct else None
 
     def _release(self, key: int, fd: int) -> None:
         self._shared_fds.pop(key, None)
