@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import logging
 import os
 import signal
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """Run `main` as the ``bonelesion`` program (and ``python -m bonelesion``) in its own process.
 
-    Two things only a program that owns its process may do, around `main`:
+    Three things only a program that owns its process may do, around `main`:
 
     - Before numpy is imported, numpy's huge-page advice for large arrays is turned off,
       unless ``NUMPY_MADVISE_HUGEPAGE`` is set already (numpy's documented switch). Where
@@ -110,6 +111,7 @@ def run() -> NoReturn:
       took 0.45 s instead of 0.21 s in a measured run (numpy issue #31590). Every
       ``bonelesion`` run touches a fresh volume once, so the advice costs it more than
       the fewer TLB misses earn back (about 4 % in the labelling's steady state).
+    - The garbage collector runs less often (see the comment below).
     - After `main` returns, the process ends without the interpreter's teardown of every
       module (≈ 0.1 s with numpy, scipy and pydicom loaded): the standard streams are
       flushed, the log closed and the ``atexit`` callbacks run (temporary folders are
@@ -118,6 +120,11 @@ def run() -> NoReturn:
     """
     if "numpy" not in sys.modules:
         os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    # The cyclic garbage collector ran ≈ 290 times in a 200-lesion `measure` (0.12-0.17 s,
+    # mostly traversing the imported modules' objects); collecting every 20,000 new objects
+    # instead of every 700 leaves 9 runs (0.04-0.05 s). Memory is not affected noticeably:
+    # what the collector frees here are small reference cycles, not image arrays.
+    gc.set_threshold(20_000, 20, 20)
     code = main()
     _exit_process(code)
 
