@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 	@sh ci/system-deps.sh
 	@touch $(STAMP)
 
+# The report templates compiled ahead of time (a wheel build does the same; kept up to date
+# here for a checkout, whose templates the package checks before using them compiled).
 install: $(STAMP)
+	@$(PY) src/bonelesion/report/precompile.py
 
 # No ROI file: lesions are detected on each study's CT (rois = "auto") and the vertebrae
 # labelled. lumbar_thin_ct (2 mm slices) gives its lesions; the other two sample CTs are coarse

@@ -50,6 +50,13 @@ def test_qa_regress_and_measure_run_from_the_installed_wheel(installed: Path,
                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)},
                            capture_output=True, text=True)
     assert Path(check.stdout.strip()).is_relative_to(installed)  # not the checkout's src/
+    # the report templates ship compiled for this Jinja2, and the package uses them
+    shipped = subprocess.run(
+        [sys.executable, "-c", "import jinja2; from bonelesion.report.precompile import "
+         "precompiled_loader; print(isinstance(precompiled_loader(), jinja2.ModuleLoader))"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)},
+        capture_output=True, text=True)
+    assert shipped.stdout.strip() == "True", shipped.stderr
     scan = tmp_path / "scan"
     made = _run(installed, tmp_path, "-q", "phantom", str(scan), "--seed", "1")
     assert made.returncode == 0, made.stderr

@@ -59,6 +59,10 @@ def test_no_qc_no_dicom_import_no_renderer(one_study: Path, phantom_export: Phan
     assert not bare & (QC_MODULES | DICOM_MODULES)
     # sphere ROIs, and the report's lesion sizes, need no scikit-image (70 ms to import)
     assert not {m for m in bare if m.split(".")[0] == "skimage"}
+    # one study, run in this process, on the ROIs given: no process pool (multiprocessing,
+    # ~4 ms to import) and no candidate search
+    assert not bare & {"multiprocessing", "concurrent.futures.process",
+                       "bonelesion.roi.candidates"}
     with_qc = _modules(one_study, phantom_export.rois, tmp_path / "qc", "--no-dicom")
     assert "matplotlib" in with_qc and not with_qc & DICOM_MODULES
     assert any((tmp_path / "qc").rglob("*.png"))

@@ -12,17 +12,19 @@ from __future__ import annotations
 import ctypes
 import importlib
 import logging
-import multiprocessing
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bonelesion.errors import ConfigError
+
+if TYPE_CHECKING:  # multiprocessing (~4 ms) is imported by the executor that uses it
+    import multiprocessing.context
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["EXECUTORS", "execute", "check_executor", "RunInterrupted", "stop_on_signals"]
 
@@ -198,6 +200,8 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     (and ``sys.path``) instead of importing them each, which is most of a worker's start-up.
     Forking a process that runs other threads can deadlock, so then workers are spawned.
     """
+    import multiprocessing
+
     if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
         for name in _PRELOAD:
             importlib.import_module(name)
@@ -211,6 +215,9 @@ def _run_process(
     workers: int,
     on_error: Callable[[T, BaseException | str], R],
 ) -> Iterator[tuple[T, R]]:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     pending = list(range(len(tasks)))
     breaks = [0] * len(tasks)
     ctx = _pool_context()

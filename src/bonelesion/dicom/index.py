@@ -43,8 +43,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
 from pydicom import Dataset
@@ -305,6 +304,10 @@ def _read_in_pool(
     write: Callable[[list[_Entry]], None],
 ) -> list[list[tuple[str, int, int]]]:
     """Read chunks in a process pool; return the chunks left unread if the pool broke."""
+    # here, not at module level: multiprocessing's import (~4 ms) is paid only by a pool
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     executor = ProcessPoolExecutor(max_workers=min(n_workers, len(chunks)),
                                    initializer=_worker_init)
     pending: dict[Future[list[_Entry]], list[tuple[str, int, int]]] = {}

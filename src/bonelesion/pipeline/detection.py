@@ -23,16 +23,18 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bonelesion.errors import InputError, PipelineError
 from bonelesion.model.volume import Volume
-from bonelesion.roi.candidates import Candidate, CandidateSearch, detect_candidates
 from bonelesion.roi.config import DetectionConfig, detection_config_from_mapping
 from bonelesion.roi.lesion import Lesion
 from bonelesion.roi.vertebrae import AnchorCountingLabeller, SpineLabelling
+
+if TYPE_CHECKING:  # the candidate search is imported by the runs that search (rois = auto)
+    from bonelesion.roi.candidates import Candidate, CandidateSearch
 
 __all__ = [
     "CtDetection",
@@ -101,7 +103,11 @@ def detect_on_ct(ct: Volume, config: DetectionConfig, *, candidates: bool = True
     """
     start = time.perf_counter()
     labelling = AnchorCountingLabeller(config).label(ct)
-    search = detect_candidates(labelling, config=config) if candidates else None
+    search = None
+    if candidates:
+        from bonelesion.roi.candidates import detect_candidates
+
+        search = detect_candidates(labelling, config=config)
     return CtDetection(labelling=labelling, candidates=search,
                        duration_s=time.perf_counter() - start)
 
