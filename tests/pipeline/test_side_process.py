@@ -144,6 +144,25 @@ def test_closing_a_busy_helper_kills_it(helper: Any) -> None:
         os.waitpid(helper.pid, os.WNOHANG)
 
 
+def test_closing_a_helper_still_importing_ends_it_there(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        request: pytest.FixtureRequest) -> None:
+    # a run with nothing left to do does not wait for the helper's imports
+    _needs_a_single_thread(request)
+    marker = tmp_path / "imported"
+    (tmp_path / "slow_to_import.py").write_text(
+        f"import time\ntime.sleep(1.5)\nopen({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with side.started(("slow_to_import",)) as started:
+        assert started is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(started.pid, os.WNOHANG)
+    import time
+
+    time.sleep(2.0)
+    assert not marker.exists()
+
+
 def test_no_helper_is_forked_while_another_thread_runs() -> None:
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)

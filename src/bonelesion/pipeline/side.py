@@ -388,8 +388,11 @@ class SideProcess:
         pickler = _ArgsPickler(buffer, self)
         try:
             pickler.dump((target, args, kwargs))
+        except Exception as exc:  # noqa: BLE001 - an argument that cannot be pickled
+            raise SideProcessLost(f"the call cannot be sent: {exc}") from exc
+        try:
             _send(self._sock, buffer.getvalue(), pickler.fds)
-        except Exception as exc:  # noqa: BLE001 - e.g. an argument that cannot be pickled
+        except OSError as exc:  # the stream may hold half a message: no further calls
             self._broken(f"{type(exc).__name__}: {exc}")
             raise SideProcessLost(str(exc)) from exc
         self._busy = True
@@ -402,15 +405,19 @@ class SideProcess:
         self.close()
 
     def close(self) -> None:
-        """End the helper (killed if it is still working) and wait for it."""
-        if os.getpid() != self.owner:
+        """End the helper and wait for it.
+
+        It is killed, whatever it is doing: it keeps nothing (its answers come back over
+        the socket, it writes no file), and a run with nothing left to do then does not
+        wait for the helper's imports to finish.
+        """
+        if os.getpid() != self.owner or not self._alive and self._sock.fileno() < 0:
             return
-        was_busy, self._busy, self._alive = self._busy, False, False
+        self._busy = self._alive = False
         with contextlib.suppress(OSError):
             self._sock.close()
-        if was_busy:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 
