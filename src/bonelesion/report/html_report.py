@@ -85,8 +85,13 @@ def _nbsp(text: str) -> str:
     return _UNIT_GAP.sub("\u00a0", text).replace("×10⁻³ mm²/s", "×10⁻³\u00a0mm²/s")
 
 
+@functools.lru_cache(maxsize=4096)
 def _h(text: str) -> str:
-    """`humanise`, with numbers kept beside their units."""
+    """`humanise`, with numbers kept beside their units.
+
+    Cached: a study repeats most of its texts in every lesion (the same notes, citations,
+    reasons), and a text's reading depends on nothing else.
+    """
     return _nbsp(humanise(text))
 
 
