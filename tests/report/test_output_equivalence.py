@@ -6,8 +6,10 @@ for the JSON text), run on the same inputs; the outputs must be identical, not c
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import enum
+import io
 import json
 import math
 import re
@@ -176,3 +178,46 @@ def test_json_text_refuses_a_cycle_as_json_dumps_does() -> None:
     cycle.append(cycle)
     with pytest.raises(ValueError, match="Circular reference"):
         json_text(cycle)
+
+
+def _reference_csv_cell(value: Any) -> str:
+    """`csv_cell` as it was."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else repr(value)
+    if isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return ";".join(f"{v:g}" for v in value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def _reference_rows_csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """`rows_csv_text` as it was (`csv_cell` on every cell)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_reference_csv_cell(row.get(name)) for name in columns])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rows_csv_text_equals_the_reference(seed: int) -> None:
+    from bonelesion.report.table import rows_csv_text
+
+    rng = np.random.default_rng(seed)
+    cells: list[Any] = [None, "", "plain", "comma, \"quoted\"\nnew line", _Name("sub"),
+                        _Colour.RED, True, False, 0, 12, _Level.HIGH, 0.1, -0.0, math.nan,
+                        math.inf, 1e-300, np.float64(2.5), [1, 2.5, 1e-5], (0.0007, 800),
+                        [True, 1], [], {"a": [1, "ü"], "b": None}, ("x", 1),
+                        {"decision": ["prior 0.5", "indeterminate: no evidence"]}]
+    columns = [f"c{k}" for k in range(12)]
+    for _ in range(20):
+        rows = [{c: cells[int(rng.integers(len(cells)))] for c in columns
+                 if rng.random() < 0.8} for _ in range(int(rng.integers(0, 8)))]
+        assert rows_csv_text(columns, rows) == _reference_rows_csv_text(columns, rows)

@@ -187,6 +187,10 @@ def lesion_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
             for lesion in document["lesions"]]
 
 
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, its encoder made once.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def csv_cell(value: Any) -> str:
     """Format one CSV cell (see the module docstring)."""
     if value is None:
@@ -199,7 +203,7 @@ def csv_cell(value: Any) -> str:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return ";".join(f"{v:g}" for v in value)
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _COMPACT_JSON.encode(value)
     return str(value)
 
 
@@ -222,8 +226,10 @@ def rows_csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow([csv_cell(row.get(name)) for name in columns])
+    for row in rows:  # most cells are empty or text: those skip csv_cell
+        writer.writerow([
+            "" if value is None else value if type(value) is str else csv_cell(value)
+            for value in [row.get(name) for name in columns]])
     return buf.getvalue()
 
 
