@@ -8,7 +8,9 @@ mailed alone. Every number shown is in the unit people write (`bonelesion.report
 UCUM codes stay in the machine outputs.
 
 What the page is made of is built here as plain dictionaries (the view), so the templates
-only lay it out.
+only lay it out. The templates read the view's keys by subscript (``le['label']``), not as
+attributes (``le.label``): Jinja tries an attribute first, and that failed look-up, once
+for each of the ~25 000 values of a 200-lesion report, took about a third of its rendering.
 """
 
 from __future__ import annotations
