@@ -88,12 +88,16 @@ def to_jsonable(obj: Any) -> Any:
     return _jsonable_other(obj)
 
 
-@functools.cache
+#: Field names of each type `_jsonable_other` met (None: not a dataclass).
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
 def _dataclass_field_names(kind: type) -> tuple[str, ...] | None:
     """Names of the fields of a dataclass type, in order (None: not a dataclass)."""
-    if not dataclasses.is_dataclass(kind):
-        return None
-    return tuple(f.name for f in dataclasses.fields(kind))
+    if kind not in _FIELD_NAMES:
+        _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(kind))
+                              if dataclasses.is_dataclass(kind) else None)
+    return _FIELD_NAMES[kind]
 
 
 def _jsonable_other(obj: Any) -> Any:

@@ -368,16 +368,22 @@ def lesion_geometry(lesion_id: str, mask: Volume) -> LesionGeometry:
     full = np.asarray(mask.array)
     box = mask_bounding_box(full if full.dtype == bool else full != 0)
     sub = full[box] if full.dtype == bool else np.asarray(full[box]) != 0
-    idx = np.argwhere(sub).astype(np.float64) + [b.start for b in box]
-    centroid = mask.index_to_lps(idx.mean(axis=0)[None, :])[0]
-    counts = sub.reshape(sub.shape[0], -1).sum(axis=1)
+    counts = sub.sum(axis=(1, 2))
+    voxels = int(counts.sum())
+    # mean voxel index: index sums are integers, exact in int64 and in float64 (< 2**53),
+    # so this is the mean of np.argwhere(sub) bit for bit, without listing the voxels
+    index_sums = [int(counts @ np.arange(sub.shape[0])),
+                  int(sub.sum(axis=(0, 2)) @ np.arange(sub.shape[1])),
+                  int(sub.sum(axis=(0, 1)) @ np.arange(sub.shape[2]))]
+    index_sums = [total + voxels * b.start for total, b in zip(index_sums, box, strict=True)]
+    centroid = mask.index_to_lps(np.array(index_sums, dtype=np.float64)[None, :] / voxels)[0]
     k = int(np.argmax(counts))
     long_mm, short_mm = _axes_on_slice(sub[k], mask.spacing_mm[1], mask.spacing_mm[2])
     return LesionGeometry(
         lesion_id=lesion_id, centroid_lps_mm=(float(centroid[0]), float(centroid[1]),
                                                float(centroid[2])),
         box=box, long_axis_mm=long_mm, short_axis_mm=short_mm, plane=plane_name(mask),
-        volume_ml=float(counts.sum()) * mask.voxel_volume_mm3 / 1000.0)
+        volume_ml=float(voxels) * mask.voxel_volume_mm3 / 1000.0)
 
 
 # ---------------------------------------------------------------------------- drawing
