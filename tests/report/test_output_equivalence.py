@@ -215,12 +215,17 @@ def test_rows_csv_text_equals_the_reference(seed: int) -> None:
                         _Colour.RED, True, False, 0, 12, _Level.HIGH, 0.1, -0.0, math.nan,
                         math.inf, 1e-300, np.float64(2.5), [1, 2.5, 1e-5], (0.0007, 800),
                         [True, 1], [], {"a": [1, "ü"], "b": None}, ("x", 1),
-                        {"decision": ["prior 0.5", "indeterminate: no evidence"]}]
-    columns = [f"c{k}" for k in range(12)]
-    for _ in range(20):
-        rows = [{c: cells[int(rng.integers(len(cells)))] for c in columns
-                 if rng.random() < 0.8} for _ in range(int(rng.integers(0, 8)))]
-        assert rows_csv_text(columns, rows) == _reference_rows_csv_text(columns, rows)
+                        {"decision": ["prior 0.5", "indeterminate: no evidence"]},
+                        "carriage\rreturn", "\r", "nul\x00", "\r\n,\"", " lead", "tab\t",
+                        "'single'", "ü,é", "\u2028", '""', ","]
+    for n_columns in (1, 2, 12):
+        columns = [f"c{k}" for k in range(n_columns)]
+        for _ in range(40):
+            rows = [{c: cells[int(rng.integers(len(cells)))] for c in columns
+                     if rng.random() < 0.8} for _ in range(int(rng.integers(0, 8)))]
+            assert rows_csv_text(columns, rows) == _reference_rows_csv_text(columns, rows)
+    assert rows_csv_text([], [{}]) == _reference_rows_csv_text([], [{}])
+    assert rows_csv_text(["a,b", 'q"'], []) == _reference_rows_csv_text(["a,b", 'q"'], [])
 
 
 def _reference_convex_hull(points: np.ndarray) -> np.ndarray:
