@@ -14,7 +14,8 @@ import SimpleITK as sitk
 from bonelesion.errors import InputError
 from bonelesion.model import Volume
 from bonelesion.model.sitk_bridge import volume_to_sitk
-from bonelesion.model.volume import IndexBox
+from bonelesion.model.volume import IndexBox, SeriesInfo
+from bonelesion.units import IntensityUnit
 
 
 def _rotation(a: float, b: float, c: float) -> np.ndarray:
@@ -78,6 +79,48 @@ def test_crop_is_a_view_with_the_sub_grid_geometry(name: str) -> None:
         np.testing.assert_allclose(crop.index_to_lps(local),
                                    vol.index_to_lps(local + np.asarray(box.start)), atol=1e-9)
         assert crop.spacing_mm == vol.spacing_mm and crop.series == vol.series
+
+
+
+def _validated_copy(vol: Volume) -> Volume:
+    """The same volume built through the validating constructor."""
+    return Volume(array=vol.array, spacing_mm=vol.spacing_mm, origin_lps_mm=vol.origin_lps_mm,
+                  direction_lps=vol.direction_lps, intensity_unit=vol.intensity_unit,
+                  series=vol.series)
+
+
+def _assert_same_volume(got: Volume, want: Volume) -> None:
+    assert got.array is not None and not got.array.flags.writeable
+    assert got.array.shape == want.array.shape and np.shares_memory(got.array, want.array)
+    np.testing.assert_array_equal(got.array, want.array)
+    assert got.spacing_mm == want.spacing_mm and got.origin_lps_mm == want.origin_lps_mm
+    assert all(type(x) is float for x in (*got.spacing_mm, *got.origin_lps_mm))
+    assert got.direction_lps.dtype == np.float64 and not got.direction_lps.flags.writeable
+    np.testing.assert_array_equal(got.direction_lps, want.direction_lps)
+    assert type(got.intensity_unit) is IntensityUnit and got.intensity_unit == want.intensity_unit
+    assert got.series is want.series
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_crops_and_new_arrays_equal_the_validated_construction(name: str) -> None:
+    """`crop`/`with_array` skip re-validation: what they build is what `Volume(...)` builds."""
+    rng = np.random.default_rng(11)
+    vol = _grid(name, array=rng.normal(size=(17, 23, 29)))
+    for _ in range(20):
+        crop = vol.crop(_random_box(rng, vol.shape))
+        _assert_same_volume(crop, _validated_copy(crop))
+        mask = crop.with_array(crop.array > 0, intensity_unit=IntensityUnit.MASK)
+        _assert_same_volume(mask, _validated_copy(mask))
+        assert mask.intensity_unit is IntensityUnit.MASK and mask.array.dtype == bool
+        relabelled = crop.with_array(np.ones(crop.shape), intensity_unit="HU",  # type: ignore[arg-type]
+                                     series=SeriesInfo(series_instance_uid="1.2.3"))
+        _assert_same_volume(relabelled, _validated_copy(relabelled))
+        assert relabelled.intensity_unit is IntensityUnit.HU
+    mine = np.zeros(vol.shape)
+    vol.with_array(mine)
+    assert mine.flags.writeable  # the caller's own array stays writeable
+    with pytest.raises(ValueError):
+        vol.with_array(mine, intensity_unit="furlongs")  # type: ignore[arg-type]
 
 
 def test_crop_refuses_boxes_outside_the_grid() -> None:

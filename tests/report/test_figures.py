@@ -23,8 +23,8 @@ from bonelesion.report.figures import (
     ROI_COLOUR,
     OverviewMarker,
     Window,
-    _convex_hull,
     _edge_letters,
+    _grid_hull,
     key_image,
     lesion_geometry,
     orientation_label,
@@ -143,17 +143,19 @@ def ct_with_sphere(radius_mm: float = 8.0, centre: tuple[float, float, float] = 
 
 
 def test_convex_hull_matches_qhull() -> None:
-    """The caliper's hull (pure numpy, no scipy.spatial import) equals Qhull's vertices."""
+    """The caliper's hull (no scipy.spatial import) is Qhull's vertices, counterclockwise
+    from the lowest point (the order the calipers break ties in)."""
     from scipy.spatial import ConvexHull
 
     rng = np.random.default_rng(7)
     for _ in range(100):
         n = int(rng.integers(4, 300))
         pts = np.unique(np.round(rng.normal(size=(n, 2)) * 20) / 2, axis=0)
-        ours = {tuple(p) for p in _convex_hull(pts)}
-        assert ours == {tuple(p) for p in pts[ConvexHull(pts).vertices]}
+        qhull = pts[ConvexHull(pts).vertices].tolist()  # counterclockwise
+        first = qhull.index(min(qhull))
+        assert _grid_hull(pts).tolist() == qhull[first:] + qhull[:first]
     line = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
-    assert _convex_hull(line).tolist() == [[0.0, 0.0], [3.0, 3.0]]
+    assert _grid_hull(line).tolist() == [[0.0, 0.0], [3.0, 3.0]]
 
 
 def test_key_image_scale_bar_and_outline_match_the_sphere_and_the_stage_core() -> None:
@@ -318,9 +320,10 @@ def test_outline_points_are_marching_squares_vertices(monkeypatch: pytest.Monkey
              rng.random((12, 15)) > 0.5, saddle, np.ones((1, 1), dtype=bool),
              np.ones((5, 7), dtype=bool)]
     ours = [figures._axes_on_slice(mask, 0.7, 1.3) for mask in masks]
-    for mask in masks:
-        np.testing.assert_array_equal(np.unique(figures._outline_points(mask), axis=0),
+    for mask in masks:  # the same vertices, each once, in np.unique's order
+        np.testing.assert_array_equal(figures._outline_points(mask),
                                       np.unique(marching_squares(mask), axis=0))
-    monkeypatch.setattr(figures, "_outline_points", marching_squares)
+    monkeypatch.setattr(figures, "_outline_points",
+                        lambda mask: np.unique(marching_squares(mask), axis=0))
     assert ours == [figures._axes_on_slice(mask, 0.7, 1.3) for mask in masks]
     assert all(0 < short <= long for long, short in ours)

@@ -460,7 +460,7 @@ def rebuild_tables(
     ``pipeline`` is `PipelineDefinition.to_dict()` with its ``hash``; ``warnings`` are the
     run's own (`WARNING_COLUMNS`), written to warnings.csv, the summary and results.json.
     """
-    from bonelesion.report.document import batch_document
+    from bonelesion.report.document import batch_document, json_text
     from bonelesion.report.html_report import render_index_html
     from bonelesion.report.schema import validate_results
     from bonelesion.report.table import lesions_csv_text
@@ -514,7 +514,7 @@ def rebuild_tables(
                        lesions_csv_text(r for s in stored for r in s.lesion_rows))
     _write_text_atomic(
         paths["results.json"],
-        json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        json_text(document) + "\n",
     )
     _write_text_atomic(
         paths["failures.csv"],

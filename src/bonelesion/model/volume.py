@@ -358,14 +358,37 @@ class Volume:
                 f"Volume.with_array: new array shape {array.shape} differs from the grid's "
                 f"{self.shape}."
             )
-        return Volume(
-            array=array,
-            spacing_mm=self.spacing_mm,
+        return self._on_valid_grid(
+            array,
             origin_lps_mm=self.origin_lps_mm,
-            direction_lps=self.direction_lps,
             intensity_unit=self.intensity_unit if intensity_unit is None else intensity_unit,
             series=self.series if series is None else series,
         )
+
+    def _on_valid_grid(
+        self,
+        array: NDArray[Any],
+        *,
+        origin_lps_mm: tuple[float, float, float],
+        intensity_unit: IntensityUnit,
+        series: SeriesInfo,
+    ) -> Volume:
+        """Return a volume of this spacing and direction, built without re-validation.
+
+        For `crop` and `with_array` only: ``array`` is 3-D (the callers check its shape)
+        and ``origin_lps_mm`` a point of this (valid) grid, so what `__post_init__` would
+        check holds already; its per-call cost (an orthonormality test, the conversions)
+        is paid once per grid instead of once per crop (a study's lesions crop hundreds
+        of times). The result equals ``Volume(...)`` with the same arguments.
+        """
+        out = object.__new__(Volume)
+        object.__setattr__(out, "array", _as_readonly(array))
+        object.__setattr__(out, "spacing_mm", self.spacing_mm)
+        object.__setattr__(out, "origin_lps_mm", origin_lps_mm)
+        object.__setattr__(out, "direction_lps", self.direction_lps)
+        object.__setattr__(out, "intensity_unit", IntensityUnit(intensity_unit))
+        object.__setattr__(out, "series", series)
+        return out
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -454,11 +477,9 @@ class Volume:
                 f"the grid of shape {self.shape}. Potential fix: clip the box to the grid "
                 "(IndexBox.clipped).")
         origin = self.index_to_lps([box.start])[0]
-        return Volume(
-            array=self.array[box.slices],
-            spacing_mm=self.spacing_mm,
-            origin_lps_mm=tuple(origin),  # type: ignore[arg-type]
-            direction_lps=self.direction_lps,
+        return self._on_valid_grid(
+            self.array[box.slices],
+            origin_lps_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
             intensity_unit=self.intensity_unit,
             series=self.series,
         )

@@ -395,10 +395,7 @@ class _FastSchema:
         if "oneOf" in node:
             exclusive = tuple(self._compile(b) for b in node["oneOf"])
             checks.append(lambda v: sum(1 for b in exclusive if b(v)) == 1)
-        if len(checks) == 1:
-            return checks[0]
-        every = tuple(checks)
-        return lambda v: all(c(v) for c in every)
+        return _all_of(tuple(checks))
 
     def _object(self, node: Mapping[str, Any]) -> _Check:
         props = {k: self._compile(v) for k, v in node.get("properties", {}).items()}
@@ -432,7 +429,11 @@ class _FastSchema:
                 return True
             if not low <= len(value) <= high:
                 return False
-            return item is None or all(item(v) for v in value)
+            if item is not None:
+                for v in value:
+                    if not item(v):
+                        return False
+            return True
 
         return check
 
@@ -442,7 +443,21 @@ def _never(value: Any) -> bool:
 
 
 def _any_of(checks: tuple[_Check, ...]) -> _Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:  # nearly every union: a type or null
+        first, second = checks
+        return lambda v: first(v) or second(v)
     return lambda v: any(c(v) for c in checks)
+
+
+def _all_of(checks: tuple[_Check, ...]) -> _Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+    return lambda v: all(c(v) for c in checks)
 
 
 @functools.cache
