@@ -275,7 +275,7 @@ def test_a_study_that_fails_while_the_helper_labels_leaves_it_for_the_next(
 def test_a_ct_measure_with_the_helper_imports_no_scipy_in_the_main_process(tmp_path: Path
                                                                            ) -> None:
     # the point of the helper for `measure`: scipy.ndimage (≈ 0.15 s) is imported by the
-    # helper only; the lesion cores are eroded without it. A fresh interpreter, as the
+    # helper only, before the CT arrives; the lesion cores are eroded without it. A fresh interpreter, as the
     # program runs (this one may run other threads, or have scipy imported already).
     from bonelesion.phantom import write_ct_series
 
@@ -290,6 +290,11 @@ calls = []
 import bonelesion.pipeline.side as side
 call = side.SideProcess.call
 side.SideProcess.call = lambda self, *a, **k: calls.append(a[0]) or call(self, *a, **k)
+answer = side._answer
+def answer_noting_imports(*a):  # runs in the helper: were its imports done before the call?
+    print("helper had scipy.ndimage:", "scipy.ndimage" in sys.modules, file=sys.stderr)
+    return answer(*a)
+side._answer = answer_noting_imports
 code = main(["-q", "measure", {str(ct)!r}, "--rois", {str(rois)!r}, "--out",
              {str(tmp_path / "out")!r}, "--no-dicom", "--no-qc"])
 print(code, len(calls), "scipy" in sys.modules)
@@ -299,6 +304,7 @@ print(code, len(calls), "scipy" in sys.modules)
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-3:] == ["0", "1", "False"], done.stdout + done.stderr
+    assert "helper had scipy.ndimage: True" in done.stderr  # imported while indexing
     assert (tmp_path / "out" / "lesions.csv").read_text().count("\n") == 3
 
 

@@ -331,8 +331,10 @@ def _masks(volumes: Mapping[str, Any], lesions: list[Any], warnings_out: list[st
 
 #: The labelling, named for the helper process (which imports it; this process need not).
 _DETECT = "bonelesion.pipeline.detection:detect_on_ct"
-#: What a run's helper process imports while the export is indexed (scipy.ndimage with it).
-LABELLING_MODULES = ("bonelesion.pipeline.detection",)
+#: What a run's helper process imports while the export is indexed: the labelling and
+#: the candidate search import scipy.ndimage only where they use it, so it is named too.
+LABELLING_MODULES = ("scipy.ndimage", "bonelesion.pipeline.detection",
+                     "bonelesion.roi.candidates")
 
 
 @contextmanager
