@@ -163,6 +163,31 @@ def test_closing_a_helper_still_importing_ends_it_there(tmp_path: Path,
     assert not marker.exists()
 
 
+def test_the_helper_hashes_until_a_call_waits_and_the_rest_is_hashed_here(
+        helper: Any, tmp_path: Path) -> None:
+    from bonelesion.pipeline.per_study import _source_hashes, hash_while_idle
+    from bonelesion.report.document import file_hashes
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for k in range(120):
+        path = tmp_path / f"f{k:03d}.dcm"
+        path.write_bytes(rng.bytes(1 << 20))
+        paths.append(str(path))
+    files = [*paths[:3], str(tmp_path / "gone.dcm"), *paths, paths[0]]  # missing, repeated
+    assert hash_while_idle(paths) == file_hashes(paths)  # outside the helper: all of them
+    hashing = helper.call("bonelesion.pipeline.per_study:hash_while_idle", paths)
+    waiting = helper.call(f"{HERE}:summarise", np.zeros(3), None)  # queued behind it
+    partial = hashing.result()
+    assert 0 <= len(partial) < len(paths)  # it stopped for the waiting call
+    assert partial == {p: file_hashes([p])[p] for p in paths[:len(partial)]}
+    assert waiting.result()["sum"] == 0.0  # answers in order, nothing lost
+    again = helper.call("bonelesion.pipeline.per_study:hash_while_idle", paths)
+    combined = _source_hashes(files, again)
+    assert combined == file_hashes(files)  # same values, same order, "unreadable: …" too
+    assert list(combined) == list(dict.fromkeys(files))
+
+
 def test_no_helper_is_forked_while_another_thread_runs() -> None:
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
@@ -224,11 +249,12 @@ def test_a_run_with_the_helper_equals_the_run_on_a_thread(
     options = OutputOptions(qc=False, dicom=False, html=True)
     run_export("combined", folder, tmp_path / "helper", outputs=options, rois=roi_file,
                rois_cover_other_studies=True)
-    assert calls == ["bonelesion.pipeline.detection:detect_on_ct"]
+    assert calls == ["bonelesion.pipeline.per_study:hash_while_idle",
+                     "bonelesion.pipeline.detection:detect_on_ct"]
     monkeypatch.setattr(side.SideProcess, "start", classmethod(lambda cls, modules=(): None))
     run_export("combined", folder, tmp_path / "thread", outputs=options, rois=roi_file,
                rois_cover_other_studies=True)
-    assert len(calls) == 1
+    assert len(calls) == 2
     helper_doc, thread_doc = _document(tmp_path / "helper"), _document(tmp_path / "thread")
     assert helper_doc["lesions"] and helper_doc["spine"]["vertebrae"]
     assert helper_doc == thread_doc
@@ -254,7 +280,8 @@ def test_a_study_that_fails_while_the_helper_labels_leaves_it_for_the_next(
 
     def spy(self: Any, target: str, *args: Any, **kwargs: Any) -> Any:
         sent = call(self, target, *args, **kwargs)  # raises when the helper is not free
-        calls.append(self.pid)
+        if target.endswith(":detect_on_ct"):
+            calls.append(self.pid)
         return sent
 
     measure = measurement.measure_study
@@ -297,7 +324,7 @@ def answer_noting_imports(*a):  # runs in the helper: were its imports done befo
 side._answer = answer_noting_imports
 code = main(["-q", "measure", {str(ct)!r}, "--rois", {str(rois)!r}, "--out",
              {str(tmp_path / "out")!r}, "--no-dicom", "--no-qc"])
-print(code, len(calls), "scipy" in sys.modules)
+print(code, calls.count("bonelesion.pipeline.detection:detect_on_ct"), "scipy" in sys.modules)
 """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

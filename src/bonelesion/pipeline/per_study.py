@@ -33,7 +33,7 @@ from bonelesion.pipeline.plan import StudyPlan
 from bonelesion.report.outputs import LesionViews, OutputOptions
 
 __all__ = ["StudyTask", "StudyOutcome", "StudyFailure", "run_study", "failed_outcome",
-           "import_study_modules", "LABELLING_MODULES"]
+           "import_study_modules", "LABELLING_MODULES", "hash_while_idle"]
 
 logger = logging.getLogger(__name__)
 
@@ -352,6 +352,52 @@ def _collected(started: Mapping[str, Any]) -> Iterator[None]:
                     call.result()
 
 
+#: The provenance hashing, named for the helper process.
+_HASH = "bonelesion.pipeline.per_study:hash_while_idle"
+
+
+def hash_while_idle(paths: list[str]) -> dict[str, str]:
+    """SHA-256 of ``paths`` in order, in the helper process, until the CT's labelling arrives.
+
+    What it hashed comes back; the study's own process hashes the rest (and any file it
+    could not read, which `file_hashes` then reports), so the labelling never waits behind
+    the hashing, and the hashing fills the helper's time while the study's series are read.
+    """
+    from bonelesion.report.document import sha256_file
+
+    out: dict[str, str] = {}
+    for path in paths:
+        if side.call_waiting():
+            break
+        with contextlib.suppress(OSError):
+            out[path] = sha256_file(path)
+    return out
+
+
+def _shown_files(plan: StudyPlan) -> list[str]:
+    """List the files of the series a study document shows (each role's chosen ones but DWI).
+
+    A superset of the shown volumes' own files (a series may hold several stacks), known
+    before any is read.
+    """
+    uids = {cand.series_instance_uid for choice in plan.choices
+            if choice.used and choice.role != "dwi" for cand in choice.chosen}
+    return sorted({str(f) for c in plan.inputs if c.series_instance_uid in uids
+                   for f in c.files})
+
+
+def _source_hashes(files: list[str], pending: Any) -> dict[str, str]:
+    """`file_hashes(files)`, taking what the helper hashed meanwhile (``pending``) if any."""
+    from bonelesion.report.document import file_hashes
+
+    got: dict[str, str] = {}
+    if pending is not None:
+        with contextlib.suppress(side.SideProcessLost):
+            got = pending.result()
+    missing = file_hashes(f for f in files if f not in got)
+    return {f: got[f] if f in got else missing[f] for f in dict.fromkeys(files)}
+
+
 def _detect(ct: Any, config: Any, candidates: bool) -> Any:
     """`detect_on_ct` in this process (the thread, or after the helper failed)."""
     from bonelesion.pipeline.detection import detect_on_ct
@@ -366,7 +412,7 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     from bonelesion.dicom.decode import output_arrays
     from bonelesion.pipeline.loading import load_study_volumes
     from bonelesion.pipeline.measurement import measure_study
-    from bonelesion.report.document import file_hashes, study_document
+    from bonelesion.report.document import study_document
     from bonelesion.report.outputs import write_study_outputs
     from bonelesion.report.result import study_result
     from bonelesion.roi.config import detection_config_from_mapping
@@ -399,6 +445,9 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
     started: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonelesion-detect") as thread, \
             _collected(started):
+        if helper is not None:  # the helper hashes while this process reads the series
+            with contextlib.suppress(side.SideProcessLost):
+                started["hashes"] = helper.call(_HASH, _shown_files(plan))
 
         def start_labelling(role: str, volume: Any) -> None:
             if role != "ct":
@@ -422,7 +471,8 @@ def _run(task: StudyTask, work: Path) -> tuple[dict[str, Any], list[dict[str, An
         # the series the study document lists (every role's first series; DWI's is not)
         shown = {role: vols[0] for role, vols in volumes.by_role.items()
                  if role != "dwi" and vols}
-        hashes = file_hashes(f for v in shown.values() for f in v.series.source_files)
+        hashes = _source_hashes([f for v in shown.values() for f in v.series.source_files],
+                                started.get("hashes"))
         # the report's level-independent preparation, also while the labelling runs
         any_view = task.outputs.qc or task.outputs.dicom or task.outputs.html
         draw = task.outputs.qc or task.outputs.html

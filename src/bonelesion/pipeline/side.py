@@ -24,6 +24,7 @@ another thread holds a lock can deadlock the child.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import io
@@ -44,7 +45,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["SideProcess", "SideProcessLost", "PendingCall", "started", "current"]
+__all__ = ["SideProcess", "SideProcessLost", "PendingCall", "started", "current",
+           "call_waiting"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +190,28 @@ def _receive(sock: socket.socket) -> tuple[bytearray, list[int]] | None:
     return payload, fds
 
 
+#: In the helper: its end of the socket (`call_waiting` looks at it).
+_serving: socket.socket | None = None
+
+
+def call_waiting() -> bool:
+    """In the helper: True when another call waits behind the one running, else False.
+
+    A function that only fills the helper's idle time (hashing files before the CT
+    arrives) stops there and returns what it has; the caller does the rest. Outside the
+    helper, always False.
+    """
+    if _serving is None:
+        return False
+    import select
+
+    return bool(select.select([_serving], [], [], 0)[0])
+
+
 def _serve(sock: socket.socket, modules: Sequence[str]) -> None:
     """Import ``modules``, then answer calls until the stream ends (the helper's life)."""
+    global _serving
+    _serving = sock
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for name in modules:
@@ -246,12 +268,28 @@ def _answer(payload: bytearray, maps: Sequence[mmap.mmap]) -> tuple[bytes, list[
 
 
 class PendingCall:
-    """A call sent to the helper; `result` waits for its answer."""
+    """A call sent to the helper; `result` waits for its answer.
+
+    The helper answers calls in the order they were sent; taking one answer first reads
+    (and keeps) the answers of the calls sent before it.
+    """
 
     def __init__(self, side: SideProcess, args: Sequence[Any]) -> None:
         self._side = side
         self._args = args
+        self._answer: tuple[str, Any, list[Any]] | None = None
         self.collected = False
+
+    def _take(self, message: tuple[bytearray, list[int]]) -> None:
+        """Read this call's answer from its message."""
+        payload, fds = message
+        try:
+            sizes, data = pickle.loads(payload)
+            views = (_mapped_buffers(fds[0], sizes) if fds
+                     else [memoryview(b"")] * len(sizes))
+            self._answer = _ResultUnpickler(data, self._args, views).load()
+        except Exception as exc:  # noqa: BLE001 - this answer only; the helper serves on
+            self._answer = ("lost", f"{type(exc).__name__}: {exc}", [])
 
     def result(self) -> Any:
         """Return the function's value, or raise its exception.
@@ -261,27 +299,22 @@ class PendingCall:
         SideProcessLost
             The helper died, or its answer could not be read: compute it here instead.
         """
-        side = self._side
-        if self.collected or not side._busy:
-            raise SideProcessLost("this call's answer was taken already, or the helper ended")
+        if self.collected:
+            raise SideProcessLost("this call's answer was taken already")
         self.collected = True
-        try:
-            message = _receive(side._sock)
-            if message is None:
-                raise EOFError("the helper process ended")
-        except Exception as exc:  # noqa: BLE001 - the stream is broken: no further calls
-            side._busy = False
-            side._broken(f"{type(exc).__name__}: {exc}")
-            raise SideProcessLost(str(exc)) from exc
-        side._busy = False
-        payload, fds = message
-        try:
-            sizes, data = pickle.loads(payload)
-            views = (_mapped_buffers(fds[0], sizes) if fds
-                     else [memoryview(b"")] * len(sizes))
-            status, value, said = _ResultUnpickler(data, self._args, views).load()
-        except Exception as exc:  # noqa: BLE001 - this answer only; the helper serves on
-            status, value, said = "lost", f"{type(exc).__name__}: {exc}", []
+        side = self._side
+        while self._answer is None:
+            if not side._sent or not side.usable:
+                raise SideProcessLost("the helper process ended before answering")
+            try:
+                message = _receive(side._sock)
+                if message is None:
+                    raise EOFError("the helper process ended")
+            except Exception as exc:  # noqa: BLE001 - the stream is broken: no further calls
+                side._broken(f"{type(exc).__name__}: {exc}")
+                raise SideProcessLost(str(exc)) from exc
+            side._sent.popleft()._take(message)
+        status, value, said = self._answer
         if status == "lost":
             logger.warning("the helper process could not return its answer (%s); it is "
                            "computed in this process", value)
@@ -300,7 +333,7 @@ class SideProcess:
         self.pid = pid
         self.owner = os.getpid()
         self._sock = sock
-        self._busy = False
+        self._sent: collections.deque[PendingCall] = collections.deque()  # not answered yet
         self._alive = True
         self._shared_fds: dict[int, int] = {}
 
@@ -372,7 +405,7 @@ class SideProcess:
             os.close(fd)
 
     def call(self, target: str, *args: Any, **kwargs: Any) -> PendingCall:
-        """Send ``module:function(*args, **kwargs)`` to the helper; one call at a time.
+        """Send ``module:function(*args, **kwargs)`` to the helper (answered in order).
 
         ``target`` is named, not passed, so the caller need not import it (the labelling
         modules import scipy.ndimage: the main process then does not wait for that).
@@ -380,10 +413,10 @@ class SideProcess:
         Raises
         ------
         SideProcessLost
-            The helper is gone or busy, or the call could not be sent.
+            The helper is gone, or the call could not be sent.
         """
-        if not self.usable or self._busy:
-            raise SideProcessLost("no helper process is free")
+        if not self.usable:
+            raise SideProcessLost("no helper process")
         buffer = io.BytesIO()
         pickler = _ArgsPickler(buffer, self)
         try:
@@ -395,8 +428,9 @@ class SideProcess:
         except OSError as exc:  # the stream may hold half a message: no further calls
             self._broken(f"{type(exc).__name__}: {exc}")
             raise SideProcessLost(str(exc)) from exc
-        self._busy = True
-        return PendingCall(self, args)
+        pending = PendingCall(self, args)
+        self._sent.append(pending)
+        return pending
 
     def _broken(self, why: str) -> None:
         if self._alive:
@@ -413,7 +447,8 @@ class SideProcess:
         """
         if os.getpid() != self.owner or not self._alive and self._sock.fileno() < 0:
             return
-        self._busy = self._alive = False
+        self._alive = False
+        self._sent.clear()
         with contextlib.suppress(OSError):
             self._sock.close()
         with contextlib.suppress(ProcessLookupError):
