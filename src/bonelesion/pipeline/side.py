@@ -1,4 +1,6 @@
-"""A helper process beside a run's main process, for one study's vertebra labelling at a time.
+"""A helper process beside a run's main process: each study's labelling, on the other core.
+
+It also hashes the study's source files while the main process reads its series.
 
 Why a process: the labelling (scipy.ndimage, mostly holding the GIL) and the main thread's
 measuring, hashing and report preparation (Python) each hold the GIL; on two threads they
