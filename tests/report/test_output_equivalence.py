@@ -180,30 +180,27 @@ def test_json_text_refuses_a_cycle_as_json_dumps_does() -> None:
         json_text(cycle)
 
 
-def _reference_csv_cell(value: Any) -> str:
-    """`csv_cell` as it was."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else repr(value)
-    if isinstance(value, (list, tuple)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return ";".join(f"{v:g}" for v in value)
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
-
-
 def _reference_rows_csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    """`rows_csv_text` as it was (`csv_cell` on every cell)."""
+    """`rows_csv_text` as it was: `csv.writer` over `csv_cell` of every cell."""
+    from bonelesion.report.table import csv_cell
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_reference_csv_cell(row.get(name)) for name in columns])
+        writer.writerow([csv_cell(row.get(name)) for name in columns])
     return buf.getvalue()
+
+
+def test_structured_cells_are_json_dumps_text() -> None:
+    from bonelesion.report.table import csv_cell
+
+    for value in ({}, ["a", 1], {"ß": [1, None], "k": "v, \"x\""}, ({"x": 0.1},),
+                  [True, 2], [1, "2"]):
+        assert csv_cell(value) == json.dumps(value, ensure_ascii=False,
+                                             separators=(",", ":"))
+    assert csv_cell([1, 2.5, -0.0]) == "1;2.5;-0"  # numbers only: semicolon-joined
+    assert csv_cell([]) == ""
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -260,15 +257,7 @@ def _reference_axes_on_slice(mask2d: np.ndarray, row_mm: float, col_mm: float
     pts = np.unique(np.concatenate([down, across]) * np.array([row_mm, col_mm]), axis=0)
     if len(pts) > 3:
         pts = _reference_convex_hull(pts)
-    diff = pts[:, None, :] - pts[None, :, :]
-    dist = np.hypot(diff[..., 0], diff[..., 1])
-    i, j = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    long_mm = float(dist[i, j])
-    if long_mm == 0.0:
-        return 0.0, 0.0
-    axis = (pts[j] - pts[i]) / long_mm
-    across_mm = pts @ np.array([-axis[1], axis[0]])
-    return long_mm, float(across_mm.max() - across_mm.min())
+    return _calipers(pts)
 
 
 def _varied_masks(rng: np.random.Generator) -> list[np.ndarray]:
@@ -301,6 +290,8 @@ def _calipers(pts: np.ndarray) -> tuple[float, float]:
     dist = np.hypot(diff[..., 0], diff[..., 1])
     i, j = np.unravel_index(int(np.argmax(dist)), dist.shape)
     long_mm = float(dist[i, j])
+    if long_mm == 0.0:
+        return 0.0, 0.0
     axis = (pts[j] - pts[i]) / long_mm
     across = pts @ np.array([-axis[1], axis[0]])
     return long_mm, float(across.max() - across.min())
